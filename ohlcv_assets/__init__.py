@@ -1,0 +1,1 @@
+"""ohlcv_assets: OHLCV candles from exchanges as partitioned Dagster assets."""

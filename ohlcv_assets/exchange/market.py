@@ -1,0 +1,160 @@
+"""Deterministic simulated market: the candles the bundled exchange simulator serves.
+
+Every 1m candle is a pure function of (seed, symbol, open time), so any range can be generated
+directly, vectorised, without replaying history; tests use the same functions as the reference.
+Prices are integer ticks and volumes integer lots, so aggregating 1m candles into longer
+intervals is exact, as on a real exchange.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import zlib
+
+import numpy as np
+
+from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
+
+PRICE_DECIMALS = 2
+VOLUME_DECIMALS = 5
+WIRE_DECIMALS = 8  # Binance sends every price and quantity with eight decimals
+
+
+@dataclasses.dataclass(frozen=True)
+class SimSymbol:
+    base: str
+    quote: str
+    listed: dt.date
+    price: float = 100.0
+
+    @property
+    def exchange_symbol(self) -> str:
+        return f"{self.base}{self.quote}"
+
+    @property
+    def listed_ms(self) -> int:
+        return day_bounds_ms(self.listed)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Downtime:
+    """An exchange outage: no 1m candle opens in [start, end)."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    @property
+    def bounds_ms(self) -> tuple[int, int]:
+        return int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000)
+
+
+@dataclasses.dataclass(frozen=True)
+class CandleArrays:
+    """Candles as parallel integer arrays: prices in ticks, volume in lots."""
+
+    open_time: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.open_time)
+
+    def take(self, index) -> CandleArrays:
+        return CandleArrays(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
+
+    def as_floats(self) -> dict[str, np.ndarray]:
+        """Exchange units: what a client that parsed the wire strings holds."""
+        return {
+            "open_time": self.open_time,
+            "open": self.open / 10**PRICE_DECIMALS,
+            "high": self.high / 10**PRICE_DECIMALS,
+            "low": self.low / 10**PRICE_DECIMALS,
+            "close": self.close / 10**PRICE_DECIMALS,
+            "volume": self.volume / 10**VOLUME_DECIMALS,
+        }
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a fast, well-spread integer hash (wraps modulo 2**64)."""
+    x = x.astype(np.uint64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _uniform(seed: int, salt: int, t_ms: np.ndarray) -> np.ndarray:
+    """Deterministic uniform [0, 1) noise for each timestamp."""
+    key = np.uint64((seed * 0x9E3779B97F4A7C15 + salt) % 2**64)
+    return (_mix(t_ms.astype(np.uint64) ^ key) >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+class SimulatedMarket:
+    def __init__(self, symbols: dict[str, SimSymbol], downtime: list[Downtime] | None = None, seed: int = 7):
+        self.symbols = symbols
+        self.downtime = list(downtime or [])
+        self.seed = seed
+
+    def _salt(self, symbol: SimSymbol) -> int:
+        return zlib.crc32(symbol.exchange_symbol.encode())
+
+    def _price_ticks(self, symbol: SimSymbol, t_ms: np.ndarray) -> np.ndarray:
+        salt = self._salt(symbol)
+        t = t_ms.astype(np.float64)
+        phase = (salt % 1000) / 1000 * 2 * np.pi
+        drift = 0.08 * np.sin(2 * np.pi * t / (9.3 * DAY_MS) + phase) + 0.03 * np.sin(2 * np.pi * t / DAY_MS + 2 * phase)
+        wiggle = 0.004 * np.sin(2 * np.pi * t / (47 * MINUTE_MS) + phase)
+        noise = 0.002 * (_uniform(self.seed, salt, t_ms) - 0.5)
+        return np.round(symbol.price * 10**PRICE_DECIMALS * np.exp(drift + wiggle + noise)).astype(np.int64)
+
+    def minute_candles(self, symbol: SimSymbol, start_ms: int, end_ms: int, now_ms: int) -> CandleArrays:
+        """1m candles opening in [start_ms, end_ms) that exist at now_ms (the last may be forming)."""
+        first = max(start_ms, symbol.listed_ms)
+        first = -(-first // MINUTE_MS) * MINUTE_MS
+        end = min(end_ms, now_ms + 1)
+        t = np.arange(first, max(first, end), MINUTE_MS, dtype=np.int64)
+        for outage in self.downtime:
+            lo, hi = outage.bounds_ms
+            t = t[(t < lo) | (t >= hi)]
+        salt = self._salt(symbol)
+        close_t = np.minimum(t + MINUTE_MS, now_ms)  # a forming candle closes at "now" so far
+        elapsed = (close_t - t) / MINUTE_MS
+        opens = self._price_ticks(symbol, t)
+        closes = self._price_ticks(symbol, close_t)
+        up = np.round(opens * 0.0015 * _uniform(self.seed, salt + 1, t) * elapsed).astype(np.int64)
+        down = np.round(opens * 0.0015 * _uniform(self.seed, salt + 3, t) * elapsed).astype(np.int64)
+        highs = np.maximum(opens, closes) + up
+        lows = np.maximum(1, np.minimum(opens, closes) - down)
+        volume = np.round((0.2 + 5 * _uniform(self.seed, salt + 2, t) ** 3) * elapsed * 10**VOLUME_DECIMALS * 100 / symbol.price ** 0.5)
+        return CandleArrays(t, opens, highs, lows, closes, volume.astype(np.int64))
+
+    def candles(self, symbol: SimSymbol, interval_ms: int, start_ms: int, end_ms: int, now_ms: int) -> CandleArrays:
+        """Candles of an interval opening in [start_ms, end_ms), aggregated from 1m candles."""
+        start = start_ms // interval_ms * interval_ms
+        minutes = self.minute_candles(symbol, start, -(-end_ms // interval_ms) * interval_ms, now_ms)
+        if interval_ms == MINUTE_MS or len(minutes) == 0:
+            out = minutes
+        else:
+            bucket = minutes.open_time // interval_ms * interval_ms
+            starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+            ends = np.r_[starts[1:], len(bucket)] - 1
+            out = CandleArrays(
+                bucket[starts],
+                minutes.open[starts],
+                np.maximum.reduceat(minutes.high, starts),
+                np.minimum.reduceat(minutes.low, starts),
+                minutes.close[ends],
+                np.add.reduceat(minutes.volume, starts),
+            )
+        keep = (out.open_time >= start_ms) & (out.open_time < end_ms)
+        return out.take(keep)
+
+
+def format_fixed(units: np.ndarray, decimals: int) -> list[str]:
+    """Integer units as the exchange's fixed-point decimal strings, e.g. 1234567 -> '12345.67000000'."""
+    pad = "0" * (WIRE_DECIMALS - decimals)
+    scale = 10**decimals
+    return [f"{u // scale}.{u % scale:0{decimals}d}{pad}" for u in units.tolist()]

@@ -1,0 +1,87 @@
+"""Candle sources and gap-free pagination of closed candles.
+
+A ``CandleSource`` answers one request window; ``fetch_closed_candles`` turns windows into exactly
+the closed candles of a time range, so other sources (bulk archives, other protocols) plug in
+without touching the assets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+CANDLE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume"]
+
+
+class PermanentFetchError(Exception):
+    """A request that cannot succeed by retrying (unknown symbol, bad interval, 4xx)."""
+
+
+class FetchFailed(Exception):
+    """A request window that still failed after all its retries: the partition must fail."""
+
+
+@dataclasses.dataclass
+class FetchStats:
+    requests: int = 0
+    retries: int = 0
+    rate_limit_waits: int = 0
+    waited_seconds: float = 0.0
+
+    def as_metadata(self) -> dict[str, float]:
+        return {"requests": self.requests, "retries": self.retries, "rate_limit_waits": self.rate_limit_waits,
+                "waited_seconds": round(self.waited_seconds, 3)}
+
+
+class CandleSource(Protocol):
+    page_limit: int
+    stats: FetchStats
+
+    def check_symbol(self, symbol: str) -> None:
+        """Raises PermanentFetchError if the source does not list the symbol."""
+
+    def fetch_page(self, symbol: str, interval: str, since_ms: int, until_ms: int) -> np.ndarray:
+        """Up to page_limit candles opening in [since_ms, until_ms], ascending, as an (n, 6) float array."""
+
+    def first_open_time(self, symbol: str, interval: str) -> int | None:
+        """Open time of the symbol's first candle ever (its listing), or None if unknown."""
+
+
+def empty_candles() -> pd.DataFrame:
+    return rows_to_frame(np.empty((0, 6)))
+
+
+def rows_to_frame(rows: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame(rows[:, 1:6].astype(np.float64), columns=CANDLE_COLUMNS[1:])
+    frame.insert(0, "open_time", rows[:, 0].astype(np.int64))
+    return frame
+
+
+def fetch_closed_candles(source: CandleSource, symbol: str, interval: str, step_ms: int,
+                         start_ms: int, end_ms: int, now_ms: int) -> pd.DataFrame:
+    """Every closed candle opening in [start_ms, end_ms), paginated without gaps or overlaps.
+
+    A candle is closed when its close time (open + interval) is not in the future, so the
+    still-forming candle is never returned. Pagination walks forward from the last candle
+    received and stops when the source has nothing more in the range.
+    """
+    end = min(end_ms, now_ms // step_ms * step_ms)
+    cursor, pages = start_ms, []
+    while cursor < end:
+        rows = source.fetch_page(symbol, interval, cursor, end - 1)
+        if len(rows) == 0:
+            break
+        times = rows[:, 0]
+        if np.any(np.diff(times) <= 0):
+            raise FetchFailed(f"{symbol} {interval}: the source returned unordered or duplicate candles after {cursor}")
+        rows = rows[(times >= cursor) & (times < end)]
+        if len(rows) == 0:
+            if times[-1] < cursor:
+                raise FetchFailed(f"{symbol} {interval}: the source ignored the requested start {cursor}")
+            break
+        pages.append(rows)
+        cursor = int(rows[-1, 0]) + step_ms
+    return rows_to_frame(np.concatenate(pages)) if pages else empty_candles()

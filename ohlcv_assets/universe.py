@@ -1,0 +1,193 @@
+"""The universe: which exchanges, instruments, intervals and start dates exist.
+
+Loaded from one YAML file (``OHLCV_UNIVERSE``, default: the bundled demo universe) and validated
+completely at load time, so that a typo fails before anything runs, with a message naming the
+entry, rather than as a half-finished backfill.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import ccxt
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ohlcv_assets.intervals import interval_ms
+
+UNIVERSE_ENV = "OHLCV_UNIVERSE"
+_ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+class UniverseError(ValueError):
+    """The universe file is invalid; the message names every offending entry."""
+
+
+class ExchangeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ccxt_id: str = Field(description="ccxt exchange id, e.g. 'binance'")
+    api_url: str | None = Field(default=None, description="override of the public REST API base URL")
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    requests_per_minute: int = Field(default=1200, gt=0, description="rate budget of one client")
+    max_attempts: int = Field(default=6, ge=1, description="tries per request window before the run fails")
+    options: dict = Field(default_factory=dict, description="ccxt options passed to the exchange")
+
+
+class Instrument(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exchange: str
+    symbol: str = Field(description="ccxt unified symbol, e.g. 'BTC/USDT'")
+    intervals: Annotated[tuple[str, ...], Field(min_length=1)]
+    start: dt.date
+
+    @field_validator("intervals")
+    @classmethod
+    def _interval_grid(cls, intervals: tuple[str, ...]) -> tuple[str, ...]:
+        for interval in intervals:
+            interval_ms(interval)
+        if len(set(intervals)) != len(intervals):
+            raise ValueError(f"intervals repeat: {list(intervals)}")
+        return intervals
+
+    @property
+    def key(self) -> str:
+        """Partition key: readable and free of the characters Dagster keys must avoid."""
+        return instrument_key(self.exchange, self.symbol)
+
+    def label(self) -> str:
+        return f"{self.exchange} {self.symbol}"
+
+
+def instrument_key(exchange: str, symbol: str) -> str:
+    return f"{exchange}.{symbol.replace('/', '-').replace(':', '_')}"
+
+
+class Universe(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exchanges: dict[str, ExchangeConfig]
+    instruments: tuple[Instrument, ...]
+
+    @property
+    def intervals(self) -> list[str]:
+        """Every configured interval, shortest first."""
+        return sorted({i for inst in self.instruments for i in inst.intervals}, key=interval_ms)
+
+    def instruments_for(self, interval: str) -> list[Instrument]:
+        return [inst for inst in self.instruments if interval in inst.intervals]
+
+    def instrument(self, key: str) -> Instrument:
+        for inst in self.instruments:
+            if inst.key == key:
+                return inst
+        raise KeyError(f"instrument {key!r} is not in the universe (known: {[i.key for i in self.instruments]})")
+
+    def start_date(self, interval: str) -> dt.date:
+        return min(inst.start for inst in self.instruments_for(interval))
+
+
+def expand_env(value, environ: dict[str, str] | None = None):
+    """Expands ${VAR} and ${VAR:-default} in every string of a parsed YAML document;
+    an unset variable without default is an error."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise UniverseError(f"universe refers to ${{{name}}}, which is not set and has no default")
+
+    return _ENV_REF.sub(replace, value)
+
+
+def parse_universe(text: str, source: str = "<universe>", today: dt.date | None = None) -> Universe:
+    try:
+        raw = expand_env(yaml.safe_load(text))
+    except yaml.YAMLError as err:
+        raise UniverseError(f"{source}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise UniverseError(f"{source}: expected a mapping with 'exchanges' and 'instruments'")
+    try:
+        universe = Universe.model_validate(raw)
+    except ValidationError as err:
+        raise UniverseError(f"{source}: " + "; ".join(_describe(raw, e) for e in err.errors())) from None
+    problems = _semantic_problems(universe, today or dt.datetime.now(dt.timezone.utc).date())
+    if problems:
+        raise UniverseError(f"{source}: " + "; ".join(problems))
+    return universe
+
+
+def _describe(raw: dict, error: dict) -> str:
+    loc = list(error["loc"])
+    where = ".".join(str(p) for p in loc)
+    if len(loc) >= 2 and loc[0] == "instruments" and isinstance(loc[1], int):
+        try:
+            entry = raw["instruments"][loc[1]]
+            where = f"instruments[{loc[1]}] ({entry.get('exchange')} {entry.get('symbol')})" + "".join(f".{p}" for p in loc[2:])
+        except (IndexError, KeyError, AttributeError, TypeError):
+            pass
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    return f"{where}: {error['msg']}"
+
+
+def _semantic_problems(universe: Universe, today: dt.date) -> list[str]:
+    problems = []
+    for name, exchange in universe.exchanges.items():
+        if exchange.ccxt_id not in ccxt.exchanges:
+            problems.append(f"exchanges.{name}: unknown ccxt exchange id {exchange.ccxt_id!r}")
+    seen: dict[str, int] = {}
+    for n, inst in enumerate(universe.instruments):
+        where = f"instruments[{n}] ({inst.label()})"
+        if inst.key in seen:
+            problems.append(f"{where}: duplicate of instruments[{seen[inst.key]}]")
+        seen.setdefault(inst.key, n)
+        if inst.start > today:
+            problems.append(f"{where}: start {inst.start} is in the future")
+        exchange = universe.exchanges.get(inst.exchange)
+        if exchange is None:
+            problems.append(f"{where}: exchange {inst.exchange!r} is not declared under exchanges")
+            continue
+        if exchange.ccxt_id not in ccxt.exchanges:
+            continue
+        offered = exchange_timeframes(exchange.ccxt_id)
+        for interval in inst.intervals:
+            if offered and interval not in offered:
+                problems.append(f"{where}: interval {interval!r} is not offered by {exchange.ccxt_id} (offers: {', '.join(offered)})")
+    return problems
+
+
+@functools.cache
+def exchange_timeframes(ccxt_id: str) -> tuple[str, ...]:
+    """The intervals an exchange offers, from ccxt's static description (no network)."""
+    return tuple((getattr(ccxt, ccxt_id)().timeframes or {}).keys())
+
+
+def universe_path() -> Path | None:
+    value = os.environ.get(UNIVERSE_ENV)
+    return Path(value) if value else None
+
+
+def load_universe(path: str | Path | None = None) -> Universe:
+    path = Path(path) if path else universe_path()
+    if path is None:
+        return parse_universe(resources.files("ohlcv_assets").joinpath("demo_universe.yaml").read_text(), "demo_universe.yaml")
+    if not path.exists():
+        raise UniverseError(f"universe file {path} does not exist (set {UNIVERSE_ENV})")
+    return parse_universe(path.read_text(), str(path))

@@ -1,0 +1,1 @@
+"""The warehouse: candles and derived tables in PostgreSQL (production) or SQLite (default)."""

@@ -1,0 +1,28 @@
+"""Table definitions (SQLAlchemy Core). Changes here need an Alembic migration in migrations/versions.
+
+Prices and volumes are float64 (DOUBLE PRECISION): every consumer (pandas, numpy, TA-Lib)
+computes in float64, and a decimal string of up to 15 significant digits (all Binance prices
+and quantities below 10 million at eight decimals) parses to the float whose shortest repr is
+that same number, so the exchange's value round-trips exactly.
+"""
+
+from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table
+
+metadata = MetaData()
+
+candles = Table(
+    "candles",
+    metadata,
+    Column("exchange", String(64), primary_key=True),
+    Column("symbol", String(64), primary_key=True),
+    Column("timeframe", String(8), primary_key=True),
+    Column("open_time", BigInteger, primary_key=True, comment="epoch milliseconds, UTC"),
+    Column("open", Float(53), nullable=False),
+    Column("high", Float(53), nullable=False),
+    Column("low", Float(53), nullable=False),
+    Column("close", Float(53), nullable=False),
+    Column("volume", Float(53), nullable=False),
+    Column("fetched_at", BigInteger, nullable=False, comment="epoch milliseconds when last written"),
+)
+
+VALUE_COLUMNS = ["open", "high", "low", "close", "volume"]

@@ -1,0 +1,158 @@
+"""Reading and atomically merging candles; PostgreSQL (COPY + merge) or SQLite (the default).
+
+Every write is one transaction that merges a partition's candles: a crash leaves the old content,
+a re-run adds nothing twice, and candles the exchange revised are updated in place. Rows are
+never deleted by a write, so a partition re-fetched from an exchange that has since forgotten
+old candles keeps them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ohlcv_assets.exchange.source import CANDLE_COLUMNS
+from ohlcv_assets.warehouse.schema import VALUE_COLUMNS, candles
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_MIGRATION_LOCK = 0x0B1C5  # pg_advisory_xact_lock key serialising concurrent migrations
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+_KEY = ["exchange", "symbol", "timeframe", "open_time"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeResult:
+    inserted: int
+    revised: int
+    unchanged: int
+
+
+def normalise_url(url: str) -> str:
+    """Uses psycopg 3 for PostgreSQL URLs given without a driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def diff_candles(existing: pd.DataFrame, incoming: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The incoming rows that are new or differ from what is stored, and how many differ."""
+    merged = incoming.merge(existing, on="open_time", how="left", suffixes=("", "_stored"), indicator=True)
+    is_new = (merged["_merge"] == "left_only").to_numpy()
+    changed = is_new.copy()
+    for col in VALUE_COLUMNS:
+        changed |= merged[col].to_numpy() != merged[f"{col}_stored"].to_numpy()
+    return incoming[changed], int(changed.sum() - is_new.sum())
+
+
+class Warehouse:
+    def __init__(self, url: str):
+        self.url = normalise_url(url)
+        self.engine = self._create_engine()
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def _create_engine(self) -> sa.Engine:
+        if not self.url.startswith("sqlite"):
+            return sa.create_engine(self.url, pool_pre_ping=True)
+        database = sa.make_url(self.url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @sa.event.listens_for(engine, "connect")
+        def _configure(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None  # transactions are begun below, IMMEDIATE
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(connection):
+            # Take the write lock up front: a deferred transaction that reads first cannot wait
+            # for a concurrent writer and fails with "database is locked" instead.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    def migrate(self) -> None:
+        """Brings the schema to the newest migration; safe to call from concurrent runs."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            if self.is_postgres:
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def read_candles(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int,
+                     connection: sa.Connection | None = None) -> pd.DataFrame:
+        query = (
+            sa.select(*(candles.c[c] for c in CANDLE_COLUMNS))
+            .where(candles.c.exchange == exchange, candles.c.symbol == symbol, candles.c.timeframe == timeframe,
+                   candles.c.open_time >= start_ms, candles.c.open_time < end_ms)
+            .order_by(candles.c.open_time)
+        )
+        if connection is None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        else:
+            rows = connection.execute(query).all()
+        frame = pd.DataFrame(rows, columns=CANDLE_COLUMNS)
+        return frame.astype({"open_time": "int64", **{c: "float64" for c in VALUE_COLUMNS}})
+
+    def merge_candles(self, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
+                      start_ms: int, end_ms: int, fetched_at_ms: int) -> MergeResult:
+        """Merges one partition's candles ([start_ms, end_ms)) in a single transaction."""
+        with self.engine.begin() as connection:
+            existing = self.read_candles(exchange, symbol, timeframe, start_ms, end_ms, connection)
+            changed, revised = diff_candles(existing, frame)
+            if len(changed):
+                rows = changed.assign(exchange=exchange, symbol=symbol, timeframe=timeframe, fetched_at=fetched_at_ms)
+                rows = rows[[c.name for c in candles.columns]]
+                if self.is_postgres:
+                    _copy_merge(connection, rows)
+                else:
+                    _sqlite_merge(connection, rows)
+        inserted = len(changed) - revised
+        return MergeResult(inserted=inserted, revised=revised, unchanged=len(frame) - len(changed))
+
+
+def _upsert_set(excluded) -> dict:
+    return {c: excluded[c] for c in [*VALUE_COLUMNS, "fetched_at"]}
+
+
+def _sqlite_merge(connection: sa.Connection, rows: pd.DataFrame) -> None:
+    statement = sqlite_insert(candles)
+    statement = statement.on_conflict_do_update(index_elements=_KEY, set_=_upsert_set(statement.excluded))
+    connection.execute(statement, rows.to_dict("records"))
+
+
+def _copy_merge(connection: sa.Connection, rows: pd.DataFrame) -> None:
+    """COPY (binary) into a transaction-local staging table, then merge into candles."""
+    columns = [c.name for c in candles.columns]
+    driver_connection = connection.connection.driver_connection
+    with driver_connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE candles_staging (LIKE candles) ON COMMIT DROP")
+        with cursor.copy(f"COPY candles_staging ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "text", "int8", "float8", "float8", "float8", "float8", "float8", "int8"])
+            for row in rows.itertuples(index=False, name=None):
+                copy.write_row(row)
+    staged = sa.table("candles_staging", *(sa.column(c) for c in columns))
+    statement = pg_insert(candles).from_select(columns, sa.select(*(staged.c[c] for c in columns)))
+    statement = statement.on_conflict_do_update(index_elements=_KEY, set_=_upsert_set(statement.excluded))
+    connection.execute(statement)
