@@ -1,0 +1,31 @@
+"""Assembles the code location: assets, sensors and schedules built from the universe file."""
+
+
+import os
+
+import dagster as dg
+
+from ohlcv_assets.assets.candles import build_candles_asset
+from ohlcv_assets.resources import ExchangeResource, WarehouseResource, default_warehouse_url
+from ohlcv_assets.resources.warehouse import WAREHOUSE_URL_ENV
+from ohlcv_assets.schedules.today import build_today_schedule
+from ohlcv_assets.sensors.instruments import build_instrument_sensor
+from ohlcv_assets.universe import UNIVERSE_ENV, Universe, load_universe
+
+
+def build_definitions(universe: Universe, universe_path: str = "", warehouse_url: str | None = None) -> dg.Definitions:
+    candles = {interval: build_candles_asset(universe, interval) for interval in universe.intervals}
+    if warehouse_url is None:
+        warehouse_url = dg.EnvVar(WAREHOUSE_URL_ENV) if os.environ.get(WAREHOUSE_URL_ENV) else default_warehouse_url()
+    return dg.Definitions(
+        assets=list(candles.values()),
+        sensors=[build_instrument_sensor(universe)],
+        schedules=[build_today_schedule(universe, interval, asset) for interval, asset in candles.items()],
+        resources={
+            "exchange": ExchangeResource(universe_path=universe_path),
+            "warehouse": WarehouseResource(url=warehouse_url),
+        },
+    )
+
+
+defs = build_definitions(load_universe(), os.environ.get(UNIVERSE_ENV, ""))

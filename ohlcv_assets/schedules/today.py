@@ -1,0 +1,45 @@
+"""Keeps today's candles partitions filling: every tick re-runs each instrument's current day.
+
+In the first hour of a UTC day the previous day is re-run too, so its last candles (closed only
+after midnight) are completed.
+"""
+
+
+import datetime as dt
+
+import dagster as dg
+
+from ohlcv_assets.assets.candles import candles_key
+from ohlcv_assets.partitions import partition_key
+from ohlcv_assets.universe import Universe
+
+TODAY_CRON = "*/10 * * * *"
+
+
+def days_to_refresh(now: dt.datetime) -> list[dt.date]:
+    today = now.astimezone(dt.timezone.utc).date()
+    return [today - dt.timedelta(days=1), today] if now.astimezone(dt.timezone.utc).hour == 0 else [today]
+
+
+def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefinition) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=f"candles_{interval}_today",
+        cron_schedule=TODAY_CRON,
+        execution_timezone="UTC",
+        target=asset,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Re-fetches today's {interval} candles of every instrument every 10 minutes.",
+    )
+    def today_schedule(context: dg.ScheduleEvaluationContext):
+        registered = set(context.instance.get_dynamic_partitions(f"instruments_{interval}"))
+        for day in days_to_refresh(context.scheduled_execution_time):
+            for inst in universe.instruments_for(interval):
+                if inst.key in registered and day >= inst.start:
+                    yield dg.RunRequest(
+                        run_key=f"{inst.key}|{day}|{context.scheduled_execution_time.isoformat()}",
+                        asset_selection=[candles_key(interval)],
+                        partition_key=partition_key(inst.key, day),
+                        tags={"ohlcv/reason": "keep-today-fresh"},
+                    )
+
+    return today_schedule
