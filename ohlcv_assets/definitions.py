@@ -5,7 +5,7 @@ import os
 
 import dagster as dg
 
-from ohlcv_assets.assets.candles import build_candles_asset
+from ohlcv_assets.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource, default_warehouse_url
 from ohlcv_assets.resources.warehouse import WAREHOUSE_URL_ENV
 from ohlcv_assets.schedules.today import build_today_schedule
@@ -13,8 +13,9 @@ from ohlcv_assets.sensors.instruments import build_instrument_sensor
 from ohlcv_assets.universe import UNIVERSE_ENV, Universe, load_universe
 
 
-def build_definitions(universe: Universe, universe_path: str = "", warehouse_url: str | None = None) -> dg.Definitions:
-    candles = {interval: build_candles_asset(universe, interval) for interval in universe.intervals}
+def build_definitions(universe: Universe, universe_path: str = "", warehouse_url: str | None = None,
+                      retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.Definitions:
+    candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
     if warehouse_url is None:
         warehouse_url = dg.EnvVar(WAREHOUSE_URL_ENV) if os.environ.get(WAREHOUSE_URL_ENV) else default_warehouse_url()
     return dg.Definitions(

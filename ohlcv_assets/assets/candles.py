@@ -19,12 +19,12 @@ def candles_key(interval: str) -> dg.AssetKey:
     return dg.AssetKey(["candles", interval])
 
 
-def build_candles_asset(universe: Universe, interval: str) -> dg.AssetsDefinition:
+def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.AssetsDefinition:
     @dg.asset(
         key=candles_key(interval),
         partitions_def=candle_partitions(universe, interval),
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
-        retry_policy=CANDLES_RETRY_POLICY,
+        retry_policy=retry_policy,
         group_name="candles",
         kinds={"sql"},
         description=(

@@ -20,16 +20,15 @@ import numpy as np
 from ohlcv_assets.exchange.source import FetchFailed, FetchStats, PermanentFetchError
 from ohlcv_assets.universe import ExchangeConfig
 
-BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 RETRY_AFTER_MARGIN_SECONDS = 0.25
 _PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410, 451}
 _DEFAULT_OPTIONS = {"binance": {"fetchMarkets": {"types": ["spot"]}}, "binanceus": {"fetchMarkets": {"types": ["spot"]}}}
 
 
-def backoff_seconds(attempt: int, rng: random.Random) -> float:
-    """Exponential backoff with full jitter in [0.5, 1.5] x base * 2**attempt, capped."""
-    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt) * rng.uniform(0.5, 1.5)
+def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: uniform in [0.5, 1.5] x base * 2**attempt, capped."""
+    return min(BACKOFF_CAP_SECONDS, base * 2**attempt) * rng.uniform(0.5, 1.5)
 
 
 class CcxtCandleSource:
@@ -123,12 +122,12 @@ class CcxtCandleSource:
             except ccxt.BaseError as err:
                 status = self._last_status
                 if status in (418, 429):
-                    wait = max(self._retry_after(), backoff_seconds(attempt, self._rng))
+                    wait = max(self._retry_after(), backoff_seconds(attempt, self.config.retry_base_seconds, self._rng))
                     self.stats.rate_limit_waits += 1
                 elif _is_permanent(err, status):
                     raise PermanentFetchError(f"{self.name}: {err}") from err
                 else:
-                    wait = backoff_seconds(attempt, self._rng)
+                    wait = backoff_seconds(attempt, self.config.retry_base_seconds, self._rng)
                 if attempt == attempts - 1:
                     raise FetchFailed(f"{self.name}: request still failing after {attempts} attempts: {err}") from err
                 self.stats.retries += 1

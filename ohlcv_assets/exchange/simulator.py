@@ -47,7 +47,7 @@ ENDPOINT_WEIGHT = {"klines": 2, "exchangeInfo": 20, "time": 1, "ping": 1}
 class Fault:
     """Fires on matching requests: the first ``count`` of them, or every ``every``-th one."""
 
-    kind: str  # "status" | "slow" | "truncated" | "rate_limit"
+    kind: str  # "status" | "slow" | "truncated" | "rate_limit" | "corrupt"
     endpoint: str = "klines"
     count: int | None = None
     every: int | None = None
@@ -57,7 +57,7 @@ class Fault:
     fired: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in {"status", "slow", "truncated", "rate_limit"}:
+        if self.kind not in {"status", "slow", "truncated", "rate_limit", "corrupt"}:
             raise ValueError(f"unknown fault kind {self.kind!r}")
         if (self.count is None) == (self.every is None):
             raise ValueError("a fault needs exactly one of count or every")
@@ -166,6 +166,7 @@ class ExchangeSimulator:
         self.budget = WeightBudget(config.weight_per_minute, config.ban_seconds)
         self.stats: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
+        self.frozen_now_ms: int | None = None
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -180,8 +181,14 @@ class ExchangeSimulator:
             if "weight_per_minute" in raw:
                 self.config.weight_per_minute = int(raw["weight_per_minute"])
                 self.budget = WeightBudget(self.config.weight_per_minute, self.config.ban_seconds)
+            if "frozen_now_ms" in raw:
+                self.frozen_now_ms = raw["frozen_now_ms"]
             if raw.get("reset_stats"):
                 self.stats.clear()
+
+    def now(self) -> int:
+        """The simulator's clock: real time unless a test froze it."""
+        return now_ms() if self.frozen_now_ms is None else self.frozen_now_ms
 
     def _fault_for(self, endpoint: str) -> Fault | None:
         with self.lock:
@@ -205,7 +212,10 @@ class ExchangeSimulator:
             raise ApiError(429, -1003, "Too much request weight used (injected).", 1)
         if fault and fault.kind == "slow":
             time.sleep(fault.seconds)
-        body = orjson.dumps(getattr(self, f"_{endpoint}")(query))
+        answer = getattr(self, f"_{endpoint}")(query)
+        if fault and fault.kind == "corrupt" and endpoint == "klines" and answer:
+            answer[0][2] = "0.01000000"  # high below low: a broken candle
+        body = orjson.dumps(answer)
         if fault and fault.kind == "truncated":
             body = body[: max(1, len(body) // 2)]
         return 200, body, headers
@@ -214,12 +224,12 @@ class ExchangeSimulator:
         return {}
 
     def _time(self, query: dict[str, str]) -> dict:
-        return {"serverTime": now_ms()}
+        return {"serverTime": self.now()}
 
     def _exchangeInfo(self, query: dict[str, str]) -> dict:
         return {
             "timezone": "UTC",
-            "serverTime": now_ms(),
+            "serverTime": self.now(),
             "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.config.weight_per_minute}],
             "exchangeFilters": [],
             "symbols": [_symbol_info(s) for s in self.config.symbols.values()],
@@ -241,7 +251,7 @@ class ExchangeSimulator:
         if not 1 <= limit <= KLINES_MAX_LIMIT:
             raise ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
         step = interval_ms(interval)
-        now = now_ms()
+        now = self.now()
         end = now if end is None else min(end, now)
         rows = self._select(symbol, step, start, end, limit, now)
         return _kline_rows(rows, step)
@@ -348,7 +358,10 @@ def _handler_for(sim: ExchangeSimulator) -> type[BaseHTTPRequestHandler]:
             for key, value in headers.items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout): as on a real exchange, nothing to do
 
         def do_GET(self) -> None:
             url = urlparse(self.path)

@@ -1,0 +1,178 @@
+"""Real Dagster runs of the candles assets against the simulator over HTTP, on both warehouses."""
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from ohlcv_assets.assets.candles import candles_key
+from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.ingest import ingest_day
+from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
+from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, now_ms
+from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles, universe_yaml
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def defs(universe, universe_file, warehouse_url, instance):
+    sync_instrument_partitions(instance, universe)
+    return build_definitions(universe, str(universe_file), warehouse_url)
+
+
+def materialize(defs, instance, interval, instrument, day, raise_on_error=True):
+    return dg.materialize(
+        [defs.get_assets_def(candles_key(interval))],
+        partition_key=partition_key(instrument, day),
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=raise_on_error,
+    )
+
+
+def metadata(result) -> dict:
+    [event] = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def stored(warehouse_url, symbol, interval, day):
+    wh = Warehouse(warehouse_url)
+    try:
+        return wh.read_candles("binance", symbol, interval, *day_bounds_ms(day))
+    finally:
+        wh.dispose()
+
+
+@pytest.mark.parametrize("interval", ["1m", "1h", "1d"])
+def test_a_materialized_day_is_exactly_the_simulators(simulator, defs, instance, warehouse_url, interval):
+    result = materialize(defs, instance, interval, "binance.BTC-USDT", PLAIN_DAY)
+    expected = simulator_candles(simulator, "BTC/USDT", interval, PLAIN_DAY, now_ms())
+    assert stored(warehouse_url, "BTC/USDT", interval, PLAIN_DAY).equals(expected)
+    meta = metadata(result)
+    assert meta["rows_written"] == meta["expected_candles"] == len(expected)
+    assert meta["missing_candles"] == 0 and meta["requests"] >= 1
+    assert meta["first_open_time"] == f"{PLAIN_DAY}T00:00:00Z"
+
+
+def test_rematerializing_changes_nothing(simulator, defs, instance, warehouse_url):
+    materialize(defs, instance, "1m", "binance.ETH-USDT", PLAIN_DAY)
+    first = stored(warehouse_url, "ETH/USDT", "1m", PLAIN_DAY)
+    meta = metadata(materialize(defs, instance, "1m", "binance.ETH-USDT", PLAIN_DAY))
+    assert meta["rows_written"] == 0 and meta["rows_fetched"] == 1440
+    assert stored(warehouse_url, "ETH/USDT", "1m", PLAIN_DAY).equals(first)
+
+
+def test_downtime_is_missing_rows_not_an_error(simulator, defs, instance, warehouse_url):
+    meta = metadata(materialize(defs, instance, "1m", "binance.BTC-USDT", DOWNTIME_DAY))
+    assert (meta["expected_candles"], meta["rows_written"], meta["missing_candles"]) == (1440, 1350, 90)
+    assert "not returned by the exchange" in meta["note"]
+    assert len(stored(warehouse_url, "BTC/USDT", "1m", DOWNTIME_DAY)) == 1350
+
+
+def test_a_day_before_listing_writes_nothing_and_says_why(simulator, defs, instance, warehouse_url):
+    meta = metadata(materialize(defs, instance, "1m", "binance.LATE-USDT", dt.date(2026, 10, 11)))
+    assert meta["rows_written"] == 0 and "before listing" in meta["note"] and "2026-10-12" in meta["note"]
+    assert stored(warehouse_url, "LATE/USDT", "1m", dt.date(2026, 10, 11)).empty
+    listed = metadata(materialize(defs, instance, "1m", "binance.LATE-USDT", dt.date(2026, 10, 12)))
+    assert listed["rows_written"] == 1440
+
+
+def test_a_day_before_the_configured_start_writes_nothing(simulator, defs, instance, warehouse_url, universe_file, universe):
+    text = universe_file.read_text().replace("symbol: ETH/USDT, intervals: [1m, 5m], start: 2026-10-01",
+                                             "symbol: ETH/USDT, intervals: [1m, 5m], start: 2026-10-05")
+    later = parse_universe(text)
+    defs = build_definitions(later, "", warehouse_url)
+    result = dg.materialize([defs.get_assets_def(candles_key("1m"))], partition_key=partition_key("binance.ETH-USDT", dt.date(2026, 10, 2)),
+                            instance=instance, resources={**defs.resources, "exchange": type(defs.resources["exchange"])(universe_path=_write(universe_file, text))})
+    assert "configured start 2026-10-05" in metadata(result)["note"]
+
+
+def _write(path, text):
+    other = path.with_name("later.yaml")
+    other.write_text(text)
+    return str(other)
+
+
+@pytest.mark.parametrize("fault", [
+    {"kind": "rate_limit", "count": 3},
+    {"kind": "status", "status": 502, "every": 2},
+    {"kind": "truncated", "count": 2},
+])
+def test_injected_faults_are_retried_and_the_run_ends_exact(simulator, defs, instance, warehouse_url, fault):
+    simulator.reconfigure({"faults": [fault]})
+    meta = metadata(materialize(defs, instance, "1m", "binance.BTC-USDT", PLAIN_DAY))
+    assert meta["retries"] >= 1
+    assert stored(warehouse_url, "BTC/USDT", "1m", PLAIN_DAY).equals(
+        simulator_candles(simulator, "BTC/USDT", "1m", PLAIN_DAY, now_ms()))
+    assert simulator.stats["status.418"] == 0
+
+
+def test_a_window_failing_after_its_retries_fails_the_run_and_writes_nothing(simulator, universe, universe_file, instance, tmp_path):
+    warehouse_url = f"sqlite:///{tmp_path / 'w.db'}"
+    sync_instrument_partitions(instance, universe)
+    defs = build_definitions(universe, str(universe_file), warehouse_url, dg.RetryPolicy(max_retries=1, delay=0.1))
+    simulator.reconfigure({"faults": [{"kind": "status", "status": 503, "count": 10_000}]})
+    result = materialize(defs, instance, "1h", "binance.BTC-USDT", PLAIN_DAY, raise_on_error=False)
+    assert not result.success
+    events = [e.event_type_value for e in result.all_events]
+    assert "STEP_UP_FOR_RETRY" in events  # the step retry is Dagster's, visible in the UI
+    assert stored(warehouse_url, "BTC/USDT", "1h", PLAIN_DAY).empty
+    assert not result.get_asset_materialization_events()
+
+
+def test_a_symbol_the_exchange_does_not_list_fails_clearly(simulator, instance, warehouse_url, tmp_path):
+    path = tmp_path / "u.yaml"
+    path.write_text(universe_yaml(simulator.url, "  - {exchange: binance, symbol: DOGE/USDT, intervals: [1h], start: 2026-10-01}"))
+    universe = parse_universe(path.read_text())
+    sync_instrument_partitions(instance, universe)
+    defs = build_definitions(universe, str(path), warehouse_url)
+    result = materialize(defs, instance, "1h", "binance.DOGE-USDT", PLAIN_DAY, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "does not list 'DOGE/USDT'" in str(failure.event_specific_data.error)
+    assert stored(warehouse_url, "DOGE/USDT", "1h", PLAIN_DAY).empty
+
+
+def test_a_broken_candle_fails_the_run_naming_it_and_nothing_is_written(simulator, defs, instance, warehouse_url):
+    simulator.reconfigure({"faults": [{"kind": "corrupt", "every": 1}]})
+    result = materialize(defs, instance, "1h", "binance.BTC-USDT", PLAIN_DAY, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = str(failure.event_specific_data.error)
+    assert "high is below open, close or low" in message and f"{PLAIN_DAY}T00:00:00Z" in message
+    assert stored(warehouse_url, "BTC/USDT", "1h", PLAIN_DAY).empty
+
+
+def test_the_forming_candle_is_never_stored_and_is_completed_once_closed(simulator, universe, warehouse):
+    """Time is frozen in the simulator so the candle's life can be stepped through."""
+    source = CcxtCandleSource("binance", universe.exchanges["binance"])
+    instrument = universe.instrument("binance.BTC-USDT")
+    forming = day_bounds_ms(PLAIN_DAY)[0] + 600 * MINUTE_MS
+    simulator.reconfigure({"frozen_now_ms": forming + 30_000})
+    report = ingest_day(source, warehouse, instrument, "1m", PLAIN_DAY, forming + 30_000)
+    rows = warehouse.read_candles("binance", "BTC/USDT", "1m", *day_bounds_ms(PLAIN_DAY))
+    assert report.rows_written == 600 and rows["open_time"].max() == forming - MINUTE_MS
+    simulator.reconfigure({"frozen_now_ms": forming + MINUTE_MS + 5_000})
+    ingest_day(source, warehouse, instrument, "1m", PLAIN_DAY, forming + MINUTE_MS + 5_000)
+    rows = warehouse.read_candles("binance", "BTC/USDT", "1m", *day_bounds_ms(PLAIN_DAY))
+    expected = simulator_candles(simulator, "BTC/USDT", "1m", PLAIN_DAY, forming + MINUTE_MS + 5_000)
+    assert rows["open_time"].max() == forming and rows.equals(expected)
+
+
+def test_an_instrument_is_only_in_its_intervals_assets(universe, universe_file, warehouse_url, instance):
+    sync_instrument_partitions(instance, universe)
+    assert set(instance.get_dynamic_partitions("instruments_1m")) == {"binance.BTC-USDT", "binance.ETH-USDT", "binance.LATE-USDT"}
+    assert instance.get_dynamic_partitions("instruments_5m") == ["binance.ETH-USDT"]
+    assert instance.get_dynamic_partitions("instruments_1d") == ["binance.BTC-USDT"]
+    defs = build_definitions(universe, str(universe_file), warehouse_url)
+    asset = defs.get_assets_def(candles_key("1m"))
+    assert asset.backfill_policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=31)
+    assert asset.op.retry_policy.max_retries >= 1

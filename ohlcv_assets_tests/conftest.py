@@ -1,0 +1,98 @@
+"""Shared fixtures: a real simulator over HTTP, real warehouses (SQLite and PostgreSQL), a universe."""
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ohlcv_assets.exchange.simulator import ExchangeSimulator, SimulatorConfig
+from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.warehouse.store import Warehouse, normalise_url
+from ohlcv_assets_tests.helpers import SIMULATOR_CONFIG, universe_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES_URL_ENV = "OHLCV_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    sim = ExchangeSimulator(SimulatorConfig.from_mapping(SIMULATOR_CONFIG))
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_simulator(request):
+    """Each test starts with no faults, a fresh budget, real time and zeroed counters."""
+    if "simulator" in request.fixturenames:
+        sim = request.getfixturevalue("simulator")
+        sim.reconfigure({"faults": [], "weight_per_minute": SIMULATOR_CONFIG["weight_per_minute"],
+                         "frozen_now_ms": None, "reset_stats": True})
+    yield
+
+
+@pytest.fixture
+def universe_file(simulator, tmp_path):
+    path = tmp_path / "universe.yaml"
+    path.write_text(universe_yaml(simulator.url))
+    return path
+
+
+@pytest.fixture
+def universe(universe_file):
+    return parse_universe(universe_file.read_text(), str(universe_file))
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory):
+    """A PostgreSQL server: OHLCV_TEST_POSTGRES_URL, else one started here from the local binaries.
+
+    Under CI the tests that need it fail rather than skip when none can be had.
+    """
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        yield url
+        return
+    data_dir = tmp_path_factory.mktemp("pg") / "data"
+    result = subprocess.run([str(REPO / "scripts" / "start-postgres.sh"), str(data_dir)], capture_output=True, text=True)
+    if result.returncode != 0:
+        message = f"no PostgreSQL for the tests (set {POSTGRES_URL_ENV}): {result.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield result.stdout.strip().splitlines()[-1]
+    stop = ["pg_ctl", "-D", str(data_dir), "-m", "fast", "stop"]
+    subprocess.run(["runuser", "-u", "postgres", "--", *stop] if os.getuid() == 0 else stop, capture_output=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url):
+    """A fresh, empty database on the test server, dropped afterwards."""
+    admin = sa.create_engine(normalise_url(postgres_server_url), isolation_level="AUTOCOMMIT")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield str(sa.make_url(normalise_url(postgres_server_url)).set(database=name).render_as_string(hide_password=False))
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse_url(request, tmp_path):
+    """The same tests against both warehouse backends."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def warehouse(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    yield wh
+    wh.dispose()

@@ -1,0 +1,91 @@
+"""ccxt against the simulator over HTTP: exact pagination, retries that end exact, no 418s."""
+
+import pytest
+
+from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
+from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError, fetch_closed_candles
+from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, interval_ms
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles
+
+
+def fetch_day(source, symbol, interval, day, now_ms):
+    start, end = day_bounds_ms(day)
+    return fetch_closed_candles(source, symbol, interval, interval_ms(interval), start, end, now_ms)
+
+
+@pytest.fixture
+def source(universe):
+    return CcxtCandleSource("binance", universe.exchanges["binance"])
+
+
+@pytest.mark.parametrize("interval", ["1m", "5m", "1h", "1d"])
+def test_a_day_is_exactly_the_simulators(simulator, source, interval):
+    now = day_bounds_ms(PLAIN_DAY)[1] + 3600_000
+    frame = fetch_day(source, "BTC/USDT", interval, PLAIN_DAY, now)
+    expected = simulator_candles(simulator, "BTC/USDT", interval, PLAIN_DAY, now)
+    assert len(frame) == 86_400_000 // interval_ms(interval)
+    assert frame.equals(expected)
+
+
+def test_pages_skip_downtime_without_overlap(simulator, source):
+    now = day_bounds_ms(DOWNTIME_DAY)[1]
+    frame = fetch_day(source, "BTC/USDT", "1m", DOWNTIME_DAY, now)
+    assert len(frame) == 1440 - 90
+    assert frame["open_time"].is_unique and frame["open_time"].is_monotonic_increasing
+    assert frame.equals(simulator_candles(simulator, "BTC/USDT", "1m", DOWNTIME_DAY, now))
+    assert source.stats.retries == 0
+
+
+def test_the_forming_candle_is_never_returned(simulator, source):
+    now = day_bounds_ms(PLAIN_DAY)[0] + 600 * MINUTE_MS + 30_000
+    simulator.reconfigure({"frozen_now_ms": now})
+    frame = fetch_day(source, "BTC/USDT", "1m", PLAIN_DAY, now)
+    assert frame["open_time"].iloc[-1] == now // MINUTE_MS * MINUTE_MS - MINUTE_MS
+    assert len(frame) == 600
+
+
+@pytest.mark.parametrize("fault", [
+    {"kind": "rate_limit", "count": 2},
+    {"kind": "status", "status": 503, "count": 3},
+    {"kind": "status", "status": 500, "every": 2},
+    {"kind": "truncated", "count": 2},
+    {"kind": "slow", "seconds": 3, "count": 1},
+])
+def test_transient_failures_are_retried_and_end_exact(simulator, source, fault):
+    simulator.reconfigure({"faults": [fault]})
+    now = day_bounds_ms(PLAIN_DAY)[1]
+    frame = fetch_day(source, "ETH/USDT", "1m", PLAIN_DAY, now)
+    assert frame.equals(simulator_candles(simulator, "ETH/USDT", "1m", PLAIN_DAY, now))
+    assert source.stats.retries >= 1
+    assert simulator.stats["status.418"] == 0
+
+
+def test_waits_follow_retry_after(simulator, universe):
+    simulator.reconfigure({"faults": [{"kind": "rate_limit", "count": 1}]})
+    slept = []
+    source = CcxtCandleSource("binance", universe.exchanges["binance"], sleep=slept.append)
+    fetch_day(source, "BTC/USDT", "1h", PLAIN_DAY, day_bounds_ms(PLAIN_DAY)[1])
+    assert source.stats.rate_limit_waits == 1
+    assert any(s >= 1.0 for s in slept)  # Retry-After: 1, never the short backoff
+    assert simulator.stats["status.418"] == 0
+
+
+def test_unknown_symbol_fails_at_once(simulator, source):
+    with pytest.raises(PermanentFetchError, match="does not list 'DOGE/USDT'"):
+        source.check_symbol("DOGE/USDT")
+    assert source.stats.retries == 0
+
+
+def test_errors_that_cannot_succeed_are_not_retried(simulator, source):
+    with pytest.raises(PermanentFetchError):
+        source.fetch_page("BTC/USDT", "2m", 0, 10**13)  # ccxt rejects, the exchange would too
+    assert source.stats.retries == 0
+
+
+def test_a_window_still_failing_after_its_retries_fails(simulator, universe):
+    simulator.reconfigure({"faults": [{"kind": "status", "status": 503, "count": 100}]})
+    config = universe.exchanges["binance"].model_copy(update={"max_attempts": 3})
+    source = CcxtCandleSource("binance", config)
+    with pytest.raises(FetchFailed, match="after 3 attempts"):
+        fetch_day(source, "BTC/USDT", "1h", PLAIN_DAY, day_bounds_ms(PLAIN_DAY)[1])
+    assert source.stats.requests == 3

@@ -1,0 +1,117 @@
+"""The simulator behaves like Binance where our client depends on it, over real HTTP."""
+
+import datetime as dt
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from ohlcv_assets.exchange.market import Downtime, SimSymbol, SimulatedMarket
+from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY
+
+
+def klines(sim, **params):
+    return requests.get(f"{sim.url}/api/v3/klines", params=params, timeout=5)
+
+
+def test_klines_follow_start_end_and_limit(simulator):
+    start, end = day_bounds_ms(PLAIN_DAY)
+    rows = klines(simulator, symbol="BTCUSDT", interval="1m", startTime=start, endTime=end - 1, limit=1000).json()
+    assert len(rows) == 1000
+    assert rows[0][0] == start and rows[-1][0] == start + 999 * MINUTE_MS
+    assert rows[0][6] == start + MINUTE_MS - 1  # close time, as Binance sends it
+    assert isinstance(rows[0][1], str) and rows[0][1].endswith("000000")  # eight-decimal strings
+    tail = klines(simulator, symbol="BTCUSDT", interval="1m", endTime=end - 1, limit=10).json()
+    assert [r[0] for r in tail] == list(range(end - 10 * MINUTE_MS, end, MINUTE_MS))
+
+
+def test_bad_requests_answer_binance_errors(simulator):
+    bad_symbol = klines(simulator, symbol="NOPEUSDT", interval="1m")
+    assert bad_symbol.status_code == 400 and bad_symbol.json()["code"] == -1121
+    assert klines(simulator, symbol="BTCUSDT", interval="7m").json()["code"] == -1120
+    assert klines(simulator, symbol="BTCUSDT", interval="1m", limit=1001).json()["code"] == -1130
+
+
+def test_listing_and_downtime_leave_no_candles(simulator):
+    start, end = day_bounds_ms(DOWNTIME_DAY)
+    rows = klines(simulator, symbol="BTCUSDT", interval="1m", startTime=start + 4 * 3600_000, limit=200).json()
+    times = np.array([r[0] for r in rows])
+    outage = (times >= start + 5 * 3600_000) & (times < start + 6.5 * 3600_000)
+    assert not outage.any()
+    assert times[60] == start + 6.5 * 3600_000  # the page skips over the outage, as Binance does
+    first = klines(simulator, symbol="LATEUSDT", interval="1m", startTime=0, limit=1).json()
+    assert first[0][0] == day_bounds_ms(dt.date(2026, 10, 12))[0]
+
+
+def test_longer_intervals_aggregate_the_minutes_exactly():
+    market = SimulatedMarket({"X": SimSymbol("X", "USDT", dt.date(2020, 1, 1), 50.0)},
+                             [Downtime(dt.datetime(2026, 1, 1, 1, 10, tzinfo=dt.timezone.utc), dt.datetime(2026, 1, 1, 1, 20, tzinfo=dt.timezone.utc))])
+    sym = market.symbols["X"]
+    start = day_bounds_ms(dt.date(2026, 1, 1))[0]
+    minutes = market.minute_candles(sym, start, start + DAY_MS, start + 2 * DAY_MS)
+    hours = market.candles(sym, 3600_000, start, start + DAY_MS, start + 2 * DAY_MS)
+    assert len(hours) == 24
+    in_hour = (minutes.open_time >= start + 3600_000) & (minutes.open_time < start + 7200_000)
+    assert in_hour.sum() == 50  # ten minutes of downtime
+    assert hours.open[1] == minutes.open[in_hour][0] and hours.close[1] == minutes.close[in_hour][-1]
+    assert hours.high[1] == minutes.high[in_hour].max() and hours.low[1] == minutes.low[in_hour].min()
+    assert hours.volume[1] == minutes.volume[in_hour].sum()
+    assert (minutes.low <= np.minimum(minutes.open, minutes.close)).all()
+    assert (minutes.high >= np.maximum(minutes.open, minutes.close)).all()
+
+
+def test_the_last_candle_forms_until_it_closes(simulator):
+    minute = day_bounds_ms(PLAIN_DAY)[0] + 600 * MINUTE_MS
+    answers = []
+    for offset in (10_000, 40_000):
+        simulator.reconfigure({"frozen_now_ms": minute + offset})
+        answers.append(klines(simulator, symbol="BTCUSDT", interval="1m", startTime=minute, limit=5).json())
+    assert len(answers[0]) == len(answers[1]) == 1
+    assert answers[0][0][0] == answers[1][0][0] == minute
+    assert answers[0][0][5] != answers[1][0][5]  # volume still growing
+    simulator.reconfigure({"frozen_now_ms": minute + 5 * MINUTE_MS})
+    closed = klines(simulator, symbol="BTCUSDT", interval="1m", startTime=minute, limit=1).json()[0]
+    assert closed[0] == minute and closed[5] not in (answers[0][0][5], answers[1][0][5])
+
+
+def test_weight_budget_answers_429_then_418_to_hammering(simulator):
+    simulator.reconfigure({"weight_per_minute": 10})
+    statuses = [klines(simulator, symbol="BTCUSDT", interval="1m", limit=1).status_code for _ in range(6)]
+    assert statuses[:5] == [200] * 5
+    assert statuses[5] == 429
+    hammered = klines(simulator, symbol="BTCUSDT", interval="1m", limit=1)
+    assert hammered.status_code == 418 and int(hammered.headers["Retry-After"]) > 0
+    stats = requests.get(f"{simulator.url}/sim/stats", timeout=5).json()
+    assert stats["status.429"] == 1 and stats["status.418"] == 1
+
+
+def test_429_carries_retry_after_and_weight_is_reported(simulator):
+    simulator.reconfigure({"weight_per_minute": 4})
+    ok = klines(simulator, symbol="BTCUSDT", interval="1m", limit=1)
+    assert ok.headers["X-MBX-USED-WEIGHT-1M"] == "2"
+    klines(simulator, symbol="BTCUSDT", interval="1m", limit=1)
+    limited = klines(simulator, symbol="BTCUSDT", interval="1m", limit=1)
+    assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
+
+
+@pytest.mark.parametrize("fault,check", [
+    ({"kind": "status", "status": 502, "count": 1}, lambda r: r.status_code == 502),
+    ({"kind": "truncated", "count": 1}, lambda r: r.status_code == 200 and not r.text.endswith("]")),
+    ({"kind": "corrupt", "count": 1}, lambda r: float(r.json()[0][2]) < float(r.json()[0][3])),
+])
+def test_injected_faults_fire_then_stop(simulator, fault, check):
+    simulator.reconfigure({"faults": [fault]})
+    start = day_bounds_ms(PLAIN_DAY)[0]
+    first = klines(simulator, symbol="BTCUSDT", interval="1m", startTime=start, limit=3)
+    second = klines(simulator, symbol="BTCUSDT", interval="1m", startTime=start, limit=3)
+    assert check(first)
+    assert second.status_code == 200 and float(second.json()[0][2]) >= float(second.json()[0][3])
+
+
+def test_slow_fault_delays_the_answer(simulator):
+    simulator.reconfigure({"faults": [{"kind": "slow", "seconds": 0.5, "count": 1}]})
+    started = time.monotonic()
+    assert klines(simulator, symbol="BTCUSDT", interval="1m", limit=1).status_code == 200
+    assert time.monotonic() - started >= 0.5

@@ -1,0 +1,46 @@
+"""Test data shared by the test modules: the simulated market, the universe, the reference candles."""
+
+import datetime as dt
+
+import pandas as pd
+
+from ohlcv_assets.exchange.simulator import ExchangeSimulator
+from ohlcv_assets.intervals import day_bounds_ms, interval_ms
+
+SIMULATOR_CONFIG = {
+    "seed": 11,
+    "weight_per_minute": 100_000,
+    "ban_seconds": 600,
+    "symbols": [
+        {"base": "BTC", "quote": "USDT", "listed": "2020-01-01", "price": 60000},
+        {"base": "ETH", "quote": "USDT", "listed": "2020-01-01", "price": 2500},
+        {"base": "LATE", "quote": "USDT", "listed": "2026-10-12", "price": 3},
+    ],
+    "downtime": [{"start": "2026-10-10T05:00:00Z", "end": "2026-10-10T06:30:00Z"}],
+}
+DOWNTIME_DAY = dt.date(2026, 10, 10)
+PLAIN_DAY = dt.date(2026, 10, 8)
+
+
+def universe_yaml(api_url: str, extra_instruments: str = "") -> str:
+    return f"""
+exchanges:
+  binance:
+    ccxt_id: binance
+    api_url: {api_url}/api/v3
+    timeout_seconds: 2
+    requests_per_minute: 60000
+    retry_base_seconds: 0.05
+instruments:
+  - {{exchange: binance, symbol: BTC/USDT, intervals: [1m, 1h, 1d], start: 2026-10-01}}
+  - {{exchange: binance, symbol: ETH/USDT, intervals: [1m, 5m], start: 2026-10-01}}
+  - {{exchange: binance, symbol: LATE/USDT, intervals: [1m], start: 2026-10-01}}
+{extra_instruments}"""
+
+
+def simulator_candles(sim: ExchangeSimulator, symbol: str, interval: str, day: dt.date, now_ms: int) -> pd.DataFrame:
+    """The simulator's own generator: the reference every stored day is compared with."""
+    start, end = day_bounds_ms(day)
+    step = interval_ms(interval)
+    arrays = sim.market.candles(sim.config.symbols[symbol.replace("/", "")], step, start, min(end, now_ms // step * step), now_ms)
+    return pd.DataFrame(arrays.as_floats())

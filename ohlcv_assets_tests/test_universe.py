@@ -1,0 +1,65 @@
+"""Every bad universe fails at load time with one clear message naming the entry."""
+
+import datetime as dt
+
+import pytest
+
+from ohlcv_assets.universe import UniverseError, expand_env, load_universe, parse_universe
+
+VALID = """
+exchanges:
+  binance: {ccxt_id: binance, api_url: "http://127.0.0.1:1/api/v3"}
+  kraken: {ccxt_id: kraken}
+instruments:
+  - {exchange: binance, symbol: BTC/USDT, intervals: [1m, 1h], start: 2024-01-01}
+  - {exchange: kraken, symbol: ETH/USD, intervals: [1h], start: 2024-01-01}
+"""
+TODAY = dt.date(2026, 11, 23)
+
+
+def test_a_valid_universe_loads():
+    universe = parse_universe(VALID, today=TODAY)
+    assert universe.intervals == ["1m", "1h"]
+    assert [i.key for i in universe.instruments_for("1h")] == ["binance.BTC-USDT", "kraken.ETH-USD"]
+    assert [i.key for i in universe.instruments_for("1m")] == ["binance.BTC-USDT"]
+    assert universe.exchanges["binance"].api_url == "http://127.0.0.1:1/api/v3"
+
+
+def test_the_bundled_demo_universe_loads(monkeypatch):
+    monkeypatch.delenv("OHLCV_UNIVERSE", raising=False)
+    universe = load_universe()
+    assert universe.instruments and universe.exchanges["binance"].api_url.endswith("/api/v3")
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("ccxt_id: kraken", "ccxt_id: krakken", r"exchanges\.kraken: unknown ccxt exchange id 'krakken'"),
+    ("intervals: [1h], start", "intervals: [1h, 3m], start",
+     r"instruments\[1\] \(kraken ETH/USD\): interval '3m' is not offered by kraken"),
+    ("intervals: [1m, 1h]", "intervals: [1m, 7m]", r"instruments\[0\] \(binance BTC/USDT\)\.intervals: .*does not divide a day"),
+    ("ETH/USD, intervals: [1h], start: 2024-01-01", "ETH/USD, intervals: [1h], start: 2027-01-01",
+     r"instruments\[1\] \(kraken ETH/USD\): start 2027-01-01 is in the future"),
+    ("exchange: kraken, symbol: ETH/USD", "exchange: binance, symbol: BTC/USDT",
+     r"instruments\[1\] \(binance BTC/USDT\): duplicate of instruments\[0\]"),
+    ("start: 2024-01-01}\n  - {exchange: kraken", "start: 2024-01-01, colour: red}\n  - {exchange: kraken",
+     r"instruments\[0\] \(binance BTC/USDT\)\.colour: unknown key"),
+    ("binance: {ccxt_id: binance,", "binance: {ccxt_id: binance, rate: 5,", r"exchanges\.binance\.rate: unknown key"),
+    ("exchange: kraken, symbol", "exchange: bitstamp, symbol",
+     r"instruments\[1\] \(bitstamp ETH/USD\): exchange 'bitstamp' is not declared"),
+])
+def test_each_bad_entry_gets_a_clear_error(old, new, message):
+    assert old in VALID
+    with pytest.raises(UniverseError, match=message):
+        parse_universe(VALID.replace(old, new, 1), today=TODAY)
+
+
+def test_environment_variables_expand_with_defaults():
+    raw = {"url": "${SIM:-http://127.0.0.1:8765}/api", "n": 3, "list": ["${NAME}"]}
+    assert expand_env(raw, {"NAME": "x"}) == {"url": "http://127.0.0.1:8765/api", "n": 3, "list": ["x"]}
+    assert expand_env(raw, {"NAME": "x", "SIM": "http://h:1"})["url"] == "http://h:1/api"
+    with pytest.raises(UniverseError, match=r"\$\{NAME\}"):
+        expand_env(raw, {})
+
+
+def test_a_missing_file_says_which(tmp_path):
+    with pytest.raises(UniverseError, match="does not exist"):
+        load_universe(tmp_path / "nope.yaml")
