@@ -1,7 +1,9 @@
 """Shared fixtures: a real simulator over HTTP, real warehouses (SQLite and PostgreSQL), a universe."""
 
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -48,7 +50,7 @@ def universe(universe_file):
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory):
+def postgres_server_url():
     """A PostgreSQL server: OHLCV_TEST_POSTGRES_URL, else one started here from the local binaries.
 
     Under CI the tests that need it fail rather than skip when none can be had.
@@ -57,16 +59,19 @@ def postgres_server_url(tmp_path_factory):
     if url:
         yield url
         return
-    data_dir = tmp_path_factory.mktemp("pg") / "data"
-    result = subprocess.run([str(REPO / "scripts" / "start-postgres.sh"), str(data_dir)], capture_output=True, text=True)
+    parent = tempfile.mkdtemp(prefix="ohlcv-pg-")
+    os.chmod(parent, 0o755)  # the server may run as `postgres`
+    data_dir = os.path.join(parent, "data")
+    script = str(REPO / "scripts" / "postgres.sh")
+    result = subprocess.run([script, "start", data_dir], capture_output=True, text=True)
     if result.returncode != 0:
         message = f"no PostgreSQL for the tests (set {POSTGRES_URL_ENV}): {result.stderr.strip()}"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     yield result.stdout.strip().splitlines()[-1]
-    stop = ["pg_ctl", "-D", str(data_dir), "-m", "fast", "stop"]
-    subprocess.run(["runuser", "-u", "postgres", "--", *stop] if os.getuid() == 0 else stop, capture_output=True)
+    subprocess.run([script, "stop", data_dir], capture_output=True)
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the project into .venv, starts a throwaway PostgreSQL (unless OHLCV_TEST_POSTGRES_URL
+# is set), checks that the Dagster definitions load, and runs the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+pg_dir=""
+if [ -z "${OHLCV_TEST_POSTGRES_URL:-}" ]; then
+  pg_dir=$(mktemp -d /tmp/ohlcv-test-pg.XXXXXX)
+  chmod 755 "$pg_dir"
+  trap 'scripts/postgres.sh stop "$pg_dir/data"; rm -rf "$pg_dir"' EXIT
+  OHLCV_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$pg_dir/data" | tail -n 1)
+  export OHLCV_TEST_POSTGRES_URL
+fi
+echo "PostgreSQL for the tests: $OHLCV_TEST_POSTGRES_URL"
+
+.venv/bin/dg check defs
+.venv/bin/python -m pytest -n 2 "$@"
