@@ -1,0 +1,70 @@
+"""What can be checked of the Docker topology without Docker: the production dagster.yaml on a
+real PostgreSQL, and the compose file's wiring of environment, files and ports."""
+
+import re
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from ohlcv_assets_tests.conftest import REPO
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+DAGSTER_YAML = (REPO / "deploy" / "dagster.yaml").read_text()
+DAGSTER_SERVICES = ["code", "webserver", "daemon"]
+
+
+def test_every_env_var_of_the_production_instance_is_set_in_each_dagster_service():
+    needed = set(re.findall(r"\{env: (\w+)\}", DAGSTER_YAML)) | {"OHLCV_WAREHOUSE_URL"}
+    for service in DAGSTER_SERVICES:
+        assert needed <= set(COMPOSE["services"][service]["environment"]), service
+
+
+def test_the_workspace_points_at_the_code_server():
+    workspace = yaml.safe_load((REPO / "deploy" / "workspace.yaml").read_text())
+    grpc = workspace["load_from"][0]["grpc_server"]
+    command = COMPOSE["services"][grpc["host"]]["command"]
+    assert command[:3] == ["dagster", "code-server", "start"]
+    assert command[command.index("-p") + 1] == str(grpc["port"])
+    for service in ("webserver", "daemon"):
+        assert "/app/deploy/workspace.yaml" in COMPOSE["services"][service]["command"]
+
+
+def test_the_image_carries_the_files_compose_uses():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "COPY deploy/dagster.yaml /opt/dagster/home/dagster.yaml" in dockerfile
+    assert "DAGSTER_HOME=/opt/dagster/home" in dockerfile
+    assert "COPY deploy/workspace.yaml /app/deploy/workspace.yaml" in dockerfile
+    volumes = COMPOSE["services"]["postgres"]["volumes"]
+    assert any(v.startswith("./deploy/postgres-init.sql:") for v in volumes)
+    assert (REPO / "deploy" / "postgres-init.sql").exists()
+
+
+@pytest.fixture
+def production_home(tmp_path, postgres_url, monkeypatch):
+    url = sa.make_url(postgres_url)
+    for key, value in {"DAGSTER_PG_USER": url.username, "DAGSTER_PG_PASSWORD": url.password or "unused",
+                       "DAGSTER_PG_HOST": url.host, "DAGSTER_PG_DB": url.database, "DAGSTER_PG_PORT": str(url.port)}.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
+    return tmp_path
+
+
+def test_the_production_instance_runs_on_postgres(production_home):
+    with dg.DagsterInstance.from_config(str(production_home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 8
+        instance.add_dynamic_partitions("instruments_1m", ["binance.BTC-USDT"])
+        assert instance.get_dynamic_partitions("instruments_1m") == ["binance.BTC-USDT"]
+
+
+def test_the_local_instance_is_sqlite_with_modest_concurrency_and_run_retries(tmp_path):
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
+        assert instance.run_retries_enabled
