@@ -6,7 +6,9 @@ and quantities below 10 million at eight decimals) parses to the float whose sho
 that same number, so the exchange's value round-trips exactly.
 """
 
-from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, Float, MetaData, String, Table
+
+from ohlcv_assets.features import FEATURE_PARAMS
 
 metadata = MetaData()
 
@@ -25,4 +27,22 @@ candles = Table(
     Column("fetched_at", BigInteger, nullable=False, comment="epoch milliseconds when last written"),
 )
 
-VALUE_COLUMNS = ["open", "high", "low", "close", "volume"]
+
+def _feature_column(name: str) -> Column:
+    if name == "gap_candles":
+        return Column(name, BigInteger, nullable=False, comment="grid candles missing just before this one")
+    if name == "warmed_up":
+        return Column(name, Boolean, nullable=False, comment="at least warmup_candles stored candles precede it")
+    return Column(name, Float(53), nullable=True)
+
+
+candle_features = Table(
+    "candle_features",
+    metadata,
+    Column("exchange", String(64), primary_key=True),
+    Column("symbol", String(64), primary_key=True),
+    Column("timeframe", String(8), primary_key=True),
+    Column("open_time", BigInteger, primary_key=True, comment="epoch milliseconds, UTC"),
+    *(_feature_column(name) for name in FEATURE_PARAMS.columns()),
+    Column("fetched_at", BigInteger, nullable=False, comment="epoch milliseconds when last written"),
+)

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ohlcv_assets.exchange.source import CANDLE_COLUMNS
-from ohlcv_assets.warehouse.schema import VALUE_COLUMNS, candles
+from ohlcv_assets.warehouse.schema import candles
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x0B1C5  # pg_advisory_xact_lock key serialising concurrent migrations
@@ -42,14 +42,22 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def diff_candles(existing: pd.DataFrame, incoming: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The incoming rows that are new or differ from what is stored, and how many differ."""
+def changed_rows(existing: pd.DataFrame, incoming: pd.DataFrame, value_columns: list[str]) -> tuple[pd.DataFrame, int]:
+    """The incoming rows that are new or differ from what is stored (NaN equals NaN), and how many differ."""
     merged = incoming.merge(existing, on="open_time", how="left", suffixes=("", "_stored"), indicator=True)
     is_new = (merged["_merge"] == "left_only").to_numpy()
     changed = is_new.copy()
-    for col in VALUE_COLUMNS:
-        changed |= merged[col].to_numpy() != merged[f"{col}_stored"].to_numpy()
+    for col in value_columns:
+        new, old = merged[col].to_numpy(), merged[f"{col}_stored"].to_numpy()
+        same = new == old
+        if new.dtype.kind == "f":
+            same |= pd.isna(new) & pd.isna(old)
+        changed |= ~same
     return incoming[changed], int(changed.sum() - is_new.sum())
+
+
+def value_columns(table: sa.Table) -> list[str]:
+    return [c.name for c in table.columns if c.name not in (*_KEY, "fetched_at")]
 
 
 class Warehouse:
@@ -99,60 +107,90 @@ class Warehouse:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def read_rows(self, table: sa.Table, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int,
+                  connection: sa.Connection | None = None) -> pd.DataFrame:
+        """One instrument's rows of a table with open_time in [start_ms, end_ms), ascending."""
+        columns = ["open_time", *value_columns(table)]
+        query = (
+            sa.select(*(table.c[c] for c in columns))
+            .where(table.c.exchange == exchange, table.c.symbol == symbol, table.c.timeframe == timeframe,
+                   table.c.open_time >= start_ms, table.c.open_time < end_ms)
+            .order_by(table.c.open_time)
+        )
+        return self._frame(query, table, columns, connection)
+
     def read_candles(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int,
                      connection: sa.Connection | None = None) -> pd.DataFrame:
+        return self.read_rows(candles, exchange, symbol, timeframe, start_ms, end_ms, connection)
+
+    def read_candles_before(self, exchange: str, symbol: str, timeframe: str, before_ms: int, count: int) -> pd.DataFrame:
+        """The last ``count`` stored candles opening before ``before_ms``, ascending."""
         query = (
             sa.select(*(candles.c[c] for c in CANDLE_COLUMNS))
             .where(candles.c.exchange == exchange, candles.c.symbol == symbol, candles.c.timeframe == timeframe,
-                   candles.c.open_time >= start_ms, candles.c.open_time < end_ms)
-            .order_by(candles.c.open_time)
+                   candles.c.open_time < before_ms)
+            .order_by(candles.c.open_time.desc())
+            .limit(count)
         )
+        return self._frame(query, candles, CANDLE_COLUMNS, None).iloc[::-1].reset_index(drop=True)
+
+    def _frame(self, query, table: sa.Table, columns: list[str], connection: sa.Connection | None) -> pd.DataFrame:
         if connection is None:
             with self.engine.connect() as conn:
                 rows = conn.execute(query).all()
         else:
             rows = connection.execute(query).all()
-        frame = pd.DataFrame(rows, columns=CANDLE_COLUMNS)
-        return frame.astype({"open_time": "int64", **{c: "float64" for c in VALUE_COLUMNS}})
+        dtypes = {c: _PANDAS_TYPES[type(table.c[c].type)] for c in columns}
+        return pd.DataFrame(rows, columns=columns).astype(dtypes)
 
     def merge_candles(self, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
                       start_ms: int, end_ms: int, fetched_at_ms: int) -> MergeResult:
-        """Merges one partition's candles ([start_ms, end_ms)) in a single transaction."""
+        return self.merge_partition(candles, exchange, symbol, timeframe, frame, start_ms, end_ms, fetched_at_ms)
+
+    def merge_partition(self, table: sa.Table, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
+                        start_ms: int, end_ms: int, fetched_at_ms: int) -> MergeResult:
+        """Merges one partition's rows ([start_ms, end_ms)) into a table in a single transaction."""
         with self.engine.begin() as connection:
-            existing = self.read_candles(exchange, symbol, timeframe, start_ms, end_ms, connection)
-            changed, revised = diff_candles(existing, frame)
+            existing = self.read_rows(table, exchange, symbol, timeframe, start_ms, end_ms, connection)
+            changed, revised = changed_rows(existing, frame, value_columns(table))
             if len(changed):
                 rows = changed.assign(exchange=exchange, symbol=symbol, timeframe=timeframe, fetched_at=fetched_at_ms)
-                rows = rows[[c.name for c in candles.columns]]
+                rows = rows[[c.name for c in table.columns]]
                 if self.is_postgres:
-                    _copy_merge(connection, rows)
+                    _copy_merge(connection, table, rows)
                 else:
-                    _sqlite_merge(connection, rows)
+                    _sqlite_merge(connection, table, rows)
         inserted = len(changed) - revised
         return MergeResult(inserted=inserted, revised=revised, unchanged=len(frame) - len(changed))
 
 
-def _upsert_set(excluded) -> dict:
-    return {c: excluded[c] for c in [*VALUE_COLUMNS, "fetched_at"]}
+_PANDAS_TYPES = {sa.BigInteger: "int64", sa.Float: "float64", sa.Boolean: "bool", sa.String: "object"}
+_COPY_TYPES = {sa.BigInteger: "int8", sa.Float: "float8", sa.Boolean: "bool", sa.String: "text"}
 
 
-def _sqlite_merge(connection: sa.Connection, rows: pd.DataFrame) -> None:
-    statement = sqlite_insert(candles)
-    statement = statement.on_conflict_do_update(index_elements=_KEY, set_=_upsert_set(statement.excluded))
-    connection.execute(statement, rows.to_dict("records"))
+def _upsert_set(table: sa.Table, excluded) -> dict:
+    return {c: excluded[c] for c in [*value_columns(table), "fetched_at"]}
 
 
-def _copy_merge(connection: sa.Connection, rows: pd.DataFrame) -> None:
-    """COPY (binary) into a transaction-local staging table, then merge into candles."""
-    columns = [c.name for c in candles.columns]
+def _sqlite_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame) -> None:
+    statement = sqlite_insert(table)
+    statement = statement.on_conflict_do_update(index_elements=_KEY, set_=_upsert_set(table, statement.excluded))
+    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    connection.execute(statement, records)
+
+
+def _copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame) -> None:
+    """COPY (binary) into a transaction-local staging table, then merge into the table."""
+    columns = [c.name for c in table.columns]
+    staging = f"{table.name}_staging"
     driver_connection = connection.connection.driver_connection
     with driver_connection.cursor() as cursor:
-        cursor.execute("CREATE TEMP TABLE candles_staging (LIKE candles) ON COMMIT DROP")
-        with cursor.copy(f"COPY candles_staging ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["text", "text", "text", "int8", "float8", "float8", "float8", "float8", "float8", "int8"])
-            for row in rows.itertuples(index=False, name=None):
+        cursor.execute(f"CREATE TEMP TABLE {staging} (LIKE {table.name}) ON COMMIT DROP")
+        with cursor.copy(f"COPY {staging} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([_COPY_TYPES[type(c.type)] for c in table.columns])
+            for row in rows.astype(object).where(rows.notna(), None).itertuples(index=False, name=None):
                 copy.write_row(row)
-    staged = sa.table("candles_staging", *(sa.column(c) for c in columns))
-    statement = pg_insert(candles).from_select(columns, sa.select(*(staged.c[c] for c in columns)))
-    statement = statement.on_conflict_do_update(index_elements=_KEY, set_=_upsert_set(statement.excluded))
+    staged = sa.table(staging, *(sa.column(c) for c in columns))
+    statement = pg_insert(table).from_select(columns, sa.select(*(staged.c[c] for c in columns)))
+    statement = statement.on_conflict_do_update(index_elements=_KEY, set_=_upsert_set(table, statement.excluded))
     connection.execute(statement)
