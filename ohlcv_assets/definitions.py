@@ -6,6 +6,7 @@ import os
 import dagster as dg
 
 from ohlcv_assets.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
+from ohlcv_assets.assets.features import build_features_asset
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource, default_warehouse_url
 from ohlcv_assets.resources.warehouse import WAREHOUSE_URL_ENV
 from ohlcv_assets.schedules.today import build_today_schedule
@@ -18,9 +19,17 @@ def build_definitions(universe: Universe, universe_path: str = "", warehouse_url
     candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
     if warehouse_url is None:
         warehouse_url = dg.EnvVar(WAREHOUSE_URL_ENV) if os.environ.get(WAREHOUSE_URL_ENV) else default_warehouse_url()
+    features = [build_features_asset(universe, interval) for interval in universe.intervals]
     return dg.Definitions(
-        assets=list(candles.values()),
-        sensors=[build_instrument_sensor(universe)],
+        assets=[*candles.values(), *features],
+        sensors=[
+            build_instrument_sensor(universe),
+            dg.AutomationConditionSensorDefinition(
+                "features_automation", target=dg.AssetSelection.groups("features"),
+                default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+                description="Recomputes features partitions whose candles (or warm-up candles) changed.",
+            ),
+        ],
         schedules=[build_today_schedule(universe, interval, asset) for interval, asset in candles.items()],
         resources={
             "exchange": ExchangeResource(universe_path=universe_path),

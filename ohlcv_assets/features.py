@@ -69,10 +69,12 @@ def rolling(values: np.ndarray, window: int, reducer) -> np.ndarray:
 
 def ema(values: np.ndarray, alpha: float) -> np.ndarray:
     """Recursive exponential average seeded with the first value (pandas' C loop)."""
-    return pd.Series(values).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+    return pd.Series(values).ewm(alpha=alpha, adjust=False).mean().to_numpy(copy=True)
 
 
 def _lead_nan(values: np.ndarray, count: int) -> np.ndarray:
+    """NaN for the first ``count`` positions, where the indicator has too little input (TA-Lib's lookback)."""
+    values = values.copy()
     values[:count] = np.nan
     return values
 
@@ -110,8 +112,8 @@ def compute_features(candles: pd.DataFrame, step_ms: int, params: FeatureParams 
     macd = ema(c, 2.0 / (fast + 1)) - ema(c, 2.0 / (slow + 1))
     macd_signal = ema(macd, 2.0 / (signal + 1))
     lookback = slow + signal - 2
-    out[f"macd_{fast}_{slow}_{signal}"] = _lead_nan(macd.copy(), lookback)
-    out[f"macd_signal_{fast}_{slow}_{signal}"] = _lead_nan(macd_signal.copy(), lookback)
+    out[f"macd_{fast}_{slow}_{signal}"] = _lead_nan(macd, lookback)
+    out[f"macd_signal_{fast}_{slow}_{signal}"] = _lead_nan(macd_signal, lookback)
     out[f"macd_hist_{fast}_{slow}_{signal}"] = _lead_nan(macd - macd_signal, lookback)
 
     bb_n, bb_k = params.bollinger
@@ -140,5 +142,5 @@ def compute_features(candles: pd.DataFrame, step_ms: int, params: FeatureParams 
     out[f"volume_sma_{vw}"] = vol_mean
     with np.errstate(divide="ignore", invalid="ignore"):
         out[f"volume_z_{vw}"] = np.where(vol_std > 0, (v - vol_mean) / vol_std, 0.0)
-    out[f"volume_z_{vw}"][np.isnan(vol_mean)] = np.nan
+    out[f"volume_z_{vw}"] = np.where(np.isnan(vol_mean), np.nan, out[f"volume_z_{vw}"])
     return pd.DataFrame(out)[["open_time", *params.columns()]]

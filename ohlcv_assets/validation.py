@@ -54,3 +54,26 @@ def validate_candles(frame: pd.DataFrame, step_ms: int, now_ms: int) -> pd.DataF
             f"{len(offending)} candle(s) break the candle schema ({'; '.join(problems)}):\n{offending.to_string(index=False)}",
             offending,
         ) from None
+
+
+def feature_schema(columns: list[str]) -> pa.DataFrameSchema:
+    """Features: a unique time index, integer gaps, and values that can be what they claim."""
+    checks = {
+        "open_time": pa.Column("int64", unique=True),
+        "gap_candles": pa.Column("int64", pa.Check.ge(0)),
+        "warmed_up": pa.Column("bool"),
+    }
+    bounded = {"rsi_": pa.Check.in_range(0, 100), "atr_": pa.Check.ge(0), "volume_sma_": pa.Check.ge(0),
+               "realized_vol_": pa.Check.ge(0), "bb_width_": pa.Check.ge(0)}
+    for name in columns:
+        if name not in checks:
+            rule = next((check for prefix, check in bounded.items() if name.startswith(prefix)), None)
+            checks[name] = pa.Column("float64", [rule] if rule else [], nullable=True)
+    return pa.DataFrameSchema(checks, strict=True, ordered=True)
+
+
+def validate_features(frame: pd.DataFrame) -> pd.DataFrame:
+    try:
+        return feature_schema(list(frame.columns)).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        raise CandleValidationError(f"features break their schema:\n{err.failure_cases.head(20).to_string()}", frame.iloc[0:0]) from None

@@ -1,0 +1,78 @@
+"""The ``candle_features/<interval>`` assets: technical features per instrument and UTC day."""
+
+import datetime as dt
+from collections import defaultdict
+
+import dagster as dg
+
+from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN, candles_key
+from ohlcv_assets.derive_features import derive_days
+from ohlcv_assets.features import FEATURE_PARAMS
+from ohlcv_assets.intervals import interval_ms
+from ohlcv_assets.partitions import DAY, INSTRUMENT, candle_partitions, partition_key, split_key
+from ohlcv_assets.resources import ExchangeResource, WarehouseResource
+from ohlcv_assets.universe import Universe
+
+# Recompute a day whenever the candles it reads (its own day and its warm-up days) change.
+FEATURES_AUTOMATION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("candles or their warm-up changed")
+
+
+def features_key(interval: str) -> dg.AssetKey:
+    return dg.AssetKey(["candle_features", interval])
+
+
+def warmup_mapping(interval: str) -> dg.MultiPartitionMapping:
+    """Day D of the features reads candles of days D-k..D, k covering the warm-up window."""
+    lookback = FEATURE_PARAMS.lookback_days(interval_ms(interval))
+    return dg.MultiPartitionMapping({
+        DAY: dg.DimensionPartitionMapping(DAY, dg.TimeWindowPartitionMapping(
+            start_offset=-lookback, allow_nonexistent_upstream_partitions=True)),
+        INSTRUMENT: dg.DimensionPartitionMapping(INSTRUMENT, dg.IdentityPartitionMapping()),
+    })
+
+
+def contiguous_runs(days: list[dt.date]) -> list[list[dt.date]]:
+    runs: list[list[dt.date]] = []
+    for day in sorted(days):
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+def build_features_asset(universe: Universe, interval: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=features_key(interval),
+        partitions_def=candle_partitions(universe, interval),
+        deps=[dg.AssetDep(candles_key(interval), partition_mapping=warmup_mapping(interval))],
+        automation_condition=FEATURES_AUTOMATION,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
+        group_name="features",
+        kinds={"sql"},
+        description=(
+            f"Technical features of the {interval} candles (table `candle_features`): returns, SMA/EMA, RSI, "
+            "MACD, Bollinger bands, ATR, daily VWAP, realised volatility, volume z-score. A day computed alone "
+            f"equals the same day computed in a longer run: recursive indicators start {FEATURE_PARAMS.warmup_candles} "
+            "candles back (see ohlcv_assets/features.py)."
+        ),
+    )
+    def candle_features(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> None:
+        days_by_instrument: dict[str, list[dt.date]] = defaultdict(list)
+        for key in context.partition_keys:
+            instrument_key, day = split_key(key)
+            days_by_instrument[instrument_key].append(day)
+        for instrument_key, days in days_by_instrument.items():
+            instrument = exchange.universe.instrument(instrument_key)
+            for days_run in contiguous_runs(days):
+                reports = derive_days(warehouse.warehouse, instrument.exchange, instrument.symbol, interval, days_run)
+                for day, report in reports.items():
+                    context.add_asset_metadata(report.as_metadata(), partition_key=str(partition_key(instrument_key, day)))
+                context.log.info(f"{instrument.label()} {interval} {days_run[0]}..{days_run[-1]}: "
+                                 f"{sum(r.rows for r in reports.values())} feature rows")
+
+    return candle_features
