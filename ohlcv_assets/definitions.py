@@ -7,9 +7,12 @@ import dagster as dg
 
 from ohlcv_assets.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
 from ohlcv_assets.assets.features import build_features_asset
+from ohlcv_assets.assets.gap_report import build_gap_report_asset, gap_scan_job
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource, default_warehouse_url
 from ohlcv_assets.resources.warehouse import WAREHOUSE_URL_ENV
+from ohlcv_assets.schedules.gap_scan import build_gap_scan_schedule
 from ohlcv_assets.schedules.today import build_today_schedule
+from ohlcv_assets.sensors.gap_backfill import build_gap_backfill_sensor
 from ohlcv_assets.sensors.instruments import build_instrument_sensor
 from ohlcv_assets.universe import UNIVERSE_ENV, Universe, load_universe
 
@@ -20,17 +23,24 @@ def build_definitions(universe: Universe, universe_path: str = "", warehouse_url
     if warehouse_url is None:
         warehouse_url = dg.EnvVar(WAREHOUSE_URL_ENV) if os.environ.get(WAREHOUSE_URL_ENV) else default_warehouse_url()
     features = [build_features_asset(universe, interval) for interval in universe.intervals]
+    reports = [build_gap_report_asset(interval) for interval in universe.intervals]
+    scan_jobs = {interval: gap_scan_job(interval) for interval in universe.intervals}
     return dg.Definitions(
-        assets=[*candles.values(), *features],
+        assets=[*candles.values(), *features, *reports],
+        jobs=list(scan_jobs.values()),
         sensors=[
-            build_instrument_sensor(universe),
+            build_instrument_sensor(universe, list(scan_jobs.values())),
+            build_gap_backfill_sensor(universe, list(scan_jobs.values())),
             dg.AutomationConditionSensorDefinition(
                 "features_automation", target=dg.AssetSelection.groups("features"),
                 default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
                 description="Recomputes features partitions whose candles (or warm-up candles) changed.",
             ),
         ],
-        schedules=[build_today_schedule(universe, interval, asset) for interval, asset in candles.items()],
+        schedules=[
+            *(build_today_schedule(universe, interval, asset) for interval, asset in candles.items()),
+            *(build_gap_scan_schedule(interval, job) for interval, job in scan_jobs.items()),
+        ],
         resources={
             "exchange": ExchangeResource(universe_path=universe_path),
             "warehouse": WarehouseResource(url=warehouse_url),

@@ -3,28 +3,33 @@
 
 import dagster as dg
 
+from ohlcv_assets.assets.gap_report import scan_request
 from ohlcv_assets.partitions import existing_instrument_partitions, instrument_partition_changes
 from ohlcv_assets.universe import Universe
 
 
-def build_instrument_sensor(universe: Universe) -> dg.SensorDefinition:
+def build_instrument_sensor(universe: Universe, scan_jobs: list) -> dg.SensorDefinition:
     @dg.sensor(
         name="instrument_partitions",
+        jobs=scan_jobs,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Adds instruments added to the universe as partitions of their intervals' candles assets, "
-                    "and removes those taken out (their stored candles are kept).",
+        description="Adds instruments added to the universe as partitions of their intervals' assets and scans "
+                    "them for gaps (which backfills their history); removes those taken out (their candles are kept).",
     )
     def instrument_partitions(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         changes = instrument_partition_changes(universe, existing_instrument_partitions(context.instance, universe))
         if not changes:
             return dg.SkipReason("instrument partitions match the universe")
-        requests = []
+        requests, scans = [], []
         for name, (to_add, to_remove) in changes.items():
             if to_add:
                 requests.append(dg.AddDynamicPartitionsRequest(name, to_add))
+                interval = name.removeprefix("instruments_")
+                scans.extend(scan_request(interval, key, f"new-{interval}-{key}", "new instrument: backfill its history")
+                             for key in to_add)
             if to_remove:
                 requests.append(dg.DeleteDynamicPartitionsRequest(name, to_remove))
-        return dg.SensorResult(dynamic_partitions_requests=requests)
+        return dg.SensorResult(dynamic_partitions_requests=requests, run_requests=scans)
 
     return instrument_partitions

@@ -6,7 +6,7 @@ and quantities below 10 million at eight decimals) parses to the float whose sho
 that same number, so the exchange's value round-trips exactly.
 """
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, MetaData, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table
 
 from ohlcv_assets.features import FEATURE_PARAMS
 
@@ -45,4 +45,29 @@ candle_features = Table(
     Column("open_time", BigInteger, primary_key=True, comment="epoch milliseconds, UTC"),
     *(_feature_column(name) for name in FEATURE_PARAMS.columns()),
     Column("fetched_at", BigInteger, nullable=False, comment="epoch milliseconds when last written"),
+)
+
+
+GAP_OPEN_STATUSES = ("detected", "backfill_requested")
+
+gaps = Table(
+    "gaps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("exchange", String(64), nullable=False),
+    Column("symbol", String(64), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("start_ms", BigInteger, nullable=False, comment="open time of the first missing candle"),
+    Column("end_ms", BigInteger, nullable=False, comment="exclusive end: open time after the last missing candle"),
+    Column("candles", BigInteger, nullable=False),
+    Column("reason", String(32), nullable=False, comment="fillable, exchange_downtime, before_listing, beyond_history"),
+    Column("status", String(32), nullable=False,
+           comment="detected, backfill_requested, filled, superseded, confirmed_empty, unfillable"),
+    Column("request_id", String(64), nullable=True, comment="tag ohlcv/gap_request of the backfill asked for it"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_ms", BigInteger, nullable=True),
+    Column("detected_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("note", String(500), nullable=False, default=""),
+    Index("ix_gaps_instrument", "exchange", "symbol", "timeframe", "status"),
 )

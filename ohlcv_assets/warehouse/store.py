@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from alembic import command
@@ -122,6 +123,17 @@ class Warehouse:
     def read_candles(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int,
                      connection: sa.Connection | None = None) -> pd.DataFrame:
         return self.read_rows(candles, exchange, symbol, timeframe, start_ms, end_ms, connection)
+
+    def read_open_times(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> np.ndarray:
+        """Stored candle open times in [start_ms, end_ms), ascending."""
+        query = (
+            sa.select(candles.c.open_time)
+            .where(candles.c.exchange == exchange, candles.c.symbol == symbol, candles.c.timeframe == timeframe,
+                   candles.c.open_time >= start_ms, candles.c.open_time < end_ms)
+            .order_by(candles.c.open_time)
+        )
+        with self.engine.connect() as conn:
+            return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
 
     def read_candles_before(self, exchange: str, symbol: str, timeframe: str, before_ms: int, count: int) -> pd.DataFrame:
         """The last ``count`` stored candles opening before ``before_ms``, ascending."""

@@ -1,0 +1,83 @@
+"""The ``gap_report/<interval>`` assets: per instrument, every missing candle found and explained."""
+
+import dagster as dg
+
+from ohlcv_assets.assets.candles import candles_key
+from ohlcv_assets.gap_scan import ScanResult, scan
+from ohlcv_assets.gaps import GAP_CLASSES
+from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms
+from ohlcv_assets.partitions import INSTRUMENT, instruments_partitions_name
+from ohlcv_assets.resources import ExchangeResource, WarehouseResource
+
+REPORT_DAYS = 31
+BAR_WIDTH = 20
+
+
+def gap_report_key(interval: str) -> dg.AssetKey:
+    return dg.AssetKey(["gap_report", interval])
+
+
+def gap_scan_job(interval: str):
+    """Runs of gap_report/<interval>: sensors and schedules of several intervals target these."""
+    return dg.define_asset_job(f"scan_gaps_{interval}", selection=dg.AssetSelection.assets(gap_report_key(interval)))
+
+
+def scan_request(interval: str, instrument_key: str, run_key: str, reason: str, **tags: str) -> dg.RunRequest:
+    return dg.RunRequest(run_key=run_key, job_name=f"scan_gaps_{interval}", partition_key=instrument_key,
+                         tags={"ohlcv/reason": reason, **tags})
+
+
+def coverage_chart(result: ScanResult, days: int = REPORT_DAYS) -> str:
+    """Per-day coverage as a markdown table with bars: quicker to look at than to read."""
+    lines = ["| day | coverage | stored / expected |", "|---|---|---:|"]
+    for day, present, expected in result.day_coverage[-days:]:
+        share = 1.0 if expected == 0 else present / expected
+        filled = round(share * BAR_WIDTH)
+        lines.append(f"| {day} | `{'█' * filled}{'·' * (BAR_WIDTH - filled)}` {share:.1%} | {present} / {expected} |")
+    return "\n".join(lines)
+
+
+def gap_table(result: ScanResult, step_ms: int, limit: int = 50) -> str:
+    lines = ["| first missing | last missing | candles | reason |", "|---|---|---:|---|"]
+    for gap in result.gaps[:limit]:
+        lines.append(f"| {ms_to_iso(gap.start_ms)} | {ms_to_iso(gap.end_ms - step_ms)} | {gap.candles(step_ms)} | {gap.reason} |")
+    if len(result.gaps) > limit:
+        lines.append(f"| … | | | {len(result.gaps) - limit} more |")
+    return "\n".join(lines)
+
+
+def build_gap_report_asset(interval: str) -> dg.AssetsDefinition:
+    step = interval_ms(interval)
+
+    @dg.asset(
+        key=gap_report_key(interval),
+        partitions_def=dg.DynamicPartitionsDefinition(name=instruments_partitions_name(interval)),
+        deps=[dg.AssetDep(candles_key(interval), partition_mapping=dg.MultiToSingleDimensionPartitionMapping(INSTRUMENT))],
+        group_name="gaps",
+        kinds={"sql"},
+        description=(
+            f"Every missing {interval} candle of one instrument since its start date, classified "
+            f"({', '.join(GAP_CLASSES)}) by asking the exchange, and recorded in table `gaps`; "
+            "metadata shows coverage per day."
+        ),
+    )
+    def gap_report(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        instrument = exchange.universe.instrument(context.partition_key)
+        history = exchange.universe.exchanges[instrument.exchange].history_candles
+        result = scan(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, history, now_ms())
+        by_reason = result.candles_by_reason(step)
+        context.log.info(f"{instrument.label()} {interval}: coverage {result.coverage:.4%}, missing by reason {by_reason}, "
+                         f"records {result.changes}")
+        return dg.MaterializeResult(metadata={
+            "coverage_pct": round(100 * result.coverage, 4),
+            "expected_candles": result.expected,
+            "stored_candles": result.present,
+            **{f"missing_{reason}": by_reason.get(reason, 0) for reason in GAP_CLASSES},
+            "gaps": len(result.gaps),
+            "new_gap_records": result.changes["new"],
+            "gaps_closed": result.changes["filled"] + result.changes["superseded"],
+            "coverage_by_day": dg.MetadataValue.md(coverage_chart(result)),
+            "gap_list": dg.MetadataValue.md(gap_table(result, step)),
+        })
+
+    return gap_report

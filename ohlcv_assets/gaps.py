@@ -1,0 +1,114 @@
+"""Finding and explaining missing candles. No Dagster, no database here.
+
+A gap is a run of grid candles with no stored candle; it is exact (one missing candle is a gap)
+and classified by what the exchange says:
+
+- ``fillable``: the exchange has (some of) the candles: a backfill will store them;
+- ``exchange_downtime``: asked twice, the exchange has no candles there: they never existed;
+- ``before_listing``: before the symbol's first candle;
+- ``beyond_history``: older than the exchange serves (``history_candles`` in the universe);
+- ``forming``: the current candle, still open.
+"""
+
+import dataclasses
+
+import numpy as np
+
+FILLABLE = "fillable"
+EXCHANGE_DOWNTIME = "exchange_downtime"
+BEFORE_LISTING = "before_listing"
+BEYOND_HISTORY = "beyond_history"
+FORMING = "forming"
+GAP_CLASSES = (FILLABLE, EXCHANGE_DOWNTIME, BEFORE_LISTING, BEYOND_HISTORY, FORMING)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gap:
+    start_ms: int  # open time of the first missing candle
+    end_ms: int  # exclusive: open time just after the last missing candle
+    reason: str | None = None
+
+    def candles(self, step_ms: int) -> int:
+        return (self.end_ms - self.start_ms) // step_ms
+
+
+def find_gaps(open_times: np.ndarray, start_ms: int, end_ms: int, step_ms: int) -> np.ndarray:
+    """Missing runs of the grid [start_ms, end_ms) as an (n, 3) int64 array: start, end (exclusive), count.
+
+    ``open_times`` are the stored open times (any order; duplicates and times outside the range
+    are ignored). Vectorised: 10 million candles take well under a second.
+    """
+    first = -(-start_ms // step_ms) * step_ms
+    last = -(-end_ms // step_ms) * step_ms  # first grid time at or after end_ms
+    times = np.asarray(open_times, dtype=np.int64)
+    times = times[(times >= first) & (times < last)]
+    if len(times) > 1 and np.any(np.diff(times) <= 0):
+        times = np.unique(times)
+    bounds = np.concatenate(([first - step_ms], times, [last]))
+    step = np.diff(bounds)
+    at = np.flatnonzero(step > step_ms)
+    starts = bounds[at] + step_ms
+    ends = bounds[at + 1]
+    return np.column_stack((starts, ends, (ends - starts) // step_ms)).astype(np.int64)
+
+
+def split(gap: Gap, boundary_ms: int, below: str | None) -> list[Gap]:
+    """Gives the part of a gap before ``boundary_ms`` the reason ``below``."""
+    if gap.reason is not None or boundary_ms <= gap.start_ms:
+        return [gap]
+    if boundary_ms >= gap.end_ms:
+        return [Gap(gap.start_ms, gap.end_ms, below)]
+    return [Gap(gap.start_ms, boundary_ms, below), Gap(boundary_ms, gap.end_ms, None)]
+
+
+def classify_known(gaps: np.ndarray, listing_ms: int | None, history_start_ms: int | None,
+                   forming_open_ms: int, confirmed_empty: list[tuple[int, int]]) -> list[Gap]:
+    """Classifies what needs no question to the exchange; the rest keep reason None."""
+    out: list[Gap] = []
+    for start, end, _ in gaps.tolist():
+        parts = [Gap(start, end)]
+        if listing_ms is None:
+            parts = [Gap(start, end, BEFORE_LISTING)]
+        else:
+            parts = [p for g in parts for p in split(g, listing_ms, BEFORE_LISTING)]
+        if history_start_ms is not None:
+            parts = [p for g in parts for p in split(g, history_start_ms, BEYOND_HISTORY)]
+        parts = [p for g in parts for p in _split_forming(g, forming_open_ms)]
+        for lo, hi in confirmed_empty:
+            parts = [p for g in parts for p in _mark_range(g, lo, hi, EXCHANGE_DOWNTIME)]
+        out.extend(parts)
+    return out
+
+
+def _split_forming(gap: Gap, forming_open_ms: int) -> list[Gap]:
+    if gap.reason is not None or gap.end_ms <= forming_open_ms:
+        return [gap]
+    if gap.start_ms >= forming_open_ms:
+        return [Gap(gap.start_ms, gap.end_ms, FORMING)]
+    return [Gap(gap.start_ms, forming_open_ms), Gap(forming_open_ms, gap.end_ms, FORMING)]
+
+
+def _mark_range(gap: Gap, lo: int, hi: int, reason: str) -> list[Gap]:
+    if gap.reason is not None or hi <= gap.start_ms or lo >= gap.end_ms:
+        return [gap]
+    pieces = []
+    if gap.start_ms < lo:
+        pieces.append(Gap(gap.start_ms, lo))
+    pieces.append(Gap(max(gap.start_ms, lo), min(gap.end_ms, hi), reason))
+    if hi < gap.end_ms:
+        pieces.append(Gap(hi, gap.end_ms))
+    return pieces
+
+
+def split_by_presence(gap: Gap, exchange_times: np.ndarray, step_ms: int) -> tuple[list[Gap], list[Gap]]:
+    """Parts of an unexplained gap the exchange has candles for, and parts it returned none for."""
+    inside = np.asarray(exchange_times, dtype=np.int64)
+    inside = inside[(inside >= gap.start_ms) & (inside < gap.end_ms)]
+    empty = [Gap(int(s), int(e)) for s, e, _ in find_gaps(inside, gap.start_ms, gap.end_ms, step_ms).tolist()]
+    present = []
+    if len(inside):  # runs of consecutive grid times the exchange has
+        breaks = np.flatnonzero(np.diff(inside) > step_ms)
+        starts = np.r_[inside[0], inside[breaks + 1]]
+        ends = np.r_[inside[breaks], inside[-1]] + step_ms
+        present = [Gap(int(s), int(e), FILLABLE) for s, e in zip(starts, ends)]
+    return present, empty

@@ -1,0 +1,125 @@
+"""The persistent gap record: what was found missing, why, and what happened to it.
+
+Lifecycle: a ``fillable`` gap is ``detected``, then ``backfill_requested`` (with the request id
+tagged on its backfill), then ``filled`` when a scan no longer finds it (``superseded`` when it
+was partly filled and smaller gaps replaced it). A failed backfill sends it back to ``detected``
+after an exponential delay, and after ``MAX_BACKFILL_ATTEMPTS`` it is ``unfillable``. Gaps the
+exchange confirms empty are ``confirmed_empty`` and are never asked for again; gaps before listing
+or beyond the exchange's history are ``unfillable`` from the start.
+"""
+
+import dataclasses
+
+import sqlalchemy as sa
+
+from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, FORMING, Gap
+from ohlcv_assets.warehouse.schema import GAP_OPEN_STATUSES, gaps
+from ohlcv_assets.warehouse.store import Warehouse
+
+MAX_BACKFILL_ATTEMPTS = 5
+RETRY_BASE_MS = 5 * 60_000
+_INITIAL_STATUS = {FILLABLE: "detected", EXCHANGE_DOWNTIME: "confirmed_empty",
+                   BEFORE_LISTING: "unfillable", BEYOND_HISTORY: "unfillable"}
+
+
+@dataclasses.dataclass(frozen=True)
+class GapRecord:
+    id: int
+    exchange: str
+    symbol: str
+    timeframe: str
+    start_ms: int
+    end_ms: int
+    candles: int
+    reason: str
+    status: str
+    request_id: str | None
+    attempts: int
+    next_attempt_ms: int | None
+    note: str
+
+
+def _records(rows) -> list[GapRecord]:
+    fields = [f.name for f in dataclasses.fields(GapRecord)]
+    return [GapRecord(**{f: row._mapping[f] for f in fields}) for row in rows]
+
+
+def _instrument(exchange: str, symbol: str, timeframe: str):
+    return sa.and_(gaps.c.exchange == exchange, gaps.c.symbol == symbol, gaps.c.timeframe == timeframe)
+
+
+def confirmed_empty_ranges(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str) -> list[tuple[int, int]]:
+    query = sa.select(gaps.c.start_ms, gaps.c.end_ms).where(_instrument(exchange, symbol, timeframe), gaps.c.status == "confirmed_empty")
+    with warehouse.engine.connect() as conn:
+        return [(int(a), int(b)) for a, b in conn.execute(query)]
+
+
+def instrument_gaps(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str) -> list[GapRecord]:
+    query = sa.select(gaps).where(_instrument(exchange, symbol, timeframe)).order_by(gaps.c.start_ms, gaps.c.id)
+    with warehouse.engine.connect() as conn:
+        return _records(conn.execute(query))
+
+
+def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, found: list[Gap],
+              step_ms: int, now_ms: int) -> dict[str, int]:
+    """Brings the records of one instrument and interval in line with a scan's gaps."""
+    found = [g for g in found if g.reason != FORMING]
+    current = {(g.start_ms, g.end_ms, g.reason) for g in found}
+    counts = {"new": 0, "filled": 0, "superseded": 0}
+    with warehouse.engine.begin() as conn:
+        existing = _records(conn.execute(sa.select(gaps).where(_instrument(exchange, symbol, timeframe))))
+        known = {(r.start_ms, r.end_ms, r.reason) for r in existing if r.status not in ("filled", "superseded")}
+        for record in existing:
+            if record.status not in GAP_OPEN_STATUSES or (record.start_ms, record.end_ms, record.reason) in current:
+                continue
+            overlapped = any(g.start_ms < record.end_ms and record.start_ms < g.end_ms for g in found)
+            status = "superseded" if overlapped else "filled"
+            counts[status] += 1
+            conn.execute(gaps.update().where(gaps.c.id == record.id).values(status=status, updated_ms=now_ms))
+        new = [g for g in found if (g.start_ms, g.end_ms, g.reason) not in known]
+        if new:
+            conn.execute(gaps.insert(), [{
+                "exchange": exchange, "symbol": symbol, "timeframe": timeframe, "start_ms": g.start_ms, "end_ms": g.end_ms,
+                "candles": g.candles(step_ms), "reason": g.reason, "status": _INITIAL_STATUS[g.reason], "request_id": None,
+                "attempts": 0, "next_attempt_ms": None, "detected_ms": now_ms, "updated_ms": now_ms, "note": "",
+            } for g in new])
+        counts["new"] = len(new)
+    return counts
+
+
+def due_for_backfill(warehouse: Warehouse, now_ms: int, limit: int) -> list[GapRecord]:
+    query = (
+        sa.select(gaps)
+        .where(gaps.c.status == "detected", gaps.c.reason == FILLABLE,
+               sa.or_(gaps.c.next_attempt_ms.is_(None), gaps.c.next_attempt_ms <= now_ms))
+        .order_by(gaps.c.detected_ms, gaps.c.id)
+        .limit(limit)
+    )
+    with warehouse.engine.connect() as conn:
+        return _records(conn.execute(query))
+
+
+def in_flight(warehouse: Warehouse) -> list[GapRecord]:
+    with warehouse.engine.connect() as conn:
+        return _records(conn.execute(sa.select(gaps).where(gaps.c.status == "backfill_requested")))
+
+
+def mark_requested(warehouse: Warehouse, ids: list[int], request_id: str, now_ms: int) -> None:
+    with warehouse.engine.begin() as conn:
+        conn.execute(gaps.update().where(gaps.c.id.in_(ids)).values(
+            status="backfill_requested", request_id=request_id, updated_ms=now_ms))
+
+
+def mark_backfill_finished(warehouse: Warehouse, records: list[GapRecord], succeeded: bool, why: str, now_ms: int) -> None:
+    """One more backfill attempt is over. A success leaves closing the gap to the next scan (which
+    the sensor asks for); a failure waits exponentially longer. Either way, after
+    MAX_BACKFILL_ATTEMPTS the gap is given up as unfillable: no endless loop on candles that never come."""
+    with warehouse.engine.begin() as conn:
+        for record in records:
+            attempts = record.attempts + 1
+            if attempts >= MAX_BACKFILL_ATTEMPTS:
+                values = {"status": "unfillable", "note": f"gave up after {attempts} backfills; last: {why}"[:500]}
+            else:
+                delay = RETRY_BASE_MS if succeeded else RETRY_BASE_MS * 2 ** (attempts - 1)
+                values = {"status": "detected", "next_attempt_ms": now_ms + delay, "note": f"backfill {attempts}: {why}"[:500]}
+            conn.execute(gaps.update().where(gaps.c.id == record.id).values(attempts=attempts, updated_ms=now_ms, **values))
