@@ -36,6 +36,8 @@ class GapRecord:
     request_id: str | None
     attempts: int
     next_attempt_ms: int | None
+    detected_ms: int
+    updated_ms: int
     note: str
 
 

@@ -1,0 +1,46 @@
+"""The gap sensor turns fillable gaps into one backfill of exactly the affected candles partitions."""
+
+import datetime as dt
+
+import dagster as dg
+
+from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.gaps import EXCHANGE_DOWNTIME, FILLABLE, Gap
+from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
+from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.warehouse import gap_records
+
+
+def evaluate(defs, instance):
+    sensor = defs.get_sensor_def("gap_backfill")
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+        return sensor(context)
+
+
+def test_fillable_gaps_become_one_backfill_and_are_not_requested_twice(universe, universe_file, warehouse, warehouse_url):
+    day = dt.date(2026, 10, 8)
+    start = day_bounds_ms(day)[0]
+    gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [
+        Gap(start + 10 * MINUTE_MS, start + 20 * MINUTE_MS, FILLABLE),
+        Gap(start + 23 * 60 * MINUTE_MS, start + 25 * 60 * MINUTE_MS, FILLABLE),  # crosses midnight: two days
+        Gap(start + 300 * MINUTE_MS, start + 390 * MINUTE_MS, EXCHANGE_DOWNTIME),
+    ], MINUTE_MS, 1_000)
+    gap_records.reconcile(warehouse, "binance", "ETH/USDT", "5m", [Gap(start, start + 5 * MINUTE_MS, FILLABLE)], 5 * MINUTE_MS, 1_000)
+    defs = build_definitions(universe, str(universe_file), warehouse_url)
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        result = evaluate(defs, instance)
+        [request] = result.run_requests
+        assert request.tags["ohlcv/reason"] == "gap-fill"
+        subset = request.asset_graph_subset
+        requested = {(key.to_user_string(), str(pk)) for key, pk in subset.iterate_asset_partitions()}
+        assert requested == {
+            ("candles/1m", f"{day}|binance.BTC-USDT"),
+            ("candles/1m", f"{day + dt.timedelta(days=1)}|binance.BTC-USDT"),
+            ("candles/5m", f"{day}|binance.ETH-USDT"),
+        }
+        records = gap_records.in_flight(warehouse)
+        assert len(records) == 3 and {r.request_id for r in records} == {request.tags["ohlcv/gap_request"]}
+
+        again = evaluate(defs, instance)
+        assert again.run_requests == []  # in flight: no duplicate request

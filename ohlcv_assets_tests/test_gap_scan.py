@@ -1,0 +1,98 @@
+"""Scanning stored candles against the simulator: each gap classified, recorded, and never re-asked
+when the exchange confirmed it empty."""
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
+from ohlcv_assets.gap_scan import scan
+from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, FORMING, Gap
+from ohlcv_assets.ingest import ingest_day
+from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
+from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse.schema import candles
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY
+
+HOUR = 60 * MINUTE_MS
+DAY_PLUS_HALF = 36 * HOUR + 30_000  # "now": the middle of the day after the downtime day
+
+
+def store_days(source, warehouse, instrument, interval, days, now):
+    for day in days:
+        ingest_day(source, warehouse, instrument, interval, day, now)
+
+
+def delete(warehouse, symbol, interval, start, end):
+    with warehouse.engine.begin() as conn:
+        conn.execute(candles.delete().where(candles.c.symbol == symbol, candles.c.timeframe == interval,
+                                            candles.c.open_time >= start, candles.c.open_time < end))
+
+
+def test_deleted_rows_downtime_and_forming_are_told_apart(simulator, universe, warehouse):
+    instrument = universe.instrument("binance.BTC-USDT").model_copy(update={"start": DOWNTIME_DAY - dt.timedelta(days=1)})
+    source = CcxtCandleSource("binance", universe.exchanges["binance"])
+    day_start = day_bounds_ms(DOWNTIME_DAY)[0]
+    now = day_start + DAY_PLUS_HALF
+    simulator.reconfigure({"frozen_now_ms": now})
+    store_days(source, warehouse, instrument, "1m", [DOWNTIME_DAY - dt.timedelta(days=1), DOWNTIME_DAY, DOWNTIME_DAY + dt.timedelta(days=1)], now)
+    delete(warehouse, "BTC/USDT", "1m", day_start + 10 * HOUR, day_start + 10 * HOUR + 7 * MINUTE_MS)
+    delete(warehouse, "BTC/USDT", "1m", day_start - HOUR, day_start - HOUR + MINUTE_MS)
+
+    result = scan(source, warehouse, instrument, "1m", None, now)
+    found = [(g.start_ms, g.end_ms, g.reason) for g in result.gaps]
+    assert found == [
+        (day_start - HOUR, day_start - HOUR + MINUTE_MS, FILLABLE),
+        (day_start + 5 * HOUR, day_start + 6 * HOUR + 30 * MINUTE_MS, EXCHANGE_DOWNTIME),
+        (day_start + 10 * HOUR, day_start + 10 * HOUR + 7 * MINUTE_MS, FILLABLE),
+        (now // MINUTE_MS * MINUTE_MS, now // MINUTE_MS * MINUTE_MS + MINUTE_MS, FORMING),
+    ]
+    assert result.expected - result.present == 1 + 90 + 7
+    records = gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")
+    assert [(r.reason, r.status, r.candles) for r in records] == [
+        (FILLABLE, "detected", 1), (EXCHANGE_DOWNTIME, "confirmed_empty", 90), (FILLABLE, "detected", 7)]
+
+    store_days(source, warehouse, instrument, "1m", [DOWNTIME_DAY - dt.timedelta(days=1), DOWNTIME_DAY], now)
+    before = simulator.stats["requests.klines"]
+    again = scan(CcxtCandleSource("binance", universe.exchanges["binance"]), warehouse, instrument, "1m", None, now)
+    assert simulator.stats["requests.klines"] - before == 1  # the listing question only: downtime is never re-asked
+    assert [g.reason for g in again.gaps] == [EXCHANGE_DOWNTIME, FORMING]
+    statuses = {(r.reason, r.candles): r.status for r in gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")}
+    assert statuses == {(FILLABLE, 1): "filled", (EXCHANGE_DOWNTIME, 90): "confirmed_empty", (FILLABLE, 7): "filled"}
+
+
+
+def test_before_listing_and_beyond_history_are_unfillable(simulator, universe, warehouse):
+    instrument = universe.instrument("binance.LATE-USDT").model_copy(update={"start": dt.date(2026, 10, 11)})
+    source = CcxtCandleSource("binance", universe.exchanges["binance"])
+    now = day_bounds_ms(dt.date(2026, 10, 12))[0] + 5 * HOUR
+    simulator.reconfigure({"frozen_now_ms": now})
+    result = scan(source, warehouse, instrument, "1h", 3, now)
+    listed = day_bounds_ms(dt.date(2026, 10, 12))[0]
+    assert [(g.start_ms, g.end_ms, g.reason) for g in result.gaps] == [
+        (day_bounds_ms(dt.date(2026, 10, 11))[0], listed, BEFORE_LISTING),
+        (listed, now - 3 * HOUR, BEYOND_HISTORY),
+        (now - 3 * HOUR, now, FILLABLE),
+        (now, now + HOUR, FORMING),
+    ]
+    assert result.expected == 5
+    assert {r.reason: r.status for r in gap_records.instrument_gaps(warehouse, "binance", "LATE/USDT", "1h")} == {
+        BEFORE_LISTING: "unfillable", BEYOND_HISTORY: "unfillable", FILLABLE: "detected"}
+
+
+def test_failed_backfills_back_off_and_are_given_up(warehouse):
+    gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [Gap(0, 10 * MINUTE_MS, FILLABLE)], MINUTE_MS, 1000)
+    [record] = gap_records.due_for_backfill(warehouse, 1000, 10)
+    now = 1000
+    for attempt in range(1, gap_records.MAX_BACKFILL_ATTEMPTS + 1):
+        gap_records.mark_requested(warehouse, [record.id], f"r{attempt}", now)
+        assert gap_records.due_for_backfill(warehouse, now, 10) == []  # in flight: never requested twice
+        [record] = gap_records.in_flight(warehouse)
+        gap_records.mark_backfill_finished(warehouse, [record], False, "run failed", now)
+        [record] = gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")
+        if attempt < gap_records.MAX_BACKFILL_ATTEMPTS:
+            assert record.status == "detected" and record.next_attempt_ms == now + gap_records.RETRY_BASE_MS * 2 ** (attempt - 1)
+            assert gap_records.due_for_backfill(warehouse, record.next_attempt_ms - 1, 10) == []
+            now = record.next_attempt_ms
+    assert record.status == "unfillable" and "gave up after 5" in record.note
+    assert gap_records.due_for_backfill(warehouse, now * 2, 10) == []
