@@ -30,11 +30,12 @@ def build_definitions(universe: Universe, universe_path: str = "", warehouse_url
         jobs=list(scan_jobs.values()),
         sensors=[
             build_instrument_sensor(universe, list(scan_jobs.values())),
-            build_gap_backfill_sensor(universe, list(scan_jobs.values())),
+            *(build_gap_backfill_sensor(interval, asset) for interval, asset in candles.items()),
             dg.AutomationConditionSensorDefinition(
-                "features_automation", target=dg.AssetSelection.groups("features"),
+                "automation", target=dg.AssetSelection.groups("features", "gaps"),
                 default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
-                description="Recomputes features partitions whose candles (or warm-up candles) changed.",
+                description="Recomputes features whose candles (or warm-up candles) changed, and re-scans "
+                            "instruments for gaps after a gap backfill.",
             ),
         ],
         schedules=[

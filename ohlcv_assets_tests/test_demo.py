@@ -3,7 +3,6 @@ launched through GraphQL and run by the daemon with the multi-run backfill polic
 
 import datetime as dt
 import os
-import socket
 import subprocess
 import sys
 
@@ -16,12 +15,7 @@ from ohlcv_assets.intervals import day_bounds_ms, interval_ms
 from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ohlcv_assets_tests.processes import free_port
 
 
 def test_demo_backfills_the_demo_universe_through_the_daemon(tmp_path):

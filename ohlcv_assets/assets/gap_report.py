@@ -11,6 +11,16 @@ from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 
 REPORT_DAYS = 31
 BAR_WIDTH = 20
+REQUEST_TAG = "ohlcv/gap_request"
+
+# Re-scan an instrument when a gap backfill (runs tagged with its request) has written its candles.
+RESCAN_AFTER_GAP_BACKFILL = (
+    dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.newly_updated() & dg.AutomationCondition.executed_with_tags(tag_keys={REQUEST_TAG})
+    ).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("gap backfill finished")
 
 
 def gap_report_key(interval: str) -> dg.AssetKey:
@@ -55,6 +65,7 @@ def build_gap_report_asset(interval: str) -> dg.AssetsDefinition:
         deps=[dg.AssetDep(candles_key(interval), partition_mapping=dg.MultiToSingleDimensionPartitionMapping(INSTRUMENT))],
         group_name="gaps",
         kinds={"sql"},
+        automation_condition=RESCAN_AFTER_GAP_BACKFILL,
         description=(
             f"Every missing {interval} candle of one instrument since its start date, classified "
             f"({', '.join(GAP_CLASSES)}) by asking the exchange, and recorded in table `gaps`; "

@@ -1,6 +1,7 @@
-"""Turns fillable gaps into backfills of exactly the affected candles partitions, follows them, and
-asks for a re-scan when they end. The gap records in the warehouse are the durable state: a gap
-in flight is never requested twice, and failures back off exponentially until given up."""
+"""Turns fillable gaps into backfills of exactly the affected candles partitions and settles them
+when the backfills end (the gap_report automation re-scans the instrument then). The gap records in
+the warehouse are the durable state: a gap in flight is never requested twice, and failures back
+off exponentially until given up."""
 
 import collections
 import datetime as dt
@@ -16,14 +17,13 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
 from ohlcv_assets.assets.candles import candles_key
-from ohlcv_assets.assets.gap_report import scan_request
+from ohlcv_assets.assets.gap_report import REQUEST_TAG
 from ohlcv_assets.intervals import DAY_MS, now_ms
 from ohlcv_assets.partitions import partition_key
 from ohlcv_assets.resources import WarehouseResource
-from ohlcv_assets.universe import Universe, instrument_key
+from ohlcv_assets.universe import instrument_key
 from ohlcv_assets.warehouse import gap_records
 
-REQUEST_TAG = "ohlcv/gap_request"
 REASON_TAG = "ohlcv/reason"
 MAX_GAPS_PER_TICK = 200
 MAX_PARTITIONS_PER_TICK = 400
@@ -36,19 +36,20 @@ def gap_days(record: gap_records.GapRecord) -> list[dt.date]:
     return [dt.date(1970, 1, 1) + dt.timedelta(days=d) for d in range(first, last + 1)]
 
 
-def build_gap_backfill_sensor(universe: Universe, scan_jobs: list) -> dg.SensorDefinition:
+def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg.SensorDefinition:
     @dg.sensor(
-        name="gap_backfill",
+        name=f"gap_backfill_{interval}",
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        jobs=scan_jobs,
-        description="Backfills fillable gaps found by gap_report, at most "
-                    f"{MAX_PARTITIONS_PER_TICK} partitions per tick, and re-scans when a backfill ends.",
+        target=candles,
+        description=f"Backfills fillable {interval} gaps found by gap_report, at most "
+                    f"{MAX_PARTITIONS_PER_TICK} partitions per tick, and settles them when the backfill ends.",
     )
     def gap_backfill(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
         store, now = warehouse.warehouse, now_ms()
-        requests = follow_requests(context, store, now)
-        due = [r for r in gap_records.due_for_backfill(store, now, MAX_GAPS_PER_TICK) if r.timeframe in universe.intervals]
+        follow_requests(context, store, interval, now)
+        requests = []
+        due = [r for r in gap_records.due_for_backfill(store, now, MAX_GAPS_PER_TICK) if r.timeframe == interval]
         partitions: set[AssetKeyPartitionKey] = set()
         chosen = []
         for record in due:
@@ -73,12 +74,12 @@ def build_gap_backfill_sensor(universe: Universe, scan_jobs: list) -> dg.SensorD
     return gap_backfill
 
 
-def follow_requests(context: dg.SensorEvaluationContext, store, now: int) -> list[dg.RunRequest]:
-    """Settles the gaps of finished backfills and asks for a re-scan of their instruments."""
-    scans = []
+def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, now: int) -> None:
+    """Settles the gaps of finished backfills."""
     by_request = collections.defaultdict(list)
     for record in gap_records.in_flight(store):
-        by_request[record.request_id].append(record)
+        if record.timeframe == interval:
+            by_request[record.request_id].append(record)
     for request_id, records in by_request.items():
         backfills = context.instance.get_backfills(filters=BulkActionsFilter(tags={REQUEST_TAG: request_id}))
         if not backfills:
@@ -90,7 +91,3 @@ def follow_requests(context: dg.SensorEvaluationContext, store, now: int) -> lis
             continue
         succeeded = backfill.status == BulkActionStatus.COMPLETED_SUCCESS
         gap_records.mark_backfill_finished(store, records, succeeded, f"backfill {backfill.backfill_id} {backfill.status.value}", now)
-        for timeframe, key in sorted({(r.timeframe, instrument_key(r.exchange, r.symbol)) for r in records}):
-            scans.append(scan_request(timeframe, key, f"scan-after-{request_id}-{timeframe}-{key}",
-                                      "re-scan after gap backfill", **{REQUEST_TAG: request_id}))
-    return scans

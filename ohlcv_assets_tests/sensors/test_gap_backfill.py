@@ -11,8 +11,8 @@ from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.warehouse import gap_records
 
 
-def evaluate(defs, instance):
-    sensor = defs.get_sensor_def("gap_backfill")
+def evaluate(defs, instance, interval):
+    sensor = defs.get_sensor_def(f"gap_backfill_{interval}")
     with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
         return sensor(context)
 
@@ -29,18 +29,18 @@ def test_fillable_gaps_become_one_backfill_and_are_not_requested_twice(universe,
     defs = build_definitions(universe, str(universe_file), warehouse_url)
     with dg.instance_for_test() as instance:
         sync_instrument_partitions(instance, universe)
-        result = evaluate(defs, instance)
-        [request] = result.run_requests
-        assert request.tags["ohlcv/reason"] == "gap-fill"
-        subset = request.asset_graph_subset
-        requested = {(key.to_user_string(), str(pk)) for key, pk in subset.iterate_asset_partitions()}
-        assert requested == {
-            ("candles/1m", f"{day}|binance.BTC-USDT"),
-            ("candles/1m", f"{day + dt.timedelta(days=1)}|binance.BTC-USDT"),
-            ("candles/5m", f"{day}|binance.ETH-USDT"),
-        }
+        [one_minute] = evaluate(defs, instance, "1m").run_requests
+        assert one_minute.tags["ohlcv/reason"] == "gap-fill"
+        assert requested(one_minute) == {("candles/1m", f"{day}|binance.BTC-USDT"),
+                                         ("candles/1m", f"{day + dt.timedelta(days=1)}|binance.BTC-USDT")}
+        [five_minutes] = evaluate(defs, instance, "5m").run_requests
+        assert requested(five_minutes) == {("candles/5m", f"{day}|binance.ETH-USDT")}
         records = gap_records.in_flight(warehouse)
-        assert len(records) == 3 and {r.request_id for r in records} == {request.tags["ohlcv/gap_request"]}
+        assert len(records) == 3
+        assert {r.request_id for r in records} == {one_minute.tags["ohlcv/gap_request"], five_minutes.tags["ohlcv/gap_request"]}
 
-        again = evaluate(defs, instance)
-        assert again.run_requests == []  # in flight: no duplicate request
+        assert evaluate(defs, instance, "1m").run_requests == []  # in flight: no duplicate request
+
+
+def requested(request) -> set[tuple[str, str]]:
+    return {(key.to_user_string(), str(pk)) for key, pk in request.asset_graph_subset.iterate_asset_partitions()}
