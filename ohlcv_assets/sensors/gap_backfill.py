@@ -28,6 +28,7 @@ REASON_TAG = "ohlcv/reason"
 MAX_GAPS_PER_TICK = 200
 MAX_PARTITIONS_PER_TICK = 400
 LOST_AFTER_MS = 30 * 60_000
+SUBMITTED_REMEMBERED = 100
 _RUNNING = {BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING}
 
 
@@ -41,13 +42,14 @@ def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg
         name=f"gap_backfill_{interval}",
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        target=candles,
+        asset_selection=dg.AssetSelection.assets(candles),  # a backfill-launching sensor needs an asset selection
         description=f"Backfills fillable {interval} gaps found by gap_report, at most "
                     f"{MAX_PARTITIONS_PER_TICK} partitions per tick, and settles them when the backfill ends.",
     )
     def gap_backfill(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
         store, now = warehouse.warehouse, now_ms()
-        follow_requests(context, store, interval, now)
+        cursor = json.loads(context.cursor) if context.cursor else {"submitted": [], "backfills_requested": 0}
+        follow_requests(context, store, interval, now, set(cursor["submitted"]))
         requests = []
         due = [r for r in gap_records.due_for_backfill(store, now, MAX_GAPS_PER_TICK) if r.timeframe == interval]
         partitions: set[AssetKeyPartitionKey] = set()
@@ -59,7 +61,6 @@ def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg
                 break
             partitions |= wanted
             chosen.append(record)
-        cursor = json.loads(context.cursor) if context.cursor else {"backfills_requested": 0}
         if chosen:
             request_id = uuid.uuid4().hex
             gap_records.mark_requested(store, [r.id for r in chosen], request_id, now)
@@ -67,15 +68,20 @@ def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg
             requests.append(dg.RunRequest.for_asset_graph_subset(subset, tags={
                 REQUEST_TAG: request_id, REASON_TAG: "gap-fill", "ohlcv/gaps": ",".join(str(r.id) for r in chosen)[:4000],
             }))
-            cursor = {"backfills_requested": cursor["backfills_requested"] + 1, "last_request": request_id}
+            cursor = {"submitted": [*cursor["submitted"], request_id][-SUBMITTED_REMEMBERED:],
+                      "backfills_requested": cursor["backfills_requested"] + 1}
             context.log.info(f"backfill {request_id}: {len(chosen)} gaps, {len(partitions)} candles partitions")
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 
     return gap_backfill
 
 
-def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, now: int) -> None:
-    """Settles the gaps of finished backfills."""
+def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, now: int, submitted: set[str]) -> None:
+    """Settles the gaps of finished backfills.
+
+    The cursor (saved by Dagster only with a tick's submitted requests) lists the requests that were
+    really submitted: gaps marked by a tick that then failed are released at once.
+    """
     by_request = collections.defaultdict(list)
     for record in gap_records.in_flight(store):
         if record.timeframe == interval:
@@ -83,7 +89,9 @@ def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, n
     for request_id, records in by_request.items():
         backfills = context.instance.get_backfills(filters=BulkActionsFilter(tags={REQUEST_TAG: request_id}))
         if not backfills:
-            if min(r.updated_ms for r in records) < now - LOST_AFTER_MS:
+            if request_id not in submitted:
+                gap_records.release(store, records, now)
+            elif min(r.updated_ms for r in records) < now - LOST_AFTER_MS:
                 gap_records.mark_backfill_finished(store, records, False, "backfill never started", now)
             continue
         backfill = backfills[0]

@@ -112,6 +112,13 @@ def mark_requested(warehouse: Warehouse, ids: list[int], request_id: str, now_ms
             status="backfill_requested", request_id=request_id, updated_ms=now_ms))
 
 
+def release(warehouse: Warehouse, records: list[GapRecord], now_ms: int) -> None:
+    """Back to detected, no attempt counted: the request that marked them was never submitted."""
+    with warehouse.engine.begin() as conn:
+        conn.execute(gaps.update().where(gaps.c.id.in_([r.id for r in records])).values(
+            status="detected", request_id=None, updated_ms=now_ms))
+
+
 def mark_backfill_finished(warehouse: Warehouse, records: list[GapRecord], succeeded: bool, why: str, now_ms: int) -> None:
     """One more backfill attempt is over. A success leaves closing the gap to the next scan (which
     the sensor asks for); a failure waits exponentially longer. Either way, after

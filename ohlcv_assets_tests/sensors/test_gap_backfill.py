@@ -11,9 +11,9 @@ from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.warehouse import gap_records
 
 
-def evaluate(defs, instance, interval):
+def evaluate(defs, instance, interval, cursor=None):
     sensor = defs.get_sensor_def(f"gap_backfill_{interval}")
-    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources, cursor=cursor) as context:
         return sensor(context)
 
 
@@ -29,7 +29,8 @@ def test_fillable_gaps_become_one_backfill_and_are_not_requested_twice(universe,
     defs = build_definitions(universe, str(universe_file), warehouse_url)
     with dg.instance_for_test() as instance:
         sync_instrument_partitions(instance, universe)
-        [one_minute] = evaluate(defs, instance, "1m").run_requests
+        first = evaluate(defs, instance, "1m")
+        [one_minute] = first.run_requests
         assert one_minute.tags["ohlcv/reason"] == "gap-fill"
         assert requested(one_minute) == {("candles/1m", f"{day}|binance.BTC-USDT"),
                                          ("candles/1m", f"{day + dt.timedelta(days=1)}|binance.BTC-USDT")}
@@ -39,7 +40,20 @@ def test_fillable_gaps_become_one_backfill_and_are_not_requested_twice(universe,
         assert len(records) == 3
         assert {r.request_id for r in records} == {one_minute.tags["ohlcv/gap_request"], five_minutes.tags["ohlcv/gap_request"]}
 
-        assert evaluate(defs, instance, "1m").run_requests == []  # in flight: no duplicate request
+        assert evaluate(defs, instance, "1m", first.cursor).run_requests == []  # in flight: no duplicate request
+
+
+def test_gaps_marked_by_a_tick_that_failed_are_released(universe, universe_file, warehouse, warehouse_url):
+    gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [Gap(0, 10 * MINUTE_MS, FILLABLE)], MINUTE_MS, 1_000)
+    defs = build_definitions(universe, str(universe_file), warehouse_url)
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        lost = evaluate(defs, instance, "1m")  # its cursor is never saved: as if the tick failed after marking
+        assert len(lost.run_requests) == 1 and len(gap_records.in_flight(warehouse)) == 1
+        retried = evaluate(defs, instance, "1m")
+        assert len(retried.run_requests) == 1
+        [record] = gap_records.in_flight(warehouse)
+        assert record.request_id == retried.run_requests[0].tags["ohlcv/gap_request"] and record.attempts == 0
 
 
 def requested(request) -> set[tuple[str, str]]:
