@@ -3,6 +3,7 @@ launched through GraphQL and run by the daemon with the multi-run backfill polic
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,8 @@ def test_demo_backfills_the_demo_universe_through_the_daemon(tmp_path):
             assert stored.equals(expected), f"{inst.key} {interval}"
 
     with dg.DagsterInstance.from_config(str(tmp_path / "demo" / "dagster_home")) as instance:
-        runs = [r for r in instance.get_runs() if r.tags.get("dagster/backfill")]
+        demo_backfills = set(re.findall(r"^backfill (\w+): ", demo.stdout, re.MULTILINE))
+        assert len(demo_backfills) == len(universe.intervals)
+        runs = [r for r in instance.get_runs() if r.tags.get("dagster/backfill") in demo_backfills]
         assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert len(runs) < partitions  # several partitions per run: the multi-run backfill policy
