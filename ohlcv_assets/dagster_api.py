@@ -43,8 +43,11 @@ def graphql(webserver: str, query: str, variables: dict) -> dict:
         data=json.dumps({"query": query, "variables": variables}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        raise DagsterApiError(f"{webserver}/graphql answered {err.code}: {err.read()[:2000]!r}") from None
     if body.get("errors"):
         raise DagsterApiError(json.dumps(body["errors"])[:2000])
     return body["data"]

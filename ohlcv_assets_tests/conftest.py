@@ -75,16 +75,28 @@ def postgres_server_url():
 
 
 @pytest.fixture
-def postgres_url(postgres_server_url):
-    """A fresh, empty database on the test server, dropped afterwards."""
+def new_postgres_database(postgres_server_url):
+    """Makes fresh, empty databases on the test server; all are dropped afterwards."""
     admin = sa.create_engine(normalise_url(postgres_server_url), isolation_level="AUTOCOMMIT")
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    created = []
+
+    def create() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        created.append(name)
+        return sa.make_url(normalise_url(postgres_server_url)).set(database=name).render_as_string(hide_password=False)
+
+    yield create
     with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield str(sa.make_url(normalise_url(postgres_server_url)).set(database=name).render_as_string(hide_password=False))
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for name in created:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(new_postgres_database):
+    return new_postgres_database()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -68,3 +68,9 @@ def test_the_local_instance_is_sqlite_with_modest_concurrency_and_run_retries(tm
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
         assert instance.run_retries_enabled
+
+
+def test_the_services_wait_for_the_storage_migration():
+    assert COMPOSE["services"]["migrate"]["command"] == ["dagster", "instance", "migrate"]
+    for service in DAGSTER_SERVICES:
+        assert COMPOSE["services"][service]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}

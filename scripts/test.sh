@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Installs the project into .venv, starts a throwaway PostgreSQL (unless OHLCV_TEST_POSTGRES_URL
-# is set), checks that the Dagster definitions load, and runs the whole test suite.
+# Installs what the tests need (the project into .venv; as root, Debian's PostgreSQL server and
+# Chromium when missing), starts a throwaway PostgreSQL (unless OHLCV_TEST_POSTGRES_URL is set),
+# checks that the Dagster definitions load, and runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
