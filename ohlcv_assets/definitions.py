@@ -14,11 +14,14 @@ from ohlcv_assets.schedules.gap_scan import build_gap_scan_schedule
 from ohlcv_assets.schedules.today import build_today_schedule
 from ohlcv_assets.sensors.gap_backfill import build_gap_backfill_sensor
 from ohlcv_assets.sensors.instruments import build_instrument_sensor
-from ohlcv_assets.universe import UNIVERSE_ENV, Universe, load_universe
+from ohlcv_assets.universe import UNIVERSE_ENV, load_universe
 
 
-def build_definitions(universe: Universe, universe_path: str = "", warehouse_url: str | None = None,
+def build_definitions(universe_path: str | None = None, warehouse_url: str | None = None,
                       retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.Definitions:
+    """The code location for one universe file (None: OHLCV_UNIVERSE or the bundled demo); the
+    exchange resource reads the same file, so partitions and runs always agree."""
+    universe = load_universe(universe_path)
     candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
     if warehouse_url is None:
         warehouse_url = dg.EnvVar(WAREHOUSE_URL_ENV) if os.environ.get(WAREHOUSE_URL_ENV) else default_warehouse_url()
@@ -43,10 +46,10 @@ def build_definitions(universe: Universe, universe_path: str = "", warehouse_url
             *(build_gap_scan_schedule(interval, job) for interval, job in scan_jobs.items()),
         ],
         resources={
-            "exchange": ExchangeResource(universe_path=universe_path),
+            "exchange": ExchangeResource(universe_path=str(universe_path or "")),
             "warehouse": WarehouseResource(url=warehouse_url),
         },
     )
 
 
-defs = build_definitions(load_universe(), os.environ.get(UNIVERSE_ENV, ""))
+defs = build_definitions(os.environ.get(UNIVERSE_ENV) or None)

@@ -25,7 +25,7 @@ def instance():
 @pytest.fixture
 def defs(universe, universe_file, warehouse_url, instance):
     sync_instrument_partitions(instance, universe)
-    return build_definitions(universe, str(universe_file), warehouse_url)
+    return build_definitions(str(universe_file), warehouse_url)
 
 
 def materialize(defs, instance, interval, instrument, day, raise_on_error=True):
@@ -88,10 +88,9 @@ def test_a_day_before_listing_writes_nothing_and_says_why(simulator, defs, insta
 def test_a_day_before_the_configured_start_writes_nothing(simulator, defs, instance, warehouse_url, universe_file, universe):
     text = universe_file.read_text().replace("symbol: ETH/USDT, intervals: [1m, 5m], start: 2026-10-01",
                                              "symbol: ETH/USDT, intervals: [1m, 5m], start: 2026-10-05")
-    later = parse_universe(text)
-    defs = build_definitions(later, "", warehouse_url)
+    defs = build_definitions(_write(universe_file, text), warehouse_url)
     result = dg.materialize([defs.get_assets_def(candles_key("1m"))], partition_key=partition_key("binance.ETH-USDT", dt.date(2026, 10, 2)),
-                            instance=instance, resources={**defs.resources, "exchange": type(defs.resources["exchange"])(universe_path=_write(universe_file, text))})
+                            instance=instance, resources=defs.resources)
     assert "configured start 2026-10-05" in metadata(result)["note"]
 
 
@@ -118,7 +117,7 @@ def test_injected_faults_are_retried_and_the_run_ends_exact(simulator, defs, ins
 def test_a_window_failing_after_its_retries_fails_the_run_and_writes_nothing(simulator, universe, universe_file, instance, tmp_path):
     warehouse_url = f"sqlite:///{tmp_path / 'w.db'}"
     sync_instrument_partitions(instance, universe)
-    defs = build_definitions(universe, str(universe_file), warehouse_url, dg.RetryPolicy(max_retries=1, delay=0.1))
+    defs = build_definitions(str(universe_file), warehouse_url, dg.RetryPolicy(max_retries=1, delay=0.1))
     simulator.reconfigure({"faults": [{"kind": "status", "status": 503, "count": 10_000}]})
     result = materialize(defs, instance, "1h", "binance.BTC-USDT", PLAIN_DAY, raise_on_error=False)
     assert not result.success
@@ -133,7 +132,7 @@ def test_a_symbol_the_exchange_does_not_list_fails_clearly(simulator, instance, 
     path.write_text(universe_yaml(simulator.url, "  - {exchange: binance, symbol: DOGE/USDT, intervals: [1h], start: 2026-10-01}"))
     universe = parse_universe(path.read_text())
     sync_instrument_partitions(instance, universe)
-    defs = build_definitions(universe, str(path), warehouse_url)
+    defs = build_definitions(str(path), warehouse_url)
     result = materialize(defs, instance, "1h", "binance.DOGE-USDT", PLAIN_DAY, raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -172,7 +171,7 @@ def test_an_instrument_is_only_in_its_intervals_assets(universe, universe_file, 
     assert set(instance.get_dynamic_partitions("instruments_1m")) == {"binance.BTC-USDT", "binance.ETH-USDT", "binance.LATE-USDT"}
     assert instance.get_dynamic_partitions("instruments_5m") == ["binance.ETH-USDT"]
     assert instance.get_dynamic_partitions("instruments_1d") == ["binance.BTC-USDT"]
-    defs = build_definitions(universe, str(universe_file), warehouse_url)
+    defs = build_definitions(str(universe_file), warehouse_url)
     asset = defs.get_assets_def(candles_key("1m"))
     assert asset.backfill_policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=31)
     assert asset.op.retry_policy.max_retries >= 1

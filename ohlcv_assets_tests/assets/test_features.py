@@ -26,7 +26,7 @@ def instance():
 @pytest.fixture
 def defs(universe, universe_file, warehouse_url, instance):
     sync_instrument_partitions(instance, universe)
-    return build_definitions(universe, str(universe_file), warehouse_url)
+    return build_definitions(str(universe_file), warehouse_url)
 
 
 def run(defs, instance, key, day):

@@ -11,8 +11,9 @@ from ohlcv_assets_tests.helpers import universe_yaml
 
 
 def requests_at(when: dt.datetime, tmp_path):
-    universe = parse_universe(universe_yaml("http://127.0.0.1:1"))
-    defs = build_definitions(universe, warehouse_url=f"sqlite:///{tmp_path}/w.db")
+    (tmp_path / "u.yaml").write_text(universe_yaml("http://127.0.0.1:1"))
+    universe = parse_universe((tmp_path / "u.yaml").read_text())
+    defs = build_definitions(str(tmp_path / "u.yaml"), warehouse_url=f"sqlite:///{tmp_path}/w.db")
     with dg.instance_for_test() as instance:
         sync_instrument_partitions(instance, universe)
         instance.delete_dynamic_partition("instruments_1m", "binance.LATE-USDT")

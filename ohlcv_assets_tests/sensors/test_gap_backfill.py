@@ -26,7 +26,7 @@ def test_fillable_gaps_become_one_backfill_and_are_not_requested_twice(universe,
         Gap(start + 300 * MINUTE_MS, start + 390 * MINUTE_MS, EXCHANGE_DOWNTIME),
     ], MINUTE_MS, 1_000)
     gap_records.reconcile(warehouse, "binance", "ETH/USDT", "5m", [Gap(start, start + 5 * MINUTE_MS, FILLABLE)], 5 * MINUTE_MS, 1_000)
-    defs = build_definitions(universe, str(universe_file), warehouse_url)
+    defs = build_definitions(str(universe_file), warehouse_url)
     with dg.instance_for_test() as instance:
         sync_instrument_partitions(instance, universe)
         first = evaluate(defs, instance, "1m")
@@ -45,7 +45,7 @@ def test_fillable_gaps_become_one_backfill_and_are_not_requested_twice(universe,
 
 def test_gaps_marked_by_a_tick_that_failed_are_released(universe, universe_file, warehouse, warehouse_url):
     gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [Gap(0, 10 * MINUTE_MS, FILLABLE)], MINUTE_MS, 1_000)
-    defs = build_definitions(universe, str(universe_file), warehouse_url)
+    defs = build_definitions(str(universe_file), warehouse_url)
     with dg.instance_for_test() as instance:
         sync_instrument_partitions(instance, universe)
         lost = evaluate(defs, instance, "1m")  # its cursor is never saved: as if the tick failed after marking

@@ -3,8 +3,13 @@
 import dagster as dg
 
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.universe import parse_universe
 from ohlcv_assets_tests.helpers import universe_yaml
+
+
+def definitions(text, tmp_path):
+    path = tmp_path / f"u{abs(hash(text))}.yaml"
+    path.write_text(text)
+    return build_definitions(str(path), warehouse_url=f"sqlite:///{tmp_path}/w.db")
 
 
 def evaluate(defs, instance):
@@ -24,17 +29,17 @@ def evaluate(defs, instance):
 def test_added_and_removed_instruments_follow_the_universe(tmp_path):
     text = universe_yaml("http://127.0.0.1:1")
     with dg.instance_for_test() as instance:
-        first = evaluate(build_definitions(parse_universe(text), warehouse_url=f"sqlite:///{tmp_path}/w.db"), instance)
+        first = evaluate(definitions(text, tmp_path), instance)
         assert isinstance(first, dg.SensorResult)
         assert sorted(instance.get_dynamic_partitions("instruments_1m")) == ["binance.BTC-USDT", "binance.ETH-USDT", "binance.LATE-USDT"]
         assert instance.get_dynamic_partitions("instruments_5m") == ["binance.ETH-USDT"]
 
-        again = evaluate(build_definitions(parse_universe(text), warehouse_url=f"sqlite:///{tmp_path}/w.db"), instance)
+        again = evaluate(definitions(text, tmp_path), instance)
         assert isinstance(again, dg.SkipReason)
 
         changed = text.replace("  - {exchange: binance, symbol: LATE/USDT, intervals: [1m], start: 2026-10-01}\n",
                                "  - {exchange: binance, symbol: SOL/USDT, intervals: [1m, 5m], start: 2026-10-01}\n")
         assert changed != text
-        evaluate(build_definitions(parse_universe(changed), warehouse_url=f"sqlite:///{tmp_path}/w.db"), instance)
+        evaluate(definitions(changed, tmp_path), instance)
         assert sorted(instance.get_dynamic_partitions("instruments_1m")) == ["binance.BTC-USDT", "binance.ETH-USDT", "binance.SOL-USDT"]
         assert sorted(instance.get_dynamic_partitions("instruments_5m")) == ["binance.ETH-USDT", "binance.SOL-USDT"]
