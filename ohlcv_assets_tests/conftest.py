@@ -7,10 +7,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.exchange.simulator import ExchangeSimulator, SimulatorConfig
+from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse, normalise_url
 from ohlcv_assets_tests.helpers import SIMULATOR_CONFIG, universe_yaml
@@ -47,6 +50,19 @@ def universe_file(simulator, tmp_path):
 @pytest.fixture
 def universe(universe_file):
     return parse_universe(universe_file.read_text(), str(universe_file))
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def defs(universe, universe_file, warehouse_url, instance):
+    """The code location for the test universe, its instruments registered in the test instance."""
+    sync_instrument_partitions(instance, universe)
+    return build_definitions(str(universe_file), warehouse_url)
 
 
 @pytest.fixture(scope="session")

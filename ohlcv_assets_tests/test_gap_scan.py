@@ -3,7 +3,6 @@ when the exchange confirmed it empty."""
 
 import datetime as dt
 
-import sqlalchemy as sa
 
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.gap_scan import scan

@@ -12,13 +12,21 @@ from ohlcv_assets.features import FEATURE_PARAMS
 
 metadata = MetaData()
 
+
+def _candle_key() -> list[Column]:
+    """(exchange, symbol, timeframe, open_time): the key of every per-candle table."""
+    return [
+        Column("exchange", String(64), primary_key=True),
+        Column("symbol", String(64), primary_key=True),
+        Column("timeframe", String(8), primary_key=True),
+        Column("open_time", BigInteger, primary_key=True, comment="epoch milliseconds, UTC"),
+    ]
+
+
 candles = Table(
     "candles",
     metadata,
-    Column("exchange", String(64), primary_key=True),
-    Column("symbol", String(64), primary_key=True),
-    Column("timeframe", String(8), primary_key=True),
-    Column("open_time", BigInteger, primary_key=True, comment="epoch milliseconds, UTC"),
+    *_candle_key(),
     Column("open", Float(53), nullable=False),
     Column("high", Float(53), nullable=False),
     Column("low", Float(53), nullable=False),
@@ -39,10 +47,7 @@ def _feature_column(name: str) -> Column:
 candle_features = Table(
     "candle_features",
     metadata,
-    Column("exchange", String(64), primary_key=True),
-    Column("symbol", String(64), primary_key=True),
-    Column("timeframe", String(8), primary_key=True),
-    Column("open_time", BigInteger, primary_key=True, comment="epoch milliseconds, UTC"),
+    *_candle_key(),
     *(_feature_column(name) for name in FEATURE_PARAMS.columns()),
     Column("fetched_at", BigInteger, nullable=False, comment="epoch milliseconds when last written"),
 )

@@ -16,18 +16,6 @@ from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles, universe_yaml
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
-
-@pytest.fixture
-def defs(universe, universe_file, warehouse_url, instance):
-    sync_instrument_partitions(instance, universe)
-    return build_definitions(str(universe_file), warehouse_url)
-
-
 def materialize(defs, instance, interval, instrument, day, raise_on_error=True):
     return dg.materialize(
         [defs.get_assets_def(candles_key(interval))],

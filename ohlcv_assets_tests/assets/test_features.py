@@ -3,30 +3,16 @@
 import datetime as dt
 
 import dagster as dg
-import pytest
 
 from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.assets.features import contiguous_runs, features_key
-from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.partitions import partition_key
 from ohlcv_assets.warehouse.schema import candle_features
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets.intervals import day_bounds_ms
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY
 
 DAYS = [DOWNTIME_DAY - dt.timedelta(days=1), DOWNTIME_DAY, DOWNTIME_DAY + dt.timedelta(days=1)]
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
-
-@pytest.fixture
-def defs(universe, universe_file, warehouse_url, instance):
-    sync_instrument_partitions(instance, universe)
-    return build_definitions(str(universe_file), warehouse_url)
 
 
 def run(defs, instance, key, day):

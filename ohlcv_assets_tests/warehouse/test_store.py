@@ -8,7 +8,6 @@ import textwrap
 
 import numpy as np
 import pandas as pd
-import pytest
 import sqlalchemy as sa
 
 from ohlcv_assets.intervals import MINUTE_MS
