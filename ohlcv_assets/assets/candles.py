@@ -1,12 +1,16 @@
 """The ``candles/<interval>`` assets: closed OHLCV candles per instrument and UTC day."""
 
 
+import datetime as dt
+
 import dagster as dg
+import pandas as pd
 
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest import ingest_day
-from ohlcv_assets.intervals import now_ms
+from ohlcv_assets.intervals import interval_ms, now_ms
 from ohlcv_assets.partitions import candle_partitions, split_key
+from ohlcv_assets.quality import CHECKS, CheckOutcome, check_stored_day
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.universe import Universe
 from ohlcv_assets.validation import CandleValidationError
@@ -19,6 +23,31 @@ def candles_key(interval: str) -> dg.AssetKey:
     return dg.AssetKey(["candles", interval])
 
 
+def freshness_policy(interval: str) -> dg.FreshnessPolicy:
+    """Latest closed candle no older than two intervals (at least 15 min) plus 10 min of lag to
+    warn, twice that to fail: the today schedules run every 10 minutes."""
+    warn = max(2 * dt.timedelta(milliseconds=interval_ms(interval)), dt.timedelta(minutes=15)) + dt.timedelta(minutes=10)
+    return dg.FreshnessPolicy.time_window(warn_window=warn, fail_window=2 * warn)
+
+
+def check_results(outcomes: list[tuple[str, CheckOutcome]]) -> list[dg.AssetCheckResult]:
+    """One result per check for the run, naming the offending candles of every partition."""
+    results = []
+    for spec in CHECKS:
+        mine = [(key, o) for key, o in outcomes if o.name == spec.name]
+        failing = [(key, o) for key, o in mine if not o.passed]
+        metadata = {"partitions_checked": len(mine), "partitions_failing": len(failing)}
+        if failing:
+            table = pd.concat([o.offending.assign(partition=key) for key, o in failing], ignore_index=True).head(20)
+            metadata["offending"] = dg.MetadataValue.md(f"```\n{table.to_string(index=False)}\n```")
+            metadata["detail"] = "; ".join(f"{key}: {o.detail}" for key, o in failing if o.detail)[:2000]
+        results.append(dg.AssetCheckResult(
+            check_name=spec.name, passed=not failing, metadata=metadata,
+            severity=dg.AssetCheckSeverity.WARN if spec.warn_only else dg.AssetCheckSeverity.ERROR,
+        ))
+    return results
+
+
 def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.AssetsDefinition:
     @dg.asset(
         key=candles_key(interval),
@@ -27,14 +56,18 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         retry_policy=retry_policy,
         group_name="candles",
         kinds={"sql"},
+        freshness_policy=freshness_policy(interval),
+        check_specs=[dg.AssetCheckSpec(spec.name, asset=candles_key(interval), blocking=spec.blocking,
+                                       description=spec.description) for spec in CHECKS],
         description=(
             f"Closed {interval} OHLCV candles of one instrument for one UTC day, exactly as the exchange "
             "serves them (table `candles`). Missing candles are never invented; a partition with a request "
             "window that failed after its retries fails instead of being reported complete."
         ),
     )
-    def candles(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> None:
+    def candles(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         keys = context.partition_keys
+        outcomes: list[tuple[str, CheckOutcome]] = []
         for n, key in enumerate(keys, start=1):
             instrument_key, day = split_key(key)
             try:
@@ -56,7 +89,10 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
             except FetchFailed as err:
                 raise dg.Failure(description=f"{instrument.label()} {interval} {day}: {err}") from err
             context.add_asset_metadata(report.as_metadata(), partition_key=key)
+            now = now_ms()
+            outcomes.extend((str(key), o) for o in check_stored_day(warehouse.warehouse, instrument, interval, day, now, report.expected_candles))
             context.log.info(f"[{n}/{len(keys)}] {instrument.label()} {interval} {day}: {report.rows_fetched} candles, "
                              f"{report.rows_written} written, {report.missing_candles} missing {report.note}")
+        return dg.MaterializeResult(check_results=check_results(outcomes))
 
     return candles

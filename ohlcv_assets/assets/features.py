@@ -13,9 +13,11 @@ from ohlcv_assets.partitions import DAY, INSTRUMENT, candle_partitions, partitio
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.universe import Universe
 
-# Recompute a day whenever the candles it reads (its own day and its warm-up days) change.
+# Recompute a day whenever the candles it reads (its own day and its warm-up days) change, never on
+# candles whose blocking checks failed.
 FEATURES_AUTOMATION = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & dg.AutomationCondition.all_deps_blocking_checks_passed()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("candles or their warm-up changed")

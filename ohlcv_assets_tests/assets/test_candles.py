@@ -163,3 +163,23 @@ def test_an_instrument_is_only_in_its_intervals_assets(universe, universe_file, 
     asset = defs.get_assets_def(candles_key("1m"))
     assert asset.backfill_policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=31)
     assert asset.op.retry_policy.max_retries >= 1
+
+
+def test_a_failed_blocking_check_is_shown_and_keeps_features_away(simulator, universe, universe_file, warehouse_url, instance):
+    sync_instrument_partitions(instance, universe)
+    defs = build_definitions(str(universe_file), warehouse_url, dg.RetryPolicy(max_retries=1, delay=0.1))
+    start = day_bounds_ms(PLAIN_DAY)[0]
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    misaligned = simulator_candles(simulator, "BTC/USDT", "1m", PLAIN_DAY, now_ms()).iloc[[3]].assign(open_time=start + 3 * 60_000 + 30_000)
+    wh.merge_candles("binance", "BTC/USDT", "1m", misaligned, start, start + 86_400_000, 1)  # e.g. a bad manual import
+    wh.dispose()
+    settled = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    result = materialize(defs, instance, "1m", "binance.BTC-USDT", PLAIN_DAY, raise_on_error=False)
+    assert not result.success  # a blocking check failed
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not evaluations["open_times_on_grid"].passed
+    assert f"{PLAIN_DAY}T00:03:30Z" in evaluations["open_times_on_grid"].metadata["offending"].value
+    assert evaluations["ohlc_valid"].passed and evaluations["volume_non_negative"].passed
+    after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=settled.cursor)
+    assert not list(after.get_requested_partitions(dg.AssetKey(["candle_features", "1m"])))

@@ -1,0 +1,123 @@
+"""Data-quality checks of stored candles, as plain functions (the candles assets report them as
+Dagster asset checks). Each returns the offending candles, so a failure says exactly which."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from ohlcv_assets.intervals import MINUTE_MS, ms_to_iso
+
+COMPLETENESS_THRESHOLD = 0.99
+SPIKE_Z_THRESHOLD = 12.0
+VOLUME_RTOL = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    blocking: bool
+    warn_only: bool
+    description: str
+
+
+CHECKS = [
+    CheckSpec("ohlc_valid", True, False, "prices > 0 and low <= open, close <= high"),
+    CheckSpec("volume_non_negative", True, False, "volume >= 0"),
+    CheckSpec("open_times_on_grid", True, False, "open times unique and aligned to the interval grid"),
+    CheckSpec("only_closed_candles", True, False, "no candle from the future and no forming candle stored as closed"),
+    CheckSpec("completeness", False, False,
+              f"stored + confirmed-downtime candles >= {COMPLETENESS_THRESHOLD:.0%} of the closed candles expected"),
+    CheckSpec("price_spikes", False, True, f"robust z-score of log returns <= {SPIKE_Z_THRESHOLD} (a warning)"),
+    CheckSpec("consistent_with_1m", False, False, "candles equal the same candles aggregated from the stored 1m candles"),
+]
+
+
+@dataclasses.dataclass
+class CheckOutcome:
+    name: str
+    offending: pd.DataFrame
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.offending.empty
+
+
+def _rows(frame: pd.DataFrame, mask) -> pd.DataFrame:
+    out = frame[np.asarray(mask, dtype=bool)].copy()
+    out.insert(0, "open_time_utc", [ms_to_iso(int(t)) for t in out["open_time"]])
+    return out
+
+
+def check_candles(frame: pd.DataFrame, step_ms: int, now_ms: int, expected: int, explained_missing: int,
+                  minutes: pd.DataFrame | None = None) -> list[CheckOutcome]:
+    """All checks of one instrument-day's stored candles.
+
+    ``expected`` is the number of closed grid candles of the day (from listing), ``explained_missing``
+    how many of them the exchange confirmed never existed; ``minutes`` the day's stored 1m candles
+    for the cross-interval check (None: skipped).
+    """
+    o, h, l, c, v, t = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume", "open_time"))
+    outcomes = [
+        CheckOutcome("ohlc_valid", _rows(frame, (l > np.minimum(o, c)) | (h < np.maximum(o, c)) | (l <= 0) | ~np.isfinite(o + h + l + c))),
+        CheckOutcome("volume_non_negative", _rows(frame, ~(v >= 0))),
+        CheckOutcome("open_times_on_grid", _rows(frame, (t % step_ms != 0) | pd.Series(t).duplicated(keep=False).to_numpy())),
+        CheckOutcome("only_closed_candles", _rows(frame, t + step_ms > now_ms)),
+    ]
+    share = 1.0 if expected == 0 else min(1.0, (len(frame) + explained_missing) / expected)
+    shortfall = pd.DataFrame({"stored": [len(frame)], "explained_missing": [explained_missing], "expected": [expected]})
+    outcomes.append(CheckOutcome("completeness", shortfall.iloc[0:0] if share >= COMPLETENESS_THRESHOLD else shortfall,
+                                 f"{share:.2%} of {expected} expected candles stored or explained"))
+    outcomes.append(CheckOutcome("price_spikes", _rows(frame, spike_mask(c))))
+    outcomes.append(consistency(frame, minutes, step_ms))
+    return outcomes
+
+
+def spike_mask(close: np.ndarray) -> np.ndarray:
+    """Log returns whose robust z-score (median / MAD) exceeds the threshold."""
+    mask = np.zeros(len(close), dtype=bool)
+    if len(close) < 3:
+        return mask
+    returns = np.diff(np.log(close))
+    median = np.median(returns)
+    mad = np.median(np.abs(returns - median)) * 1.4826
+    if mad == 0:
+        return mask
+    mask[1:] = np.abs(returns - median) / mad > SPIKE_Z_THRESHOLD
+    return mask
+
+
+def aggregate(minutes: pd.DataFrame, step_ms: int) -> pd.DataFrame:
+    bucket = minutes["open_time"] // step_ms * step_ms
+    grouped = minutes.groupby(bucket, sort=True)
+    return pd.DataFrame({"open_time": grouped["open_time"].first().index.to_numpy(), "open": grouped["open"].first().to_numpy(),
+                         "high": grouped["high"].max().to_numpy(), "low": grouped["low"].min().to_numpy(),
+                         "close": grouped["close"].last().to_numpy(), "volume": grouped["volume"].sum().to_numpy()})
+
+
+def consistency(frame: pd.DataFrame, minutes: pd.DataFrame | None, step_ms: int) -> CheckOutcome:
+    if minutes is None or step_ms == MINUTE_MS or minutes.empty:
+        return CheckOutcome("consistent_with_1m", frame.iloc[0:0], "no 1m candles to compare with")
+    both = frame.merge(aggregate(minutes, step_ms), on="open_time", suffixes=("", "_from_1m"))
+    differs = np.zeros(len(both), dtype=bool)
+    for col in ("open", "high", "low", "close"):
+        differs |= both[col].to_numpy() != both[f"{col}_from_1m"].to_numpy()
+    differs |= ~np.isclose(both["volume"], both["volume_from_1m"], rtol=VOLUME_RTOL, atol=1e-12)
+    return CheckOutcome("consistent_with_1m", _rows(both, differs), f"{len(both)} candles compared")
+
+
+def check_stored_day(warehouse, instrument, interval: str, day, now_ms: int, expected: int) -> list[CheckOutcome]:
+    """Reads one instrument-day back from the warehouse and checks it."""
+    from ohlcv_assets.intervals import day_bounds_ms, expected_open_times, interval_ms
+    from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
+
+    step = interval_ms(interval)
+    start, end = day_bounds_ms(day)
+    frame = warehouse.read_candles(instrument.exchange, instrument.symbol, interval, start, end)
+    explained = sum(len(expected_open_times(max(lo, start), min(hi, end, now_ms // step * step), step))
+                    for lo, hi in confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval))
+    minutes = None
+    if interval != "1m" and "1m" in instrument.intervals:
+        minutes = warehouse.read_candles(instrument.exchange, instrument.symbol, "1m", start, end)
+    return check_candles(frame, step, now_ms, expected, explained, minutes)
