@@ -23,11 +23,16 @@ def candles_key(interval: str) -> dg.AssetKey:
     return dg.AssetKey(["candles", interval])
 
 
-def freshness_policy(interval: str) -> dg.FreshnessPolicy:
-    """Latest closed candle no older than two intervals (at least 15 min) plus 10 min of lag to
-    warn, twice that to fail: the today schedules run every 10 minutes."""
+def freshness_windows(interval: str) -> tuple[dt.timedelta, dt.timedelta]:
+    """(warn, fail): two intervals (at least 15 min) plus 10 min of lag to warn, twice that to
+    fail; the today schedules run every 10 minutes."""
     warn = max(2 * dt.timedelta(milliseconds=interval_ms(interval)), dt.timedelta(minutes=15)) + dt.timedelta(minutes=10)
-    return dg.FreshnessPolicy.time_window(warn_window=warn, fail_window=2 * warn)
+    return warn, 2 * warn
+
+
+def freshness_policy(interval: str) -> dg.FreshnessPolicy:
+    warn, fail = freshness_windows(interval)
+    return dg.FreshnessPolicy.time_window(warn_window=warn, fail_window=fail)
 
 
 def check_results(outcomes: list[tuple[str, CheckOutcome]]) -> list[dg.AssetCheckResult]:
