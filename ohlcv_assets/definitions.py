@@ -12,6 +12,7 @@ from ohlcv_assets.resources import ExchangeResource, WarehouseResource, default_
 from ohlcv_assets.resources.warehouse import WAREHOUSE_URL_ENV
 from ohlcv_assets.schedules.gap_scan import build_gap_scan_schedule
 from ohlcv_assets.schedules.today import build_today_schedule
+from ohlcv_assets.sensors.alerts import alert_on_run_failure, alert_resource, build_quality_alert_sensor
 from ohlcv_assets.sensors.gap_backfill import build_gap_backfill_sensor
 from ohlcv_assets.sensors.instruments import build_instrument_sensor
 from ohlcv_assets.universe import UNIVERSE_ENV, load_universe
@@ -34,6 +35,8 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         sensors=[
             build_instrument_sensor(universe, list(scan_jobs.values())),
             *(build_gap_backfill_sensor(interval, asset) for interval, asset in candles.items()),
+            alert_on_run_failure,
+            build_quality_alert_sensor(universe_path),
             dg.AutomationConditionSensorDefinition(
                 "automation", target=dg.AssetSelection.groups("features", "gaps"),
                 default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
@@ -48,6 +51,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         resources={
             "exchange": ExchangeResource(universe_path=str(universe_path or "")),
             "warehouse": WarehouseResource(url=warehouse_url),
+            "alerts": alert_resource(),
         },
     )
 

@@ -1,0 +1,61 @@
+"""Alerts: failed runs, failed blocking checks and stale instruments, one alert per incident."""
+
+import json
+import os
+
+import dagster as dg
+
+from ohlcv_assets.assets.candles import candles_key
+from ohlcv_assets.intervals import now_ms
+from ohlcv_assets.quality import CHECKS
+from ohlcv_assets.resources import WarehouseResource
+from ohlcv_assets.resources.alerts import AlertResource
+from ohlcv_assets.status import instrument_rows
+from ohlcv_assets.universe import load_universe
+
+
+@dg.run_failure_sensor(name="alert_on_run_failure", default_status=dg.DefaultSensorStatus.RUNNING,
+                       monitor_all_code_locations=False)
+def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertResource) -> None:
+    """A run that failed for good (not one that run retries will launch again)."""
+    run = context.dagster_run
+    if run.tags.get("dagster/will_retry") == "true":
+        return
+    partition = run.tags.get("dagster/partition", "")
+    causes = [f"{e.step_key}: {e.event_specific_data.error.message.strip()}"[:1500] for e in context.get_step_failure_events()]
+    alerts.send(f"Run failed: {run.job_name} {partition}".strip(),
+                [f"run {run.run_id}", *(causes or [(context.failure_event.message or "")[:1500]])])
+
+
+def build_quality_alert_sensor(universe_path: str | None) -> dg.SensorDefinition:
+    @dg.sensor(name="alert_on_quality", minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Alerts once when a blocking candles check fails or an instrument goes stale, "
+                           "and once when it recovers.")
+    def alert_on_quality(context: dg.SensorEvaluationContext, warehouse: WarehouseResource, alerts: AlertResource) -> dg.SkipReason:
+        universe = load_universe(universe_path)
+        incidents = set()
+        for interval in universe.intervals:
+            for spec in CHECKS:
+                if not spec.blocking:
+                    continue
+                record = context.instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(candles_key(interval), spec.name))
+                if record is not None and record.status.value == "FAILED":
+                    incidents.add(f"check failed: candles/{interval} {spec.name}")
+        for row in instrument_rows(universe, warehouse.warehouse, None, now_ms()):
+            if row["freshness"] == "stale":
+                incidents.add(f"stale: {row['exchange']} {row['symbol']} {row['interval']} (last candle {row['last_candle']})")
+        known = set(json.loads(context.cursor)) if context.cursor else set()
+        for incident in sorted(incidents - known):
+            alerts.send("Data quality incident", [incident])
+        for incident in sorted(known - incidents):
+            alerts.send("Resolved", [incident])
+        context.update_cursor(json.dumps(sorted(incidents)))
+        return dg.SkipReason(f"{len(incidents)} open incident(s), {len(incidents - known)} new")
+
+    return alert_on_quality
+
+
+def alert_resource() -> AlertResource:
+    from ohlcv_assets.resources.alerts import ALERT_WEBHOOK_ENV
+
+    return AlertResource(webhook_url=dg.EnvVar(ALERT_WEBHOOK_ENV)) if os.environ.get(ALERT_WEBHOOK_ENV) else AlertResource()
