@@ -19,6 +19,7 @@ class PartitionReport:
 
     rows_written: int = 0
     rows_revised: int = 0
+    max_revision_pct: float = 0.0
     rows_fetched: int = 0
     expected_candles: int = 0
     missing_candles: int = 0
@@ -68,6 +69,7 @@ def _ingest(source: CandleSource, warehouse: Warehouse, instrument: Instrument, 
     report = PartitionReport(
         rows_written=merged.inserted + merged.revised,
         rows_revised=merged.revised,
+        max_revision_pct=round(100 * merged.max_revision, 6),
         rows_fetched=len(frame),
         expected_candles=expected,
         missing_candles=expected - len(frame),

@@ -38,6 +38,7 @@ class ExchangeConfig(BaseModel):
     requests_per_minute: int = Field(default=1200, gt=0, description="rate budget of one client")
     max_attempts: int = Field(default=6, ge=1, description="tries per request window before the run fails")
     retry_base_seconds: float = Field(default=0.5, gt=0, description="first backoff delay; doubles per attempt")
+    settlement_minutes: int = Field(default=60, ge=0, description="how long after a day ends its candles are re-fetched for revisions")
     history_candles: int | None = Field(default=None, gt=0, description="how far back the API serves candles (e.g. Kraken: 720); None: from listing")
     options: dict = Field(default_factory=dict, description="ccxt options passed to the exchange")
 

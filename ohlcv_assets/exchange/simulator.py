@@ -47,7 +47,7 @@ ENDPOINT_WEIGHT = {"klines": 2, "exchangeInfo": 20, "time": 1, "ping": 1}
 class Fault:
     """Fires on matching requests: the first ``count`` of them, or every ``every``-th one."""
 
-    kind: str  # "status" | "slow" | "truncated" | "rate_limit" | "corrupt"
+    kind: str  # "status" | "slow" | "truncated" | "rate_limit" | "corrupt" | "revise"
     endpoint: str = "klines"
     count: int | None = None
     every: int | None = None
@@ -57,7 +57,7 @@ class Fault:
     fired: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in {"status", "slow", "truncated", "rate_limit", "corrupt"}:
+        if self.kind not in {"status", "slow", "truncated", "rate_limit", "corrupt", "revise"}:
             raise ValueError(f"unknown fault kind {self.kind!r}")
         if (self.count is None) == (self.every is None):
             raise ValueError("a fault needs exactly one of count or every")
@@ -215,6 +215,9 @@ class ExchangeSimulator:
         answer = getattr(self, f"_{endpoint}")(query)
         if fault and fault.kind == "corrupt" and endpoint == "klines" and answer:
             answer[0][2] = "0.01000000"  # high below low: a broken candle
+        if fault and fault.kind == "revise" and endpoint == "klines":
+            for row in answer:  # volumes before late trades arrived: the exchange corrects them later
+                row[5] = f"{float(row[5]) * 0.99:.8f}"
         body = orjson.dumps(answer)
         if fault and fault.kind == "truncated":
             body = body[: max(1, len(body) // 2)]

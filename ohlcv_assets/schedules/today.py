@@ -1,7 +1,9 @@
 """Keeps today's candles partitions filling: every tick re-runs each instrument's current day.
 
-In the first hour of a UTC day the previous day is re-run too, so its last candles (closed only
-after midnight) are completed.
+Each run re-fetches the whole day, so candles the exchange revised since they closed are stored
+corrected (and counted in `rows_revised`, `max_revision_pct`). For the exchange's settlement window
+after midnight (`settlement_minutes`, default 60) the previous day is re-run too, so its last
+candles are completed and their late revisions caught.
 """
 
 
@@ -16,9 +18,11 @@ from ohlcv_assets.universe import Universe
 TODAY_CRON = "*/10 * * * *"
 
 
-def days_to_refresh(now: dt.datetime) -> list[dt.date]:
-    today = now.astimezone(dt.timezone.utc).date()
-    return [today - dt.timedelta(days=1), today] if now.astimezone(dt.timezone.utc).hour == 0 else [today]
+def days_to_refresh(now: dt.datetime, settlement_minutes: int) -> list[dt.date]:
+    now = now.astimezone(dt.timezone.utc)
+    today = now.date()
+    since_midnight = now - dt.datetime(today.year, today.month, today.day, tzinfo=dt.timezone.utc)
+    return [today - dt.timedelta(days=1), today] if since_midnight < dt.timedelta(minutes=settlement_minutes) else [today]
 
 
 def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefinition) -> dg.ScheduleDefinition:
@@ -32,8 +36,9 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
     )
     def today_schedule(context: dg.ScheduleEvaluationContext):
         registered = set(context.instance.get_dynamic_partitions(f"instruments_{interval}"))
-        for day in days_to_refresh(context.scheduled_execution_time):
-            for inst in universe.instruments_for(interval):
+        for inst in universe.instruments_for(interval):
+            settlement = universe.exchanges[inst.exchange].settlement_minutes
+            for day in days_to_refresh(context.scheduled_execution_time, settlement):
                 if inst.key in registered and day >= inst.start:
                     yield dg.RunRequest(
                         run_key=f"{inst.key}|{day}|{context.scheduled_execution_time.isoformat()}",

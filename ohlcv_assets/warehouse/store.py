@@ -33,6 +33,7 @@ class MergeResult:
     inserted: int
     revised: int
     unchanged: int
+    max_revision: float = 0.0  # largest relative change of a revised value
 
 
 def normalise_url(url: str) -> str:
@@ -43,18 +44,23 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def changed_rows(existing: pd.DataFrame, incoming: pd.DataFrame, value_columns: list[str]) -> tuple[pd.DataFrame, int]:
-    """The incoming rows that are new or differ from what is stored (NaN equals NaN), and how many differ."""
+def changed_rows(existing: pd.DataFrame, incoming: pd.DataFrame, value_columns: list[str]) -> tuple[pd.DataFrame, int, float]:
+    """The incoming rows that are new or differ from what is stored (NaN equals NaN), how many differ,
+    and the largest relative change among those that differ."""
     merged = incoming.merge(existing, on="open_time", how="left", suffixes=("", "_stored"), indicator=True)
     is_new = (merged["_merge"] == "left_only").to_numpy()
     changed = is_new.copy()
+    largest = 0.0
     for col in value_columns:
         new, old = merged[col].to_numpy(), merged[f"{col}_stored"].to_numpy()
         same = new == old
         if new.dtype.kind == "f":
             same |= pd.isna(new) & pd.isna(old)
+            revised = ~same & ~is_new & (old != 0) & ~pd.isna(old) & ~pd.isna(new)
+            if revised.any():
+                largest = max(largest, float(np.max(np.abs(new[revised] / old[revised] - 1))))
         changed |= ~same
-    return incoming[changed], int(changed.sum() - is_new.sum())
+    return incoming[changed], int(changed.sum() - is_new.sum()), largest
 
 
 def value_columns(table: sa.Table) -> list[str]:
@@ -164,7 +170,7 @@ class Warehouse:
         """Merges one partition's rows ([start_ms, end_ms)) into a table in a single transaction."""
         with self.engine.begin() as connection:
             existing = self.read_rows(table, exchange, symbol, timeframe, start_ms, end_ms, connection)
-            changed, revised = changed_rows(existing, frame, value_columns(table))
+            changed, revised, largest = changed_rows(existing, frame, value_columns(table))
             if len(changed):
                 rows = changed.assign(exchange=exchange, symbol=symbol, timeframe=timeframe, fetched_at=fetched_at_ms)
                 rows = rows[[c.name for c in table.columns]]
@@ -173,7 +179,7 @@ class Warehouse:
                 else:
                     _sqlite_merge(connection, table, rows)
         inserted = len(changed) - revised
-        return MergeResult(inserted=inserted, revised=revised, unchanged=len(frame) - len(changed))
+        return MergeResult(inserted=inserted, revised=revised, unchanged=len(frame) - len(changed), max_revision=largest)
 
 
 _PANDAS_TYPES = {sa.BigInteger: "int64", sa.Float: "float64", sa.Boolean: "bool", sa.String: "object"}

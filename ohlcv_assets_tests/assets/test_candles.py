@@ -183,3 +183,14 @@ def test_a_failed_blocking_check_is_shown_and_keeps_features_away(simulator, uni
     assert evaluations["ohlc_valid"].passed and evaluations["volume_non_negative"].passed
     after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=settled.cursor)
     assert not list(after.get_requested_partitions(dg.AssetKey(["candle_features", "1m"])))
+
+
+def test_revised_candles_are_stored_corrected_and_counted(simulator, defs, instance, warehouse_url):
+    simulator.reconfigure({"faults": [{"kind": "revise", "count": 3}]})  # listing query and both pages: volumes before late trades
+    materialize(defs, instance, "1m", "binance.BTC-USDT", PLAIN_DAY)
+    expected = simulator_candles(simulator, "BTC/USDT", "1m", PLAIN_DAY, now_ms())
+    assert not stored(warehouse_url, "BTC/USDT", "1m", PLAIN_DAY).equals(expected)
+    meta = metadata(materialize(defs, instance, "1m", "binance.BTC-USDT", PLAIN_DAY))
+    assert meta["rows_revised"] == meta["rows_written"] == 1440
+    assert 1.0 < meta["max_revision_pct"] < 1.1  # volumes were 1 % short
+    assert stored(warehouse_url, "BTC/USDT", "1m", PLAIN_DAY).equals(expected)
