@@ -126,7 +126,9 @@ def test_backfills_through_graphql_survive_a_daemon_kill(topology):
 
         # The next backfill's first klines request answers 404: that run fails for good (no step
         # retry for what cannot succeed) and the instance's run retries launch it again.
-        requests.post(f"{topology['sim']}/sim/config", json={"faults": [{"kind": "status", "status": 404, "count": 1}]}, timeout=5)
+        window = [day_bounds_ms(KILL_DAYS[0])[0], day_bounds_ms(KILL_DAYS[-1])[1]]  # not today's schedule runs
+        requests.post(f"{topology['sim']}/sim/config", timeout=5,
+                      json={"faults": [{"kind": "status", "status": 404, "count": 1, "start_between": window}]})
         second = launch_backfill(webserver, ["candles", "1m"], names(KILL_DAYS), title="e2e 1m, daemon killed")
         wait_until(lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": second})), 300, what="a first run")
         os.killpg(daemon.pid, signal.SIGKILL)  # mid-backfill, no chance to clean up

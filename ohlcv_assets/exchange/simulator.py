@@ -53,6 +53,7 @@ class Fault:
     every: int | None = None
     status: int = 503
     seconds: float = 1.0
+    start_between: tuple[int, int] | None = None  # only klines whose startTime is in [lo, hi)
     seen: int = 0
     fired: int = 0
 
@@ -62,7 +63,11 @@ class Fault:
         if (self.count is None) == (self.every is None):
             raise ValueError("a fault needs exactly one of count or every")
 
-    def fires(self) -> bool:
+    def fires(self, query: dict[str, str]) -> bool:
+        if self.start_between is not None:
+            lo, hi = self.start_between
+            if not lo <= int(query.get("startTime", -1)) < hi:
+                return False
         self.seen += 1
         hit = self.fired < self.count if self.count is not None else self.seen % self.every == 0
         if hit:
@@ -190,10 +195,10 @@ class ExchangeSimulator:
         """The simulator's clock: real time unless a test froze it."""
         return now_ms() if self.frozen_now_ms is None else self.frozen_now_ms
 
-    def _fault_for(self, endpoint: str) -> Fault | None:
+    def _fault_for(self, endpoint: str, query: dict[str, str]) -> Fault | None:
         with self.lock:
             for fault in self.config.faults:
-                if fault.endpoint in (endpoint, "*") and fault.fires():
+                if fault.endpoint in (endpoint, "*") and fault.fires(query):
                     return fault
         return None
 
@@ -205,7 +210,7 @@ class ExchangeSimulator:
             raise ApiError(404, -1000, f"Unknown endpoint {path}")
         used = self.budget.charge(ENDPOINT_WEIGHT[endpoint])
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
-        fault = self._fault_for(endpoint)
+        fault = self._fault_for(endpoint, query)
         if fault and fault.kind == "status":
             raise ApiError(fault.status, -1001, "Internal error; unable to process your request. Please try again.")
         if fault and fault.kind == "rate_limit":

@@ -115,3 +115,11 @@ def test_slow_fault_delays_the_answer(simulator):
     started = time.monotonic()
     assert klines(simulator, symbol="BTCUSDT", interval="1m", limit=1).status_code == 200
     assert time.monotonic() - started >= 0.5
+
+
+def test_a_fault_can_target_a_time_window(simulator):
+    start = day_bounds_ms(PLAIN_DAY)[0]
+    simulator.reconfigure({"faults": [{"kind": "status", "status": 404, "count": 1, "start_between": [start, start + DAY_MS]}]})
+    assert klines(simulator, symbol="BTCUSDT", interval="1m", startTime=start - DAY_MS, limit=1).status_code == 200
+    assert klines(simulator, symbol="BTCUSDT", interval="1m", startTime=start, limit=1).status_code == 404
+    assert klines(simulator, symbol="BTCUSDT", interval="1m", startTime=start, limit=1).status_code == 200
