@@ -164,6 +164,7 @@ def check_ui_in_browser(webserver: str, materialized: int) -> None:
         skip = page.get_by_role("button", name="Skip")  # the first-visit newsletter dialog
         if skip.count():
             skip.click()
+            page.get_by_text("Join the Dagster community").wait_for(state="hidden", timeout=10_000)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
         text = page.inner_text("body")
