@@ -121,8 +121,9 @@ def test_backfills_through_graphql_survive_a_daemon_kill(topology):
         first = launch_backfill(webserver, ["candles", "1h"], names(DAYS), title="e2e 1h")
         assert wait_for_backfills(webserver, [first], timeout_seconds=400) == {first: "COMPLETED_SUCCESS"}
         assert_exact(topology["warehouse"], "1h", DAYS)
-        stats = graphql(webserver, PARTITION_STATS, {"path": ["candles", "1h"]})["assetNodeOrError"]["partitionStats"]
-        assert stats["numMaterialized"] == len(names(DAYS)) and stats["numFailed"] == 0
+        stats = partition_stats(webserver)
+        # the today schedules may have materialized today's partitions too
+        assert stats["numMaterialized"] >= len(names(DAYS)) and stats["numFailed"] == 0
 
         # The next backfill's first klines request answers 404: that run fails for good (no step
         # retry for what cannot succeed) and the instance's run retries launch it again.
@@ -140,11 +141,15 @@ def test_backfills_through_graphql_survive_a_daemon_kill(topology):
     runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": second}))
     assert any(r.status == dg.DagsterRunStatus.FAILURE for r in runs)
     assert any(r.tags.get("dagster/retry_number") for r in runs), "the failed run was retried by run retries"
-    check_ui_in_browser(webserver, len(names(DAYS)))
+    check_ui_in_browser(webserver, partition_stats(webserver)["numMaterialized"])
+
+
+def partition_stats(webserver: str) -> dict:
+    return graphql(webserver, PARTITION_STATS, {"path": ["candles", "1h"]})["assetNodeOrError"]["partitionStats"]
 
 
 def check_ui_in_browser(webserver: str, materialized: int) -> None:
-    """Headless Chromium (Debian's) shows the candles/1h partitions as materialized."""
+    """Headless Chromium (Debian's) shows the candles/1h partitions as materialized, as GraphQL says."""
     chromium = shutil.which("chromium")
     if chromium is None:
         message = "Debian's chromium is not installed (scripts/test.sh installs it as root)"

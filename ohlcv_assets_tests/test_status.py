@@ -43,7 +43,8 @@ def test_status_and_health_report_what_is_stored_and_running(simulator, universe
 
     rows = {(r["symbol"], r["interval"]): r for r in status(env)}
     btc = rows[("BTC/USDT", "1m")]
-    assert btc["freshness"] == "fresh" and btc["candles"] > 0 and btc["coverage_pct"] == 100.0
+    assert btc["freshness"] == "fresh" and btc["candles"] > 0
+    assert btc["coverage_pct"] > 99  # minutes keep closing after the run: not exactly 100
     assert btc["last_run"] is not None and btc["failing_checks"] == []
     assert rows[("ETH/USDT", "5m")]["freshness"] == "no data" and rows[("ETH/USDT", "5m")]["last_run"] is None
     assert btc["open_gaps"] == {"fillable": 7}  # confirmed downtime is explained, not open
