@@ -6,7 +6,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ohlcv_assets.intervals import MINUTE_MS, ms_to_iso
+from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, expected_open_times, interval_ms, ms_to_iso
+from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
 
 COMPLETENESS_THRESHOLD = 0.99
 SPIKE_Z_THRESHOLD = 12.0
@@ -109,9 +110,6 @@ def consistency(frame: pd.DataFrame, minutes: pd.DataFrame | None, step_ms: int)
 
 def check_stored_day(warehouse, instrument, interval: str, day, now_ms: int, expected: int) -> list[CheckOutcome]:
     """Reads one instrument-day back from the warehouse and checks it."""
-    from ohlcv_assets.intervals import day_bounds_ms, expected_open_times, interval_ms
-    from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
-
     step = interval_ms(interval)
     start, end = day_bounds_ms(day)
     frame = warehouse.read_candles(instrument.exchange, instrument.symbol, interval, start, end)
