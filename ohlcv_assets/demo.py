@@ -17,7 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from dagster import DagsterInstance
+
 from ohlcv_assets.dagster_api import launch_backfill, wait_for_backfills, wait_for_webserver
+from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.universe import load_universe
 
 SIMULATOR_URL_ENV = "OHLCV_SIMULATOR_URL"
@@ -66,10 +69,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         children.append(subprocess.Popen([sys.executable, "-m", "ohlcv_assets.exchange.simulator", "--port", str(args.simulator_port)], env=env))
         universe = load_universe()
-        from dagster import DagsterInstance
-
-        from ohlcv_assets.partitions import sync_instrument_partitions
-
         with DagsterInstance.get() as instance:
             sync_instrument_partitions(instance, universe)
         children.append(subprocess.Popen(

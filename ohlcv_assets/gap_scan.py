@@ -8,7 +8,7 @@ import numpy as np
 
 from ohlcv_assets.exchange.source import CandleSource
 from ohlcv_assets.gaps import EXCHANGE_DOWNTIME, FILLABLE, Gap, classify_known, find_gaps, split_by_presence
-from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, interval_ms
+from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, interval_ms, utc_day
 from ohlcv_assets.universe import Instrument
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
@@ -96,4 +96,4 @@ def day_coverage(times: np.ndarray, first_ms: int, end_ms: int, step_ms: int) ->
     day_start = np.maximum(days * DAY_MS, first_ms)
     day_end = np.minimum((days + 1) * DAY_MS, end_ms)
     expected = (day_end - day_start + step_ms - 1) // step_ms
-    return [(dt.date(1970, 1, 1) + dt.timedelta(days=int(d)), int(p), int(e)) for d, p, e in zip(days, present, expected)]
+    return [(utc_day(int(d) * DAY_MS), int(p), int(e)) for d, p, e in zip(days, present, expected)]

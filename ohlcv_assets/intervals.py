@@ -11,6 +11,7 @@ import datetime as dt
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+EPOCH_DAY = dt.date(1970, 1, 1)
 _UNIT_MS = {"m": MINUTE_MS, "h": 60 * MINUTE_MS, "d": DAY_MS}
 
 
@@ -34,6 +35,11 @@ def day_bounds_ms(day: dt.date) -> tuple[int, int]:
 
 def ms_to_datetime(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+
+
+def utc_day(ms: int) -> dt.date:
+    """The UTC day an epoch-millisecond instant falls in."""
+    return EPOCH_DAY + dt.timedelta(days=int(ms) // DAY_MS)
 
 
 def ms_to_iso(ms: int) -> str:

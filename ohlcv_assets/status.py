@@ -17,6 +17,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from ohlcv_assets.assets.candles import candles_key, freshness_windows
+from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms
 from ohlcv_assets.quality import CHECKS
 from ohlcv_assets.resources.warehouse import WAREHOUSE_URL_ENV, default_warehouse_url
@@ -101,10 +102,8 @@ def health(universe: Universe, warehouse: Warehouse, instance: dg.DagsterInstanc
         else:
             age = time.time() - max(b.timestamp for b in beats.values())
             report["daemon"] = f"ok ({age:.0f} s since last heartbeat)" if age < HEARTBEAT_STALE_SECONDS else f"stale ({age:.0f} s)"
-    from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
-
     for name, config in universe.exchanges.items():
-        source = CcxtCandleSource(name, config.model_copy(update={"max_attempts": 1, "timeout_seconds": 5}))
+        source = CcxtCandleSource(name, config.model_copy(update={"timeout_seconds": 5}))  # one plain request
         try:
             source.exchange.fetch_time()
             report[f"exchange {name}"] = "ok"

@@ -95,3 +95,13 @@ def test_failed_backfills_back_off_and_are_given_up(warehouse):
             now = record.next_attempt_ms
     assert record.status == "unfillable" and "gave up after 5" in record.note
     assert gap_records.due_for_backfill(warehouse, now * 2, 10) == []
+
+
+def test_each_interval_gets_its_own_due_gaps(warehouse):
+    """An interval with many old gaps must not starve another interval's sensor."""
+    gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [Gap(n * 10 * MINUTE_MS, (n * 10 + 1) * MINUTE_MS, FILLABLE)
+                                                                   for n in range(5)], MINUTE_MS, 1_000)
+    gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1h", [Gap(0, HOUR, FILLABLE)], HOUR, 2_000)
+    [hourly] = gap_records.due_for_backfill(warehouse, 3_000, 1, "1h")
+    assert hourly.timeframe == "1h"
+    assert {r.timeframe for r in gap_records.due_for_backfill(warehouse, 3_000, 10, "1m")} == {"1m"}

@@ -81,8 +81,9 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
                 raise dg.Failure(description=str(err), allow_retries=False) from None
             if interval not in instrument.intervals:
                 raise dg.Failure(f"{instrument_key} is not configured for {interval}", allow_retries=False)
+            now = now_ms()
             try:
-                report = ingest_day(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, day, now_ms())
+                report = ingest_day(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, day, now)
             except PermanentFetchError as err:
                 raise dg.Failure(description=f"{instrument.label()} {interval} {day}: {err}", allow_retries=False) from None
             except CandleValidationError as err:
@@ -94,7 +95,6 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
             except FetchFailed as err:
                 raise dg.Failure(description=f"{instrument.label()} {interval} {day}: {err}") from err
             context.add_asset_metadata(report.as_metadata(), partition_key=key)
-            now = now_ms()
             outcomes.extend((str(key), o) for o in check_stored_day(warehouse.warehouse, instrument, interval, day, now, report.expected_candles))
             context.log.info(f"[{n}/{len(keys)}] {instrument.label()} {interval} {day}: {report.rows_fetched} candles, "
                              f"{report.rows_written} written, {report.missing_candles} missing {report.note}")

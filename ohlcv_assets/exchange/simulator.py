@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import orjson
 import yaml
 
@@ -308,8 +309,6 @@ class ExchangeSimulator:
 
 
 def _concat(parts: list[CandleArrays]) -> CandleArrays:
-    import numpy as np
-
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return CandleArrays(empty, empty, empty, empty, empty, empty)

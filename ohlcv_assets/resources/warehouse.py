@@ -23,16 +23,14 @@ class WarehouseResource(dg.ConfigurableResource):
     url: str
     _warehouse: Warehouse | None = PrivateAttr(default=None)
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._warehouse = Warehouse(self.url)
-        self._warehouse.migrate()
+    @property
+    def warehouse(self) -> Warehouse:
+        """Opened (and its schema migrated) on first use, in runs and sensors alike."""
+        if self._warehouse is None:
+            self._warehouse = Warehouse(self.url)
+            self._warehouse.migrate()
+        return self._warehouse
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._warehouse is not None:
             self._warehouse.dispose()
-
-    @property
-    def warehouse(self) -> Warehouse:
-        if self._warehouse is None:
-            self.setup_for_execution(None)
-        return self._warehouse

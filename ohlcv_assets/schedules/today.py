@@ -12,7 +12,7 @@ import datetime as dt
 import dagster as dg
 
 from ohlcv_assets.assets.candles import candles_key
-from ohlcv_assets.partitions import partition_key
+from ohlcv_assets.partitions import instruments_partitions_name, partition_key
 from ohlcv_assets.universe import Universe
 
 TODAY_CRON = "*/10 * * * *"
@@ -35,7 +35,7 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
         description=f"Re-fetches today's {interval} candles of every instrument every 10 minutes.",
     )
     def today_schedule(context: dg.ScheduleEvaluationContext):
-        registered = set(context.instance.get_dynamic_partitions(f"instruments_{interval}"))
+        registered = set(context.instance.get_dynamic_partitions(instruments_partitions_name(interval)))
         for inst in universe.instruments_for(interval):
             settlement = universe.exchanges[inst.exchange].settlement_minutes
             for day in days_to_refresh(context.scheduled_execution_time, settlement):

@@ -9,7 +9,7 @@ from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.intervals import now_ms
 from ohlcv_assets.quality import CHECKS
 from ohlcv_assets.resources import WarehouseResource
-from ohlcv_assets.resources.alerts import AlertResource
+from ohlcv_assets.resources.alerts import ALERT_WEBHOOK_ENV, AlertResource
 from ohlcv_assets.status import instrument_rows
 from ohlcv_assets.universe import load_universe
 
@@ -56,6 +56,4 @@ def build_quality_alert_sensor(universe_path: str | None) -> dg.SensorDefinition
 
 
 def alert_resource() -> AlertResource:
-    from ohlcv_assets.resources.alerts import ALERT_WEBHOOK_ENV
-
     return AlertResource(webhook_url=dg.EnvVar(ALERT_WEBHOOK_ENV)) if os.environ.get(ALERT_WEBHOOK_ENV) else AlertResource()

@@ -18,7 +18,7 @@ from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
 from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.assets.gap_report import REQUEST_TAG
-from ohlcv_assets.intervals import DAY_MS, now_ms
+from ohlcv_assets.intervals import now_ms, utc_day
 from ohlcv_assets.partitions import partition_key
 from ohlcv_assets.resources import WarehouseResource
 from ohlcv_assets.universe import instrument_key
@@ -33,8 +33,8 @@ _RUNNING = {BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionSt
 
 
 def gap_days(record: gap_records.GapRecord) -> list[dt.date]:
-    first, last = record.start_ms // DAY_MS, (record.end_ms - 1) // DAY_MS
-    return [dt.date(1970, 1, 1) + dt.timedelta(days=d) for d in range(first, last + 1)]
+    first, last = utc_day(record.start_ms), utc_day(record.end_ms - 1)
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg.SensorDefinition:
@@ -51,11 +51,11 @@ def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg
         cursor = json.loads(context.cursor) if context.cursor else {"submitted": [], "backfills_requested": 0}
         follow_requests(context, store, interval, now, set(cursor["submitted"]))
         requests = []
-        due = [r for r in gap_records.due_for_backfill(store, now, MAX_GAPS_PER_TICK) if r.timeframe == interval]
+        due = gap_records.due_for_backfill(store, now, MAX_GAPS_PER_TICK, interval)
         partitions: set[AssetKeyPartitionKey] = set()
         chosen = []
         for record in due:
-            wanted = {AssetKeyPartitionKey(candles_key(record.timeframe), partition_key(instrument_key(record.exchange, record.symbol), day))
+            wanted = {AssetKeyPartitionKey(candles_key(interval), partition_key(instrument_key(record.exchange, record.symbol), day))
                       for day in gap_days(record)}
             if partitions and len(partitions | wanted) > MAX_PARTITIONS_PER_TICK:
                 break
@@ -83,9 +83,8 @@ def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, n
     really submitted: gaps marked by a tick that then failed are released at once.
     """
     by_request = collections.defaultdict(list)
-    for record in gap_records.in_flight(store):
-        if record.timeframe == interval:
-            by_request[record.request_id].append(record)
+    for record in gap_records.in_flight(store, interval):
+        by_request[record.request_id].append(record)
     for request_id, records in by_request.items():
         backfills = context.instance.get_backfills(filters=BulkActionsFilter(tags={REQUEST_TAG: request_id}))
         if not backfills:

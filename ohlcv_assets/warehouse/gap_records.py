@@ -89,10 +89,14 @@ def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, 
     return counts
 
 
-def due_for_backfill(warehouse: Warehouse, now_ms: int, limit: int) -> list[GapRecord]:
+def _of_interval(timeframe: str | None):
+    return sa.true() if timeframe is None else gaps.c.timeframe == timeframe
+
+
+def due_for_backfill(warehouse: Warehouse, now_ms: int, limit: int, timeframe: str | None = None) -> list[GapRecord]:
     query = (
         sa.select(gaps)
-        .where(gaps.c.status == "detected", gaps.c.reason == FILLABLE,
+        .where(gaps.c.status == "detected", gaps.c.reason == FILLABLE, _of_interval(timeframe),
                sa.or_(gaps.c.next_attempt_ms.is_(None), gaps.c.next_attempt_ms <= now_ms))
         .order_by(gaps.c.detected_ms, gaps.c.id)
         .limit(limit)
@@ -101,9 +105,10 @@ def due_for_backfill(warehouse: Warehouse, now_ms: int, limit: int) -> list[GapR
         return _records(conn.execute(query))
 
 
-def in_flight(warehouse: Warehouse) -> list[GapRecord]:
+def in_flight(warehouse: Warehouse, timeframe: str | None = None) -> list[GapRecord]:
+    query = sa.select(gaps).where(gaps.c.status == "backfill_requested", _of_interval(timeframe))
     with warehouse.engine.connect() as conn:
-        return _records(conn.execute(sa.select(gaps).where(gaps.c.status == "backfill_requested")))
+        return _records(conn.execute(query))
 
 
 def mark_requested(warehouse: Warehouse, ids: list[int], request_id: str, now_ms: int) -> None:
