@@ -1,21 +1,37 @@
-"""Ingesting one instrument-day: fetch closed candles, validate, merge. No Dagster here."""
+"""Ingesting instrument-days: fetch closed candles, validate, merge. No Dagster here.
+
+A ranged run (many days of one instrument) is one stream: the range is cut into page-sized
+request windows, fetched ``fetch_concurrency`` at a time inside the exchange's shared budget, and
+written in batches of whole days, each batch one transaction (COPY + merge). At most a batch and
+the windows in flight are in memory, whatever the length of the range.
+"""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
+import itertools
 import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
-from ohlcv_assets.exchange.source import CandleSource, FetchStats, fetch_closed_candles
-from ohlcv_assets.intervals import day_bounds_ms, expected_open_times, interval_ms, ms_to_iso
+import pandas as pd
+
+from ohlcv_assets.exchange.source import CandleSource, FetchStats, empty_candles, fetch_closed_candles
+from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, expected_open_times, interval_ms, ms_to_iso
 from ohlcv_assets.universe import Instrument
 from ohlcv_assets.validation import validate_candles
+from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
+
+BATCH_CANDLES = 20_000
 
 
 @dataclasses.dataclass
 class PartitionReport:
-    """What one instrument-day run did, shown as materialization metadata."""
+    """What a run did for one instrument-day, shown as materialization metadata. The request
+    counts and seconds are those of the batch the day was written in (``batch_days`` days)."""
 
     rows_written: int = 0
     rows_revised: int = 0
@@ -25,6 +41,7 @@ class PartitionReport:
     missing_candles: int = 0
     first_open_time: str = ""
     last_open_time: str = ""
+    batch_days: int = 0
     requests: int = 0
     retries: int = 0
     rate_limit_waits: int = 0
@@ -35,50 +52,189 @@ class PartitionReport:
         return {k: v for k, v in dataclasses.asdict(self).items() if v != ""}
 
 
+@dataclasses.dataclass
+class Progress:
+    """Progress of a ranged run, for its logs and metadata."""
+
+    pages_total: int
+    pages_done: int = 0
+    days_done: int = 0
+    candles: int = 0
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 if self.pages_total == 0 else 100.0 * self.pages_done / self.pages_total
+
+    @property
+    def eta_seconds(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return 0.0 if self.pages_done == 0 else elapsed * (self.pages_total - self.pages_done) / self.pages_done
+
+    def as_metadata(self) -> dict:
+        return {"pages_done": self.pages_done, "pages_total": self.pages_total, "days_done": self.days_done,
+                "candles": self.candles, "percent": round(self.percent, 1), "eta_seconds": round(self.eta_seconds, 1),
+                "candles_per_second": round(self.candles / max(time.monotonic() - self.started, 1e-9))}
+
+    def message(self) -> str:
+        return (f"{self.pages_done}/{self.pages_total} pages ({self.percent:.0f}%), {self.days_done} days, "
+                f"{self.candles:,} candles, ETA {self.eta_seconds:.0f} s")
+
+
+def page_windows(start_ms: int, end_ms: int, step_ms: int, limit: int) -> list[tuple[int, int]]:
+    """[since, end) request windows of at most ``limit`` grid candles covering [start_ms, end_ms)."""
+    span = step_ms * limit
+    return [(since, min(since + span, end_ms)) for since in range(start_ms, end_ms, span)]
+
+
+def fetch_windows(source: CandleSource, symbol: str, interval: str, windows: Iterable[tuple[int, int]],
+                  now_ms: int, workers: int) -> Iterator[tuple[tuple[int, int], pd.DataFrame]]:
+    """Each window's closed candles, in window order, with ``workers`` requests in flight and at
+    most ``2 * workers`` windows fetched ahead of the consumer."""
+    step = interval_ms(interval)
+    windows = iter(windows)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+    pending: collections.deque = collections.deque()
+
+    def submit(window):
+        pending.append((window, pool.submit(fetch_closed_candles, source, symbol, interval, step, *window, now_ms)))
+
+    try:
+        for window in itertools.islice(windows, 2 * workers):
+            submit(window)
+        while pending:
+            window, future = pending.popleft()
+            frame = future.result()
+            for nxt in itertools.islice(windows, 1):
+                submit(nxt)
+            yield window, frame
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclasses.dataclass
+class _Day:
+    day: dt.date
+    start: int
+    end: int  # exclusive end of what can be fetched: the day's end or the last closed candle's end
+    expected: int
+
+
+def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
+                days: Iterable[dt.date], now_ms: int, workers: int = 1,
+                on_progress: Callable[[Progress], None] | None = None) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
+    """Ingests the days of one instrument; yields each batch's (day, report) once it is written.
+
+    Days with nothing to fetch (before the configured start or the listing, not begun) are
+    reported with a note and no request. A failure raises after the batches before it were
+    written, each atomically; re-running is idempotent.
+    """
+    step = interval_ms(interval)
+    closed_end = now_ms // step * step
+    stats_before = dataclasses.replace(source.stats)
+    batch_started = time.perf_counter()
+    todo: list[_Day] = []
+    listed: int | None = None
+    for day in sorted(set(days)):
+        start, end = day_bounds_ms(day)
+        if day < instrument.start:
+            yield [(day, PartitionReport(note=f"nothing to do: before the instrument's configured start {instrument.start}"))]
+            continue
+        if start >= now_ms:
+            yield [(day, PartitionReport(note="nothing to do: the day has not started"))]
+            continue
+        if not todo:
+            source.check_symbol(instrument.symbol)
+            listed = source.first_open_time(instrument.symbol, interval)
+        if listed is None or listed >= end:
+            when = "has no candles at all" if listed is None else f"was listed at {ms_to_iso(listed)}"
+            yield [(day, PartitionReport(note=f"nothing to do: before listing ({instrument.symbol} {when})"))]
+            continue
+        first = max(start, listed // step * step)
+        last = min(end, closed_end)
+        todo.append(_Day(day, first, last, len(expected_open_times(max(start, listed), last, step))))
+    if not todo:
+        return
+
+    spans: list[list[int]] = []
+    for d in todo:
+        if spans and spans[-1][1] == d.start:
+            spans[-1][1] = d.end
+        elif d.start < d.end:
+            spans.append([d.start, d.end])
+    windows = [w for start, end in spans for w in page_windows(start, end, step, source.page_limit)]
+    progress = Progress(pages_total=len(windows))
+    batch_days = max(1, BATCH_CANDLES * step // DAY_MS)
+    frames: list[pd.DataFrame] = []
+    ready: list[_Day] = []
+    remaining = collections.deque(todo)
+
+    def write_ready() -> list[tuple[dt.date, PartitionReport]]:
+        nonlocal frames, stats_before, batch_started
+        fetched = pd.concat(frames, ignore_index=True) if frames else empty_candles()
+        written_until = ready[-1].end
+        batch = fetched[fetched["open_time"] < written_until].reset_index(drop=True)
+        frames = [fetched[fetched["open_time"] >= written_until]]
+        reports = _write_batch(warehouse, instrument, interval, ready, batch, now_ms)
+        stats = source.stats
+        for _, report in reports:
+            report.batch_days = len(ready)
+            report.requests = stats.requests - stats_before.requests
+            report.retries = stats.retries - stats_before.retries
+            report.rate_limit_waits = stats.rate_limit_waits - stats_before.rate_limit_waits
+            report.seconds = round(time.perf_counter() - batch_started, 3)
+        stats_before = dataclasses.replace(stats)
+        batch_started = time.perf_counter()
+        progress.days_done += len(ready)
+        progress.candles += len(batch)
+        ready.clear()
+        if on_progress:
+            on_progress(progress)
+        return reports
+
+    for (_, window_end), frame in fetch_windows(source, instrument.symbol, interval, windows, now_ms, workers):
+        frames.append(frame)
+        progress.pages_done += 1
+        while remaining and remaining[0].end <= window_end:
+            ready.append(remaining.popleft())
+        if ready and (len(ready) >= batch_days or not remaining):
+            yield write_ready()
+    ready.extend(remaining)  # days with no closed candle yet: nothing to fetch, still reported
+    if ready:
+        yield write_ready()
+
+
+def _write_batch(warehouse: Warehouse, instrument: Instrument, interval: str, days: list[_Day],
+                 frame: pd.DataFrame, now_ms: int) -> list[tuple[dt.date, PartitionReport]]:
+    step = interval_ms(interval)
+    validate_candles(frame, step, now_ms)
+    bounds = [day_bounds_ms(d.day) for d in days]
+    merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
+    times = frame["open_time"].to_numpy()
+    reports = []
+    for d, (start, end), result in zip(days, bounds, merged):
+        day_times = times[(times >= start) & (times < end)]
+        report = PartitionReport(
+            rows_written=result.inserted + result.revised,
+            rows_revised=result.revised,
+            max_revision_pct=round(100 * result.max_revision, 6),
+            rows_fetched=len(day_times),
+            expected_candles=d.expected,
+            missing_candles=d.expected - len(day_times),
+        )
+        if len(day_times):
+            report.first_open_time = ms_to_iso(int(day_times[0]))
+            report.last_open_time = ms_to_iso(int(day_times[-1]))
+        if report.missing_candles:
+            report.note = f"{report.missing_candles} expected candle(s) were not returned by the exchange"
+        if d.end < end:
+            report.note = (report.note + "; " if report.note else "") + "day still in progress: closed candles so far"
+        reports.append((d.day, report))
+    return reports
+
+
 def ingest_day(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
                day: dt.date, now_ms: int) -> PartitionReport:
-    started = time.perf_counter()
-    before = dataclasses.replace(source.stats)
-    report = _ingest(source, warehouse, instrument, interval, day, now_ms)
-    stats: FetchStats = source.stats
-    report.requests = stats.requests - before.requests
-    report.retries = stats.retries - before.retries
-    report.rate_limit_waits = stats.rate_limit_waits - before.rate_limit_waits
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report
-
-
-def _ingest(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
-            day: dt.date, now_ms: int) -> PartitionReport:
-    step = interval_ms(interval)
-    start, end = day_bounds_ms(day)
-    if day < instrument.start:
-        return PartitionReport(note=f"nothing to do: before the instrument's configured start {instrument.start}")
-    if start >= now_ms:
-        return PartitionReport(note="nothing to do: the day has not started")
-    source.check_symbol(instrument.symbol)
-    listed = source.first_open_time(instrument.symbol, interval)
-    if listed is None or listed >= end:
-        when = "has no candles at all" if listed is None else f"was listed at {ms_to_iso(listed)}"
-        return PartitionReport(note=f"nothing to do: before listing ({instrument.symbol} {when})")
-    frame = fetch_closed_candles(source, instrument.symbol, interval, step, start, end, now_ms)
-    validate_candles(frame, step, now_ms)
-    merged = warehouse.merge_candles(instrument.exchange, instrument.symbol, interval, frame, start, end, now_ms)
-    closed_end = min(end, now_ms // step * step)
-    expected = len(expected_open_times(max(start, listed), closed_end, step))
-    report = PartitionReport(
-        rows_written=merged.inserted + merged.revised,
-        rows_revised=merged.revised,
-        max_revision_pct=round(100 * merged.max_revision, 6),
-        rows_fetched=len(frame),
-        expected_candles=expected,
-        missing_candles=expected - len(frame),
-    )
-    if len(frame):
-        report.first_open_time = ms_to_iso(int(frame["open_time"].iloc[0]))
-        report.last_open_time = ms_to_iso(int(frame["open_time"].iloc[-1]))
-    if report.missing_candles:
-        report.note = f"{report.missing_candles} expected candle(s) were not returned by the exchange"
-    if closed_end < end:
-        report.note = (report.note + "; " if report.note else "") + "day still in progress: closed candles so far"
+    """One instrument-day (the gap scan's probes and tests use it)."""
+    (_, report), = [r for batch in ingest_days(source, warehouse, instrument, interval, [day], now_ms) for r in batch]
     return report

@@ -108,14 +108,27 @@ def consistency(frame: pd.DataFrame, minutes: pd.DataFrame | None, step_ms: int)
     return CheckOutcome("consistent_with_1m", _rows(both, differs), f"{len(both)} candles compared")
 
 
-def check_stored_day(warehouse, instrument, interval: str, day, now_ms: int, expected: int) -> list[CheckOutcome]:
-    """Reads one instrument-day back from the warehouse and checks it."""
+def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dict, now_ms: int) -> dict:
+    """Reads instrument-days back from the warehouse (one query per table for all of them) and
+    checks each day; ``expected_by_day`` maps each day to its expected closed candle count."""
     step = interval_ms(interval)
-    start, end = day_bounds_ms(day)
-    frame = warehouse.read_candles(instrument.exchange, instrument.symbol, interval, start, end)
-    explained = sum(len(expected_open_times(max(lo, start), min(hi, end, now_ms // step * step), step))
-                    for lo, hi in confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval))
+    days = sorted(expected_by_day)
+    lo, hi = day_bounds_ms(days[0])[0], day_bounds_ms(days[-1])[1]
+    stored = warehouse.read_candles(instrument.exchange, instrument.symbol, interval, lo, hi)
     minutes = None
     if interval != "1m" and "1m" in instrument.intervals:
-        minutes = warehouse.read_candles(instrument.exchange, instrument.symbol, "1m", start, end)
-    return check_candles(frame, step, now_ms, expected, explained, minutes)
+        minutes = warehouse.read_candles(instrument.exchange, instrument.symbol, "1m", lo, hi)
+    empty_ranges = confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval)
+    outcomes = {}
+    for day in days:
+        start, end = day_bounds_ms(day)
+        explained = sum(len(expected_open_times(max(a, start), min(b, end, now_ms // step * step), step)) for a, b in empty_ranges)
+        frame = _within(stored, start, end)
+        outcomes[day] = check_candles(frame, step, now_ms, expected_by_day[day], explained,
+                                      None if minutes is None else _within(minutes, start, end))
+    return outcomes
+
+
+def _within(frame: pd.DataFrame, start: int, end: int) -> pd.DataFrame:
+    times = frame["open_time"].to_numpy()
+    return frame.iloc[np.searchsorted(times, start):np.searchsorted(times, end)].reset_index(drop=True)

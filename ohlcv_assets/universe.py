@@ -17,7 +17,7 @@ from typing import Annotated
 
 import ccxt
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ohlcv_assets.intervals import interval_ms
 
@@ -35,12 +35,24 @@ class ExchangeConfig(BaseModel):
     ccxt_id: str = Field(description="ccxt exchange id, e.g. 'binance'")
     api_url: str | None = Field(default=None, description="override of the public REST API base URL")
     timeout_seconds: float = Field(default=10.0, gt=0)
-    requests_per_minute: int = Field(default=1200, gt=0, description="rate budget of one client")
+    weight_per_minute: int = Field(default=6000, gt=0, description="the exchange's request-weight budget per minute (per IP), shared by all runs")
+    budget_use: float = Field(default=0.9, gt=0, le=1, description="share of the budget used at the steady rate")
+    budget_burst: float = Field(default=0.05, ge=0, le=0.5, description="share of the budget that may go in a burst above the steady rate")
+    candles_weight: int = Field(default=2, gt=0, description="weight of one candles request (Binance klines, limit 1000: 2)")
+    markets_weight: int = Field(default=20, gt=0, description="weight of loading the markets (Binance exchangeInfo: 20)")
+    used_weight_header: str | None = Field(default="X-MBX-USED-WEIGHT-1M", description="response header with the weight the exchange has counted this minute")
+    fetch_concurrency: int = Field(default=4, ge=1, le=32, description="candle requests in flight at once per run")
     max_attempts: int = Field(default=6, ge=1, description="tries per request window before the run fails")
     retry_base_seconds: float = Field(default=0.5, gt=0, description="first backoff delay; doubles per attempt")
     settlement_minutes: int = Field(default=60, ge=0, description="how long after a day ends its candles are re-fetched for revisions")
     history_candles: int | None = Field(default=None, gt=0, description="how far back the API serves candles (e.g. Kraken: 720); None: from listing")
     options: dict = Field(default_factory=dict, description="ccxt options passed to the exchange")
+
+    @model_validator(mode="after")
+    def _budget_fits(self) -> "ExchangeConfig":
+        if self.budget_use + self.budget_burst > 1:
+            raise ValueError(f"budget_use + budget_burst = {self.budget_use + self.budget_burst:g} would exceed the exchange's budget")
+        return self
 
 
 class Instrument(BaseModel):

@@ -29,7 +29,7 @@ exchanges:
     ccxt_id: binance
     api_url: {api_url}/api/v3
     timeout_seconds: 2
-    requests_per_minute: 60000
+    weight_per_minute: 100000
     retry_base_seconds: 0.05
 instruments:
   - {{exchange: binance, symbol: BTC/USDT, intervals: [1m, 1h, 1d], start: 2026-10-01}}

@@ -2,20 +2,21 @@
 
 
 import datetime as dt
+import time
 
 import dagster as dg
 import pandas as pd
 
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
-from ohlcv_assets.ingest import ingest_day
+from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import interval_ms, now_ms
 from ohlcv_assets.partitions import candle_partitions, split_key
-from ohlcv_assets.quality import CHECKS, CheckOutcome, check_stored_day
+from ohlcv_assets.quality import CHECKS, CheckOutcome, check_stored_days
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.universe import Universe
 from ohlcv_assets.validation import CandleValidationError
 
-MAX_PARTITIONS_PER_RUN = 31
+MAX_PARTITIONS_PER_RUN = 100
 CANDLES_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
@@ -53,6 +54,33 @@ def check_results(outcomes: list[tuple[str, CheckOutcome]]) -> list[dg.AssetChec
     return results
 
 
+class ProgressReporter:
+    """Logs a ranged run's progress (pages, candles, %, ETA) and records it as an asset
+    observation, at most every few seconds so that short runs stay quiet."""
+
+    every_seconds = 5.0
+
+    def __init__(self, context: dg.AssetExecutionContext, key: dg.AssetKey):
+        self.context, self.key = context, key
+        self.last = time.monotonic()
+        self.latest: tuple[str, Progress] | None = None
+
+    def update(self, label: str, progress: Progress) -> None:
+        self.latest = (label, progress)
+        if time.monotonic() - self.last >= self.every_seconds:
+            self._emit()
+
+    def finish(self) -> None:
+        if self.latest and self.latest[1].pages_total >= 50:
+            self._emit()
+
+    def _emit(self) -> None:
+        label, progress = self.latest
+        self.last = time.monotonic()
+        self.context.log.info(f"{label}: {progress.message()}")
+        self.context.log_event(dg.AssetObservation(asset_key=self.key, metadata={"instrument": label, **progress.as_metadata()}))
+
+
 def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.AssetsDefinition:
     @dg.asset(
         key=candles_key(interval),
@@ -71,33 +99,50 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         ),
     )
     def candles(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        keys = context.partition_keys
-        outcomes: list[tuple[str, CheckOutcome]] = []
-        for n, key in enumerate(keys, start=1):
-            instrument_key, day = split_key(key)
+        keys: dict[tuple[str, dt.date], str] = {}
+        for key in context.partition_keys:
+            keys[split_key(key)] = key
+        days_by_instrument: dict[str, list[dt.date]] = {}
+        for instrument_key, day in keys:
+            days_by_instrument.setdefault(instrument_key, []).append(day)
+        instruments = []
+        for instrument_key in days_by_instrument:
             try:
                 instrument = exchange.universe.instrument(instrument_key)
             except KeyError as err:
                 raise dg.Failure(description=str(err), allow_retries=False) from None
             if interval not in instrument.intervals:
                 raise dg.Failure(f"{instrument_key} is not configured for {interval}", allow_retries=False)
-            now = now_ms()
+            instruments.append(instrument)
+        now = now_ms()
+        outcomes: list[tuple[str, CheckOutcome]] = []
+        reporter = ProgressReporter(context, candles_key(interval))
+        for instrument in instruments:
+            config = exchange.universe.exchanges[instrument.exchange]
+            batches = ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval,
+                                  days_by_instrument[instrument.key], now, workers=config.fetch_concurrency,
+                                  on_progress=lambda p, label=instrument.label(): reporter.update(label, p))
             try:
-                report = ingest_day(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, day, now)
+                for batch in batches:
+                    checked = check_stored_days(warehouse.warehouse, instrument, interval,
+                                                {day: report.expected_candles for day, report in batch}, now)
+                    for day, report in batch:
+                        key = keys[(instrument.key, day)]
+                        context.add_asset_metadata(report.as_metadata(), partition_key=key)
+                        outcomes.extend((str(key), o) for o in checked[day])
+                        if report.note:
+                            context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
             except PermanentFetchError as err:
-                raise dg.Failure(description=f"{instrument.label()} {interval} {day}: {err}", allow_retries=False) from None
+                raise dg.Failure(description=f"{instrument.label()} {interval}: {err}", allow_retries=False) from None
             except CandleValidationError as err:
                 raise dg.Failure(
-                    description=f"{instrument.label()} {interval} {day}: nothing written. {err}",
+                    description=f"{instrument.label()} {interval}: the batch with these candles was not written. {err}",
                     metadata={"offending_candles": dg.MetadataValue.md(f"```\n{err.offending.to_string(index=False)}\n```")},
                     allow_retries=False,
                 ) from None
             except FetchFailed as err:
-                raise dg.Failure(description=f"{instrument.label()} {interval} {day}: {err}") from err
-            context.add_asset_metadata(report.as_metadata(), partition_key=key)
-            outcomes.extend((str(key), o) for o in check_stored_day(warehouse.warehouse, instrument, interval, day, now, report.expected_candles))
-            context.log.info(f"[{n}/{len(keys)}] {instrument.label()} {interval} {day}: {report.rows_fetched} candles, "
-                             f"{report.rows_written} written, {report.missing_candles} missing {report.note}")
+                raise dg.Failure(description=f"{instrument.label()} {interval}: {err}") from err
+        reporter.finish()
         return dg.MaterializeResult(check_results=check_results(outcomes))
 
     return candles

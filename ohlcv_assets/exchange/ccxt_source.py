@@ -1,6 +1,6 @@
 """Candles from any ccxt exchange, with the retry discipline ccxt itself does not have.
 
-ccxt raises on the first failure; here every request is throttled to the exchange's budget,
+ccxt raises on the first failure; here every request draws on the exchange's shared budget,
 429/418 answers wait for ``Retry-After``, transient failures (5xx, timeouts, network errors,
 truncated JSON) back off exponentially with jitter, and errors that cannot succeed (unknown
 symbol, bad interval, other 4xx) fail at once.
@@ -8,7 +8,6 @@ symbol, bad interval, other 4xx) fail at once.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -16,7 +15,9 @@ from collections.abc import Callable
 
 import ccxt
 import numpy as np
+import orjson
 
+from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
 from ohlcv_assets.exchange.source import FetchFailed, FetchStats, PermanentFetchError
 from ohlcv_assets.universe import ExchangeConfig
 
@@ -32,27 +33,30 @@ def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
 
 
 class CcxtCandleSource:
+    """One exchange's candles. Thread-safe: each thread talks through its own ccxt instance (ccxt
+    keeps the last response on the instance), all of them drawing on one shared rate budget."""
+
     page_limit = 1000
 
-    def __init__(self, name: str, config: ExchangeConfig, sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None):
+    def __init__(self, name: str, config: ExchangeConfig, budget: RateBudget | None = None,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None):
         self.name = name
         self.config = config
         self.stats = FetchStats()
+        self.budget = budget or LocalRateBudget(config)
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._spacing = 60.0 / config.requests_per_minute
-        self._next_slot = 0.0
         self._lock = threading.Lock()
-        self._last_status: int | None = None
+        self._markets_lock = threading.Lock()
+        self._local = threading.local()
         self._first_open: dict[tuple[str, str], int | None] = {}
-        self.exchange = self._build_exchange()
+        self.exchange = self._thread_exchange()
         self._markets_loaded = False
 
     def _build_exchange(self) -> ccxt.Exchange:
         options = {**_DEFAULT_OPTIONS.get(self.config.ccxt_id, {}), **self.config.options}
         exchange = getattr(ccxt, self.config.ccxt_id)({
-            "enableRateLimit": False,  # throttled here, where the budget is the universe's
+            "enableRateLimit": False,  # the shared budget throttles instead
             "timeout": int(self.config.timeout_seconds * 1000),
             "options": options,
         })
@@ -62,29 +66,35 @@ class CcxtCandleSource:
                 api["public"] = self.config.api_url
             else:
                 exchange.urls["api"] = self.config.api_url
-        source = self
+        local, name = self._local, self.name
 
         def remember_status(code, reason, url, method, headers, body, *rest):
-            source._last_status = code
+            local.status = code
             return body
 
         def strict_json(body):
             if ccxt.Exchange.is_json_encoded_object(body):
                 try:
-                    return json.loads(body)
-                except ValueError:
-                    raise ccxt.BadResponse(f"{self.name}: truncated or invalid JSON ({len(body)} bytes)") from None
+                    return orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    raise ccxt.BadResponse(f"{name}: truncated or invalid JSON ({len(body)} bytes)") from None
             return None
 
         exchange.on_rest_response = remember_status
         exchange.parse_json = strict_json
         return exchange
 
+    def _thread_exchange(self) -> ccxt.Exchange:
+        exchange = getattr(self._local, "exchange", None)
+        if exchange is None:
+            exchange = self._local.exchange = self._build_exchange()
+            if getattr(self, "_markets_loaded", False):
+                exchange.set_markets(self.exchange.markets, self.exchange.currencies)
+        return exchange
+
     # --- CandleSource ---------------------------------------------------------------------
     def check_symbol(self, symbol: str) -> None:
-        if not self._markets_loaded:
-            self._call(self.exchange.load_markets)
-            self._markets_loaded = True
+        self._load_markets()
         if symbol not in self.exchange.markets:
             listed = sorted(self.exchange.markets)
             raise PermanentFetchError(
@@ -92,51 +102,91 @@ class CcxtCandleSource:
             )
 
     def fetch_page(self, symbol: str, interval: str, since_ms: int, until_ms: int) -> np.ndarray:
-        return self._call(lambda: _as_rows(
-            self.exchange.fetch_ohlcv(symbol, interval, since_ms, self.page_limit, {"until": until_ms}), self.name))
+        return self._candles(symbol, interval, since_ms, self.page_limit, until_ms)
 
     def first_open_time(self, symbol: str, interval: str) -> int | None:
         key = (symbol, interval)
         if key not in self._first_open:
-            rows = self._call(lambda: _as_rows(self.exchange.fetch_ohlcv(symbol, interval, 0, 1), self.name))
+            rows = self._candles(symbol, interval, 0, 1, None)
             self._first_open[key] = int(rows[0, 0]) if len(rows) else None
         return self._first_open[key]
 
-    # --- retries --------------------------------------------------------------------------
-    def _throttle(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._spacing
-        if slot > now:
-            self._sleep(slot - now)
+    # --- requests -------------------------------------------------------------------------
+    def _load_markets(self) -> None:
+        with self._markets_lock:
+            if not self._markets_loaded:
+                self._call(self.exchange.load_markets, self.config.markets_weight)
+                self._markets_loaded = True
 
-    def _call(self, fn):
+    def _candles(self, symbol: str, interval: str, since_ms: int, limit: int, until_ms: int | None) -> np.ndarray:
+        """Binance-protocol exchanges are asked for raw klines, parsed in bulk (ccxt's per-candle
+        parsing costs more than the request); others go through ccxt's fetch_ohlcv."""
+        self._load_markets()
+
+        def request():
+            exchange = self._thread_exchange()
+            if hasattr(exchange, "publicGetKlines"):
+                params = {"symbol": self.exchange.market(symbol)["id"], "interval": exchange.timeframes.get(interval, interval),
+                          "startTime": since_ms, "limit": limit}
+                if until_ms is not None:
+                    params["endTime"] = until_ms
+                return _as_rows(exchange.publicGetKlines(params), self.name)
+            params = {} if until_ms is None else {"until": until_ms}
+            return _as_rows(exchange.fetch_ohlcv(symbol, interval, since_ms, limit, params), self.name)
+
+        return self._call(request, self.config.candles_weight)
+
+    def _call(self, fn, weight: int):
         attempts = self.config.max_attempts
         for attempt in range(attempts):
-            self._throttle()
-            self._last_status = None
-            self.stats.requests += 1
+            wait = self.budget.reserve(weight)
+            if wait > 0:
+                self._sleep(wait)
+            self._local.status = None
+            with self._lock:
+                self.stats.requests += 1
             try:
-                return fn()
+                result = fn()
+                self._respect_used_weight()
+                return result
             except ccxt.BaseError as err:
-                status = self._last_status
+                status = getattr(self._local, "status", None)
                 if status in (418, 429):
                     wait = max(self._retry_after(), backoff_seconds(attempt, self.config.retry_base_seconds, self._rng))
-                    self.stats.rate_limit_waits += 1
+                    self.budget.hold_back(wait)
+                    with self._lock:
+                        self.stats.rate_limit_waits += 1
                 elif _is_permanent(err, status):
                     raise PermanentFetchError(f"{self.name}: {err}") from err
                 else:
                     wait = backoff_seconds(attempt, self.config.retry_base_seconds, self._rng)
                 if attempt == attempts - 1:
                     raise FetchFailed(f"{self.name}: request still failing after {attempts} attempts: {err}") from err
-                self.stats.retries += 1
-                self.stats.waited_seconds += wait
+                with self._lock:
+                    self.stats.retries += 1
+                    self.stats.waited_seconds += wait
                 self._sleep(wait)
         raise AssertionError("unreachable")
 
+    def _respect_used_weight(self) -> None:
+        """When the exchange has counted more weight this minute than our share allows (other
+        clients on the same IP, or runs that started before this one), everyone waits."""
+        header = self.config.used_weight_header
+        if not header:
+            return
+        headers = self._thread_exchange().last_response_headers or {}
+        try:
+            used = int(headers.get(header) or headers.get(header.lower()) or 0)
+        except ValueError:
+            return
+        allowed = self.config.weight_per_minute * (self.config.budget_use + self.config.budget_burst)
+        if used > allowed:
+            self.budget.hold_back((used - allowed) * 60.0 / self.config.weight_per_minute)
+            with self._lock:
+                self.stats.used_weight_holds += 1
+
     def _retry_after(self) -> float:
-        headers = self.exchange.last_response_headers or {}
+        headers = self._thread_exchange().last_response_headers or {}
         try:
             return float(headers.get("Retry-After", 1)) + RETRY_AFTER_MARGIN_SECONDS
         except ValueError:

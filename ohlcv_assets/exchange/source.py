@@ -30,10 +30,7 @@ class FetchStats:
     retries: int = 0
     rate_limit_waits: int = 0
     waited_seconds: float = 0.0
-
-    def as_metadata(self) -> dict[str, float]:
-        return {"requests": self.requests, "retries": self.retries, "rate_limit_waits": self.rate_limit_waits,
-                "waited_seconds": round(self.waited_seconds, 3)}
+    used_weight_holds: int = 0
 
 
 class CandleSource(Protocol):

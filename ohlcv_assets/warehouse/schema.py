@@ -76,3 +76,11 @@ gaps = Table(
     Column("note", String(500), nullable=False, default=""),
     Index("ix_gaps_instrument", "exchange", "symbol", "timeframe", "status"),
 )
+
+rate_budget = Table(
+    "rate_budget",
+    metadata,
+    Column("exchange", String(64), primary_key=True),
+    Column("tat", Float(53), nullable=False,
+           comment="GCRA theoretical arrival time (epoch seconds) of the exchange's shared request budget"),
+)

@@ -44,23 +44,41 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def changed_rows(existing: pd.DataFrame, incoming: pd.DataFrame, value_columns: list[str]) -> tuple[pd.DataFrame, int, float]:
-    """The incoming rows that are new or differ from what is stored (NaN equals NaN), how many differ,
-    and the largest relative change among those that differ."""
+@dataclasses.dataclass(frozen=True)
+class RowChanges:
+    """Per incoming row: new, revised (stored with other values) and by how much (relative)."""
+
+    is_new: np.ndarray
+    is_revised: np.ndarray
+    revision: np.ndarray
+
+    @property
+    def changed(self) -> np.ndarray:
+        return self.is_new | self.is_revised
+
+    def result(self, rows: np.ndarray | slice = slice(None)) -> MergeResult:
+        new, revised = self.is_new[rows], self.is_revised[rows]
+        largest = float(self.revision[rows][revised].max()) if revised.any() else 0.0
+        return MergeResult(inserted=int(new.sum()), revised=int(revised.sum()),
+                           unchanged=int((~new & ~revised).sum()), max_revision=largest)
+
+
+def row_changes(existing: pd.DataFrame, incoming: pd.DataFrame, value_columns: list[str]) -> RowChanges:
+    """Compares incoming rows with the stored ones of the same open_time (NaN equals NaN)."""
     merged = incoming.merge(existing, on="open_time", how="left", suffixes=("", "_stored"), indicator=True)
     is_new = (merged["_merge"] == "left_only").to_numpy()
-    changed = is_new.copy()
-    largest = 0.0
+    differs = np.zeros(len(merged), dtype=bool)
+    revision = np.zeros(len(merged))
     for col in value_columns:
         new, old = merged[col].to_numpy(), merged[f"{col}_stored"].to_numpy()
         same = new == old
         if new.dtype.kind == "f":
             same |= pd.isna(new) & pd.isna(old)
-            revised = ~same & ~is_new & (old != 0) & ~pd.isna(old) & ~pd.isna(new)
-            if revised.any():
-                largest = max(largest, float(np.max(np.abs(new[revised] / old[revised] - 1))))
-        changed |= ~same
-    return incoming[changed], int(changed.sum() - is_new.sum()), largest
+            comparable = ~same & ~is_new & (old != 0) & ~pd.isna(old) & ~pd.isna(new)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                revision = np.where(comparable, np.maximum(revision, np.abs(new / old - 1)), revision)
+        differs |= ~same
+    return RowChanges(is_new=is_new, is_revised=differs & ~is_new, revision=revision)
 
 
 def value_columns(table: sa.Table) -> list[str]:
@@ -168,9 +186,16 @@ class Warehouse:
     def merge_partition(self, table: sa.Table, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
                         start_ms: int, end_ms: int, fetched_at_ms: int) -> MergeResult:
         """Merges one partition's rows ([start_ms, end_ms)) into a table in a single transaction."""
+        return self.merge_partitions(table, exchange, symbol, timeframe, frame, [(start_ms, end_ms)], fetched_at_ms)[0]
+
+    def merge_partitions(self, table: sa.Table, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
+                         bounds: list[tuple[int, int]], fetched_at_ms: int) -> list[MergeResult]:
+        """Merges the rows of several partitions (ascending, disjoint [start, end) bounds) in one
+        transaction, so a ranged run pays one round of COPY and merge per batch, not per day."""
         with self.engine.begin() as connection:
-            existing = self.read_rows(table, exchange, symbol, timeframe, start_ms, end_ms, connection)
-            changed, revised, largest = changed_rows(existing, frame, value_columns(table))
+            existing = self.read_rows(table, exchange, symbol, timeframe, bounds[0][0], bounds[-1][1], connection)
+            changes = row_changes(existing, frame, value_columns(table))
+            changed = frame[changes.changed]
             if len(changed):
                 rows = changed.assign(exchange=exchange, symbol=symbol, timeframe=timeframe, fetched_at=fetched_at_ms)
                 rows = rows[[c.name for c in table.columns]]
@@ -178,8 +203,8 @@ class Warehouse:
                     _copy_merge(connection, table, rows)
                 else:
                     _sqlite_merge(connection, table, rows)
-        inserted = len(changed) - revised
-        return MergeResult(inserted=inserted, revised=revised, unchanged=len(frame) - len(changed), max_revision=largest)
+        times = frame["open_time"].to_numpy()
+        return [changes.result((times >= start) & (times < end)) for start, end in bounds]
 
 
 _PANDAS_TYPES = {sa.BigInteger: "int64", sa.Float: "float64", sa.Boolean: "bool", sa.String: "object"}
@@ -197,6 +222,35 @@ def _sqlite_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame
     connection.execute(statement, records)
 
 
+_PG_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + np.zeros(2, ">i4").tobytes()
+_PG_BINARY_TRAILER = np.array([-1], ">i2").tobytes()
+_BINARY_TYPES = {sa.BigInteger: ">i8", sa.Float: ">f8", sa.Boolean: "?"}
+
+
+def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
+    """The rows as one PostgreSQL binary COPY payload, built with numpy (no per-row Python).
+    None when a value is NULL or a text column varies: those rows go through write_row."""
+    if rows.isna().to_numpy().any():
+        return None
+    fields, values = [("count", ">i2")], {"count": len(table.columns)}
+    for column in table.columns:
+        data = rows[column.name]
+        if isinstance(column.type, sa.String):
+            if data.nunique() > 1:
+                return None
+            encoded = str(data.iloc[0]).encode() if len(data) else b""
+            kind, value = f"S{len(encoded)}", encoded
+        else:
+            kind, value = _BINARY_TYPES[type(column.type)], data.to_numpy()
+        fields += [(f"{column.name}_length", ">i4"), (column.name, kind)]
+        values[f"{column.name}_length"] = np.dtype(kind).itemsize
+        values[column.name] = value
+    payload = np.empty(len(rows), dtype=fields)
+    for name, value in values.items():
+        payload[name] = value
+    return _PG_BINARY_HEADER + payload.tobytes() + _PG_BINARY_TRAILER
+
+
 def _copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame) -> None:
     """COPY (binary) into a transaction-local staging table, then merge into the table."""
     columns = [c.name for c in table.columns]
@@ -205,9 +259,13 @@ def _copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame) 
     with driver_connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMP TABLE {staging} (LIKE {table.name}) ON COMMIT DROP")
         with cursor.copy(f"COPY {staging} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([_COPY_TYPES[type(c.type)] for c in table.columns])
-            for row in rows.astype(object).where(rows.notna(), None).itertuples(index=False, name=None):
-                copy.write_row(row)
+            payload = pg_binary_copy(table, rows)
+            if payload is not None:
+                copy.write(payload)
+            else:
+                copy.set_types([_COPY_TYPES[type(c.type)] for c in table.columns])
+                for row in rows.astype(object).where(rows.notna(), None).itertuples(index=False, name=None):
+                    copy.write_row(row)
     staged = sa.table(staging, *(sa.column(c) for c in columns))
     statement = pg_insert(table).from_select(columns, sa.select(*(staged.c[c] for c in columns)))
     statement = statement.on_conflict_do_update(index_elements=_KEY, set_=_upsert_set(table, statement.excluded))

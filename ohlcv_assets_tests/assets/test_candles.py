@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from ohlcv_assets.assets.candles import candles_key
+from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN, candles_key
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.ingest import ingest_day
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
@@ -161,7 +161,7 @@ def test_an_instrument_is_only_in_its_intervals_assets(universe, universe_file, 
     assert instance.get_dynamic_partitions("instruments_1d") == ["binance.BTC-USDT"]
     defs = build_definitions(str(universe_file), warehouse_url)
     asset = defs.get_assets_def(candles_key("1m"))
-    assert asset.backfill_policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=31)
+    assert asset.backfill_policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN)
     assert asset.op.retry_policy.max_retries >= 1
 
 

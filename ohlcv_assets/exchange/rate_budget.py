@@ -1,0 +1,99 @@
+"""An exchange's request-weight budget, shared by every process that calls it.
+
+ccxt's limiter lives in one process, but parallel backfill runs, the today schedule and gap
+backfills are separate processes against the same IP budget. ``SharedRateBudget`` keeps the
+budget in the warehouse database as a GCRA (generic cell rate algorithm) state: one row per
+exchange holding the theoretical arrival time. A request reserves its weight with a single atomic
+``UPDATE ... RETURNING`` and sleeps until its slot; no lock is held while waiting.
+
+The steady rate is ``budget_use`` of the exchange's weight per minute, with a burst of
+``budget_burst`` on top, so no 60 s window (rolling or fixed) can exceed
+``budget_use + budget_burst`` of the budget. The exchange's own used-weight header and its 429s
+push the shared state forward, so every process backs off, not only the one that was told.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.warehouse.schema import rate_budget
+
+
+class RateBudget(Protocol):
+    def reserve(self, weight: float) -> float:
+        """Reserves ``weight`` and returns the seconds to wait before sending the request."""
+
+    def hold_back(self, seconds: float) -> None:
+        """Nobody may send for ``seconds`` from now (a 429's Retry-After, or an over-full window)."""
+
+
+class _Gcra:
+    """Slot arithmetic shared by both budgets; ``tat`` is in epoch seconds."""
+
+    def __init__(self, config: ExchangeConfig):
+        self.seconds_per_weight = 60.0 / (config.weight_per_minute * config.budget_use)
+        self.burst_seconds = config.weight_per_minute * config.budget_burst * self.seconds_per_weight
+
+    def cost(self, weight: float) -> float:
+        return weight * self.seconds_per_weight
+
+    def wait(self, new_tat: float, cost: float, now: float) -> float:
+        return max(0.0, new_tat - cost - self.burst_seconds - now)
+
+
+class LocalRateBudget:
+    """The same budget for a single process (CLI probes, tests of the source alone)."""
+
+    def __init__(self, config: ExchangeConfig, clock: Callable[[], float] = time.time):
+        self._gcra = _Gcra(config)
+        self._clock = clock
+        self._tat = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, weight: float) -> float:
+        cost = self._gcra.cost(weight)
+        with self._lock:
+            now = self._clock()
+            self._tat = max(self._tat, now) + cost
+            return self._gcra.wait(self._tat, cost, now)
+
+    def hold_back(self, seconds: float) -> None:
+        with self._lock:
+            self._tat = max(self._tat, self._clock() + seconds + self._gcra.burst_seconds)
+
+
+class SharedRateBudget:
+    """The budget of one exchange, kept in the warehouse so that all run processes share it."""
+
+    def __init__(self, engine: sa.Engine, exchange: str, config: ExchangeConfig, clock: Callable[[], float] = time.time):
+        self._engine = engine
+        self._exchange = exchange
+        self._gcra = _Gcra(config)
+        self._clock = clock
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._greatest = sa.func.greatest if engine.dialect.name == "postgresql" else sa.func.max
+
+    def _advance(self, floor: float, add: float) -> float:
+        """tat := max(tat, floor) + add, atomically; returns the new tat."""
+        statement = self._insert(rate_budget).values(exchange=self._exchange, tat=floor + add)
+        statement = statement.on_conflict_do_update(
+            index_elements=["exchange"], set_={"tat": self._greatest(rate_budget.c.tat, floor) + add},
+        ).returning(rate_budget.c.tat)
+        with self._engine.begin() as connection:
+            return float(connection.execute(statement).scalar_one())
+
+    def reserve(self, weight: float) -> float:
+        cost = self._gcra.cost(weight)
+        now = self._clock()
+        return self._gcra.wait(self._advance(now, cost), cost, now)
+
+    def hold_back(self, seconds: float) -> None:
+        self._advance(self._clock() + seconds + self._gcra.burst_seconds, 0.0)
