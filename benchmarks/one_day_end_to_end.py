@@ -30,7 +30,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         universe_file = Path(tmp) / "universe.yaml"
         universe_file.write_text(f"""
-exchanges: {{binance: {{ccxt_id: binance, api_url: "{url}/api/v3", weight_per_minute: 1000000}}}}
+exchanges: {{binance: {{ccxt_id: binance, api_url: "{url}/api/v3", weight_limit: 1000000}}}}
 instruments: [{{exchange: binance, symbol: BTC/USDT, intervals: [1m], start: 2026-10-01}}]
 """)
         universe = load_universe(universe_file)

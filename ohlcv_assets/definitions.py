@@ -26,6 +26,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
     candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
     if warehouse_url is None:
         warehouse_url = dg.EnvVar(WAREHOUSE_URL_ENV) if os.environ.get(WAREHOUSE_URL_ENV) else default_warehouse_url()
+    warehouse = WarehouseResource(url=warehouse_url)
     features = [build_features_asset(universe, interval) for interval in universe.intervals]
     reports = [build_gap_report_asset(interval) for interval in universe.intervals]
     scan_jobs = {interval: gap_scan_job(interval) for interval in universe.intervals}
@@ -49,8 +50,8 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
             *(build_gap_scan_schedule(interval, job) for interval, job in scan_jobs.items()),
         ],
         resources={
-            "exchange": ExchangeResource(universe_path=str(universe_path or "")),
-            "warehouse": WarehouseResource(url=warehouse_url),
+            "exchange": ExchangeResource(universe_path=str(universe_path or ""), warehouse=warehouse),
+            "warehouse": warehouse,
             "alerts": alert_resource(),
         },
     )

@@ -35,7 +35,7 @@ def _reset_simulator(request):
     """Each test starts with no faults, a fresh budget, real time and zeroed counters."""
     if "simulator" in request.fixturenames:
         sim = request.getfixturevalue("simulator")
-        sim.reconfigure({"faults": [], "weight_per_minute": SIMULATOR_CONFIG["weight_per_minute"],
+        sim.reconfigure({"faults": [], "weight_limit": SIMULATOR_CONFIG["weight_limit"], "weight_window_seconds": 60,
                          "frozen_now_ms": None, "reset_stats": True})
     yield
 

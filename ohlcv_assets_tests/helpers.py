@@ -9,7 +9,7 @@ from ohlcv_assets.intervals import day_bounds_ms, interval_ms
 
 SIMULATOR_CONFIG = {
     "seed": 11,
-    "weight_per_minute": 100_000,
+    "weight_limit": 100_000,
     "ban_seconds": 600,
     "symbols": [
         {"base": "BTC", "quote": "USDT", "listed": "2020-01-01", "price": 60000},
@@ -29,7 +29,7 @@ exchanges:
     ccxt_id: binance
     api_url: {api_url}/api/v3
     timeout_seconds: 2
-    weight_per_minute: 100000
+    weight_limit: 100000
     retry_base_seconds: 0.05
 instruments:
   - {{exchange: binance, symbol: BTC/USDT, intervals: [1m, 1h, 1d], start: 2026-10-01}}

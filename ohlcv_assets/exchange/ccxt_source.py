@@ -169,7 +169,7 @@ class CcxtCandleSource:
         raise AssertionError("unreachable")
 
     def _respect_used_weight(self) -> None:
-        """When the exchange has counted more weight this minute than our share allows (other
+        """When the exchange has counted more weight in its window than our share allows (other
         clients on the same IP, or runs that started before this one), everyone waits."""
         header = self.config.used_weight_header
         if not header:
@@ -179,9 +179,9 @@ class CcxtCandleSource:
             used = int(headers.get(header) or headers.get(header.lower()) or 0)
         except ValueError:
             return
-        allowed = self.config.weight_per_minute * (self.config.budget_use + self.config.budget_burst)
+        allowed = self.config.weight_limit * (self.config.budget_use + self.config.budget_burst)
         if used > allowed:
-            self.budget.hold_back((used - allowed) * 60.0 / self.config.weight_per_minute)
+            self.budget.hold_back((used - allowed) * self.config.weight_window_seconds / self.config.weight_limit)
             with self._lock:
                 self.stats.used_weight_holds += 1
 

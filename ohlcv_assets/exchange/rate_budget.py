@@ -6,8 +6,8 @@ budget in the warehouse database as a GCRA (generic cell rate algorithm) state: 
 exchange holding the theoretical arrival time. A request reserves its weight with a single atomic
 ``UPDATE ... RETURNING`` and sleeps until its slot; no lock is held while waiting.
 
-The steady rate is ``budget_use`` of the exchange's weight per minute, with a burst of
-``budget_burst`` on top, so no 60 s window (rolling or fixed) can exceed
+The steady rate is ``budget_use`` of the exchange's weight limit per window, with a burst of
+``budget_burst`` on top, so no window of the exchange (rolling or fixed) can exceed
 ``budget_use + budget_burst`` of the budget. The exchange's own used-weight header and its 429s
 push the shared state forward, so every process backs off, not only the one that was told.
 """
@@ -39,8 +39,8 @@ class _Gcra:
     """Slot arithmetic shared by both budgets; ``tat`` is in epoch seconds."""
 
     def __init__(self, config: ExchangeConfig):
-        self.seconds_per_weight = 60.0 / (config.weight_per_minute * config.budget_use)
-        self.burst_seconds = config.weight_per_minute * config.budget_burst * self.seconds_per_weight
+        self.seconds_per_weight = config.weight_window_seconds / (config.weight_limit * config.budget_use)
+        self.burst_seconds = config.weight_limit * config.budget_burst * self.seconds_per_weight
 
     def cost(self, weight: float) -> float:
         return weight * self.seconds_per_weight

@@ -81,7 +81,8 @@ class SimulatorConfig:
     symbols: dict[str, SimSymbol]
     downtime: list[Downtime] = dataclasses.field(default_factory=list)
     faults: list[Fault] = dataclasses.field(default_factory=list)
-    weight_per_minute: int = 6000
+    weight_limit: int = 6000
+    weight_window_seconds: float = 60.0
     ban_seconds: float = 120.0
     seed: int = 7
 
@@ -95,7 +96,8 @@ class SimulatorConfig:
             symbols=symbols,
             downtime=[_downtime(d) for d in raw.get("downtime", [])],
             faults=[Fault(**f) for f in raw.get("faults", [])],
-            weight_per_minute=int(raw.get("weight_per_minute", 6000)),
+            weight_limit=int(raw.get("weight_limit", 6000)),
+            weight_window_seconds=float(raw.get("weight_window_seconds", 60)),
             ban_seconds=float(raw.get("ban_seconds", 120)),
             seed=int(raw.get("seed", 7)),
         )
@@ -126,10 +128,12 @@ class ApiError(Exception):
 
 
 class WeightBudget:
-    """Binance-style rolling one-minute request-weight budget with 429 then 418 escalation."""
+    """Binance-style rolling request-weight budget (one minute unless configured) with 429 then
+    418 escalation."""
 
-    def __init__(self, per_minute: int, ban_seconds: float):
-        self.per_minute = per_minute
+    def __init__(self, limit: int, window_seconds: float, ban_seconds: float):
+        self.limit = limit
+        self.window_seconds = window_seconds
         self.ban_seconds = ban_seconds
         self.window: collections.deque[tuple[float, int]] = collections.deque()
         self.used = 0
@@ -141,19 +145,19 @@ class WeightBudget:
         """Records a request's weight and returns the minute's usage, or raises 429/418."""
         with self.lock:
             now = time.monotonic()
-            while self.window and self.window[0][0] <= now - 60:
+            while self.window and self.window[0][0] <= now - self.window_seconds:
                 self.used -= self.window.popleft()[1]
             if now < self.banned_until:
                 raise ApiError(418, -1003, "Way too many requests; IP banned.", math.ceil(self.banned_until - now))
             if now < self.retry_after_until:
                 self.banned_until = now + self.ban_seconds
                 raise ApiError(418, -1003, "Way too many requests; IP banned.", math.ceil(self.ban_seconds))
-            if self.used + weight > self.per_minute:
+            if self.used + weight > self.limit:
                 freed, wait = self.used, 1.0
                 for stamp, w in self.window:
                     freed -= w
-                    if freed + weight <= self.per_minute:
-                        wait = stamp + 60 - now
+                    if freed + weight <= self.limit:
+                        wait = stamp + self.window_seconds - now
                         break
                 retry_after = max(1, math.ceil(wait))
                 self.retry_after_until = now + retry_after
@@ -169,7 +173,7 @@ class ExchangeSimulator:
     def __init__(self, config: SimulatorConfig):
         self.config = config
         self.market = SimulatedMarket(config.symbols, config.downtime, config.seed)
-        self.budget = WeightBudget(config.weight_per_minute, config.ban_seconds)
+        self.budget = WeightBudget(config.weight_limit, config.weight_window_seconds, config.ban_seconds)
         self.stats: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         self.frozen_now_ms: int | None = None
@@ -184,9 +188,10 @@ class ExchangeSimulator:
             if "downtime" in raw:
                 self.config.downtime = [_downtime(d) for d in raw["downtime"]]
                 self.market.downtime = list(self.config.downtime)
-            if "weight_per_minute" in raw:
-                self.config.weight_per_minute = int(raw["weight_per_minute"])
-                self.budget = WeightBudget(self.config.weight_per_minute, self.config.ban_seconds)
+            if "weight_limit" in raw or "weight_window_seconds" in raw:
+                self.config.weight_limit = int(raw.get("weight_limit", self.config.weight_limit))
+                self.config.weight_window_seconds = float(raw.get("weight_window_seconds", self.config.weight_window_seconds))
+                self.budget = WeightBudget(self.config.weight_limit, self.config.weight_window_seconds, self.config.ban_seconds)
             if "frozen_now_ms" in raw:
                 self.frozen_now_ms = raw["frozen_now_ms"]
             if raw.get("reset_stats"):
@@ -210,6 +215,7 @@ class ExchangeSimulator:
         if endpoint not in ENDPOINT_WEIGHT:
             raise ApiError(404, -1000, f"Unknown endpoint {path}")
         used = self.budget.charge(ENDPOINT_WEIGHT[endpoint])
+        self.stats["weight"] += ENDPOINT_WEIGHT[endpoint]
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         fault = self._fault_for(endpoint, query)
         if fault and fault.kind == "status":
@@ -239,7 +245,7 @@ class ExchangeSimulator:
         return {
             "timezone": "UTC",
             "serverTime": self.now(),
-            "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.config.weight_per_minute}],
+            "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.config.weight_limit}],
             "exchangeFilters": [],
             "symbols": [_symbol_info(s) for s in self.config.symbols.values()],
         }

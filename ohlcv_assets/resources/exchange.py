@@ -5,14 +5,20 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
+from ohlcv_assets.exchange.rate_budget import SharedRateBudget
 from ohlcv_assets.exchange.source import CandleSource
+from ohlcv_assets.resources.warehouse import WarehouseResource
 from ohlcv_assets.universe import Universe, load_universe
 
 
 class ExchangeResource(dg.ConfigurableResource):
-    """Candle sources for the universe's exchanges (path empty: OHLCV_UNIVERSE or the demo)."""
+    """Candle sources for the universe's exchanges (path empty: OHLCV_UNIVERSE or the demo).
+
+    Every source draws on its exchange's request budget kept in the warehouse, so that all runs
+    against one exchange share it."""
 
     universe_path: str = ""
+    warehouse: dg.ResourceDependency[WarehouseResource]
     _sources: dict[str, CandleSource] = PrivateAttr(default_factory=dict)
     _universe: Universe | None = PrivateAttr(default=None)
 
@@ -24,5 +30,7 @@ class ExchangeResource(dg.ConfigurableResource):
 
     def source(self, exchange: str) -> CandleSource:
         if exchange not in self._sources:
-            self._sources[exchange] = CcxtCandleSource(exchange, self.universe.exchanges[exchange])
+            config = self.universe.exchanges[exchange]
+            budget = SharedRateBudget(self.warehouse.warehouse.engine, exchange, config)
+            self._sources[exchange] = CcxtCandleSource(exchange, config, budget)
         return self._sources[exchange]

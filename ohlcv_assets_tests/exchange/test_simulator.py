@@ -77,7 +77,7 @@ def test_the_last_candle_forms_until_it_closes(simulator):
 
 
 def test_weight_budget_answers_429_then_418_to_hammering(simulator):
-    simulator.reconfigure({"weight_per_minute": 10})
+    simulator.reconfigure({"weight_limit": 10})
     statuses = [klines(simulator, symbol="BTCUSDT", interval="1m", limit=1).status_code for _ in range(6)]
     assert statuses[:5] == [200] * 5
     assert statuses[5] == 429
@@ -88,7 +88,7 @@ def test_weight_budget_answers_429_then_418_to_hammering(simulator):
 
 
 def test_429_carries_retry_after_and_weight_is_reported(simulator):
-    simulator.reconfigure({"weight_per_minute": 4})
+    simulator.reconfigure({"weight_limit": 4})
     ok = klines(simulator, symbol="BTCUSDT", interval="1m", limit=1)
     assert ok.headers["X-MBX-USED-WEIGHT-1M"] == "2"
     klines(simulator, symbol="BTCUSDT", interval="1m", limit=1)

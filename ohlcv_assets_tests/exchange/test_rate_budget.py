@@ -1,0 +1,112 @@
+"""The shared request budget: GCRA arithmetic, and separate processes that together stay under
+the exchange's limit (while separate in-process budgets do not)."""
+
+import multiprocessing
+
+import pytest
+
+from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
+from ohlcv_assets.exchange.rate_budget import LocalRateBudget, SharedRateBudget
+from ohlcv_assets.exchange.source import FetchFailed
+from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
+from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets_tests.helpers import PLAIN_DAY
+
+CONFIG = ExchangeConfig(ccxt_id="binance", weight_limit=600, weight_window_seconds=60, budget_use=0.9, budget_burst=0.05)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def reservations(budget, count: int, weight: float = 2) -> list[float]:
+    return [budget.reserve(weight) for _ in range(count)]
+
+
+@pytest.fixture(params=["local", "shared"])
+def budget_and_clock(request, warehouse_url):
+    clock = Clock()
+    if request.param == "local":
+        yield LocalRateBudget(CONFIG, clock), clock
+        return
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    yield SharedRateBudget(warehouse.engine, "binance", CONFIG, clock), clock
+    warehouse.dispose()
+
+
+def test_a_burst_then_the_steady_rate(budget_and_clock):
+    budget, _ = budget_and_clock
+    waits = reservations(budget, 30)
+    # 600 weight/min at 90 %: one weight every 1/9 s; the 5 % burst lets 30 weight (15 requests) through at once.
+    assert waits[:16] == [0.0] * 16
+    assert waits[16] == pytest.approx(2 / 9)
+    assert waits[29] == pytest.approx(14 * 2 / 9)
+
+
+def test_no_window_exceeds_the_limit(budget_and_clock):
+    budget, clock = budget_and_clock
+    sent = sorted(clock.now + wait for wait in reservations(budget, 400))
+    for i, start in enumerate(sent):
+        in_window = sum(1 for t in sent[i:] if t < start + 60)
+        assert in_window * 2 <= CONFIG.weight_limit * (CONFIG.budget_use + CONFIG.budget_burst) + 2
+
+
+def test_a_hold_back_delays_everyone(budget_and_clock):
+    budget, clock = budget_and_clock
+    budget.hold_back(7.0)
+    assert budget.reserve(2) == pytest.approx(7.0)
+
+
+def _hammer(api_url: str, warehouse_url: str | None, limit: int, window: float, pages: int, queue) -> None:
+    # One attempt: a 429 (or a 418 ban) ends the process instead of waiting it out.
+    config = ExchangeConfig(ccxt_id="binance", api_url=f"{api_url}/api/v3", weight_limit=limit, weight_window_seconds=window,
+                            max_attempts=1)
+    budget = None
+    if warehouse_url:
+        warehouse = Warehouse(warehouse_url)
+        budget = SharedRateBudget(warehouse.engine, "binance", config)
+    source = CcxtCandleSource("binance", config, budget)
+    start = day_bounds_ms(PLAIN_DAY)[0]
+    try:
+        for page in range(pages):
+            source.fetch_page("BTC/USDT", "1m", start + page * 10 * MINUTE_MS, start + (page + 1) * 10 * MINUTE_MS - 1)
+        queue.put("done")
+    except FetchFailed as err:
+        queue.put(str(err))
+
+
+def run_processes(simulator, warehouse_url: str | None, processes: int = 4, pages: int = 100) -> list[str]:
+    limit, window = 400, 4.0  # Binance's 6000 weight a minute, counted over 4 s so that the test is short
+    simulator.reconfigure({"weight_limit": limit, "weight_window_seconds": window, "reset_stats": True})
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_hammer, args=(simulator.url, warehouse_url, limit, window, pages, queue))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    return [queue.get(timeout=5) for _ in workers]
+
+
+def test_separate_processes_share_one_budget(simulator, warehouse_url):
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    warehouse.dispose()
+    outcomes = run_processes(simulator, warehouse_url)
+    assert outcomes == ["done"] * 4
+    assert simulator.stats["requests.klines"] == 4 * 100
+    assert simulator.stats["status.429"] == 0 and simulator.stats["status.418"] == 0
+
+
+def test_per_process_budgets_overrun_the_exchange(simulator):
+    """The control: the same load with a budget per process earns 429s."""
+    outcomes = run_processes(simulator, None)
+    assert any("429" in outcome or "418" in outcome for outcome in outcomes), outcomes
+    assert simulator.stats["status.429"] > 0
