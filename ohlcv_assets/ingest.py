@@ -14,7 +14,7 @@ import datetime as dt
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 
@@ -88,9 +88,9 @@ def page_windows(start_ms: int, end_ms: int, step_ms: int, limit: int) -> list[t
 
 
 def fetch_windows(source: CandleSource, symbol: str, interval: str, windows: Iterable[tuple[int, int]],
-                  now_ms: int, workers: int) -> Iterator[tuple[tuple[int, int], pd.DataFrame]]:
+                  now_ms: int, workers: int, lookahead: int) -> Iterator[tuple[tuple[int, int], pd.DataFrame]]:
     """Each window's closed candles, in window order, with ``workers`` requests in flight and at
-    most ``2 * workers`` windows fetched ahead of the consumer."""
+    most ``lookahead`` windows fetched ahead of the consumer."""
     step = interval_ms(interval)
     windows = iter(windows)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
@@ -100,7 +100,7 @@ def fetch_windows(source: CandleSource, symbol: str, interval: str, windows: Ite
         pending.append((window, pool.submit(fetch_closed_candles, source, symbol, interval, step, *window, now_ms)))
 
     try:
-        for window in itertools.islice(windows, 2 * workers):
+        for window in itertools.islice(windows, lookahead):
             submit(window)
         while pending:
             window, future = pending.popleft()
@@ -168,48 +168,63 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
     frames: list[pd.DataFrame] = []
     ready: list[_Day] = []
     remaining = collections.deque(todo)
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
+    writing: Future | None = None
 
-    def write_ready() -> list[tuple[dt.date, PartitionReport]]:
-        nonlocal frames, stats_before, batch_started
+    def submit_ready() -> None:
+        """Hands the ready days to the writer thread, which writes while fetching goes on."""
+        nonlocal frames, stats_before, batch_started, writing
         fetched = pd.concat(frames, ignore_index=True) if frames else empty_candles()
         written_until = ready[-1].end
         batch = fetched[fetched["open_time"] < written_until].reset_index(drop=True)
         frames = [fetched[fetched["open_time"] >= written_until]]
-        reports = _write_batch(warehouse, instrument, interval, ready, batch, now_ms)
-        stats = source.stats
-        for _, report in reports:
-            report.batch_days = len(ready)
-            report.requests = stats.requests - stats_before.requests
-            report.retries = stats.retries - stats_before.retries
-            report.rate_limit_waits = stats.rate_limit_waits - stats_before.rate_limit_waits
-            report.seconds = round(time.perf_counter() - batch_started, 3)
-        stats_before = dataclasses.replace(stats)
+        stats = dataclasses.replace(source.stats)
+        counts = {"batch_days": len(ready), "requests": stats.requests - stats_before.requests,
+                  "retries": stats.retries - stats_before.retries,
+                  "rate_limit_waits": stats.rate_limit_waits - stats_before.rate_limit_waits}
+        stats_before = stats
+        writing = writer.submit(_write_batch, warehouse, instrument, interval, list(ready), batch, now_ms, counts, batch_started)
         batch_started = time.perf_counter()
-        progress.days_done += len(ready)
-        progress.candles += len(batch)
         ready.clear()
+
+    def written() -> list[tuple[dt.date, PartitionReport]]:
+        nonlocal writing
+        reports, writing = writing.result(), None
+        progress.days_done += len(reports)
+        progress.candles += sum(report.rows_fetched for _, report in reports)
         if on_progress:
             on_progress(progress)
         return reports
 
-    for (_, window_end), frame in fetch_windows(source, instrument.symbol, interval, windows, now_ms, workers):
-        frames.append(frame)
-        progress.pages_done += 1
-        while remaining and remaining[0].end <= window_end:
-            ready.append(remaining.popleft())
-        if ready and (len(ready) >= batch_days or not remaining):
-            yield write_ready()
-    ready.extend(remaining)  # days with no closed candle yet: nothing to fetch, still reported
-    if ready:
-        yield write_ready()
+    lookahead = max(2 * workers, -(-BATCH_CANDLES // source.page_limit) + workers)
+    try:
+        for (_, window_end), frame in fetch_windows(source, instrument.symbol, interval, windows, now_ms, workers, lookahead):
+            frames.append(frame)
+            progress.pages_done += 1
+            while remaining and remaining[0].end <= window_end:
+                ready.append(remaining.popleft())
+            if ready and (len(ready) >= batch_days or not remaining):
+                if writing is not None:
+                    yield written()
+                submit_ready()
+        ready.extend(remaining)  # days with no closed candle yet: nothing to fetch, still reported
+        if ready:
+            if writing is not None:
+                yield written()
+            submit_ready()
+        if writing is not None:
+            yield written()
+    finally:
+        writer.shutdown(wait=True)
 
 
 def _write_batch(warehouse: Warehouse, instrument: Instrument, interval: str, days: list[_Day],
-                 frame: pd.DataFrame, now_ms: int) -> list[tuple[dt.date, PartitionReport]]:
+                 frame: pd.DataFrame, now_ms: int, counts: dict, started: float) -> list[tuple[dt.date, PartitionReport]]:
     step = interval_ms(interval)
     validate_candles(frame, step, now_ms)
     bounds = [day_bounds_ms(d.day) for d in days]
     merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
+    seconds = round(time.perf_counter() - started, 3)
     times = frame["open_time"].to_numpy()
     reports = []
     for d, (start, end), result in zip(days, bounds, merged):
@@ -221,6 +236,8 @@ def _write_batch(warehouse: Warehouse, instrument: Instrument, interval: str, da
             rows_fetched=len(day_times),
             expected_candles=d.expected,
             missing_candles=d.expected - len(day_times),
+            seconds=seconds,
+            **counts,
         )
         if len(day_times):
             report.first_open_time = ms_to_iso(int(day_times[0]))

@@ -28,11 +28,11 @@ from ohlcv_assets.warehouse.store import Warehouse
 HEARTBEAT_STALE_SECONDS = 300
 
 
-def freshness(last_open_ms: int | None, interval: str, now: int) -> str:
+def freshness(last_open_ms: int | None, interval: str, now: int, refresh_minutes: int) -> str:
     if last_open_ms is None:
         return "no data"
     age = dt.timedelta(milliseconds=now - (last_open_ms + interval_ms(interval)))
-    warn, fail = freshness_windows(interval)
+    warn, fail = freshness_windows(interval, refresh_minutes)
     return "fresh" if age <= warn else "aging" if age <= fail else "stale"
 
 
@@ -56,7 +56,7 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
             expected = (now // step * step - s.first) // step if s else 0
             rows.append({
                 "exchange": inst.exchange, "symbol": inst.symbol, "interval": interval,
-                "freshness": freshness(s.last if s else None, interval, now),
+                "freshness": freshness(s.last if s else None, interval, now, universe.refresh_minutes),
                 "last_candle": ms_to_iso(s.last) if s else None,
                 "coverage_pct": round(100 * s.n / expected, 3) if s and expected else None,
                 "candles": s.n if s else 0,

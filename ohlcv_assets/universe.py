@@ -91,6 +91,15 @@ class Universe(BaseModel):
 
     exchanges: dict[str, ExchangeConfig]
     instruments: tuple[Instrument, ...]
+    refresh_minutes: int = Field(default=10, ge=1, le=60,
+                                 description="how often today's candles of every instrument are re-fetched (divides 60)")
+
+    @field_validator("refresh_minutes")
+    @classmethod
+    def _divides_the_hour(cls, minutes: int) -> int:
+        if 60 % minutes:
+            raise ValueError(f"refresh_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60), not {minutes}")
+        return minutes
 
     @property
     def intervals(self) -> list[str]:

@@ -24,15 +24,15 @@ def candles_key(interval: str) -> dg.AssetKey:
     return dg.AssetKey(["candles", interval])
 
 
-def freshness_windows(interval: str) -> tuple[dt.timedelta, dt.timedelta]:
-    """(warn, fail): two intervals (at least 15 min) plus 10 min of lag to warn, twice that to
-    fail; the today schedules run every 10 minutes."""
-    warn = max(2 * dt.timedelta(milliseconds=interval_ms(interval)), dt.timedelta(minutes=15)) + dt.timedelta(minutes=10)
+def freshness_windows(interval: str, refresh_minutes: int) -> tuple[dt.timedelta, dt.timedelta]:
+    """(warn, fail): two intervals (at least 15 min) plus one refresh period of lag to warn,
+    twice that to fail; the today schedules refresh every ``refresh_minutes``."""
+    warn = max(2 * dt.timedelta(milliseconds=interval_ms(interval)), dt.timedelta(minutes=15)) + dt.timedelta(minutes=refresh_minutes)
     return warn, 2 * warn
 
 
-def freshness_policy(interval: str) -> dg.FreshnessPolicy:
-    warn, fail = freshness_windows(interval)
+def freshness_policy(interval: str, refresh_minutes: int) -> dg.FreshnessPolicy:
+    warn, fail = freshness_windows(interval, refresh_minutes)
     return dg.FreshnessPolicy.time_window(warn_window=warn, fail_window=fail)
 
 
@@ -89,7 +89,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         retry_policy=retry_policy,
         group_name="candles",
         kinds={"sql"},
-        freshness_policy=freshness_policy(interval),
+        freshness_policy=freshness_policy(interval, universe.refresh_minutes),
         check_specs=[dg.AssetCheckSpec(spec.name, asset=candles_key(interval), blocking=spec.blocking,
                                        description=spec.description) for spec in CHECKS],
         description=(

@@ -74,7 +74,9 @@ class SharedRateBudget:
     """The budget of one exchange, kept in the warehouse so that all run processes share it."""
 
     def __init__(self, engine: sa.Engine, exchange: str, config: ExchangeConfig, clock: Callable[[], float] = time.time):
-        self._engine = engine
+        # One statement per reservation: on PostgreSQL it runs in autocommit (one round trip,
+        # atomic on its own); SQLite keeps the warehouse's BEGIN IMMEDIATE.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
         self._exchange = exchange
         self._gcra = _Gcra(config)
         self._clock = clock

@@ -1,9 +1,11 @@
-"""Keeps today's candles partitions filling: every tick re-runs each instrument's current day.
+"""Keeps today's candles fresh for every instrument with one run per interval per tick.
 
-Each run re-fetches the whole day, so candles the exchange revised since they closed are stored
-corrected (and counted in `rows_revised`, `max_revision_pct`). For the exchange's settlement window
-after midnight (`settlement_minutes`, default 60) the previous day is re-run too, so its last
-candles are completed and their late revisions caught.
+Each tick asks for a partition range: today's day for every registered instrument (multi-partition
+keys sort day first, so one day's instruments are contiguous). One run process then refreshes
+all of them, instead of one run per instrument, which would not scale to hundreds of instruments.
+Each refresh re-fetches the whole day, so candles the exchange revised since they closed are
+stored corrected (counted in `rows_revised`, `max_revision_pct`). During an exchange's settlement
+window after midnight (`settlement_minutes`, default 60) the previous day is refreshed too.
 """
 
 
@@ -15,7 +17,8 @@ from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.partitions import instruments_partitions_name, partition_key
 from ohlcv_assets.universe import Universe
 
-TODAY_CRON = "*/10 * * * *"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def days_to_refresh(now: dt.datetime, settlement_minutes: int) -> list[dt.date]:
@@ -25,26 +28,31 @@ def days_to_refresh(now: dt.datetime, settlement_minutes: int) -> list[dt.date]:
     return [today - dt.timedelta(days=1), today] if since_midnight < dt.timedelta(minutes=settlement_minutes) else [today]
 
 
+def today_cron(universe: Universe) -> str:
+    return f"*/{universe.refresh_minutes} * * * *" if universe.refresh_minutes < 60 else "0 * * * *"
+
+
 def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefinition) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=f"candles_{interval}_today",
-        cron_schedule=TODAY_CRON,
+        cron_schedule=today_cron(universe),
         execution_timezone="UTC",
         target=asset,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Re-fetches today's {interval} candles of every instrument every 10 minutes.",
+        description=f"Re-fetches today's {interval} candles of every instrument every {universe.refresh_minutes} "
+                    "minutes, in one run per tick.",
     )
     def today_schedule(context: dg.ScheduleEvaluationContext):
-        registered = set(context.instance.get_dynamic_partitions(instruments_partitions_name(interval)))
-        for inst in universe.instruments_for(interval):
-            settlement = universe.exchanges[inst.exchange].settlement_minutes
-            for day in days_to_refresh(context.scheduled_execution_time, settlement):
-                if inst.key in registered and day >= inst.start:
-                    yield dg.RunRequest(
-                        run_key=f"{inst.key}|{day}|{context.scheduled_execution_time.isoformat()}",
-                        asset_selection=[candles_key(interval)],
-                        partition_key=partition_key(inst.key, day),
-                        tags={"ohlcv/reason": "keep-today-fresh"},
-                    )
+        registered = context.instance.get_dynamic_partitions(instruments_partitions_name(interval))
+        if not registered:
+            return dg.SkipReason(f"no instrument registered for {interval} yet")
+        settlement = max(universe.exchanges[i.exchange].settlement_minutes for i in universe.instruments_for(interval))
+        for day in days_to_refresh(context.scheduled_execution_time, settlement):
+            first, last = partition_key(registered[0], day), partition_key(registered[-1], day)
+            yield dg.RunRequest(
+                run_key=f"{interval}|{day}|{context.scheduled_execution_time.isoformat()}",
+                asset_selection=[candles_key(interval)],
+                tags={RANGE_START_TAG: str(first), RANGE_END_TAG: str(last), "ohlcv/reason": "keep-today-fresh"},
+            )
 
     return today_schedule

@@ -65,6 +65,9 @@ class RowChanges:
 
 def row_changes(existing: pd.DataFrame, incoming: pd.DataFrame, value_columns: list[str]) -> RowChanges:
     """Compares incoming rows with the stored ones of the same open_time (NaN equals NaN)."""
+    if existing.empty:
+        nothing = np.zeros(len(incoming), dtype=bool)
+        return RowChanges(is_new=~nothing, is_revised=nothing, revision=np.zeros(len(incoming)))
     merged = incoming.merge(existing, on="open_time", how="left", suffixes=("", "_stored"), indicator=True)
     is_new = (merged["_merge"] == "left_only").to_numpy()
     differs = np.zeros(len(merged), dtype=bool)
@@ -200,7 +203,7 @@ class Warehouse:
                 rows = changed.assign(exchange=exchange, symbol=symbol, timeframe=timeframe, fetched_at=fetched_at_ms)
                 rows = rows[[c.name for c in table.columns]]
                 if self.is_postgres:
-                    _copy_merge(connection, table, rows)
+                    _copy_merge(connection, table, rows, all_new=not changes.is_revised.any())
                 else:
                     _sqlite_merge(connection, table, rows)
         times = frame["open_time"].to_numpy()
@@ -251,14 +254,17 @@ def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
     return _PG_BINARY_HEADER + payload.tobytes() + _PG_BINARY_TRAILER
 
 
-def _copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame) -> None:
-    """COPY (binary) into a transaction-local staging table, then merge into the table."""
+def _copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, all_new: bool) -> None:
+    """Rows that are all new go straight into the table by binary COPY (a concurrent writer of the
+    same rows makes the transaction fail on the key, and the retry merges). Otherwise they are
+    COPYed into a transaction-local staging table and merged with INSERT ... ON CONFLICT."""
     columns = [c.name for c in table.columns]
-    staging = f"{table.name}_staging"
+    target = table.name if all_new else f"{table.name}_staging"
     driver_connection = connection.connection.driver_connection
     with driver_connection.cursor() as cursor:
-        cursor.execute(f"CREATE TEMP TABLE {staging} (LIKE {table.name}) ON COMMIT DROP")
-        with cursor.copy(f"COPY {staging} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        if not all_new:
+            cursor.execute(f"CREATE TEMP TABLE {target} (LIKE {table.name}) ON COMMIT DROP")
+        with cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
             payload = pg_binary_copy(table, rows)
             if payload is not None:
                 copy.write(payload)
@@ -266,7 +272,9 @@ def _copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame) 
                 copy.set_types([_COPY_TYPES[type(c.type)] for c in table.columns])
                 for row in rows.astype(object).where(rows.notna(), None).itertuples(index=False, name=None):
                     copy.write_row(row)
-    staged = sa.table(staging, *(sa.column(c) for c in columns))
+    if all_new:
+        return
+    staged = sa.table(target, *(sa.column(c) for c in columns))
     statement = pg_insert(table).from_select(columns, sa.select(*(staged.c[c] for c in columns)))
     statement = statement.on_conflict_do_update(index_elements=_KEY, set_=_upsert_set(table, statement.excluded))
     connection.execute(statement)

@@ -1,16 +1,22 @@
-"""The today schedule asks for each registered instrument's current day (and yesterday after midnight)."""
+"""The today schedule asks for one run per tick covering every registered instrument's current day
+(and yesterday after midnight)."""
 
 import datetime as dt
 
 import dagster as dg
 
+from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.intervals import day_bounds_ms, now_ms
 from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.schedules.today import RANGE_END_TAG, RANGE_START_TAG
 from ohlcv_assets.universe import parse_universe
-from ohlcv_assets_tests.helpers import universe_yaml
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets_tests.helpers import simulator_candles, universe_yaml
 
 
-def requests_at(when: dt.datetime, tmp_path, settlement_minutes: int = 60):
+def requests_at(when: dt.datetime, tmp_path, settlement_minutes: int = 60) -> list[tuple[str, str]]:
+    """The (first, last) partition key of each run the schedule asks for."""
     text = universe_yaml("http://127.0.0.1:1").replace("retry_base_seconds: 0.05", f"retry_base_seconds: 0.05\n    settlement_minutes: {settlement_minutes}")
     (tmp_path / "u.yaml").write_text(text)
     universe = parse_universe((tmp_path / "u.yaml").read_text())
@@ -21,22 +27,46 @@ def requests_at(when: dt.datetime, tmp_path, settlement_minutes: int = 60):
         schedule = defs.get_schedule_def("candles_1m_today")
         with dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
                                        repository_def=defs.get_repository_def()) as context:
-            return sorted(r.partition_key for r in schedule.evaluate_tick(context).run_requests)
+            requests = schedule.evaluate_tick(context).run_requests
+    assert all(r.asset_selection == [candles_key("1m")] for r in requests)
+    return sorted((r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in requests)
 
 
-def test_midday_requests_today_for_registered_instruments(tmp_path):
-    keys = requests_at(dt.datetime(2026, 11, 23, 14, 10, tzinfo=dt.timezone.utc), tmp_path)
-    assert keys == ["2026-11-23|binance.BTC-USDT", "2026-11-23|binance.ETH-USDT"]
+def test_midday_one_run_covers_today_for_every_registered_instrument(tmp_path):
+    runs = requests_at(dt.datetime(2026, 11, 23, 14, 10, tzinfo=dt.timezone.utc), tmp_path)
+    assert runs == [("2026-11-23|binance.BTC-USDT", "2026-11-23|binance.ETH-USDT")]
 
 
 def test_just_after_midnight_yesterday_is_completed_too(tmp_path):
-    keys = requests_at(dt.datetime(2026, 11, 23, 0, 10, tzinfo=dt.timezone.utc), tmp_path)
-    assert keys == ["2026-11-22|binance.BTC-USDT", "2026-11-22|binance.ETH-USDT",
-                    "2026-11-23|binance.BTC-USDT", "2026-11-23|binance.ETH-USDT"]
+    runs = requests_at(dt.datetime(2026, 11, 23, 0, 10, tzinfo=dt.timezone.utc), tmp_path)
+    assert runs == [("2026-11-22|binance.BTC-USDT", "2026-11-22|binance.ETH-USDT"),
+                    ("2026-11-23|binance.BTC-USDT", "2026-11-23|binance.ETH-USDT")]
 
 
 def test_the_settlement_window_decides_how_long_yesterday_is_refreshed(tmp_path):
-    keys = requests_at(dt.datetime(2026, 11, 23, 0, 10, tzinfo=dt.timezone.utc), tmp_path, settlement_minutes=5)
-    assert keys == ["2026-11-23|binance.BTC-USDT", "2026-11-23|binance.ETH-USDT"]
-    keys = requests_at(dt.datetime(2026, 11, 23, 1, 50, tzinfo=dt.timezone.utc), tmp_path, settlement_minutes=120)
-    assert "2026-11-22|binance.BTC-USDT" in keys
+    runs = requests_at(dt.datetime(2026, 11, 23, 0, 10, tzinfo=dt.timezone.utc), tmp_path, settlement_minutes=5)
+    assert runs == [("2026-11-23|binance.BTC-USDT", "2026-11-23|binance.ETH-USDT")]
+    runs = requests_at(dt.datetime(2026, 11, 23, 1, 50, tzinfo=dt.timezone.utc), tmp_path, settlement_minutes=120)
+    assert ("2026-11-22|binance.BTC-USDT", "2026-11-22|binance.ETH-USDT") in runs
+
+
+def test_a_ranged_today_run_refreshes_every_instrument(simulator, defs, instance, warehouse_url):
+    """The schedule's range request, executed: one run, every instrument's day stored exactly."""
+    now = dt.datetime.now(dt.timezone.utc)
+    schedule = defs.get_schedule_def("candles_1m_today")
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=now,
+                                   repository_def=defs.get_repository_def()) as context:
+        request = list(schedule.evaluate_tick(context).run_requests)[-1]
+    result = dg.materialize([defs.get_assets_def(candles_key("1m"))], instance=instance, resources=defs.resources,
+                            tags=request.tags)
+    assert result.success
+    written = {str(e.materialization.partition) for e in result.get_asset_materialization_events()}
+    today = now.date().isoformat()
+    assert written == {f"{today}|binance.BTC-USDT", f"{today}|binance.ETH-USDT", f"{today}|binance.LATE-USDT"}
+    wh = Warehouse(warehouse_url)
+    for symbol in ("BTC/USDT", "ETH/USDT", "LATE/USDT"):
+        stored = wh.read_candles("binance", symbol, "1m", *day_bounds_ms(now.date()))
+        assert len(stored) > 0
+        expected = simulator_candles(simulator, symbol, "1m", now.date(), now_ms())
+        assert stored.iloc[: len(expected)].equals(expected.iloc[: len(stored)])
+    wh.dispose()

@@ -1,0 +1,299 @@
+"""A year of 1m candles of one instrument into PostgreSQL, four ways, against the simulator on
+loopback (no rate limit), each in its own process so that peak RSS is its own:
+
+  pipeline  the project's fetch + write pipeline alone (``ingest_days``)
+  dagster   the same through real Dagster runs: ``dagster dev``, a backfill launched over GraphQL
+  naive     the cron script users have today: a ccxt ``fetch_ohlcv`` loop, one INSERT per candle
+  raw       the machine's limit: the same pages by plain HTTP without parsing, and the same rows
+            by one binary COPY into an unindexed table
+
+    python benchmarks/year_of_candles.py --postgres postgresql://postgres@127.0.0.1:5432/postgres [--days 365]
+
+The server URL is an administrative connection: each variant gets a fresh database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import orjson
+import psycopg
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parents[1]
+LAST_DAY = dt.date(2026, 10, 31)
+VARIANTS = ["pipeline", "dagster", "naive", "raw"]
+SIMULATOR_YAML = "weight_limit: 1000000000\nsymbols:\n  - {base: BTC, quote: USDT, listed: 2017-08-17, price: 90000}\n"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def days(count: int) -> list[dt.date]:
+    return [LAST_DAY - dt.timedelta(days=n) for n in range(count)][::-1]
+
+
+def exchange_config(simulator: str):
+    from ohlcv_assets.universe import ExchangeConfig
+    return ExchangeConfig(ccxt_id="binance", api_url=f"{simulator}/api/v3", weight_limit=1_000_000_000)
+
+
+def run_pipeline(warehouse_url: str, simulator: str, count: int) -> dict:
+    from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
+    from ohlcv_assets.exchange.rate_budget import SharedRateBudget
+    from ohlcv_assets.ingest import ingest_days
+    from ohlcv_assets.intervals import now_ms
+    from ohlcv_assets.universe import Instrument
+    from ohlcv_assets.warehouse.store import Warehouse
+
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    config = exchange_config(simulator)
+    source = CcxtCandleSource("binance", config, SharedRateBudget(warehouse.engine, "binance", config))
+    span = days(count)
+    instrument = Instrument(exchange="binance", symbol="BTC/USDT", intervals=("1m",), start=span[0])
+    began = time.perf_counter()
+    written = 0
+    for batch in ingest_days(source, warehouse, instrument, "1m", span, now_ms(), workers=config.fetch_concurrency):
+        written += sum(report.rows_written for _, report in batch)
+    return {"seconds": time.perf_counter() - began, "candles": written, "requests": source.stats.requests}
+
+
+def run_naive(warehouse_url: str, simulator: str, count: int) -> dict:
+    import ccxt
+
+    from ohlcv_assets.warehouse.store import Warehouse
+    Warehouse(warehouse_url).migrate()
+    exchange = ccxt.binance({"enableRateLimit": False, "options": {"fetchMarkets": {"types": ["spot"]}}})
+    exchange.urls["api"]["public"] = f"{simulator}/api/v3"
+    span = days(count)
+    since = int(dt.datetime.combine(span[0], dt.time(), dt.timezone.utc).timestamp() * 1000)
+    end = int(dt.datetime.combine(LAST_DAY + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp() * 1000)
+    written = 0
+    began = time.perf_counter()
+    with psycopg.connect(warehouse_url) as connection:
+        while since < end:
+            rows = exchange.fetch_ohlcv("BTC/USDT", "1m", since, 1000)
+            if not rows:
+                break
+            with connection.cursor() as cursor:
+                for t, o, h, l, c, v in rows:
+                    if t >= end:
+                        break
+                    cursor.execute(
+                        "INSERT INTO candles (exchange, symbol, timeframe, open_time, open, high, low, close, volume, fetched_at) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        ("binance", "BTC/USDT", "1m", t, o, h, l, c, v, 0))
+                    written += 1
+            connection.commit()
+            since = rows[-1][0] + 60_000
+    return {"seconds": time.perf_counter() - began, "candles": written, "requests": None}
+
+
+def run_raw(warehouse_url: str, simulator: str, count: int) -> dict:
+    from ohlcv_assets.warehouse.schema import candles
+    from ohlcv_assets.warehouse.store import pg_binary_copy
+
+    span = days(count)
+    start = int(dt.datetime.combine(span[0], dt.time(), dt.timezone.utc).timestamp() * 1000)
+    end = int(dt.datetime.combine(LAST_DAY + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp() * 1000)
+    url = urlparse(simulator)
+    connection = http.client.HTTPConnection(url.hostname, url.port)
+    bodies = []
+    began = time.perf_counter()
+    for since in range(start, end, 60_000_000):
+        connection.request("GET", f"/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime={since}&endTime={min(since + 60_000_000, end) - 1}&limit=1000")
+        bodies.append(connection.getresponse().read())
+    fetch_seconds = time.perf_counter() - began
+    rows = np.array([r[:6] for body in bodies for r in orjson.loads(body)], dtype=np.float64)
+    import pandas as pd
+    frame = pd.DataFrame(rows[:, 1:], columns=["open", "high", "low", "close", "volume"])
+    frame.insert(0, "open_time", rows[:, 0].astype(np.int64))
+    frame = frame.assign(exchange="binance", symbol="BTC/USDT", timeframe="1m", fetched_at=0)[[c.name for c in candles.columns]]
+    payload = pg_binary_copy(candles, frame)
+    with psycopg.connect(warehouse_url) as pg:
+        pg.execute("CREATE TABLE raw_candles (exchange text, symbol text, timeframe text, open_time int8, open float8, "
+                   "high float8, low float8, close float8, volume float8, fetched_at int8)")
+        pg.commit()
+        began = time.perf_counter()
+        with pg.cursor() as cursor, cursor.copy("COPY raw_candles FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(payload)
+        pg.commit()
+        copy_seconds = time.perf_counter() - began
+    return {"seconds": fetch_seconds + copy_seconds, "fetch_seconds": fetch_seconds, "copy_seconds": copy_seconds,
+            "candles": len(frame), "requests": len(bodies)}
+
+
+def run_dagster(warehouse_url: str, simulator: str, count: int) -> dict:
+    from dagster import DagsterInstance
+
+    from ohlcv_assets.dagster_api import launch_backfill, wait_for_backfills, wait_for_webserver
+    from ohlcv_assets.partitions import sync_instrument_partitions
+    from ohlcv_assets.universe import load_universe
+    from ohlcv_assets.warehouse.store import Warehouse
+
+    span = days(count)
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "dagster_home"
+        home.mkdir()
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+        universe_file = Path(tmp) / "universe.yaml"
+        universe_file.write_text(
+            f"exchanges: {{binance: {{ccxt_id: binance, api_url: '{simulator}/api/v3', weight_limit: 1000000000}}}}\n"
+            f"instruments: [{{exchange: binance, symbol: BTC/USDT, intervals: [1m], start: {span[0]}}}]\n")
+        env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file), "OHLCV_WAREHOUSE_URL": warehouse_url}
+        os.environ.update(env)
+        Warehouse(warehouse_url).migrate()
+        with DagsterInstance.get() as instance:
+            sync_instrument_partitions(instance, load_universe(universe_file))
+        port = _free_port()
+        with open(Path(tmp) / "dagster.log", "w") as log:
+            dagster = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"),
+                                        "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=REPO, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                webserver = f"http://127.0.0.1:{port}"
+                wait_for_webserver(webserver, timeout_seconds=180)
+                peak = RunWorkerPeak()
+                began = time.perf_counter()
+                backfill = launch_backfill(webserver, ["candles", "1m"], [f"{d}|binance.BTC-USDT" for d in span], "benchmark")
+                status = wait_for_backfills(webserver, [backfill], timeout_seconds=3600)[backfill]
+                seconds = time.perf_counter() - began
+                peak.stop()
+            finally:
+                os.killpg(dagster.pid, 2)
+                dagster.wait(timeout=60)
+    with sa.create_engine(warehouse_url.replace("postgresql://", "postgresql+psycopg://")).connect() as connection:
+        stored = connection.exec_driver_sql("SELECT count(*) FROM candles").scalar()
+    return {"seconds": seconds, "candles": stored, "status": status, "run_worker_peak_rss_mb": peak.mb, "requests": None}
+
+
+class RunWorkerPeak:
+    """Peak RSS of any Dagster run worker, polled from /proc while the backfill runs."""
+
+    def __init__(self):
+        self.mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.2):
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if b"execute_run" not in cmdline:
+                        continue
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.mb = max(self.mb, int(line.split()[1]) / 1024)
+                except OSError:
+                    continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+RUNNERS = {"pipeline": run_pipeline, "dagster": run_dagster, "naive": run_naive, "raw": run_raw}
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {name}")
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", required=True, help="administrative URL of a PostgreSQL server")
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--warehouse", help=argparse.SUPPRESS)
+    parser.add_argument("--simulator", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        result = RUNNERS[args.variant](args.warehouse, args.simulator, args.days)
+        result["peak_rss_mb"] = peak_rss_mb()
+        print(json.dumps(result))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "simulator.yaml"
+        config.write_text(SIMULATOR_YAML)
+        port = _free_port()
+        simulator = subprocess.Popen([sys.executable, "-m", "ohlcv_assets.exchange.simulator", "--port", str(port), "--config", str(config)],
+                                     stdout=subprocess.DEVNULL)
+        time.sleep(2)
+        results = {}
+        try:
+            for variant in args.variants.split(","):
+                url = fresh_database(args.postgres, f"bench_{variant}")
+                out = subprocess.run([sys.executable, __file__, "--postgres", args.postgres, "--days", str(args.days),
+                                      "--variant", variant, "--warehouse", url, "--simulator", f"http://127.0.0.1:{port}"],
+                                     capture_output=True, text=True, check=True)
+                results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"{variant}: {results[variant]}", file=sys.stderr, flush=True)
+        finally:
+            simulator.terminate()
+    print_tables(results, args.days)
+
+
+def print_tables(results: dict, count: int) -> None:
+    naive = results.get("naive")
+    print(f"\n### 1. One instrument, {count} days of 1m candles into PostgreSQL\n")
+    print("| variant | seconds | candles | candles/s | × naive | peak RSS (MB) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in ("pipeline", "dagster", "naive"):
+        if name not in results:
+            continue
+        r = results[name]
+        rate = r["candles"] / r["seconds"]
+        ratio = f"{rate / (naive['candles'] / naive['seconds']):.1f}×" if naive else "–"
+        rss = r.get("run_worker_peak_rss_mb") or r["peak_rss_mb"]
+        label = {"pipeline": "(a) fetch + write pipeline", "dagster": "(b) Dagster backfill (dagster dev)",
+                 "naive": "(c) naive ccxt loop + INSERT per row"}[name]
+        print(f"| {label} | {r['seconds']:.2f} | {r['candles']:,} | {rate:,.0f} | {ratio} | {rss:.0f} |")
+    if "raw" in results:
+        r = results["raw"]
+        limit = r["candles"] / r["seconds"]
+        print(f"\n### 2. The raw limit on this machine\n")
+        print("| step | seconds | candles/s |")
+        print("|---|---:|---:|")
+        print(f"| plain HTTP GET of the {r['requests']} pages, no parsing | {r['fetch_seconds']:.2f} | {r['candles'] / r['fetch_seconds']:,.0f} |")
+        print(f"| one binary COPY of the {r['candles']:,} rows (unindexed table) | {r['copy_seconds']:.2f} | {r['candles'] / r['copy_seconds']:,.0f} |")
+        print(f"| raw limit (both, one after the other) | {r['seconds']:.2f} | {limit:,.0f} |")
+        for name in ("pipeline", "dagster"):
+            if name in results:
+                rate = results[name]["candles"] / results[name]["seconds"]
+                print(f"| {name}: share of the raw limit | | {rate / limit:.0%} (raw limit is {limit / rate:.1f}× faster) |")
+
+
+if __name__ == "__main__":
+    main()
