@@ -2,7 +2,9 @@
 loopback (no rate limit), each in its own process so that peak RSS is its own:
 
   pipeline  the project's fetch + write pipeline alone (``ingest_days``)
-  dagster   the same through real Dagster runs: ``dagster dev``, a backfill launched over GraphQL
+  dagster   the same through real Dagster runs: ``dagster dev`` on the production instance config
+            (deploy/dagster.yaml, storage in PostgreSQL), a backfill launched over GraphQL; its
+            time includes the daemon's ticks before the first and after the last run
   naive     the cron script users have today: a ccxt ``fetch_ohlcv`` loop, one INSERT per candle
   raw       the machine's limit: the same pages by plain HTTP without parsing, and the same rows
             by one binary COPY into an unindexed table
@@ -151,13 +153,18 @@ def run_dagster(warehouse_url: str, simulator: str, count: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "dagster_home"
         home.mkdir()
-        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+        # The production instance (deploy/dagster.yaml): Dagster's storage in PostgreSQL too.
+        shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        storage = sa.make_url(fresh_database(warehouse_url.rsplit("/", 1)[0] + "/postgres", "bench_dagster_storage"))
         universe_file = Path(tmp) / "universe.yaml"
         universe_file.write_text(
             f"exchanges: {{binance: {{ccxt_id: binance, api_url: '{simulator}/api/v3', weight_limit: 1000000000}}}}\n"
             f"instruments: [{{exchange: binance, symbol: BTC/USDT, intervals: [1m], start: {span[0]}}}]\n")
-        env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file), "OHLCV_WAREHOUSE_URL": warehouse_url}
+        env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file), "OHLCV_WAREHOUSE_URL": warehouse_url,
+               "DAGSTER_PG_USER": storage.username, "DAGSTER_PG_PASSWORD": storage.password or "unused",
+               "DAGSTER_PG_HOST": storage.host, "DAGSTER_PG_PORT": str(storage.port), "DAGSTER_PG_DB": storage.database}
         os.environ.update(env)
+        subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
         Warehouse(warehouse_url).migrate()
         with DagsterInstance.get() as instance:
             sync_instrument_partitions(instance, load_universe(universe_file))
@@ -175,12 +182,18 @@ def run_dagster(warehouse_url: str, simulator: str, count: int) -> dict:
                 status = wait_for_backfills(webserver, [backfill], timeout_seconds=3600)[backfill]
                 seconds = time.perf_counter() - began
                 peak.stop()
+                with DagsterInstance.get() as instance:
+                    from dagster import RunsFilter
+                    runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill}))
+                    stats = [instance.get_run_stats(run.run_id) for run in runs]
+                    runs_span = max(s.end_time for s in stats) - min(s.start_time for s in stats)
             finally:
                 os.killpg(dagster.pid, 2)
                 dagster.wait(timeout=60)
     with sa.create_engine(warehouse_url.replace("postgresql://", "postgresql+psycopg://")).connect() as connection:
         stored = connection.exec_driver_sql("SELECT count(*) FROM candles").scalar()
-    return {"seconds": seconds, "candles": stored, "status": status, "run_worker_peak_rss_mb": peak.mb, "requests": None}
+    return {"seconds": seconds, "candles": stored, "status": status, "run_worker_peak_rss_mb": peak.mb, "requests": None,
+            "runs": len(runs), "runs_span_seconds": runs_span}
 
 
 class RunWorkerPeak:
@@ -199,7 +212,7 @@ class RunWorkerPeak:
                     continue
                 try:
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    if b"execute_run" not in cmdline:
+                    if b"execute_run" not in cmdline and b"spawn_main" not in cmdline:
                         continue
                     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                         if line.startswith("VmHWM:"):
@@ -257,7 +270,9 @@ def main() -> None:
                 url = fresh_database(args.postgres, f"bench_{variant}")
                 out = subprocess.run([sys.executable, __file__, "--postgres", args.postgres, "--days", str(args.days),
                                       "--variant", variant, "--warehouse", url, "--simulator", f"http://127.0.0.1:{port}"],
-                                     capture_output=True, text=True, check=True)
+                                     capture_output=True, text=True)
+                if out.returncode:
+                    raise SystemExit(f"{variant} failed:\n{out.stderr[-3000:]}")
                 results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"{variant}: {results[variant]}", file=sys.stderr, flush=True)
         finally:
@@ -277,7 +292,7 @@ def print_tables(results: dict, count: int) -> None:
         rate = r["candles"] / r["seconds"]
         ratio = f"{rate / (naive['candles'] / naive['seconds']):.1f}×" if naive else "–"
         rss = r.get("run_worker_peak_rss_mb") or r["peak_rss_mb"]
-        label = {"pipeline": "(a) fetch + write pipeline", "dagster": "(b) Dagster backfill (dagster dev)",
+        label = {"pipeline": "(a) fetch + write pipeline", "dagster": "(b) Dagster backfill (dagster dev, PostgreSQL instance)",
                  "naive": "(c) naive ccxt loop + INSERT per row"}[name]
         print(f"| {label} | {r['seconds']:.2f} | {r['candles']:,} | {rate:,.0f} | {ratio} | {rss:.0f} |")
     if "raw" in results:

@@ -31,6 +31,8 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
     reports = [build_gap_report_asset(interval) for interval in universe.intervals]
     scan_jobs = {interval: gap_scan_job(interval) for interval in universe.intervals}
     return dg.Definitions(
+        # Runs here are one step each: executing it in the run process saves a process spawn per run.
+        executor=dg.in_process_executor,
         assets=[*candles.values(), *features, *reports],
         jobs=list(scan_jobs.values()),
         sensors=[

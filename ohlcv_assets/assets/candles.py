@@ -16,7 +16,7 @@ from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.universe import Universe
 from ohlcv_assets.validation import CandleValidationError
 
-MAX_PARTITIONS_PER_RUN = 100
+MAX_PARTITIONS_PER_RUN = 366  # a year of days: ranged runs stream, so memory does not grow with the range
 CANDLES_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
@@ -34,6 +34,12 @@ def freshness_windows(interval: str, refresh_minutes: int) -> tuple[dt.timedelta
 def freshness_policy(interval: str, refresh_minutes: int) -> dg.FreshnessPolicy:
     warn, fail = freshness_windows(interval, refresh_minutes)
     return dg.FreshnessPolicy.time_window(warn_window=warn, fail_window=fail)
+
+
+def exchange_pool(universe: Universe, interval: str) -> str:
+    """The concurrency pool of the exchange(s) an interval's candles come from, e.g.
+    ``exchange/binance``; ``concurrency.pools`` in dagster.yaml bounds the steps running in it."""
+    return "exchange/" + "+".join(sorted({i.exchange for i in universe.instruments_for(interval)}))
 
 
 def check_results(outcomes: list[tuple[str, CheckOutcome]]) -> list[dg.AssetCheckResult]:
@@ -88,6 +94,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
         retry_policy=retry_policy,
         group_name="candles",
+        pool=exchange_pool(universe, interval),
         kinds={"sql"},
         freshness_policy=freshness_policy(interval, universe.refresh_minutes),
         check_specs=[dg.AssetCheckSpec(spec.name, asset=candles_key(interval), blocking=spec.blocking,

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 import dagster as dg
 
-from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN, candles_key
+from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.derive_features import derive_days
 from ohlcv_assets.features import FEATURE_PARAMS
 from ohlcv_assets.intervals import interval_ms
@@ -15,6 +15,8 @@ from ohlcv_assets.universe import Universe
 
 # Recompute a day whenever the candles it reads (its own day and its warm-up days) change, never on
 # candles whose blocking checks failed.
+FEATURE_PARTITIONS_PER_RUN = 31  # features of a range are computed in one pass, so ranges stay a month
+
 FEATURES_AUTOMATION = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
     & dg.AutomationCondition.all_deps_blocking_checks_passed()
@@ -53,7 +55,7 @@ def build_features_asset(universe: Universe, interval: str) -> dg.AssetsDefiniti
         partitions_def=candle_partitions(universe, interval),
         deps=[dg.AssetDep(candles_key(interval), partition_mapping=warmup_mapping(interval))],
         automation_condition=FEATURES_AUTOMATION,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=FEATURE_PARTITIONS_PER_RUN),
         group_name="features",
         kinds={"sql"},
         description=(

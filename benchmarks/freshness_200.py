@@ -1,0 +1,119 @@
+"""Keeping today fresh for 200 instruments on this machine: `dagster dev` with the project's
+schedules (one ranged run per interval per tick, `refresh_minutes: 1`), sampled every 10 s.
+
+Staleness of an instrument = now - close time of its latest stored 1m candle. The table gives its
+percentiles over all samples after the first refresh, the runs launched, and the CPU used by
+everything but the simulator (Dagster webserver, daemon, run workers, PostgreSQL), in cores.
+
+    python benchmarks/freshness_200.py --postgres postgresql://postgres@127.0.0.1:5432/postgres [--minutes 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+INSTRUMENTS = 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """Busy CPU seconds of one process, or of the whole machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / ticks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", required=True, help="administrative URL of a PostgreSQL server")
+    parser.add_argument("--minutes", type=float, default=6)
+    args = parser.parse_args()
+    bases = [f"C{n:03d}" for n in range(INSTRUMENTS)]
+    today = dt.datetime.now(dt.timezone.utc).date()
+    with psycopg.connect(args.postgres, autocommit=True) as connection:
+        connection.execute("DROP DATABASE IF EXISTS bench_fresh WITH (FORCE)")
+        connection.execute("CREATE DATABASE bench_fresh")
+    warehouse_url = args.postgres.rsplit("/", 1)[0] + "/bench_fresh"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sim_port, ui_port = free_port(), free_port()
+        (tmp / "sim.yaml").write_text("weight_limit: 6000\nsymbols:\n" + "".join(
+            f"  - {{base: {b}, quote: USDT, listed: 2024-01-01, price: {10 + n}}}\n" for n, b in enumerate(bases)))
+        (tmp / "universe.yaml").write_text(
+            f"refresh_minutes: 1\nexchanges:\n  binance: {{ccxt_id: binance, api_url: 'http://127.0.0.1:{sim_port}/api/v3'}}\n"
+            "instruments:\n" + "".join(f"  - {{exchange: binance, symbol: {b}/USDT, intervals: [1m], start: {today}}}\n" for b in bases))
+        home = tmp / "dagster_home"
+        home.mkdir()
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+        env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp / "universe.yaml"),
+               "OHLCV_WAREHOUSE_URL": warehouse_url}
+        os.environ.update(env)
+        from dagster import DagsterInstance
+
+        from ohlcv_assets.partitions import sync_instrument_partitions
+        from ohlcv_assets.universe import load_universe
+        from ohlcv_assets.warehouse.store import Warehouse
+        Warehouse(warehouse_url).migrate()
+        with DagsterInstance.get() as instance:
+            sync_instrument_partitions(instance, load_universe(tmp / "universe.yaml"))
+        sim = subprocess.Popen([sys.executable, "-m", "ohlcv_assets.exchange.simulator", "--port", str(sim_port),
+                                "--config", str(tmp / "sim.yaml")], stdout=subprocess.DEVNULL)
+        log = open(tmp / "dagster.log", "w")
+        dagster = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
+                                    "-p", str(ui_port)], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        samples: list[np.ndarray] = []
+        try:
+            deadline = time.monotonic() + 300
+            with psycopg.connect(warehouse_url, autocommit=True) as connection:
+                while time.monotonic() < deadline:  # until the first refresh has stored every instrument
+                    if connection.execute("SELECT count(DISTINCT symbol) FROM candles").fetchone()[0] >= INSTRUMENTS:
+                        break
+                    time.sleep(2)
+                else:
+                    raise SystemExit("the first refresh did not reach every instrument within 5 minutes; see dagster.log")
+                machine0, sim0, began = cpu_seconds(), cpu_seconds(sim.pid), time.monotonic()
+                while time.monotonic() - began < args.minutes * 60:
+                    now_ms = time.time() * 1000
+                    rows = connection.execute("SELECT max(open_time) FROM candles WHERE timeframe = '1m' GROUP BY symbol").fetchall()
+                    samples.append((now_ms - (np.array([r[0] for r in rows], dtype=np.float64) + 60_000)) / 1000)
+                    time.sleep(10)
+                elapsed = time.monotonic() - began
+                cores = (cpu_seconds() - machine0 - (cpu_seconds(sim.pid) - sim0)) / elapsed
+                sim_cores = (cpu_seconds(sim.pid) - sim0) / elapsed
+            with DagsterInstance.get() as instance:
+                runs = instance.get_runs_count()
+        finally:
+            os.killpg(dagster.pid, 2)
+            dagster.wait(timeout=60)
+            sim.terminate()
+    staleness = np.concatenate(samples)
+    p50, p95, p99 = np.percentile(staleness, [50, 95, 99])
+    print(f"\n### 4. Freshness: {INSTRUMENTS} instruments of 1m, refreshed every minute, {args.minutes:g} min sampled\n")
+    print("| instruments | samples | staleness p50 (s) | p95 (s) | p99 (s) | max (s) | runs in total | CPU (cores of 2, without simulator) | simulator CPU (cores) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {INSTRUMENTS} | {len(staleness):,} | {p50:.0f} | {p95:.0f} | {p99:.0f} | {staleness.max():.0f} | {runs} | {cores:.2f} | {sim_cores:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
