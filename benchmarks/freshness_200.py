@@ -55,7 +55,7 @@ def main() -> None:
         connection.execute("DROP DATABASE IF EXISTS bench_fresh WITH (FORCE)")
         connection.execute("CREATE DATABASE bench_fresh")
     warehouse_url = args.postgres.rsplit("/", 1)[0] + "/bench_fresh"
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         tmp = Path(tmp)
         sim_port, ui_port = free_port(), free_port()
         (tmp / "sim.yaml").write_text("weight_limit: 6000\nsymbols:\n" + "".join(

@@ -150,7 +150,7 @@ def run_dagster(warehouse_url: str, simulator: str, count: int) -> dict:
     from ohlcv_assets.warehouse.store import Warehouse
 
     span = days(count)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         home = Path(tmp) / "dagster_home"
         home.mkdir()
         # The production instance (deploy/dagster.yaml): Dagster's storage in PostgreSQL too.
@@ -257,7 +257,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         config = Path(tmp) / "simulator.yaml"
         config.write_text(SIMULATOR_YAML)
         port = _free_port()

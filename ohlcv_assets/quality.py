@@ -39,6 +39,7 @@ class CheckOutcome:
     name: str
     offending: pd.DataFrame
     detail: str = ""
+    checked: int = 0  # candles compared (the cross-interval check)
 
     @property
     def passed(self) -> bool:
@@ -105,12 +106,59 @@ def consistency(frame: pd.DataFrame, minutes: pd.DataFrame | None, step_ms: int)
     for col in ("open", "high", "low", "close"):
         differs |= both[col].to_numpy() != both[f"{col}_from_1m"].to_numpy()
     differs |= ~np.isclose(both["volume"], both["volume_from_1m"], rtol=VOLUME_RTOL, atol=1e-12)
-    return CheckOutcome("consistent_with_1m", _rows(both, differs), f"{len(both)} candles compared")
+    return CheckOutcome("consistent_with_1m", _rows(both, differs), f"{len(both)} candles compared", checked=len(both))
 
 
-def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dict, now_ms: int) -> dict:
-    """Reads instrument-days back from the warehouse (one query per table for all of them) and
-    checks each day; ``expected_by_day`` maps each day to its expected closed candle count."""
+@dataclasses.dataclass(frozen=True)
+class QualityScore:
+    """How far one instrument-day can be trusted, each part in [0, 1]; ``overall`` is their mean.
+
+    completeness: stored plus explained candles over the closed candles expected.
+    validity: share of stored candles that pass every blocking check.
+    freshness: 1 while the instrument's latest candle is within the warn window, falling linearly
+    to 0 at the fail window.
+    consistency: share of candles equal to their aggregate of the stored 1m candles (1 when there
+    is nothing to compare)."""
+
+    completeness: float
+    validity: float
+    freshness: float
+    consistency: float
+
+    @property
+    def overall(self) -> float:
+        return (self.completeness + self.validity + self.freshness + self.consistency) / 4
+
+    def as_metadata(self) -> dict[str, float]:
+        parts = {f"quality_{k}": round(v, 4) for k, v in dataclasses.asdict(self).items()}
+        return {"quality_score": round(self.overall, 4), **parts}
+
+
+def freshness_share(age_ms: float | None, warn_ms: float, fail_ms: float) -> float:
+    if age_ms is None:
+        return 0.0
+    return float(np.clip((fail_ms - age_ms) / (fail_ms - warn_ms), 0.0, 1.0))
+
+
+def quality_score(frame: pd.DataFrame, outcomes: list[CheckOutcome], expected: int, explained_missing: int,
+                  freshness: float) -> QualityScore:
+    by_name = {o.name: o for o in outcomes}
+    blocking = [spec.name for spec in CHECKS if spec.blocking]
+    bad_times = set()
+    for name in blocking:
+        bad_times.update(by_name[name].offending["open_time"].tolist())
+    validity = 1.0 if frame.empty else 1.0 - len(bad_times & set(frame["open_time"].tolist())) / len(frame)
+    completeness = 1.0 if expected == 0 else min(1.0, (len(frame) + explained_missing) / expected)
+    compared = by_name["consistent_with_1m"]
+    consistency = 1.0 if compared.checked == 0 else 1.0 - len(compared.offending) / compared.checked
+    return QualityScore(completeness=completeness, validity=validity, freshness=freshness, consistency=consistency)
+
+
+def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dict, now_ms: int,
+                      freshness_windows_ms: tuple[float, float]) -> dict:
+    """Reads instrument-days back from the warehouse (one query per table for all of them), checks
+    and scores each day; ``expected_by_day`` maps each day to its expected closed candle count.
+    Returns {day: (outcomes, QualityScore)}."""
     step = interval_ms(interval)
     days = sorted(expected_by_day)
     lo, hi = day_bounds_ms(days[0])[0], day_bounds_ms(days[-1])[1]
@@ -119,14 +167,17 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
     if interval != "1m" and "1m" in instrument.intervals:
         minutes = warehouse.read_candles(instrument.exchange, instrument.symbol, "1m", lo, hi)
     empty_ranges = confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval)
-    outcomes = {}
+    latest = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
+    freshness = freshness_share(None if latest is None else now_ms - (latest + step), *freshness_windows_ms)
+    results = {}
     for day in days:
         start, end = day_bounds_ms(day)
         explained = sum(len(expected_open_times(max(a, start), min(b, end, now_ms // step * step), step)) for a, b in empty_ranges)
         frame = _within(stored, start, end)
-        outcomes[day] = check_candles(frame, step, now_ms, expected_by_day[day], explained,
-                                      None if minutes is None else _within(minutes, start, end))
-    return outcomes
+        outcomes = check_candles(frame, step, now_ms, expected_by_day[day], explained,
+                                 None if minutes is None else _within(minutes, start, end))
+        results[day] = (outcomes, quality_score(frame, outcomes, expected_by_day[day], explained, freshness))
+    return results
 
 
 def _within(frame: pd.DataFrame, start: int, end: int) -> pd.DataFrame:

@@ -10,6 +10,9 @@ import sys
 import dagster as dg
 import pandas as pd
 
+from dagster._core.definitions.freshness import FreshnessState
+
+from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.exchange.simulator import SimulatorConfig
 from ohlcv_assets.exchange.market import SimulatedMarket
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms
@@ -50,3 +53,7 @@ def test_demo_backfills_the_demo_universe_through_the_daemon(tmp_path):
         runs = [r for r in instance.get_runs() if r.tags.get("dagster/backfill") in demo_backfills]
         assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert len(runs) < partitions  # several partitions per run: the multi-run backfill policy
+        # The freshness daemon (dagster.yaml: freshness.enabled) evaluated every candles asset's policy.
+        states = instance.get_freshness_state_records([candles_key(i) for i in universe.intervals])
+        assert set(states) == {candles_key(i) for i in universe.intervals}
+        assert all(r.freshness_state in (FreshnessState.PASS, FreshnessState.WARN, FreshnessState.FAIL) for r in states.values())

@@ -8,7 +8,7 @@ import pytest
 
 from ohlcv_assets.exchange.market import SimSymbol, SimulatedMarket
 from ohlcv_assets.intervals import DAY_MS, HOUR_MS, MINUTE_MS, day_bounds_ms
-from ohlcv_assets.quality import CHECKS, check_candles
+from ohlcv_assets.quality import CHECKS, check_candles, freshness_share, quality_score
 
 MARKET = SimulatedMarket({"X": SimSymbol("X", "USDT", dt.date(2020, 1, 1), 100.0)})
 START = day_bounds_ms(dt.date(2026, 9, 1))[0]
@@ -58,3 +58,33 @@ def test_candles_disagreeing_with_their_1m_candles_are_named():
     hours.loc[5, "high"] += 0.01
     result = outcome(hours, "consistent_with_1m", step=HOUR_MS, expected=24, minutes=minutes)
     assert not result.passed and result.offending["open_time"].tolist() == [START + 5 * HOUR_MS]
+
+
+def score(frame, step=MINUTE_MS, expected=1440, explained=0, minutes=None, freshness=1.0):
+    return quality_score(frame, check_candles(frame, step, NOW, expected, explained, minutes), expected, explained, freshness)
+
+
+def test_a_good_day_scores_one_in_every_part():
+    minutes = candles(MINUTE_MS)
+    assert score(minutes).as_metadata() == {"quality_score": 1.0, "quality_completeness": 1.0, "quality_validity": 1.0,
+                                            "quality_freshness": 1.0, "quality_consistency": 1.0}
+    assert score(candles(HOUR_MS), HOUR_MS, 24, minutes=minutes).overall == 1.0
+
+
+def test_each_part_of_the_score_falls_with_its_own_defect():
+    minutes = candles(MINUTE_MS)
+    broken = minutes.assign(volume=np.where(minutes.index < 144, -1.0, minutes["volume"]))
+    assert score(broken).validity == pytest.approx(0.9)
+    assert score(minutes.iloc[:1296]).completeness == pytest.approx(0.9)
+    assert score(minutes.iloc[:1296], explained=144).completeness == 1.0
+    hours = candles(HOUR_MS)
+    off = hours.assign(close=np.where(hours.index < 6, hours["close"] * 1.01, hours["close"]))
+    assert score(off, HOUR_MS, 24, minutes=minutes).consistency == pytest.approx(0.75)
+    assert score(minutes, freshness=0.0).overall == pytest.approx(0.75)
+
+
+def test_freshness_falls_linearly_from_the_warn_to_the_fail_window():
+    assert freshness_share(5, warn_ms=10, fail_ms=20) == 1.0
+    assert freshness_share(15, warn_ms=10, fail_ms=20) == pytest.approx(0.5)
+    assert freshness_share(25, warn_ms=10, fail_ms=20) == 0.0
+    assert freshness_share(None, warn_ms=10, fail_ms=20) == 0.0

@@ -122,6 +122,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
                 raise dg.Failure(f"{instrument_key} is not configured for {interval}", allow_retries=False)
             instruments.append(instrument)
         now = now_ms()
+        windows = tuple(w.total_seconds() * 1000 for w in freshness_windows(interval, exchange.universe.refresh_minutes))
         outcomes: list[tuple[str, CheckOutcome]] = []
         reporter = ProgressReporter(context, candles_key(interval))
         for instrument in instruments:
@@ -132,11 +133,12 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
             try:
                 for batch in batches:
                     checked = check_stored_days(warehouse.warehouse, instrument, interval,
-                                                {day: report.expected_candles for day, report in batch}, now)
+                                                {day: report.expected_candles for day, report in batch}, now, windows)
                     for day, report in batch:
                         key = keys[(instrument.key, day)]
-                        context.add_asset_metadata(report.as_metadata(), partition_key=key)
-                        outcomes.extend((str(key), o) for o in checked[day])
+                        day_outcomes, score = checked[day]
+                        context.add_asset_metadata({**report.as_metadata(), **score.as_metadata()}, partition_key=key)
+                        outcomes.extend((str(key), o) for o in day_outcomes)
                         if report.note:
                             context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
             except PermanentFetchError as err:

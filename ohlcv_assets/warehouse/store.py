@@ -162,6 +162,14 @@ class Warehouse:
         with self.engine.connect() as conn:
             return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
 
+    def latest_open_time(self, exchange: str, symbol: str, timeframe: str) -> int | None:
+        """Open time of the instrument's latest stored candle, or None."""
+        query = sa.select(sa.func.max(candles.c.open_time)).where(
+            candles.c.exchange == exchange, candles.c.symbol == symbol, candles.c.timeframe == timeframe)
+        with self.engine.connect() as conn:
+            latest = conn.execute(query).scalar()
+        return None if latest is None else int(latest)
+
     def read_candles_before(self, exchange: str, symbol: str, timeframe: str, before_ms: int, count: int) -> pd.DataFrame:
         """The last ``count`` stored candles opening before ``before_ms``, ascending."""
         query = (

@@ -48,6 +48,8 @@ def test_a_materialized_day_is_exactly_the_simulators(simulator, defs, instance,
     assert meta["rows_written"] == meta["expected_candles"] == len(expected)
     assert meta["missing_candles"] == 0 and meta["requests"] >= 1
     assert meta["first_open_time"] == f"{PLAIN_DAY}T00:00:00Z"
+    assert meta["quality_completeness"] == meta["quality_validity"] == meta["quality_consistency"] == 1.0
+    assert meta["quality_freshness"] == 0.0  # the instrument's latest candle is weeks old: nothing of today yet
 
 
 def test_rematerializing_changes_nothing(simulator, defs, instance, warehouse_url):
