@@ -198,15 +198,20 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
 
     lookahead = max(2 * workers, -(-BATCH_CANDLES // source.page_limit) + workers)
     try:
-        for (_, window_end), frame in fetch_windows(source, instrument.symbol, interval, windows, now_ms, workers, lookahead):
-            frames.append(frame)
-            progress.pages_done += 1
-            while remaining and remaining[0].end <= window_end:
-                ready.append(remaining.popleft())
-            if ready and (len(ready) >= batch_days or not remaining):
-                if writing is not None:
-                    yield written()
-                submit_ready()
+        try:
+            for (_, window_end), frame in fetch_windows(source, instrument.symbol, interval, windows, now_ms, workers, lookahead):
+                frames.append(frame)
+                progress.pages_done += 1
+                while remaining and remaining[0].end <= window_end:
+                    ready.append(remaining.popleft())
+                if ready and (len(ready) >= batch_days or not remaining):
+                    if writing is not None:
+                        yield written()
+                    submit_ready()
+        except Exception:
+            if writing is not None:  # the batch already handed to the writer is reported before failing
+                yield written()
+            raise
         ready.extend(remaining)  # days with no closed candle yet: nothing to fetch, still reported
         if ready:
             if writing is not None:

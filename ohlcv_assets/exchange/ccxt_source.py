@@ -50,8 +50,8 @@ class CcxtCandleSource:
         self._markets_lock = threading.Lock()
         self._local = threading.local()
         self._first_open: dict[tuple[str, str], int | None] = {}
-        self.exchange = self._thread_exchange()
         self._markets_loaded = False
+        self.exchange = self._thread_exchange()
 
     def _build_exchange(self) -> ccxt.Exchange:
         options = {**_DEFAULT_OPTIONS.get(self.config.ccxt_id, {}), **self.config.options}
@@ -88,7 +88,7 @@ class CcxtCandleSource:
         exchange = getattr(self._local, "exchange", None)
         if exchange is None:
             exchange = self._local.exchange = self._build_exchange()
-            if getattr(self, "_markets_loaded", False):
+            if self._markets_loaded:
                 exchange.set_markets(self.exchange.markets, self.exchange.currencies)
         return exchange
 

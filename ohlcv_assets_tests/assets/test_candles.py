@@ -5,12 +5,13 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN, candles_key
+from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN, ProgressReporter, candles_key
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.ingest import ingest_day
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, now_ms
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.schedules.today import RANGE_END_TAG, RANGE_START_TAG
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles, universe_yaml
@@ -196,3 +197,22 @@ def test_revised_candles_are_stored_corrected_and_counted(simulator, defs, insta
     assert meta["rows_revised"] == meta["rows_written"] == 1440
     assert 1.0 < meta["max_revision_pct"] < 1.1  # volumes were 1 % short
     assert stored(warehouse_url, "BTC/USDT", "1m", PLAIN_DAY).equals(expected)
+
+
+def test_a_ranged_run_reports_its_progress(simulator, defs, instance, warehouse_url, monkeypatch):
+    """A backfill range is one run; its progress (pages, %, ETA) is logged and observed as it goes."""
+    monkeypatch.setattr(ProgressReporter, "every_seconds", 0.0)
+    first, last = dt.date(2026, 10, 1), dt.date(2026, 10, 30)
+    result = dg.materialize([defs.get_assets_def(candles_key("1m"))], instance=instance, resources=defs.resources,
+                            tags={RANGE_START_TAG: f"{first}|binance.BTC-USDT", RANGE_END_TAG: f"{last}|binance.BTC-USDT"})
+    assert len(result.get_asset_materialization_events()) == 30
+    observations = [e.asset_observation_data.asset_observation.metadata for e in result.all_events
+                    if e.event_type == dg.DagsterEventType.ASSET_OBSERVATION]
+    assert len(observations) >= 2
+    assert [o["pages_done"].value for o in observations] == sorted(o["pages_done"].value for o in observations)
+    final = observations[-1]
+    assert final["percent"].value == 100.0 and final["eta_seconds"].value == 0.0
+    assert final["pages_done"].value == final["pages_total"].value == -(-30 * 1440 // 1000)
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("pages (" in message and "ETA" in message for message in logged)
+    assert stored(warehouse_url, "BTC/USDT", "1m", last).equals(simulator_candles(simulator, "BTC/USDT", "1m", last, now_ms()))
