@@ -170,7 +170,9 @@ class CcxtCandleSource:
 
     def _respect_used_weight(self) -> None:
         """When the exchange has counted more weight in its window than our share allows (other
-        clients on the same IP, or runs that started before this one), everyone waits."""
+        clients on the same IP, or runs that started before this one), everyone waits: the longer
+        the nearer the count is to the limit, up to a whole window at the limit, since in the
+        worst case all of it was spent just now."""
         header = self.config.used_weight_header
         if not header:
             return
@@ -179,9 +181,11 @@ class CcxtCandleSource:
             used = int(headers.get(header) or headers.get(header.lower()) or 0)
         except ValueError:
             return
-        allowed = self.config.weight_limit * (self.config.budget_use + self.config.budget_burst)
+        limit = self.config.weight_limit
+        allowed = limit * (self.config.budget_use + self.config.budget_burst)
         if used > allowed:
-            self.budget.hold_back((used - allowed) * self.config.weight_window_seconds / self.config.weight_limit)
+            share = 1.0 if used >= limit else (used - allowed) / (limit - allowed)
+            self.budget.hold_back(self.config.weight_window_seconds * share)
             with self._lock:
                 self.stats.used_weight_holds += 1
 

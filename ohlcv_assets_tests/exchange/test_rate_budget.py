@@ -4,6 +4,7 @@ the exchange's limit (while separate in-process budgets do not)."""
 import multiprocessing
 
 import pytest
+import requests
 
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, SharedRateBudget
@@ -110,3 +111,31 @@ def test_per_process_budgets_overrun_the_exchange(simulator):
     outcomes = run_processes(simulator, None)
     assert any("429" in outcome or "418" in outcome for outcome in outcomes), outcomes
     assert simulator.stats["status.429"] > 0
+
+
+def spend_most_of_the_window_then_fetch(simulator, header: str | None) -> CcxtCandleSource:
+    """Another client on the same IP spends most of a 4 s window; then a source with its own budget
+    (which believes the whole window is free) fetches 15 pages, failing on its first 429."""
+    simulator.reconfigure({"weight_limit": 200, "weight_window_seconds": 4})
+    config = ExchangeConfig(ccxt_id="binance", api_url=f"{simulator.url}/api/v3", weight_limit=200, weight_window_seconds=4,
+                            max_attempts=1, used_weight_header=header)
+    source = CcxtCandleSource("binance", config)
+    source.check_symbol("BTC/USDT")  # 20 weight
+    start = day_bounds_ms(PLAIN_DAY)[0]
+    other = requests.Session()
+    for _ in range(85):  # 170 weight at once: 190 in the window with ours
+        other.get(f"{simulator.url}/api/v3/klines", params={"symbol": "ETHUSDT", "interval": "1m", "startTime": start, "limit": 5})
+    for page in range(15):
+        source.fetch_page("BTC/USDT", "1m", start + page * 10 * MINUTE_MS, start + (page + 1) * 10 * MINUTE_MS - 1)
+    return source
+
+
+def test_the_exchanges_used_weight_header_holds_a_client_back(simulator):
+    source = spend_most_of_the_window_then_fetch(simulator, "X-MBX-USED-WEIGHT-1M")
+    assert source.stats.used_weight_holds >= 1
+    assert simulator.stats["status.429"] == 0 and simulator.stats["status.418"] == 0
+
+
+def test_without_the_header_the_same_client_runs_into_a_429(simulator):
+    with pytest.raises(FetchFailed, match="429|Too much request weight"):
+        spend_most_of_the_window_then_fetch(simulator, None)
