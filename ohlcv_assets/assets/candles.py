@@ -1,6 +1,7 @@
 """The ``candles/<interval>`` assets: closed OHLCV candles per instrument and UTC day."""
 
 
+import dataclasses
 import datetime as dt
 import time
 
@@ -58,6 +59,33 @@ def check_results(outcomes: list[tuple[str, CheckOutcome]]) -> list[dg.AssetChec
             severity=dg.AssetCheckSeverity.WARN if spec.warn_only else dg.AssetCheckSeverity.ERROR,
         ))
     return results
+
+
+@dataclasses.dataclass
+class InstrumentFailure:
+    label: str
+    error: Exception
+
+    def description(self) -> str:
+        if isinstance(self.error, CandleValidationError):
+            return f"the batch with these candles was not written. {self.error}"
+        return str(self.error)
+
+
+def instruments_failed(interval: str, failures: list[InstrumentFailure], total: int) -> dg.Failure:
+    """One instrument failing does not stop the others of the run (a today run covers them all);
+    the run then fails naming each, retryable unless every failure is one a retry cannot fix."""
+    metadata = {}
+    for failure in failures:
+        if isinstance(failure.error, CandleValidationError):
+            metadata[f"offending_candles {failure.label}"] = dg.MetadataValue.md(
+                f"```\n{failure.error.offending.to_string(index=False)}\n```")
+    lines = "; ".join(f"{f.label}: {f.description()}" for f in failures)
+    return dg.Failure(
+        description=f"{len(failures)} of {total} instrument(s) failed for {interval}, the others were written. {lines}"[:4000],
+        metadata=metadata,
+        allow_retries=any(isinstance(f.error, FetchFailed) for f in failures),
+    )
 
 
 class ProgressReporter:
@@ -124,6 +152,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         now = now_ms()
         windows = tuple(w.total_seconds() * 1000 for w in freshness_windows(interval, exchange.universe.refresh_minutes))
         outcomes: list[tuple[str, CheckOutcome]] = []
+        failures: list[InstrumentFailure] = []
         reporter = ProgressReporter(context, candles_key(interval))
         for instrument in instruments:
             config = exchange.universe.exchanges[instrument.exchange]
@@ -141,17 +170,12 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
                         outcomes.extend((str(key), o) for o in day_outcomes)
                         if report.note:
                             context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
-            except PermanentFetchError as err:
-                raise dg.Failure(description=f"{instrument.label()} {interval}: {err}", allow_retries=False) from None
-            except CandleValidationError as err:
-                raise dg.Failure(
-                    description=f"{instrument.label()} {interval}: the batch with these candles was not written. {err}",
-                    metadata={"offending_candles": dg.MetadataValue.md(f"```\n{err.offending.to_string(index=False)}\n```")},
-                    allow_retries=False,
-                ) from None
-            except FetchFailed as err:
-                raise dg.Failure(description=f"{instrument.label()} {interval}: {err}") from err
+            except (PermanentFetchError, CandleValidationError, FetchFailed) as err:
+                failures.append(InstrumentFailure(instrument.label(), err))
+                context.log.error(f"{instrument.label()} {interval}: {failures[-1].description()}")
         reporter.finish()
+        if failures:
+            raise instruments_failed(interval, failures, len(instruments))
         return dg.MaterializeResult(check_results=check_results(outcomes))
 
     return candles

@@ -216,3 +216,25 @@ def test_a_ranged_run_reports_its_progress(simulator, defs, instance, warehouse_
     logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any("pages (" in message and "ETA" in message for message in logged)
     assert stored(warehouse_url, "BTC/USDT", "1m", last).equals(simulator_candles(simulator, "BTC/USDT", "1m", last, now_ms()))
+
+
+def test_one_failing_instrument_does_not_stop_the_others_of_a_run(simulator, instance, warehouse_url, tmp_path):
+    """A range over several instruments (as the today schedule asks for) with an unlisted symbol
+    first: the others are still written, and the run fails naming the one that broke."""
+    path = tmp_path / "u.yaml"
+    text = universe_yaml(simulator.url).replace(
+        "instruments:\n", "instruments:\n  - {exchange: binance, symbol: DOGE/USDT, intervals: [1m], start: 2026-10-01}\n")
+    path.write_text(text)
+    universe = parse_universe(text)
+    sync_instrument_partitions(instance, universe)
+    assert instance.get_dynamic_partitions("instruments_1m")[0] == "binance.DOGE-USDT"
+    defs = build_definitions(str(path), warehouse_url)
+    result = dg.materialize([defs.get_assets_def(candles_key("1m"))], instance=instance, resources=defs.resources,
+                            tags={RANGE_START_TAG: f"{PLAIN_DAY}|binance.DOGE-USDT", RANGE_END_TAG: f"{PLAIN_DAY}|binance.LATE-USDT"},
+                            raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = str(failure.event_specific_data.error)
+    assert "1 of 4 instrument(s) failed" in message and "does not list 'DOGE/USDT'" in message
+    for symbol in ("BTC/USDT", "ETH/USDT"):
+        assert stored(warehouse_url, symbol, "1m", PLAIN_DAY).equals(simulator_candles(simulator, symbol, "1m", PLAIN_DAY, now_ms()))
