@@ -242,18 +242,19 @@ _BINARY_TYPES = {sa.BigInteger: ">i8", sa.Float: ">f8", sa.Boolean: "?"}
 def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
     """The rows as one PostgreSQL binary COPY payload, built with numpy (no per-row Python).
     None when a value is NULL or a text column varies: those rows go through write_row."""
-    if rows.isna().to_numpy().any():
-        return None
     fields, values = [("count", ">i2")], {"count": len(table.columns)}
     for column in table.columns:
         data = rows[column.name]
         if isinstance(column.type, sa.String):
-            if data.nunique() > 1:
+            first = data.iloc[0] if len(data) else ""
+            if first is None or (data.to_numpy() != first).any():
                 return None
-            encoded = str(data.iloc[0]).encode() if len(data) else b""
+            encoded = str(first).encode()
             kind, value = f"S{len(encoded)}", encoded
         else:
             kind, value = _BINARY_TYPES[type(column.type)], data.to_numpy()
+            if value.dtype.kind == "O" or (value.dtype.kind == "f" and np.isnan(value).any()):
+                return None
         fields += [(f"{column.name}_length", ">i4"), (column.name, kind)]
         values[f"{column.name}_length"] = np.dtype(kind).itemsize
         values[column.name] = value
