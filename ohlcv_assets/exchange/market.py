@@ -151,10 +151,3 @@ class SimulatedMarket:
             )
         keep = (out.open_time >= start_ms) & (out.open_time < end_ms)
         return out.take(keep)
-
-
-def format_fixed(units: np.ndarray, decimals: int) -> list[str]:
-    """Integer units as the exchange's fixed-point decimal strings, e.g. 1234567 -> '12345.67000000'."""
-    pad = "0" * (WIRE_DECIMALS - decimals)
-    scale = 10**decimals
-    return [f"{u // scale}.{u % scale:0{decimals}d}{pad}" for u in units.tolist()]

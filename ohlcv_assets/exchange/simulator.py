@@ -31,11 +31,11 @@ import yaml
 from ohlcv_assets.exchange.market import (
     PRICE_DECIMALS,
     VOLUME_DECIMALS,
+    WIRE_DECIMALS,
     CandleArrays,
     Downtime,
     SimSymbol,
     SimulatedMarket,
-    format_fixed,
 )
 from ohlcv_assets.intervals import interval_ms, now_ms
 
@@ -225,12 +225,18 @@ class ExchangeSimulator:
         if fault and fault.kind == "slow":
             time.sleep(fault.seconds)
         answer = getattr(self, f"_{endpoint}")(query)
-        if fault and fault.kind == "corrupt" and endpoint == "klines" and answer:
-            answer[0][2] = "0.01000000"  # high below low: a broken candle
-        if fault and fault.kind == "revise" and endpoint == "klines":
-            for row in answer:  # volumes before late trades arrived: the exchange corrects them later
-                row[5] = f"{float(row[5]) * 0.99:.8f}"
-        body = orjson.dumps(answer)
+        if endpoint == "klines":
+            candles, step = answer
+            volume = candles.volume * 10 ** (WIRE_DECIMALS - VOLUME_DECIMALS)
+            if fault and fault.kind == "corrupt" and len(candles.open_time):
+                high = candles.high.copy()
+                high[0] = 1  # one tick: high below low, a broken candle
+                candles = dataclasses.replace(candles, high=high)
+            if fault and fault.kind == "revise":
+                volume = volume * 99 // 100  # volumes before late trades arrived: the exchange corrects them later
+            body = _klines_body(candles, volume, step)
+        else:
+            body = orjson.dumps(answer)
         if fault and fault.kind == "truncated":
             body = body[: max(1, len(body) // 2)]
         return 200, body, headers
@@ -268,8 +274,7 @@ class ExchangeSimulator:
         step = interval_ms(interval)
         now = self.now()
         end = now if end is None else min(end, now)
-        rows = self._select(symbol, step, start, end, limit, now)
-        return _kline_rows(rows, step)
+        return self._select(symbol, step, start, end, limit, now), step
 
     def _select(self, symbol: SimSymbol, step: int, start: int | None, end: int, limit: int, now: int) -> CandleArrays:
         """Binance semantics: the first `limit` candles from startTime, else the last before endTime."""
@@ -321,14 +326,21 @@ def _concat(parts: list[CandleArrays]) -> CandleArrays:
     return CandleArrays(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(CandleArrays)))
 
 
-def _kline_rows(c: CandleArrays, step: int) -> list:
-    cols = [format_fixed(c.open, PRICE_DECIMALS), format_fixed(c.high, PRICE_DECIMALS), format_fixed(c.low, PRICE_DECIMALS),
-            format_fixed(c.close, PRICE_DECIMALS), format_fixed(c.volume, VOLUME_DECIMALS)]
-    quote_volume = format_fixed(c.volume * c.close // 10**VOLUME_DECIMALS, PRICE_DECIMALS)
-    rows = []
-    for i, t in enumerate(c.open_time.tolist()):
-        rows.append([t, cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], t + step - 1, quote_volume[i], 100, "0.00000000", "0.00000000", "0"])
-    return rows
+_PRICE = f'"%d.%0{PRICE_DECIMALS}d{"0" * (WIRE_DECIMALS - PRICE_DECIMALS)}"'
+_KLINE = f'[%d,{_PRICE},{_PRICE},{_PRICE},{_PRICE},"%d.%0{WIRE_DECIMALS}d",%d,{_PRICE},100,"0.00000000","0.00000000","0"]'
+
+
+def _klines_body(c: CandleArrays, volume: np.ndarray, step: int) -> bytes:
+    """Binance kline rows as JSON: integer ticks and lots printed as the exchange's fixed-point
+    strings, one format per row (formatting is most of what the simulator spends per request).
+    ``volume`` is in units of 10**-WIRE_DECIMALS."""
+    price_scale, wire_scale = 10**PRICE_DECIMALS, 10**WIRE_DECIMALS
+    quote = c.volume * c.close // 10**VOLUME_DECIMALS
+    columns = [c.open_time]
+    for prices in (c.open, c.high, c.low, c.close):
+        columns += [prices // price_scale, prices % price_scale]
+    columns += [volume // wire_scale, volume % wire_scale, c.open_time + step - 1, quote // price_scale, quote % price_scale]
+    return ("[" + ",".join(_KLINE % row for row in zip(*(col.tolist() for col in columns))) + "]").encode()
 
 
 def _symbol_info(s: SimSymbol) -> dict:
