@@ -53,6 +53,7 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
         step = interval_ms(interval)
         for inst in universe.instruments_for(interval):
             s = stored.get((inst.exchange, inst.symbol, interval))
+            run, quality = last_run(instance, interval, inst.key) if instance else (None, None)
             expected = (now // step * step - s.first) // step if s else 0
             rows.append({
                 "exchange": inst.exchange, "symbol": inst.symbol, "interval": interval,
@@ -62,7 +63,8 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
                 "candles": s.n if s else 0,
                 "open_gaps": open_gaps.get((inst.exchange, inst.symbol, interval), {}),
                 "failing_checks": failing,
-                "last_run": last_run(instance, interval, inst.key) if instance else None,
+                "quality_score": quality,
+                "last_run": run,
             })
     return rows
 
@@ -76,13 +78,16 @@ def failing_checks(instance: dg.DagsterInstance, interval: str) -> list[str]:
     return failing
 
 
-def last_run(instance: dg.DagsterInstance, interval: str, instrument_key: str) -> str | None:
+def last_run(instance: dg.DagsterInstance, interval: str, instrument_key: str) -> tuple[str | None, float | None]:
+    """When today's partition was last materialized, and the quality score it recorded."""
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=candles_key(interval), asset_partitions=[f"{today}|{instrument_key}"]), limit=1).records
     if not records:
-        return None
-    return dt.datetime.fromtimestamp(records[0].timestamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return None, None
+    score = records[0].asset_materialization.metadata.get("quality_score")
+    return (dt.datetime.fromtimestamp(records[0].timestamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            None if score is None else score.value)
 
 
 def health(universe: Universe, warehouse: Warehouse, instance: dg.DagsterInstance | None) -> dict:
@@ -113,7 +118,8 @@ def health(universe: Universe, warehouse: Warehouse, instance: dg.DagsterInstanc
 
 
 def render(rows: list[dict]) -> str:
-    header = ["exchange", "symbol", "interval", "freshness", "last_candle", "coverage_pct", "open_gaps", "failing_checks", "last_run"]
+    header = ["exchange", "symbol", "interval", "freshness", "last_candle", "coverage_pct", "open_gaps", "failing_checks",
+              "quality_score", "last_run"]
     cells = [[_cell(row[h]) for h in header] for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]

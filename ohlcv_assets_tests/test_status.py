@@ -46,6 +46,7 @@ def test_status_and_health_report_what_is_stored_and_running(simulator, universe
     assert btc["freshness"] == "fresh" and btc["candles"] > 0
     assert btc["coverage_pct"] > 99  # minutes keep closing after the run: not exactly 100
     assert btc["last_run"] is not None and btc["failing_checks"] == []
+    assert 0.75 <= btc["quality_score"] <= 1.0  # complete, valid, consistent; freshness depends on the clock
     assert rows[("ETH/USDT", "5m")]["freshness"] == "no data" and rows[("ETH/USDT", "5m")]["last_run"] is None
     assert btc["open_gaps"] == {"fillable": 7}  # confirmed downtime is explained, not open
     assert rows[("BTC/USDT", "1d")]["open_gaps"] == {}
