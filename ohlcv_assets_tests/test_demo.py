@@ -53,7 +53,9 @@ def test_demo_backfills_the_demo_universe_through_the_daemon(tmp_path):
         runs = [r for r in instance.get_runs() if r.tags.get("dagster/backfill") in demo_backfills]
         assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert len(runs) < partitions  # several partitions per run: the multi-run backfill policy
-        # The freshness daemon (dagster.yaml: freshness.enabled) evaluated every candles asset's policy.
+        # The freshness daemon (dagster.yaml: freshness.enabled) evaluated every candles asset's policy
+        # (only it writes these records). The state itself depends on whether its 30 s tick came after
+        # the asset's first materialization before the demo exited: UNKNOWN until then.
         states = instance.get_freshness_state_records([candles_key(i) for i in universe.intervals])
         assert set(states) == {candles_key(i) for i in universe.intervals}
-        assert all(r.freshness_state in (FreshnessState.PASS, FreshnessState.WARN, FreshnessState.FAIL) for r in states.values())
+        assert all(r.freshness_state != FreshnessState.NOT_APPLICABLE for r in states.values())
