@@ -115,10 +115,11 @@ def test_per_process_budgets_overrun_the_exchange(simulator):
 
 
 def spend_most_of_the_window_then_fetch(simulator, header: str | None) -> CcxtCandleSource:
-    """Another client on the same IP spends most of a 4 s window; then a source with its own budget
-    (which believes the whole window is free) fetches 15 pages, failing on its first 429."""
-    simulator.reconfigure({"weight_limit": 200, "weight_window_seconds": 4})
-    config = ExchangeConfig(ccxt_id="binance", api_url=f"{simulator.url}/api/v3", weight_limit=200, weight_window_seconds=4,
+    """Another client on the same IP spends most of a 10 s window (long enough that a slow, busy
+    machine still fits everything in one window); then a source with its own budget (which believes
+    the whole window is free) fetches 15 pages, failing on its first 429."""
+    simulator.reconfigure({"weight_limit": 200, "weight_window_seconds": 10})
+    config = ExchangeConfig(ccxt_id="binance", api_url=f"{simulator.url}/api/v3", weight_limit=200, weight_window_seconds=10,
                             max_attempts=1, used_weight_header=header)
     source = CcxtCandleSource("binance", config)
     source.check_symbol("BTC/USDT")  # 20 weight
