@@ -179,22 +179,25 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
         batch = fetched[fetched["open_time"] < written_until].reset_index(drop=True)
         frames = [fetched[fetched["open_time"] >= written_until]]
         stats = dataclasses.replace(source.stats)
-        counts = {"batch_days": len(ready), "requests": stats.requests - stats_before.requests,
-                  "retries": stats.retries - stats_before.retries,
-                  "rate_limit_waits": stats.rate_limit_waits - stats_before.rate_limit_waits}
+        delta = stats.since(stats_before)
+        counts = {"batch_days": len(ready), "requests": delta.requests, "retries": delta.retries,
+                  "rate_limit_waits": delta.rate_limit_waits}
         stats_before = stats
         writing = writer.submit(_write_batch, warehouse, instrument, interval, list(ready), batch, now_ms, counts, batch_started)
         batch_started = time.perf_counter()
         ready.clear()
 
-    def written() -> list[tuple[dt.date, PartitionReport]]:
+    def written() -> Iterator[list[tuple[dt.date, PartitionReport]]]:
+        """The batch the writer has (if any), once it is written."""
         nonlocal writing
+        if writing is None:
+            return
         reports, writing = writing.result(), None
         progress.days_done += len(reports)
         progress.candles += sum(report.rows_fetched for _, report in reports)
         if on_progress:
             on_progress(progress)
-        return reports
+        yield reports
 
     lookahead = max(2 * workers, -(-BATCH_CANDLES // source.page_limit) + workers)
     try:
@@ -205,20 +208,16 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
                 while remaining and remaining[0].end <= window_end:
                     ready.append(remaining.popleft())
                 if ready and (len(ready) >= batch_days or not remaining):
-                    if writing is not None:
-                        yield written()
+                    yield from written()
                     submit_ready()
         except Exception:
-            if writing is not None:  # the batch already handed to the writer is reported before failing
-                yield written()
+            yield from written()  # the batch already handed to the writer is reported before failing
             raise
         ready.extend(remaining)  # days with no closed candle yet: nothing to fetch, still reported
         if ready:
-            if writing is not None:
-                yield written()
+            yield from written()
             submit_ready()
-        if writing is not None:
-            yield written()
+        yield from written()
     finally:
         writer.shutdown(wait=True)
 

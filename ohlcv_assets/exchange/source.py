@@ -32,6 +32,10 @@ class FetchStats:
     waited_seconds: float = 0.0
     used_weight_holds: int = 0
 
+    def since(self, before: FetchStats) -> FetchStats:
+        """What happened between ``before`` (an earlier copy) and now."""
+        return FetchStats(**{f.name: getattr(self, f.name) - getattr(before, f.name) for f in dataclasses.fields(self)})
+
 
 class CandleSource(Protocol):
     page_limit: int

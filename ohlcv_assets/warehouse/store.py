@@ -239,10 +239,19 @@ _PG_BINARY_TRAILER = np.array([-1], ">i2").tobytes()
 _BINARY_TYPES = {sa.BigInteger: ">i8", sa.Float: ">f8", sa.Boolean: "?"}
 
 
+def _binary_rows(kinds: dict[str, str]) -> np.dtype:
+    """One row of PostgreSQL's binary COPY format for NOT NULL fixed-width fields: a field count,
+    then a length and a big-endian value per field."""
+    fields = [("count", ">i2")]
+    for name, kind in kinds.items():
+        fields += [(f"{name}_length", ">i4"), (name, kind)]
+    return np.dtype(fields)
+
+
 def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
     """The rows as one PostgreSQL binary COPY payload, built with numpy (no per-row Python).
     None when a value is NULL or a text column varies: those rows go through write_row."""
-    fields, values = [("count", ">i2")], {"count": len(table.columns)}
+    kinds, values = {}, {"count": len(table.columns)}
     for column in table.columns:
         data = rows[column.name]
         if isinstance(column.type, sa.String):
@@ -255,10 +264,10 @@ def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
             kind, value = _BINARY_TYPES[type(column.type)], data.to_numpy()
             if value.dtype.kind == "O" or (value.dtype.kind == "f" and np.isnan(value).any()):
                 return None
-        fields += [(f"{column.name}_length", ">i4"), (column.name, kind)]
+        kinds[column.name] = kind
         values[f"{column.name}_length"] = np.dtype(kind).itemsize
         values[column.name] = value
-    payload = np.empty(len(rows), dtype=fields)
+    payload = np.empty(len(rows), dtype=_binary_rows(kinds))
     for name, value in values.items():
         payload[name] = value
     return _PG_BINARY_HEADER + payload.tobytes() + _PG_BINARY_TRAILER
@@ -271,10 +280,9 @@ def _pg_binary_read(connection: sa.Connection, query, table: sa.Table, columns: 
     with connection.connection.driver_connection.cursor() as cursor:
         with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)") as copy:
             data = b"".join(bytes(block) for block in copy)
-    fields = [("count", ">i2")]
-    for c in columns:
-        fields += [(f"{c}_length", ">i4"), (c, _BINARY_TYPES[type(table.c[c].type)])]
-    rows = np.frombuffer(data, dtype=fields, offset=len(_PG_BINARY_HEADER), count=(len(data) - len(_PG_BINARY_HEADER) - 2) // np.dtype(fields).itemsize)
+    row = _binary_rows({c: _BINARY_TYPES[type(table.c[c].type)] for c in columns})
+    body = len(data) - len(_PG_BINARY_HEADER) - len(_PG_BINARY_TRAILER)
+    rows = np.frombuffer(data, dtype=row, offset=len(_PG_BINARY_HEADER), count=body // row.itemsize)
     return pd.DataFrame({c: rows[c].astype(_PANDAS_TYPES[type(table.c[c].type)]) for c in columns}, columns=columns)
 
 
