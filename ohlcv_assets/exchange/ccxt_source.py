@@ -176,10 +176,8 @@ class CcxtCandleSource:
         header = self.config.used_weight_header
         if not header:
             return
-        headers = self._thread_exchange().last_response_headers or {}
-        try:
-            used = int(headers.get(header) or headers.get(header.lower()) or 0)
-        except ValueError:
+        used = self._last_header(header)
+        if used is None:
             return
         limit = self.config.weight_limit
         allowed = limit * (self.config.budget_use + self.config.budget_burst)
@@ -190,11 +188,17 @@ class CcxtCandleSource:
                 self.stats.used_weight_holds += 1
 
     def _retry_after(self) -> float:
+        retry_after = self._last_header("Retry-After")
+        return (1.0 if retry_after is None else retry_after) + RETRY_AFTER_MARGIN_SECONDS
+
+    def _last_header(self, name: str) -> float | None:
+        """A numeric header of this thread's last answer, or None if absent or not a number."""
         headers = self._thread_exchange().last_response_headers or {}
+        value = headers.get(name, headers.get(name.lower()))
         try:
-            return float(headers.get("Retry-After", 1)) + RETRY_AFTER_MARGIN_SECONDS
+            return None if value is None else float(value)
         except ValueError:
-            return 1.0 + RETRY_AFTER_MARGIN_SECONDS
+            return None
 
 
 def _is_permanent(err: ccxt.BaseError, status: int | None) -> bool:
