@@ -14,24 +14,20 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import psycopg
+from common import REPO, fresh_database, running_dagster_dev, running_simulator
+from dagster import DagsterInstance
 
-REPO = Path(__file__).resolve().parents[1]
+from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.universe import load_universe
+from ohlcv_assets.warehouse.store import Warehouse
+
 INSTRUMENTS = 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -51,41 +47,26 @@ def main() -> None:
     args = parser.parse_args()
     bases = [f"C{n:03d}" for n in range(INSTRUMENTS)]
     today = dt.datetime.now(dt.timezone.utc).date()
-    with psycopg.connect(args.postgres, autocommit=True) as connection:
-        connection.execute("DROP DATABASE IF EXISTS bench_fresh WITH (FORCE)")
-        connection.execute("CREATE DATABASE bench_fresh")
-    warehouse_url = args.postgres.rsplit("/", 1)[0] + "/bench_fresh"
+    warehouse_url = fresh_database(args.postgres, "bench_fresh")
+    Warehouse(warehouse_url).migrate()
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         tmp = Path(tmp)
-        sim_port, ui_port = free_port(), free_port()
         (tmp / "sim.yaml").write_text("weight_limit: 6000\nsymbols:\n" + "".join(
             f"  - {{base: {b}, quote: USDT, listed: 2024-01-01, price: {10 + n}}}\n" for n, b in enumerate(bases)))
-        (tmp / "universe.yaml").write_text(
-            f"refresh_minutes: 1\nexchanges:\n  binance: {{ccxt_id: binance, api_url: 'http://127.0.0.1:{sim_port}/api/v3'}}\n"
-            "instruments:\n" + "".join(f"  - {{exchange: binance, symbol: {b}/USDT, intervals: [1m], start: {today}}}\n" for b in bases))
-        home = tmp / "dagster_home"
-        home.mkdir()
-        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-        env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp / "universe.yaml"),
-               "OHLCV_WAREHOUSE_URL": warehouse_url}
-        os.environ.update(env)
-        from dagster import DagsterInstance
-
-        from ohlcv_assets.partitions import sync_instrument_partitions
-        from ohlcv_assets.universe import load_universe
-        from ohlcv_assets.warehouse.store import Warehouse
-        Warehouse(warehouse_url).migrate()
-        with DagsterInstance.get() as instance:
-            sync_instrument_partitions(instance, load_universe(tmp / "universe.yaml"))
-        sim = subprocess.Popen([sys.executable, "-m", "ohlcv_assets.exchange.simulator", "--port", str(sim_port),
-                                "--config", str(tmp / "sim.yaml")], stdout=subprocess.DEVNULL)
-        log = open(tmp / "dagster.log", "w")
-        dagster = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
-                                    "-p", str(ui_port)], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        samples: list[np.ndarray] = []
-        try:
-            deadline = time.monotonic() + 300
-            with psycopg.connect(warehouse_url, autocommit=True) as connection:
+        with running_simulator(tmp / "sim.yaml") as (simulator, sim):
+            (tmp / "universe.yaml").write_text(
+                f"refresh_minutes: 1\nexchanges:\n  binance: {{ccxt_id: binance, api_url: '{simulator}/api/v3'}}\n"
+                "instruments:\n" + "".join(f"  - {{exchange: binance, symbol: {b}/USDT, intervals: [1m], start: {today}}}\n" for b in bases))
+            home = tmp / "dagster_home"
+            home.mkdir()
+            shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+            env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp / "universe.yaml"),
+                   "OHLCV_WAREHOUSE_URL": warehouse_url}
+            with DagsterInstance.from_config(str(home)) as instance:
+                sync_instrument_partitions(instance, load_universe(tmp / "universe.yaml"))
+            samples: list[np.ndarray] = []
+            with running_dagster_dev(env, tmp / "dagster.log"), psycopg.connect(warehouse_url, autocommit=True) as connection:
+                deadline = time.monotonic() + 300
                 while time.monotonic() < deadline:  # until the first refresh has stored every instrument
                     if connection.execute("SELECT count(DISTINCT symbol) FROM candles").fetchone()[0] >= INSTRUMENTS:
                         break
@@ -101,12 +82,8 @@ def main() -> None:
                 elapsed = time.monotonic() - began
                 cores = (cpu_seconds() - machine0 - (cpu_seconds(sim.pid) - sim0)) / elapsed
                 sim_cores = (cpu_seconds(sim.pid) - sim0) / elapsed
-            with DagsterInstance.get() as instance:
-                runs = instance.get_runs_count()
-        finally:
-            os.killpg(dagster.pid, 2)
-            dagster.wait(timeout=60)
-            sim.terminate()
+                with DagsterInstance.from_config(str(home)) as instance:
+                    runs = instance.get_runs_count()
     staleness = np.concatenate(samples)
     p50, p95, p99 = np.percentile(staleness, [50, 95, 99])
     print(f"\n### 4. Freshness: {INSTRUMENTS} instruments of 1m, refreshed every minute, {args.minutes:g} min sampled\n")

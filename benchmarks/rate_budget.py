@@ -20,7 +20,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import psycopg
+from common import fresh_database, running_simulator
+
+from ohlcv_assets.warehouse.store import Warehouse
 
 SYMBOLS = ["BTC", "ETH", "SOL", "XRP"]
 LAST_DAY = dt.date(2026, 10, 31)
@@ -74,26 +76,14 @@ def main() -> None:
         one_run(universe_path, warehouse_url, symbol, dt.date.fromisoformat(first))
         return
 
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    simulator = f"http://127.0.0.1:{port}"
     first = LAST_DAY - dt.timedelta(days=args.days - 1)
-    with psycopg.connect(args.postgres, autocommit=True) as connection:
-        connection.execute("DROP DATABASE IF EXISTS bench_budget WITH (FORCE)")
-        connection.execute("CREATE DATABASE bench_budget")
-    warehouse_url = args.postgres.rsplit("/", 1)[0] + "/bench_budget"
+    warehouse_url = fresh_database(args.postgres, "bench_budget")
+    Warehouse(warehouse_url).migrate()  # before the runs, so that they do not race to create tables
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "sim.yaml").write_text(simulator_yaml(args.limit))
-        universe = Path(tmp) / "universe.yaml"
-        universe.write_text(universe_yaml(simulator, args.limit, first))
-        sim = subprocess.Popen([sys.executable, "-m", "ohlcv_assets.exchange.simulator", "--port", str(port),
-                                "--config", str(Path(tmp) / "sim.yaml")], stdout=subprocess.DEVNULL)
-        try:
-            time.sleep(2)
-            from ohlcv_assets.warehouse.store import Warehouse
-            Warehouse(warehouse_url).migrate()  # before the runs, so that they do not race to create tables
+        with running_simulator(Path(tmp) / "sim.yaml") as (simulator, _):
+            universe = Path(tmp) / "universe.yaml"
+            universe.write_text(universe_yaml(simulator, args.limit, first))
             runs = [subprocess.Popen([sys.executable, __file__, "--postgres", args.postgres,
                                       "--one-run", str(universe), warehouse_url, symbol, first.isoformat()],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for symbol in SYMBOLS]
@@ -115,8 +105,6 @@ def main() -> None:
                 last_weight = weight
             outcomes = [json.loads(run.stdout.read().strip().splitlines()[-1]) for run in runs]
             stats = sim_stats(simulator)
-        finally:
-            sim.terminate()
     minutes = (finished - started) / 60
     used = stats.get("weight", 0) / (args.limit * minutes)
     print(f"\n### 3. Rate budget: {len(SYMBOLS)} concurrent runs, {args.limit} weight/minute\n")

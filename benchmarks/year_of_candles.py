@@ -35,8 +35,8 @@ import numpy as np
 import orjson
 import psycopg
 import sqlalchemy as sa
+from common import REPO, fresh_database, running_dagster_dev, running_simulator
 
-REPO = Path(__file__).resolve().parents[1]
 LAST_DAY = dt.date(2026, 10, 31)
 VARIANTS = ["pipeline", "dagster", "naive", "raw"]
 SIMULATOR_YAML = "weight_limit: 1000000000\nsymbols:\n  - {base: BTC, quote: USDT, listed: 2017-08-17, price: 90000}\n"
@@ -142,9 +142,9 @@ def run_raw(warehouse_url: str, simulator: str, count: int) -> dict:
 
 
 def run_dagster(warehouse_url: str, simulator: str, count: int) -> dict:
-    from dagster import DagsterInstance
+    from dagster import DagsterInstance, RunsFilter
 
-    from ohlcv_assets.dagster_api import launch_backfill, wait_for_backfills, wait_for_webserver
+    from ohlcv_assets.dagster_api import launch_backfill, wait_for_backfills
     from ohlcv_assets.partitions import sync_instrument_partitions
     from ohlcv_assets.universe import load_universe
     from ohlcv_assets.warehouse.store import Warehouse
@@ -168,29 +168,18 @@ def run_dagster(warehouse_url: str, simulator: str, count: int) -> dict:
         Warehouse(warehouse_url).migrate()
         with DagsterInstance.get() as instance:
             sync_instrument_partitions(instance, load_universe(universe_file))
-        port = _free_port()
-        with open(Path(tmp) / "dagster.log", "w") as log:
-            dagster = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"),
-                                        "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=REPO, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                webserver = f"http://127.0.0.1:{port}"
-                wait_for_webserver(webserver, timeout_seconds=180)
-                peak = RunWorkerPeak()
-                began = time.perf_counter()
-                backfill = launch_backfill(webserver, ["candles", "1m"], [f"{d}|binance.BTC-USDT" for d in span], "benchmark")
-                status = wait_for_backfills(webserver, [backfill], timeout_seconds=3600)[backfill]
-                seconds = time.perf_counter() - began
-                peak.stop()
-                with DagsterInstance.get() as instance:
-                    from dagster import RunsFilter
-                    runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill}))
-                    stats = [instance.get_run_stats(run.run_id) for run in runs]
-                    runs_span = max(s.end_time for s in stats) - min(s.start_time for s in stats)
-            finally:
-                os.killpg(dagster.pid, 2)
-                dagster.wait(timeout=60)
-    with sa.create_engine(warehouse_url.replace("postgresql://", "postgresql+psycopg://")).connect() as connection:
+        with running_dagster_dev(env, Path(tmp) / "dagster.log") as webserver:
+            peak = RunWorkerPeak()
+            began = time.perf_counter()
+            backfill = launch_backfill(webserver, ["candles", "1m"], [f"{d}|binance.BTC-USDT" for d in span], "benchmark")
+            status = wait_for_backfills(webserver, [backfill], timeout_seconds=3600)[backfill]
+            seconds = time.perf_counter() - began
+            peak.stop()
+            with DagsterInstance.get() as instance:
+                runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill}))
+                stats = [instance.get_run_stats(run.run_id) for run in runs]
+                runs_span = max(s.end_time for s in stats) - min(s.start_time for s in stats)
+    with Warehouse(warehouse_url).engine.connect() as connection:
         stored = connection.exec_driver_sql("SELECT count(*) FROM candles").scalar()
     return {"seconds": seconds, "candles": stored, "status": status, "run_worker_peak_rss_mb": peak.mb, "requests": None,
             "runs": len(runs), "runs_span_seconds": runs_span}
@@ -225,21 +214,7 @@ class RunWorkerPeak:
         self._thread.join()
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 RUNNERS = {"pipeline": run_pipeline, "dagster": run_dagster, "naive": run_naive, "raw": run_raw}
-
-
-def fresh_database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {name}")
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def main() -> None:
@@ -260,23 +235,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         config = Path(tmp) / "simulator.yaml"
         config.write_text(SIMULATOR_YAML)
-        port = _free_port()
-        simulator = subprocess.Popen([sys.executable, "-m", "ohlcv_assets.exchange.simulator", "--port", str(port), "--config", str(config)],
-                                     stdout=subprocess.DEVNULL)
-        time.sleep(2)
         results = {}
-        try:
+        with running_simulator(config) as (simulator, _):
             for variant in args.variants.split(","):
                 url = fresh_database(args.postgres, f"bench_{variant}")
                 out = subprocess.run([sys.executable, __file__, "--postgres", args.postgres, "--days", str(args.days),
-                                      "--variant", variant, "--warehouse", url, "--simulator", f"http://127.0.0.1:{port}"],
+                                      "--variant", variant, "--warehouse", url, "--simulator", simulator],
                                      capture_output=True, text=True)
                 if out.returncode:
                     raise SystemExit(f"{variant} failed:\n{out.stderr[-3000:]}")
                 results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"{variant}: {results[variant]}", file=sys.stderr, flush=True)
-        finally:
-            simulator.terminate()
     print_tables(results, args.days)
 
 
@@ -298,7 +267,7 @@ def print_tables(results: dict, count: int) -> None:
     if "raw" in results:
         r = results["raw"]
         limit = r["candles"] / r["seconds"]
-        print(f"\n### 2. The raw limit on this machine\n")
+        print("\n### 2. The raw limit on this machine\n")
         print("| step | seconds | candles/s |")
         print("|---|---:|---:|")
         print(f"| plain HTTP GET of the {r['requests']} pages, no parsing | {r['fetch_seconds']:.2f} | {r['candles'] / r['fetch_seconds']:,.0f} |")
