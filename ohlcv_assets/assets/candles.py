@@ -43,6 +43,11 @@ def exchange_pool(universe: Universe, interval: str) -> str:
     return "exchange/" + "+".join(sorted({i.exchange for i in universe.instruments_for(interval)}))
 
 
+def candles_table(frame: pd.DataFrame) -> dg.MetadataValue:
+    """Offending candles as a fixed-width table in the UI."""
+    return dg.MetadataValue.md(f"```\n{frame.to_string(index=False)}\n```")
+
+
 def check_results(outcomes: list[tuple[str, CheckOutcome]]) -> list[dg.AssetCheckResult]:
     """One result per check for the run, naming the offending candles of every partition."""
     results = []
@@ -52,7 +57,7 @@ def check_results(outcomes: list[tuple[str, CheckOutcome]]) -> list[dg.AssetChec
         metadata = {"partitions_checked": len(mine), "partitions_failing": len(failing)}
         if failing:
             table = pd.concat([o.offending.assign(partition=key) for key, o in failing], ignore_index=True).head(20)
-            metadata["offending"] = dg.MetadataValue.md(f"```\n{table.to_string(index=False)}\n```")
+            metadata["offending"] = candles_table(table)
             metadata["detail"] = "; ".join(f"{key}: {o.detail}" for key, o in failing if o.detail)[:2000]
         results.append(dg.AssetCheckResult(
             check_name=spec.name, passed=not failing, metadata=metadata,
@@ -78,8 +83,7 @@ def instruments_failed(interval: str, failures: list[InstrumentFailure], total: 
     metadata = {}
     for failure in failures:
         if isinstance(failure.error, CandleValidationError):
-            metadata[f"offending_candles {failure.label}"] = dg.MetadataValue.md(
-                f"```\n{failure.error.offending.to_string(index=False)}\n```")
+            metadata[f"offending_candles {failure.label}"] = candles_table(failure.error.offending)
     lines = "; ".join(f"{f.label}: {f.description()}" for f in failures)
     return dg.Failure(
         description=f"{len(failures)} of {total} instrument(s) failed for {interval}, the others were written. {lines}"[:4000],
