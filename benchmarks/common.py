@@ -61,7 +61,7 @@ def running_simulator(config: Path) -> Iterator[tuple[str, subprocess.Popen]]:
 def running_dagster_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
     """`dagster dev` on the project's workspace with ``env`` (DAGSTER_HOME, universe, warehouse);
     yields the webserver's URL once it answers."""
-    from ohlcv_assets.dagster_api import wait_for_webserver
+    from ohlcv_assets.cli.dagster_api import wait_for_webserver
 
     port = free_port()
     with open(log_path, "w") as log:

@@ -144,7 +144,7 @@ def run_raw(warehouse_url: str, simulator: str, count: int) -> dict:
 def run_dagster(warehouse_url: str, simulator: str, count: int) -> dict:
     from dagster import DagsterInstance, RunsFilter
 
-    from ohlcv_assets.dagster_api import launch_backfill, wait_for_backfills
+    from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
     from ohlcv_assets.partitions import sync_instrument_partitions
     from ohlcv_assets.universe import load_universe
     from ohlcv_assets.warehouse.store import Warehouse

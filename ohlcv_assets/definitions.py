@@ -8,8 +8,7 @@ import dagster as dg
 from ohlcv_assets.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
 from ohlcv_assets.assets.features import build_features_asset
 from ohlcv_assets.assets.gap_report import build_gap_report_asset, gap_scan_job
-from ohlcv_assets.resources import ExchangeResource, WarehouseResource, default_warehouse_url
-from ohlcv_assets.resources.warehouse import WAREHOUSE_URL_ENV
+from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.schedules.gap_scan import build_gap_scan_schedule
 from ohlcv_assets.schedules.today import build_today_schedule
 from ohlcv_assets.sensors.alerts import alert_on_run_failure, alert_resource, build_quality_alert_sensor
@@ -24,9 +23,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
     exchange resource reads the same file, so partitions and runs always agree."""
     universe = load_universe(universe_path)
     candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
-    if warehouse_url is None:
-        warehouse_url = dg.EnvVar(WAREHOUSE_URL_ENV) if os.environ.get(WAREHOUSE_URL_ENV) else default_warehouse_url()
-    warehouse = WarehouseResource(url=warehouse_url)
+    warehouse = WarehouseResource.from_settings() if warehouse_url is None else WarehouseResource(url=warehouse_url)
     features = [build_features_asset(universe, interval) for interval in universe.intervals]
     reports = [build_gap_report_asset(interval) for interval in universe.intervals]
     scan_jobs = {interval: gap_scan_job(interval) for interval in universe.intervals}
@@ -39,12 +36,11 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
             build_instrument_sensor(universe, list(scan_jobs.values())),
             *(build_gap_backfill_sensor(interval, asset) for interval, asset in candles.items()),
             alert_on_run_failure,
-            build_quality_alert_sensor(universe_path),
+            build_quality_alert_sensor(universe),
             dg.AutomationConditionSensorDefinition(
-                "automation", target=dg.AssetSelection.groups("features", "gaps"),
+                "automation", target=dg.AssetSelection.groups("features"),
                 default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
-                description="Recomputes features whose candles (or warm-up candles) changed, and re-scans "
-                            "instruments for gaps after a gap backfill.",
+                description="Recomputes features whose candles (or warm-up candles) changed.",
             ),
         ],
         schedules=[

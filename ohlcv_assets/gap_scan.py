@@ -1,16 +1,19 @@
 """Scanning one instrument and interval for gaps, classifying them with the exchange, recording them.
 No Dagster here."""
 
+import collections
 import dataclasses
 import datetime as dt
+from collections.abc import Iterator
 
 import numpy as np
 
 from ohlcv_assets.exchange.source import CandleSource
 from ohlcv_assets.gaps import EXCHANGE_DOWNTIME, FILLABLE, Gap, classify_known, find_gaps, split_by_presence
-from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, interval_ms, utc_day
+from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms, utc_day
 from ohlcv_assets.universe import Instrument
 from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, GAP_OPEN_STATUSES
 from ohlcv_assets.warehouse.store import Warehouse
 
 
@@ -33,57 +36,81 @@ class ScanResult:
         return out
 
 
-def _exchange_times(source: CandleSource, symbol: str, interval: str, gap: Gap) -> tuple[np.ndarray, int]:
-    """Open times the exchange has in one page from the gap's start, and how far that page speaks for."""
-    rows = source.fetch_page(symbol, interval, gap.start_ms, gap.end_ms - 1)
-    times = rows[:, 0].astype(np.int64) if len(rows) else np.zeros(0, dtype=np.int64)
-    times = times[(times >= gap.start_ms) & (times < gap.end_ms)]
-    full_page = len(rows) >= source.page_limit
-    covered_end = int(times[-1]) + interval_ms(interval) if full_page and len(times) else gap.end_ms
-    return times, covered_end
+def settled_end_ms(now_ms: int, step_ms: int, refresh_minutes: int, last_stored_open_ms: int | None) -> int:
+    """Exclusive end of the grid a scan expects: candles closed at least one refresh period ago,
+    or up to the last stored candle when that is later. Younger candles are the today schedule's
+    to fetch, so a scan never chases the newest candle; the forming one is never expected."""
+    forming_open = now_ms // step_ms * step_ms
+    settled = (now_ms - refresh_minutes * MINUTE_MS) // step_ms * step_ms
+    if last_stored_open_ms is not None:
+        settled = max(settled, last_stored_open_ms + step_ms)
+    return min(settled, forming_open)
 
 
-def ask_exchange(source: CandleSource, symbol: str, interval: str, gap: Gap) -> list[Gap]:
-    """Splits an unexplained gap into fillable parts and confirmed-empty (downtime) parts.
+def _answered(source: CandleSource, symbol: str, interval: str, gaps: list[Gap]) -> Iterator[tuple[Gap, np.ndarray]]:
+    """Each gap (or part of one) with the open times the exchange has in it, asking one page at a
+    time from the first gap not yet answered: gaps that one page covers share its request."""
+    step = interval_ms(interval)
+    pending = collections.deque(sorted(gaps, key=lambda g: g.start_ms))
+    while pending:
+        since, until = pending[0].start_ms, pending[-1].end_ms
+        rows = source.fetch_page(symbol, interval, since, until - 1)
+        times = rows[:, 0].astype(np.int64) if len(rows) else np.zeros(0, dtype=np.int64)
+        full_page = len(rows) >= source.page_limit
+        covered_end = int(times[-1]) + step if full_page and len(times) else until
+        while pending and pending[0].start_ms < covered_end:
+            gap = pending.popleft()
+            if gap.end_ms > covered_end:
+                pending.appendleft(Gap(covered_end, gap.end_ms))
+                gap = Gap(gap.start_ms, covered_end)
+            yield gap, times[(times >= gap.start_ms) & (times < gap.end_ms)]
 
-    One page per question: what the page covers is known exactly; beyond a full page the exchange
-    has candles, so the rest is fillable until a later scan says otherwise. A part that comes back
-    empty is asked again, and only still empty is it confirmed as downtime.
+
+def ask_exchange(source: CandleSource, symbol: str, interval: str, unknown: list[Gap]) -> list[Gap]:
+    """Splits unexplained gaps into fillable parts and confirmed-empty (downtime) parts.
+
+    Adjacent gaps share a page, so a scan costs at most one request per page of candles that holds
+    gaps. A part that comes back empty is asked again, and only still empty is it confirmed as
+    downtime.
     """
     step = interval_ms(interval)
-    times, covered_end = _exchange_times(source, symbol, interval, gap)
-    present, empty = split_by_presence(Gap(gap.start_ms, covered_end), times, step)
-    out = list(present)
-    if covered_end < gap.end_ms:
-        out.append(Gap(covered_end, gap.end_ms, FILLABLE))
-    for part in empty:
-        again, again_end = _exchange_times(source, symbol, interval, part)
-        refilled, still_empty = split_by_presence(Gap(part.start_ms, again_end), again, step)
-        out.extend(refilled)
-        out.extend(Gap(g.start_ms, g.end_ms, EXCHANGE_DOWNTIME) for g in still_empty)
-        if again_end < part.end_ms:
-            out.append(Gap(again_end, part.end_ms, FILLABLE))
+    out: list[Gap] = []
+    empty: list[Gap] = []
+    for gap, times in _answered(source, symbol, interval, unknown):
+        present, missing = split_by_presence(gap, times, step)
+        out.extend(present)
+        empty.extend(missing)
+    for gap, times in _answered(source, symbol, interval, empty):
+        present, missing = split_by_presence(gap, times, step)
+        out.extend(present)
+        out.extend(Gap(g.start_ms, g.end_ms, EXCHANGE_DOWNTIME) for g in missing)
     return sorted(out, key=lambda g: g.start_ms)
 
 
 def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
-         history_candles: int | None, now_ms: int) -> ScanResult:
+         history_candles: int | None, now_ms: int, refresh_minutes: int) -> ScanResult:
+    """Finds every missing candle of the settled grid and classifies it. The exchange is asked only
+    about gaps no record explains yet: confirmed-empty ranges and fillable gaps already recorded
+    (waiting for or in a backfill) are not asked about again."""
     step = interval_ms(interval)
     start = day_bounds_ms(instrument.start)[0]
-    forming_open = now_ms // step * step
-    end = forming_open + step
+    latest = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
+    end = settled_end_ms(now_ms, step, refresh_minutes, latest)
     times = warehouse.read_open_times(instrument.exchange, instrument.symbol, interval, start, end)
     listing = source.first_open_time(instrument.symbol, interval)
-    history_start = forming_open - history_candles * step if history_candles else None
-    confirmed = gap_records.confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval)
-    classified = []
-    for gap in classify_known(find_gaps(times, start, end, step), listing, history_start, forming_open, confirmed):
-        classified.extend([gap] if gap.reason else ask_exchange(source, instrument.symbol, interval, gap))
+    history_start = (now_ms // step - history_candles) * step if history_candles else None
+    records = gap_records.instrument_gaps(warehouse, instrument.exchange, instrument.symbol, interval)
+    known = [(r.start_ms, r.end_ms, EXCHANGE_DOWNTIME if r.status == CONFIRMED_EMPTY else FILLABLE) for r in records
+             if r.status == CONFIRMED_EMPTY or (r.status in GAP_OPEN_STATUSES and r.reason == FILLABLE)]
+    found = classify_known(find_gaps(times, start, end, step), listing, history_start, known)
+    classified = [g for g in found if g.reason]
+    classified.extend(ask_exchange(source, instrument.symbol, interval, [g for g in found if not g.reason]))
+    classified.sort(key=lambda g: g.start_ms)
     changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms)
-    first_expected = max(start, -(-listing // step) * step) if listing is not None else forming_open
-    expected = max(0, (forming_open - first_expected) // step)
+    first_expected = max(start, -(-listing // step) * step) if listing is not None else end
+    expected = max(0, (end - first_expected) // step)
     return ScanResult(expected=expected, present=len(times), gaps=classified,
-                      day_coverage=day_coverage(times, first_expected, forming_open, step), changes=changes)
+                      day_coverage=day_coverage(times, first_expected, end, step), changes=changes)
 
 
 def day_coverage(times: np.ndarray, first_ms: int, end_ms: int, step_ms: int) -> list[tuple[dt.date, int, int]]:

@@ -7,7 +7,9 @@ and classified by what the exchange says:
 - ``exchange_downtime``: asked twice, the exchange has no candles there: they never existed;
 - ``before_listing``: before the symbol's first candle;
 - ``beyond_history``: older than the exchange serves (``history_candles`` in the universe);
-- ``forming``: the current candle, still open.
+
+Candles younger than the settled horizon (see ``gap_scan.settled_end_ms``), the forming one
+included, are not expected yet and so are never gaps.
 """
 
 import dataclasses
@@ -18,8 +20,7 @@ FILLABLE = "fillable"
 EXCHANGE_DOWNTIME = "exchange_downtime"
 BEFORE_LISTING = "before_listing"
 BEYOND_HISTORY = "beyond_history"
-FORMING = "forming"
-GAP_CLASSES = (FILLABLE, EXCHANGE_DOWNTIME, BEFORE_LISTING, BEYOND_HISTORY, FORMING)
+GAP_CLASSES = (FILLABLE, EXCHANGE_DOWNTIME, BEFORE_LISTING, BEYOND_HISTORY)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,30 +63,21 @@ def split(gap: Gap, boundary_ms: int, below: str | None) -> list[Gap]:
 
 
 def classify_known(gaps: np.ndarray, listing_ms: int | None, history_start_ms: int | None,
-                   forming_open_ms: int, confirmed_empty: list[tuple[int, int]]) -> list[Gap]:
-    """Classifies what needs no question to the exchange; the rest keep reason None."""
+                   known: list[tuple[int, int, str]]) -> list[Gap]:
+    """Classifies what needs no question to the exchange: before listing, beyond its history, and
+    ranges already explained (``known``: start, end, reason). The rest keep reason None."""
     out: list[Gap] = []
     for start, end, _ in gaps.tolist():
-        parts = [Gap(start, end)]
         if listing_ms is None:
             parts = [Gap(start, end, BEFORE_LISTING)]
         else:
-            parts = [p for g in parts for p in split(g, listing_ms, BEFORE_LISTING)]
+            parts = split(Gap(start, end), listing_ms, BEFORE_LISTING)
         if history_start_ms is not None:
             parts = [p for g in parts for p in split(g, history_start_ms, BEYOND_HISTORY)]
-        parts = [p for g in parts for p in _split_forming(g, forming_open_ms)]
-        for lo, hi in confirmed_empty:
-            parts = [p for g in parts for p in _mark_range(g, lo, hi, EXCHANGE_DOWNTIME)]
+        for lo, hi, reason in known:
+            parts = [p for g in parts for p in _mark_range(g, lo, hi, reason)]
         out.extend(parts)
     return out
-
-
-def _split_forming(gap: Gap, forming_open_ms: int) -> list[Gap]:
-    if gap.reason is not None or gap.end_ms <= forming_open_ms:
-        return [gap]
-    if gap.start_ms >= forming_open_ms:
-        return [Gap(gap.start_ms, gap.end_ms, FORMING)]
-    return [Gap(gap.start_ms, forming_open_ms), Gap(forming_open_ms, gap.end_ms, FORMING)]
 
 
 def _mark_range(gap: Gap, lo: int, hi: int, reason: str) -> list[Gap]:

@@ -8,12 +8,7 @@ import dagster as dg
 
 from ohlcv_assets.universe import Universe
 
-DAY = "day"
-INSTRUMENT = "instrument"
-
-
-def instruments_partitions_name(interval: str) -> str:
-    return f"instruments_{interval}"
+from ohlcv_assets.names import DAY, INSTRUMENT, instruments_partitions_name, split_partition_key_string
 
 
 def candle_partitions(universe: Universe, interval: str) -> dg.MultiPartitionsDefinition:
@@ -26,8 +21,7 @@ def candle_partitions(universe: Universe, interval: str) -> dg.MultiPartitionsDe
 def split_key(partition_key: str | dg.MultiPartitionKey) -> tuple[str, dt.date]:
     """(instrument key, day) of a candles partition key."""
     if not isinstance(partition_key, dg.MultiPartitionKey):
-        day, instrument = str(partition_key).split("|")  # dimensions sort by name: day|instrument
-        return instrument, dt.date.fromisoformat(day)
+        return split_partition_key_string(str(partition_key))
     keys = partition_key.keys_by_dimension
     return keys[INSTRUMENT], dt.date.fromisoformat(keys[DAY])
 

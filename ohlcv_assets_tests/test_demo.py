@@ -12,7 +12,6 @@ import pandas as pd
 
 from dagster._core.definitions.freshness import FreshnessState
 
-from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.exchange.simulator import SimulatorConfig
 from ohlcv_assets.exchange.market import SimulatedMarket
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms
@@ -20,6 +19,7 @@ from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port
+from ohlcv_assets.names import candles_key
 
 
 def test_demo_backfills_the_demo_universe_through_the_daemon(tmp_path):

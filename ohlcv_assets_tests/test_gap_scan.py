@@ -3,18 +3,22 @@ when the exchange confirmed it empty."""
 
 import datetime as dt
 
+import numpy as np
 
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.gap_scan import scan
-from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, FORMING, Gap
+from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, Gap
 from ohlcv_assets.ingest import ingest_day
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles
-from ohlcv_assets_tests.helpers import DOWNTIME_DAY
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY
+
+PLAIN_DAY_AFTER = PLAIN_DAY + dt.timedelta(days=10)
 
 HOUR = 60 * MINUTE_MS
 DAY_PLUS_HALF = 36 * HOUR + 30_000  # "now": the middle of the day after the downtime day
+REFRESH_MINUTES = 10
 
 
 def store_days(source, warehouse, instrument, interval, days, now):
@@ -28,7 +32,7 @@ def delete(warehouse, symbol, interval, start, end):
                                             candles.c.open_time >= start, candles.c.open_time < end))
 
 
-def test_deleted_rows_downtime_and_forming_are_told_apart(simulator, universe, warehouse):
+def test_deleted_rows_and_downtime_are_told_apart_and_the_forming_candle_is_not_expected(simulator, universe, warehouse):
     instrument = universe.instrument("binance.BTC-USDT").model_copy(update={"start": DOWNTIME_DAY - dt.timedelta(days=1)})
     source = CcxtCandleSource("binance", universe.exchanges["binance"])
     day_start = day_bounds_ms(DOWNTIME_DAY)[0]
@@ -38,13 +42,12 @@ def test_deleted_rows_downtime_and_forming_are_told_apart(simulator, universe, w
     delete(warehouse, "BTC/USDT", "1m", day_start + 10 * HOUR, day_start + 10 * HOUR + 7 * MINUTE_MS)
     delete(warehouse, "BTC/USDT", "1m", day_start - HOUR, day_start - HOUR + MINUTE_MS)
 
-    result = scan(source, warehouse, instrument, "1m", None, now)
+    result = scan(source, warehouse, instrument, "1m", None, now, REFRESH_MINUTES)
     found = [(g.start_ms, g.end_ms, g.reason) for g in result.gaps]
     assert found == [
         (day_start - HOUR, day_start - HOUR + MINUTE_MS, FILLABLE),
         (day_start + 5 * HOUR, day_start + 6 * HOUR + 30 * MINUTE_MS, EXCHANGE_DOWNTIME),
         (day_start + 10 * HOUR, day_start + 10 * HOUR + 7 * MINUTE_MS, FILLABLE),
-        (now // MINUTE_MS * MINUTE_MS, now // MINUTE_MS * MINUTE_MS + MINUTE_MS, FORMING),
     ]
     assert result.expected - result.present == 1 + 90 + 7
     records = gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")
@@ -53,9 +56,10 @@ def test_deleted_rows_downtime_and_forming_are_told_apart(simulator, universe, w
 
     store_days(source, warehouse, instrument, "1m", [DOWNTIME_DAY - dt.timedelta(days=1), DOWNTIME_DAY], now)
     before = simulator.stats["requests.klines"]
-    again = scan(CcxtCandleSource("binance", universe.exchanges["binance"]), warehouse, instrument, "1m", None, now)
+    again = scan(CcxtCandleSource("binance", universe.exchanges["binance"]), warehouse, instrument, "1m", None, now,
+                 REFRESH_MINUTES)
     assert simulator.stats["requests.klines"] - before == 1  # the listing question only: downtime is never re-asked
-    assert [g.reason for g in again.gaps] == [EXCHANGE_DOWNTIME, FORMING]
+    assert [g.reason for g in again.gaps] == [EXCHANGE_DOWNTIME]
     statuses = {(r.reason, r.candles): r.status for r in gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")}
     assert statuses == {(FILLABLE, 1): "filled", (EXCHANGE_DOWNTIME, 90): "confirmed_empty", (FILLABLE, 7): "filled"}
 
@@ -66,15 +70,14 @@ def test_before_listing_and_beyond_history_are_unfillable(simulator, universe, w
     source = CcxtCandleSource("binance", universe.exchanges["binance"])
     now = day_bounds_ms(dt.date(2026, 10, 12))[0] + 5 * HOUR
     simulator.reconfigure({"frozen_now_ms": now})
-    result = scan(source, warehouse, instrument, "1h", 3, now)
+    result = scan(source, warehouse, instrument, "1h", 3, now, REFRESH_MINUTES)
     listed = day_bounds_ms(dt.date(2026, 10, 12))[0]
     assert [(g.start_ms, g.end_ms, g.reason) for g in result.gaps] == [
         (day_bounds_ms(dt.date(2026, 10, 11))[0], listed, BEFORE_LISTING),
         (listed, now - 3 * HOUR, BEYOND_HISTORY),
-        (now - 3 * HOUR, now, FILLABLE),
-        (now, now + HOUR, FORMING),
+        (now - 3 * HOUR, now - HOUR, FILLABLE),  # the candle that closed at `now` is not settled yet
     ]
-    assert result.expected == 5
+    assert result.expected == 4
     assert {r.reason: r.status for r in gap_records.instrument_gaps(warehouse, "binance", "LATE/USDT", "1h")} == {
         BEFORE_LISTING: "unfillable", BEYOND_HISTORY: "unfillable", FILLABLE: "detected"}
 
@@ -105,3 +108,78 @@ def test_each_interval_gets_its_own_due_gaps(warehouse):
     [hourly] = gap_records.due_for_backfill(warehouse, 3_000, 1, "1h")
     assert hourly.timeframe == "1h"
     assert {r.timeframe for r in gap_records.due_for_backfill(warehouse, 3_000, 10, "1m")} == {"1m"}
+
+
+def test_a_scan_never_chases_the_newest_candle(simulator, universe, warehouse):
+    """Minutes that closed after the last write are the today schedule's to fetch: a later scan
+    (the clock moved on, nothing written since) finds no new gap, so nothing is backfilled."""
+    instrument = universe.instrument("binance.BTC-USDT").model_copy(update={"start": PLAIN_DAY_AFTER})
+    source = CcxtCandleSource("binance", universe.exchanges["binance"])
+    now = day_bounds_ms(PLAIN_DAY_AFTER)[0] + 9 * HOUR + 30_000
+    simulator.reconfigure({"frozen_now_ms": now})
+    store_days(source, warehouse, instrument, "1m", [PLAIN_DAY_AFTER], now)
+    assert scan(source, warehouse, instrument, "1m", None, now, REFRESH_MINUTES).gaps == []
+    for minutes_later in (1, 5, REFRESH_MINUTES):
+        later = now + minutes_later * MINUTE_MS
+        simulator.reconfigure({"frozen_now_ms": later})
+        assert scan(source, warehouse, instrument, "1m", None, later, REFRESH_MINUTES).gaps == []
+    assert gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m") == []
+    # Once a refresh period has passed with nothing written, the missing candles are real gaps.
+    stalled = now + (REFRESH_MINUTES + 3) * MINUTE_MS
+    simulator.reconfigure({"frozen_now_ms": stalled})
+    result = scan(source, warehouse, instrument, "1m", None, stalled, REFRESH_MINUTES)
+    assert [(g.start_ms, g.end_ms, g.reason) for g in result.gaps] == [
+        (now // MINUTE_MS * MINUTE_MS, (stalled - REFRESH_MINUTES * MINUTE_MS) // MINUTE_MS * MINUTE_MS, FILLABLE)]
+
+
+def test_scattered_gaps_cost_one_request_per_page_and_are_not_asked_twice(simulator, universe, warehouse):
+    """500 one-candle gaps over three days: one request per page of candles holding gaps (plus the
+    listing question), and a second scan asks nothing about gaps already known to be fillable."""
+    first = PLAIN_DAY_AFTER - dt.timedelta(days=3)
+    instrument = universe.instrument("binance.BTC-USDT").model_copy(update={"start": first})
+    source = CcxtCandleSource("binance", universe.exchanges["binance"])
+    now = day_bounds_ms(PLAIN_DAY_AFTER)[0]
+    simulator.reconfigure({"frozen_now_ms": now})
+    days = [first + dt.timedelta(days=n) for n in range(3)]
+    store_days(source, warehouse, instrument, "1m", days, now)
+    start = day_bounds_ms(first)[0]
+    rng = np.random.default_rng(5)
+    deleted = np.sort(rng.choice(3 * 1440, size=500, replace=False)) * MINUTE_MS + start
+    with warehouse.engine.begin() as conn:
+        conn.execute(candles.delete().where(candles.c.symbol == "BTC/USDT", candles.c.timeframe == "1m",
+                                            candles.c.open_time.in_([int(t) for t in deleted])))
+    before = simulator.stats["requests.klines"]
+    result = scan(source, warehouse, instrument, "1m", None, now, REFRESH_MINUTES)
+    asked = simulator.stats["requests.klines"] - before
+    pages_with_gaps = -(-(int(deleted[-1]) - int(deleted[0]) + MINUTE_MS) // (1000 * MINUTE_MS))
+    assert {g.reason for g in result.gaps} == {FILLABLE}
+    assert sum(g.candles(MINUTE_MS) for g in result.gaps) == 500
+    print(f"scan of 500 gaps: {asked} klines requests, {pages_with_gaps} pages hold gaps")
+    assert asked <= pages_with_gaps + 1, (asked, pages_with_gaps)  # + 1: the listing question
+    before = simulator.stats["requests.klines"]
+    again = scan(source, warehouse, instrument, "1m", None, now, REFRESH_MINUTES)
+    assert simulator.stats["requests.klines"] - before <= 1  # at most the listing question (the source may remember it)
+    assert again.changes == {"new": 0, "filled": 0, "superseded": 0}
+
+
+def test_gaps_whose_candles_are_stored_are_settled_without_asking(simulator, universe, warehouse):
+    instrument = universe.instrument("binance.BTC-USDT").model_copy(update={"start": PLAIN_DAY_AFTER})
+    source = CcxtCandleSource("binance", universe.exchanges["binance"])
+    now = day_bounds_ms(PLAIN_DAY_AFTER)[1] + 5 * MINUTE_MS
+    simulator.reconfigure({"frozen_now_ms": now})
+    store_days(source, warehouse, instrument, "1m", [PLAIN_DAY_AFTER], now)
+    day_start = day_bounds_ms(PLAIN_DAY_AFTER)[0]
+    delete(warehouse, "BTC/USDT", "1m", day_start + HOUR, day_start + HOUR + 3 * MINUTE_MS)
+    delete(warehouse, "BTC/USDT", "1m", day_start + 2 * HOUR, day_start + 2 * HOUR + 2 * MINUTE_MS)
+    scan(source, warehouse, instrument, "1m", None, now, REFRESH_MINUTES)
+    records = gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")
+    assert [r.candles for r in records] == [3, 2]
+    before = simulator.stats["weight"]
+    store_days(source, warehouse, instrument, "1m", [PLAIN_DAY_AFTER], now)  # e.g. a user's backfill of the day
+    delete(warehouse, "BTC/USDT", "1m", day_start + 2 * HOUR, day_start + 2 * HOUR + MINUTE_MS)
+    weight_of_ingest = simulator.stats["weight"] - before
+    remaining = gap_records.settle_stored(warehouse, records, "test", now)
+    assert simulator.stats["weight"] - before == weight_of_ingest  # settling asked the exchange nothing
+    assert [r.candles for r in remaining] == [2]
+    statuses = [r.status for r in gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")]
+    assert statuses == ["filled", "detected"]

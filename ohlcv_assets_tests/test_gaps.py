@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ohlcv_assets.gaps import (BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, FORMING, Gap,
+from ohlcv_assets.gaps import (BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, Gap,
                                classify_known, find_gaps, split_by_presence)
 
 S = 60_000
@@ -45,11 +45,12 @@ def test_a_random_deletion_pattern_is_found_exactly():
 
 def test_known_reasons_split_gaps_where_the_facts_change():
     gaps = np.array([[0, 100 * S, 100]])
-    parts = classify_known(gaps, listing_ms=10 * S, history_start_ms=20 * S, forming_open_ms=99 * S,
-                           confirmed_empty=[(50 * S, 60 * S)])
+    parts = classify_known(gaps, listing_ms=10 * S, history_start_ms=20 * S,
+                           known=[(50 * S, 60 * S, EXCHANGE_DOWNTIME), (70 * S, 80 * S, FILLABLE)])
     assert parts == [Gap(0, 10 * S, BEFORE_LISTING), Gap(10 * S, 20 * S, BEYOND_HISTORY), Gap(20 * S, 50 * S),
-                     Gap(50 * S, 60 * S, EXCHANGE_DOWNTIME), Gap(60 * S, 99 * S), Gap(99 * S, 100 * S, FORMING)]
-    assert classify_known(gaps, None, None, 200 * S, []) == [Gap(0, 100 * S, BEFORE_LISTING)]
+                     Gap(50 * S, 60 * S, EXCHANGE_DOWNTIME), Gap(60 * S, 70 * S), Gap(70 * S, 80 * S, FILLABLE),
+                     Gap(80 * S, 100 * S)]
+    assert classify_known(gaps, None, None, []) == [Gap(0, 100 * S, BEFORE_LISTING)]
 
 
 def test_presence_splits_fillable_from_empty_parts():

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 import requests
 import yaml
 
-from ohlcv_assets.dagster_api import graphql, launch_backfill, wait_for_backfills, wait_for_webserver
+from ohlcv_assets.cli.dagster_api import graphql, launch_backfill, wait_for_backfills, wait_for_webserver
 from ohlcv_assets.exchange.market import SimulatedMarket
 from ohlcv_assets.exchange.simulator import SimulatorConfig
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms

@@ -9,17 +9,17 @@ import sys
 
 import dagster as dg
 
-from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.gaps import EXCHANGE_DOWNTIME, FILLABLE, Gap
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
+from ohlcv_assets.names import candles_key
 
 
 def status(env, *args):
-    out = subprocess.run([sys.executable, "-m", "ohlcv_assets.status", "--json", *args], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "ohlcv_assets.cli.status", "--json", *args], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout)
 

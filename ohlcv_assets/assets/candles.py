@@ -4,13 +4,16 @@
 import dataclasses
 import datetime as dt
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
 
+from ohlcv_assets.dagster_internals import latest_materializations
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest import Progress, ingest_days
-from ohlcv_assets.intervals import interval_ms, now_ms
+from ohlcv_assets.intervals import now_ms
+from ohlcv_assets.names import candles_key, freshness_windows
 from ohlcv_assets.partitions import candle_partitions, split_key
 from ohlcv_assets.quality import CHECKS, CheckOutcome, check_stored_days
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
@@ -19,17 +22,6 @@ from ohlcv_assets.validation import CandleValidationError
 
 MAX_PARTITIONS_PER_RUN = 366  # a year of days: ranged runs stream, so memory does not grow with the range
 CANDLES_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
-
-
-def candles_key(interval: str) -> dg.AssetKey:
-    return dg.AssetKey(["candles", interval])
-
-
-def freshness_windows(interval: str, refresh_minutes: int) -> tuple[dt.timedelta, dt.timedelta]:
-    """(warn, fail): two intervals (at least 15 min) plus one refresh period of lag to warn,
-    twice that to fail; the today schedules refresh every ``refresh_minutes``."""
-    warn = max(2 * dt.timedelta(milliseconds=interval_ms(interval)), dt.timedelta(minutes=15)) + dt.timedelta(minutes=refresh_minutes)
-    return warn, 2 * warn
 
 
 def freshness_policy(interval: str, refresh_minutes: int) -> dg.FreshnessPolicy:
@@ -48,22 +40,21 @@ def candles_table(frame: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"```\n{frame.to_string(index=False)}\n```")
 
 
-def check_results(outcomes: list[tuple[str, CheckOutcome]]) -> list[dg.AssetCheckResult]:
-    """One result per check for the run, naming the offending candles of every partition."""
-    results = []
+def check_evaluations(key: dg.AssetKey, partition: str, outcomes: list[CheckOutcome], target) -> Iterator[dg.AssetCheckEvaluation]:
+    """One result per check and partition: a day that failed stays failing in the UI until that
+    day passes again, whatever later runs of other days report."""
+    by_name = {outcome.name: outcome for outcome in outcomes}
     for spec in CHECKS:
-        mine = [(key, o) for key, o in outcomes if o.name == spec.name]
-        failing = [(key, o) for key, o in mine if not o.passed]
-        metadata = {"partitions_checked": len(mine), "partitions_failing": len(failing)}
-        if failing:
-            table = pd.concat([o.offending.assign(partition=key) for key, o in failing], ignore_index=True).head(20)
-            metadata["offending"] = candles_table(table)
-            metadata["detail"] = "; ".join(f"{key}: {o.detail}" for key, o in failing if o.detail)[:2000]
-        results.append(dg.AssetCheckResult(
-            check_name=spec.name, passed=not failing, metadata=metadata,
+        outcome = by_name[spec.name]
+        metadata: dict = {"detail": outcome.detail} if outcome.detail else {}
+        if not outcome.passed:
+            metadata["offending"] = candles_table(outcome.offending.head(20))
+            metadata["offending_count"] = len(outcome.offending)
+        yield dg.AssetCheckEvaluation(
+            asset_key=key, check_name=spec.name, passed=outcome.passed, metadata=metadata, partition=partition,
             severity=dg.AssetCheckSeverity.WARN if spec.warn_only else dg.AssetCheckSeverity.ERROR,
-        ))
-    return results
+            blocking=spec.blocking, target_materialization_data=target,
+        )
 
 
 @dataclasses.dataclass
@@ -120,24 +111,32 @@ class ProgressReporter:
 
 
 def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=candles_key(interval),
-        partitions_def=candle_partitions(universe, interval),
+    partitions = candle_partitions(universe, interval)
+
+    asset_key = candles_key(interval)
+
+    # A multi_asset only for can_subset: check results are then optional outputs, so that they can
+    # be logged per partition (AssetCheckEvaluation) by a run that covers many partitions.
+    @dg.multi_asset(
+        name=f"candles_{interval}",
+        specs=[dg.AssetSpec(
+            asset_key, group_name="candles", kinds={"sql"}, partitions_def=partitions,
+            freshness_policy=freshness_policy(interval, universe.refresh_minutes),
+            description=(
+                f"Closed {interval} OHLCV candles of one instrument for one UTC day, exactly as the exchange "
+                "serves them (table `candles`). Missing candles are never invented; a partition with a request "
+                "window that failed after its retries fails instead of being reported complete."
+            ),
+        )],
+        partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
         retry_policy=retry_policy,
-        group_name="candles",
         pool=exchange_pool(universe, interval),
-        kinds={"sql"},
-        freshness_policy=freshness_policy(interval, universe.refresh_minutes),
-        check_specs=[dg.AssetCheckSpec(spec.name, asset=candles_key(interval), blocking=spec.blocking,
-                                       description=spec.description) for spec in CHECKS],
-        description=(
-            f"Closed {interval} OHLCV candles of one instrument for one UTC day, exactly as the exchange "
-            "serves them (table `candles`). Missing candles are never invented; a partition with a request "
-            "window that failed after its retries fails instead of being reported complete."
-        ),
+        can_subset=True,
+        check_specs=[dg.AssetCheckSpec(spec.name, asset=asset_key, blocking=spec.blocking,
+                                       description=spec.description, partitions_def=partitions) for spec in CHECKS],
     )
-    def candles(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def candles(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource):
         keys: dict[tuple[str, dt.date], str] = {}
         for key in context.partition_keys:
             keys[split_key(key)] = key
@@ -155,9 +154,9 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
             instruments.append(instrument)
         now = now_ms()
         windows = tuple(w.total_seconds() * 1000 for w in freshness_windows(interval, exchange.universe.refresh_minutes))
-        outcomes: list[tuple[str, CheckOutcome]] = []
+        outcomes: list[tuple[str, list[CheckOutcome]]] = []
         failures: list[InstrumentFailure] = []
-        reporter = ProgressReporter(context, candles_key(interval))
+        reporter = ProgressReporter(context, asset_key)
         for instrument in instruments:
             config = exchange.universe.exchanges[instrument.exchange]
             batches = ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval,
@@ -171,7 +170,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
                         key = keys[(instrument.key, day)]
                         day_outcomes, score = checked[day]
                         context.add_asset_metadata({**report.as_metadata(), **score.as_metadata()}, partition_key=key)
-                        outcomes.extend((str(key), o) for o in day_outcomes)
+                        outcomes.append((str(key), day_outcomes))
                         if report.note:
                             context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
             except (PermanentFetchError, CandleValidationError, FetchFailed) as err:
@@ -180,6 +179,9 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         reporter.finish()
         if failures:
             raise instruments_failed(interval, failures, len(instruments))
-        return dg.MaterializeResult(check_results=check_results(outcomes))
+        yield dg.MaterializeResult(asset_key=asset_key)
+        targets = latest_materializations(context.instance, asset_key, [partition for partition, _ in outcomes])
+        for partition, day_outcomes in outcomes:
+            yield from check_evaluations(asset_key, partition, day_outcomes, targets.get(partition))
 
     return candles

@@ -5,13 +5,13 @@ from collections import defaultdict
 
 import dagster as dg
 
-from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.derive_features import derive_days
 from ohlcv_assets.features import FEATURE_PARAMS
 from ohlcv_assets.intervals import interval_ms
-from ohlcv_assets.partitions import DAY, INSTRUMENT, candle_partitions, partition_key, split_key
+from ohlcv_assets.partitions import candle_partitions, partition_key, split_key
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.universe import Universe
+from ohlcv_assets.names import DAY, INSTRUMENT, candles_key, features_key
 
 # Recompute a day whenever the candles it reads (its own day and its warm-up days) change, never on
 # candles whose blocking checks failed.
@@ -23,10 +23,6 @@ FEATURES_AUTOMATION = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("candles or their warm-up changed")
-
-
-def features_key(interval: str) -> dg.AssetKey:
-    return dg.AssetKey(["candle_features", interval])
 
 
 def warmup_mapping(interval: str) -> dg.MultiPartitionMapping:

@@ -2,39 +2,24 @@
 
 import dagster as dg
 
-from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.gap_scan import ScanResult, scan
 from ohlcv_assets.gaps import GAP_CLASSES
 from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms
-from ohlcv_assets.partitions import INSTRUMENT, instruments_partitions_name
+
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
+from ohlcv_assets.names import INSTRUMENT, REASON_TAG, candles_key, gap_report_key, instruments_partitions_name, scan_job_name
 
 REPORT_DAYS = 31
 BAR_WIDTH = 20
-REQUEST_TAG = "ohlcv/gap_request"
-
-# Re-scan an instrument when a gap backfill (runs tagged with its request) has written its candles.
-RESCAN_AFTER_GAP_BACKFILL = (
-    dg.AutomationCondition.any_deps_match(
-        dg.AutomationCondition.newly_updated() & dg.AutomationCondition.executed_with_tags(tag_keys={REQUEST_TAG})
-    ).since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-).with_label("gap backfill finished")
-
-
-def gap_report_key(interval: str) -> dg.AssetKey:
-    return dg.AssetKey(["gap_report", interval])
-
 
 def gap_scan_job(interval: str):
     """Runs of gap_report/<interval>: sensors and schedules of several intervals target these."""
-    return dg.define_asset_job(f"scan_gaps_{interval}", selection=dg.AssetSelection.assets(gap_report_key(interval)))
+    return dg.define_asset_job(scan_job_name(interval), selection=dg.AssetSelection.assets(gap_report_key(interval)))
 
 
 def scan_request(interval: str, instrument_key: str, run_key: str, reason: str, **tags: str) -> dg.RunRequest:
-    return dg.RunRequest(run_key=run_key, job_name=f"scan_gaps_{interval}", partition_key=instrument_key,
-                         tags={"ohlcv/reason": reason, **tags})
+    return dg.RunRequest(run_key=run_key, job_name=scan_job_name(interval), partition_key=instrument_key,
+                         tags={REASON_TAG: reason, **tags})
 
 
 def coverage_chart(result: ScanResult, days: int = REPORT_DAYS) -> str:
@@ -65,7 +50,6 @@ def build_gap_report_asset(interval: str) -> dg.AssetsDefinition:
         deps=[dg.AssetDep(candles_key(interval), partition_mapping=dg.MultiToSingleDimensionPartitionMapping(INSTRUMENT))],
         group_name="gaps",
         kinds={"sql"},
-        automation_condition=RESCAN_AFTER_GAP_BACKFILL,
         description=(
             f"Every missing {interval} candle of one instrument since its start date, classified "
             f"({', '.join(GAP_CLASSES)}) by asking the exchange, and recorded in table `gaps`; "
@@ -75,7 +59,8 @@ def build_gap_report_asset(interval: str) -> dg.AssetsDefinition:
     def gap_report(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         instrument = exchange.universe.instrument(context.partition_key)
         history = exchange.universe.exchanges[instrument.exchange].history_candles
-        result = scan(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, history, now_ms())
+        result = scan(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, history, now_ms(),
+                      exchange.universe.refresh_minutes)
         by_reason = result.candles_by_reason(step)
         context.log.info(f"{instrument.label()} {interval}: coverage {result.coverage:.4%}, missing by reason {by_reason}, "
                          f"records {result.changes}")

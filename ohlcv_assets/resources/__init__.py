@@ -1,4 +1,4 @@
 from ohlcv_assets.resources.exchange import ExchangeResource
-from ohlcv_assets.resources.warehouse import WarehouseResource, default_warehouse_url
+from ohlcv_assets.resources.warehouse import WarehouseResource
 
-__all__ = ["ExchangeResource", "WarehouseResource", "default_warehouse_url"]
+__all__ = ["ExchangeResource", "WarehouseResource"]

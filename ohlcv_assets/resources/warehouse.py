@@ -1,20 +1,11 @@
 """The warehouse as a Dagster resource: one engine per run, schema migrated before first use."""
 
 
-import os
-
 import dagster as dg
 from pydantic import PrivateAttr
 
+from ohlcv_assets.settings import WAREHOUSE_URL_ENV, warehouse_url, warehouse_url_is_explicit
 from ohlcv_assets.warehouse.store import Warehouse
-
-WAREHOUSE_URL_ENV = "OHLCV_WAREHOUSE_URL"
-
-
-def default_warehouse_url() -> str:
-    """SQLite beside the Dagster instance (or in the working directory) when no URL is set."""
-    home = os.environ.get("DAGSTER_HOME") or "."
-    return f"sqlite:///{os.path.abspath(os.path.join(home, 'warehouse.db'))}"
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -22,6 +13,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
     url: str
     _warehouse: Warehouse | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_settings(cls) -> "WarehouseResource":
+        """The warehouse ``ohlcv_assets.settings`` resolves; an explicit URL stays an EnvVar, so a
+        password in it is never shown in the UI."""
+        return cls(url=dg.EnvVar(WAREHOUSE_URL_ENV) if warehouse_url_is_explicit() else warehouse_url())
 
     @property
     def warehouse(self) -> Warehouse:

@@ -3,7 +3,8 @@
 import dagster as dg
 
 from ohlcv_assets.assets.gap_report import scan_request
-from ohlcv_assets.partitions import instruments_partitions_name
+from ohlcv_assets.names import instruments_partitions_name
+
 
 GAP_SCAN_CRON = "30 0 * * *"
 

@@ -13,12 +13,10 @@ import datetime as dt
 
 import dagster as dg
 
-from ohlcv_assets.assets.candles import candles_key
-from ohlcv_assets.partitions import instruments_partitions_name, partition_key
+from ohlcv_assets.partitions import partition_key
 from ohlcv_assets.universe import Universe
+from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, candles_key, instruments_partitions_name
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def days_to_refresh(now: dt.datetime, settlement_minutes: int) -> list[dt.date]:
@@ -52,7 +50,7 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
             yield dg.RunRequest(
                 run_key=f"{interval}|{day}|{context.scheduled_execution_time.isoformat()}",
                 asset_selection=[candles_key(interval)],
-                tags={RANGE_START_TAG: str(first), RANGE_END_TAG: str(last), "ohlcv/reason": "keep-today-fresh"},
+                tags={RANGE_START_TAG: str(first), RANGE_END_TAG: str(last), REASON_TAG: "keep-today-fresh"},
             )
 
     return today_schedule

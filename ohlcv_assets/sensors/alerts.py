@@ -5,13 +5,11 @@ import os
 
 import dagster as dg
 
-from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.intervals import now_ms
-from ohlcv_assets.quality import CHECKS
 from ohlcv_assets.resources import WarehouseResource
 from ohlcv_assets.resources.alerts import ALERT_WEBHOOK_ENV, AlertResource
-from ohlcv_assets.status import instrument_rows
-from ohlcv_assets.universe import load_universe
+from ohlcv_assets.monitoring import failing_checks, instrument_rows
+from ohlcv_assets.universe import Universe
 
 
 @dg.run_failure_sensor(name="alert_on_run_failure", default_status=dg.DefaultSensorStatus.RUNNING,
@@ -27,20 +25,15 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertResou
                 [f"run {run.run_id}", *(causes or [(context.failure_event.message or "")[:1500]])])
 
 
-def build_quality_alert_sensor(universe_path: str | None) -> dg.SensorDefinition:
+def build_quality_alert_sensor(universe: Universe) -> dg.SensorDefinition:
     @dg.sensor(name="alert_on_quality", minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Alerts once when a blocking candles check fails or an instrument goes stale, "
-                           "and once when it recovers.")
+               description="Alerts once when a blocking candles check fails for a partition or an instrument goes "
+                           "stale, and once when it recovers.")
     def alert_on_quality(context: dg.SensorEvaluationContext, warehouse: WarehouseResource, alerts: AlertResource) -> dg.SkipReason:
-        universe = load_universe(universe_path)
         incidents = set()
         for interval in universe.intervals:
-            for spec in CHECKS:
-                if not spec.blocking:
-                    continue
-                record = context.instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(candles_key(interval), spec.name))
-                if record is not None and record.status.value == "FAILED":
-                    incidents.add(f"check failed: candles/{interval} {spec.name}")
+            for name, partitions in failing_checks(context.instance, universe, interval, blocking_only=True).items():
+                incidents.update(f"check failed: candles/{interval} {name} {partition}" for partition in partitions)
         for row in instrument_rows(universe, warehouse.warehouse, None, now_ms()):
             if row["freshness"] == "stale":
                 incidents.add(f"stale: {row['exchange']} {row['symbol']} {row['interval']} (last candle {row['last_candle']})")

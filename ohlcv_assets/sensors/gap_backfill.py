@@ -1,7 +1,11 @@
-"""Turns fillable gaps into backfills of exactly the affected candles partitions and settles them
-when the backfills end (the gap_report automation re-scans the instrument then). The gap records in
-the warehouse are the durable state: a gap in flight is never requested twice, and failures back
-off exponentially until given up."""
+"""Turns fillable gaps into backfills of exactly the affected candles partitions, and settles them
+when the backfills end. The gap records in the warehouse are the durable state.
+
+Nothing loops: a gap whose candles are stored (by a gap backfill, a user's backfill or the today
+schedule) is ``filled`` from the warehouse, without asking the exchange; partitions that a running
+backfill or an unfinished run will write are not requested again; a gap in flight is never
+requested twice; a gap still missing after a backfill backs off exponentially until given up.
+"""
 
 import collections
 import datetime as dt
@@ -9,32 +13,25 @@ import json
 import uuid
 
 import dagster as dg
-# A sensor launches a backfill (and so the assets' multi-run backfill policy) by returning a
-# RunRequest over an AssetGraphSubset, as Dagster's own automation sensors do; there is no
-# public constructor yet, and backfills are looked up by tag through the same internal types.
-from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-from dagster._core.definitions.events import AssetKeyPartitionKey
-from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
-from ohlcv_assets.assets.candles import candles_key
-from ohlcv_assets.assets.gap_report import REQUEST_TAG
+from ohlcv_assets.dagster_internals import backfill_run_request, backfill_state, backfills_tagged, partitions_in_flight
 from ohlcv_assets.intervals import now_ms, utc_day
-from ohlcv_assets.partitions import partition_key
+from ohlcv_assets.names import GAPS_TAG, REASON_TAG, REQUEST_TAG, candles_key, gap_report_key, partition_key_string
 from ohlcv_assets.resources import WarehouseResource
 from ohlcv_assets.universe import instrument_key
 from ohlcv_assets.warehouse import gap_records
 
-REASON_TAG = "ohlcv/reason"
 MAX_GAPS_PER_TICK = 200
 MAX_PARTITIONS_PER_TICK = 400
 LOST_AFTER_MS = 30 * 60_000
 SUBMITTED_REMEMBERED = 100
-_RUNNING = {BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING}
 
 
-def gap_days(record: gap_records.GapRecord) -> list[dt.date]:
+def gap_partitions(record: gap_records.GapRecord) -> list[str]:
+    """The candles partitions (day|instrument) a gap spans."""
     first, last = utc_day(record.start_ms), utc_day(record.end_ms - 1)
-    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    key = instrument_key(record.exchange, record.symbol)
+    return [partition_key_string(key, first + dt.timedelta(days=n)) for n in range((last - first).days + 1)]
 
 
 def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg.SensorDefinition:
@@ -42,21 +39,25 @@ def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg
         name=f"gap_backfill_{interval}",
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        asset_selection=dg.AssetSelection.assets(candles),  # a backfill-launching sensor needs an asset selection
+        # a backfill-launching sensor needs an asset selection; the gap reports are re-scanned from here too
+        asset_selection=dg.AssetSelection.assets(candles, gap_report_key(interval)),
         description=f"Backfills fillable {interval} gaps found by gap_report, at most "
-                    f"{MAX_PARTITIONS_PER_TICK} partitions per tick, and settles them when the backfill ends.",
+                    f"{MAX_PARTITIONS_PER_TICK} partitions per tick, skipping partitions already being written; "
+                    "settles gaps from what is stored when backfills end, and re-scans the instruments they touched.",
     )
     def gap_backfill(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
         store, now = warehouse.warehouse, now_ms()
         cursor = json.loads(context.cursor) if context.cursor else {"submitted": [], "backfills_requested": 0}
-        follow_requests(context, store, interval, now, set(cursor["submitted"]))
-        requests = []
-        due = gap_records.due_for_backfill(store, now, MAX_GAPS_PER_TICK, interval)
-        partitions: set[AssetKeyPartitionKey] = set()
+        requests = follow_requests(context, store, interval, now, set(cursor["submitted"]))
+        due = gap_records.settle_stored(store, gap_records.due_for_backfill(store, now, MAX_GAPS_PER_TICK, interval),
+                                        "found stored before its backfill", now)
+        busy = partitions_in_flight(context.instance, candles_key(interval), candles.partitions_def) if due else set()
+        partitions: set[str] = set()
         chosen = []
         for record in due:
-            wanted = {AssetKeyPartitionKey(candles_key(interval), partition_key(instrument_key(record.exchange, record.symbol), day))
-                      for day in gap_days(record)}
+            wanted = set(gap_partitions(record)) - busy
+            if not wanted:
+                continue  # being written already: settled from the warehouse once that ends
             if partitions and len(partitions | wanted) > MAX_PARTITIONS_PER_TICK:
                 break
             partitions |= wanted
@@ -64,9 +65,8 @@ def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg
         if chosen:
             request_id = uuid.uuid4().hex
             gap_records.mark_requested(store, [r.id for r in chosen], request_id, now)
-            subset = AssetGraphSubset.from_asset_partition_set(partitions, context.repository_def.asset_graph)
-            requests.append(dg.RunRequest.for_asset_graph_subset(subset, tags={
-                REQUEST_TAG: request_id, REASON_TAG: "gap-fill", "ohlcv/gaps": ",".join(str(r.id) for r in chosen)[:4000],
+            requests.append(backfill_run_request(candles_key(interval), partitions, context.repository_def.asset_graph, tags={
+                REQUEST_TAG: request_id, REASON_TAG: "gap-fill", GAPS_TAG: ",".join(str(r.id) for r in chosen)[:4000],
             }))
             cursor = {"submitted": [*cursor["submitted"], request_id][-SUBMITTED_REMEMBERED:],
                       "backfills_requested": cursor["backfills_requested"] + 1}
@@ -76,8 +76,9 @@ def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg
     return gap_backfill
 
 
-def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, now: int, submitted: set[str]) -> None:
-    """Settles the gaps of finished backfills.
+def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, now: int, submitted: set[str]) -> list[dg.RunRequest]:
+    """Settles the gaps of finished backfills from what is stored, and asks for one re-scan of
+    every instrument a finished backfill touched (so its gap report shows the new coverage).
 
     The cursor (saved by Dagster only with a tick's submitted requests) lists the requests that were
     really submitted: gaps marked by a tick that then failed are released at once.
@@ -85,16 +86,24 @@ def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, n
     by_request = collections.defaultdict(list)
     for record in gap_records.in_flight(store, interval):
         by_request[record.request_id].append(record)
+    rescans: dict[str, dg.RunRequest] = {}
     for request_id, records in by_request.items():
-        backfills = context.instance.get_backfills(filters=BulkActionsFilter(tags={REQUEST_TAG: request_id}))
+        backfills = backfills_tagged(context.instance, {REQUEST_TAG: request_id})
         if not backfills:
             if request_id not in submitted:
                 gap_records.release(store, records, now)
             elif min(r.updated_ms for r in records) < now - LOST_AFTER_MS:
-                gap_records.mark_backfill_finished(store, records, False, "backfill never started", now)
+                missing = gap_records.settle_stored(store, records, "stored, though its backfill never started", now)
+                gap_records.mark_backfill_finished(store, missing, False, "backfill never started", now)
             continue
-        backfill = backfills[0]
-        if backfill.status in _RUNNING:
+        running, succeeded, status = backfill_state(backfills[0])
+        if running:
             continue
-        succeeded = backfill.status == BulkActionStatus.COMPLETED_SUCCESS
-        gap_records.mark_backfill_finished(store, records, succeeded, f"backfill {backfill.backfill_id} {backfill.status.value}", now)
+        why = f"backfill {backfills[0].backfill_id} {status}"
+        missing = gap_records.settle_stored(store, records, why, now)
+        gap_records.mark_backfill_finished(store, missing, succeeded, why, now)
+        for record in records:
+            key = instrument_key(record.exchange, record.symbol)
+            rescans[key] = dg.RunRequest(run_key=f"rescan-{request_id}-{key}", asset_selection=[gap_report_key(interval)],
+                                         partition_key=key, tags={REASON_TAG: "re-scan after a gap backfill"})
+    return list(rescans.values())

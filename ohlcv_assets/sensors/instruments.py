@@ -5,6 +5,7 @@ import dagster as dg
 
 from ohlcv_assets.assets.gap_report import scan_request
 from ohlcv_assets.partitions import existing_instrument_partitions, instrument_partition_changes
+from ohlcv_assets.names import interval_of_partitions_name
 from ohlcv_assets.universe import Universe
 
 
@@ -25,7 +26,7 @@ def build_instrument_sensor(universe: Universe, scan_jobs: list) -> dg.SensorDef
         for name, (to_add, to_remove) in changes.items():
             if to_add:
                 requests.append(dg.AddDynamicPartitionsRequest(name, to_add))
-                interval = name.removeprefix("instruments_")
+                interval = interval_of_partitions_name(name)
                 scans.extend(scan_request(interval, key, f"new-{interval}-{key}", "new instrument: backfill its history")
                              for key in to_add)
             if to_remove:

@@ -12,14 +12,14 @@ import dataclasses
 
 import sqlalchemy as sa
 
-from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, FORMING, Gap
-from ohlcv_assets.warehouse.schema import GAP_OPEN_STATUSES, gaps
+from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, Gap
+from ohlcv_assets.warehouse.schema import (BACKFILL_REQUESTED, CONFIRMED_EMPTY, DETECTED, FILLED, GAP_CLOSED_STATUSES,
+                                          GAP_OPEN_STATUSES, SUPERSEDED, UNFILLABLE, candles, gaps)
 from ohlcv_assets.warehouse.store import Warehouse
 
 MAX_BACKFILL_ATTEMPTS = 5
 RETRY_BASE_MS = 5 * 60_000
-_INITIAL_STATUS = {FILLABLE: "detected", EXCHANGE_DOWNTIME: "confirmed_empty",
-                   BEFORE_LISTING: "unfillable", BEYOND_HISTORY: "unfillable"}
+_INITIAL_STATUS = {FILLABLE: DETECTED, EXCHANGE_DOWNTIME: CONFIRMED_EMPTY, BEFORE_LISTING: UNFILLABLE, BEYOND_HISTORY: UNFILLABLE}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +51,7 @@ def _instrument(exchange: str, symbol: str, timeframe: str):
 
 
 def confirmed_empty_ranges(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str) -> list[tuple[int, int]]:
-    query = sa.select(gaps.c.start_ms, gaps.c.end_ms).where(_instrument(exchange, symbol, timeframe), gaps.c.status == "confirmed_empty")
+    query = sa.select(gaps.c.start_ms, gaps.c.end_ms).where(_instrument(exchange, symbol, timeframe), gaps.c.status == CONFIRMED_EMPTY)
     with warehouse.engine.connect() as conn:
         return [(int(a), int(b)) for a, b in conn.execute(query)]
 
@@ -65,17 +65,16 @@ def instrument_gaps(warehouse: Warehouse, exchange: str, symbol: str, timeframe:
 def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, found: list[Gap],
               step_ms: int, now_ms: int) -> dict[str, int]:
     """Brings the records of one instrument and interval in line with a scan's gaps."""
-    found = [g for g in found if g.reason != FORMING]
     current = {(g.start_ms, g.end_ms, g.reason) for g in found}
     counts = {"new": 0, "filled": 0, "superseded": 0}
     with warehouse.engine.begin() as conn:
         existing = _records(conn.execute(sa.select(gaps).where(_instrument(exchange, symbol, timeframe))))
-        known = {(r.start_ms, r.end_ms, r.reason) for r in existing if r.status not in ("filled", "superseded")}
+        known = {(r.start_ms, r.end_ms, r.reason) for r in existing if r.status not in GAP_CLOSED_STATUSES}
         for record in existing:
             if record.status not in GAP_OPEN_STATUSES or (record.start_ms, record.end_ms, record.reason) in current:
                 continue
             overlapped = any(g.start_ms < record.end_ms and record.start_ms < g.end_ms for g in found)
-            status = "superseded" if overlapped else "filled"
+            status = SUPERSEDED if overlapped else FILLED
             counts[status] += 1
             conn.execute(gaps.update().where(gaps.c.id == record.id).values(status=status, updated_ms=now_ms))
         new = [g for g in found if (g.start_ms, g.end_ms, g.reason) not in known]
@@ -96,7 +95,7 @@ def _of_interval(timeframe: str | None):
 def due_for_backfill(warehouse: Warehouse, now_ms: int, limit: int, timeframe: str | None = None) -> list[GapRecord]:
     query = (
         sa.select(gaps)
-        .where(gaps.c.status == "detected", gaps.c.reason == FILLABLE, _of_interval(timeframe),
+        .where(gaps.c.status == DETECTED, gaps.c.reason == FILLABLE, _of_interval(timeframe),
                sa.or_(gaps.c.next_attempt_ms.is_(None), gaps.c.next_attempt_ms <= now_ms))
         .order_by(gaps.c.detected_ms, gaps.c.id)
         .limit(limit)
@@ -106,7 +105,7 @@ def due_for_backfill(warehouse: Warehouse, now_ms: int, limit: int, timeframe: s
 
 
 def in_flight(warehouse: Warehouse, timeframe: str | None = None) -> list[GapRecord]:
-    query = sa.select(gaps).where(gaps.c.status == "backfill_requested", _of_interval(timeframe))
+    query = sa.select(gaps).where(gaps.c.status == BACKFILL_REQUESTED, _of_interval(timeframe))
     with warehouse.engine.connect() as conn:
         return _records(conn.execute(query))
 
@@ -114,26 +113,45 @@ def in_flight(warehouse: Warehouse, timeframe: str | None = None) -> list[GapRec
 def mark_requested(warehouse: Warehouse, ids: list[int], request_id: str, now_ms: int) -> None:
     with warehouse.engine.begin() as conn:
         conn.execute(gaps.update().where(gaps.c.id.in_(ids)).values(
-            status="backfill_requested", request_id=request_id, updated_ms=now_ms))
+            status=BACKFILL_REQUESTED, request_id=request_id, updated_ms=now_ms))
 
 
 def release(warehouse: Warehouse, records: list[GapRecord], now_ms: int) -> None:
     """Back to detected, no attempt counted: the request that marked them was never submitted."""
     with warehouse.engine.begin() as conn:
         conn.execute(gaps.update().where(gaps.c.id.in_([r.id for r in records])).values(
-            status="detected", request_id=None, updated_ms=now_ms))
+            status=DETECTED, request_id=None, updated_ms=now_ms))
 
 
 def mark_backfill_finished(warehouse: Warehouse, records: list[GapRecord], succeeded: bool, why: str, now_ms: int) -> None:
-    """One more backfill attempt is over. A success leaves closing the gap to the next scan (which
-    the sensor asks for); a failure waits exponentially longer. Either way, after
-    MAX_BACKFILL_ATTEMPTS the gap is given up as unfillable: no endless loop on candles that never come."""
+    """One more backfill attempt is over for gaps whose candles are still not all stored (call
+    ``settle_stored`` first): a failure waits exponentially longer. After MAX_BACKFILL_ATTEMPTS
+    the gap is given up as unfillable: no endless loop on candles that never come."""
     with warehouse.engine.begin() as conn:
         for record in records:
             attempts = record.attempts + 1
             if attempts >= MAX_BACKFILL_ATTEMPTS:
-                values = {"status": "unfillable", "note": f"gave up after {attempts} backfills; last: {why}"[:500]}
+                values = {"status": UNFILLABLE, "note": f"gave up after {attempts} backfills; last: {why}"[:500]}
             else:
                 delay = RETRY_BASE_MS if succeeded else RETRY_BASE_MS * 2 ** (attempts - 1)
-                values = {"status": "detected", "next_attempt_ms": now_ms + delay, "note": f"backfill {attempts}: {why}"[:500]}
+                values = {"status": DETECTED, "next_attempt_ms": now_ms + delay, "note": f"backfill {attempts}: {why}"[:500]}
             conn.execute(gaps.update().where(gaps.c.id == record.id).values(attempts=attempts, updated_ms=now_ms, **values))
+
+
+def settle_stored(warehouse: Warehouse, records: list[GapRecord], why: str, now_ms: int) -> list[GapRecord]:
+    """Marks ``filled`` every gap whose candles are all stored now (whoever stored them: a gap
+    backfill, a user's backfill, the today schedule), without asking the exchange; returns the others."""
+    if not records:
+        return []
+    remaining, filled = [], []
+    with warehouse.engine.connect() as conn:
+        for record in records:
+            stored = conn.execute(sa.select(sa.func.count()).select_from(candles).where(
+                candles.c.exchange == record.exchange, candles.c.symbol == record.symbol, candles.c.timeframe == record.timeframe,
+                candles.c.open_time >= record.start_ms, candles.c.open_time < record.end_ms)).scalar_one()
+            (filled if stored >= record.candles else remaining).append(record)
+    if filled:
+        with warehouse.engine.begin() as conn:
+            conn.execute(gaps.update().where(gaps.c.id.in_([r.id for r in filled])).values(
+                status=FILLED, updated_ms=now_ms, note=f"stored: {why}"[:500]))
+    return remaining

@@ -53,7 +53,11 @@ candle_features = Table(
 )
 
 
-GAP_OPEN_STATUSES = ("detected", "backfill_requested")
+DETECTED, BACKFILL_REQUESTED, FILLED, SUPERSEDED = "detected", "backfill_requested", "filled", "superseded"
+CONFIRMED_EMPTY, UNFILLABLE = "confirmed_empty", "unfillable"
+GAP_OPEN_STATUSES = (DETECTED, BACKFILL_REQUESTED)  # candles still expected to come
+GAP_CLOSED_STATUSES = (FILLED, SUPERSEDED)  # the record no longer describes missing candles
+GAP_EXPLAINED_STATUSES = (DETECTED, BACKFILL_REQUESTED, CONFIRMED_EMPTY, UNFILLABLE)  # missing, and known why
 
 gaps = Table(
     "gaps",

@@ -88,10 +88,37 @@ def value_columns(table: sa.Table) -> list[str]:
     return [c.name for c in table.columns if c.name not in (*_KEY, "fetched_at")]
 
 
+class WarehouseMissing(RuntimeError):
+    """A read-only tool found no warehouse (or an empty one) where the settings point."""
+
+
 class Warehouse:
     def __init__(self, url: str):
         self.url = normalise_url(url)
         self.engine = self._create_engine()
+
+    @classmethod
+    def open_existing(cls, url: str) -> Warehouse:
+        """For tools that only read: never creates a database, fails when none (or no candle) is there."""
+        shown = sa.make_url(normalise_url(url)).render_as_string(hide_password=True)
+        if url.startswith("sqlite"):
+            database = sa.make_url(url).database
+            if not database or database == ":memory:" or not Path(database).is_file():
+                raise WarehouseMissing(f"no warehouse at {shown}: the file does not exist")
+        warehouse = cls(url)
+        try:
+            with warehouse.engine.connect() as conn:
+                if not sa.inspect(conn).has_table(candles.name):
+                    raise WarehouseMissing(f"the warehouse at {shown} has no `candles` table: no run has written to it")
+                if conn.execute(sa.select(candles.c.open_time).limit(1)).first() is None:
+                    raise WarehouseMissing(f"the warehouse at {shown} holds no candles yet")
+        except sa.exc.SQLAlchemyError as err:
+            warehouse.dispose()
+            raise WarehouseMissing(f"the warehouse at {shown} cannot be read: {type(err).__name__}: {getattr(err, 'orig', None) or err}"[:500]) from None
+        except WarehouseMissing:
+            warehouse.dispose()
+            raise
+        return warehouse
 
     @property
     def is_postgres(self) -> bool:

@@ -5,14 +5,14 @@ import datetime as dt
 
 import dagster as dg
 
-from ohlcv_assets.assets.candles import candles_key
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
 from ohlcv_assets.partitions import sync_instrument_partitions
-from ohlcv_assets.schedules.today import RANGE_END_TAG, RANGE_START_TAG
+
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import simulator_candles, universe_yaml
+from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 
 
 def requests_at(when: dt.datetime, tmp_path, settlement_minutes: int = 60) -> list[tuple[str, str]]:

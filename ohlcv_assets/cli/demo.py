@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from ohlcv_assets.dagster_api import launch_backfill, wait_for_backfills, wait_for_webserver
+from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills, wait_for_webserver
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.universe import load_universe
 

@@ -1,0 +1,1 @@
+"""Command-line tools: ohlcv (register, materialize, backfill), ohlcv-status, ohlcv-demo."""

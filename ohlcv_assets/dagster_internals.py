@@ -1,0 +1,81 @@
+"""The few Dagster internals the project relies on, in one place (``test_dagster_internals.py``
+pins them, so an upgrade that moves them fails there, not in a sensor at 3 a.m.).
+
+- A sensor launches a backfill (and so the assets' multi-run backfill policy) by returning a
+  RunRequest over an AssetGraphSubset, as Dagster's own automation sensors do; there is no public
+  constructor for that subset yet.
+- Backfills are looked up by tag and status, and their target partitions read, through the
+  internal backfill types.
+- A check evaluation logged per partition by a ranged run names the materialization it checked,
+  so that Dagster's per-partition check state counts it as current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus, PartitionBackfill
+
+from ohlcv_assets.names import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+
+BACKFILL_RUNNING = frozenset({BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING})
+BACKFILL_SUCCEEDED = BulkActionStatus.COMPLETED_SUCCESS
+RUN_NOT_FINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED]
+
+
+def backfill_run_request(asset_key: dg.AssetKey, partition_keys: Iterable[str], asset_graph, tags: dict[str, str]) -> dg.RunRequest:
+    """A RunRequest that the daemon turns into one backfill of these partitions of one asset."""
+    subset = AssetGraphSubset.from_asset_partition_set(
+        {AssetKeyPartitionKey(asset_key, key) for key in partition_keys}, asset_graph)
+    return dg.RunRequest.for_asset_graph_subset(subset, tags=tags)
+
+
+def backfills_tagged(instance: dg.DagsterInstance, tags: dict[str, str]) -> list[PartitionBackfill]:
+    return list(instance.get_backfills(filters=BulkActionsFilter(tags=tags)))
+
+
+def backfill_state(backfill: PartitionBackfill) -> tuple[bool, bool, str]:
+    """(still running, succeeded, status name)."""
+    return backfill.status in BACKFILL_RUNNING, backfill.status == BACKFILL_SUCCEEDED, backfill.status.value
+
+
+def partitions_in_flight(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
+                         partitions_def: dg.PartitionsDefinition) -> set[str]:
+    """Partitions of an asset that a running backfill or a run not yet finished will write: what a
+    user, a schedule or an earlier tick already asked for is not asked for again."""
+    keys: set[str] = set()
+    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):
+        data = backfill.asset_backfill_data
+        if data is not None:
+            keys.update(str(p.partition_key) for p in data.target_subset.iterate_asset_partitions()
+                        if p.asset_key == asset_key and p.partition_key is not None)
+        elif backfill.partition_names:
+            keys.update(backfill.partition_names)
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=RUN_NOT_FINISHED)):
+        if run.asset_selection is not None and asset_key not in run.asset_selection:
+            continue
+        if PARTITION_TAG in run.tags:
+            keys.add(run.tags[PARTITION_TAG])
+        elif RANGE_START_TAG in run.tags and RANGE_END_TAG in run.tags:
+            with dg.partition_loading_context(dynamic_partitions_store=instance):
+                keys.update(partitions_def.get_partition_keys_in_range(
+                    dg.PartitionKeyRange(run.tags[RANGE_START_TAG], run.tags[RANGE_END_TAG])))
+    return keys
+
+
+def latest_materializations(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
+                            partitions: list[str]) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """The latest materialization of each partition, as the target of its check evaluations."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=partitions), limit=max(1, len(partitions))).records
+    out: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    for record in records:  # newest first
+        if record.partition_key not in out:
+            out[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)
+    return out

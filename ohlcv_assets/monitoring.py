@@ -1,0 +1,168 @@
+"""What a person (``ohlcv-status``) and the alert sensor need to know: per instrument and interval
+its freshness, coverage, gaps (explained or not), failing checks and last run; and the health of
+the moving parts. Reads the warehouse and the Dagster instance; launches nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import dagster as dg
+import sqlalchemy as sa
+
+from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
+from ohlcv_assets.gap_scan import settled_end_ms
+from ohlcv_assets.intervals import interval_ms, ms_to_iso
+from ohlcv_assets.names import candles_key, freshness_windows, partition_key_string
+from ohlcv_assets.partitions import candle_partitions
+from ohlcv_assets.quality import CHECKS
+from ohlcv_assets.universe import Universe
+from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, GAP_EXPLAINED_STATUSES, candles, gaps
+from ohlcv_assets.warehouse.store import Warehouse
+
+HEARTBEAT_STALE_SECONDS = 300
+UNEXPLAINED = "unexplained"
+
+
+def freshness(last_open_ms: int | None, interval: str, now: int, refresh_minutes: int) -> str:
+    if last_open_ms is None:
+        return "no data"
+    age = dt.timedelta(milliseconds=now - (last_open_ms + interval_ms(interval)))
+    warn, fail = freshness_windows(interval, refresh_minutes)
+    return "fresh" if age <= warn else "aging" if age <= fail else "stale"
+
+
+def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.DagsterInstance | None, now: int) -> list[dict]:
+    """One row per instrument and interval. ``open_gaps`` counts missing candles by class;
+    candles missing from the settled grid that no scan has explained yet count as ``unexplained``."""
+    with warehouse.engine.connect() as conn:
+        stored = {(r.exchange, r.symbol, r.timeframe): r for r in conn.execute(
+            sa.select(candles.c.exchange, candles.c.symbol, candles.c.timeframe, sa.func.count().label("n"),
+                      sa.func.min(candles.c.open_time).label("first"), sa.func.max(candles.c.open_time).label("last"))
+            .group_by(candles.c.exchange, candles.c.symbol, candles.c.timeframe))}
+        recorded = conn.execute(sa.select(gaps.c.exchange, gaps.c.symbol, gaps.c.timeframe, gaps.c.reason, gaps.c.status,
+                                          gaps.c.start_ms, gaps.c.end_ms, gaps.c.candles)
+                                .where(gaps.c.status.in_(GAP_EXPLAINED_STATUSES))).all()
+    rows = []
+    for interval in universe.intervals:
+        failing = failing_checks(instance, universe, interval) if instance else None
+        step = interval_ms(interval)
+        for inst in universe.instruments_for(interval):
+            s = stored.get((inst.exchange, inst.symbol, interval))
+            mine = [g for g in recorded if (g.exchange, g.symbol, g.timeframe) == (inst.exchange, inst.symbol, interval)]
+            open_gaps: dict[str, int] = {}
+            expected = 0
+            if s:
+                end = settled_end_ms(now, step, universe.refresh_minutes, s.last)
+                expected = max(0, (end - s.first) // step)
+                explained = 0
+                for g in mine:
+                    if g.status != CONFIRMED_EMPTY:  # confirmed downtime is explained, not open
+                        open_gaps[g.reason] = open_gaps.get(g.reason, 0) + int(g.candles)
+                    explained += max(0, (min(g.end_ms, end) - max(g.start_ms, s.first)) // step)
+                stored_in_grid = s.n  # every stored candle is on the grid (a blocking check)
+                unexplained = expected - stored_in_grid - explained
+                if unexplained > 0:
+                    open_gaps[UNEXPLAINED] = int(unexplained)
+            run, quality = last_run(instance, interval, inst.key) if instance else (None, None)
+            rows.append({
+                "exchange": inst.exchange, "symbol": inst.symbol, "interval": interval,
+                "freshness": freshness(s.last if s else None, interval, now, universe.refresh_minutes),
+                "last_candle": ms_to_iso(s.last) if s else None,
+                "coverage_pct": round(100 * min(s.n, expected) / expected, 3) if s and expected else None,
+                "candles": s.n if s else 0,
+                "open_gaps": open_gaps,
+                "failing_checks": None if failing is None else
+                [f"{name} ({', '.join(days)})" for name, days in failing.items() if inst.key in days_of(days)],
+                "quality_score": quality,
+                "last_run": run,
+            })
+    return rows
+
+
+def days_of(partitions: list[str]) -> set[str]:
+    return {p.split("|", 1)[1] for p in partitions}
+
+
+def failing_checks(instance: dg.DagsterInstance, universe: Universe, interval: str, blocking_only: bool = False) -> dict[str, list[str]]:
+    """Per check, the partitions whose latest evaluation failed: a day stays failing until that
+    day passes again, whatever other days report since."""
+    partitions = candle_partitions(universe, interval)
+    specs = [spec for spec in CHECKS if spec.blocking or not blocking_only]
+    keys = [(dg.AssetCheckKey(candles_key(interval), spec.name), partitions) for spec in specs]
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        states = instance.event_log_storage.get_asset_check_state(keys)
+        return _failed_partitions(keys, specs, states)
+
+
+def _failed_partitions(keys, specs, states) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for (key, _), spec in zip(keys, specs):
+        state = states.get(key)
+        if state is None:
+            continue
+        for status, subset in state.subsets.items():
+            if status.value in ("FAILED", "EXECUTION_FAILED") and not subset.is_empty:
+                out.setdefault(spec.name, []).extend(sorted(subset.subset_value.get_partition_keys()))
+    return out
+
+
+def last_run(instance: dg.DagsterInstance, interval: str, instrument_key: str) -> tuple[str | None, float | None]:
+    """When today's partition was last materialized, and the quality score it recorded."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=candles_key(interval), asset_partitions=[partition_key_string(instrument_key, today)]),
+        limit=1).records
+    if not records:
+        return None, None
+    score = records[0].asset_materialization.metadata.get("quality_score")
+    return (dt.datetime.fromtimestamp(records[0].timestamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            None if score is None else score.value)
+
+
+def stored_instruments(warehouse: Warehouse) -> set[tuple[str, str, str]]:
+    with warehouse.engine.connect() as conn:
+        return {tuple(r) for r in conn.execute(sa.select(candles.c.exchange, candles.c.symbol, candles.c.timeframe).distinct())}
+
+
+def materialized_anything(instance: dg.DagsterInstance, universe: Universe) -> bool:
+    return any(instance.fetch_materializations(candles_key(i), limit=1).records for i in universe.intervals)
+
+
+def health(universe: Universe, warehouse: Warehouse | None, warehouse_problem: str | None,
+           instance: dg.DagsterInstance | None) -> dict[str, str]:
+    """Each part: ``ok …`` or what is wrong. A warehouse holding none of the universe's instruments
+    while Dagster recorded materializations of them is wrong: the runs write somewhere else."""
+    report: dict[str, str] = {}
+    if warehouse is None:
+        report["warehouse"] = f"FAIL {warehouse_problem}"
+    else:
+        wanted = {(i.exchange, i.symbol, interval) for interval in universe.intervals for i in universe.instruments_for(interval)}
+        have = stored_instruments(warehouse)
+        shown = sa.make_url(warehouse.url).render_as_string(hide_password=True)
+        if not wanted & have and instance is not None and materialized_anything(instance, universe):
+            report["warehouse"] = (f"FAIL {shown} holds none of the universe's instruments, but the Dagster instance has "
+                                   "materializations of them: the runs wrote to another warehouse")
+        else:
+            report["warehouse"] = f"ok ({len(wanted & have)} of {len(wanted)} instrument-intervals stored, {shown})"
+    if instance is None:
+        report["daemon"] = "FAIL no Dagster instance (DAGSTER_HOME not set)"
+    else:
+        beats = instance.get_daemon_heartbeats()
+        if not beats:
+            report["daemon"] = "FAIL no heartbeat: is dagster-daemon (or dagster dev) running?"
+        else:
+            age = time.time() - max(b.timestamp for b in beats.values())
+            report["daemon"] = f"ok ({age:.0f} s since last heartbeat)" if age < HEARTBEAT_STALE_SECONDS else f"FAIL stale ({age:.0f} s)"
+    for name, config in universe.exchanges.items():
+        source = CcxtCandleSource(name, config.model_copy(update={"timeout_seconds": 5}))  # one plain request
+        try:
+            source.exchange.fetch_time()
+            report[f"exchange {name}"] = "ok"
+        except Exception as err:  # any failure means unreachable; the message says which
+            report[f"exchange {name}"] = f"FAIL unreachable: {type(err).__name__}"
+    return report
+
+
+def healthy(report: dict[str, str]) -> bool:
+    return all(value.startswith("ok") for value in report.values())

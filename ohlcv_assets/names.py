@@ -1,0 +1,70 @@
+"""Names every part shares: asset keys, job names, tags, partition keys and freshness windows.
+
+Assets, sensors, schedules, monitoring and the CLIs import these from here (never from each
+other), so a name is spelled once. Nothing of the package is imported but ``intervals``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from ohlcv_assets.intervals import interval_ms
+
+DAY = "day"
+INSTRUMENT = "instrument"
+
+REASON_TAG = "ohlcv/reason"  # why a run exists, shown in the UI
+REQUEST_TAG = "ohlcv/gap_request"  # the gap request a backfill fills
+GAPS_TAG = "ohlcv/gaps"  # ids of the gap records a backfill fills
+# Dagster's own run tags for a partition range (exported only from a private module).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+PARTITION_TAG = "dagster/partition"
+BACKFILL_TAG = "dagster/backfill"
+
+_INSTRUMENTS_PREFIX = "instruments_"
+
+
+def candles_key(interval: str) -> dg.AssetKey:
+    return dg.AssetKey(["candles", interval])
+
+
+def features_key(interval: str) -> dg.AssetKey:
+    return dg.AssetKey(["candle_features", interval])
+
+
+def gap_report_key(interval: str) -> dg.AssetKey:
+    return dg.AssetKey(["gap_report", interval])
+
+
+def scan_job_name(interval: str) -> str:
+    return f"scan_gaps_{interval}"
+
+
+def instruments_partitions_name(interval: str) -> str:
+    """The dynamic partitions set of an interval's instruments."""
+    return f"{_INSTRUMENTS_PREFIX}{interval}"
+
+
+def interval_of_partitions_name(name: str) -> str:
+    return name.removeprefix(_INSTRUMENTS_PREFIX)
+
+
+def partition_key_string(instrument_key: str, day: dt.date) -> str:
+    """A candles partition key as Dagster writes it: dimensions sorted by name, ``day|instrument``."""
+    return f"{day.isoformat()}|{instrument_key}"
+
+
+def split_partition_key_string(key: str) -> tuple[str, dt.date]:
+    """(instrument key, day) of ``day|instrument``."""
+    day, instrument = key.split("|")
+    return instrument, dt.date.fromisoformat(day)
+
+
+def freshness_windows(interval: str, refresh_minutes: int) -> tuple[dt.timedelta, dt.timedelta]:
+    """(warn, fail): two intervals (at least 15 min) plus one refresh period of lag to warn,
+    twice that to fail; the today schedules refresh every ``refresh_minutes``."""
+    warn = max(2 * dt.timedelta(milliseconds=interval_ms(interval)), dt.timedelta(minutes=15)) + dt.timedelta(minutes=refresh_minutes)
+    return warn, 2 * warn

@@ -1,0 +1,39 @@
+"""Where the warehouse is: resolved here and nowhere else, so that the definitions, the demo,
+``ohlcv-status`` and the ``ohlcv`` CLI always read and write the same database.
+
+``OHLCV_WAREHOUSE_URL`` when set; otherwise SQLite in ``$DAGSTER_HOME/warehouse.db`` (the Dagster
+instance and its warehouse side by side); without ``DAGSTER_HOME``, ``./warehouse.db``.
+No Dagster here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+WAREHOUSE_URL_ENV = "OHLCV_WAREHOUSE_URL"
+DAGSTER_HOME_ENV = "DAGSTER_HOME"
+WAREHOUSE_FILE = "warehouse.db"
+
+
+def warehouse_url_is_explicit(environ: Mapping[str, str] | None = None) -> bool:
+    return bool((os.environ if environ is None else environ).get(WAREHOUSE_URL_ENV))
+
+
+def warehouse_url(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    if env.get(WAREHOUSE_URL_ENV):
+        return env[WAREHOUSE_URL_ENV]
+    home = env.get(DAGSTER_HOME_ENV) or "."
+    return f"sqlite:///{Path(home).resolve() / WAREHOUSE_FILE}"
+
+
+def describe_warehouse_setting(environ: Mapping[str, str] | None = None) -> str:
+    """Why this URL: said in every error about a missing warehouse."""
+    env = os.environ if environ is None else environ
+    if env.get(WAREHOUSE_URL_ENV):
+        return f"from {WAREHOUSE_URL_ENV}"
+    if env.get(DAGSTER_HOME_ENV):
+        return f"the default beside the Dagster instance ({DAGSTER_HOME_ENV}={env[DAGSTER_HOME_ENV]})"
+    return f"the default in the working directory ({DAGSTER_HOME_ENV} and {WAREHOUSE_URL_ENV} unset)"
