@@ -68,14 +68,20 @@ def partitions_in_flight(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
     return keys
 
 
-def latest_materializations(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
-                            partitions: list[str]) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
-    """The latest materialization of each partition, as the target of its check evaluations."""
+def latest_materializations(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str]) -> dict[str, dg.EventLogRecord]:
+    """The latest materialization record of each partition (one query)."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=partitions), limit=max(1, len(partitions))).records
-    out: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    out: dict[str, dg.EventLogRecord] = {}
     for record in records:  # newest first
-        if record.partition_key not in out:
-            out[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
-                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)
+        out.setdefault(record.partition_key, record)
     return out
+
+
+def check_target(record: dg.EventLogRecord | None) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """What a check evaluation logged per partition checked: Dagster's per-partition check state
+    counts an evaluation as current only when it names the partition's latest materialization."""
+    if record is None:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(storage_id=record.storage_id, run_id=record.run_id,
+                                                         timestamp=record.timestamp)

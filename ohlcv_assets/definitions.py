@@ -34,7 +34,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         jobs=list(scan_jobs.values()),
         sensors=[
             build_instrument_sensor(universe, list(scan_jobs.values())),
-            *(build_gap_backfill_sensor(interval, asset) for interval, asset in candles.items()),
+            *(build_gap_backfill_sensor(universe, interval, asset) for interval, asset in candles.items()),
             alert_on_run_failure,
             build_quality_alert_sensor(universe),
             dg.AutomationConditionSensorDefinition(

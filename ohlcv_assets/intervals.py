@@ -7,6 +7,7 @@ number of candles and no candle straddles two partitions.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -54,3 +55,31 @@ def expected_open_times(start_ms: int, end_ms: int, step_ms: int) -> range:
     """Open times of every candle of the grid that starts in [start_ms, end_ms)."""
     first = -(-start_ms // step_ms) * step_ms
     return range(first, end_ms, step_ms)
+
+
+_DAYS_AGO = re.compile(r"^\s*(\d+)\s+days?\s+ago(?:\s+(\d{1,2}):(\d{2}))?\s*$")
+
+
+def resolve_day(value, today: dt.date | None = None) -> dt.date:
+    """A date, an ISO date string, or ``N days ago`` (UTC), for universes and simulated markets
+    that move with the calendar (the demo's)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    match = _DAYS_AGO.match(str(value))
+    if match and match.group(2) is None:
+        return (today or dt.datetime.now(dt.timezone.utc).date()) - dt.timedelta(days=int(match.group(1)))
+    return dt.date.fromisoformat(str(value))
+
+
+def resolve_instant(value, today: dt.date | None = None) -> dt.datetime:
+    """A UTC datetime, an ISO string, or ``N days ago HH:MM`` (UTC)."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    match = _DAYS_AGO.match(str(value))
+    if match and match.group(2) is not None:
+        day = (today or dt.datetime.now(dt.timezone.utc).date()) - dt.timedelta(days=int(match.group(1)))
+        return dt.datetime(day.year, day.month, day.day, int(match.group(2)), int(match.group(3)), tzinfo=dt.timezone.utc)
+    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)

@@ -19,7 +19,7 @@ import ccxt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ohlcv_assets.intervals import interval_ms
+from ohlcv_assets.intervals import interval_ms, resolve_day
 
 UNIVERSE_ENV = "OHLCV_UNIVERSE"
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -63,6 +63,12 @@ class Instrument(BaseModel):
     symbol: str = Field(description="ccxt unified symbol, e.g. 'BTC/USDT'")
     intervals: Annotated[tuple[str, ...], Field(min_length=1)]
     start: dt.date
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _relative_start(cls, value):
+        """``N days ago`` keeps a universe's window moving with the calendar (the demo's does)."""
+        return resolve_day(value) if isinstance(value, str) and "ago" in value else value
 
     @field_validator("intervals")
     @classmethod

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from ohlcv_assets.dagster_internals import latest_materializations
+from ohlcv_assets.dagster_internals import check_target, latest_materializations
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import now_ms
@@ -53,8 +53,25 @@ def check_evaluations(key: dg.AssetKey, partition: str, outcomes: list[CheckOutc
         yield dg.AssetCheckEvaluation(
             asset_key=key, check_name=spec.name, passed=outcome.passed, metadata=metadata, partition=partition,
             severity=dg.AssetCheckSeverity.WARN if spec.warn_only else dg.AssetCheckSeverity.ERROR,
-            blocking=spec.blocking, target_materialization_data=target,
+            blocking=spec.blocking, target_materialization_data=check_target(target),
         )
+
+
+def recheck_stored(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, warehouse: WarehouseResource,
+                   instruments: list, interval: str, keys: dict, now: int, windows: tuple) -> Iterator[dg.AssetCheckEvaluation]:
+    """Checks only (a run that selects the checks, not the asset): evaluates the stored days again
+    against their latest materialization, asking the exchange nothing; used once a scan explained
+    a day's missing candles (confirmed downtime), so the day's completeness turns green."""
+    targets = latest_materializations(context.instance, asset_key, [str(k) for k in keys.values()])
+    for instrument in instruments:
+        days = {day: key for (inst, day), key in keys.items() if inst == instrument.key and str(key) in targets}
+        expected = {day: int(targets[str(key)].asset_materialization.metadata["expected_candles"].value)
+                    for day, key in days.items() if "expected_candles" in targets[str(key)].asset_materialization.metadata}
+        if not expected:
+            continue
+        checked = check_stored_days(warehouse.warehouse, instrument, interval, expected, now, windows)
+        for day in expected:
+            yield from check_evaluations(asset_key, str(days[day]), checked[day][0], targets[str(days[day])])
 
 
 @dataclasses.dataclass
@@ -154,6 +171,9 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
             instruments.append(instrument)
         now = now_ms()
         windows = tuple(w.total_seconds() * 1000 for w in freshness_windows(interval, exchange.universe.refresh_minutes))
+        if asset_key not in context.selected_asset_keys:
+            yield from recheck_stored(context, asset_key, warehouse, instruments, interval, keys, now, windows)
+            return
         outcomes: list[tuple[str, list[CheckOutcome]]] = []
         failures: list[InstrumentFailure] = []
         reporter = ProgressReporter(context, asset_key)

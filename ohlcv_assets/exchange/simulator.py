@@ -37,7 +37,7 @@ from ohlcv_assets.exchange.market import (
     SimSymbol,
     SimulatedMarket,
 )
-from ohlcv_assets.intervals import interval_ms, now_ms
+from ohlcv_assets.intervals import interval_ms, now_ms, resolve_day, resolve_instant
 
 KLINES_MAX_LIMIT = 1000
 SUPPORTED_INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
@@ -90,7 +90,7 @@ class SimulatorConfig:
     def from_mapping(cls, raw: dict[str, Any]) -> SimulatorConfig:
         symbols = {}
         for entry in raw.get("symbols", []):
-            sym = SimSymbol(base=entry["base"], quote=entry["quote"], listed=_as_date(entry["listed"]), price=float(entry.get("price", 100)))
+            sym = SimSymbol(base=entry["base"], quote=entry["quote"], listed=resolve_day(entry["listed"]), price=float(entry.get("price", 100)))
             symbols[sym.exchange_symbol] = sym
         return cls(
             symbols=symbols,
@@ -108,17 +108,8 @@ class SimulatorConfig:
         return cls.from_mapping(yaml.safe_load(text) or {})
 
 
-def _as_date(value: Any) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
-
-
-def _as_utc(value: Any) -> dt.datetime:
-    stamp = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)
-
-
 def _downtime(raw: dict[str, Any]) -> Downtime:
-    return Downtime(start=_as_utc(raw["start"]), end=_as_utc(raw["end"]))
+    return Downtime(start=resolve_instant(raw["start"]), end=resolve_instant(raw["end"]))
 
 
 class ApiError(Exception):

@@ -16,10 +16,14 @@ import dagster as dg
 
 from ohlcv_assets.dagster_internals import backfill_run_request, backfill_state, backfills_tagged, partitions_in_flight
 from ohlcv_assets.intervals import now_ms, utc_day
-from ohlcv_assets.names import GAPS_TAG, REASON_TAG, REQUEST_TAG, candles_key, gap_report_key, partition_key_string
+from ohlcv_assets.monitoring import failing_checks
+from ohlcv_assets.names import (GAPS_TAG, RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, REQUEST_TAG, candles_key, gap_report_key, partition_key_string,
+                                split_partition_key_string)
+from ohlcv_assets.quality import CHECKS
 from ohlcv_assets.resources import WarehouseResource
-from ohlcv_assets.universe import instrument_key
+from ohlcv_assets.universe import Universe, instrument_key
 from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY
 
 MAX_GAPS_PER_TICK = 200
 MAX_PARTITIONS_PER_TICK = 400
@@ -34,7 +38,7 @@ def gap_partitions(record: gap_records.GapRecord) -> list[str]:
     return [partition_key_string(key, first + dt.timedelta(days=n)) for n in range((last - first).days + 1)]
 
 
-def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg.SensorDefinition:
+def build_gap_backfill_sensor(universe: Universe, interval: str, candles: dg.AssetsDefinition) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"gap_backfill_{interval}",
         minimum_interval_seconds=60,
@@ -49,6 +53,7 @@ def build_gap_backfill_sensor(interval: str, candles: dg.AssetsDefinition) -> dg
         store, now = warehouse.warehouse, now_ms()
         cursor = json.loads(context.cursor) if context.cursor else {"submitted": [], "backfills_requested": 0}
         requests = follow_requests(context, store, interval, now, set(cursor["submitted"]))
+        requests += recheck_requests(context.instance, store, universe, interval)
         due = gap_records.settle_stored(store, gap_records.due_for_backfill(store, now, MAX_GAPS_PER_TICK, interval),
                                         "found stored before its backfill", now)
         busy = partitions_in_flight(context.instance, candles_key(interval), candles.partitions_def) if due else set()
@@ -107,3 +112,30 @@ def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, n
             rescans[key] = dg.RunRequest(run_key=f"rescan-{request_id}-{key}", asset_selection=[gap_report_key(interval)],
                                          partition_key=key, tags={REASON_TAG: "re-scan after a gap backfill"})
     return list(rescans.values())
+
+
+def recheck_requests(instance: dg.DagsterInstance, store, universe: Universe, interval: str) -> list[dg.RunRequest]:
+    """A day whose completeness failed before a scan confirmed its missing candles as downtime is
+    checked again (checks only: nothing is fetched), once per confirmation, so it turns green."""
+    failing = failing_checks(instance, universe, interval).get("completeness", [])
+    confirmed: dict[str, list] = {}
+    requests = []
+    for partition in failing:
+        key, day = split_partition_key_string(partition)
+        if key not in confirmed:
+            try:
+                inst = universe.instrument(key)
+            except KeyError:
+                continue
+            confirmed[key] = [r for r in gap_records.instrument_gaps(store, inst.exchange, inst.symbol, interval)
+                              if r.status == CONFIRMED_EMPTY]
+        on_day = [r for r in confirmed[key] if partition in gap_partitions(r)]
+        if on_day:
+            # A range of one partition: Dagster resolves a run's partitions from its assets, and a
+            # checks-only run selects none.
+            requests.append(dg.RunRequest(
+                run_key=f"recheck-{partition}-{max(r.id for r in on_day)}", asset_selection=[],
+                asset_check_keys=[dg.AssetCheckKey(candles_key(interval), spec.name) for spec in CHECKS],
+                tags={RANGE_START_TAG: partition, RANGE_END_TAG: partition,
+                      REASON_TAG: "re-check: missing candles confirmed as exchange downtime"}))
+    return requests

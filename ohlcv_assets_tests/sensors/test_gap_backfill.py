@@ -3,12 +3,18 @@
 import datetime as dt
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 
 from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.monitoring import failing_checks
+from ohlcv_assets.names import candles_key
 from ohlcv_assets.gaps import EXCHANGE_DOWNTIME, FILLABLE, Gap
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
-from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY
 
 
 def evaluate(defs, instance, interval, cursor=None):
@@ -58,3 +64,90 @@ def test_gaps_marked_by_a_tick_that_failed_are_released(universe, universe_file,
 
 def requested(request) -> set[tuple[str, str]]:
     return {(key.to_user_string(), str(pk)) for key, pk in request.asset_graph_subset.iterate_asset_partitions()}
+
+
+def test_partitions_a_running_backfill_covers_are_not_requested_again(simulator, universe, universe_file, warehouse, warehouse_url):
+    """A user's backfill (in flight, not yet run: no daemon here) covers the gap's days: the sensor
+    requests nothing. Once the days are stored, the gap is filled from the warehouse, without a
+    request to the exchange or a backfill of its own."""
+    day = dt.date(2026, 10, 8)
+    start = day_bounds_ms(day)[0]
+    gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [Gap(start, start + 30 * MINUTE_MS, FILLABLE)], MINUTE_MS, 1_000)
+    defs = build_definitions(str(universe_file), warehouse_url)
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        user = add_backfill(instance, defs, "userbackfill", [f"{day}|binance.BTC-USDT"], {}, BulkActionStatus.REQUESTED)
+        assert evaluate(defs, instance, "1m").run_requests == []
+        [record] = gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")
+        assert record.status == "detected"
+        dg.materialize([defs.get_assets_def(candles_key("1m"))], partition_key=partition_key("binance.BTC-USDT", day),
+                       instance=instance, resources=defs.resources)  # what the user's backfill does
+        instance.update_backfill(user.with_status(BulkActionStatus.COMPLETED_SUCCESS))
+        weight = simulator.stats["weight"]
+        assert evaluate(defs, instance, "1m").run_requests == []
+        assert simulator.stats["weight"] == weight
+        [record] = gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")
+        assert record.status == "filled" and record.attempts == 0
+
+
+def test_a_multi_day_multi_instrument_gap_fill_ends_filled_in_one_backfill(simulator, universe, universe_file, warehouse, warehouse_url):
+    """Every gap of a finished gap backfill whose candles are stored is filled (attempts 1), and
+    every instrument it touched gets one re-scan, whatever Dagster's automation would have matched."""
+    days = [dt.date(2026, 10, 6), dt.date(2026, 10, 7), dt.date(2026, 10, 8)]
+    for symbol in ("BTC/USDT", "ETH/USDT"):
+        gap_records.reconcile(warehouse, "binance", symbol, "1m", [
+            Gap(day_bounds_ms(d)[0] + 60 * MINUTE_MS, day_bounds_ms(d)[0] + 70 * MINUTE_MS, FILLABLE) for d in days], MINUTE_MS, 1_000)
+    defs = build_definitions(str(universe_file), warehouse_url)
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        first = evaluate(defs, instance, "1m")
+        [request] = first.run_requests
+        partitions = [pk for _, pk in requested(request)]
+        assert len(partitions) == 6
+        for pk in partitions:  # what the backfill's runs do
+            dg.materialize([defs.get_assets_def(candles_key("1m"))], partition_key=pk, instance=instance, resources=defs.resources)
+        add_backfill(instance, defs, "gapfill", partitions, request.tags, BulkActionStatus.COMPLETED_SUCCESS)
+        second = evaluate(defs, instance, "1m", first.cursor)
+        assert sorted(r.partition_key for r in second.run_requests) == ["binance.BTC-USDT", "binance.ETH-USDT"]  # re-scans
+        assert all(r.asset_selection == [dg.AssetKey(["gap_report", "1m"])] for r in second.run_requests)
+        records = [r for s in ("BTC/USDT", "ETH/USDT") for r in gap_records.instrument_gaps(warehouse, "binance", s, "1m")]
+        assert [(r.status, r.attempts) for r in records] == [("filled", 0)] * 6
+        third = evaluate(defs, instance, "1m", second.cursor)
+        assert third.run_requests == []  # nothing loops
+
+
+def test_a_day_failing_completeness_is_rechecked_once_its_downtime_is_confirmed(simulator, universe, universe_file, warehouse_url):
+    """Checks only: the day's completeness failed before the scan; once the scan confirms the
+    downtime, the sensor asks for a checks-only run (no fetch), and the day turns green."""
+    defs = build_definitions(str(universe_file), warehouse_url)
+    asset = defs.get_assets_def(candles_key("1m"))
+    pk = partition_key("binance.BTC-USDT", DOWNTIME_DAY)
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        dg.materialize([asset], partition_key=pk, instance=instance, resources=defs.resources)
+        assert failing_checks(instance, universe, "1m") == {"completeness": [str(pk)]}
+        assert evaluate(defs, instance, "1m").run_requests == []  # nothing explains it yet
+        dg.materialize([defs.get_assets_def(dg.AssetKey(["gap_report", "1m"])), asset], selection=[dg.AssetKey(["gap_report", "1m"])],
+                       partition_key="binance.BTC-USDT", instance=instance, resources=defs.resources)
+        # (the scan also found the other days of the instrument's history missing: a gap backfill for them)
+        [recheck] = [r for r in evaluate(defs, instance, "1m").run_requests if r.asset_check_keys]
+        assert recheck.tags["dagster/asset_partition_range_start"] == recheck.tags["dagster/asset_partition_range_end"] == str(pk)
+        assert recheck.asset_selection == []
+        weight = simulator.stats["weight"]
+        result = dg.materialize([asset], selection=dg.AssetSelection.checks(*recheck.asset_check_keys), tags=recheck.tags,
+                                instance=instance, resources=defs.resources)
+        assert result.success and simulator.stats["weight"] == weight  # checked from the warehouse only
+        assert failing_checks(instance, universe, "1m") == {}
+        assert not [r for r in evaluate(defs, instance, "1m").run_requests if r.asset_check_keys]
+
+
+def add_backfill(instance, defs, backfill_id, partitions, tags, status) -> PartitionBackfill:
+    """A backfill record as the webserver or a sensor tick creates it (no daemon runs it here)."""
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        subset = AssetGraphSubset.from_asset_partition_set(
+            {AssetKeyPartitionKey(candles_key("1m"), p) for p in partitions}, defs.resolve_asset_graph())
+        backfill = PartitionBackfill.from_asset_graph_subset(
+            backfill_id=backfill_id, backfill_timestamp=0.0, tags=tags, dynamic_partitions_store=instance,
+            asset_graph_subset=subset, title=None, description=None, run_config=None).with_status(status)
+    instance.add_backfill(backfill)
+    return backfill
