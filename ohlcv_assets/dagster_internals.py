@@ -12,7 +12,9 @@ pins them, so an upgrade that moves them fails there, not in a sensor at 3 a.m.)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import warnings
+from collections.abc import Iterable, Iterator
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
@@ -85,3 +87,14 @@ def check_target(record: dg.EventLogRecord | None) -> AssetCheckEvaluationTarget
         return None
     return AssetCheckEvaluationTargetMaterializationData(storage_id=record.storage_id, run_id=record.run_id,
                                                          timestamp=record.timestamp)
+
+
+@contextlib.contextmanager
+def beta_apis_in_use() -> Iterator[None]:
+    """The definitions use beta and preview APIs on purpose (multi-dimension partition mappings,
+    a backfill policy, partitioned asset checks): their warnings are ours, not a user's to read in
+    every log, so they are silenced where the definitions are built."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        yield

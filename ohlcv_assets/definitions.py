@@ -5,6 +5,7 @@ import os
 
 import dagster as dg
 
+from ohlcv_assets.dagster_internals import beta_apis_in_use
 from ohlcv_assets.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
 from ohlcv_assets.assets.features import build_features_asset
 from ohlcv_assets.assets.gap_report import build_gap_report_asset, gap_scan_job
@@ -22,11 +23,13 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
     """The code location for one universe file (None: OHLCV_UNIVERSE or the bundled demo); the
     exchange resource reads the same file, so partitions and runs always agree."""
     universe = load_universe(universe_path)
-    candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
-    warehouse = WarehouseResource.from_settings() if warehouse_url is None else WarehouseResource(url=warehouse_url)
-    features = [build_features_asset(universe, interval) for interval in universe.intervals]
-    reports = [build_gap_report_asset(interval) for interval in universe.intervals]
-    scan_jobs = {interval: gap_scan_job(interval) for interval in universe.intervals}
+    with beta_apis_in_use():
+        candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
+        warehouse = WarehouseResource.from_settings() if warehouse_url is None else WarehouseResource(url=warehouse_url)
+        features = [build_features_asset(universe, interval) for interval in universe.intervals]
+        reports = [build_gap_report_asset(interval) for interval in universe.intervals]
+        scan_jobs = {interval: gap_scan_job(interval) for interval in universe.intervals}
+
     return dg.Definitions(
         # Runs here are one step each: executing it in the run process saves a process spawn per run.
         executor=dg.in_process_executor,

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.gap_scan import settled_end_ms
 from ohlcv_assets.intervals import interval_ms, ms_to_iso
-from ohlcv_assets.names import candles_key, freshness_windows, partition_key_string
+from ohlcv_assets.names import candles_key, freshness_windows, partition_key_string, split_partition_key_string
 from ohlcv_assets.partitions import candle_partitions
 from ohlcv_assets.quality import CHECKS
 from ohlcv_assets.universe import Universe
@@ -73,15 +73,15 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
                 "candles": s.n if s else 0,
                 "open_gaps": open_gaps,
                 "failing_checks": None if failing is None else
-                [f"{name} ({', '.join(days)})" for name, days in failing.items() if inst.key in days_of(days)],
+                [f"{name} ({', '.join(mine)})" for name, days in failing.items() if (mine := of_instrument(days, inst.key))],
                 "quality_score": quality,
                 "last_run": run,
             })
     return rows
 
 
-def days_of(partitions: list[str]) -> set[str]:
-    return {p.split("|", 1)[1] for p in partitions}
+def of_instrument(partitions: list[str], instrument_key: str) -> list[str]:
+    return [p for p in partitions if split_partition_key_string(p)[0] == instrument_key]
 
 
 def failing_checks(instance: dg.DagsterInstance, universe: Universe, interval: str, blocking_only: bool = False) -> dict[str, list[str]]:

@@ -91,11 +91,14 @@ def spike_mask(close: np.ndarray) -> np.ndarray:
 
 
 def aggregate(minutes: pd.DataFrame, step_ms: int) -> pd.DataFrame:
+    """Candles of ``step_ms`` built from 1m candles, only for buckets whose every minute is stored
+    (a bucket still being filled, by a run of the 1m candles not finished yet, is not comparable)."""
     bucket = minutes["open_time"] // step_ms * step_ms
     grouped = minutes.groupby(bucket, sort=True)
-    return pd.DataFrame({"open_time": grouped["open_time"].first().index.to_numpy(), "open": grouped["open"].first().to_numpy(),
-                         "high": grouped["high"].max().to_numpy(), "low": grouped["low"].min().to_numpy(),
-                         "close": grouped["close"].last().to_numpy(), "volume": grouped["volume"].sum().to_numpy()})
+    frame = pd.DataFrame({"open_time": grouped["open_time"].first().index.to_numpy(), "open": grouped["open"].first().to_numpy(),
+                          "high": grouped["high"].max().to_numpy(), "low": grouped["low"].min().to_numpy(),
+                          "close": grouped["close"].last().to_numpy(), "volume": grouped["volume"].sum().to_numpy()})
+    return frame[grouped.size().to_numpy() == step_ms // MINUTE_MS].reset_index(drop=True)
 
 
 def consistency(frame: pd.DataFrame, minutes: pd.DataFrame | None, step_ms: int) -> CheckOutcome:

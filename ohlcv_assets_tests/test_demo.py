@@ -1,61 +1,94 @@
-"""The README's first command, end to end: simulator, `dagster dev` (webserver + daemon), a backfill
-launched through GraphQL and run by the daemon with the multi-run backfill policy."""
+"""The README's first command, end to end, started as a background job would be (SIGINT ignored, no
+stdin): simulator, `dagster dev` (webserver + daemon), a backfill of every partition the demo
+universe declares, gap scans, downtime confirmed and re-checked; then nothing is left running and
+no run ended FAILED."""
 
 import datetime as dt
 import os
 import re
+import signal
 import subprocess
 import sys
 
 import dagster as dg
 import pandas as pd
-
 from dagster._core.definitions.freshness import FreshnessState
 
-from ohlcv_assets.exchange.simulator import SimulatorConfig
 from ohlcv_assets.exchange.market import SimulatedMarket
+from ohlcv_assets.exchange.simulator import SimulatorConfig
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms
+from ohlcv_assets.monitoring import failing_checks
+from ohlcv_assets.names import candles_key, gap_report_key
 from ohlcv_assets.universe import load_universe
+from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port
-from ohlcv_assets.names import candles_key
 
 
-def test_demo_backfills_the_demo_universe_through_the_daemon(tmp_path):
+def processes_with_home(home: str) -> list[str]:
+    """Processes whose DAGSTER_HOME is the demo's: anything the demo left behind."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if f"DAGSTER_HOME={home}".encode() in f.read().split(b"\0"):
+                    with open(f"/proc/{entry}/cmdline", "rb") as c:
+                        found.append(f"{entry} {c.read().replace(b'\0', b' ')[:120].decode()}")
+        except OSError:
+            continue
+    return found
+
+
+def test_demo_fills_what_the_universe_declares_explains_gaps_and_leaves_nothing_behind(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("OHLCV_WAREHOUSE_URL", "OHLCV_UNIVERSE", "DAGSTER_HOME")}
+    home = tmp_path / "demo"
     demo = subprocess.run(
-        [sys.executable, "-m", "ohlcv_assets.demo", "--once", "--days", "1", "--port", str(free_port()),
-         "--simulator-port", str(free_port()), "--home", str(tmp_path / "demo")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        [sys.executable, "-m", "ohlcv_assets.cli.demo", "--once", "--port", str(free_port()),
+         "--simulator-port", str(free_port()), "--home", str(home)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
+    dagster_home = str(home / "dagster_home")
+    assert processes_with_home(dagster_home) == []
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert "COMPLETED_SUCCESS" in demo.stdout
+    assert "Traceback" not in demo.stdout + demo.stderr and "Warning" not in demo.stdout + demo.stderr
+    assert "Demo backfill finished" in demo.stdout and "checks failing:        none" in demo.stdout
 
-    yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    universe = load_universe()
     config = SimulatorConfig.from_yaml()
     market = SimulatedMarket(config.symbols, config.downtime, config.seed)
-    warehouse = Warehouse(f"sqlite:///{tmp_path / 'demo' / 'warehouse.db'}")
-    universe = load_universe()
-    partitions = 0
+    warehouse = Warehouse(f"sqlite:///{dagster_home}/warehouse.db")  # where the README says it is
+    today = dt.datetime.now(dt.timezone.utc).date()
+    yesterday = today - dt.timedelta(days=1)
+    declared = 0
     for interval in universe.intervals:
+        step = interval_ms(interval)
         for inst in universe.instruments_for(interval):
-            partitions += 2
-            start, end = day_bounds_ms(yesterday)
+            declared += (today - inst.start).days + 1
+            start, end = day_bounds_ms(inst.start)[0], day_bounds_ms(yesterday)[1]
             stored = warehouse.read_candles(inst.exchange, inst.symbol, interval, start, end)
-            step = interval_ms(interval)
             expected = pd.DataFrame(market.candles(market.symbols[inst.symbol.replace("/", "")], step, start, end, end + step).as_floats())
             assert stored.equals(expected), f"{inst.key} {interval}"
+    downtime = [r for r in gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m") if r.status == "confirmed_empty"]
+    assert [r.candles for r in downtime] == [90]
+    warehouse.dispose()
 
-    with dg.DagsterInstance.from_config(str(tmp_path / "demo" / "dagster_home")) as instance:
+    with dg.DagsterInstance.from_config(dagster_home) as instance:
         demo_backfills = set(re.findall(r"^backfill (\w+): ", demo.stdout, re.MULTILINE))
         assert len(demo_backfills) == len(universe.intervals)
-        runs = [r for r in instance.get_runs() if r.tags.get("dagster/backfill") in demo_backfills]
-        assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-        assert len(runs) < partitions  # several partitions per run: the multi-run backfill policy
-        # The freshness daemon (dagster.yaml: freshness.enabled) evaluated every candles asset's policy
-        # (only it writes these records). The state itself depends on whether its 30 s tick came after
-        # the asset's first materialization before the demo exited: UNKNOWN until then.
+        runs = list(instance.get_runs())
+        assert not [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
+        assert not [r for r in runs if not r.is_finished]
+        backfilled = [r for r in runs if r.tags.get("dagster/backfill") in demo_backfills]
+        assert backfilled and len(backfilled) < declared  # several partitions per run: the multi-run backfill policy
+        for interval in universe.intervals:
+            assert failing_checks(instance, universe, interval) == {}
+            scanned = instance.get_materialized_partitions(gap_report_key(interval))
+            assert scanned == {i.key for i in universe.instruments_for(interval)}
+        # The freshness daemon evaluated every candles asset's policy (UNKNOWN until its first tick).
         states = instance.get_freshness_state_records([candles_key(i) for i in universe.intervals])
         assert set(states) == {candles_key(i) for i in universe.intervals}
         assert all(r.freshness_state != FreshnessState.NOT_APPLICABLE for r in states.values())

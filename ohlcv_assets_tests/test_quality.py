@@ -88,3 +88,16 @@ def test_freshness_falls_linearly_from_the_warn_to_the_fail_window():
     assert freshness_share(15, warn_ms=10, fail_ms=20) == pytest.approx(0.5)
     assert freshness_share(25, warn_ms=10, fail_ms=20) == 0.0
     assert freshness_share(None, warn_ms=10, fail_ms=20) == 0.0
+
+
+def test_an_hour_whose_minutes_are_still_being_stored_is_not_compared():
+    """A today run of 1h can store the newest hour before the 1m run stored its last minute: that
+    hour is not comparable yet, and is not reported as inconsistent."""
+    hours, minutes = candles(HOUR_MS), candles(MINUTE_MS)
+    partial = minutes.iloc[:-1]  # the day's last minute not stored yet
+    result = outcome(hours, "consistent_with_1m", step=HOUR_MS, expected=24, minutes=partial)
+    assert result.passed and result.checked == 23
+    wrong = hours.copy()
+    wrong.loc[3, "high"] += 1.0
+    assert outcome(wrong, "consistent_with_1m", step=HOUR_MS, expected=24, minutes=partial).offending["open_time"].tolist() == [
+        int(hours.loc[3, "open_time"])]

@@ -2,6 +2,7 @@
 end-to-end tests: wait for the webserver, launch a partition backfill, follow it to the end."""
 
 import json
+from collections.abc import Callable
 import time
 import urllib.error
 import urllib.request
@@ -81,10 +82,15 @@ def backfill_status(webserver: str, backfill_id: str) -> str:
     return result["status"]
 
 
-def wait_for_backfills(webserver: str, backfill_ids: list[str], timeout_seconds: float) -> dict[str, str]:
+def wait_for_backfills(webserver: str, backfill_ids: list[str], timeout_seconds: float,
+                       alive: Callable[[], bool] = lambda: True) -> dict[str, str]:
+    """Final status of each backfill; raises when time runs out or ``alive()`` says the processes
+    running them are gone."""
     deadline = time.monotonic() + timeout_seconds
     statuses: dict[str, str] = {}
     while True:
+        if not alive():
+            raise DagsterApiError(f"the Dagster processes stopped before the backfills finished: {statuses}")
         statuses = {b: backfill_status(webserver, b) for b in backfill_ids}
         if all(s in FINAL_STATUSES for s in statuses.values()):
             return statuses

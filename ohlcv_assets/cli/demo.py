@@ -1,13 +1,20 @@
 """One command to see the pipeline work offline: the bundled exchange simulator, a project-local
-Dagster instance on SQLite, `dagster dev`, and a backfill of the demo universe's last days
-launched through the webserver (as the UI's "Materialize" button does), so the partitions fill
-in the UI while you watch.
+Dagster instance on SQLite, `dagster dev`, a backfill of every partition the demo universe declares
+launched through the webserver (as the UI's "Materialize" button does), then a gap scan of every
+instrument, so the partitions, the gap reports and the checks fill in the UI while you watch.
 
     ohlcv-demo               # UI on http://127.0.0.1:3000, Ctrl-C stops everything
-    ohlcv-demo --once        # run the backfill to the end, print the summary, exit
+    ohlcv-demo --once        # run to the end, print the summary, stop everything, exit
+
+The demo owns every process it starts: each child runs in its own process group with SIGINT at
+its default (a demo started in the background inherits SIGINT ignored, which `dagster dev` would
+then ignore too); on the way out, runs still in flight are given time to finish, then the groups
+are interrupted and killed, runs that did not finish are marked canceled, and the simulator stops
+last.
 """
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -15,86 +22,206 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
-from dagster import DagsterInstance
+import dagster as dg
 
-from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills, wait_for_webserver
+from ohlcv_assets.cli.dagster_api import DagsterApiError, launch_backfill, wait_for_backfills, wait_for_webserver
+from ohlcv_assets.monitoring import failing_checks
+from ohlcv_assets.names import partition_key_string
 from ohlcv_assets.partitions import sync_instrument_partitions
-from ohlcv_assets.universe import load_universe
+from ohlcv_assets.settings import DAGSTER_HOME_ENV, warehouse_url
+from ohlcv_assets.universe import Universe, load_universe
+from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse.store import Warehouse
 
 SIMULATOR_URL_ENV = "OHLCV_SIMULATOR_URL"
+PROJECT = Path(__file__).resolve().parents[2]  # dagster.yaml and workspace.yaml of the checkout
+DRAIN_SECONDS = 90
+STOP_SECONDS = 30
+RECHECK_SECONDS = 240
 
 
-def demo_partitions(universe, interval: str, days: int, today: dt.date) -> list[str]:
-    first = max(universe.start_date(interval), today - dt.timedelta(days=days))
-    span = [first + dt.timedelta(days=n) for n in range((today - first).days + 1)]
-    return [f"{day.isoformat()}|{inst.key}" for day in span for inst in universe.instruments_for(interval) if day >= inst.start]
+def declared_partitions(universe: Universe, interval: str, today: dt.date) -> list[str]:
+    """Every candles partition the universe declares for an interval, up to today."""
+    return [partition_key_string(inst.key, inst.start + dt.timedelta(days=n))
+            for inst in universe.instruments_for(interval) for n in range((today - inst.start).days + 1)]
 
 
-def main(argv: list[str] | None = None) -> None:
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class ProcessGroups:
+    """Children started in their own process groups, stopped group by group in reverse order."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, args: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen:
+        with open(log, "ab") as out:
+            child = subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_sigint_default)
+        self.children.append((name, child))
+        return child
+
+    def dead(self) -> list[str]:
+        return [name for name, child in self.children if child.poll() is not None]
+
+    def stop(self, name: str) -> None:
+        for child_name, child in self.children:
+            if child_name == name:
+                stop_group(child)
+
+    def stop_all(self) -> None:
+        for _, child in reversed(self.children):
+            stop_group(child)
+
+
+def stop_group(child: subprocess.Popen) -> None:
+    """SIGINT to the whole group (as a terminal's Ctrl-C), then SIGKILL to whatever is left in it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGINT)
+    try:
+        child.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def unfinished_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    statuses = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    return list(instance.get_runs(filters=dg.RunsFilter(statuses=statuses)))
+
+
+def drain(instance: dg.DagsterInstance, seconds: float) -> None:
+    """Waits (bounded) until no run is queued or in flight, twice in a row."""
+    deadline, quiet = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline and quiet < 2:
+        quiet = quiet + 1 if not unfinished_runs(instance) else 0
+        time.sleep(1)
+
+
+def wait_for_simulator(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v3/ping", timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise DagsterApiError(f"the simulator at {url} did not answer within {seconds}s") from None
+            time.sleep(0.3)
+
+
+def summary(universe: Universe, instance: dg.DagsterInstance, partitions: int, statuses: dict[str, str]) -> tuple[str, bool]:
+    warehouse = Warehouse.open_existing(warehouse_url())
+    try:
+        stored = sum(len(warehouse.read_open_times(i.exchange, i.symbol, interval, 0, 2**62))
+                     for interval in universe.intervals for i in universe.instruments_for(interval))
+        by_status: dict[str, int] = {}
+        for interval in universe.intervals:
+            for inst in universe.instruments_for(interval):
+                for record in gap_records.instrument_gaps(warehouse, inst.exchange, inst.symbol, interval):
+                    label = f"{record.reason} ({record.status})"
+                    by_status[label] = by_status.get(label, 0) + record.candles
+    finally:
+        warehouse.dispose()
+    failing = {f"candles/{i} {name}": days for i in universe.intervals for name, days in failing_checks(instance, universe, i).items()}
+    ok = all(s == "COMPLETED_SUCCESS" for s in statuses.values()) and not failing
+    lines = [
+        "", "Demo backfill finished:",
+        f"  partitions backfilled: {partitions} ({', '.join(sorted(set(statuses.values())))})",
+        f"  candles stored:        {stored:,}",
+        "  missing candles found: " + (", ".join(f"{k}: {v}" for k, v in sorted(by_status.items())) or "none"),
+        "  checks failing:        " + ("; ".join(f"{k} for {', '.join(v)}" for k, v in failing.items()) or "none"),
+        "", "  Inspect with:  DAGSTER_HOME=" + os.environ[DAGSTER_HOME_ENV] + " ohlcv-status", "",
+    ]
+    return "\n".join(lines), ok
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the ohlcv_assets demo offline.")
-    parser.add_argument("--days", type=int, default=7, help="days of history to backfill before today")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port")
     parser.add_argument("--simulator-port", type=int, default=8765)
     parser.add_argument("--home", default=".demo", help="where the demo keeps its Dagster instance and warehouse")
-    parser.add_argument("--once", action="store_true", help="exit when the backfill has finished")
+    parser.add_argument("--once", action="store_true", help="exit when the backfill and the gap scans have finished")
     args = parser.parse_args(argv)
 
-    root = Path.cwd()
-    home = (root / args.home).resolve()
-    dagster_home = home / "dagster_home"
+    dagster_home = (Path(args.home) / "dagster_home").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(root / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(dagster_home),
-        "OHLCV_WAREHOUSE_URL": os.environ.get("OHLCV_WAREHOUSE_URL", f"sqlite:///{home / 'warehouse.db'}"),
-        SIMULATOR_URL_ENV: f"http://127.0.0.1:{args.simulator_port}",
-    }
-    os.environ.update(env)
-    children: list[subprocess.Popen] = []
-
-    def stop(*_):
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-
-    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
-    try:
-        children.append(subprocess.Popen([sys.executable, "-m", "ohlcv_assets.exchange.simulator", "--port", str(args.simulator_port)], env=env))
-        universe = load_universe()
-        with DagsterInstance.get() as instance:
+    shutil.copyfile(PROJECT / "dagster.yaml", dagster_home / "dagster.yaml")
+    simulator_url = f"http://127.0.0.1:{args.simulator_port}"
+    os.environ.update({DAGSTER_HOME_ENV: str(dagster_home), SIMULATOR_URL_ENV: simulator_url})
+    env = dict(os.environ)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+    children = ProcessGroups()
+    code = 1
+    with dg.DagsterInstance.get() as instance:
+        try:
+            universe = load_universe()
+            print(f"warehouse: {warehouse_url()}\nDagster instance: {dagster_home}\nlogs: {dagster_home}/*.log", flush=True)
+            children.start("simulator", ["-m", "ohlcv_assets.exchange.simulator", "--port", str(args.simulator_port)],
+                           env, dagster_home, dagster_home / "simulator.log")
+            wait_for_simulator(simulator_url)
             sync_instrument_partitions(instance, universe)
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(args.port)],
-            env=env, cwd=root,
-        ))
-        webserver = f"http://127.0.0.1:{args.port}"
-        wait_for_webserver(webserver, timeout_seconds=180)
-        today = dt.datetime.now(dt.timezone.utc).date()
-        backfills = []
-        for interval in universe.intervals:
-            names = demo_partitions(universe, interval, args.days, today)
-            backfills.append(launch_backfill(webserver, ["candles", interval], names, title=f"demo: last {args.days} days of {interval}"))
-            print(f"backfill {backfills[-1]}: {len(names)} partitions of candles/{interval}", flush=True)
-        print(f"\n  Dagster UI: {webserver}/assets/candles  (Ctrl-C stops the demo)\n", flush=True)
-        if args.once:
-            statuses = wait_for_backfills(webserver, backfills, timeout_seconds=1800)
-            print(f"backfills finished: {statuses}", flush=True)
-            sys.exit(0 if all(s == "COMPLETED_SUCCESS" for s in statuses.values()) else 1)
-        while all(child.poll() is None for child in children):
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
+            children.start("dagster", ["-m", "dagster", "dev", "-w", str(PROJECT / "workspace.yaml"), "-h", "127.0.0.1",
+                                       "-p", str(args.port)], env, dagster_home, dagster_home / "dagster.log")
+            webserver = f"http://127.0.0.1:{args.port}"
+            wait_for_webserver(webserver, timeout_seconds=180)
+            code = run_demo(universe, instance, webserver, children, once=args.once)
+        except KeyboardInterrupt:
+            print("\nstopping the demo…", flush=True)
+            code = 0
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            shut_down(instance, children)
+    return code
+
+
+def run_demo(universe: Universe, instance: dg.DagsterInstance, webserver: str, children: ProcessGroups, once: bool) -> int:
+    today = dt.datetime.now(dt.timezone.utc).date()
+    backfills, partitions = [], 0
+    for interval in universe.intervals:
+        names = declared_partitions(universe, interval, today)
+        partitions += len(names)
+        backfills.append(launch_backfill(webserver, ["candles", interval], names, title=f"demo: candles/{interval}"))
+        print(f"backfill {backfills[-1]}: {len(names)} partitions of candles/{interval}", flush=True)
+    print(f"\n  Dagster UI: {webserver}/assets/candles  (Ctrl-C stops the demo)\n", flush=True)
+    statuses = wait_for_backfills(webserver, backfills, timeout_seconds=1800, alive=lambda: not children.dead())
+    scans = [launch_backfill(webserver, ["gap_report", interval], [i.key for i in universe.instruments_for(interval)],
+                             title=f"demo: gap scan of {interval}") for interval in universe.intervals]
+    print(f"gap scans {', '.join(scans)}: every instrument's history checked for missing candles", flush=True)
+    wait_for_backfills(webserver, scans, timeout_seconds=600, alive=lambda: not children.dead())
+    # The gap sensor re-checks days whose missing candles the scans confirmed as downtime.
+    deadline = time.monotonic() + RECHECK_SECONDS
+    while any(failing_checks(instance, universe, i) for i in universe.intervals) and time.monotonic() < deadline:
+        time.sleep(3)
+    drain(instance, DRAIN_SECONDS)
+    text, ok = summary(universe, instance, partitions, statuses)
+    print(text, flush=True)
+    if once:
+        return 0 if ok else 1
+    while not children.dead():
+        time.sleep(1)
+    print(f"stopped: {', '.join(children.dead())} exited", file=sys.stderr)
+    return 1
+
+
+def shut_down(instance: dg.DagsterInstance, children: ProcessGroups) -> None:
+    """In-flight runs first (they need the simulator), then Dagster, then the simulator."""
+    if "dagster" not in children.dead():
+        drain(instance, DRAIN_SECONDS)
+    children.stop("dagster")
+    for run in unfinished_runs(instance):
+        instance.report_run_canceled(run, message="the demo stopped before this run finished")
+    children.stop_all()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

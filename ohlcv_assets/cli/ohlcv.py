@@ -1,0 +1,98 @@
+"""`ohlcv`: the pipeline from a terminal, on the Dagster instance in ``$DAGSTER_HOME``, no daemon needed.
+
+    ohlcv register                                     add the universe's instruments as partitions
+    ohlcv backfill 1m binance.BTC-USDT 2026-11-01 [2026-11-07]
+                                                       fetch and store those days (one ranged run per
+                                                       366 days, executed here, recorded in Dagster)
+
+A backfill registers the universe first, so it works on a fresh instance. Its runs are ordinary
+Dagster runs (the UI shows them, their partitions turn green); exit status 0 only if every run
+succeeded.
+"""
+
+import argparse
+import datetime as dt
+import sys
+
+import dagster as dg
+
+from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN
+from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, candles_key, partition_key_string
+from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.universe import Universe, UniverseError, load_universe
+
+
+def register(instance: dg.DagsterInstance, universe: Universe) -> None:
+    changes = sync_instrument_partitions(instance, universe)
+    for name, (added, removed) in sorted(changes.items()):
+        print(f"{name}: added {', '.join(added) or 'none'}; removed {', '.join(removed) or 'none'}")
+    if not changes:
+        print("instrument partitions already match the universe")
+
+
+def day_ranges(first: dt.date, last: dt.date, days_per_run: int) -> list[tuple[dt.date, dt.date]]:
+    ranges, start = [], first
+    while start <= last:
+        end = min(last, start + dt.timedelta(days=days_per_run - 1))
+        ranges.append((start, end))
+        start = end + dt.timedelta(days=1)
+    return ranges
+
+
+def backfill(instance: dg.DagsterInstance, universe: Universe, interval: str, instrument: str, first: dt.date,
+             last: dt.date) -> bool:
+    if interval not in universe.intervals:
+        raise SystemExit(f"ohlcv: interval {interval!r} is not in the universe (intervals: {', '.join(universe.intervals)})")
+    try:
+        inst = universe.instrument(instrument)
+    except KeyError as err:
+        raise SystemExit(f"ohlcv: {err.args[0]}") from None
+    if interval not in inst.intervals:
+        raise SystemExit(f"ohlcv: {instrument} is not configured for {interval} (its intervals: {', '.join(inst.intervals)})")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    if first > last or first < inst.start or last > today:
+        raise SystemExit(f"ohlcv: days must run from {inst.start} (the instrument's start) to {today} (today), "
+                         f"first before last; got {first}..{last}")
+    sync_instrument_partitions(instance, universe)
+    defs = build_definitions()
+    asset = defs.get_assets_def(candles_key(interval))
+    ok = True
+    for start, end in day_ranges(first, last, MAX_PARTITIONS_PER_RUN):
+        print(f"candles/{interval} {instrument} {start}..{end}: running", flush=True)
+        result = dg.materialize([asset], instance=instance, resources=defs.resources, raise_on_error=False, tags={
+            RANGE_START_TAG: partition_key_string(instrument, start), RANGE_END_TAG: partition_key_string(instrument, end),
+            REASON_TAG: "ohlcv backfill (command line)"})
+        written = sum(int(e.materialization.metadata["rows_written"].value) for e in result.get_asset_materialization_events()
+                      if "rows_written" in e.materialization.metadata)
+        state = "succeeded" if result.success else "FAILED"
+        print(f"candles/{interval} {instrument} {start}..{end}: run {result.run_id} {state}, "
+              f"{len(result.get_asset_materialization_events())} partitions, {written:,} candles written", flush=True)
+        ok &= result.success
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ohlcv", description="Register instruments and backfill candles without the daemon.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("register", help="add the universe's instruments as partitions (remove those taken out)")
+    fill = commands.add_parser("backfill", help="fetch and store days of one instrument and interval")
+    fill.add_argument("interval", help="e.g. 1m")
+    fill.add_argument("instrument", help="partition key of the instrument, e.g. binance.BTC-USDT")
+    fill.add_argument("first", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD (UTC)")
+    fill.add_argument("last", type=dt.date.fromisoformat, nargs="?", help="last day (default: the first)")
+    args = parser.parse_args(argv)
+    try:
+        universe = load_universe()
+    except UniverseError as err:
+        print(f"ohlcv: {err}", file=sys.stderr)
+        return 2
+    with dg.DagsterInstance.get() as instance:
+        if args.command == "register":
+            register(instance, universe)
+            return 0
+        return 0 if backfill(instance, universe, args.interval, args.instrument, args.first, args.last or args.first) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
