@@ -1,0 +1,75 @@
+"""The README's command-line paths, as a user runs them on a fresh Dagster instance without the
+daemon: register the universe, materialize one partition with Dagster's own CLI, backfill a range
+of days with `ohlcv backfill`; bad input is a clear error with a non-zero exit."""
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+
+import dagster as dg
+
+from ohlcv_assets.intervals import day_bounds_ms, now_ms
+from ohlcv_assets.names import candles_key
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets_tests.conftest import REPO
+from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles
+
+BIN = os.path.dirname(sys.executable)
+
+
+def run(args, env, cwd):
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def test_register_materialize_and_backfill_from_a_fresh_instance(simulator, universe_file, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if k != "OHLCV_WAREHOUSE_URL"}
+    env.update({"DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file)})
+
+    registered = run([f"{BIN}/ohlcv", "register"], env, tmp_path)
+    assert registered.returncode == 0, registered.stderr[-2000:]
+    assert "instruments_1m: added binance.BTC-USDT, binance.ETH-USDT, binance.LATE-USDT" in registered.stdout
+
+    one = run([f"{BIN}/dagster", "asset", "materialize", "-m", "ohlcv_assets.definitions", "--select", "candles/1m",
+               "--partition", f"{PLAIN_DAY}|binance.BTC-USDT"], env, tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    first, last = PLAIN_DAY - dt.timedelta(days=2), PLAIN_DAY
+    ranged = run([f"{BIN}/ohlcv", "backfill", "1m", "binance.ETH-USDT", str(first), str(last)], env, tmp_path)
+    assert ranged.returncode == 0, ranged.stdout[-2000:] + ranged.stderr[-2000:]
+    assert "succeeded, 3 partitions, 4,320 candles written" in ranged.stdout
+
+    warehouse = Warehouse(f"sqlite:///{home / 'warehouse.db'}")  # the documented default: beside the instance
+    try:
+        for symbol, days in (("BTC/USDT", [PLAIN_DAY]), ("ETH/USDT", [first, first + dt.timedelta(days=1), last])):
+            for day in days:
+                stored = warehouse.read_candles("binance", symbol, "1m", *day_bounds_ms(day))
+                assert stored.equals(simulator_candles(simulator, symbol, "1m", day, now_ms())), (symbol, day)
+    finally:
+        warehouse.dispose()
+    assert not (tmp_path / "warehouse.db").exists()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        materialized = instance.get_materialized_partitions(candles_key("1m"))
+    assert {f"{PLAIN_DAY}|binance.BTC-USDT", f"{first}|binance.ETH-USDT", f"{last}|binance.ETH-USDT"} <= materialized
+
+    status = run([f"{BIN}/ohlcv-status", "--json"], env, tmp_path)
+    assert status.returncode == 0, status.stderr[-2000:]
+
+
+def test_bad_backfill_arguments_are_clear_errors(universe_file, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file)}
+    for args, message in (
+        (["backfill", "3m", "binance.BTC-USDT", "2026-10-08"], "interval '3m' is not in the universe"),
+        (["backfill", "1m", "binance.DOGE-USDT", "2026-10-08"], "instrument 'binance.DOGE-USDT' is not in the universe"),
+        (["backfill", "5m", "binance.BTC-USDT", "2026-10-08"], "is not configured for 5m"),
+        (["backfill", "1m", "binance.BTC-USDT", "2026-10-08", "2026-10-01"], "first before last"),
+    ):
+        out = run([f"{BIN}/ohlcv", *args], env, tmp_path)
+        assert out.returncode != 0 and message in out.stderr, (args, out.stderr[-1000:])
+
