@@ -1,14 +1,15 @@
-"""Assembles the code location: assets, sensors and schedules built from the universe file."""
+"""Assembles the code location: assets, sensors and schedules built from the universe file. Only
+assembles: every piece is built in its own module."""
 
 
 import os
 
 import dagster as dg
 
-from ohlcv_assets.dagster_internals import beta_apis_in_use
 from ohlcv_assets.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
 from ohlcv_assets.assets.features import build_features_asset
 from ohlcv_assets.assets.gap_report import build_gap_report_asset, gap_scan_job
+from ohlcv_assets.dagster_internals import beta_apis_in_use
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.schedules.gap_scan import build_gap_scan_schedule
 from ohlcv_assets.schedules.today import build_today_schedule
@@ -27,7 +28,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
         warehouse = WarehouseResource.from_settings() if warehouse_url is None else WarehouseResource(url=warehouse_url)
         features = [build_features_asset(universe, interval) for interval in universe.intervals]
-        reports = [build_gap_report_asset(interval) for interval in universe.intervals]
+        reports = [build_gap_report_asset(universe, interval) for interval in universe.intervals]
         scan_jobs = {interval: gap_scan_job(interval) for interval in universe.intervals}
 
     return dg.Definitions(
@@ -58,4 +59,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
     )
 
 
-defs = build_definitions(os.environ.get(UNIVERSE_ENV) or None)
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded when Dagster loads the code location, not when this module is imported."""
+    return build_definitions(os.environ.get(UNIVERSE_ENV) or None)

@@ -18,7 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 
-from ohlcv_assets.exchange.source import CandleSource, empty_candles, fetch_closed_candles
+from ohlcv_assets.candle_frame import empty_candles
+from ohlcv_assets.exchange.source import CandleSource, fetch_closed_candles
 from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, expected_open_times, interval_ms, ms_to_iso
 from ohlcv_assets.universe import Instrument
 from ohlcv_assets.validation import validate_candles

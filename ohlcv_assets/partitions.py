@@ -6,9 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
-from ohlcv_assets.universe import Universe
-
 from ohlcv_assets.names import DAY, INSTRUMENT, instruments_partitions_name, split_partition_key_string
+from ohlcv_assets.universe import Universe
 
 
 def candle_partitions(universe: Universe, interval: str) -> dg.MultiPartitionsDefinition:

@@ -22,7 +22,6 @@ from ohlcv_assets.names import candles_key, gap_report_key
 from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
-from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port
 
 
@@ -36,7 +35,8 @@ def processes_with_home(home: str) -> list[str]:
             with open(f"/proc/{entry}/environ", "rb") as f:
                 if f"DAGSTER_HOME={home}".encode() in f.read().split(b"\0"):
                     with open(f"/proc/{entry}/cmdline", "rb") as c:
-                        found.append(f"{entry} {c.read().replace(b'\0', b' ')[:120].decode()}")
+                        command = c.read().replace(b"\0", b" ")[:120].decode()
+                    found.append(f"{entry} {command}")
         except OSError:
             continue
     return found

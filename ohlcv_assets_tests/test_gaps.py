@@ -2,8 +2,16 @@
 
 import numpy as np
 
-from ohlcv_assets.gaps import (BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, Gap,
-                               classify_known, find_gaps, split_by_presence)
+from ohlcv_assets.gaps import (
+    BEFORE_LISTING,
+    BEYOND_HISTORY,
+    EXCHANGE_DOWNTIME,
+    FILLABLE,
+    Gap,
+    classify_known,
+    find_gaps,
+    split_by_presence,
+)
 
 S = 60_000
 

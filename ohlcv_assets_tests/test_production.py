@@ -15,8 +15,8 @@ import sys
 import dagster as dg
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 import requests
+import sqlalchemy as sa
 import yaml
 
 from ohlcv_assets.cli.dagster_api import graphql, launch_backfill, wait_for_backfills, wait_for_webserver

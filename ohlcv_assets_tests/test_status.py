@@ -11,8 +11,8 @@ import sys
 import dagster as dg
 
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, now_ms
 from ohlcv_assets.gaps import EXCHANGE_DOWNTIME, FILLABLE, Gap
+from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, now_ms
 from ohlcv_assets.names import candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.warehouse import gap_records

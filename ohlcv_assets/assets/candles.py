@@ -163,14 +163,14 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         instruments = []
         for instrument_key in days_by_instrument:
             try:
-                instrument = exchange.universe.instrument(instrument_key)
+                instrument = universe.instrument(instrument_key)
             except KeyError as err:
                 raise dg.Failure(description=str(err), allow_retries=False) from None
             if interval not in instrument.intervals:
                 raise dg.Failure(f"{instrument_key} is not configured for {interval}", allow_retries=False)
             instruments.append(instrument)
         now = now_ms()
-        windows = tuple(w.total_seconds() * 1000 for w in freshness_windows(interval, exchange.universe.refresh_minutes))
+        windows = tuple(w.total_seconds() * 1000 for w in freshness_windows(interval, universe.refresh_minutes))
         if asset_key not in context.selected_asset_keys:
             yield from recheck_stored(context, asset_key, warehouse, instruments, interval, keys, now, windows)
             return
@@ -178,7 +178,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         failures: list[InstrumentFailure] = []
         reporter = ProgressReporter(context, asset_key)
         for instrument in instruments:
-            config = exchange.universe.exchanges[instrument.exchange]
+            config = universe.exchanges[instrument.exchange]
             batches = ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval,
                                   days_by_instrument[instrument.key], now, workers=config.fetch_concurrency,
                                   on_progress=lambda p, label=instrument.label(): reporter.update(label, p))

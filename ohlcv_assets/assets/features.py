@@ -8,10 +8,10 @@ import dagster as dg
 from ohlcv_assets.derive_features import derive_days
 from ohlcv_assets.features import FEATURE_PARAMS
 from ohlcv_assets.intervals import interval_ms
-from ohlcv_assets.partitions import candle_partitions, partition_key, split_key
-from ohlcv_assets.resources import ExchangeResource, WarehouseResource
-from ohlcv_assets.universe import Universe
 from ohlcv_assets.names import DAY, INSTRUMENT, candles_key, features_key
+from ohlcv_assets.partitions import candle_partitions, partition_key, split_key
+from ohlcv_assets.resources import WarehouseResource
+from ohlcv_assets.universe import Universe
 
 # Recompute a day whenever the candles it reads (its own day and its warm-up days) change, never on
 # candles whose blocking checks failed.
@@ -61,13 +61,13 @@ def build_features_asset(universe: Universe, interval: str) -> dg.AssetsDefiniti
             "candles back (see ohlcv_assets/features.py)."
         ),
     )
-    def candle_features(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> None:
+    def candle_features(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> None:
         days_by_instrument: dict[str, list[dt.date]] = defaultdict(list)
         for key in context.partition_keys:
             instrument_key, day = split_key(key)
             days_by_instrument[instrument_key].append(day)
         for instrument_key, days in days_by_instrument.items():
-            instrument = exchange.universe.instrument(instrument_key)
+            instrument = universe.instrument(instrument_key)
             for days_run in contiguous_runs(days):
                 reports = derive_days(warehouse.warehouse, instrument.exchange, instrument.symbol, interval, days_run)
                 for day, report in reports.items():

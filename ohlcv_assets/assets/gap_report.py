@@ -5,9 +5,9 @@ import dagster as dg
 from ohlcv_assets.gap_scan import ScanResult, scan
 from ohlcv_assets.gaps import GAP_CLASSES
 from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms
-
-from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.names import INSTRUMENT, REASON_TAG, candles_key, gap_report_key, instruments_partitions_name, scan_job_name
+from ohlcv_assets.resources import ExchangeResource, WarehouseResource
+from ohlcv_assets.universe import Universe
 
 REPORT_DAYS = 31
 BAR_WIDTH = 20
@@ -41,7 +41,7 @@ def gap_table(result: ScanResult, step_ms: int, limit: int = 50) -> str:
     return "\n".join(lines)
 
 
-def build_gap_report_asset(interval: str) -> dg.AssetsDefinition:
+def build_gap_report_asset(universe: Universe, interval: str) -> dg.AssetsDefinition:
     step = interval_ms(interval)
 
     @dg.asset(
@@ -57,10 +57,10 @@ def build_gap_report_asset(interval: str) -> dg.AssetsDefinition:
         ),
     )
     def gap_report(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        instrument = exchange.universe.instrument(context.partition_key)
-        history = exchange.universe.exchanges[instrument.exchange].history_candles
+        instrument = universe.instrument(context.partition_key)
+        history = universe.exchanges[instrument.exchange].history_candles
         result = scan(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, history, now_ms(),
-                      exchange.universe.refresh_minutes)
+                      universe.refresh_minutes)
         by_reason = result.candles_by_reason(step)
         context.log.info(f"{instrument.label()} {interval}: coverage {result.coverage:.4%}, missing by reason {by_reason}, "
                          f"records {result.changes}")

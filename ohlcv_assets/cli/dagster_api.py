@@ -2,10 +2,10 @@
 end-to-end tests: wait for the webserver, launch a partition backfill, follow it to the end."""
 
 import json
-from collections.abc import Callable
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-CANDLE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume"]
+from ohlcv_assets.candle_frame import empty_candles, rows_to_frame
 
 
 class PermanentFetchError(Exception):
@@ -49,16 +49,6 @@ class CandleSource(Protocol):
 
     def first_open_time(self, symbol: str, interval: str) -> int | None:
         """Open time of the symbol's first candle ever (its listing), or None if unknown."""
-
-
-def empty_candles() -> pd.DataFrame:
-    return rows_to_frame(np.empty((0, 6)))
-
-
-def rows_to_frame(rows: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame(rows[:, 1:6].astype(np.float64), columns=CANDLE_COLUMNS[1:])
-    frame.insert(0, "open_time", rows[:, 0].astype(np.int64))
-    return frame
 
 
 def fetch_closed_candles(source: CandleSource, symbol: str, interval: str, step_ms: int,

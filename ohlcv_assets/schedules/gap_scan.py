@@ -5,7 +5,6 @@ import dagster as dg
 from ohlcv_assets.assets.gap_report import scan_request
 from ohlcv_assets.names import instruments_partitions_name
 
-
 GAP_SCAN_CRON = "30 0 * * *"
 
 

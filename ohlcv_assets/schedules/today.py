@@ -13,10 +13,9 @@ import datetime as dt
 
 import dagster as dg
 
+from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, candles_key, instruments_partitions_name
 from ohlcv_assets.partitions import partition_key
 from ohlcv_assets.universe import Universe
-from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, candles_key, instruments_partitions_name
-
 
 
 def days_to_refresh(now: dt.datetime, settlement_minutes: int) -> list[dt.date]:

@@ -6,9 +6,9 @@ import os
 import dagster as dg
 
 from ohlcv_assets.intervals import now_ms
+from ohlcv_assets.monitoring import failing_checks, instrument_rows
 from ohlcv_assets.resources import WarehouseResource
 from ohlcv_assets.resources.alerts import ALERT_WEBHOOK_ENV, AlertResource
-from ohlcv_assets.monitoring import failing_checks, instrument_rows
 from ohlcv_assets.universe import Universe
 
 

@@ -17,8 +17,17 @@ import dagster as dg
 from ohlcv_assets.dagster_internals import backfill_run_request, backfill_state, backfills_tagged, partitions_in_flight
 from ohlcv_assets.intervals import now_ms, utc_day
 from ohlcv_assets.monitoring import failing_checks
-from ohlcv_assets.names import (GAPS_TAG, RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, REQUEST_TAG, candles_key, gap_report_key, partition_key_string,
-                                split_partition_key_string)
+from ohlcv_assets.names import (
+    GAPS_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    REASON_TAG,
+    REQUEST_TAG,
+    candles_key,
+    gap_report_key,
+    partition_key_string,
+    split_partition_key_string,
+)
 from ohlcv_assets.quality import CHECKS
 from ohlcv_assets.resources import WarehouseResource
 from ohlcv_assets.universe import Universe, instrument_key

@@ -13,8 +13,18 @@ import dataclasses
 import sqlalchemy as sa
 
 from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, Gap
-from ohlcv_assets.warehouse.schema import (BACKFILL_REQUESTED, CONFIRMED_EMPTY, DETECTED, FILLED, GAP_CLOSED_STATUSES,
-                                          GAP_OPEN_STATUSES, SUPERSEDED, UNFILLABLE, candles, gaps)
+from ohlcv_assets.warehouse.schema import (
+    BACKFILL_REQUESTED,
+    CONFIRMED_EMPTY,
+    DETECTED,
+    FILLED,
+    GAP_CLOSED_STATUSES,
+    GAP_OPEN_STATUSES,
+    SUPERSEDED,
+    UNFILLABLE,
+    candles,
+    gaps,
+)
 from ohlcv_assets.warehouse.store import Warehouse
 
 MAX_BACKFILL_ATTEMPTS = 5

@@ -19,7 +19,7 @@ from alembic.config import Config
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ohlcv_assets.exchange.source import CANDLE_COLUMNS
+from ohlcv_assets.candle_frame import CANDLE_COLUMNS
 from ohlcv_assets.warehouse.schema import candles
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -7,15 +7,14 @@ import pytest
 
 from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN, ProgressReporter
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.ingest import ingest_day
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
+from ohlcv_assets.ingest import ingest_day
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, now_ms
+from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
-
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles, universe_yaml
-from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 
 
 def materialize(defs, instance, interval, instrument, day, raise_on_error=True):

@@ -5,12 +5,12 @@ import datetime as dt
 import dagster as dg
 
 from ohlcv_assets.assets.features import contiguous_runs
+from ohlcv_assets.intervals import day_bounds_ms
+from ohlcv_assets.names import candles_key, features_key
 from ohlcv_assets.partitions import partition_key
 from ohlcv_assets.warehouse.schema import candle_features
 from ohlcv_assets.warehouse.store import Warehouse
-from ohlcv_assets.intervals import day_bounds_ms
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY
-from ohlcv_assets.names import candles_key, features_key
 
 DAYS = [DOWNTIME_DAY - dt.timedelta(days=1), DOWNTIME_DAY, DOWNTIME_DAY + dt.timedelta(days=1)]
 

@@ -7,12 +7,11 @@ import dagster as dg
 
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
+from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import sync_instrument_partitions
-
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import simulator_candles, universe_yaml
-from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 
 
 def requests_at(when: dt.datetime, tmp_path, settlement_minutes: int = 60) -> list[tuple[str, str]]:

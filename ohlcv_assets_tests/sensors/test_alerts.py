@@ -10,12 +10,12 @@ import pytest
 
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.intervals import day_bounds_ms
+from ohlcv_assets.names import candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.resources.alerts import AlertResource
 from ohlcv_assets.universe import parse_universe
-from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles, universe_yaml
 from ohlcv_assets.warehouse.store import Warehouse
-from ohlcv_assets.names import candles_key
+from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles, universe_yaml
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.monitoring import failing_checks
-from ohlcv_assets.names import candles_key
 from ohlcv_assets.gaps import EXCHANGE_DOWNTIME, FILLABLE, Gap
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
+from ohlcv_assets.monitoring import failing_checks
+from ohlcv_assets.names import candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY
