@@ -1,0 +1,53 @@
+"""Pins the private Dagster parts the project relies on (ohlcv_assets/dagster_internals.py): an upgrade
+that moves or changes them fails here, by name, not in a sensor."""
+
+import uuid
+
+import dagster as dg
+from dagster._core.execution.backfill import BulkActionStatus
+
+from ohlcv_assets.dagster_internals import (
+    backfill_run_request,
+    backfill_state,
+    backfills_tagged,
+    check_target,
+    latest_materializations,
+    partitions_in_flight,
+)
+from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
+from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets_tests.sensors.test_gap_backfill import add_backfill
+
+
+def test_backfills_and_unfinished_runs_are_read_as_partitions_in_flight(universe, universe_file, warehouse_url, instance):
+    sync_instrument_partitions(instance, universe)
+    defs = build_definitions(str(universe_file), warehouse_url)
+    asset = defs.get_assets_def(candles_key("1m"))
+    request = backfill_run_request(candles_key("1m"), ["2026-10-08|binance.BTC-USDT"], defs.resolve_asset_graph(), {"t": "1"})
+    assert {str(p.partition_key) for p in request.asset_graph_subset.iterate_asset_partitions()} == {"2026-10-08|binance.BTC-USDT"}
+
+    add_backfill(instance, defs, "running", ["2026-10-08|binance.BTC-USDT"], {"k": "v"}, BulkActionStatus.REQUESTED)
+    add_backfill(instance, defs, "done", ["2026-10-09|binance.BTC-USDT"], {}, BulkActionStatus.COMPLETED_SUCCESS)
+    [running] = backfills_tagged(instance, {"k": "v"})
+    assert backfill_state(running) == (True, False, "REQUESTED")
+    instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+                                   asset_selection=frozenset({candles_key("1m")}),
+                                   tags={RANGE_START_TAG: "2026-10-10|binance.BTC-USDT", RANGE_END_TAG: "2026-10-10|binance.LATE-USDT"}))
+    instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.SUCCESS,
+                                   asset_selection=frozenset({candles_key("1m")}), tags={"dagster/partition": "2026-10-11|binance.BTC-USDT"}))
+    assert partitions_in_flight(instance, candles_key("1m"), asset.partitions_def) == {
+        "2026-10-08|binance.BTC-USDT", "2026-10-10|binance.BTC-USDT", "2026-10-10|binance.ETH-USDT", "2026-10-10|binance.LATE-USDT"}
+
+
+def test_a_check_evaluation_names_the_materialization_it_checked(simulator, universe, universe_file, warehouse_url, instance):
+    sync_instrument_partitions(instance, universe)
+    defs = build_definitions(str(universe_file), warehouse_url)
+    key = "2026-10-08|binance.BTC-USDT"
+    result = dg.materialize([defs.get_assets_def(candles_key("1m"))], partition_key=key, instance=instance, resources=defs.resources)
+    [record] = latest_materializations(instance, candles_key("1m"), [key]).values()
+    target = check_target(record)
+    assert (target.storage_id, target.run_id) == (record.storage_id, result.run_id)
+    evaluation = dg.AssetCheckEvaluation(asset_key=candles_key("1m"), check_name="completeness", passed=True, partition=key,
+                                         target_materialization_data=target)
+    assert evaluation.target_materialization_data.storage_id == record.storage_id
