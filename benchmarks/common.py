@@ -39,7 +39,7 @@ def running_simulator(config: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """The exchange simulator in its own process, as an exchange would be; yields (url, process)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-m", "ohlcv_assets.exchange.simulator", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "ohlcv_assets.simulator", "--port", str(port),
                                 "--config", str(config)], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30

@@ -10,9 +10,9 @@ import time
 
 import pandas as pd
 
-from ohlcv_assets.exchange.market import SimSymbol, SimulatedMarket
 from ohlcv_assets.features import compute_features
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
+from ohlcv_assets.simulator.market import SimSymbol, SimulatedMarket
 
 
 def main() -> None:

@@ -3,7 +3,8 @@ sensor while a user backfills the same days, then 500 rows deleted and a scan la
 (by reason) and klines requests until every gap is settled, then watches for more (a loop).
 
     python benchmarks/gap_loop.py                      # this checkout
-    python benchmarks/gap_loop.py --code /tmp/old      # another checkout (e.g. a git worktree), same venv
+    python benchmarks/gap_loop.py --code /tmp/old      # Dagster runs another checkout's code (e.g. a git
+                                                       # worktree) in the same venv; the simulator stays this one
 
 Prints one table row per run of the script.
 """
@@ -140,13 +141,12 @@ def main() -> None:
     }))
     warehouse_url = f"sqlite:///{work / 'warehouse.db'}"
     env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(work / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url}
-    if args.code:
-        env["PYTHONPATH"] = os.pathsep.join([args.code, env.get("PYTHONPATH", "")])
+    code_env = {**env, "PYTHONPATH": os.pathsep.join([args.code, env.get("PYTHONPATH", "")])} if args.code else env
     sim = f"http://127.0.0.1:{sim_port}"
     webserver = f"http://127.0.0.1:{ui_port}"
     started = time.monotonic()
-    with child(["-m", "ohlcv_assets.exchange.simulator", "--port", str(sim_port), "--config", str(work / "sim.yaml")], env, work / "sim.log"), \
-         child(["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)], env, home / "dagster.log"), \
+    with child(["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(work / "sim.yaml")], env, work / "sim.log"), \
+         child(["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)], code_env, home / "dagster.log"), \
          dg.DagsterInstance.from_config(str(home)) as instance:
         wait_http(f"{sim}/sim/stats")
         wait_http(f"{webserver}/server_info")

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 
 from ohlcv_assets.candle_frame import empty_candles
-from ohlcv_assets.exchange.source import CandleSource, fetch_closed_candles
+from ohlcv_assets.exchange.source import CandleSource, FetchStats, fetch_closed_candles
 from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, expected_open_times, interval_ms, ms_to_iso
 from ohlcv_assets.universe import Instrument
 from ohlcv_assets.validation import validate_candles
@@ -166,61 +166,75 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
     windows = [w for start, end in spans for w in page_windows(start, end, step, source.page_limit)]
     progress = Progress(pages_total=len(windows))
     batch_days = max(1, BATCH_CANDLES * step // DAY_MS)
-    frames: list[pd.DataFrame] = []
-    ready: list[_Day] = []
     remaining = collections.deque(todo)
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
-    writing: Future | None = None
-
-    def submit_ready() -> None:
-        """Hands the ready days to the writer thread, which writes while fetching goes on."""
-        nonlocal frames, stats_before, batch_started, writing
-        fetched = pd.concat(frames, ignore_index=True) if frames else empty_candles()
-        written_until = ready[-1].end
-        batch = fetched[fetched["open_time"] < written_until].reset_index(drop=True)
-        frames = [fetched[fetched["open_time"] >= written_until]]
-        stats = dataclasses.replace(source.stats)
-        delta = stats.since(stats_before)
-        counts = {"batch_days": len(ready), "requests": delta.requests, "retries": delta.retries,
-                  "rate_limit_waits": delta.rate_limit_waits}
-        stats_before = stats
-        writing = writer.submit(_write_batch, warehouse, instrument, interval, list(ready), batch, now_ms, counts, batch_started)
-        batch_started = time.perf_counter()
-        ready.clear()
-
-    def written() -> Iterator[list[tuple[dt.date, PartitionReport]]]:
-        """The batch the writer has (if any), once it is written."""
-        nonlocal writing
-        if writing is None:
-            return
-        reports, writing = writing.result(), None
-        progress.days_done += len(reports)
-        progress.candles += sum(report.rows_fetched for _, report in reports)
-        if on_progress:
-            on_progress(progress)
-        yield reports
-
+    writer = _BatchWriter(source, warehouse, instrument, interval, now_ms, progress, on_progress, stats_before, batch_started)
     lookahead = max(2 * workers, -(-BATCH_CANDLES // source.page_limit) + workers)
     try:
         try:
             for (_, window_end), frame in fetch_windows(source, instrument.symbol, interval, windows, now_ms, workers, lookahead):
-                frames.append(frame)
+                writer.frames.append(frame)
                 progress.pages_done += 1
                 while remaining and remaining[0].end <= window_end:
-                    ready.append(remaining.popleft())
-                if ready and (len(ready) >= batch_days or not remaining):
-                    yield from written()
-                    submit_ready()
+                    writer.ready.append(remaining.popleft())
+                if writer.ready and (len(writer.ready) >= batch_days or not remaining):
+                    yield from writer.written()
+                    writer.submit_ready()
         except Exception:
-            yield from written()  # the batch already handed to the writer is reported before failing
+            yield from writer.written()  # the batch already handed to the writer is reported before failing
             raise
-        ready.extend(remaining)  # days with no closed candle yet: nothing to fetch, still reported
-        if ready:
-            yield from written()
-            submit_ready()
-        yield from written()
+        writer.ready.extend(remaining)  # days with no closed candle yet: nothing to fetch, still reported
+        if writer.ready:
+            yield from writer.written()
+            writer.submit_ready()
+        yield from writer.written()
     finally:
-        writer.shutdown(wait=True)
+        writer.close()
+
+
+class _BatchWriter:
+    """Whole days written by one thread while fetching goes on: the fetched frames not written yet,
+    the days ready to write, the batch being written, and the request counts since the last batch."""
+
+    def __init__(self, source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str, now_ms: int,
+                 progress: Progress, on_progress: Callable[[Progress], None] | None, stats_before: FetchStats,
+                 batch_started: float):
+        self.source, self.warehouse, self.instrument, self.interval, self.now_ms = source, warehouse, instrument, interval, now_ms
+        self.progress, self.on_progress = progress, on_progress
+        self.frames: list[pd.DataFrame] = []
+        self.ready: list[_Day] = []
+        self.stats_before, self.batch_started = stats_before, batch_started  # the first batch counts the listing probes too
+        self.writing: Future | None = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
+
+    def submit_ready(self) -> None:
+        """Hands the ready days to the writer thread."""
+        fetched = pd.concat(self.frames, ignore_index=True) if self.frames else empty_candles()
+        written_until = self.ready[-1].end
+        batch = fetched[fetched["open_time"] < written_until].reset_index(drop=True)
+        self.frames = [fetched[fetched["open_time"] >= written_until]]
+        stats = dataclasses.replace(self.source.stats)
+        delta = stats.since(self.stats_before)
+        counts = {"batch_days": len(self.ready), "requests": delta.requests, "retries": delta.retries,
+                  "rate_limit_waits": delta.rate_limit_waits}
+        self.stats_before = stats
+        self.writing = self.pool.submit(_write_batch, self.warehouse, self.instrument, self.interval, list(self.ready), batch,
+                                        self.now_ms, counts, self.batch_started)
+        self.batch_started = time.perf_counter()
+        self.ready.clear()
+
+    def written(self) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
+        """The batch the writer has (if any), once it is written."""
+        if self.writing is None:
+            return
+        reports, self.writing = self.writing.result(), None
+        self.progress.days_done += len(reports)
+        self.progress.candles += sum(report.rows_fetched for _, report in reports)
+        if self.on_progress:
+            self.on_progress(self.progress)
+        yield reports
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 def _write_batch(warehouse: Warehouse, instrument: Instrument, interval: str, days: list[_Day],
@@ -254,9 +268,3 @@ def _write_batch(warehouse: Warehouse, instrument: Instrument, interval: str, da
         reports.append((d.day, report))
     return reports
 
-
-def ingest_day(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
-               day: dt.date, now_ms: int) -> PartitionReport:
-    """One instrument-day (the gap scan's probes and tests use it)."""
-    (_, report), = [r for batch in ingest_days(source, warehouse, instrument, interval, [day], now_ms) for r in batch]
-    return report

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.exchange.simulator import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse, normalise_url
 from ohlcv_assets_tests.helpers import SIMULATOR_CONFIG, universe_yaml

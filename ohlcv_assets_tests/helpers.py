@@ -4,8 +4,10 @@ import datetime as dt
 
 import pandas as pd
 
-from ohlcv_assets.exchange.simulator import ExchangeSimulator
+from ohlcv_assets.ingest import ingest_days
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms
+from ohlcv_assets.simulator.server import ExchangeSimulator
+from ohlcv_assets.warehouse.schema import candles
 
 SIMULATOR_CONFIG = {
     "seed": 11,
@@ -44,3 +46,15 @@ def simulator_candles(sim: ExchangeSimulator, symbol: str, interval: str, day: d
     step = interval_ms(interval)
     arrays = sim.market.candles(sim.config.symbols[symbol.replace("/", "")], step, start, min(end, now_ms // step * step), now_ms)
     return pd.DataFrame(arrays.as_floats())
+
+
+def ingest_day(source, warehouse, instrument, interval: str, day: dt.date, now_ms: int):
+    """One instrument-day through the pipeline's ingestion; its report."""
+    (_, report), = [r for batch in ingest_days(source, warehouse, instrument, interval, [day], now_ms) for r in batch]
+    return report
+
+
+def merge_candles(warehouse, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame, start_ms: int, end_ms: int,
+                  fetched_at_ms: int):
+    """Candles written straight into the warehouse (as a manual import would)."""
+    return warehouse.merge_partition(candles, exchange, symbol, timeframe, frame, start_ms, end_ms, fetched_at_ms)

@@ -14,11 +14,11 @@ import dagster as dg
 import pandas as pd
 from dagster._core.definitions.freshness import FreshnessState
 
-from ohlcv_assets.exchange.market import SimulatedMarket
-from ohlcv_assets.exchange.simulator import SimulatorConfig
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms
 from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import candles_key, gap_report_key
+from ohlcv_assets.simulator.market import SimulatedMarket
+from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse

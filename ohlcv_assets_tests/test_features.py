@@ -8,14 +8,15 @@ import pytest
 import talib
 
 from ohlcv_assets.derive_features import derive_days, features_for_days
-from ohlcv_assets.exchange.market import SimSymbol, SimulatedMarket
 from ohlcv_assets.features import FEATURE_PARAMS, compute_features
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
+from ohlcv_assets.simulator.market import SimSymbol, SimulatedMarket
 from ohlcv_assets.warehouse.schema import candle_features
 
 W = FEATURE_PARAMS.warmup_candles
 TOLERANCE = 1e-9  # relative, after the warm-up window: seeds differ, their weight is gone
 MARKET = SimulatedMarket({"BTCUSDT": SimSymbol("BTC", "USDT", dt.date(2020, 1, 1), 60000.0)})
+from ohlcv_assets_tests.helpers import merge_candles
 
 
 def minute_candles(first: dt.date, days: int) -> pd.DataFrame:
@@ -91,7 +92,7 @@ def test_warm_up_is_flagged_and_nothing_is_nan_after_it(features):
 def month_stored(warehouse):
     first = dt.date(2026, 8, 1)
     frame = minute_candles(first, 31)
-    warehouse.merge_candles("binance", "BTC/USDT", "1m", frame, day_bounds_ms(first)[0], day_bounds_ms(first)[0] + 31 * DAY_MS, 1)
+    merge_candles(warehouse, "binance", "BTC/USDT", "1m", frame, day_bounds_ms(first)[0], day_bounds_ms(first)[0] + 31 * DAY_MS, 1)
     return [first + dt.timedelta(days=n) for n in range(31)]
 
 

@@ -15,10 +15,10 @@ import pandas as pd
 import yaml
 
 from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills, wait_for_webserver
-from ohlcv_assets.exchange.market import SimulatedMarket
-from ohlcv_assets.exchange.simulator import SimulatorConfig
 from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms
 from ohlcv_assets.names import REASON_TAG
+from ohlcv_assets.simulator.market import SimulatedMarket
+from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
@@ -57,7 +57,7 @@ refresh_minutes: 60
     warehouse_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"),
            "OHLCV_WAREHOUSE_URL": warehouse_url}
-    simulator = ["-m", "ohlcv_assets.exchange.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")]
+    simulator = ["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")]
     dagster = ["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)]
     with running(simulator, env, str(REPO), str(tmp_path / "sim.log")), \
          running(dagster, env, str(REPO), str(tmp_path / "dagster.log")):

@@ -8,11 +8,10 @@ import numpy as np
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.gap_scan import scan
 from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, Gap
-from ohlcv_assets.ingest import ingest_day
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles
-from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, ingest_day
 
 PLAIN_DAY_AFTER = PLAIN_DAY + dt.timedelta(days=10)
 

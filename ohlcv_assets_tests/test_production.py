@@ -20,10 +20,10 @@ import sqlalchemy as sa
 import yaml
 
 from ohlcv_assets.cli.dagster_api import graphql, launch_backfill, wait_for_backfills, wait_for_webserver
-from ohlcv_assets.exchange.market import SimulatedMarket
-from ohlcv_assets.exchange.simulator import SimulatorConfig
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms
 from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.simulator.market import SimulatedMarket
+from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
@@ -93,7 +93,7 @@ instruments:
            "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url}
     ws = str(tmp_path / "workspace.yaml")
     commands = {
-        "simulator": ["-m", "ohlcv_assets.exchange.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")],
+        "simulator": ["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")],
         "code": ["-m", "dagster", "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port), "-m", "ohlcv_assets.definitions"],
         "webserver": ["-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(ui_port), "-w", ws],
     }

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohlcv_assets.exchange.market import SimSymbol, SimulatedMarket
 from ohlcv_assets.intervals import DAY_MS, HOUR_MS, MINUTE_MS, day_bounds_ms
 from ohlcv_assets.quality import CHECKS, check_candles, freshness_share, quality_score
+from ohlcv_assets.simulator.market import SimSymbol, SimulatedMarket
 
 MARKET = SimulatedMarket({"X": SimSymbol("X", "USDT", dt.date(2020, 1, 1), 100.0)})
 START = day_bounds_ms(dt.date(2026, 9, 1))[0]

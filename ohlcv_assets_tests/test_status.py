@@ -19,7 +19,7 @@ from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.helpers import DOWNTIME_DAY
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY, merge_candles
 
 
 def status(env, *args, returncode=0):
@@ -109,7 +109,7 @@ def test_health_fails_when_the_runs_wrote_to_another_warehouse(simulator, univer
     wh = Warehouse(other)  # a warehouse with candles of an instrument outside the universe
     wh.migrate()
     rows = Warehouse(written).read_candles("binance", "BTC/USDT", "1m", 0, 2**62)
-    wh.merge_candles("binance", "XRP/USDT", "1m", rows, 0, 2**62, 1)
+    merge_candles(wh, "binance", "XRP/USDT", "1m", rows, 0, 2**62, 1)
     with wh.engine.connect() as conn:
         assert conn.execute(candles.select().limit(1)).first() is not None
     wh.dispose()

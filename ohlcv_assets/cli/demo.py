@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             universe = load_universe()
             print(f"warehouse: {warehouse_url()}\nDagster instance: {dagster_home}\nlogs: {dagster_home}/*.log", flush=True)
-            children.start("simulator", ["-m", "ohlcv_assets.exchange.simulator", "--port", str(args.simulator_port)],
+            children.start("simulator", ["-m", "ohlcv_assets.simulator", "--port", str(args.simulator_port)],
                            env, dagster_home, dagster_home / "simulator.log")
             wait_for_simulator(simulator_url)
             sync_instrument_partitions(instance, universe)

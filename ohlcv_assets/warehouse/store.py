@@ -218,10 +218,6 @@ class Warehouse:
         dtypes = {c: _PANDAS_TYPES[type(table.c[c].type)] for c in columns}
         return pd.DataFrame(rows, columns=columns).astype(dtypes)
 
-    def merge_candles(self, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
-                      start_ms: int, end_ms: int, fetched_at_ms: int) -> MergeResult:
-        return self.merge_partition(candles, exchange, symbol, timeframe, frame, start_ms, end_ms, fetched_at_ms)
-
     def merge_partition(self, table: sa.Table, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
                         start_ms: int, end_ms: int, fetched_at_ms: int) -> MergeResult:
         """Merges one partition's rows ([start_ms, end_ms)) into a table in a single transaction."""

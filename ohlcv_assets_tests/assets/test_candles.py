@@ -8,13 +8,12 @@ import pytest
 from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN, ProgressReporter
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
-from ohlcv_assets.ingest import ingest_day
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, now_ms
 from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
-from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles, universe_yaml
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, ingest_day, merge_candles, simulator_candles, universe_yaml
 
 
 def materialize(defs, instance, interval, instrument, day, raise_on_error=True):
@@ -175,7 +174,7 @@ def test_a_failed_blocking_check_is_shown_and_keeps_features_away(simulator, uni
     wh = Warehouse(warehouse_url)
     wh.migrate()
     misaligned = simulator_candles(simulator, "BTC/USDT", "1m", PLAIN_DAY, now_ms()).iloc[[3]].assign(open_time=start + 3 * 60_000 + 30_000)
-    wh.merge_candles("binance", "BTC/USDT", "1m", misaligned, start, start + 86_400_000, 1)  # e.g. a bad manual import
+    merge_candles(wh, "binance", "BTC/USDT", "1m", misaligned, start, start + 86_400_000, 1)  # e.g. a bad manual import
     wh.dispose()
     settled = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     result = materialize(defs, instance, "1m", "binance.BTC-USDT", PLAIN_DAY, raise_on_error=False)

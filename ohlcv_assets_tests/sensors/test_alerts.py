@@ -15,7 +15,7 @@ from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.resources.alerts import AlertResource
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
-from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles, universe_yaml
+from ohlcv_assets_tests.helpers import PLAIN_DAY, merge_candles, simulator_candles, universe_yaml
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_stale_instruments_alert_once_and_recover_once(simulator, universe_file,
     wh = Warehouse(warehouse_url)
     wh.migrate()
     start, end = day_bounds_ms(PLAIN_DAY)
-    wh.merge_candles("binance", "BTC/USDT", "1h", simulator_candles(simulator, "BTC/USDT", "1h", PLAIN_DAY, end), start, end, 1)
+    merge_candles(wh, "binance", "BTC/USDT", "1h", simulator_candles(simulator, "BTC/USDT", "1h", PLAIN_DAY, end), start, end, 1)
     defs = build_definitions(str(universe_file), warehouse_url)
     sensor = defs.get_sensor_def("alert_on_quality")
     resources = {"warehouse": defs.resources["warehouse"], "alerts": AlertResource(webhook_url=url)}
@@ -76,7 +76,7 @@ def test_stale_instruments_alert_once_and_recover_once(simulator, universe_file,
     assert len(received) == 1  # one alert per incident, not one per tick
     today = dt.datetime.now(dt.timezone.utc).date()
     start, end = day_bounds_ms(today)
-    wh.merge_candles("binance", "BTC/USDT", "1h", simulator_candles(simulator, "BTC/USDT", "1h", today, end), start, end, 1)
+    merge_candles(wh, "binance", "BTC/USDT", "1h", simulator_candles(simulator, "BTC/USDT", "1h", today, end), start, end, 1)
     tick(cursor)
     assert received[-1]["text"].startswith("*Resolved*") and len(received) == 2
     wh.dispose()

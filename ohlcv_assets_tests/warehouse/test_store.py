@@ -15,6 +15,7 @@ from ohlcv_assets.warehouse.schema import candle_features, candles, gaps, rate_b
 from ohlcv_assets.warehouse.store import Warehouse
 
 DAY_START = 1_790_000_000_000 // 86_400_000 * 86_400_000
+from ohlcv_assets_tests.helpers import merge_candles
 
 
 def minute_frame(n: int, scale: float = 1.0, first: int = 0) -> pd.DataFrame:
@@ -25,7 +26,7 @@ def minute_frame(n: int, scale: float = 1.0, first: int = 0) -> pd.DataFrame:
 
 
 def merge(wh: Warehouse, frame: pd.DataFrame):
-    return wh.merge_candles("binance", "BTC/USDT", "1m", frame, DAY_START, DAY_START + 86_400_000, 1)
+    return merge_candles(wh, "binance", "BTC/USDT", "1m", frame, DAY_START, DAY_START + 86_400_000, 1)
 
 
 def stored(wh: Warehouse) -> pd.DataFrame:

@@ -3,7 +3,7 @@ markets and candles, with the failure modes real exchanges have: listing dates, 
 a still-forming last candle, a rolling request-weight budget (429 + Retry-After, then 418 for
 clients that keep hammering) and injectable faults (5xx, slow answers, truncated JSON).
 
-Run it with ``python -m ohlcv_assets.exchange.simulator --port 8765 [--config sim.yaml]``.
+Run it with ``python -m ohlcv_assets.simulator --port 8765 [--config sim.yaml]``.
 ``GET /sim/stats`` reports what it served; ``POST /sim/config`` changes faults, downtime and the
 weight budget at run time (tests and benchmarks use both).
 """
@@ -27,7 +27,8 @@ import numpy as np
 import orjson
 import yaml
 
-from ohlcv_assets.exchange.market import (
+from ohlcv_assets.intervals import interval_ms, now_ms, resolve_day, resolve_instant
+from ohlcv_assets.simulator.market import (
     PRICE_DECIMALS,
     VOLUME_DECIMALS,
     WIRE_DECIMALS,
@@ -36,7 +37,6 @@ from ohlcv_assets.exchange.market import (
     SimSymbol,
     SimulatedMarket,
 )
-from ohlcv_assets.intervals import interval_ms, now_ms, resolve_day, resolve_instant
 
 KLINES_MAX_LIMIT = 1000
 SUPPORTED_INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
