@@ -52,7 +52,7 @@ instruments: [{{exchange: binance, symbol: BTC/USDT, intervals: [1m], start: 202
                     runs.append(time.perf_counter() - began)
                     meta = result.get_asset_materialization_events()[0].materialization.metadata
                     ingests.append(meta["seconds"].value)
-                    rows += meta["rows_written"].value
+                    rows += meta["candles_new"].value + meta["candles_revised"].value
                     assert "note" not in meta or "nothing" not in meta["note"].value, meta["note"].value
             print(f"| {name} | {args.days} | {statistics.median(runs):.3f} | {statistics.median(ingests):.3f} | {rows:,} |")
     sim.stop()

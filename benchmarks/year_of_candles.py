@@ -72,7 +72,7 @@ def run_pipeline(warehouse_url: str, simulator: str, count: int) -> dict:
     began = time.perf_counter()
     written = 0
     for batch in ingest_days(source, warehouse, instrument, "1m", span, now_ms(), workers=config.fetch_concurrency):
-        written += sum(report.rows_written for _, report in batch)
+        written += sum(report.written for _, report in batch)
     return {"seconds": time.perf_counter() - began, "candles": written, "requests": source.stats.requests}
 
 

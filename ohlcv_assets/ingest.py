@@ -31,13 +31,16 @@ BATCH_CANDLES = 20_000
 
 @dataclasses.dataclass
 class PartitionReport:
-    """What a run did for one instrument-day, shown as materialization metadata. The request
-    counts and seconds are those of the batch the day was written in (``batch_days`` days)."""
+    """What a run did for one instrument-day, shown as materialization metadata. Every fetched
+    candle is new, revised (stored with other values before) or unchanged; a re-fetch of a stored
+    day is mostly unchanged. The request counts and seconds are those of the batch the day was
+    written in (``batch_days`` days)."""
 
-    rows_written: int = 0
-    rows_revised: int = 0
+    candles_fetched: int = 0
+    candles_new: int = 0
+    candles_revised: int = 0
+    candles_unchanged: int = 0
     max_revision_pct: float = 0.0
-    rows_fetched: int = 0
     expected_candles: int = 0
     missing_candles: int = 0
     first_open_time: str = ""
@@ -48,6 +51,11 @@ class PartitionReport:
     rate_limit_waits: int = 0
     seconds: float = 0.0
     note: str = ""
+
+    @property
+    def written(self) -> int:
+        """Candles this run changed in the warehouse (new or revised)."""
+        return self.candles_new + self.candles_revised
 
     def as_metadata(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v != ""}
@@ -228,7 +236,7 @@ class _BatchWriter:
             return
         reports, self.writing = self.writing.result(), None
         self.progress.days_done += len(reports)
-        self.progress.candles += sum(report.rows_fetched for _, report in reports)
+        self.progress.candles += sum(report.candles_fetched for _, report in reports)
         if self.on_progress:
             self.on_progress(self.progress)
         yield reports
@@ -249,10 +257,11 @@ def _write_batch(warehouse: Warehouse, instrument: Instrument, interval: str, da
     for d, (start, end), result in zip(days, bounds, merged):
         day_times = times[(times >= start) & (times < end)]
         report = PartitionReport(
-            rows_written=result.inserted + result.revised,
-            rows_revised=result.revised,
+            candles_new=result.inserted,
+            candles_revised=result.revised,
+            candles_unchanged=result.unchanged,
             max_revision_pct=round(100 * result.max_revision, 6),
-            rows_fetched=len(day_times),
+            candles_fetched=len(day_times),
             expected_candles=d.expected,
             missing_candles=d.expected - len(day_times),
             seconds=seconds,

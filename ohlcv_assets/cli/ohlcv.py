@@ -63,8 +63,8 @@ def backfill(instance: dg.DagsterInstance, universe: Universe, interval: str, in
         result = dg.materialize([asset], instance=instance, resources=defs.resources, raise_on_error=False, tags={
             RANGE_START_TAG: partition_key_string(instrument, start), RANGE_END_TAG: partition_key_string(instrument, end),
             REASON_TAG: "ohlcv backfill (command line)"})
-        written = sum(int(e.materialization.metadata["rows_written"].value) for e in result.get_asset_materialization_events()
-                      if "rows_written" in e.materialization.metadata)
+        written = sum(int(e.materialization.metadata[k].value) for e in result.get_asset_materialization_events()
+                      for k in ("candles_new", "candles_revised") if k in e.materialization.metadata)
         state = "succeeded" if result.success else "FAILED"
         print(f"candles/{interval} {instrument} {start}..{end}: run {result.run_id} {state}, "
               f"{len(result.get_asset_materialization_events())} partitions, {written:,} candles written", flush=True)

@@ -4,7 +4,7 @@ Each tick asks for a partition range: today's day for every registered instrumen
 keys sort day first, so one day's instruments are contiguous). One run process then refreshes
 all of them, instead of one run per instrument, which would not scale to hundreds of instruments.
 Each refresh re-fetches the whole day, so candles the exchange revised since they closed are
-stored corrected (counted in `rows_revised`, `max_revision_pct`). During an exchange's settlement
+stored corrected (counted in `candles_revised`, `max_revision_pct`). During an exchange's settlement
 window after midnight (`settlement_minutes`, default 60) the previous day is refreshed too.
 """
 

@@ -45,7 +45,7 @@ def test_a_materialized_day_is_exactly_the_simulators(simulator, defs, instance,
     expected = simulator_candles(simulator, "BTC/USDT", interval, PLAIN_DAY, now_ms())
     assert stored(warehouse_url, "BTC/USDT", interval, PLAIN_DAY).equals(expected)
     meta = metadata(result)
-    assert meta["rows_written"] == meta["expected_candles"] == len(expected)
+    assert meta["candles_new"] == meta["expected_candles"] == len(expected)
     assert meta["missing_candles"] == 0 and meta["requests"] >= 1
     assert meta["first_open_time"] == f"{PLAIN_DAY}T00:00:00Z"
     assert meta["quality_completeness"] == meta["quality_validity"] == meta["quality_consistency"] == 1.0
@@ -56,23 +56,23 @@ def test_rematerializing_changes_nothing(simulator, defs, instance, warehouse_ur
     materialize(defs, instance, "1m", "binance.ETH-USDT", PLAIN_DAY)
     first = stored(warehouse_url, "ETH/USDT", "1m", PLAIN_DAY)
     meta = metadata(materialize(defs, instance, "1m", "binance.ETH-USDT", PLAIN_DAY))
-    assert meta["rows_written"] == 0 and meta["rows_fetched"] == 1440
+    assert meta["candles_new"] == meta["candles_revised"] == 0 and meta["candles_fetched"] == meta["candles_unchanged"] == 1440
     assert stored(warehouse_url, "ETH/USDT", "1m", PLAIN_DAY).equals(first)
 
 
 def test_downtime_is_missing_rows_not_an_error(simulator, defs, instance, warehouse_url):
     meta = metadata(materialize(defs, instance, "1m", "binance.BTC-USDT", DOWNTIME_DAY))
-    assert (meta["expected_candles"], meta["rows_written"], meta["missing_candles"]) == (1440, 1350, 90)
+    assert (meta["expected_candles"], meta["candles_new"], meta["missing_candles"]) == (1440, 1350, 90)
     assert "not returned by the exchange" in meta["note"]
     assert len(stored(warehouse_url, "BTC/USDT", "1m", DOWNTIME_DAY)) == 1350
 
 
 def test_a_day_before_listing_writes_nothing_and_says_why(simulator, defs, instance, warehouse_url):
     meta = metadata(materialize(defs, instance, "1m", "binance.LATE-USDT", dt.date(2026, 10, 11)))
-    assert meta["rows_written"] == 0 and "before listing" in meta["note"] and "2026-10-12" in meta["note"]
+    assert meta["candles_new"] == 0 and "before listing" in meta["note"] and "2026-10-12" in meta["note"]
     assert stored(warehouse_url, "LATE/USDT", "1m", dt.date(2026, 10, 11)).empty
     listed = metadata(materialize(defs, instance, "1m", "binance.LATE-USDT", dt.date(2026, 10, 12)))
-    assert listed["rows_written"] == 1440
+    assert listed["candles_new"] == 1440
 
 
 def test_a_day_before_the_configured_start_writes_nothing(simulator, defs, instance, warehouse_url, universe_file, universe):
@@ -148,7 +148,7 @@ def test_the_forming_candle_is_never_stored_and_is_completed_once_closed(simulat
     simulator.reconfigure({"frozen_now_ms": forming + 30_000})
     report = ingest_day(source, warehouse, instrument, "1m", PLAIN_DAY, forming + 30_000)
     rows = warehouse.read_candles("binance", "BTC/USDT", "1m", *day_bounds_ms(PLAIN_DAY))
-    assert report.rows_written == 600 and rows["open_time"].max() == forming - MINUTE_MS
+    assert report.written == 600 and rows["open_time"].max() == forming - MINUTE_MS
     simulator.reconfigure({"frozen_now_ms": forming + MINUTE_MS + 5_000})
     ingest_day(source, warehouse, instrument, "1m", PLAIN_DAY, forming + MINUTE_MS + 5_000)
     rows = warehouse.read_candles("binance", "BTC/USDT", "1m", *day_bounds_ms(PLAIN_DAY))
@@ -193,7 +193,7 @@ def test_revised_candles_are_stored_corrected_and_counted(simulator, defs, insta
     expected = simulator_candles(simulator, "BTC/USDT", "1m", PLAIN_DAY, now_ms())
     assert not stored(warehouse_url, "BTC/USDT", "1m", PLAIN_DAY).equals(expected)
     meta = metadata(materialize(defs, instance, "1m", "binance.BTC-USDT", PLAIN_DAY))
-    assert meta["rows_revised"] == meta["rows_written"] == 1440
+    assert meta["candles_revised"] == meta["candles_fetched"] == 1440 and meta["candles_new"] == 0
     assert 1.0 < meta["max_revision_pct"] < 1.1  # volumes were 1 % short
     assert stored(warehouse_url, "BTC/USDT", "1m", PLAIN_DAY).equals(expected)
 
