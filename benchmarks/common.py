@@ -4,8 +4,6 @@ as child processes."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -62,16 +60,11 @@ def running_dagster_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
     """`dagster dev` on the project's workspace with ``env`` (DAGSTER_HOME, universe, warehouse);
     yields the webserver's URL once it answers."""
     from ohlcv_assets.cli.dagster_api import wait_for_webserver
+    from ohlcv_assets.cli.processes import running
 
     port = free_port()
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"),
-                                    "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=REPO, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            webserver = f"http://127.0.0.1:{port}"
-            wait_for_webserver(webserver, timeout_seconds=180)
-            yield webserver
-        finally:
-            os.killpg(process.pid, signal.SIGINT)
-            process.wait(timeout=60)
+    with running(["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+                 env, log_path.parent, log_path):
+        webserver = f"http://127.0.0.1:{port}"
+        wait_for_webserver(webserver, timeout_seconds=180)
+        yield webserver

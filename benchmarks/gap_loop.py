@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import datetime as dt
 import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +29,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, free_port  # noqa: E402
+
+from ohlcv_assets.cli.processes import running  # noqa: E402
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 DAYS = 12
@@ -82,29 +81,6 @@ def wait_http(url: str, seconds: float = 180) -> None:
             time.sleep(0.5)
 
 
-def _sigint_default() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def child(args: list[str], env: dict, log: Path):
-    with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, *args], env=env, cwd=log.parent, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_sigint_default)
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def open_gaps(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table("gaps"):
@@ -145,8 +121,9 @@ def main() -> None:
     sim = f"http://127.0.0.1:{sim_port}"
     webserver = f"http://127.0.0.1:{ui_port}"
     started = time.monotonic()
-    with child(["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(work / "sim.yaml")], env, work / "sim.log"), \
-         child(["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)], code_env, home / "dagster.log"), \
+    with running(["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(work / "sim.yaml")], env, work, work / "sim.log"), \
+         running(["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)], code_env, home,
+                 home / "dagster.log"), \
          dg.DagsterInstance.from_config(str(home)) as instance:
         wait_http(f"{sim}/sim/stats")
         wait_http(f"{webserver}/server_info")

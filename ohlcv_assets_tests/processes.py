@@ -1,36 +1,18 @@
-"""Starting the real processes (simulator, dagster dev) for end-to-end tests."""
+"""Starting the real processes (simulator, dagster dev) for end-to-end tests: each in its own
+process group, stopped with it (``ohlcv_assets.cli.processes``, as the demo does)."""
 
-import contextlib
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
+
+from ohlcv_assets.cli.processes import running
+
+__all__ = ["free_port", "running", "wait_until"]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running(args: list[str], env: dict[str, str], cwd: str, log_path: str):
-    """A child process, interrupted (then killed) on exit; its output goes to log_path."""
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            yield process
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def wait_until(condition, timeout_seconds: float, interval: float = 2.0, what: str = "condition"):

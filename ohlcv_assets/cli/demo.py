@@ -14,7 +14,6 @@ last.
 """
 
 import argparse
-import contextlib
 import datetime as dt
 import os
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path
 import dagster as dg
 
 from ohlcv_assets.cli.dagster_api import DagsterApiError, launch_backfill, wait_for_backfills, wait_for_webserver
+from ohlcv_assets.cli.processes import spawn, stop_group
 from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import partition_key_string
 from ohlcv_assets.partitions import sync_instrument_partitions
@@ -39,7 +39,6 @@ from ohlcv_assets.warehouse.store import Warehouse
 SIMULATOR_URL_ENV = "OHLCV_SIMULATOR_URL"
 PROJECT = Path(__file__).resolve().parents[2]  # dagster.yaml and workspace.yaml of the checkout
 DRAIN_SECONDS = 90
-STOP_SECONDS = 30
 RECHECK_SECONDS = 240
 
 
@@ -49,10 +48,6 @@ def declared_partitions(universe: Universe, interval: str, today: dt.date) -> li
             for inst in universe.instruments_for(interval) for n in range((today - inst.start).days + 1)]
 
 
-def _sigint_default() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class ProcessGroups:
     """Children started in their own process groups, stopped group by group in reverse order."""
 
@@ -60,9 +55,7 @@ class ProcessGroups:
         self.children: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, args: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen:
-        with open(log, "ab") as out:
-            child = subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_sigint_default)
+        child = spawn(args, env, cwd, log)
         self.children.append((name, child))
         return child
 
@@ -77,19 +70,6 @@ class ProcessGroups:
     def stop_all(self) -> None:
         for _, child in reversed(self.children):
             stop_group(child)
-
-
-def stop_group(child: subprocess.Popen) -> None:
-    """SIGINT to the whole group (as a terminal's Ctrl-C), then SIGKILL to whatever is left in it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signal.SIGINT)
-    try:
-        child.wait(timeout=STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signal.SIGKILL)
-    child.wait()
 
 
 def unfinished_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:

@@ -17,10 +17,11 @@ import sys
 import dagster as dg
 
 from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN
+from ohlcv_assets.cli import universe_or_exit
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, candles_key, partition_key_string
 from ohlcv_assets.partitions import sync_instrument_partitions
-from ohlcv_assets.universe import Universe, UniverseError, load_universe
+from ohlcv_assets.universe import Universe
 
 
 def register(instance: dg.DagsterInstance, universe: Universe) -> None:
@@ -82,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     fill.add_argument("first", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD (UTC)")
     fill.add_argument("last", type=dt.date.fromisoformat, nargs="?", help="last day (default: the first)")
     args = parser.parse_args(argv)
-    try:
-        universe = load_universe()
-    except UniverseError as err:
-        print(f"ohlcv: {err}", file=sys.stderr)
-        return 2
+    universe = universe_or_exit("ohlcv")
     with dg.DagsterInstance.get() as instance:
         if args.command == "register":
             register(instance, universe)

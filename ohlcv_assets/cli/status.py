@@ -14,10 +14,10 @@ import sys
 
 import dagster as dg
 
+from ohlcv_assets.cli import universe_or_exit
 from ohlcv_assets.intervals import now_ms
 from ohlcv_assets.monitoring import health, healthy, instrument_rows
 from ohlcv_assets.settings import DAGSTER_HOME_ENV, describe_warehouse_setting, warehouse_url
-from ohlcv_assets.universe import UniverseError, load_universe
 from ohlcv_assets.warehouse.store import Warehouse, WarehouseMissing
 
 
@@ -46,11 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--health", action="store_true", help="warehouse, daemon and exchange reachability")
     args = parser.parse_args(argv)
-    try:
-        universe = load_universe()
-    except UniverseError as err:
-        print(f"ohlcv-status: {err}", file=sys.stderr)
-        return 2
+    universe = universe_or_exit("ohlcv-status")
     url = warehouse_url()
     warehouse, problem = None, None
     try:
