@@ -73,3 +73,15 @@ def test_bad_backfill_arguments_are_clear_errors(universe_file, tmp_path):
         out = run([f"{BIN}/ohlcv", *args], env, tmp_path)
         assert out.returncode != 0 and message in out.stderr, (args, out.stderr[-1000:])
 
+
+
+def test_a_broken_universe_is_named_by_every_cli(tmp_path):
+    broken = tmp_path / "universe.yaml"
+    broken.write_text("exchanges:\n  binance: {ccxt_id: binance}\ninstruments:\n"
+                      "  - {exchange: binance, symbol: BTC/USDT, intervals: [7m], start: 2026-10-01}\n")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "OHLCV_UNIVERSE": str(broken)}
+    for command in (["ohlcv", "register"], ["ohlcv-status"]):
+        out = run([f"{BIN}/{command[0]}", *command[1:]], env, tmp_path)
+        assert out.returncode == 2, out.stderr[-1000:]
+        assert out.stderr.startswith(f"{command[0]}: {broken}: instruments[0] (binance BTC/USDT)"), out.stderr[-1000:]
+        assert "Traceback" not in out.stderr
