@@ -25,7 +25,7 @@ from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port, running, wait_until
 
-QUIET_SECONDS = 140  # more than two gap-sensor ticks (60 s) and four automation ticks (30 s)
+QUIET_SECONDS = 75  # more than two ticks of every sensor (30 s each)
 SETTLED = ("filled", "superseded", "confirmed_empty", "unfillable")
 
 
@@ -100,8 +100,12 @@ refresh_minutes: 60
         refilled = wait_until(deleted_refilled, timeout_seconds=300, interval=5, what="deleted rows filled again")
         assert sorted(r.candles for r in refilled) == [1, 2] and all(r.attempts == 0 for r in refilled)
 
-        # Convergence: nothing but the today schedule (and features after it) may run from now on.
+        # Convergence: after the one re-scan of the refilled instrument, nothing but the today schedule
+        # (and features after it) may run.
         with dg.DagsterInstance.from_config(str(home)) as instance:
+            rescan_key = f"rescan-{refilled[0].request_id}-binance.GAP-USDT"
+            wait_until(lambda: [r for r in instance.get_runs() if r.tags.get("dagster/run_key") == rescan_key and r.is_finished],
+                       120, what="the re-scan after the refill")
             wait_until(lambda: not [r for r in instance.get_runs() if not r.is_finished], 120, what="runs finished")
             before_runs = {r.run_id for r in instance.get_runs()}
             before = sim_stats(sim_port)

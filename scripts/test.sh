@@ -26,4 +26,4 @@ fi
 echo "PostgreSQL for the tests: $OHLCV_TEST_POSTGRES_URL"
 
 .venv/bin/dg check defs
-.venv/bin/python -m pytest -n 2 "$@"
+.venv/bin/python -m pytest -n 2 --durations=12 "$@"
