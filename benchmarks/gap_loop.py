@@ -101,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--code", help="checkout whose ohlcv_assets the simulator and dagster dev import")
     parser.add_argument("--label", default="this checkout")
+    parser.add_argument("--settle-timeout", type=float, default=SETTLE_TIMEOUT, help="give up waiting for settled gaps after this")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gap-loop-"))
     home = work / "home"
@@ -145,7 +146,7 @@ def main() -> None:
                 conn.execute(sa.text("DELETE FROM candles WHERE symbol = :s AND open_time = :t"), {"s": symbol, "t": open_time})
         scans = launch(webserver, ["gap_report", "1m"], keys)
         print(f"user scan {scans}: {wait_backfill(webserver, scans)}", flush=True)
-        deadline, quiet = time.monotonic() + SETTLE_TIMEOUT, 0
+        deadline, quiet = time.monotonic() + args.settle_timeout, 0
         while quiet < 3 and time.monotonic() < deadline:
             busy = open_gaps(engine) != 0 or any(not r.is_finished for r in instance.get_runs())
             quiet = 0 if busy else quiet + 1
@@ -169,7 +170,7 @@ def main() -> None:
     print(f"| {args.label} | {settle_seconds:.0f} | {dict(sorted(by_reason.items()))} | {klines_at_settle} | {statuses} | {attempts} "
           f"| {len(after)} / {klines - klines_at_settle} | {stored:,} |")
     if open_gaps(engine) != 0:
-        print(f"NOT SETTLED within {SETTLE_TIMEOUT}s: {open_gaps(engine)} gaps open")
+        print(f"NOT SETTLED within {args.settle_timeout:.0f}s: {open_gaps(engine)} gaps open")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -25,6 +25,7 @@ PARTITION_TAG = "dagster/partition"
 BACKFILL_TAG = "dagster/backfill"
 
 _INSTRUMENTS_PREFIX = "instruments_"
+MAX_PARTITIONS_PER_RUN = 366  # candles days per ranged run: a year; runs stream, so memory does not grow with the range
 
 
 def candles_key(interval: str) -> dg.AssetKey:
@@ -41,6 +42,12 @@ def gap_report_key(interval: str) -> dg.AssetKey:
 
 def scan_job_name(interval: str) -> str:
     return f"scan_gaps_{interval}"
+
+
+def scan_request(interval: str, instrument_key: str, run_key: str, reason: str) -> dg.RunRequest:
+    """A gap scan of one instrument (the ``scan_gaps_<interval>`` job), as schedules and sensors ask for it."""
+    return dg.RunRequest(run_key=run_key, job_name=scan_job_name(interval), partition_key=instrument_key,
+                         tags={REASON_TAG: reason})
 
 
 def instruments_partitions_name(interval: str) -> str:

@@ -13,14 +13,13 @@ from ohlcv_assets.dagster_internals import check_target, latest_materializations
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import now_ms
-from ohlcv_assets.names import candles_key, freshness_windows
+from ohlcv_assets.names import MAX_PARTITIONS_PER_RUN, candles_key, freshness_windows
 from ohlcv_assets.partitions import candle_partitions, split_key
 from ohlcv_assets.quality import CHECKS, CheckOutcome, check_stored_days
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.universe import Universe
 from ohlcv_assets.validation import CandleValidationError
 
-MAX_PARTITIONS_PER_RUN = 366  # a year of days: ranged runs stream, so memory does not grow with the range
 CANDLES_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 

@@ -5,7 +5,7 @@ import dagster as dg
 from ohlcv_assets.gap_scan import ScanResult, scan
 from ohlcv_assets.gaps import GAP_CLASSES
 from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms
-from ohlcv_assets.names import INSTRUMENT, REASON_TAG, candles_key, gap_report_key, instruments_partitions_name, scan_job_name
+from ohlcv_assets.names import INSTRUMENT, candles_key, gap_report_key, instruments_partitions_name, scan_job_name
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.universe import Universe
 
@@ -15,11 +15,6 @@ BAR_WIDTH = 20
 def gap_scan_job(interval: str):
     """Runs of gap_report/<interval>: sensors and schedules of several intervals target these."""
     return dg.define_asset_job(scan_job_name(interval), selection=dg.AssetSelection.assets(gap_report_key(interval)))
-
-
-def scan_request(interval: str, instrument_key: str, run_key: str, reason: str, **tags: str) -> dg.RunRequest:
-    return dg.RunRequest(run_key=run_key, job_name=scan_job_name(interval), partition_key=instrument_key,
-                         tags={REASON_TAG: reason, **tags})
 
 
 def coverage_chart(result: ScanResult, days: int = REPORT_DAYS) -> str:

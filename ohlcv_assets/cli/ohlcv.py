@@ -16,10 +16,16 @@ import sys
 
 import dagster as dg
 
-from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN
 from ohlcv_assets.cli import universe_or_exit
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, candles_key, partition_key_string
+from ohlcv_assets.names import (
+    MAX_PARTITIONS_PER_RUN,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    REASON_TAG,
+    candles_key,
+    partition_key_string,
+)
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.universe import Universe
 

@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from ohlcv_assets.assets.gap_report import scan_request
-from ohlcv_assets.names import instruments_partitions_name
+from ohlcv_assets.names import instruments_partitions_name, scan_request
 
 GAP_SCAN_CRON = "30 0 * * *"
 

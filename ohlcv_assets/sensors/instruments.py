@@ -3,8 +3,7 @@
 
 import dagster as dg
 
-from ohlcv_assets.assets.gap_report import scan_request
-from ohlcv_assets.names import interval_of_partitions_name
+from ohlcv_assets.names import interval_of_partitions_name, scan_request
 from ohlcv_assets.partitions import existing_instrument_partitions, instrument_partition_changes
 from ohlcv_assets.universe import Universe
 

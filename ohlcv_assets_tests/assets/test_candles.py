@@ -5,11 +5,11 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from ohlcv_assets.assets.candles import MAX_PARTITIONS_PER_RUN, ProgressReporter
+from ohlcv_assets.assets.candles import ProgressReporter
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, now_ms
-from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
+from ohlcv_assets.names import MAX_PARTITIONS_PER_RUN, RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
