@@ -1,6 +1,7 @@
 """What the gap loop costs under `dagster dev`: 3 instruments x 12 days of 1m, registered by the
-sensor while a user backfills the same days, then 500 rows deleted and a scan launched; counts runs
-(by reason) and klines requests until every gap is settled, then watches for more (a loop).
+sensor while a user backfills the same days; once that has settled, 500 rows are deleted and a scan
+launched. Counts runs (by reason) and klines requests until every gap is settled, then watches for
+more (a loop), and counts how many of the deleted candles are stored again.
 
     python benchmarks/gap_loop.py                      # this checkout
     python benchmarks/gap_loop.py --code /tmp/old      # Dagster runs another checkout's code (e.g. a git
@@ -88,6 +89,16 @@ def open_gaps(engine: sa.Engine) -> int:
         return conn.execute(sa.text("SELECT count(*) FROM gaps WHERE status IN ('detected', 'backfill_requested')")).scalar_one()
 
 
+def wait_settled(engine: sa.Engine, instance: dg.DagsterInstance, deadline: float) -> bool:
+    """Until no gap is open and no run unfinished, three polls in a row (or the deadline)."""
+    quiet = 0
+    while quiet < 3 and time.monotonic() < deadline:
+        busy = open_gaps(engine) != 0 or any(not r.is_finished for r in instance.get_runs())
+        quiet = 0 if busy else quiet + 1
+        time.sleep(20)
+    return quiet >= 3
+
+
 def reason(run: dg.DagsterRun) -> str:
     selection = {k.path[0] for k in (run.asset_selection or [])}
     if run.tags.get("dagster/backfill") and "ohlcv/reason" not in run.tags and "candles" in selection:
@@ -101,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--code", help="checkout whose ohlcv_assets the simulator and dagster dev import")
     parser.add_argument("--label", default="this checkout")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, instance, warehouse)")
     parser.add_argument("--settle-timeout", type=float, default=SETTLE_TIMEOUT, help="give up waiting for settled gaps after this")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gap-loop-"))
@@ -138,19 +150,18 @@ def main() -> None:
         user = launch(webserver, ["candles", "1m"], [f"{d}|{k}" for d in days for k in keys])
         print(f"user backfill {user}: {wait_backfill(webserver, user)}", flush=True)
         engine = sa.create_engine(warehouse_url)
+        first_settle = wait_settled(engine, instance, time.monotonic() + args.settle_timeout)
+        print(f"history settled after {time.monotonic() - started:.0f} s: {first_settle}", flush=True)
         rng = random.Random(3)
         with engine.begin() as conn:
             rows = conn.execute(sa.text("SELECT symbol, open_time FROM candles WHERE open_time < :end"),
                                 {"end": (int(time.time()) // 86400 - 1) * 86_400_000}).all()
-            for symbol, open_time in rng.sample(rows, DELETED):
+            deleted = rng.sample(rows, DELETED)
+            for symbol, open_time in deleted:
                 conn.execute(sa.text("DELETE FROM candles WHERE symbol = :s AND open_time = :t"), {"s": symbol, "t": open_time})
         scans = launch(webserver, ["gap_report", "1m"], keys)
         print(f"user scan {scans}: {wait_backfill(webserver, scans)}", flush=True)
-        deadline, quiet = time.monotonic() + args.settle_timeout, 0
-        while quiet < 3 and time.monotonic() < deadline:
-            busy = open_gaps(engine) != 0 or any(not r.is_finished for r in instance.get_runs())
-            quiet = 0 if busy else quiet + 1
-            time.sleep(20)
+        wait_settled(engine, instance, time.monotonic() + args.settle_timeout)
         settle_seconds = time.monotonic() - started
         runs_at_settle = {r.run_id for r in instance.get_runs()}
         klines_at_settle = sim_stats(sim).get("requests.klines", 0)
@@ -162,16 +173,22 @@ def main() -> None:
             attempts = conn.execute(sa.text("SELECT max(attempts) FROM gaps")).scalar_one()
             statuses = dict(conn.execute(sa.text("SELECT status, count(*) FROM gaps GROUP BY status")).all())
             stored = conn.execute(sa.text("SELECT count(*) FROM candles")).scalar_one()
+            deleted_back = conn.execute(sa.text(
+                "SELECT count(*) FROM candles WHERE " + " OR ".join(f"(symbol = '{sym}' AND open_time = {t})" for sym, t in deleted))
+            ).scalar_one()
     by_reason = collections.Counter(reason(r) for r in runs)
     print()
     print("| code | seconds to settle | runs (by reason) | klines requests to settle | gap records | max attempts | runs / requests in the next "
-          f"{QUIET_SECONDS} s (not today/features) | candles stored |")
-    print("|---|---:|---|---:|---|---:|---|---:|")
+          f"{QUIET_SECONDS} s (not today/features) | candles stored | deleted candles stored again |")
+    print("|---|---:|---|---:|---|---:|---|---:|---:|")
     print(f"| {args.label} | {settle_seconds:.0f} | {dict(sorted(by_reason.items()))} | {klines_at_settle} | {statuses} | {attempts} "
-          f"| {len(after)} / {klines - klines_at_settle} | {stored:,} |")
+          f"| {len(after)} / {klines - klines_at_settle} | {stored:,} | {deleted_back} of {DELETED} |")
     if open_gaps(engine) != 0:
         print(f"NOT SETTLED within {args.settle_timeout:.0f}s: {open_gaps(engine)} gaps open")
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep:
+        print(f"kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
