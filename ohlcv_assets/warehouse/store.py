@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS
+from ohlcv_assets.warehouse.partitioning import Span, ensure_partitions, spans_covering
 from ohlcv_assets.warehouse.schema import candles
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -96,6 +97,7 @@ class Warehouse:
     def __init__(self, url: str):
         self.url = normalise_url(url)
         self.engine = self._create_engine()
+        self._ready_spans: set[tuple[str, str, Span]] = set()
 
     @classmethod
     def open_existing(cls, url: str) -> Warehouse:
@@ -158,6 +160,20 @@ class Warehouse:
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def ensure_partitions(self, table: str, interval: str, start_ms: int, end_ms: int) -> None:
+        """PostgreSQL: creates the partitions rows opening in [start_ms, end_ms) need, in a short
+        transaction of its own (once per span and process)."""
+        spans = [s for s in spans_covering(interval, start_ms, end_ms) if (table, interval, s) not in self._ready_spans]
+        if not spans:
+            return
+        with self.engine.begin() as connection:
+            ensure_partitions(connection, table, interval, spans[0].start_ms, spans[-1].end_ms)
+        self._ready_spans.update((table, interval, s) for s in spans)
+
+    def forget_partitions(self) -> None:
+        """After partitions were dropped (retention), the next write checks the catalogue again."""
+        self._ready_spans.clear()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -227,6 +243,8 @@ class Warehouse:
                          bounds: list[tuple[int, int]], fetched_at_ms: int) -> list[MergeResult]:
         """Merges the rows of several partitions (ascending, disjoint [start, end) bounds) in one
         transaction, so a ranged run pays one round of COPY and merge per batch, not per day."""
+        if self.is_postgres:
+            self.ensure_partitions(table.name, timeframe, bounds[0][0], bounds[-1][1])
         with self.engine.begin() as connection:
             existing = self.read_rows(table, exchange, symbol, timeframe, bounds[0][0], bounds[-1][1], connection)
             changes = row_changes(existing, frame, value_columns(table))
