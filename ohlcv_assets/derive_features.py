@@ -9,6 +9,7 @@ import pandas as pd
 
 from ohlcv_assets.features import FEATURE_PARAMS, FeatureParams, compute_features
 from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, interval_ms, now_ms
+from ohlcv_assets.read import load_candles
 from ohlcv_assets.validation import validate_features
 from ohlcv_assets.warehouse.schema import candle_features
 from ohlcv_assets.warehouse.store import Warehouse
@@ -31,9 +32,10 @@ def features_for_days(warehouse: Warehouse, exchange: str, symbol: str, interval
     """Features of the given (contiguous) days, computed in one pass over their candles and warm-up."""
     step = interval_ms(interval)
     start, end = day_bounds_ms(min(days))[0], day_bounds_ms(max(days))[1]
-    warmup = warehouse.read_candles_before(exchange, symbol, interval, start, params.warmup_candles)
-    candles = pd.concat([warmup, warehouse.read_candles(exchange, symbol, interval, start, end)], ignore_index=True)
-    features = compute_features(candles, step, params).iloc[len(warmup):]
+    candles = load_candles(exchange, symbol, interval, start, end, warmup=params.warmup_candles,
+                           warehouse=warehouse).reset_index(drop=True)
+    warmup = int((candles["open_time"] < start).sum())
+    features = compute_features(candles, step, params).iloc[warmup:]
     day_of = features["open_time"].to_numpy() // DAY_MS
     return {day: validate_features(features[day_of == day_bounds_ms(day)[0] // DAY_MS].reset_index(drop=True)) for day in days}
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, expected_open_times, interval_ms, ms_to_iso
+from ohlcv_assets.read import load_candles
 from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
 
 COMPLETENESS_THRESHOLD = 0.99
@@ -165,10 +166,10 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
     step = interval_ms(interval)
     days = sorted(expected_by_day)
     lo, hi = day_bounds_ms(days[0])[0], day_bounds_ms(days[-1])[1]
-    stored = warehouse.read_candles(instrument.exchange, instrument.symbol, interval, lo, hi)
+    stored = load_candles(instrument.exchange, instrument.symbol, interval, lo, hi, warehouse=warehouse).reset_index(drop=True)
     minutes = None
     if interval != "1m" and "1m" in instrument.intervals:
-        minutes = warehouse.read_candles(instrument.exchange, instrument.symbol, "1m", lo, hi)
+        minutes = load_candles(instrument.exchange, instrument.symbol, "1m", lo, hi, warehouse=warehouse).reset_index(drop=True)
     empty_ranges = confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval)
     latest = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
     freshness = freshness_share(None if latest is None else now_ms - (latest + step), *freshness_windows_ms)

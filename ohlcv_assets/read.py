@@ -1,0 +1,61 @@
+"""The read path: ``load_candles`` is the one way to read stored candles, for users (notebooks,
+backtests) and for the pipeline's own features and checks. No Dagster here.
+
+    from ohlcv_assets import load_candles
+    frame = load_candles("binance", "BTC/USDT", "1m", "2025-01-01", "2025-02-01")
+
+On PostgreSQL the rows come by binary COPY straight into numpy (no Python object per value).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from ohlcv_assets.intervals import interval_ms
+from ohlcv_assets.settings import warehouse_url
+from ohlcv_assets.warehouse.store import Warehouse
+
+TimeLike = str | dt.date | dt.datetime | pd.Timestamp | int
+
+
+def to_ms(value: TimeLike) -> int:
+    """Epoch milliseconds (UTC) of an int (already ms), a date (its midnight UTC), a datetime or an
+    ISO string (naive means UTC)."""
+    if isinstance(value, bool):
+        raise TypeError("a time, not a bool")
+    if isinstance(value, int):
+        return value
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.value // 1_000_000)
+
+
+def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end: TimeLike, *,
+                 warmup: int = 0, warehouse: Warehouse | None = None) -> pd.DataFrame:
+    """One instrument's stored candles opening in [start, end), ascending, plus the ``warmup``
+    stored candles before ``start`` (indicators need them).
+
+    Columns ``open_time`` (epoch ms, int64), ``open``, ``high``, ``low``, ``close``, ``volume``
+    (float64); the index is the open time as a UTC timestamp, named ``time``. Without a
+    ``warehouse``, the one the settings resolve (``OHLCV_WAREHOUSE_URL`` …) is opened read-only:
+    a missing or empty warehouse raises ``WarehouseMissing`` instead of returning nothing.
+    Candles are only what is stored: a missing candle is a missing row, never filled in.
+    """
+    interval_ms(interval)
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    if end_ms < start_ms:
+        raise ValueError(f"end {end!r} is before start {start!r}")
+    owned = warehouse is None
+    warehouse = Warehouse.open_existing(warehouse_url()) if owned else warehouse
+    try:
+        frame = warehouse.read_candles(exchange, symbol, interval, start_ms, end_ms)
+        if warmup:
+            before = warehouse.read_candles_before(exchange, symbol, interval, start_ms, warmup)
+            frame = pd.concat([before, frame], ignore_index=True)
+    finally:
+        if owned:
+            warehouse.dispose()
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame["open_time"], unit="ms", utc=True), name="time")
+    return frame
