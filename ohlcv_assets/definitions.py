@@ -9,6 +9,7 @@ import dagster as dg
 from ohlcv_assets.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
 from ohlcv_assets.assets.features import build_features_asset
 from ohlcv_assets.assets.gap_report import build_gap_report_asset, gap_scan_job
+from ohlcv_assets.assets.maintenance import build_export_asset, build_retention_asset, maintenance_schedule
 from ohlcv_assets.dagster_internals import beta_apis_in_use
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.schedules.gap_scan import build_gap_scan_schedule
@@ -34,7 +35,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
     return dg.Definitions(
         # Runs here are one step each: executing it in the run process saves a process spawn per run.
         executor=dg.in_process_executor,
-        assets=[*candles.values(), *features, *reports],
+        assets=[*candles.values(), *features, *reports, build_export_asset(universe), build_retention_asset(universe)],
         jobs=list(scan_jobs.values()),
         sensors=[
             build_instrument_sensor(universe, list(scan_jobs.values())),
@@ -50,6 +51,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         schedules=[
             *(build_today_schedule(universe, interval, asset) for interval, asset in candles.items()),
             *(build_gap_scan_schedule(interval, job) for interval, job in scan_jobs.items()),
+            maintenance_schedule(),
         ],
         resources={
             "exchange": ExchangeResource(universe_path=str(universe_path or ""), warehouse=warehouse),

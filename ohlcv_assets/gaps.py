@@ -7,6 +7,7 @@ and classified by what the exchange says:
 - ``exchange_downtime``: asked twice, the exchange has no candles there: they never existed;
 - ``before_listing``: before the symbol's first candle;
 - ``beyond_history``: older than the exchange serves (``history_candles`` in the universe);
+- ``retired``: dropped on purpose by retention (see ``retention``), never asked for again;
 
 Candles younger than the settled horizon (see ``gap_scan.settled_end_ms``), the forming one
 included, are not expected yet and so are never gaps.
@@ -20,7 +21,8 @@ FILLABLE = "fillable"
 EXCHANGE_DOWNTIME = "exchange_downtime"
 BEFORE_LISTING = "before_listing"
 BEYOND_HISTORY = "beyond_history"
-GAP_CLASSES = (FILLABLE, EXCHANGE_DOWNTIME, BEFORE_LISTING, BEYOND_HISTORY)
+RETIRED = "retired"
+GAP_CLASSES = (FILLABLE, EXCHANGE_DOWNTIME, BEFORE_LISTING, BEYOND_HISTORY, RETIRED)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,3 +75,9 @@ def freshness_windows(interval: str, refresh_minutes: int) -> tuple[dt.timedelta
     twice that to fail; the today schedules refresh every ``refresh_minutes``."""
     warn = max(2 * dt.timedelta(milliseconds=interval_ms(interval)), dt.timedelta(minutes=15)) + dt.timedelta(minutes=refresh_minutes)
     return warn, 2 * warn
+
+
+EXPORT_KEY = dg.AssetKey("candle_export")
+RETENTION_KEY = dg.AssetKey("candle_retention")
+MAINTENANCE_JOB = "maintenance"
+MAINTENANCE_CRON = "40 0 * * *"  # daily, after the day's last candles settled

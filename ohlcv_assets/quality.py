@@ -91,21 +91,23 @@ def spike_mask(close: np.ndarray) -> np.ndarray:
     return mask
 
 
-def aggregate(minutes: pd.DataFrame, step_ms: int) -> pd.DataFrame:
-    """Candles of ``step_ms`` built from 1m candles, only for buckets whose every minute is stored
-    (a bucket still being filled, by a run of the 1m candles not finished yet, is not comparable)."""
+def aggregate(minutes: pd.DataFrame, step_ms: int, fine_step_ms: int = MINUTE_MS) -> pd.DataFrame:
+    """Candles of ``step_ms`` built from finer candles (1m unless said), only for buckets whose
+    every finer candle is stored (a bucket still being filled, by a run of the 1m candles not
+    finished yet, is not comparable)."""
     bucket = minutes["open_time"] // step_ms * step_ms
     grouped = minutes.groupby(bucket, sort=True)
     frame = pd.DataFrame({"open_time": grouped["open_time"].first().index.to_numpy(), "open": grouped["open"].first().to_numpy(),
                           "high": grouped["high"].max().to_numpy(), "low": grouped["low"].min().to_numpy(),
                           "close": grouped["close"].last().to_numpy(), "volume": grouped["volume"].sum().to_numpy()})
-    return frame[grouped.size().to_numpy() == step_ms // MINUTE_MS].reset_index(drop=True)
+    return frame[grouped.size().to_numpy() == step_ms // fine_step_ms].reset_index(drop=True)
 
 
-def consistency(frame: pd.DataFrame, minutes: pd.DataFrame | None, step_ms: int) -> CheckOutcome:
-    if minutes is None or step_ms == MINUTE_MS or minutes.empty:
+def consistency(frame: pd.DataFrame, minutes: pd.DataFrame | None, step_ms: int, fine_step_ms: int = MINUTE_MS) -> CheckOutcome:
+    """Candles that differ from the same candles aggregated from finer stored ones (1m unless said)."""
+    if minutes is None or step_ms == fine_step_ms or minutes.empty:
         return CheckOutcome("consistent_with_1m", frame.iloc[0:0], "no 1m candles to compare with")
-    both = frame.merge(aggregate(minutes, step_ms), on="open_time", suffixes=("", "_from_1m"))
+    both = frame.merge(aggregate(minutes, step_ms, fine_step_ms), on="open_time", suffixes=("", "_from_1m"))
     differs = np.zeros(len(both), dtype=bool)
     for col in ("open", "high", "low", "close"):
         differs |= both[col].to_numpy() != both[f"{col}_from_1m"].to_numpy()

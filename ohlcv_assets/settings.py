@@ -37,3 +37,15 @@ def describe_warehouse_setting(environ: Mapping[str, str] | None = None) -> str:
     if env.get(DAGSTER_HOME_ENV):
         return f"the default beside the Dagster instance ({DAGSTER_HOME_ENV}={env[DAGSTER_HOME_ENV]})"
     return f"the default in the working directory ({DAGSTER_HOME_ENV} and {WAREHOUSE_URL_ENV} unset)"
+
+
+EXPORT_DIRECTORY = "export"
+
+
+def export_directory(configured: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    """Where export files go: the universe's ``export.directory``, else ``$DAGSTER_HOME/export``,
+    else ``./export``."""
+    if configured:
+        return Path(configured).resolve()
+    env = os.environ if environ is None else environ
+    return (Path(env.get(DAGSTER_HOME_ENV) or ".") / EXPORT_DIRECTORY).resolve()

@@ -13,7 +13,7 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import ccxt
 import yaml
@@ -88,6 +88,27 @@ class Instrument(BaseModel):
         return f"{self.exchange} {self.symbol}"
 
 
+class Retention(BaseModel):
+    """How long an interval's candles (and features) are kept; older whole partitions are dropped
+    once the coarser intervals that summarise them are stored and agree with them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keep_days: int = Field(gt=0, description="candles opening this many days before today or later are kept")
+    requires: tuple[str, ...] | None = Field(
+        default=None, description="coarser intervals that must hold the aggregates before a drop; "
+                                  "default: every coarser interval the instrument has; [] drops without aggregates")
+
+
+class ExportConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    formats: tuple[Literal["parquet", "freqtrade"], ...] = Field(
+        default=("parquet",), description="parquet: one file per instrument, interval and month; "
+                                          "freqtrade: <pair>-<timeframe>.feather per instrument and interval")
+    directory: str | None = Field(default=None, description="where files go; default $DAGSTER_HOME/export")
+
+
 def instrument_key(exchange: str, symbol: str) -> str:
     return f"{exchange}.{symbol.replace('/', '-').replace(':', '_')}"
 
@@ -99,6 +120,8 @@ class Universe(BaseModel):
     instruments: tuple[Instrument, ...]
     refresh_minutes: int = Field(default=10, ge=1, le=60,
                                  description="how often today's candles of every instrument are re-fetched (divides 60)")
+    retention: dict[str, Retention] = Field(default_factory=dict, description="per interval; intervals not named are kept forever")
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     @field_validator("refresh_minutes")
     @classmethod
@@ -111,6 +134,15 @@ class Universe(BaseModel):
     def intervals(self) -> list[str]:
         """Every configured interval, shortest first."""
         return sorted({i for inst in self.instruments for i in inst.intervals}, key=interval_ms)
+
+    def aggregates_required(self, instrument: Instrument | None, interval: str) -> tuple[str, ...]:
+        """The coarser intervals whose candles must be stored before ``interval``'s are dropped."""
+        declared = self.retention[interval].requires
+        if declared is not None:
+            return declared
+        if instrument is None:
+            return ()
+        return tuple(i for i in instrument.intervals if interval_ms(i) > interval_ms(interval))
 
     def instruments_for(self, interval: str) -> list[Instrument]:
         return [inst for inst in self.instruments if interval in inst.intervals]
@@ -180,6 +212,22 @@ def _describe(raw: dict, error: dict) -> str:
 
 def _semantic_problems(universe: Universe, today: dt.date) -> list[str]:
     problems = []
+    for interval, retention in universe.retention.items():
+        try:
+            step = interval_ms(interval)
+        except ValueError as err:
+            problems.append(f"retention.{interval}: {err}")
+            continue
+        for coarser in retention.requires or ():
+            try:
+                ok = interval_ms(coarser) > step and interval_ms(coarser) % step == 0
+            except ValueError as err:
+                problems.append(f"retention.{interval}.requires: {err}")
+                continue
+            if not ok:
+                problems.append(f"retention.{interval}.requires: {coarser!r} is not a coarser multiple of {interval}")
+            if retention.keep_days and coarser in universe.retention and universe.retention[coarser].keep_days < retention.keep_days:
+                problems.append(f"retention.{interval}.requires: {coarser} is kept for fewer days than {interval}")
     for name, exchange in universe.exchanges.items():
         if exchange.ccxt_id not in ccxt.exchanges:
             problems.append(f"exchanges.{name}: unknown ccxt exchange id {exchange.ccxt_id!r}")

@@ -5,14 +5,14 @@ tagged on its backfill), then ``filled`` when a scan no longer finds it (``super
 was partly filled and smaller gaps replaced it). A failed backfill sends it back to ``detected``
 after an exponential delay, and after ``MAX_BACKFILL_ATTEMPTS`` it is ``unfillable``. Gaps the
 exchange confirms empty are ``confirmed_empty`` and are never asked for again; gaps before listing
-or beyond the exchange's history are ``unfillable`` from the start.
+or beyond the exchange's history, and candles retention retired, are ``unfillable`` from the start.
 """
 
 import dataclasses
 
 import sqlalchemy as sa
 
-from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, Gap
+from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, RETIRED, Gap
 from ohlcv_assets.warehouse.schema import (
     BACKFILL_REQUESTED,
     CONFIRMED_EMPTY,
@@ -29,7 +29,8 @@ from ohlcv_assets.warehouse.store import Warehouse
 
 MAX_BACKFILL_ATTEMPTS = 5
 RETRY_BASE_MS = 5 * 60_000
-_INITIAL_STATUS = {FILLABLE: DETECTED, EXCHANGE_DOWNTIME: CONFIRMED_EMPTY, BEFORE_LISTING: UNFILLABLE, BEYOND_HISTORY: UNFILLABLE}
+_INITIAL_STATUS = {FILLABLE: DETECTED, EXCHANGE_DOWNTIME: CONFIRMED_EMPTY, BEFORE_LISTING: UNFILLABLE, BEYOND_HISTORY: UNFILLABLE,
+                   RETIRED: UNFILLABLE}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,3 +88,32 @@ rate_budget = Table(
     Column("tat", Float(53), nullable=False,
            comment="GCRA theoretical arrival time (epoch seconds) of the exchange's shared request budget"),
 )
+
+retired_ranges = Table(
+    "retired_ranges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("exchange", String(64), nullable=False),
+    Column("symbol", String(64), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("start_ms", BigInteger, nullable=False, comment="first open time of the dropped span"),
+    Column("end_ms", BigInteger, nullable=False, comment="exclusive end of the dropped span"),
+    Column("candles", BigInteger, nullable=False, comment="candles of this instrument dropped"),
+    Column("retired_ms", BigInteger, nullable=False),
+    Column("detail", String(500), nullable=False, comment="partition dropped (PostgreSQL) or rows deleted (SQLite); aggregates checked"),
+    Index("ix_retired_instrument", "exchange", "symbol", "timeframe"),
+)
+
+exported_files = Table(
+    "exported_files",
+    metadata,
+    Column("format", String(16), primary_key=True),
+    Column("exchange", String(64), primary_key=True),
+    Column("symbol", String(64), primary_key=True),
+    Column("timeframe", String(8), primary_key=True),
+    Column("month", String(7), primary_key=True, comment="YYYY-MM, or '' for a whole-history file"),
+    Column("path", String(1000), nullable=False, comment="relative to the export directory"),
+    Column("rows", BigInteger, nullable=False),
+    Column("max_fetched_at", BigInteger, nullable=False, comment="with rows, tells whether the candles changed since"),
+    Column("written_ms", BigInteger, nullable=False),
+)

@@ -11,7 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ohlcv_assets.intervals import MINUTE_MS
-from ohlcv_assets.warehouse.schema import candle_features, candles, gaps, rate_budget
+from ohlcv_assets.warehouse.schema import candle_features, candles, exported_files, gaps, rate_budget, retired_ranges
 from ohlcv_assets.warehouse.store import Warehouse
 
 DAY_START = 1_790_000_000_000 // 86_400_000 * 86_400_000
@@ -70,13 +70,13 @@ def test_rows_missing_from_a_new_fetch_are_kept(warehouse):
 def test_migrations_are_idempotent_and_versioned(warehouse):
     warehouse.migrate()
     with warehouse.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
         assert {"candles", "candle_features", "gaps", "rate_budget"} <= set(sa.inspect(conn).get_table_names())
 
 
 def test_the_migrated_schema_matches_the_table_definitions(warehouse):
     with warehouse.engine.connect() as conn:
-        for table in (candles, candle_features, gaps, rate_budget):
+        for table in (candles, candle_features, gaps, rate_budget, retired_ranges, exported_files):
             migrated = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
             assert migrated == {c.name for c in table.columns}, table.name
 
