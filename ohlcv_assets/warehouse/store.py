@@ -243,8 +243,9 @@ class Warehouse:
                          bounds: list[tuple[int, int]], fetched_at_ms: int) -> list[MergeResult]:
         """Merges the rows of several partitions (ascending, disjoint [start, end) bounds) in one
         transaction, so a ranged run pays one round of COPY and merge per batch, not per day."""
-        if self.is_postgres:
-            self.ensure_partitions(table.name, timeframe, bounds[0][0], bounds[-1][1])
+        if self.is_postgres and len(frame):
+            times = frame["open_time"].to_numpy()
+            self.ensure_partitions(table.name, timeframe, int(times.min()), int(times.max()) + 1)
         with self.engine.begin() as connection:
             existing = self.read_rows(table, exchange, symbol, timeframe, bounds[0][0], bounds[-1][1], connection)
             changes = row_changes(existing, frame, value_columns(table))
