@@ -138,6 +138,19 @@ def apply_retention(universe: Universe, warehouse: Warehouse, today: dt.date, no
     return outcomes
 
 
+AHEAD_DAYS = 35
+
+
+def create_partitions_ahead(warehouse: Warehouse, intervals: list[str], now_ms: int) -> list[str]:
+    """Creates (PostgreSQL) the partitions the next ``AHEAD_DAYS`` of every interval will need, so
+    that the first write of a new month finds its table ready."""
+    created = []
+    for interval in intervals:
+        for table in (candles.name, candle_features.name):
+            created += warehouse.ensure_partitions(table, interval, now_ms, now_ms + AHEAD_DAYS * 86_400_000)
+    return created
+
+
 def retired_spans(warehouse: Warehouse, exchange: str, symbol: str, interval: str) -> list[tuple[int, int]]:
     query = sa.select(retired_ranges.c.start_ms, retired_ranges.c.end_ms).where(
         retired_ranges.c.exchange == exchange, retired_ranges.c.symbol == symbol, retired_ranges.c.timeframe == interval)

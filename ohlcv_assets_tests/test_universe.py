@@ -63,3 +63,24 @@ def test_environment_variables_expand_with_defaults():
 def test_a_missing_file_says_which(tmp_path):
     with pytest.raises(UniverseError, match="does not exist"):
         load_universe(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("retention,message", [
+    ("retention: {7m: {keep_days: 3}}", r"retention\.7m: interval '7m' does not divide a day"),
+    ("retention: {1m: {keep_days: 0}}", r"retention\.1m\.keep_days: Input should be greater than 0"),
+    ("retention: {1h: {keep_days: 30, requires: [1m]}}", r"retention\.1h\.requires: '1m' is not a coarser multiple of 1h"),
+    ("retention: {1m: {keep_days: 30, requires: [1h]}, 1h: {keep_days: 10}}",
+     r"retention\.1m\.requires: 1h is kept for fewer days than 1m"),
+    ("export: {formats: [csv]}", r"export\.formats\.0: Input should be 'parquet' or 'freqtrade'"),
+])
+def test_bad_retention_and_export_settings_are_clear_errors(retention, message):
+    with pytest.raises(UniverseError, match=message):
+        parse_universe(VALID + retention + "\n", today=TODAY)
+
+
+def test_retention_requires_every_coarser_interval_unless_told():
+    universe = parse_universe(VALID + "retention: {1m: {keep_days: 30}}\n", today=TODAY)
+    btc = universe.instrument("binance.BTC-USDT")
+    assert universe.aggregates_required(btc, "1m") == ("1h",)
+    told = parse_universe(VALID + "retention: {1m: {keep_days: 30, requires: []}}\n", today=TODAY)
+    assert told.aggregates_required(btc, "1m") == ()

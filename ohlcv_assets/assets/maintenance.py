@@ -8,7 +8,7 @@ from ohlcv_assets.export import export_universe
 from ohlcv_assets.intervals import now_ms, utc_day
 from ohlcv_assets.names import EXPORT_KEY, MAINTENANCE_CRON, MAINTENANCE_JOB, RETENTION_KEY, candles_key
 from ohlcv_assets.resources import WarehouseResource
-from ohlcv_assets.retention import DROPPED, REFUSED, apply_retention
+from ohlcv_assets.retention import DROPPED, REFUSED, apply_retention, create_partitions_ahead
 from ohlcv_assets.settings import export_directory
 from ohlcv_assets.universe import Universe
 
@@ -45,11 +45,13 @@ def build_retention_asset(universe: Universe) -> dg.AssetsDefinition:
         group_name="maintenance",
         kinds={"sql"},
         description=("Drops candles (and features) older than each interval's `retention.keep_days`, whole partitions "
-                     "at a time, once coarser intervals hold their aggregates; records them in `retired_ranges`."),
+                     "at a time, once coarser intervals hold their aggregates; records them in `retired_ranges`. "
+                     "Creates the next month's partitions ahead of time (PostgreSQL)."),
     )
     def candle_retention(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         now = now_ms()
         outcomes = apply_retention(universe, warehouse.warehouse, utc_day(now), now)
+        created = create_partitions_ahead(warehouse.warehouse, universe.intervals, now)
         for outcome in outcomes:
             (context.log.warning if outcome.action == REFUSED else context.log.info)(outcome.describe())
         dropped = [o for o in outcomes if o.action == DROPPED]
@@ -60,6 +62,7 @@ def build_retention_asset(universe: Universe) -> dg.AssetsDefinition:
             "spans_dropped": len(dropped),
             "candles_dropped": sum(o.candles for o in dropped),
             "spans_refused": len(refused),
+            "partitions_created_ahead": dg.MetadataValue.md(", ".join(f"`{t}`" for t in created) or "none needed"),
             "retention": dg.MetadataValue.json({i: r.model_dump() for i, r in universe.retention.items()}),
             "outcomes": dg.MetadataValue.md("\n".join(lines) if outcomes else "nothing expired"),
         })

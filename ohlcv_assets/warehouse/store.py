@@ -161,15 +161,16 @@ class Warehouse:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
-    def ensure_partitions(self, table: str, interval: str, start_ms: int, end_ms: int) -> None:
+    def ensure_partitions(self, table: str, interval: str, start_ms: int, end_ms: int) -> list[str]:
         """PostgreSQL: creates the partitions rows opening in [start_ms, end_ms) need, in a short
-        transaction of its own (once per span and process)."""
+        transaction of its own (once per span and process); returns the tables it created."""
         spans = [s for s in spans_covering(interval, start_ms, end_ms) if (table, interval, s) not in self._ready_spans]
-        if not spans:
-            return
+        if not spans or not self.is_postgres:
+            return []
         with self.engine.begin() as connection:
-            ensure_partitions(connection, table, interval, spans[0].start_ms, spans[-1].end_ms)
+            created = ensure_partitions(connection, table, interval, spans[0].start_ms, spans[-1].end_ms)
         self._ready_spans.update((table, interval, s) for s in spans)
+        return created
 
     def forget_partitions(self) -> None:
         """After partitions were dropped (retention), the next write checks the catalogue again."""
