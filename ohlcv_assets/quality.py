@@ -72,17 +72,22 @@ def check_candles(frame: pd.DataFrame, step_ms: int, now_ms: int, expected: int,
     shortfall = pd.DataFrame({"stored": [len(frame)], "explained_missing": [explained_missing], "expected": [expected]})
     outcomes.append(CheckOutcome("completeness", shortfall.iloc[0:0] if share >= COMPLETENESS_THRESHOLD else shortfall,
                                  f"{share:.2%} of {expected} expected candles stored or explained"))
-    outcomes.append(CheckOutcome("price_spikes", _rows(frame, spike_mask(c))))
+    outcomes.append(CheckOutcome("price_spikes", _rows(frame, spike_mask(c, t, step_ms))))
     outcomes.append(consistency(frame, minutes, step_ms))
     return outcomes
 
 
-def spike_mask(close: np.ndarray) -> np.ndarray:
-    """Log returns whose robust z-score (median / MAD) exceeds the threshold."""
+def spike_mask(close: np.ndarray, open_times: np.ndarray | None = None, step_ms: int | None = None) -> np.ndarray:
+    """Log returns whose robust z-score (median / MAD) exceeds the threshold. A return across
+    missing candles (an outage, a deleted range) spans several intervals: it is scaled by
+    1/sqrt(intervals), as a random walk's spread grows, so ordinary drift over a 90-minute outage
+    is not a spike while a jump still is."""
     mask = np.zeros(len(close), dtype=bool)
     if len(close) < 3:
         return mask
     returns = np.diff(np.log(close))
+    if open_times is not None and step_ms:
+        returns = returns / np.sqrt(np.maximum(np.diff(open_times) / step_ms, 1.0))
     median = np.median(returns)
     mad = np.median(np.abs(returns - median)) * 1.4826
     if mad == 0:

@@ -101,3 +101,20 @@ def test_an_hour_whose_minutes_are_still_being_stored_is_not_compared():
     wrong.loc[3, "high"] += 1.0
     assert outcome(wrong, "consistent_with_1m", step=HOUR_MS, expected=24, minutes=partial).offending["open_time"].tolist() == [
         int(hours.loc[3, "open_time"])]
+
+
+def test_drift_across_an_outage_is_not_a_spike_but_a_jump_still_is():
+    """The demo's outage day once failed price_spikes: 90 minutes of ordinary drift read as one return."""
+    from ohlcv_assets.quality import spike_mask
+
+    rng = np.random.default_rng(3)
+    times = np.arange(1440, dtype=np.int64) * 60_000
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 1e-4, 1440)))
+    close[400:] *= np.exp(rng.normal(0, 1e-4) * np.sqrt(90) * 4)  # a 4-sigma drift over the outage
+    keep = (times < 310 * 60_000) | (times >= 400 * 60_000)
+    t, c = times[keep], close[keep]
+    assert spike_mask(c).any()  # read as one-minute returns, the outage looks like a spike
+    assert not spike_mask(c, t, 60_000).any()
+    jumped = c.copy()
+    jumped[700:] *= 1.01
+    assert np.flatnonzero(spike_mask(jumped, t, 60_000)).tolist() == [700]
