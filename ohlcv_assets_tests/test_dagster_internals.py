@@ -51,3 +51,20 @@ def test_a_check_evaluation_names_the_materialization_it_checked(simulator, univ
     evaluation = dg.AssetCheckEvaluation(asset_key=candles_key("1m"), check_name="completeness", passed=True, partition=key,
                                          target_materialization_data=target)
     assert evaluation.target_materialization_data.storage_id == record.storage_id
+
+
+def test_a_ranged_run_gives_each_partition_its_own_metadata(simulator, universe, universe_file, warehouse_url, instance):
+    """add_partition_metadata writes the step's metadata accumulator as add_asset_metadata would."""
+    import datetime as dt
+
+    from ohlcv_assets.names import partition_key_string
+    from ohlcv_assets_tests.helpers import DOWNTIME_DAY
+
+    sync_instrument_partitions(instance, universe)
+    defs = build_definitions(str(universe_file), warehouse_url)
+    days = [DOWNTIME_DAY + dt.timedelta(days=d) for d in (-1, 0, 1)]
+    result = dg.materialize([defs.get_assets_def(candles_key("1m"))], instance=instance, resources=defs.resources, tags={
+        RANGE_START_TAG: partition_key_string("binance.BTC-USDT", days[0]),
+        RANGE_END_TAG: partition_key_string("binance.BTC-USDT", days[-1])})
+    new = {e.partition: e.materialization.metadata["candles_new"].value for e in result.get_asset_materialization_events()}
+    assert new == {partition_key_string("binance.BTC-USDT", d): n for d, n in zip(days, (1440, 1350, 1440))}

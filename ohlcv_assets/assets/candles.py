@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from ohlcv_assets.dagster_internals import check_target, latest_materializations
+from ohlcv_assets.dagster_internals import add_partition_metadata, check_target, latest_materializations
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import now_ms
@@ -188,7 +188,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
                     for day, report in batch:
                         key = keys[(instrument.key, day)]
                         day_outcomes, score = checked[day]
-                        context.add_asset_metadata({**report.as_metadata(), **score.as_metadata()}, partition_key=key)
+                        add_partition_metadata(context, asset_key, key, {**report.as_metadata(), **score.as_metadata()})
                         outcomes.append((str(key), day_outcomes))
                         if report.note:
                             context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
