@@ -30,8 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from common import fresh_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,18 +41,10 @@ from ohlcv_assets.read import load_candles  # noqa: E402
 from ohlcv_assets.universe import Instrument  # noqa: E402
 from ohlcv_assets.warehouse.partitioning import span_of, span_table  # noqa: E402
 from ohlcv_assets.warehouse.schema import candles  # noqa: E402
-from ohlcv_assets.warehouse.store import MIGRATIONS, Warehouse  # noqa: E402
+from ohlcv_assets.warehouse.store import Warehouse  # noqa: E402
 
 FIRST_DAY = dt.date(2024, 1, 1)
 YEAR = 365 * 1440
-
-
-def migrate_to(warehouse: Warehouse, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with warehouse.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
 
 
 def fill(warehouse: Warehouse, instruments: int, per_instrument: int) -> float:
@@ -160,7 +150,7 @@ def main() -> None:
     results, fills, table_sizes = {}, {}, {}
     for kind, revision in (("plain", "0004"), ("partitioned", "head")):
         warehouse = Warehouse(fresh_database(args.postgres, f"bench_{kind}"))
-        migrate_to(warehouse, revision)
+        warehouse.migrate(revision)
         fills[kind] = fill(warehouse, args.instruments, args.candles)
         table_sizes[kind] = sizes(warehouse)
         if kind == "partitioned":

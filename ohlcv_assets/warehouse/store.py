@@ -151,15 +151,16 @@ class Warehouse:
 
         return engine
 
-    def migrate(self) -> None:
-        """Brings the schema to the newest migration; safe to call from concurrent runs."""
+    def migrate(self, revision: str = "head") -> None:
+        """Brings the schema to the newest migration (or to ``revision``, for upgrade tests and
+        benchmarks of an older schema); safe to call from concurrent runs."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
             if self.is_postgres:
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
 
     def ensure_partitions(self, table: str, interval: str, start_ms: int, end_ms: int) -> list[str]:
         """PostgreSQL: creates the partitions rows opening in [start_ms, end_ms) need, in a short

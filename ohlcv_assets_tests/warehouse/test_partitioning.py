@@ -4,25 +4,15 @@ new spans get their partitions before the first write, and reads are pruned to o
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, HOUR_MS
 from ohlcv_assets.warehouse.partitioning import span_of, spans_covering, stored_spans
 from ohlcv_assets.warehouse.schema import candles
-from ohlcv_assets.warehouse.store import MIGRATIONS, Warehouse
+from ohlcv_assets.warehouse.store import Warehouse
 
 JAN_2025 = 1_735_689_600_000  # 2025-01-01T00:00Z
 CHECKSUM = ("SELECT count(*), md5(string_agg(t::text, ',' ORDER BY exchange, symbol, timeframe, open_time)) "
             "FROM {table} t")
-
-
-def _upgrade(warehouse: Warehouse, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with warehouse.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
 
 
 def _populate(connection: sa.Connection) -> None:
@@ -56,7 +46,7 @@ def test_span_boundaries_are_calendar_months_below_an_hour_and_years_above():
 
 
 def test_a_populated_warehouse_is_partitioned_without_losing_or_duplicating_a_row(postgres_warehouse):
-    _upgrade(postgres_warehouse, "0004")
+    postgres_warehouse.migrate("0004")
     with postgres_warehouse.engine.begin() as connection:
         _populate(connection)
         before = {t: connection.execute(sa.text(CHECKSUM.format(table=t))).one() for t in ("candles", "candle_features")}

@@ -83,17 +83,8 @@ def test_the_migrated_schema_matches_the_table_definitions(warehouse):
 
 def test_upgrading_from_the_first_release_keeps_the_candles(warehouse_url):
     """A user on revision 0001 with data upgrades in place: nothing dropped."""
-    from alembic import command
-    from alembic.config import Config
-
-    from ohlcv_assets.warehouse.store import MIGRATIONS
-
     old = Warehouse(warehouse_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with old.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
+    old.migrate("0001")
     merge(old, minute_frame(50))
     old.migrate()
     assert stored(old).equals(minute_frame(50))
