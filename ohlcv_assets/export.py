@@ -120,6 +120,22 @@ def _table(frame, time_column: str) -> pa.Table:
     })
 
 
+def _export_file(warehouse: Warehouse, directory: Path, fmt: str, instrument: Instrument, interval: str, month: str,
+                 path: str, bounds: tuple[int, int], fetched: int, now_ms: int, report: ExportReport) -> None:
+    """Writes one file of the candles opening in [bounds), records it and counts it."""
+    frame = load_candles(instrument.exchange, instrument.symbol, interval, *bounds, warehouse=warehouse)
+    if fmt == PARQUET:
+        table = _table(frame, "open_time")
+        report.bytes_written += _write_atomically(directory / path, lambda p: pq.write_table(table, p, compression="zstd"))
+    else:
+        table = _table(frame, "date")
+        report.bytes_written += _write_atomically(directory / path, lambda p: feather.write_feather(table, p, compression="lz4"))
+    _record(warehouse, fmt, instrument, interval, month, path, len(frame), fetched, now_ms)
+    report.files_written += 1
+    report.rows_written += len(frame)
+    report.written.append(path)
+
+
 def export_instrument(warehouse: Warehouse, directory: Path, instrument: Instrument, interval: str, formats: tuple[str, ...],
                       now_ms: int, report: ExportReport) -> None:
     months = month_signatures(warehouse, instrument.exchange, instrument.symbol, interval)
@@ -132,13 +148,8 @@ def export_instrument(warehouse: Warehouse, directory: Path, instrument: Instrum
             if recorded.get(month) == (rows, fetched) and (directory / path).exists():
                 report.files_unchanged += 1
                 continue
-            frame = load_candles(instrument.exchange, instrument.symbol, interval, first, last + 1, warehouse=warehouse)
-            table = _table(frame, "open_time")
-            report.bytes_written += _write_atomically(directory / path, lambda p: pq.write_table(table, p, compression="zstd"))
-            _record(warehouse, PARQUET, instrument, interval, month, path, len(frame), fetched, now_ms)
-            report.files_written += 1
-            report.rows_written += len(frame)
-            report.written.append(path)
+            _export_file(warehouse, directory, PARQUET, instrument, interval, month, path, (first, last + 1), fetched,
+                         now_ms, report)
     if FREQTRADE in formats:
         rows = sum(m[0] for m in months.values())
         fetched = max(m[1] for m in months.values())
@@ -146,14 +157,8 @@ def export_instrument(warehouse: Warehouse, directory: Path, instrument: Instrum
         if _recorded(warehouse, FREQTRADE, instrument, interval).get("") == (rows, fetched) and (directory / path).exists():
             report.files_unchanged += 1
             return
-        first, last = min(m[2] for m in months.values()), max(m[3] for m in months.values())
-        frame = load_candles(instrument.exchange, instrument.symbol, interval, first, last + 1, warehouse=warehouse)
-        table = _table(frame, "date")
-        report.bytes_written += _write_atomically(directory / path, lambda p: feather.write_feather(table, p, compression="lz4"))
-        _record(warehouse, FREQTRADE, instrument, interval, "", path, len(frame), fetched, now_ms)
-        report.files_written += 1
-        report.rows_written += len(frame)
-        report.written.append(path)
+        bounds = (min(m[2] for m in months.values()), max(m[3] for m in months.values()) + 1)
+        _export_file(warehouse, directory, FREQTRADE, instrument, interval, "", path, bounds, fetched, now_ms, report)
 
 
 def export_universe(universe: Universe, warehouse: Warehouse, directory: Path, now_ms: int) -> ExportReport:

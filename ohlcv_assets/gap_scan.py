@@ -11,7 +11,6 @@ import numpy as np
 from ohlcv_assets.exchange.source import CandleSource
 from ohlcv_assets.gaps import EXCHANGE_DOWNTIME, FILLABLE, RETIRED, Gap, classify_known, find_gaps, split_by_presence
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms, utc_day
-from ohlcv_assets.retention import retired_spans
 from ohlcv_assets.universe import Instrument
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, GAP_OPEN_STATUSES
@@ -101,7 +100,7 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
     listing = source.first_open_time(instrument.symbol, interval)
     history_start = (now_ms // step - history_candles) * step if history_candles else None
     records = gap_records.instrument_gaps(warehouse, instrument.exchange, instrument.symbol, interval)
-    known = [(lo, hi, RETIRED) for lo, hi in retired_spans(warehouse, instrument.exchange, instrument.symbol, interval)]
+    known = [(lo, hi, RETIRED) for lo, hi in gap_records.retired_spans(warehouse, instrument.exchange, instrument.symbol, interval)]
     known += [(r.start_ms, r.end_ms, EXCHANGE_DOWNTIME if r.status == CONFIRMED_EMPTY else FILLABLE) for r in records
               if r.status == CONFIRMED_EMPTY or (r.status in GAP_OPEN_STATUSES and r.reason == FILLABLE)]
     found = classify_known(find_gaps(times, start, end, step), listing, history_start, known)

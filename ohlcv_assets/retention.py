@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import pandas as pd
 import sqlalchemy as sa
 
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms, ms_to_iso
@@ -62,9 +63,9 @@ def expired_spans(warehouse: Warehouse, interval: str, cutoff: int) -> list[Span
     return [s for s in spans_covering(interval, int(first), cutoff) if s.end_ms <= cutoff]
 
 
-def missing_aggregates(warehouse: Warehouse, exchange: str, symbol: str, interval: str, coarser: str, span: Span) -> str:
-    """Why the coarser interval does not yet summarise the span's candles, or '' when it does."""
-    fine = load_candles(exchange, symbol, interval, span.start_ms, span.end_ms, warehouse=warehouse).reset_index(drop=True)
+def missing_aggregates(warehouse: Warehouse, exchange: str, symbol: str, interval: str, fine: pd.DataFrame,
+                       coarser: str, span: Span) -> str:
+    """Why the coarser interval does not yet summarise the span's ``fine`` candles, or '' when it does."""
     if fine.empty:
         return ""
     coarse = load_candles(exchange, symbol, coarser, span.start_ms, span.end_ms, warehouse=warehouse).reset_index(drop=True)
@@ -94,8 +95,11 @@ def _refusal(universe: Universe, warehouse: Warehouse, interval: str, span: Span
         if not required and universe.retention[interval].requires is None:
             return (f"{exchange} {symbol} has no coarser interval to keep its aggregates "
                     f"(declare one, or set retention.{interval}.requires: [] to drop without)")
+        if not required:
+            continue
+        fine = load_candles(exchange, symbol, interval, span.start_ms, span.end_ms, warehouse=warehouse).reset_index(drop=True)
         for coarser in required:
-            why = missing_aggregates(warehouse, exchange, symbol, interval, coarser, span)
+            why = missing_aggregates(warehouse, exchange, symbol, interval, fine, coarser, span)
             if why:
                 return f"{exchange} {symbol}: {why}"
     return ""
@@ -149,10 +153,3 @@ def create_partitions_ahead(warehouse: Warehouse, intervals: list[str], now_ms: 
         for table in (candles.name, candle_features.name):
             created += warehouse.ensure_partitions(table, interval, now_ms, now_ms + AHEAD_DAYS * 86_400_000)
     return created
-
-
-def retired_spans(warehouse: Warehouse, exchange: str, symbol: str, interval: str) -> list[tuple[int, int]]:
-    query = sa.select(retired_ranges.c.start_ms, retired_ranges.c.end_ms).where(
-        retired_ranges.c.exchange == exchange, retired_ranges.c.symbol == symbol, retired_ranges.c.timeframe == interval)
-    with warehouse.engine.connect() as connection:
-        return [(int(a), int(b)) for a, b in connection.execute(query)]

@@ -24,6 +24,7 @@ from ohlcv_assets.warehouse.schema import (
     UNFILLABLE,
     candles,
     gaps,
+    retired_ranges,
 )
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -63,6 +64,14 @@ def _instrument(exchange: str, symbol: str, timeframe: str):
 
 def confirmed_empty_ranges(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str) -> list[tuple[int, int]]:
     query = sa.select(gaps.c.start_ms, gaps.c.end_ms).where(_instrument(exchange, symbol, timeframe), gaps.c.status == CONFIRMED_EMPTY)
+    with warehouse.engine.connect() as conn:
+        return [(int(a), int(b)) for a, b in conn.execute(query)]
+
+
+def retired_spans(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str) -> list[tuple[int, int]]:
+    """Ranges retention dropped on purpose (``retention``): the scan calls them ``retired``."""
+    t = retired_ranges.c
+    query = sa.select(t.start_ms, t.end_ms).where(t.exchange == exchange, t.symbol == symbol, t.timeframe == timeframe)
     with warehouse.engine.connect() as conn:
         return [(int(a), int(b)) for a, b in conn.execute(query)]
 

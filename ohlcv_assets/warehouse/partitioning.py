@@ -120,14 +120,13 @@ class StoredSpan:
 def stored_spans(connection: sa.Connection, table: str) -> list[StoredSpan]:
     """The range partitions under a partitioned table, from the catalogue, oldest first."""
     rows = connection.execute(sa.text(
-        "SELECT child.relname, pg_get_expr(child.relpartbound, child.oid), mid.relname, "
-        "pg_get_expr(mid.relpartbound, mid.oid) "
+        "SELECT child.relname, pg_get_expr(child.relpartbound, child.oid), pg_get_expr(mid.relpartbound, mid.oid) "
         "FROM pg_inherits i1 JOIN pg_class mid ON mid.oid = i1.inhrelid "
         "JOIN pg_class parent ON parent.oid = i1.inhparent "
         "JOIN pg_inherits i2 ON i2.inhparent = mid.oid JOIN pg_class child ON child.oid = i2.inhrelid "
         "WHERE parent.relname = :table"), {"table": table}).all()
     spans = []
-    for name, bound, _, list_bound in rows:
+    for name, bound, list_bound in rows:
         interval = re.search(r"IN \('([^']+)'\)", list_bound).group(1)
         low, high = (int(v) for v in re.findall(r"\('?(-?\d+)'?\)", bound))
         spans.append(StoredSpan(name, interval, Span(low, high, span_of(interval, low).label)))
