@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ohlcv_assets.intervals import interval_ms, resolve_day
+from ohlcv_assets.venues import GENERIC_CCXT, VenueProfile, profile_for
 
 UNIVERSE_ENV = "OHLCV_UNIVERSE"
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -30,30 +31,65 @@ class UniverseError(ValueError):
 
 
 class ExchangeConfig(BaseModel):
+    """One venue of the universe. Limits left out come from the venue's profile (``venues``)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ccxt_id: str = Field(description="ccxt exchange id, e.g. 'binance'")
+    venue: str = Field(description="venue profile: binance, kraken, coinbaseexchange, polygon, or ccxt (any other ccxt exchange)")
+    ccxt_id: str | None = Field(default=None, description="ccxt exchange id, e.g. 'binance' (ccxt venues)")
     api_url: str | None = Field(default=None, description="override of the public REST API base URL")
+    api_key_env: str | None = Field(default=None, description="name of the environment variable holding the API key (never the key)")
     timeout_seconds: float = Field(default=10.0, gt=0)
-    weight_limit: int = Field(default=6000, gt=0, description="the exchange's request-weight budget per window (per IP), shared by all runs")
-    weight_window_seconds: float = Field(default=60.0, gt=0, description="the window the exchange counts weight over (Binance: 60 s)")
+    weight_limit: int = Field(gt=0, description="the exchange's request-weight budget per window (per IP), shared by all runs")
+    weight_window_seconds: float = Field(gt=0, description="the window the exchange counts weight over (Binance: 60 s)")
     budget_use: float = Field(default=0.9, gt=0, le=1, description="share of the budget used at the steady rate")
     budget_burst: float = Field(default=0.05, ge=0, le=0.5, description="share of the budget that may go in a burst above the steady rate")
-    candles_weight: int = Field(default=2, gt=0, description="weight of one candles request (Binance klines, limit 1000: 2)")
-    markets_weight: int = Field(default=20, gt=0, description="weight of loading the markets (Binance exchangeInfo: 20)")
-    used_weight_header: str | None = Field(default="X-MBX-USED-WEIGHT-1M", description="response header with the weight the exchange has counted this minute")
+    candles_weight: int = Field(gt=0, description="weight of one candles request (Binance klines, limit 1000: 2)")
+    markets_weight: int = Field(gt=0, description="weight of loading the markets (Binance exchangeInfo: 20)")
+    used_weight_header: str | None = Field(description="response header with the weight the exchange has counted this minute")
     fetch_concurrency: int = Field(default=4, ge=1, le=32, description="candle requests in flight at once per run")
     max_attempts: int = Field(default=6, ge=1, description="tries per request window before the run fails")
     retry_base_seconds: float = Field(default=0.5, gt=0, description="first backoff delay; doubles per attempt")
     settlement_minutes: int = Field(default=60, ge=0, description="how long after a day ends its candles are re-fetched for revisions")
-    history_candles: int | None = Field(default=None, gt=0, description="how far back the API serves candles (e.g. Kraken: 720); None: from listing")
+    history_candles: int | None = Field(gt=0, description="how far back the API serves candles (e.g. Kraken: 720); None: from listing")
+    downtime_min_minutes: int = Field(gt=0, description="venues that omit no-trade intervals: an empty run this long is downtime")
     options: dict = Field(default_factory=dict, description="ccxt options passed to the exchange")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _venue_defaults(cls, raw):
+        """Fills what the entry leaves out from its venue's profile."""
+        if not isinstance(raw, dict):
+            return raw
+        try:
+            profile = profile_for(raw.get("venue"), raw.get("ccxt_id"))
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
+        defaults = {"venue": profile.name, "weight_limit": profile.weight_limit, "weight_window_seconds": profile.weight_window_seconds,
+                    "candles_weight": profile.candles_weight, "markets_weight": profile.markets_weight,
+                    "used_weight_header": profile.used_weight_header, "history_candles": profile.history_candles,
+                    "downtime_min_minutes": profile.downtime_min_minutes}
+        if profile.source == "ccxt" and profile.name != GENERIC_CCXT.name:
+            defaults["ccxt_id"] = profile.name
+        return {**defaults, **raw}
 
     @model_validator(mode="after")
     def _budget_fits(self) -> "ExchangeConfig":
         if self.budget_use + self.budget_burst > 1:
             raise ValueError(f"budget_use + budget_burst = {self.budget_use + self.budget_burst:g} would exceed the exchange's budget")
+        if self.profile.source == "ccxt" and not self.ccxt_id:
+            raise ValueError(f"venue {self.venue!r} needs ccxt_id (the ccxt exchange id)")
+        if self.profile.source != "ccxt" and self.ccxt_id:
+            raise ValueError(f"venue {self.venue!r} is not a ccxt exchange: remove ccxt_id")
         return self
+
+    @property
+    def profile(self) -> VenueProfile:
+        return profile_for(self.venue, self.ccxt_id)
+
+    @property
+    def page_limit(self) -> int:
+        return self.profile.page_limit
 
 
 class Instrument(BaseModel):
@@ -210,7 +246,8 @@ def _describe(raw: dict, error: dict) -> str:
     return f"{where}: {error['msg']}"
 
 
-def _semantic_problems(universe: Universe, today: dt.date) -> list[str]:
+def _semantic_problems(universe: Universe, today: dt.date, environ=None) -> list[str]:
+    environ = os.environ if environ is None else environ
     problems = []
     for interval, retention in universe.retention.items():
         try:
@@ -229,8 +266,14 @@ def _semantic_problems(universe: Universe, today: dt.date) -> list[str]:
             if retention.keep_days and coarser in universe.retention and universe.retention[coarser].keep_days < retention.keep_days:
                 problems.append(f"retention.{interval}.requires: {coarser} is kept for fewer days than {interval}")
     for name, exchange in universe.exchanges.items():
-        if exchange.ccxt_id not in ccxt.exchanges:
+        if exchange.ccxt_id is not None and exchange.ccxt_id not in ccxt.exchanges:
             problems.append(f"exchanges.{name}: unknown ccxt exchange id {exchange.ccxt_id!r}")
+        if exchange.profile.api_key_required:
+            if not exchange.api_key_env:
+                problems.append(f"exchanges.{name}: {exchange.venue} needs an API key: set api_key_env to the name of the "
+                                f"environment variable that holds it")
+            elif not environ.get(exchange.api_key_env):
+                problems.append(f"exchanges.{name}: the API key variable {exchange.api_key_env} is not set")
     seen: dict[str, int] = {}
     for n, inst in enumerate(universe.instruments):
         where = f"instruments[{n}] ({inst.label()})"
@@ -243,12 +286,15 @@ def _semantic_problems(universe: Universe, today: dt.date) -> list[str]:
         if exchange is None:
             problems.append(f"{where}: exchange {inst.exchange!r} is not declared under exchanges")
             continue
-        if exchange.ccxt_id not in ccxt.exchanges:
+        form = exchange.profile.check_symbol_form(inst.symbol)
+        if form:
+            problems.append(f"{where}: {form}")
+        if exchange.ccxt_id is not None and exchange.ccxt_id not in ccxt.exchanges:
             continue
-        offered = exchange_timeframes(exchange.ccxt_id)
+        offered = exchange.profile.intervals or exchange_timeframes(exchange.ccxt_id)
         for interval in inst.intervals:
             if offered and interval not in offered:
-                problems.append(f"{where}: interval {interval!r} is not offered by {exchange.ccxt_id} (offers: {', '.join(offered)})")
+                problems.append(f"{where}: interval {interval!r} is not offered by {exchange.venue} (offers: {', '.join(offered)})")
     return problems
 
 

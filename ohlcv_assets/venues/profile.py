@@ -1,0 +1,33 @@
+"""The shape of a venue profile (see the package docstring)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+
+@dataclasses.dataclass(frozen=True)
+class VenueProfile:
+    name: str
+    source: str  # "ccxt" or "polygon": which CandleSource implementation talks to it
+    page_limit: int  # candles per request at most
+    history_candles: int | None  # how many of the latest candles the API serves at all; None: from listing
+    omits_empty: bool  # True: intervals without trades are left out (a missing candle means no trades)
+    calendar: str | None  # exchange-calendars code of the trading sessions; None: trades around the clock
+    intervals: tuple[str, ...] | None  # None: what ccxt says the exchange offers
+    weight_limit: int  # request weight per window, per IP
+    weight_window_seconds: float
+    candles_weight: int
+    markets_weight: int
+    used_weight_header: str | None
+    symbol_pattern: str  # a regular expression the universe's symbols must match
+    symbol_example: str
+    rate_limit_model: str  # for people: how the venue counts
+    downtime_min_minutes: int = 60  # an omitting venue's empty run this long or longer is downtime, not quiet trading
+    api_key_required: bool = False
+
+    def check_symbol_form(self, symbol: str) -> str | None:
+        """Why ``symbol`` is not in this venue's form, or None."""
+        if re.fullmatch(self.symbol_pattern, symbol):
+            return None
+        return f"symbol {symbol!r} is not in {self.name}'s form (e.g. {self.symbol_example!r})"
