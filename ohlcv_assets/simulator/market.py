@@ -4,6 +4,11 @@ Every 1m candle is a pure function of (seed, symbol, open time), so any range ca
 directly, vectorised, without replaying history; tests use the same functions as the reference.
 Prices are integer ticks and volumes integer lots, so aggregating 1m candles into longer
 intervals is exact, as on a real exchange.
+
+Some minutes have no trades (a symbol's ``quiet`` share): venues that emit them (Binance) send a
+flat zero-volume candle, venues that omit them (Kraken, Coinbase, Polygon) send nothing and
+aggregate longer intervals from the minutes that traded. A symbol with a ``calendar`` (equities)
+trades only inside that exchange's sessions.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import zlib
 import numpy as np
 
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
+from ohlcv_assets.sessions import sessions_for
 
 PRICE_DECIMALS = 2
 VOLUME_DECIMALS = 5
@@ -27,6 +33,10 @@ class SimSymbol:
     quote: str
     listed: dt.date
     price: float = 100.0
+    quiet: float = 0.0  # share of minutes without trades
+    calendar: str | None = None  # exchange-calendars code: trades only in sessions
+    venues: tuple[str, ...] = ("binance", "kraken", "coinbase")
+    split: tuple[dt.date, int] | None = None  # (day, ratio): a stock split; the market's prices are split-adjusted
 
     @property
     def exchange_symbol(self) -> str:
@@ -43,6 +53,7 @@ class Downtime:
 
     start: dt.datetime
     end: dt.datetime
+    venue: str | None = None  # None: every venue
 
     @property
     def bounds_ms(self) -> tuple[int, int]:
@@ -59,6 +70,7 @@ class CandleArrays:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
+    trades: np.ndarray  # 0: nobody traded (a flat, zero-volume candle)
 
     def __len__(self) -> int:
         return len(self.open_time)
@@ -76,6 +88,10 @@ class CandleArrays:
             "close": self.close / 10**PRICE_DECIMALS,
             "volume": self.volume / 10**VOLUME_DECIMALS,
         }
+
+    def vwap_ticks(self) -> np.ndarray:
+        """Volume-weighted average price in ticks (float): each candle's typical price stands for its trades."""
+        return (self.high + self.low + self.close) / 3
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -110,31 +126,44 @@ class SimulatedMarket:
         noise = 0.002 * (_uniform(self.seed, salt, t_ms) - 0.5)
         return np.round(symbol.price * 10**PRICE_DECIMALS * np.exp(drift + wiggle + noise)).astype(np.int64)
 
-    def minute_candles(self, symbol: SimSymbol, start_ms: int, end_ms: int, now_ms: int) -> CandleArrays:
-        """1m candles opening in [start_ms, end_ms) that exist at now_ms (the last may be forming)."""
+    def minute_candles(self, symbol: SimSymbol, start_ms: int, end_ms: int, now_ms: int, venue: str | None = None) -> CandleArrays:
+        """1m candles opening in [start_ms, end_ms) that exist at now_ms (the last may be forming),
+        minutes without trades included as flat zero-volume candles (``trades`` 0). Minutes outside
+        the symbol's sessions and in an outage of ``venue`` do not exist."""
         first = max(start_ms, symbol.listed_ms)
         first = -(-first // MINUTE_MS) * MINUTE_MS
         end = min(end_ms, now_ms + 1)
         t = np.arange(first, max(first, end), MINUTE_MS, dtype=np.int64)
         for outage in self.downtime:
-            lo, hi = outage.bounds_ms
-            t = t[(t < lo) | (t >= hi)]
+            if outage.venue is None or venue is None or outage.venue == venue:
+                lo, hi = outage.bounds_ms
+                t = t[(t < lo) | (t >= hi)]
+        if symbol.calendar is not None and len(t):
+            t = t[np.isin(t, sessions_for(symbol.calendar).expected(int(t[0]), int(t[-1]) + MINUTE_MS, MINUTE_MS), assume_unique=True)]
         salt = self._salt(symbol)
+        traded = _uniform(self.seed, salt + 4, t) >= symbol.quiet
         close_t = np.minimum(t + MINUTE_MS, now_ms)  # a forming candle closes at "now" so far
         elapsed = (close_t - t) / MINUTE_MS
         opens = self._price_ticks(symbol, t)
-        closes = self._price_ticks(symbol, close_t)
-        up = np.round(opens * 0.0015 * _uniform(self.seed, salt + 1, t) * elapsed).astype(np.int64)
-        down = np.round(opens * 0.0015 * _uniform(self.seed, salt + 3, t) * elapsed).astype(np.int64)
+        closes = np.where(traded, self._price_ticks(symbol, close_t), opens)
+        up = np.round(opens * 0.0015 * _uniform(self.seed, salt + 1, t) * elapsed).astype(np.int64) * traded
+        down = np.round(opens * 0.0015 * _uniform(self.seed, salt + 3, t) * elapsed).astype(np.int64) * traded
         highs = np.maximum(opens, closes) + up
         lows = np.maximum(1, np.minimum(opens, closes) - down)
         volume = np.round((0.2 + 5 * _uniform(self.seed, salt + 2, t) ** 3) * elapsed * 10**VOLUME_DECIMALS * 100 / symbol.price ** 0.5)
-        return CandleArrays(t, opens, highs, lows, closes, volume.astype(np.int64))
+        volume = volume.astype(np.int64) * traded
+        trades = (1 + np.floor(40 * _uniform(self.seed, salt + 5, t))).astype(np.int64) * traded
+        return CandleArrays(t, opens, highs, lows, closes, volume, trades)
 
-    def candles(self, symbol: SimSymbol, interval_ms: int, start_ms: int, end_ms: int, now_ms: int) -> CandleArrays:
-        """Candles of an interval opening in [start_ms, end_ms), aggregated from 1m candles."""
+    def candles(self, symbol: SimSymbol, interval_ms: int, start_ms: int, end_ms: int, now_ms: int,
+                omit_empty: bool = False, venue: str | None = None) -> CandleArrays:
+        """Candles of an interval opening in [start_ms, end_ms), aggregated from 1m candles; with
+        ``omit_empty`` (Kraken, Coinbase, Polygon) minutes without trades are left out first, so an
+        interval nobody traded in is absent and the others aggregate only what traded."""
         start = start_ms // interval_ms * interval_ms
-        minutes = self.minute_candles(symbol, start, -(-end_ms // interval_ms) * interval_ms, now_ms)
+        minutes = self.minute_candles(symbol, start, -(-end_ms // interval_ms) * interval_ms, now_ms, venue)
+        if omit_empty:
+            minutes = minutes.take(minutes.trades > 0)
         if interval_ms == MINUTE_MS or len(minutes) == 0:
             out = minutes
         else:
@@ -148,6 +177,7 @@ class SimulatedMarket:
                 np.minimum.reduceat(minutes.low, starts),
                 minutes.close[ends],
                 np.add.reduceat(minutes.volume, starts),
+                np.add.reduceat(minutes.trades, starts),
             )
         keep = (out.open_time >= start_ms) & (out.open_time < end_ms)
         return out.take(keep)

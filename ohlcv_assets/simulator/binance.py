@@ -1,0 +1,172 @@
+"""Binance spot REST, the subset ccxt uses for markets and candles (``/api/v3/exchangeInfo``,
+``/api/v3/klines``): 1,000 klines per request, zero-volume candles where nothing traded, a rolling
+request-weight budget per IP (429 + Retry-After, then 418 bans for clients that keep hammering)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import orjson
+
+from ohlcv_assets.intervals import interval_ms
+from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, WIRE_DECIMALS, CandleArrays, SimSymbol
+from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request, RollingWindow, apply_candle_fault, concat
+
+KLINES_MAX_LIMIT = 1000
+SUPPORTED_INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
+ENDPOINT_WEIGHT = {"klines": 2, "exchangeInfo": 20, "time": 1, "ping": 1}
+
+
+class WeightBudget(RollingWindow):
+    """Binance's rolling request weight: 429 with Retry-After, and a 418 ban for a client that
+    sends again before the Retry-After it was given."""
+
+    def __init__(self, limit: int, window_seconds: float, ban_seconds: float):
+        super().__init__(limit, window_seconds, "Too much request weight used; please use WebSocket Streams for live updates.")
+        self.ban_seconds = ban_seconds
+        self.retry_after_until = 0.0
+        self.banned_until = 0.0
+
+    def charge(self, weight: float) -> float:
+        with self.lock:
+            now = time.monotonic()
+            self._expire(now)
+            if now < self.banned_until:
+                raise ApiError(418, -1003, "Way too many requests; IP banned.", math.ceil(self.banned_until - now), kind="ban")
+            if now < self.retry_after_until:
+                self.banned_until = now + self.ban_seconds
+                raise ApiError(418, -1003, "Way too many requests; IP banned.", math.ceil(self.ban_seconds), kind="ban")
+            if self.used + weight > self.limit:
+                retry_after = max(1, math.ceil(self._wait_for(weight, now) if self.window else 1.0))
+                self.retry_after_until = now + retry_after
+                raise ApiError(429, -1003, self.message, retry_after, kind="rate_limited")
+            self.window.append((now, weight))
+            self.used += weight
+            return self.used
+
+
+class Binance(Protocol):
+    name = "binance"
+    prefix = ""  # every path no other venue claims: the API lives wherever api_url points
+
+    def budget(self, sim):
+        config = sim.config
+        return WeightBudget(config.weight_limit, config.weight_window_seconds, config.ban_seconds)
+
+    def error(self, err: ApiError) -> Answer:
+        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else {}
+        return Answer(err.status, orjson.dumps({"code": err.code, "msg": err.msg}), headers)
+
+    def handle(self, sim, request: Request) -> Answer:
+        endpoint = request.path.rsplit("/", 1)[-1]
+        sim.count(f"requests.{endpoint}")
+        if endpoint not in ENDPOINT_WEIGHT:
+            raise ApiError(404, -1000, f"Unknown endpoint {request.path}")
+        used = sim.charge(self, request.client, ENDPOINT_WEIGHT[endpoint])
+        sim.count("weight", ENDPOINT_WEIGHT[endpoint])
+        headers = {"X-MBX-USED-WEIGHT-1M": str(int(used))}
+        start = int(request.query["startTime"]) if request.query.get("startTime", "").lstrip("-").isdigit() else None
+        fault = sim.fire_fault(self.name, endpoint, start)
+        if endpoint == "klines":
+            candles, step = self._klines(sim, request.query)
+            body = _klines_body(apply_candle_fault(candles, fault), step)
+        elif endpoint == "exchangeInfo":
+            body = orjson.dumps({
+                "timezone": "UTC", "serverTime": sim.now(),
+                "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": sim.config.weight_limit}],
+                "exchangeFilters": [], "symbols": [_symbol_info(s) for s in sim.listed(self.name)],
+            })
+        elif endpoint == "time":
+            body = orjson.dumps({"serverTime": sim.now()})
+        else:
+            body = b"{}"
+        return Answer(200, sim.truncate(body, fault), headers)
+
+    def _klines(self, sim, query: dict[str, str]) -> tuple[CandleArrays, int]:
+        symbol = sim.symbol(self.name, query.get("symbol", ""))
+        if symbol is None:
+            raise ApiError(400, -1121, "Invalid symbol.")
+        interval = query.get("interval", "")
+        if interval not in SUPPORTED_INTERVALS:
+            raise ApiError(400, -1120, "Invalid interval.")
+        try:
+            limit = int(query.get("limit", 500))
+            start = int(query["startTime"]) if "startTime" in query else None
+            end = int(query["endTime"]) if "endTime" in query else None
+        except ValueError:
+            raise ApiError(400, -1100, "Illegal characters found in a parameter.") from None
+        if not 1 <= limit <= KLINES_MAX_LIMIT:
+            raise ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        step = interval_ms(interval)
+        now = sim.now()
+        end = now if end is None else min(end, now)
+        return _select(sim, symbol, step, start, end, limit, now), step
+
+
+def _select(sim, symbol: SimSymbol, step: int, start: int | None, end: int, limit: int, now: int) -> CandleArrays:
+    """Binance semantics: the first `limit` candles from startTime, else the last before endTime."""
+    chunk = step * limit
+
+    def candles(lo, hi):
+        return sim.market.candles(symbol, step, lo, hi, now, venue="binance")
+
+    if start is not None:
+        lo = max(start, symbol.listed_ms // step * step)
+        parts, found = [], 0
+        while lo <= end and found < limit:
+            part = candles(lo, min(lo + chunk, end + 1))
+            parts.append(part)
+            found += len(part)
+            lo += chunk
+        return concat(parts).take(slice(0, limit))
+    hi, parts, found = end + 1, [], 0
+    while hi > symbol.listed_ms and found < limit:
+        part = candles(hi - chunk, hi)
+        parts.insert(0, part)
+        found += len(part)
+        hi -= chunk
+    merged = concat(parts)
+    return merged.take(slice(max(0, len(merged) - limit), None))
+
+
+_PRICE = f'"%d.%0{PRICE_DECIMALS}d{"0" * (WIRE_DECIMALS - PRICE_DECIMALS)}"'
+_KLINE = f'[%d,{_PRICE},{_PRICE},{_PRICE},{_PRICE},"%d.%0{WIRE_DECIMALS}d",%d,{_PRICE},%d,"0.00000000","0.00000000","0"]'
+
+
+def _klines_body(c: CandleArrays, step: int) -> bytes:
+    """Binance kline rows as JSON: integer ticks and lots printed as the exchange's fixed-point
+    strings, one format per row (formatting is most of what the simulator spends per request)."""
+    price_scale, wire_scale = 10**PRICE_DECIMALS, 10**WIRE_DECIMALS
+    volume = c.volume * 10 ** (WIRE_DECIMALS - VOLUME_DECIMALS)
+    quote = c.volume * c.close // 10**VOLUME_DECIMALS
+    columns = [c.open_time]
+    for prices in (c.open, c.high, c.low, c.close):
+        columns += [prices // price_scale, prices % price_scale]
+    columns += [volume // wire_scale, volume % wire_scale, c.open_time + step - 1, quote // price_scale, quote % price_scale, c.trades]
+    return ("[" + ",".join(_KLINE % row for row in zip(*(col.tolist() for col in columns))) + "]").encode()
+
+
+def _symbol_info(s: SimSymbol) -> dict:
+    return {
+        "symbol": s.exchange_symbol,
+        "status": "TRADING",
+        "baseAsset": s.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": s.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "orderTypes": ["LIMIT", "MARKET"],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
+            {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
+        ],
+        "permissions": ["SPOT"],
+        "permissionSets": [["SPOT"]],
+        "defaultSelfTradePreventionMode": "NONE",
+        "allowedSelfTradePreventionModes": ["NONE"],
+    }

@@ -1,0 +1,114 @@
+"""Polygon (now Massive) stocks REST: aggregates ``/v2/aggs/ticker/{T}/range/{m}/{span}/{from}/{to}``
+(``limit`` up to 50,000, ``next_url`` for the rest, bars only where trades happened inside NYSE
+sessions, ``adjusted`` for splits) and ``/v3/reference/tickers/{T}``; an API key on every request
+(``apiKey`` or ``Authorization: Bearer``), requests counted per key per minute (429 beyond)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from urllib.parse import urlencode
+
+import orjson
+
+from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, HOUR_MS
+from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, CandleArrays
+from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request, RollingWindow, apply_candle_fault
+
+MAX_LIMIT = 50_000
+TIMESPAN_MS = {"minute": MINUTE_MS, "hour": HOUR_MS}
+
+
+def _bound_ms(value: str, end: bool) -> int:
+    """A from/to path part: epoch ms, or a date (``to`` covers the whole day)."""
+    if value.isdigit():
+        return int(value)
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, "ERROR", f"Could not parse the time parameter: {value!r}") from None
+    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    return start + DAY_MS - 1 if end else start
+
+
+class Polygon(Protocol):
+    name = "polygon"
+    prefix = "/polygon"
+
+    def budget(self, sim):
+        limits = sim.config.venue("polygon")
+        return RollingWindow(float(limits.get("requests_per_minute", 5)), 60.0,
+                             "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue.")
+
+    def error(self, err: ApiError) -> Answer:
+        status = "NOT_FOUND" if err.status == 404 else "ERROR"
+        return Answer(err.status, orjson.dumps({"status": status, "request_id": uuid.uuid4().hex, "error": err.msg}))
+
+    def handle(self, sim, request: Request) -> Answer:
+        parts = request.path.strip("/").split("/")
+        endpoint = "aggs" if parts[:2] == ["v2", "aggs"] else "tickers" if parts[:3] == ["v3", "reference", "tickers"] else "?"
+        sim.count(f"requests.polygon.{endpoint}")
+        key = request.query.get("apiKey") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not key:
+            raise ApiError(401, "ERROR", "API Key was not provided")
+        if key != sim.config.venue("polygon").get("api_key"):
+            raise ApiError(401, "ERROR", "Unknown API Key")
+        sim.charge(self, key, 1)  # Polygon counts per key, wherever the requests come from
+        if endpoint == "aggs" and len(parts) == 9:
+            ticker, mult, span, lo, hi = parts[3], parts[5], parts[6], parts[7], parts[8]
+            fault = sim.fire_fault(self.name, endpoint, _bound_ms(lo, False))
+            body = self._aggs(sim, ticker, mult, span, _bound_ms(lo, False), _bound_ms(hi, True), request.query, fault)
+        elif endpoint == "tickers" and len(parts) == 4:
+            fault = sim.fire_fault(self.name, endpoint, None)
+            symbol = sim.symbol(self.name, parts[3])
+            if symbol is None:
+                raise ApiError(404, "NOT_FOUND", "Ticker not found.")
+            body = {"request_id": uuid.uuid4().hex, "status": "OK", "results": {
+                "ticker": symbol.exchange_symbol, "name": symbol.exchange_symbol, "market": "stocks", "locale": "us",
+                "primary_exchange": "XNYS", "type": "CS", "active": True, "currency_name": "usd",
+                "list_date": symbol.listed.isoformat()}}
+        else:
+            raise ApiError(404, "NOT_FOUND", "Route not found.")
+        return Answer(200, sim.truncate(orjson.dumps(body), fault))
+
+    def _aggs(self, sim, ticker: str, mult: str, span: str, lo: int, hi: int, query: dict[str, str], fault) -> dict:
+        symbol = sim.symbol(self.name, ticker)
+        if span not in TIMESPAN_MS or not mult.isdigit() or int(mult) < 1:
+            raise ApiError(400, "ERROR", f"Unsupported range {mult}/{span}")
+        step = int(mult) * TIMESPAN_MS[span]
+        try:
+            limit = min(int(query.get("limit", 5000)), MAX_LIMIT)
+        except ValueError:
+            raise ApiError(400, "ERROR", "Could not parse limit") from None
+        adjusted = query.get("adjusted", "true").lower() != "false"
+        out = {"ticker": ticker, "adjusted": adjusted, "request_id": uuid.uuid4().hex}
+        if symbol is None:
+            return {**out, "queryCount": 0, "resultsCount": 0, "status": "OK", "count": 0}
+        now = sim.now()
+        c = sim.market.candles(symbol, step, lo, min(hi, now) + 1, now, omit_empty=True, venue=self.name)
+        if query.get("sort", "asc") == "desc":
+            c = c.take(slice(None, None, -1))
+        page, rest = c.take(slice(0, limit)), c.take(slice(limit, None))
+        page = apply_candle_fault(_unadjusted(symbol, page) if not adjusted else page, fault)
+        vwap = page.vwap_ticks() / 10**PRICE_DECIMALS
+        results = [{"v": v, "vw": round(w, 4), "o": o, "c": cl, "h": h, "l": low, "t": t, "n": n} for t, o, h, low, cl, v, w, n in zip(
+            page.open_time.tolist(), *((p / 10**PRICE_DECIMALS).tolist() for p in (page.open, page.high, page.low, page.close)),
+            (page.volume / 10**VOLUME_DECIMALS).tolist(), vwap.tolist(), page.trades.tolist())]
+        out.update({"queryCount": len(results), "resultsCount": len(results), "status": "OK", "results": results, "count": len(results)})
+        if len(rest):
+            params = {k: v for k, v in query.items() if k != "apiKey"}
+            cursor = int(rest.open_time[0])
+            out["next_url"] = f"{sim.url}{self.prefix}/v2/aggs/ticker/{ticker}/range/{mult}/{span}/{cursor}/{hi}?{urlencode(params)}"
+        return out
+
+
+def _unadjusted(symbol, c: CandleArrays) -> CandleArrays:
+    """Prices as traded before a split (``ratio`` times the adjusted ones), volumes as traded."""
+    if symbol.split is None:
+        return c
+    day, ratio = symbol.split
+    before = c.open_time < int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    scale = 1 + (ratio - 1) * before
+    return dataclasses.replace(c, open=c.open * scale, high=c.high * scale, low=c.low * scale, close=c.close * scale,
+                               volume=c.volume // scale)
