@@ -12,6 +12,7 @@ from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
 
 COMPLETENESS_THRESHOLD = 0.99
 SPIKE_Z_THRESHOLD = 12.0
+SPIKE_MIN_RETURNS = 12
 VOLUME_RTOL = 1e-9
 
 
@@ -81,17 +82,20 @@ def spike_mask(close: np.ndarray, open_times: np.ndarray | None = None, step_ms:
     """Log returns whose robust z-score (median / MAD) exceeds the threshold. A return across
     missing candles (an outage, a deleted range) spans several intervals: it is scaled by
     1/sqrt(intervals), as a random walk's spread grows, so ordinary drift over a 90-minute outage
-    is not a spike while a jump still is."""
+    is not a spike while a jump still is. Prices move in ticks: the spread is floored at the
+    smallest move seen (one tick), so a cheap coin whose returns are mostly 0 or 1 tick does not
+    read a 3-tick hour as a spike, and fewer than SPIKE_MIN_RETURNS returns judge nothing."""
     mask = np.zeros(len(close), dtype=bool)
-    if len(close) < 3:
+    if len(close) <= SPIKE_MIN_RETURNS:
         return mask
     returns = np.diff(np.log(close))
     if open_times is not None and step_ms:
         returns = returns / np.sqrt(np.maximum(np.diff(open_times) / step_ms, 1.0))
-    median = np.median(returns)
-    mad = np.median(np.abs(returns - median)) * 1.4826
-    if mad == 0:
+    moves = np.abs(returns[returns != 0])
+    if len(moves) == 0:
         return mask
+    median = np.median(returns)
+    mad = max(np.median(np.abs(returns - median)) * 1.4826, moves.min())
     mask[1:] = np.abs(returns - median) / mad > SPIKE_Z_THRESHOLD
     return mask
 

@@ -1,9 +1,11 @@
 """Candles from any ccxt exchange, with the retry discipline ccxt itself does not have.
 
-ccxt raises on the first failure; here every request draws on the exchange's shared budget,
-429/418 answers wait for ``Retry-After``, transient failures (5xx, timeouts, network errors,
-truncated JSON) back off exponentially with jitter, and errors that cannot succeed (unknown
-symbol, bad interval, other 4xx) fail at once.
+ccxt raises on the first failure; here every request goes through the shared retry discipline
+(``retrying``): 429/418 answers and the venue's own rate-limit errors (Kraken's
+``EAPI:Rate limit exceeded`` comes with HTTP 200) wait, transient failures (5xx, timeouts, network
+errors, truncated JSON) back off, and errors that cannot succeed (unknown symbol, bad interval,
+other 4xx) fail at once. Pages are as long as the venue's profile says (Binance 1,000, Kraken 720,
+Coinbase 300).
 """
 
 from __future__ import annotations
@@ -18,34 +20,27 @@ import numpy as np
 import orjson
 
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
-from ohlcv_assets.exchange.source import FetchFailed, FetchStats, PermanentFetchError
+from ohlcv_assets.exchange.retrying import PERMANENT, RATE_LIMITED, TRANSIENT, Failure, RetryingCaller
+from ohlcv_assets.exchange.source import FetchStats, PermanentFetchError, listing_within_history
 from ohlcv_assets.universe import ExchangeConfig
 
-BACKOFF_CAP_SECONDS = 30.0
-RETRY_AFTER_MARGIN_SECONDS = 0.25
 _PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410, 451}
 _DEFAULT_OPTIONS = {"binance": {"fetchMarkets": {"types": ["spot"]}}, "binanceus": {"fetchMarkets": {"types": ["spot"]}}}
-
-
-def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
-    """Exponential backoff with jitter: uniform in [0.5, 1.5] x base * 2**attempt, capped."""
-    return min(BACKOFF_CAP_SECONDS, base * 2**attempt) * rng.uniform(0.5, 1.5)
 
 
 class CcxtCandleSource:
     """One exchange's candles. Thread-safe: each thread talks through its own ccxt instance (ccxt
     keeps the last response on the instance), all of them drawing on one shared rate budget."""
 
-    page_limit = 1000
-
     def __init__(self, name: str, config: ExchangeConfig, budget: RateBudget | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None):
         self.name = name
         self.config = config
+        self.page_limit = config.page_limit
         self.stats = FetchStats()
         self.budget = budget or LocalRateBudget(config)
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self._caller = RetryingCaller(name, self.budget, config.max_attempts, config.retry_base_seconds, sleep,
+                                      rng or random.Random(), self.stats)
         self._lock = threading.Lock()
         self._markets_lock = threading.Lock()
         self._local = threading.local()
@@ -107,8 +102,12 @@ class CcxtCandleSource:
     def first_open_time(self, symbol: str, interval: str) -> int | None:
         key = (symbol, interval)
         if key not in self._first_open:
-            rows = self._candles(symbol, interval, 0, 1, None)
-            self._first_open[key] = int(rows[0, 0]) if len(rows) else None
+            if self.config.history_candles:  # the oldest candle served is the horizon, not the listing
+                rows = self._candles(symbol, interval, None, self.config.history_candles, None)
+                self._first_open[key] = listing_within_history(rows[:, 0] if len(rows) else None, interval, self.config)
+            else:
+                rows = self._candles(symbol, interval, 0, 1, None)
+                self._first_open[key] = int(rows[0, 0]) if len(rows) else None
         return self._first_open[key]
 
     # --- requests -------------------------------------------------------------------------
@@ -118,7 +117,7 @@ class CcxtCandleSource:
                 self._call(self.exchange.load_markets, self.config.markets_weight)
                 self._markets_loaded = True
 
-    def _candles(self, symbol: str, interval: str, since_ms: int, limit: int, until_ms: int | None) -> np.ndarray:
+    def _candles(self, symbol: str, interval: str, since_ms: int | None, limit: int, until_ms: int | None) -> np.ndarray:
         """Binance-protocol exchanges are asked for raw klines, parsed in bulk (ccxt's per-candle
         parsing costs more than the request); others go through ccxt's fetch_ohlcv."""
         self._load_markets()
@@ -127,7 +126,9 @@ class CcxtCandleSource:
             exchange = self._thread_exchange()
             if hasattr(exchange, "publicGetKlines"):
                 params = {"symbol": self.exchange.market(symbol)["id"], "interval": exchange.timeframes.get(interval, interval),
-                          "startTime": since_ms, "limit": limit}
+                          "limit": limit}
+                if since_ms is not None:
+                    params["startTime"] = since_ms
                 if until_ms is not None:
                     params["endTime"] = until_ms
                 return _as_rows(exchange.publicGetKlines(params), self.name)
@@ -137,36 +138,21 @@ class CcxtCandleSource:
         return self._call(request, self.config.candles_weight)
 
     def _call(self, fn, weight: int):
-        attempts = self.config.max_attempts
-        for attempt in range(attempts):
-            wait = self.budget.reserve(weight)
-            if wait > 0:
-                self._sleep(wait)
+        def attempt():
             self._local.status = None
-            with self._lock:
-                self.stats.requests += 1
-            try:
-                result = fn()
-                self._respect_used_weight()
-                return result
-            except ccxt.BaseError as err:
-                status = getattr(self._local, "status", None)
-                if status in (418, 429):
-                    wait = max(self._retry_after(), backoff_seconds(attempt, self.config.retry_base_seconds, self._rng))
-                    self.budget.hold_back(wait)
-                    with self._lock:
-                        self.stats.rate_limit_waits += 1
-                elif _is_permanent(err, status):
-                    raise PermanentFetchError(f"{self.name}: {err}") from err
-                else:
-                    wait = backoff_seconds(attempt, self.config.retry_base_seconds, self._rng)
-                if attempt == attempts - 1:
-                    raise FetchFailed(f"{self.name}: request still failing after {attempts} attempts: {err}") from err
-                with self._lock:
-                    self.stats.retries += 1
-                    self.stats.waited_seconds += wait
-                self._sleep(wait)
-        raise AssertionError("unreachable")
+            return fn()
+
+        return self._caller.call(attempt, weight, self._classify, after=self._respect_used_weight)
+
+    def _classify(self, err: Exception) -> Failure | None:
+        if not isinstance(err, ccxt.BaseError):
+            return None
+        status = getattr(self._local, "status", None)
+        if status in (418, 429) or isinstance(err, ccxt.DDoSProtection):
+            return Failure(RATE_LIMITED, self._last_header("Retry-After"))
+        if _is_permanent(err, status):
+            return Failure(PERMANENT)
+        return Failure(TRANSIENT)
 
     def _respect_used_weight(self) -> None:
         """When the exchange has counted more weight in its window than our share allows (other
@@ -186,10 +172,6 @@ class CcxtCandleSource:
             self.budget.hold_back(self.config.weight_window_seconds * share)
             with self._lock:
                 self.stats.used_weight_holds += 1
-
-    def _retry_after(self) -> float:
-        retry_after = self._last_header("Retry-After")
-        return (1.0 if retry_after is None else retry_after) + RETRY_AFTER_MARGIN_SECONDS
 
     def _last_header(self, name: str) -> float | None:
         """A numeric header of this thread's last answer, or None if absent or not a number."""

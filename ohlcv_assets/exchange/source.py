@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ohlcv_assets.candle_frame import empty_candles, rows_to_frame
+from ohlcv_assets.intervals import MINUTE_MS, interval_ms, now_ms
+from ohlcv_assets.universe import ExchangeConfig
 
 
 class PermanentFetchError(Exception):
@@ -38,8 +40,12 @@ class FetchStats:
 
 
 class CandleSource(Protocol):
+    """One venue's candles. ``config`` is the venue's universe entry (history depth, omitted
+    intervals and sessions come from its profile)."""
+
     page_limit: int
     stats: FetchStats
+    config: ExchangeConfig
 
     def check_symbol(self, symbol: str) -> None:
         """Raises PermanentFetchError if the source does not list the symbol."""
@@ -49,6 +55,23 @@ class CandleSource(Protocol):
 
     def first_open_time(self, symbol: str, interval: str) -> int | None:
         """Open time of the symbol's first candle ever (its listing), or None if unknown."""
+
+
+def listing_within_history(open_times: np.ndarray | None, interval: str, config: ExchangeConfig) -> int | None:
+    """The listing of a symbol on a venue that serves only its latest ``history_candles``, from the
+    open times it serves: a first candle near the horizon means the symbol listed before it (0:
+    before anything that can be asked about); a later first candle is the listing."""
+    if open_times is None or len(open_times) == 0:
+        return None
+    step = interval_ms(interval)
+    horizon = (now_ms() // step - config.history_candles + 1) * step
+    first = int(open_times[0])
+    return 0 if first - horizon < max(step, config.downtime_min_minutes * MINUTE_MS) else first
+
+
+def history_start_ms(config: ExchangeConfig, step_ms: int, now: int) -> int | None:
+    """Open time of the oldest candle the venue still serves (None: all of them since listing)."""
+    return (now // step_ms - config.history_candles + 1) * step_ms if config.history_candles else None
 
 
 def fetch_closed_candles(source: CandleSource, symbol: str, interval: str, step_ms: int,

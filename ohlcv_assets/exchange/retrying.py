@@ -1,0 +1,80 @@
+"""The retry discipline every candle source shares, whatever its protocol.
+
+Every request draws on the venue's shared budget; rate-limit answers wait for ``Retry-After``
+(and push the shared budget back, so every process backs off); transient failures back off
+exponentially with jitter; failures a retry cannot fix fail at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from ohlcv_assets.exchange.rate_budget import RateBudget
+from ohlcv_assets.exchange.source import FetchFailed, FetchStats, PermanentFetchError
+
+BACKOFF_CAP_SECONDS = 30.0
+RETRY_AFTER_MARGIN_SECONDS = 0.25
+RATE_LIMITED, PERMANENT, TRANSIENT = "rate_limited", "permanent", "transient"
+T = TypeVar("T")
+
+
+def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: uniform in [0.5, 1.5] x base * 2**attempt, capped."""
+    return min(BACKOFF_CAP_SECONDS, base * 2**attempt) * rng.uniform(0.5, 1.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    kind: str  # RATE_LIMITED, PERMANENT or TRANSIENT
+    retry_after: float | None = None  # seconds the venue asked for (rate limits)
+
+
+class RetryingCaller:
+    """Calls a request function under a venue's budget and retry rules; ``classify`` says what an
+    exception means (None: not a venue failure, raised as it is)."""
+
+    def __init__(self, name: str, budget: RateBudget, max_attempts: int, retry_base_seconds: float,
+                 sleep: Callable[[float], None], rng: random.Random, stats: FetchStats):
+        self.name, self.budget = name, budget
+        self.max_attempts, self.retry_base_seconds = max_attempts, retry_base_seconds
+        self._sleep, self._rng, self.stats = sleep, rng, stats
+        self._lock = threading.Lock()
+
+    def call(self, fn: Callable[[], T], weight: int, classify: Callable[[Exception], Failure | None],
+             after: Callable[[], None] | None = None) -> T:
+        for attempt in range(self.max_attempts):
+            wait = self.budget.reserve(weight)
+            if wait > 0:
+                self._sleep(wait)
+            with self._lock:
+                self.stats.requests += 1
+            try:
+                result = fn()
+                if after is not None:
+                    after()
+                return result
+            except Exception as err:
+                failure = classify(err)
+                if failure is None:
+                    raise
+                backoff = backoff_seconds(attempt, self.retry_base_seconds, self._rng)
+                if failure.kind == PERMANENT:
+                    raise PermanentFetchError(f"{self.name}: {err}") from err
+                if failure.kind == RATE_LIMITED:
+                    wait = max((1.0 if failure.retry_after is None else failure.retry_after) + RETRY_AFTER_MARGIN_SECONDS, backoff)
+                    self.budget.hold_back(wait)
+                    with self._lock:
+                        self.stats.rate_limit_waits += 1
+                else:
+                    wait = backoff
+                if attempt == self.max_attempts - 1:
+                    raise FetchFailed(f"{self.name}: request still failing after {self.max_attempts} attempts: {err}") from err
+                with self._lock:
+                    self.stats.retries += 1
+                    self.stats.waited_seconds += wait
+                self._sleep(wait)
+        raise AssertionError("unreachable")
