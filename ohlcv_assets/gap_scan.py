@@ -9,8 +9,10 @@ from collections.abc import Iterator
 import numpy as np
 
 from ohlcv_assets.exchange.source import CandleSource
-from ohlcv_assets.gaps import EXCHANGE_DOWNTIME, FILLABLE, RETIRED, Gap, classify_known, find_gaps, split_by_presence
+from ohlcv_assets.exchange.source import history_start_ms
+from ohlcv_assets.gaps import FILLABLE, RETIRED, Gap, classify_known, empty_reason, find_gaps, split_by_presence
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms, utc_day
+from ohlcv_assets.sessions import Sessions
 from ohlcv_assets.universe import Instrument
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, GAP_OPEN_STATUSES
@@ -67,13 +69,14 @@ def _answered(source: CandleSource, symbol: str, interval: str, gaps: list[Gap])
 
 
 def ask_exchange(source: CandleSource, symbol: str, interval: str, unknown: list[Gap]) -> list[Gap]:
-    """Splits unexplained gaps into fillable parts and confirmed-empty (downtime) parts.
+    """Splits unexplained gaps into fillable parts and confirmed-empty parts (downtime, or no trades
+    on a venue that omits intervals without trades).
 
     Adjacent gaps share a page, so a scan costs at most one request per page of candles that holds
-    gaps. A part that comes back empty is asked again, and only still empty is it confirmed as
-    downtime.
+    gaps. A part that comes back empty is asked again, and only still empty is it confirmed.
     """
     step = interval_ms(interval)
+    omits, downtime_min_ms = source.config.profile.omits_empty, source.config.downtime_min_minutes * MINUTE_MS
     out: list[Gap] = []
     empty: list[Gap] = []
     for gap, times in _answered(source, symbol, interval, unknown):
@@ -83,12 +86,12 @@ def ask_exchange(source: CandleSource, symbol: str, interval: str, unknown: list
     for gap, times in _answered(source, symbol, interval, empty):
         present, missing = split_by_presence(gap, times, step)
         out.extend(present)
-        out.extend(Gap(g.start_ms, g.end_ms, EXCHANGE_DOWNTIME) for g in missing)
+        out.extend(Gap(g.start_ms, g.end_ms, empty_reason(g, omits, downtime_min_ms)) for g in missing)
     return sorted(out, key=lambda g: g.start_ms)
 
 
 def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
-         history_candles: int | None, now_ms: int, refresh_minutes: int) -> ScanResult:
+         now_ms: int, refresh_minutes: int) -> ScanResult:
     """Finds every missing candle of the settled grid and classifies it. The exchange is asked only
     about gaps no record explains yet: confirmed-empty ranges and fillable gaps already recorded
     (waiting for or in a backfill) are not asked about again."""
@@ -98,23 +101,25 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
     end = settled_end_ms(now_ms, step, refresh_minutes, latest)
     times = warehouse.read_open_times(instrument.exchange, instrument.symbol, interval, start, end)
     listing = source.first_open_time(instrument.symbol, interval)
-    history_start = (now_ms // step - history_candles) * step if history_candles else None
+    history_start = history_start_ms(source.config, step, now_ms)
+    sessions = source.config.sessions
     records = gap_records.instrument_gaps(warehouse, instrument.exchange, instrument.symbol, interval)
     known = [(lo, hi, RETIRED) for lo, hi in gap_records.retired_spans(warehouse, instrument.exchange, instrument.symbol, interval)]
-    known += [(r.start_ms, r.end_ms, EXCHANGE_DOWNTIME if r.status == CONFIRMED_EMPTY else FILLABLE) for r in records
+    known += [(r.start_ms, r.end_ms, r.reason if r.status == CONFIRMED_EMPTY else FILLABLE) for r in records
               if r.status == CONFIRMED_EMPTY or (r.status in GAP_OPEN_STATUSES and r.reason == FILLABLE)]
-    found = classify_known(find_gaps(times, start, end, step), listing, history_start, known)
+    found = classify_known(sessions.clip(find_gaps(times, start, end, step), step), listing, history_start, known)
     classified = [g for g in found if g.reason]
     classified.extend(ask_exchange(source, instrument.symbol, interval, [g for g in found if not g.reason]))
     classified.sort(key=lambda g: g.start_ms)
     changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms)
     first_expected = max(start, -(-listing // step) * step) if listing is not None else end
-    expected = max(0, (end - first_expected) // step)
+    expected = sessions.count(first_expected, end, step) if end > first_expected else 0
     return ScanResult(expected=expected, present=len(times), gaps=classified,
-                      day_coverage=day_coverage(times, first_expected, end, step), changes=changes)
+                      day_coverage=day_coverage(times, first_expected, end, step, sessions), changes=changes)
 
 
-def day_coverage(times: np.ndarray, first_ms: int, end_ms: int, step_ms: int) -> list[tuple[dt.date, int, int]]:
+def day_coverage(times: np.ndarray, first_ms: int, end_ms: int, step_ms: int,
+                 sessions: Sessions = Sessions()) -> list[tuple[dt.date, int, int]]:
     """(day, stored candles, expected closed candles) for every day from first_ms to end_ms."""
     if end_ms <= first_ms:
         return []
@@ -123,5 +128,5 @@ def day_coverage(times: np.ndarray, first_ms: int, end_ms: int, step_ms: int) ->
     present = np.bincount((times[times >= first_ms] // DAY_MS) - first_day, minlength=len(days))[:len(days)]
     day_start = np.maximum(days * DAY_MS, first_ms)
     day_end = np.minimum((days + 1) * DAY_MS, end_ms)
-    expected = (day_end - day_start + step_ms - 1) // step_ms
+    expected = [sessions.count(int(a), int(b), step_ms) for a, b in zip(day_start, day_end)]
     return [(utc_day(int(d) * DAY_MS), int(p), int(e)) for d, p, e in zip(days, present, expected)]

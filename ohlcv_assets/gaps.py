@@ -4,11 +4,15 @@ A gap is a run of grid candles with no stored candle; it is exact (one missing c
 and classified by what the exchange says:
 
 - ``fillable``: the exchange has (some of) the candles: a backfill will store them;
-- ``exchange_downtime``: asked twice, the exchange has no candles there: they never existed;
+- ``exchange_downtime``: asked twice, the exchange has no candles there: they never existed
+  (on a venue that omits intervals without trades, only a run of at least ``downtime_min_minutes``);
+- ``no_trades``: a shorter empty run on a venue that omits intervals without trades (Kraken,
+  Coinbase, Polygon): the venue's answer is the confirmation, nothing to fetch, not incomplete;
 - ``before_listing``: before the symbol's first candle;
 - ``beyond_history``: older than the exchange serves (``history_candles`` in the universe);
 - ``retired``: dropped on purpose by retention (see ``retention``), never asked for again;
 
+Outside a venue's trading sessions (``sessions``) no candle is expected, so nothing is a gap.
 Candles younger than the settled horizon (see ``gap_scan.settled_end_ms``), the forming one
 included, are not expected yet and so are never gaps.
 """
@@ -22,7 +26,9 @@ EXCHANGE_DOWNTIME = "exchange_downtime"
 BEFORE_LISTING = "before_listing"
 BEYOND_HISTORY = "beyond_history"
 RETIRED = "retired"
-GAP_CLASSES = (FILLABLE, EXCHANGE_DOWNTIME, BEFORE_LISTING, BEYOND_HISTORY, RETIRED)
+NO_TRADES = "no_trades"
+GAP_CLASSES = (FILLABLE, EXCHANGE_DOWNTIME, NO_TRADES, BEFORE_LISTING, BEYOND_HISTORY, RETIRED)
+CONFIRMED_EMPTY_CLASSES = (EXCHANGE_DOWNTIME, NO_TRADES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,3 +112,23 @@ def split_by_presence(gap: Gap, exchange_times: np.ndarray, step_ms: int) -> tup
         ends = np.r_[inside[breaks], inside[-1]] + step_ms
         present = [Gap(int(s), int(e), FILLABLE) for s, e in zip(starts, ends)]
     return present, empty
+
+
+def empty_reason(gap: Gap, omits_empty: bool, downtime_min_ms: int) -> str:
+    """What an empty answer means: on a venue that omits intervals without trades a short run is
+    ``no_trades``; otherwise (or a run as long as an outage) ``exchange_downtime``."""
+    return NO_TRADES if omits_empty and gap.end_ms - gap.start_ms < downtime_min_ms else EXCHANGE_DOWNTIME
+
+
+def no_trade_runs(missing: np.ndarray, last_stored_ms: int | None, final: bool, downtime_min_ms: int) -> list[Gap]:
+    """The missing runs (``find_gaps`` rows, already cut to sessions) of a range an omitting venue
+    has just answered that mean no trades: shorter than an outage, and followed by a stored candle
+    unless the range is ``final`` (a whole past day; the end of a day in progress may still come)."""
+    out = []
+    for start, end, _ in missing.tolist():
+        if end - start >= downtime_min_ms:
+            continue  # as long as an outage: the gap scan asks twice
+        if not final and (last_stored_ms is None or start > last_stored_ms):
+            continue
+        out.append(Gap(start, end, NO_TRADES))
+    return out

@@ -19,10 +19,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 
 from ohlcv_assets.candle_frame import empty_candles
-from ohlcv_assets.exchange.source import CandleSource, FetchStats, fetch_closed_candles
-from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, expected_open_times, interval_ms, ms_to_iso
-from ohlcv_assets.universe import Instrument
+from ohlcv_assets.exchange.source import CandleSource, FetchStats, fetch_closed_candles, history_start_ms
+from ohlcv_assets.gaps import find_gaps, no_trade_runs
+from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
+from ohlcv_assets.universe import ExchangeConfig, Instrument
 from ohlcv_assets.validation import validate_candles
+from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -43,6 +45,7 @@ class PartitionReport:
     max_revision_pct: float = 0.0
     expected_candles: int = 0
     missing_candles: int = 0
+    no_trade_candles: int = 0  # of the missing ones: intervals an omitting venue (Kraken, ...) had no trades in
     first_open_time: str = ""
     last_open_time: str = ""
     batch_days: int = 0
@@ -134,12 +137,15 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
                 on_progress: Callable[[Progress], None] | None = None) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
     """Ingests the days of one instrument; yields each batch's (day, report) once it is written.
 
-    Days with nothing to fetch (before the configured start or the listing, not begun) are
-    reported with a note and no request. A failure raises after the batches before it were
+    Days with nothing to fetch (before the configured start or the listing, older than the venue's
+    history, not begun) are reported with a note and no request. Expected candles are those of
+    the venue's trading sessions (all of them for crypto). A failure raises after the batches before it were
     written, each atomically; re-running is idempotent.
     """
     step = interval_ms(interval)
     closed_end = now_ms // step * step
+    sessions = source.config.sessions
+    oldest = history_start_ms(source.config, step, now_ms)
     stats_before = dataclasses.replace(source.stats)
     batch_started = time.perf_counter()
     todo: list[_Day] = []
@@ -152,6 +158,11 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
         if start >= now_ms:
             yield [(day, PartitionReport(note="nothing to do: the day has not started"))]
             continue
+        if oldest is not None and end <= oldest:
+            yield [(day, PartitionReport(note=(
+                f"nothing to do: beyond history ({instrument.exchange} serves only its latest {source.config.history_candles} "
+                f"{interval} candles, from {ms_to_iso(oldest)}; older ones come from its archive)")))]
+            continue
         if not todo:
             source.check_symbol(instrument.symbol)
             listed = source.first_open_time(instrument.symbol, interval)
@@ -159,9 +170,9 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
             when = "has no candles at all" if listed is None else f"was listed at {ms_to_iso(listed)}"
             yield [(day, PartitionReport(note=f"nothing to do: before listing ({instrument.symbol} {when})"))]
             continue
-        first = max(start, listed // step * step)
+        first = max(start, listed // step * step, oldest or start)
         last = min(end, closed_end)
-        todo.append(_Day(day, first, last, len(expected_open_times(max(start, listed), last, step))))
+        todo.append(_Day(day, first, last, sessions.count(max(start, listed, oldest or start), last, step) if first < last else 0))
     if not todo:
         return
 
@@ -225,7 +236,7 @@ class _BatchWriter:
         counts = {"batch_days": len(self.ready), "requests": delta.requests, "retries": delta.retries,
                   "rate_limit_waits": delta.rate_limit_waits}
         self.stats_before = stats
-        self.writing = self.pool.submit(_write_batch, self.warehouse, self.instrument, self.interval, list(self.ready), batch,
+        self.writing = self.pool.submit(_write_batch, self.source.config, self.warehouse, self.instrument, self.interval, list(self.ready), batch,
                                         self.now_ms, counts, self.batch_started)
         self.batch_started = time.perf_counter()
         self.ready.clear()
@@ -245,7 +256,7 @@ class _BatchWriter:
         self.pool.shutdown(wait=True)
 
 
-def _write_batch(warehouse: Warehouse, instrument: Instrument, interval: str, days: list[_Day],
+def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instrument, interval: str, days: list[_Day],
                  frame: pd.DataFrame, now_ms: int, counts: dict, started: float) -> list[tuple[dt.date, PartitionReport]]:
     step = interval_ms(interval)
     validate_candles(frame, step, now_ms)
@@ -253,9 +264,16 @@ def _write_batch(warehouse: Warehouse, instrument: Instrument, interval: str, da
     merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
     seconds = round(time.perf_counter() - started, 3)
     times = frame["open_time"].to_numpy()
+    sessions = config.sessions
     reports = []
     for d, (start, end), result in zip(days, bounds, merged):
         day_times = times[(times >= start) & (times < end)]
+        quiet = []
+        if config.profile.omits_empty and d.start < d.end:
+            missing = sessions.clip(find_gaps(day_times, d.start, d.end, step), step)
+            quiet = no_trade_runs(missing, int(day_times[-1]) if len(day_times) else None, d.end == end,
+                                  config.downtime_min_minutes * MINUTE_MS)
+            gap_records.record_confirmed(warehouse, instrument.exchange, instrument.symbol, interval, quiet, step, now_ms)
         report = PartitionReport(
             candles_new=result.inserted,
             candles_revised=result.revised,
@@ -264,14 +282,18 @@ def _write_batch(warehouse: Warehouse, instrument: Instrument, interval: str, da
             candles_fetched=len(day_times),
             expected_candles=d.expected,
             missing_candles=d.expected - len(day_times),
+            no_trade_candles=sum(g.candles(step) for g in quiet),
             seconds=seconds,
             **counts,
         )
         if len(day_times):
             report.first_open_time = ms_to_iso(int(day_times[0]))
             report.last_open_time = ms_to_iso(int(day_times[-1]))
-        if report.missing_candles:
-            report.note = f"{report.missing_candles} expected candle(s) were not returned by the exchange"
+        unexplained = report.missing_candles - report.no_trade_candles
+        if report.no_trade_candles:
+            report.note = f"{report.no_trade_candles} candle(s) had no trades ({instrument.exchange} omits them)"
+        if unexplained:
+            report.note = (report.note + "; " if report.note else "") + f"{unexplained} expected candle(s) were not returned by the exchange"
         if d.end < end:
             report.note = (report.note + "; " if report.note else "") + "day still in progress: closed candles so far"
         reports.append((d.day, report))

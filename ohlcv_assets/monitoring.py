@@ -10,7 +10,7 @@ import time
 import dagster as dg
 import sqlalchemy as sa
 
-from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
+from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.gap_scan import settled_end_ms
 from ohlcv_assets.intervals import interval_ms, ms_to_iso
 from ohlcv_assets.names import candles_key, freshness_windows, partition_key_string, split_partition_key_string
@@ -155,9 +155,8 @@ def health(universe: Universe, warehouse: Warehouse | None, warehouse_problem: s
             age = time.time() - max(b.timestamp for b in beats.values())
             report["daemon"] = f"ok ({age:.0f} s since last heartbeat)" if age < HEARTBEAT_STALE_SECONDS else f"FAIL stale ({age:.0f} s)"
     for name, config in universe.exchanges.items():
-        source = CcxtCandleSource(name, config.model_copy(update={"timeout_seconds": 5}))  # one plain request
         try:
-            source.exchange.fetch_time()
+            build_source(name, config.model_copy(update={"timeout_seconds": 5})).ping()
             report[f"exchange {name}"] = "ok"
         except Exception as err:  # any failure means unreachable; the message says which
             report[f"exchange {name}"] = f"FAIL unreachable: {type(err).__name__}"

@@ -6,8 +6,9 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, expected_open_times, interval_ms, ms_to_iso
+from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
 from ohlcv_assets.read import load_candles
+from ohlcv_assets.sessions import Sessions
 from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
 
 COMPLETENESS_THRESHOLD = 0.99
@@ -170,9 +171,10 @@ def quality_score(frame: pd.DataFrame, outcomes: list[CheckOutcome], expected: i
 
 
 def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dict, now_ms: int,
-                      freshness_windows_ms: tuple[float, float]) -> dict:
+                      freshness_windows_ms: tuple[float, float], sessions: Sessions = Sessions()) -> dict:
     """Reads instrument-days back from the warehouse (one query per table for all of them), checks
     and scores each day; ``expected_by_day`` maps each day to its expected closed candle count.
+    Freshness counts only time the venue traded (``sessions``): a weekend does not age an equity.
     Returns {day: (outcomes, QualityScore)}."""
     step = interval_ms(interval)
     days = sorted(expected_by_day)
@@ -183,11 +185,13 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         minutes = load_candles(instrument.exchange, instrument.symbol, "1m", lo, hi, warehouse=warehouse).reset_index(drop=True)
     empty_ranges = confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval)
     latest = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
-    freshness = freshness_share(None if latest is None else now_ms - (latest + step), *freshness_windows_ms)
+    age = None if latest is None else max(0, sessions.last_trading_ms(now_ms) - (latest + step))
+    freshness = freshness_share(age, *freshness_windows_ms)
     results = {}
     for day in days:
         start, end = day_bounds_ms(day)
-        explained = sum(len(expected_open_times(max(a, start), min(b, end, now_ms // step * step), step)) for a, b in empty_ranges)
+        explained = sum(sessions.count(max(a, start), min(b, end, now_ms // step * step), step) for a, b in empty_ranges
+                        if max(a, start) < min(b, end))
         frame = _within(stored, start, end)
         outcomes = check_candles(frame, step, now_ms, expected_by_day[day], explained,
                                  None if minutes is None else _within(minutes, start, end))

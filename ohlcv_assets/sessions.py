@@ -25,6 +25,11 @@ class Sessions:
         first = -(-start_ms // step_ms) * step_ms
         return max(0, -(-(end_ms - first) // step_ms))
 
+    def clip(self, gaps: np.ndarray, step_ms: int) -> np.ndarray:
+        """Missing runs (start, end, count rows, as ``gaps.find_gaps`` gives) cut to the expected
+        candles: around the clock, all of them."""
+        return gaps
+
     def last_trading_ms(self, now_ms: int) -> int:
         """The latest instant at or before ``now_ms`` when the venue traded: candles older than it
         are the ones freshness measures against."""
@@ -60,6 +65,16 @@ class ExchangeSessions(Sessions):
 
     def count(self, start_ms: int, end_ms: int, step_ms: int) -> int:
         return len(self.expected(start_ms, end_ms, step_ms))
+
+    def clip(self, gaps: np.ndarray, step_ms: int) -> np.ndarray:
+        rows = []
+        for start, end, _ in gaps.tolist():
+            for open_ms, close_ms in zip(*(a.tolist() for a in self._sessions(start, end))):
+                lo = max(start, open_ms // step_ms * step_ms)
+                hi = min(end, -(-close_ms // step_ms) * step_ms)
+                if lo < hi:
+                    rows.append((lo, hi, (hi - lo) // step_ms))
+        return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
     def last_trading_ms(self, now_ms: int) -> int:
         at = np.searchsorted(self._opens, now_ms, side="right") - 1

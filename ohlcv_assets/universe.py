@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ohlcv_assets.intervals import interval_ms, resolve_day
+from ohlcv_assets.sessions import Sessions, sessions_for
 from ohlcv_assets.venues import GENERIC_CCXT, VenueProfile, profile_for
 
 UNIVERSE_ENV = "OHLCV_UNIVERSE"
@@ -90,6 +91,11 @@ class ExchangeConfig(BaseModel):
     @property
     def page_limit(self) -> int:
         return self.profile.page_limit
+
+    @property
+    def sessions(self) -> Sessions:
+        """When the venue trades: the expected candles, gaps and freshness follow it."""
+        return sessions_for(self.profile.calendar)
 
 
 class Instrument(BaseModel):

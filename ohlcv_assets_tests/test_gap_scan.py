@@ -41,7 +41,7 @@ def test_deleted_rows_and_downtime_are_told_apart_and_the_forming_candle_is_not_
     delete(warehouse, "BTC/USDT", "1m", day_start + 10 * HOUR, day_start + 10 * HOUR + 7 * MINUTE_MS)
     delete(warehouse, "BTC/USDT", "1m", day_start - HOUR, day_start - HOUR + MINUTE_MS)
 
-    result = scan(source, warehouse, instrument, "1m", None, now, REFRESH_MINUTES)
+    result = scan(source, warehouse, instrument, "1m", now, REFRESH_MINUTES)
     found = [(g.start_ms, g.end_ms, g.reason) for g in result.gaps]
     assert found == [
         (day_start - HOUR, day_start - HOUR + MINUTE_MS, FILLABLE),
@@ -55,7 +55,7 @@ def test_deleted_rows_and_downtime_are_told_apart_and_the_forming_candle_is_not_
 
     store_days(source, warehouse, instrument, "1m", [DOWNTIME_DAY - dt.timedelta(days=1), DOWNTIME_DAY], now)
     before = simulator.stats["requests.klines"]
-    again = scan(CcxtCandleSource("binance", universe.exchanges["binance"]), warehouse, instrument, "1m", None, now,
+    again = scan(CcxtCandleSource("binance", universe.exchanges["binance"]), warehouse, instrument, "1m", now,
                  REFRESH_MINUTES)
     assert simulator.stats["requests.klines"] - before == 1  # the listing question only: downtime is never re-asked
     assert [g.reason for g in again.gaps] == [EXCHANGE_DOWNTIME]
@@ -65,20 +65,29 @@ def test_deleted_rows_and_downtime_are_told_apart_and_the_forming_candle_is_not_
 
 
 def test_before_listing_and_beyond_history_are_unfillable(simulator, universe, warehouse):
+    """A venue serving only its latest N candles (Kraken: 720) shows the listing only while it is
+    within reach; older candles are beyond its history, whenever the symbol listed."""
     instrument = universe.instrument("binance.LATE-USDT").model_copy(update={"start": dt.date(2026, 10, 11)})
-    source = CcxtCandleSource("binance", universe.exchanges["binance"])
     now = day_bounds_ms(dt.date(2026, 10, 12))[0] + 5 * HOUR
     simulator.reconfigure({"frozen_now_ms": now})
-    result = scan(source, warehouse, instrument, "1h", 3, now, REFRESH_MINUTES)
     listed = day_bounds_ms(dt.date(2026, 10, 12))[0]
+    reach = CcxtCandleSource("binance", universe.exchanges["binance"].model_copy(update={"history_candles": 8}))
+    result = scan(reach, warehouse, instrument, "1h", now, REFRESH_MINUTES)
     assert [(g.start_ms, g.end_ms, g.reason) for g in result.gaps] == [
         (day_bounds_ms(dt.date(2026, 10, 11))[0], listed, BEFORE_LISTING),
-        (listed, now - 3 * HOUR, BEYOND_HISTORY),
-        (now - 3 * HOUR, now - HOUR, FILLABLE),  # the candle that closed at `now` is not settled yet
+        (listed, now - HOUR, FILLABLE),  # the candle that closed at `now` is not settled yet
     ]
     assert result.expected == 4
     assert {r.reason: r.status for r in gap_records.instrument_gaps(warehouse, "binance", "LATE/USDT", "1h")} == {
-        BEFORE_LISTING: "unfillable", BEYOND_HISTORY: "unfillable", FILLABLE: "detected"}
+        BEFORE_LISTING: "unfillable", FILLABLE: "detected"}
+    short = CcxtCandleSource("binance", universe.exchanges["binance"].model_copy(update={"history_candles": 3}))
+    result = scan(short, warehouse, instrument.model_copy(update={"start": dt.date(2026, 10, 12)}), "1h", now, REFRESH_MINUTES)
+    assert [(g.start_ms, g.end_ms, g.reason) for g in result.gaps] == [
+        (listed, now - 2 * HOUR, BEYOND_HISTORY),  # the latest 3 candles (the forming one counts) open from now - 2h
+        (now - 2 * HOUR, now - HOUR, FILLABLE),
+    ]
+    assert BEYOND_HISTORY in {r.reason for r in gap_records.instrument_gaps(warehouse, "binance", "LATE/USDT", "1h")
+                              if r.status == "unfillable"}
 
 
 def test_failed_backfills_back_off_and_are_given_up(warehouse):
@@ -117,16 +126,16 @@ def test_a_scan_never_chases_the_newest_candle(simulator, universe, warehouse):
     now = day_bounds_ms(PLAIN_DAY_AFTER)[0] + 9 * HOUR + 30_000
     simulator.reconfigure({"frozen_now_ms": now})
     store_days(source, warehouse, instrument, "1m", [PLAIN_DAY_AFTER], now)
-    assert scan(source, warehouse, instrument, "1m", None, now, REFRESH_MINUTES).gaps == []
+    assert scan(source, warehouse, instrument, "1m", now, REFRESH_MINUTES).gaps == []
     for minutes_later in (1, 5, REFRESH_MINUTES):
         later = now + minutes_later * MINUTE_MS
         simulator.reconfigure({"frozen_now_ms": later})
-        assert scan(source, warehouse, instrument, "1m", None, later, REFRESH_MINUTES).gaps == []
+        assert scan(source, warehouse, instrument, "1m", later, REFRESH_MINUTES).gaps == []
     assert gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m") == []
     # Once a refresh period has passed with nothing written, the missing candles are real gaps.
     stalled = now + (REFRESH_MINUTES + 3) * MINUTE_MS
     simulator.reconfigure({"frozen_now_ms": stalled})
-    result = scan(source, warehouse, instrument, "1m", None, stalled, REFRESH_MINUTES)
+    result = scan(source, warehouse, instrument, "1m", stalled, REFRESH_MINUTES)
     assert [(g.start_ms, g.end_ms, g.reason) for g in result.gaps] == [
         (now // MINUTE_MS * MINUTE_MS, (stalled - REFRESH_MINUTES * MINUTE_MS) // MINUTE_MS * MINUTE_MS, FILLABLE)]
 
@@ -148,7 +157,7 @@ def test_scattered_gaps_cost_one_request_per_page_and_are_not_asked_twice(simula
         conn.execute(candles.delete().where(candles.c.symbol == "BTC/USDT", candles.c.timeframe == "1m",
                                             candles.c.open_time.in_([int(t) for t in deleted])))
     before = simulator.stats["requests.klines"]
-    result = scan(source, warehouse, instrument, "1m", None, now, REFRESH_MINUTES)
+    result = scan(source, warehouse, instrument, "1m", now, REFRESH_MINUTES)
     asked = simulator.stats["requests.klines"] - before
     pages_with_gaps = -(-(int(deleted[-1]) - int(deleted[0]) + MINUTE_MS) // (1000 * MINUTE_MS))
     assert {g.reason for g in result.gaps} == {FILLABLE}
@@ -156,7 +165,7 @@ def test_scattered_gaps_cost_one_request_per_page_and_are_not_asked_twice(simula
     print(f"scan of 500 gaps: {asked} klines requests, {pages_with_gaps} pages hold gaps")
     assert asked <= pages_with_gaps + 1, (asked, pages_with_gaps)  # + 1: the listing question
     before = simulator.stats["requests.klines"]
-    again = scan(source, warehouse, instrument, "1m", None, now, REFRESH_MINUTES)
+    again = scan(source, warehouse, instrument, "1m", now, REFRESH_MINUTES)
     assert simulator.stats["requests.klines"] - before <= 1  # at most the listing question (the source may remember it)
     assert again.changes == {"new": 0, "filled": 0, "superseded": 0}
 
@@ -170,7 +179,7 @@ def test_gaps_whose_candles_are_stored_are_settled_without_asking(simulator, uni
     day_start = day_bounds_ms(PLAIN_DAY_AFTER)[0]
     delete(warehouse, "BTC/USDT", "1m", day_start + HOUR, day_start + HOUR + 3 * MINUTE_MS)
     delete(warehouse, "BTC/USDT", "1m", day_start + 2 * HOUR, day_start + 2 * HOUR + 2 * MINUTE_MS)
-    scan(source, warehouse, instrument, "1m", None, now, REFRESH_MINUTES)
+    scan(source, warehouse, instrument, "1m", now, REFRESH_MINUTES)
     records = gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")
     assert [r.candles for r in records] == [3, 2]
     before = simulator.stats["weight"]

@@ -56,7 +56,7 @@ def check_evaluations(key: dg.AssetKey, partition: str, outcomes: list[CheckOutc
         )
 
 
-def recheck_stored(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, warehouse: WarehouseResource,
+def recheck_stored(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, warehouse: WarehouseResource, universe: Universe,
                    instruments: list, interval: str, keys: dict, now: int, windows: tuple) -> Iterator[dg.AssetCheckEvaluation]:
     """Checks only (a run that selects the checks, not the asset): evaluates the stored days again
     against their latest materialization, asking the exchange nothing; used once a scan explained
@@ -68,7 +68,8 @@ def recheck_stored(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, wa
                     for day, key in days.items() if "expected_candles" in targets[str(key)].asset_materialization.metadata}
         if not expected:
             continue
-        checked = check_stored_days(warehouse.warehouse, instrument, interval, expected, now, windows)
+        checked = check_stored_days(warehouse.warehouse, instrument, interval, expected, now, windows,
+                                    universe.exchanges[instrument.exchange].sessions)
         for day in expected:
             yield from check_evaluations(asset_key, str(days[day]), checked[day][0], targets[str(days[day])])
 
@@ -171,7 +172,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         now = now_ms()
         windows = tuple(w.total_seconds() * 1000 for w in freshness_windows(interval, universe.refresh_minutes))
         if asset_key not in context.selected_asset_keys:
-            yield from recheck_stored(context, asset_key, warehouse, instruments, interval, keys, now, windows)
+            yield from recheck_stored(context, asset_key, warehouse, universe, instruments, interval, keys, now, windows)
             return
         outcomes: list[tuple[str, list[CheckOutcome]]] = []
         failures: list[InstrumentFailure] = []
@@ -184,7 +185,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
             try:
                 for batch in batches:
                     checked = check_stored_days(warehouse.warehouse, instrument, interval,
-                                                {day: report.expected_candles for day, report in batch}, now, windows)
+                                                {day: report.expected_candles for day, report in batch}, now, windows, config.sessions)
                     for day, report in batch:
                         key = keys[(instrument.key, day)]
                         day_outcomes, score = checked[day]

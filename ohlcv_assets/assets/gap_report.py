@@ -53,8 +53,7 @@ def build_gap_report_asset(universe: Universe, interval: str) -> dg.AssetsDefini
     )
     def gap_report(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         instrument = universe.instrument(context.partition_key)
-        history = universe.exchanges[instrument.exchange].history_candles
-        result = scan(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, history, now_ms(),
+        result = scan(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, now_ms(),
                       universe.refresh_minutes)
         by_reason = result.candles_by_reason(step)
         context.log.info(f"{instrument.label()} {interval}: coverage {result.coverage:.4%}, missing by reason {by_reason}, "

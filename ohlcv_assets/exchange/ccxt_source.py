@@ -110,6 +110,10 @@ class CcxtCandleSource:
                 self._first_open[key] = int(rows[0, 0]) if len(rows) else None
         return self._first_open[key]
 
+    def ping(self) -> None:
+        """One plain request, outside the budget (the health check); raises if the venue cannot be reached."""
+        self.exchange.fetch_time()
+
     # --- requests -------------------------------------------------------------------------
     def _load_markets(self) -> None:
         with self._markets_lock:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ohlcv_assets.candle_frame import empty_candles, rows_to_frame
-from ohlcv_assets.intervals import MINUTE_MS, interval_ms, now_ms
+from ohlcv_assets.intervals import MINUTE_MS, interval_ms
 from ohlcv_assets.universe import ExchangeConfig
 
 
@@ -59,12 +59,13 @@ class CandleSource(Protocol):
 
 def listing_within_history(open_times: np.ndarray | None, interval: str, config: ExchangeConfig) -> int | None:
     """The listing of a symbol on a venue that serves only its latest ``history_candles``, from the
-    open times it serves: a first candle near the horizon means the symbol listed before it (0:
-    before anything that can be asked about); a later first candle is the listing."""
+    open times it serves (its answer to "the latest candles"): a first candle near the horizon
+    (``history_candles`` before the last) means the symbol listed before it (0: before anything
+    that can be asked about); a later first candle is the listing."""
     if open_times is None or len(open_times) == 0:
         return None
     step = interval_ms(interval)
-    horizon = (now_ms() // step - config.history_candles + 1) * step
+    horizon = int(open_times[-1]) - (config.history_candles - 1) * step
     first = int(open_times[0])
     return 0 if first - horizon < max(step, config.downtime_min_minutes * MINUTE_MS) else first
 

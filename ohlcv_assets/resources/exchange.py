@@ -4,9 +4,9 @@
 import dagster as dg
 from pydantic import PrivateAttr
 
-from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.exchange.rate_budget import SharedRateBudget
 from ohlcv_assets.exchange.source import CandleSource
+from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.resources.warehouse import WarehouseResource
 from ohlcv_assets.universe import Universe, load_universe
 
@@ -32,5 +32,5 @@ class ExchangeResource(dg.ConfigurableResource):
         if exchange not in self._sources:
             config = self.universe.exchanges[exchange]
             budget = SharedRateBudget(self.warehouse.warehouse.engine, exchange, config)
-            self._sources[exchange] = CcxtCandleSource(exchange, config, budget)
+            self._sources[exchange] = build_source(exchange, config, budget)
         return self._sources[exchange]

@@ -12,7 +12,7 @@ import dataclasses
 
 import sqlalchemy as sa
 
-from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, RETIRED, Gap
+from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, NO_TRADES, RETIRED, Gap
 from ohlcv_assets.warehouse.schema import (
     BACKFILL_REQUESTED,
     CONFIRMED_EMPTY,
@@ -30,7 +30,7 @@ from ohlcv_assets.warehouse.store import Warehouse
 
 MAX_BACKFILL_ATTEMPTS = 5
 RETRY_BASE_MS = 5 * 60_000
-_INITIAL_STATUS = {FILLABLE: DETECTED, EXCHANGE_DOWNTIME: CONFIRMED_EMPTY, BEFORE_LISTING: UNFILLABLE, BEYOND_HISTORY: UNFILLABLE,
+_INITIAL_STATUS = {FILLABLE: DETECTED, EXCHANGE_DOWNTIME: CONFIRMED_EMPTY, NO_TRADES: CONFIRMED_EMPTY, BEFORE_LISTING: UNFILLABLE, BEYOND_HISTORY: UNFILLABLE,
                    RETIRED: UNFILLABLE}
 
 
@@ -106,6 +106,26 @@ def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, 
             } for g in new])
         counts["new"] = len(new)
     return counts
+
+
+def record_confirmed(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, found: list[Gap],
+                     step_ms: int, now_ms: int) -> int:
+    """Records empty ranges a venue's answer confirmed while ingesting (``no_trades``), unless
+    already recorded; returns how many are new. Open records they cover are settled by the scan."""
+    if not found:
+        return 0
+    with warehouse.engine.begin() as conn:
+        known = {(int(a), int(b)) for a, b in conn.execute(sa.select(gaps.c.start_ms, gaps.c.end_ms).where(
+            _instrument(exchange, symbol, timeframe), gaps.c.status == CONFIRMED_EMPTY,
+            gaps.c.start_ms >= min(g.start_ms for g in found), gaps.c.end_ms <= max(g.end_ms for g in found)))}
+        new = [g for g in found if (g.start_ms, g.end_ms) not in known]
+        if new:
+            conn.execute(gaps.insert(), [{
+                "exchange": exchange, "symbol": symbol, "timeframe": timeframe, "start_ms": g.start_ms, "end_ms": g.end_ms,
+                "candles": g.candles(step_ms), "reason": g.reason, "status": _INITIAL_STATUS[g.reason], "request_id": None,
+                "attempts": 0, "next_attempt_ms": None, "detected_ms": now_ms, "updated_ms": now_ms, "note": "",
+            } for g in new])
+    return len(new)
 
 
 def _of_interval(timeframe: str | None):

@@ -1,0 +1,159 @@
+"""US equities from Polygon (now Massive) aggregates over plain HTTP.
+
+Not a ccxt venue: this is the second ``CandleSource`` beside ``ccxt_source``, with the same retry
+discipline and shared budget. One page is one aggregates request and every ``next_url`` after it
+(Polygon cuts an answer at ``limit`` bars and says where the rest is). The API key comes from the
+environment variable the universe names (``dg.EnvVar``), travels only in the ``Authorization``
+header, and is scrubbed from every error message, so no log, event or exception carries it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import quote
+
+import dagster as dg
+import numpy as np
+import orjson
+import requests
+
+from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
+from ohlcv_assets.exchange.retrying import PERMANENT, RATE_LIMITED, TRANSIENT, Failure, RetryingCaller
+from ohlcv_assets.exchange.source import FetchStats, PermanentFetchError
+from ohlcv_assets.intervals import interval_ms
+from ohlcv_assets.universe import ExchangeConfig
+
+DEFAULT_API_URL = "https://api.polygon.io"
+_TIMESPANS = (("hour", 3_600_000), ("minute", 60_000))
+
+
+class VenueAnswerError(Exception):
+    """An answer that is not what the venue promises (status, body); ``status`` None: no answer."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after
+
+
+def aggregate_range(interval: str) -> tuple[int, str]:
+    """Polygon's multiplier and timespan of an interval: 1m -> (1, minute), 1h -> (1, hour)."""
+    step = interval_ms(interval)
+    for span, span_ms in _TIMESPANS:
+        if step % span_ms == 0:
+            return step // span_ms, span
+    raise ValueError(f"interval {interval!r} is not a whole number of minutes")
+
+
+class PolygonCandleSource:
+    """One Polygon API key's candles; thread-safe (a requests session per thread)."""
+
+    def __init__(self, name: str, config: ExchangeConfig, budget: RateBudget | None = None,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None):
+        self.name = name
+        self.config = config
+        self.page_limit = config.page_limit
+        self.stats = FetchStats()
+        self.budget = budget or LocalRateBudget(config)
+        self._caller = RetryingCaller(name, self.budget, config.max_attempts, config.retry_base_seconds, sleep,
+                                      rng or random.Random(), self.stats)
+        self._base = (config.api_url or DEFAULT_API_URL).rstrip("/")
+        self._key = dg.EnvVar(config.api_key_env).get_value() if config.api_key_env else None
+        self._local = threading.local()
+        self._tickers: dict[str, dict] = {}
+
+    # --- CandleSource ---------------------------------------------------------------------
+    def check_symbol(self, symbol: str) -> None:
+        self._ticker(symbol)
+
+    def fetch_page(self, symbol: str, interval: str, since_ms: int, until_ms: int) -> np.ndarray:
+        mult, span = aggregate_range(interval)
+        url = (f"{self._base}/v2/aggs/ticker/{quote(symbol, safe='')}/range/{mult}/{span}/{since_ms}/{until_ms}"
+               f"?adjusted=true&sort=asc&limit={self.page_limit}")
+        pages = []
+        while url:
+            body = self._get(url, self.config.candles_weight)
+            results = body.get("results") or []
+            pages.append(_as_rows(results, self.name))
+            url = body.get("next_url")
+        return np.concatenate(pages) if pages else np.empty((0, 6))
+
+    def first_open_time(self, symbol: str, interval: str) -> int | None:
+        listed = self._ticker(symbol).get("list_date")
+        if not listed:
+            return 0  # Polygon does not know: every session is asked about
+        day = dt.date.fromisoformat(listed)
+        return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+    def ping(self) -> None:
+        """One cheap authenticated request (the health check); raises if the venue cannot be reached."""
+        self._get(f"{self._base}/v3/reference/tickers?limit=1", self.config.markets_weight)
+
+    # --- requests -------------------------------------------------------------------------
+    def _ticker(self, symbol: str) -> dict:
+        if symbol not in self._tickers:
+            try:
+                body = self._get(f"{self._base}/v3/reference/tickers/{quote(symbol, safe='')}", self.config.markets_weight)
+            except PermanentFetchError as err:
+                if isinstance(err.__cause__, VenueAnswerError) and err.__cause__.status == 404:
+                    raise PermanentFetchError(f"{self.name} does not list {symbol!r} (no such ticker)") from None
+                raise
+            self._tickers[symbol] = body.get("results") or {}
+        return self._tickers[symbol]
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            if self._key:
+                session.headers["Authorization"] = f"Bearer {self._key}"
+        return session
+
+    def _get(self, url: str, weight: int) -> dict:
+        def attempt() -> dict:
+            try:
+                answer = self._session().get(url, timeout=self.config.timeout_seconds)
+            except requests.RequestException as err:
+                raise VenueAnswerError(self._scrub(f"{type(err).__name__}: {err}")) from None
+            if answer.status_code != 200:
+                retry_after = answer.headers.get("Retry-After")
+                raise VenueAnswerError(self._scrub(f"HTTP {answer.status_code} {answer.text[:300]}"), answer.status_code,
+                                       float(retry_after) if retry_after and retry_after.isdigit() else None)
+            try:
+                body = orjson.loads(answer.content)
+            except orjson.JSONDecodeError:
+                raise VenueAnswerError(f"truncated or invalid JSON ({len(answer.content)} bytes)") from None
+            if not isinstance(body, dict) or body.get("status") not in ("OK", "DELAYED"):
+                raise VenueAnswerError(self._scrub(f"unexpected answer: {str(body)[:300]}"))
+            return body
+
+        return self._caller.call(attempt, weight, _classify)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+
+def _classify(err: Exception) -> Failure | None:
+    if not isinstance(err, VenueAnswerError):
+        return None
+    if err.status == 429:
+        return Failure(RATE_LIMITED, err.retry_after)
+    if err.status is not None and 400 <= err.status < 500:
+        return Failure(PERMANENT)
+    return Failure(TRANSIENT)
+
+
+def _as_rows(results: list, name: str) -> np.ndarray:
+    """Polygon's bars ({t, o, h, l, c, v, ...}) as an (n, 6) float array."""
+    if not results:
+        return np.empty((0, 6))
+    try:
+        rows = np.array([(r["t"], r["o"], r["h"], r["l"], r["c"], r["v"]) for r in results], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        raise VenueAnswerError(f"{name}: malformed bars, e.g. {results[:1]}") from None
+    if np.isnan(rows).any():
+        raise VenueAnswerError(f"{name}: malformed bars, e.g. {results[:1]}")
+    return rows
