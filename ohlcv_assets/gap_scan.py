@@ -50,12 +50,14 @@ def settled_end_ms(now_ms: int, step_ms: int, refresh_minutes: int, last_stored_
 
 
 def _answered(source: CandleSource, symbol: str, interval: str, gaps: list[Gap]) -> Iterator[tuple[Gap, np.ndarray]]:
-    """Each gap (or part of one) with the open times the exchange has in it, asking one page at a
-    time from the first gap not yet answered: gaps that one page covers share its request."""
+    """Each gap (or part of one) with the open times the exchange has in it, asking one page-sized
+    window at a time from the first gap not yet answered: gaps that one window covers share its
+    request (Coinbase refuses a window wider than a page, so none is)."""
     step = interval_ms(interval)
     pending = collections.deque(sorted(gaps, key=lambda g: g.start_ms))
     while pending:
-        since, until = pending[0].start_ms, pending[-1].end_ms
+        since = pending[0].start_ms
+        until = min(pending[-1].end_ms, since + source.page_limit * step)  # a window the venue serves in one page
         rows = source.fetch_page(symbol, interval, since, until - 1)
         times = rows[:, 0].astype(np.int64) if len(rows) else np.zeros(0, dtype=np.int64)
         full_page = len(rows) >= source.page_limit

@@ -157,7 +157,7 @@ def test_a_retired_range_is_reported_retired_not_missing(simulator, warehouse):
         ingest_day(source, warehouse, instrument, "1d", day, now)
     assert _retain(universe, warehouse.url).metadata["candles_dropped"].value == 2 * 1440
 
-    result = scan(source, warehouse, instrument, "1m", None, now, universe.refresh_minutes)
+    result = scan(source, warehouse, instrument, "1m", now, universe.refresh_minutes)
     month_end = day_bounds_ms(THIS_MONTH)[0]
     retired = [(g.start_ms, g.end_ms) for g in result.gaps if g.reason == RETIRED]
     assert retired == [(day_bounds_ms(start)[0], month_end)]

@@ -105,9 +105,11 @@ class CcxtCandleSource:
             if self.config.history_candles:  # the oldest candle served is the horizon, not the listing
                 rows = self._candles(symbol, interval, None, self.config.history_candles, None)
                 self._first_open[key] = listing_within_history(rows[:, 0] if len(rows) else None, interval, self.config)
-            else:
+            elif self.config.profile.finds_listing:
                 rows = self._candles(symbol, interval, 0, 1, None)
                 self._first_open[key] = int(rows[0, 0]) if len(rows) else None
+            else:
+                self._first_open[key] = 0  # unknown: every window is asked about
         return self._first_open[key]
 
     def ping(self) -> None:

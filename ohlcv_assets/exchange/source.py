@@ -80,23 +80,23 @@ def fetch_closed_candles(source: CandleSource, symbol: str, interval: str, step_
     """Every closed candle opening in [start_ms, end_ms), paginated without gaps or overlaps.
 
     A candle is closed when its close time (open + interval) is not in the future, so the
-    still-forming candle is never returned. Pagination walks forward from the last candle
-    received and stops when the source has nothing more in the range.
+    still-forming candle is never returned. Pagination asks page-sized windows, each from the
+    last candle received (or the end of an empty window), until the range is covered.
     """
     end = min(end_ms, now_ms // step_ms * step_ms)
     cursor, pages = start_ms, []
     while cursor < end:
-        rows = source.fetch_page(symbol, interval, cursor, end - 1)
-        if len(rows) == 0:
-            break
-        times = rows[:, 0]
-        if np.any(np.diff(times) <= 0):
+        window_end = min(end, cursor + source.page_limit * step_ms)  # no wider than a page (Coinbase refuses more)
+        rows = source.fetch_page(symbol, interval, cursor, window_end - 1)
+        times = rows[:, 0] if len(rows) else rows
+        if len(rows) and np.any(np.diff(times) <= 0):
             raise FetchFailed(f"{symbol} {interval}: the source returned unordered or duplicate candles after {cursor}")
-        rows = rows[(times >= cursor) & (times < end)]
+        if len(rows) and times[-1] < cursor:
+            raise FetchFailed(f"{symbol} {interval}: the source ignored the requested start {cursor}")
+        rows = rows[(times >= cursor) & (times < end)] if len(rows) else rows
         if len(rows) == 0:
-            if times[-1] < cursor:
-                raise FetchFailed(f"{symbol} {interval}: the source ignored the requested start {cursor}")
-            break
+            cursor = window_end  # nothing in this window (an outage, or no trades): on to the next
+            continue
         pages.append(rows)
         cursor = int(rows[-1, 0]) + step_ms
     return rows_to_frame(np.concatenate(pages)) if pages else empty_candles()

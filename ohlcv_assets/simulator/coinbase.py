@@ -39,7 +39,8 @@ class Coinbase(Protocol):
         return RollingWindow(float(limits.get("requests_per_second", 10)), 1.0, "Public rate limit exceeded")
 
     def error(self, err: ApiError) -> Answer:
-        return Answer(err.status, orjson.dumps({"message": err.msg}))
+        message = "Public rate limit exceeded" if err.kind == "rate_limited" else err.msg
+        return Answer(err.status, orjson.dumps({"message": message}))
 
     def handle(self, sim, request: Request) -> Answer:
         parts = request.path.strip("/").split("/")

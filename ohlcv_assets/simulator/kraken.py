@@ -72,7 +72,7 @@ class Kraken(Protocol):
 
     def error(self, err: ApiError) -> Answer:
         status = 200 if err.kind in ("rate_limited", "ban") or err.status < 500 else err.status
-        message = err.code if isinstance(err.code, str) else err.msg
+        message = "EAPI:Rate limit exceeded" if err.kind == "rate_limited" else err.code if isinstance(err.code, str) else err.msg
         return Answer(status, orjson.dumps({"error": [message]}))
 
     def handle(self, sim, request: Request) -> Answer:

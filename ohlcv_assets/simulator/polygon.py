@@ -36,14 +36,16 @@ class Polygon(Protocol):
     name = "polygon"
     prefix = "/polygon"
 
+    budget_message = "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue."
+
     def budget(self, sim):
         limits = sim.config.venue("polygon")
-        return RollingWindow(float(limits.get("requests_per_minute", 5)), 60.0,
-                             "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue.")
+        return RollingWindow(float(limits.get("requests_per_minute", 5)), 60.0, self.budget_message)
 
     def error(self, err: ApiError) -> Answer:
         status = "NOT_FOUND" if err.status == 404 else "ERROR"
-        return Answer(err.status, orjson.dumps({"status": status, "request_id": uuid.uuid4().hex, "error": err.msg}))
+        message = self.budget_message if err.kind == "rate_limited" else err.msg
+        return Answer(err.status, orjson.dumps({"status": status, "request_id": uuid.uuid4().hex, "error": message}))
 
     def handle(self, sim, request: Request) -> Answer:
         parts = request.path.strip("/").split("/")

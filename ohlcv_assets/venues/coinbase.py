@@ -10,4 +10,5 @@ PROFILE = VenueProfile(
     weight_limit=10, weight_window_seconds=1.0, candles_weight=1, markets_weight=2, used_weight_header=None,
     symbol_pattern=r"[A-Z0-9]+/[A-Z0-9]+", symbol_example="BTC/USD",
     rate_limit_model="10 public requests per second per IP (bursts to 15); 429 beyond",
+    finds_listing=False,  # a request is a fixed window (start, start + 300 candles): no way to ask for the first candle
 )

@@ -1,0 +1,238 @@
+"""Kraken, Coinbase Exchange and Polygon beside Binance: real Dagster runs and real gap scans over
+HTTP against the simulator speaking each venue's protocol (ccxt's own code for the crypto venues,
+plain HTTP for Polygon), on both warehouses."""
+
+import datetime as dt
+import logging
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.exchange.sources import build_source
+from ohlcv_assets.gap_scan import scan
+from ohlcv_assets.gaps import BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, NO_TRADES
+from ohlcv_assets.ingest import ingest_days
+from ohlcv_assets.intervals import HOUR_MS, MINUTE_MS, day_bounds_ms, interval_ms, now_ms, utc_day
+from ohlcv_assets.names import candles_key
+from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.quality import check_stored_days
+from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
+from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.warehouse.store import Warehouse
+
+POLYGON_KEY = "pk-test-6f1c9d2e8a"
+KEY_ENV = "OHLCV_TEST_POLYGON_KEY"
+TODAY = utc_day(now_ms())
+OUTAGE_DAY = TODAY - dt.timedelta(days=3)
+PLAIN_DAY = TODAY - dt.timedelta(days=5)
+EARLY_CLOSE = dt.date(2025, 11, 28)  # the Friday after Thanksgiving: NYSE closes at 13:00 New York
+THANKSGIVING = dt.date(2025, 11, 27)
+VENUE_CONFIG = {
+    "seed": 5,
+    "symbols": [
+        {"base": "BTC", "quote": "USD", "listed": "2020-01-01", "price": 60000, "quiet": 0.05},
+        {"base": "AAPL", "listed": "2020-01-01", "price": 200, "calendar": "XNYS", "quiet": 0.03},
+    ],
+    "downtime": [{"start": f"{OUTAGE_DAY}T02:00:00Z", "end": f"{OUTAGE_DAY}T03:30:00Z"}],
+    "venues": {"kraken": {"counter_max": 1000}, "coinbase": {"requests_per_second": 1000},
+               "polygon": {"api_key": POLYGON_KEY, "requests_per_minute": 100_000}},
+}
+
+
+def venue_universe(url: str) -> str:
+    common = "timeout_seconds: 2, retry_base_seconds: 0.05, weight_limit: 100000, weight_window_seconds: 60"
+    return f"""
+exchanges:
+  kraken: {{ccxt_id: kraken, api_url: "{url}/kraken", {common}}}
+  coinbase: {{ccxt_id: coinbaseexchange, api_url: "{url}/coinbase", {common}}}
+  polygon: {{venue: polygon, api_url: "{url}/polygon", api_key_env: {KEY_ENV}, {common}}}
+instruments:
+  - {{exchange: kraken, symbol: BTC/USD, intervals: [1h], start: {TODAY - dt.timedelta(days=40)}}}
+  - {{exchange: coinbase, symbol: BTC/USD, intervals: [1m, 1h], start: {PLAIN_DAY}}}
+  - {{exchange: polygon, symbol: AAPL, intervals: [1m, 1h], start: 2025-11-26}}
+"""
+
+
+@pytest.fixture(scope="module")
+def venues_sim():
+    sim = ExchangeSimulator(SimulatorConfig.from_mapping(VENUE_CONFIG))
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def venue_setup(venues_sim, tmp_path, warehouse_url, monkeypatch):
+    venues_sim.reconfigure({"faults": [], "frozen_now_ms": None, "reset_stats": True, "venues": VENUE_CONFIG["venues"]})
+    monkeypatch.setenv(KEY_ENV, POLYGON_KEY)
+    path = tmp_path / "universe.yaml"
+    path.write_text(venue_universe(venues_sim.url))
+    universe = parse_universe(path.read_text(), str(path))
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        yield universe, build_definitions(str(path), warehouse_url), instance
+
+
+def truth(sim, venue: str, symbol: str, interval: str, day: dt.date, now: int) -> pd.DataFrame:
+    """What the venue serves for the day: its closed candles, intervals without trades left out."""
+    start, end = day_bounds_ms(day)
+    step = interval_ms(interval)
+    arrays = sim.market.candles(sim.config.symbols[symbol.replace("/", "")], step, start, min(end, now // step * step), now,
+                                omit_empty=True, venue=venue)
+    return pd.DataFrame(arrays.as_floats())
+
+
+def stored(warehouse_url, exchange, symbol, interval, day):
+    wh = Warehouse(warehouse_url)
+    try:
+        return wh.read_candles(exchange, symbol, interval, *day_bounds_ms(day))
+    finally:
+        wh.dispose()
+
+
+def materialize(defs, instance, interval, instrument, day):
+    result = dg.materialize([defs.get_assets_def(candles_key(interval))], partition_key=partition_key(instrument, day),
+                            instance=instance, resources=defs.resources)
+    [event] = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+CASES = [  # exchange (as the universe names it), symbol, interval, day
+    ("kraken", "BTC/USD", "1h", PLAIN_DAY),
+    ("coinbase", "BTC/USD", "1m", PLAIN_DAY),
+    ("polygon", "AAPL", "1m", EARLY_CLOSE),
+    ("polygon", "AAPL", "1h", dt.date(2025, 11, 26)),
+]
+
+
+@pytest.mark.parametrize("exchange,symbol,interval,day", CASES)
+def test_a_materialized_day_is_exactly_what_the_venue_serves(venues_sim, venue_setup, warehouse_url, exchange, symbol, interval, day):
+    universe, defs, instance = venue_setup
+    meta = materialize(defs, instance, interval, f"{exchange}.{symbol.replace('/', '-')}", day)
+    venue = "coinbase" if exchange == "coinbase" else exchange
+    expected = truth(venues_sim, venue, symbol, interval, day, now_ms())
+    assert stored(warehouse_url, exchange, symbol, interval, day).equals(expected)
+    sessions = universe.exchanges[exchange].sessions
+    grid = sessions.count(*day_bounds_ms(day), interval_ms(interval))
+    assert meta["expected_candles"] == grid and meta["candles_new"] == len(expected)
+    assert meta["no_trade_candles"] == grid - len(expected)
+    assert meta["no_trade_candles"] > 0 or interval == "1h"  # minutes without trades are left out; hours always hold one
+    assert meta["missing_candles"] == meta["no_trade_candles"]  # every absence is explained as no trades
+    assert meta["quality_completeness"] == meta["quality_validity"] == 1.0
+    requests = {k: v for k, v in venues_sim.stats.items() if k.startswith(f"requests.{venue}.")}
+    assert sum(requests.values()) >= 1 and venues_sim.stats[f"{venue}.ban"] == 0
+
+
+def test_an_early_close_and_a_holiday_expect_only_their_session(venues_sim, venue_setup, warehouse_url):
+    universe, defs, instance = venue_setup
+    assert materialize(defs, instance, "1m", "polygon.AAPL", EARLY_CLOSE)["expected_candles"] == 210
+    holiday = materialize(defs, instance, "1m", "polygon.AAPL", THANKSGIVING)
+    assert holiday["expected_candles"] == holiday["candles_fetched"] == 0 and holiday["quality_completeness"] == 1.0
+
+
+def test_polygon_weekend_and_early_close_are_neither_gaps_nor_stale(venues_sim, venue_setup, warehouse_url):
+    """Stored Wednesday to Friday (Thursday a holiday, Friday closing early); on Sunday the scan
+    finds no gap but the minutes nobody traded, and the instrument is fresh."""
+    universe, _, _ = venue_setup
+    sunday = day_bounds_ms(dt.date(2025, 11, 30))[0] + 15 * HOUR_MS
+    venues_sim.reconfigure({"frozen_now_ms": sunday})
+    instrument = universe.instrument("polygon.AAPL")
+    source = build_source("polygon", universe.exchanges["polygon"])
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    try:
+        days = [dt.date(2025, 11, 26) + dt.timedelta(days=i) for i in range(5)]
+        reports = [r for batch in ingest_days(source, wh, instrument, "1m", days, sunday) for r in batch]
+        assert [report.expected_candles for _, report in reports] == [390, 0, 210, 0, 0]
+        result = scan(source, wh, instrument, "1m", sunday, universe.refresh_minutes)
+        assert {g.reason for g in result.gaps} == {NO_TRADES}
+        assert result.expected == 600 and result.present + sum(g.candles(MINUTE_MS) for g in result.gaps) == 600
+        checked = check_stored_days(wh, instrument, "1m", {dt.date(2025, 11, 28): 210}, sunday,
+                                    (30 * MINUTE_MS, 60 * MINUTE_MS), universe.exchanges["polygon"].sessions)
+        outcomes, score = checked[dt.date(2025, 11, 28)]
+        assert score.freshness == 1.0 and score.completeness == 1.0
+        assert all(o.passed for o in outcomes)
+    finally:
+        wh.dispose()
+
+
+def test_an_outage_is_downtime_and_quiet_minutes_are_no_trades(venues_sim, venue_setup, warehouse_url):
+    universe, defs, instance = venue_setup
+    meta = materialize(defs, instance, "1m", "coinbase.BTC-USD", OUTAGE_DAY)
+    assert meta["missing_candles"] == meta["no_trade_candles"] + 90  # the outage waits for the scan: it asks twice
+    source = build_source("coinbase", universe.exchanges["coinbase"])
+    wh = Warehouse(warehouse_url)
+    try:
+        instrument = universe.instrument("coinbase.BTC-USD").model_copy(update={"start": OUTAGE_DAY})
+        scan_now = day_bounds_ms(OUTAGE_DAY)[1] + 2 * HOUR_MS
+        venues_sim.reconfigure({"frozen_now_ms": scan_now})
+        result = scan(source, wh, instrument, "1m", scan_now, universe.refresh_minutes)
+    finally:
+        wh.dispose()
+    by_reason = result.candles_by_reason(MINUTE_MS)
+    outage = day_bounds_ms(OUTAGE_DAY)[0] + 2 * HOUR_MS
+    assert [(g.start_ms, g.end_ms) for g in result.gaps if g.reason == EXCHANGE_DOWNTIME] == [(outage, outage + 90 * MINUTE_MS)]
+    assert by_reason[NO_TRADES] >= meta["no_trade_candles"] > 0  # the day's, and those of the next hours asked about
+    assert set(by_reason) <= {NO_TRADES, EXCHANGE_DOWNTIME, FILLABLE}  # fillable: the days after, not stored here
+    assert all(g.start_ms >= day_bounds_ms(OUTAGE_DAY)[1] for g in result.gaps if g.reason == FILLABLE)
+
+
+def test_kraken_history_beyond_720_candles_is_reported_without_requests(venues_sim, venue_setup, warehouse_url):
+    universe, defs, instance = venue_setup
+    old_day = TODAY - dt.timedelta(days=35)
+    meta = materialize(defs, instance, "1h", "kraken.BTC-USD", old_day)
+    assert "beyond history" in meta["note"] and meta.get("requests", 0) == 0
+    assert venues_sim.stats["requests.kraken.OHLC"] == 0
+    source = build_source("kraken", universe.exchanges["kraken"])
+    wh = Warehouse(warehouse_url)
+    try:
+        now = now_ms()
+        result = scan(source, wh, universe.instrument("kraken.BTC-USD"), "1h", now, universe.refresh_minutes)
+    finally:
+        wh.dispose()
+    horizon = (now // HOUR_MS - 720 + 1) * HOUR_MS
+    [beyond] = [g for g in result.gaps if g.reason == BEYOND_HISTORY]
+    assert beyond.start_ms == day_bounds_ms(TODAY - dt.timedelta(days=40))[0] and beyond.end_ms == horizon
+    assert venues_sim.stats["requests.kraken.OHLC"] <= 4  # the listing probe and a page or two, not a loop
+
+
+@pytest.mark.parametrize("venue,fault", [
+    ("kraken", {"kind": "rate_limit", "endpoint": "OHLC", "venue": "kraken", "count": 2}),
+    ("kraken", {"kind": "status", "status": 502, "endpoint": "OHLC", "venue": "kraken", "count": 2}),
+    ("coinbase", {"kind": "rate_limit", "endpoint": "candles", "venue": "coinbase", "every": 3}),
+    ("coinbase", {"kind": "truncated", "endpoint": "candles", "venue": "coinbase", "every": 4}),
+    ("polygon", {"kind": "rate_limit", "endpoint": "aggs", "venue": "polygon", "count": 2}),
+    ("polygon", {"kind": "status", "status": 503, "endpoint": "aggs", "venue": "polygon", "count": 2}),
+])
+def test_faults_in_each_venues_own_format_end_exact(venues_sim, venue_setup, warehouse_url, venue, fault):
+    universe, defs, instance = venue_setup
+    exchange, symbol, interval, day = next(c for c in CASES if c[0] == venue)
+    venues_sim.reconfigure({"faults": [fault]})
+    meta = materialize(defs, instance, interval, f"{exchange}.{symbol.replace('/', '-')}", day)
+    assert stored(warehouse_url, exchange, symbol, interval, day).equals(truth(venues_sim, venue, symbol, interval, day, now_ms()))
+    assert meta["retries"] >= 1 and venues_sim.stats[f"{venue}.ban"] == 0
+    if fault["kind"] == "rate_limit":
+        assert meta["rate_limit_waits"] >= 1
+
+
+def test_the_polygon_key_appears_in_no_log_event_or_error(venues_sim, venue_setup, warehouse_url, caplog):
+    universe, defs, instance = venue_setup
+    venues_sim.reconfigure({"faults": [{"kind": "status", "status": 503, "endpoint": "aggs", "venue": "polygon", "count": 1}]})
+    caplog.set_level(logging.DEBUG)
+    materialize(defs, instance, "1m", "polygon.AAPL", EARLY_CLOSE)
+    wrong = universe.exchanges["polygon"].model_copy(update={"api_key_env": "OHLCV_TEST_WRONG_KEY"})
+    import os
+    os.environ["OHLCV_TEST_WRONG_KEY"] = POLYGON_KEY + "-revoked"
+    try:
+        with pytest.raises(Exception) as failed:
+            build_source("polygon", wrong).check_symbol("AAPL")
+    finally:
+        del os.environ["OHLCV_TEST_WRONG_KEY"]
+    assert "401" in str(failed.value) and POLYGON_KEY not in str(failed.value)
+    records = instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION))
+    everything = [str(r.event_log_entry) for r in records]
+    everything += [str(e) for e in instance.all_logs(instance.get_runs()[0].run_id)]
+    everything += [r.getMessage() for r in caplog.records]
+    assert everything and not any(POLYGON_KEY in text for text in everything)
