@@ -70,6 +70,11 @@ def split_partition_key_string(key: str) -> tuple[str, dt.date]:
     return instrument, dt.date.fromisoformat(day)
 
 
+def venue_pool(venue: str) -> str:
+    """The Dagster concurrency pool of one venue's candle requests, e.g. ``exchange/binance``."""
+    return f"exchange/{venue}"
+
+
 def freshness_windows(interval: str, refresh_minutes: int) -> tuple[dt.timedelta, dt.timedelta]:
     """(warn, fail): two intervals (at least 15 min) plus one refresh period of lag to warn,
     twice that to fail; the today schedules refresh every ``refresh_minutes``."""

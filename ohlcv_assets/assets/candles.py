@@ -3,17 +3,18 @@
 
 import dataclasses
 import datetime as dt
+import itertools
 import time
 from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
 
-from ohlcv_assets.dagster_internals import add_partition_metadata, check_target, latest_materializations
+from ohlcv_assets.dagster_internals import add_partition_metadata, check_target, latest_materializations, pool_slot
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import now_ms
-from ohlcv_assets.names import MAX_PARTITIONS_PER_RUN, candles_key, freshness_windows
+from ohlcv_assets.names import MAX_PARTITIONS_PER_RUN, candles_key, freshness_windows, venue_pool
 from ohlcv_assets.partitions import candle_partitions, split_key
 from ohlcv_assets.quality import CHECKS, CheckOutcome, check_stored_days
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
@@ -26,12 +27,6 @@ CANDLES_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff
 def freshness_policy(interval: str, refresh_minutes: int) -> dg.FreshnessPolicy:
     warn, fail = freshness_windows(interval, refresh_minutes)
     return dg.FreshnessPolicy.time_window(warn_window=warn, fail_window=fail)
-
-
-def exchange_pool(universe: Universe, interval: str) -> str:
-    """The concurrency pool of the exchange(s) an interval's candles come from, e.g.
-    ``exchange/binance``; ``concurrency.pools`` in dagster.yaml bounds the steps running in it."""
-    return "exchange/" + "+".join(sorted({i.exchange for i in universe.instruments_for(interval)}))
 
 
 def candles_table(frame: pd.DataFrame) -> dg.MetadataValue:
@@ -127,6 +122,26 @@ class ProgressReporter:
         self.context.log_event(dg.AssetObservation(asset_key=self.key, metadata={"instrument": label, **progress.as_metadata()}))
 
 
+def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, exchange: ExchangeResource,
+                      warehouse: WarehouseResource, universe: Universe, instrument, interval: str, days: list[dt.date],
+                      keys: dict, now: int, windows: tuple, reporter: ProgressReporter) -> list[tuple[str, list[CheckOutcome]]]:
+    """One instrument's days of the run, batch by batch: written, checked and given their metadata."""
+    config = universe.exchanges[instrument.exchange]
+    outcomes = []
+    for batch in ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, days, now,
+                             workers=config.fetch_concurrency, on_progress=lambda p: reporter.update(instrument.label(), p)):
+        checked = check_stored_days(warehouse.warehouse, instrument, interval,
+                                    {day: report.expected_candles for day, report in batch}, now, windows, config.sessions)
+        for day, report in batch:
+            key = keys[(instrument.key, day)]
+            day_outcomes, score = checked[day]
+            add_partition_metadata(context, asset_key, key, {**report.as_metadata(), **score.as_metadata()})
+            outcomes.append((str(key), day_outcomes))
+            if report.note:
+                context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
+    return outcomes
+
+
 def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.AssetsDefinition:
     partitions = candle_partitions(universe, interval)
 
@@ -148,7 +163,6 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
         retry_policy=retry_policy,
-        pool=exchange_pool(universe, interval),
         can_subset=True,
         check_specs=[dg.AssetCheckSpec(spec.name, asset=asset_key, blocking=spec.blocking,
                                        description=spec.description, partitions_def=partitions) for spec in CHECKS],
@@ -177,25 +191,15 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         outcomes: list[tuple[str, list[CheckOutcome]]] = []
         failures: list[InstrumentFailure] = []
         reporter = ProgressReporter(context, asset_key)
-        for instrument in instruments:
-            config = universe.exchanges[instrument.exchange]
-            batches = ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval,
-                                  days_by_instrument[instrument.key], now, workers=config.fetch_concurrency,
-                                  on_progress=lambda p, label=instrument.label(): reporter.update(label, p))
-            try:
-                for batch in batches:
-                    checked = check_stored_days(warehouse.warehouse, instrument, interval,
-                                                {day: report.expected_candles for day, report in batch}, now, windows, config.sessions)
-                    for day, report in batch:
-                        key = keys[(instrument.key, day)]
-                        day_outcomes, score = checked[day]
-                        add_partition_metadata(context, asset_key, key, {**report.as_metadata(), **score.as_metadata()})
-                        outcomes.append((str(key), day_outcomes))
-                        if report.note:
-                            context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
-            except (PermanentFetchError, CandleValidationError, FetchFailed) as err:
-                failures.append(InstrumentFailure(instrument.label(), err))
-                context.log.error(f"{instrument.label()} {interval}: {failures[-1].description()}")
+        for venue, venue_instruments in itertools.groupby(sorted(instruments, key=lambda i: i.exchange), key=lambda i: i.exchange):
+            with pool_slot(context, venue_pool(venue)):
+                for instrument in venue_instruments:
+                    try:
+                        outcomes += ingest_instrument(context, asset_key, exchange, warehouse, universe, instrument, interval,
+                                                      days_by_instrument[instrument.key], keys, now, windows, reporter)
+                    except (PermanentFetchError, CandleValidationError, FetchFailed) as err:
+                        failures.append(InstrumentFailure(instrument.label(), err))
+                        context.log.error(f"{instrument.label()} {interval}: {failures[-1].description()}")
         reporter.finish()
         if failures:
             raise instruments_failed(interval, failures, len(instruments))

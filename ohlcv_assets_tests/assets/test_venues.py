@@ -4,6 +4,8 @@ plain HTTP for Polygon), on both warehouses."""
 
 import datetime as dt
 import logging
+import threading
+import time
 
 import dagster as dg
 import pandas as pd
@@ -15,7 +17,7 @@ from ohlcv_assets.gap_scan import scan
 from ohlcv_assets.gaps import BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, NO_TRADES
 from ohlcv_assets.ingest import ingest_days
 from ohlcv_assets.intervals import HOUR_MS, MINUTE_MS, day_bounds_ms, interval_ms, now_ms, utc_day
-from ohlcv_assets.names import candles_key
+from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.quality import check_stored_days
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
@@ -236,3 +238,32 @@ def test_the_polygon_key_appears_in_no_log_event_or_error(venues_sim, venue_setu
     everything += [str(e) for e in instance.all_logs(instance.get_runs()[0].run_id)]
     everything += [r.getMessage() for r in caplog.records]
     assert everything and not any(POLYGON_KEY in text for text in everything)
+
+
+def test_one_run_over_several_venues_holds_each_venues_pool_only_while_calling_it(venues_sim, venue_setup, warehouse_url):
+    """Today's run covers every venue's instruments; with Kraken's pool full it writes Coinbase's
+    day, waits for a Kraken slot without holding Coinbase's, and ends exact once one frees."""
+    universe, defs, instance = venue_setup
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("exchange/kraken", 1)
+    storage.set_concurrency_slots("exchange/coinbase", 1)
+    assert storage.claim_concurrency_slot("exchange/kraken", "another-run", "candles_1h").is_claimed
+    first, last = partition_key("kraken.BTC-USD", PLAIN_DAY), partition_key("polygon.AAPL", PLAIN_DAY)  # in registration order
+    results = []
+    runner = threading.Thread(target=lambda: results.append(dg.materialize(
+        [defs.get_assets_def(candles_key("1h"))], instance=instance, resources=defs.resources,
+        tags={RANGE_START_TAG: first, RANGE_END_TAG: last})))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not storage.get_concurrency_info("exchange/kraken").pending_step_count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert storage.get_concurrency_info("exchange/kraken").pending_step_count == 1  # the run waits for Kraken
+    assert len(stored(warehouse_url, "coinbase", "BTC/USD", "1h", PLAIN_DAY)) > 0  # after writing Coinbase's day
+    assert stored(warehouse_url, "kraken", "BTC/USD", "1h", PLAIN_DAY).empty
+    assert storage.get_concurrency_info("exchange/coinbase").active_slot_count == 0  # and holding no Coinbase slot
+    storage.free_concurrency_slot_for_step("another-run", "candles_1h")
+    runner.join(120)
+    assert results and results[0].success
+    for exchange, symbol in (("coinbase", "BTC/USD"), ("kraken", "BTC/USD")):
+        assert stored(warehouse_url, exchange, symbol, "1h", PLAIN_DAY).equals(truth(venues_sim, exchange, symbol, "1h", PLAIN_DAY, now_ms()))
+    assert storage.get_concurrency_info("exchange/kraken").active_slot_count == 0
