@@ -8,13 +8,27 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ohlcv_assets.exchange.source import CandleSource
-from ohlcv_assets.exchange.source import history_start_ms
-from ohlcv_assets.gaps import FILLABLE, RETIRED, Gap, classify_known, empty_reason, find_gaps, split_by_presence
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms, utc_day
+from ohlcv_assets.exchange.source import CandleSource, history_start_ms
+from ohlcv_assets.gaps import (
+    BEYOND_HISTORY,
+    FILLABLE,
+    RETIRED,
+    Gap,
+    classify_known,
+    empty_reason,
+    find_gaps,
+    split_by_presence,
+)
+from ohlcv_assets.intervals import (
+    DAY_MS,
+    MINUTE_MS,
+    day_bounds_ms,
+    interval_ms,
+    utc_day,
+)
 from ohlcv_assets.sessions import Sessions
 from ohlcv_assets.universe import Instrument
-from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse import delistings, gap_records
 from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, GAP_OPEN_STATUSES
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -96,13 +110,19 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
          now_ms: int, refresh_minutes: int) -> ScanResult:
     """Finds every missing candle of the settled grid and classifies it. The exchange is asked only
     about gaps no record explains yet: confirmed-empty ranges and fillable gaps already recorded
-    (waiting for or in a backfill) are not asked about again."""
+    (waiting for or in a backfill) are not asked about again. A delisted instrument's grid ends
+    with its last candle; once the venue no longer lists it, nothing is asked and every gap is
+    beyond its history."""
     step = interval_ms(interval)
     start = day_bounds_ms(instrument.start)[0]
     latest = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
     end = settled_end_ms(now_ms, step, refresh_minutes, latest)
+    delisting = delistings.delisted(warehouse, instrument.exchange, instrument.symbol).get((instrument.exchange, instrument.symbol))
+    if delisting is not None:
+        end = min(end, -(-delisting.delisted_ms // step) * step)
     times = warehouse.read_open_times(instrument.exchange, instrument.symbol, interval, start, end)
-    listing = source.first_open_time(instrument.symbol, interval)
+    served = delisting is None or delisting.served
+    listing = source.first_open_time(instrument.symbol, interval) if served else 0
     history_start = history_start_ms(source.config, step, now_ms)
     sessions = source.config.sessions
     records = gap_records.instrument_gaps(warehouse, instrument.exchange, instrument.symbol, interval)
@@ -111,7 +131,9 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
               if r.status == CONFIRMED_EMPTY or (r.status in GAP_OPEN_STATUSES and r.reason == FILLABLE)]
     found = classify_known(sessions.clip(find_gaps(times, start, end, step), step), listing, history_start, known)
     classified = [g for g in found if g.reason]
-    classified.extend(ask_exchange(source, instrument.symbol, interval, [g for g in found if not g.reason]))
+    unknown = [g for g in found if not g.reason]
+    classified.extend(ask_exchange(source, instrument.symbol, interval, unknown) if served
+                      else [Gap(g.start_ms, g.end_ms, BEYOND_HISTORY) for g in unknown])
     classified.sort(key=lambda g: g.start_ms)
     changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms)
     first_expected = max(start, -(-listing // step) * step) if listing is not None else end

@@ -19,12 +19,25 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 
 from ohlcv_assets.candle_frame import empty_candles
-from ohlcv_assets.exchange.source import CandleSource, FetchStats, fetch_closed_candles, history_start_ms
+from ohlcv_assets.exchange.source import (
+    CandleSource,
+    FetchStats,
+    PermanentFetchError,
+    fetch_closed_candles,
+    history_start_ms,
+)
 from ohlcv_assets.gaps import find_gaps, no_trade_runs
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
+from ohlcv_assets.intervals import (
+    DAY_MS,
+    MINUTE_MS,
+    day_bounds_ms,
+    interval_ms,
+    ms_to_iso,
+)
 from ohlcv_assets.universe import ExchangeConfig, Instrument
 from ohlcv_assets.validation import validate_candles
-from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse import delistings, gap_records
+from ohlcv_assets.warehouse.delistings import Delisting
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -46,6 +59,7 @@ class PartitionReport:
     expected_candles: int = 0
     missing_candles: int = 0
     no_trade_candles: int = 0  # of the missing ones: intervals an omitting venue (Kraken, ...) had no trades in
+    delisted: str = ""  # the venue stopped trading the instrument: its last candle's end
     first_open_time: str = ""
     last_open_time: str = ""
     batch_days: int = 0
@@ -132,13 +146,40 @@ class _Day:
     expected: int
 
 
+def find_delisting(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
+                   now_ms: int) -> Delisting | None:
+    """Whether the venue stopped trading the instrument, recorded in the warehouse either way. A
+    symbol the venue marks inactive ends with the last candle it serves; one gone from its markets
+    ends with the last candle stored (with none stored, it is a symbol the venue never had: an error)."""
+    step = interval_ms(interval)
+    try:
+        trading = source.check_symbol(instrument.symbol)
+    except PermanentFetchError:
+        last = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
+        if last is None:
+            raise
+        found = Delisting(last + step, served=False)
+    else:
+        if trading:
+            found = None
+        else:
+            end = source.last_candle_end(instrument.symbol, interval)
+            if end is None:
+                known = delistings.delisted(warehouse, instrument.exchange, instrument.symbol)
+                last = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
+                end = next(iter(known.values())).delisted_ms if known else (now_ms if last is None else last + step)
+            found = Delisting(end, served=True)
+    delistings.record(warehouse, instrument.exchange, instrument.symbol, found, now_ms)
+    return found
+
+
 def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
                 days: Iterable[dt.date], now_ms: int, workers: int = 1,
                 on_progress: Callable[[Progress], None] | None = None) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
     """Ingests the days of one instrument; yields each batch's (day, report) once it is written.
 
     Days with nothing to fetch (before the configured start or the listing, older than the venue's
-    history, not begun) are reported with a note and no request. Expected candles are those of
+    history, not begun, after a delisting) are reported with a note and no request. Expected candles are those of
     the venue's trading sessions (all of them for crypto). A failure raises after the batches before it were
     written, each atomically; re-running is idempotent.
     """
@@ -150,6 +191,8 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
     batch_started = time.perf_counter()
     todo: list[_Day] = []
     listed: int | None = None
+    delisting: Delisting | None = None
+    delisted, probed, listing_probed = "", False, False
     for day in sorted(set(days)):
         start, end = day_bounds_ms(day)
         if day < instrument.start:
@@ -163,15 +206,22 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
                 f"nothing to do: beyond history ({instrument.exchange} serves only its latest {source.config.history_candles} "
                 f"{interval} candles, from {ms_to_iso(oldest)}; older ones come from its archive)")))]
             continue
-        if not todo:
-            source.check_symbol(instrument.symbol)
+        if not probed:
+            probed = True
+            delisting = find_delisting(source, warehouse, instrument, interval, now_ms)
+            delisted = ms_to_iso(delisting.delisted_ms) if delisting else ""
+        if delisting and (not delisting.served or start >= delisting.delisted_ms):
+            yield [(day, PartitionReport(note=f"nothing to do: {delisting.describe(instrument.exchange)}", delisted=delisted))]
+            continue
+        if not listing_probed:
+            listing_probed = True
             listed = source.first_open_time(instrument.symbol, interval)
         if listed is None or listed >= end:
             when = "has no candles at all" if listed is None else f"was listed at {ms_to_iso(listed)}"
             yield [(day, PartitionReport(note=f"nothing to do: before listing ({instrument.symbol} {when})"))]
             continue
         first = max(start, listed // step * step, oldest or start)
-        last = min(end, closed_end)
+        last = min(end, closed_end, delisting.delisted_ms if delisting else end)
         todo.append(_Day(day, first, last, sessions.count(max(start, listed, oldest or start), last, step) if first < last else 0))
     if not todo:
         return
@@ -186,7 +236,8 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
     progress = Progress(pages_total=len(windows))
     batch_days = max(1, BATCH_CANDLES * step // DAY_MS)
     remaining = collections.deque(todo)
-    writer = _BatchWriter(source, warehouse, instrument, interval, now_ms, progress, on_progress, stats_before, batch_started)
+    writer = _BatchWriter(source, warehouse, instrument, interval, now_ms, progress, on_progress, stats_before, batch_started,
+                          delisted)
     lookahead = max(2 * workers, -(-BATCH_CANDLES // source.page_limit) + workers)
     try:
         try:
@@ -216,13 +267,14 @@ class _BatchWriter:
 
     def __init__(self, source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str, now_ms: int,
                  progress: Progress, on_progress: Callable[[Progress], None] | None, stats_before: FetchStats,
-                 batch_started: float):
+                 batch_started: float, delisted: str):
         self.source, self.warehouse, self.instrument, self.interval, self.now_ms = source, warehouse, instrument, interval, now_ms
         self.progress, self.on_progress = progress, on_progress
         self.frames: list[pd.DataFrame] = []
         self.ready: list[_Day] = []
         self.stats_before, self.batch_started = stats_before, batch_started  # the first batch counts the listing probes too
         self.writing: Future | None = None
+        self.delisted = delisted
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
 
     def submit_ready(self) -> None:
@@ -234,7 +286,7 @@ class _BatchWriter:
         stats = dataclasses.replace(self.source.stats)
         delta = stats.since(self.stats_before)
         counts = {"batch_days": len(self.ready), "requests": delta.requests, "retries": delta.retries,
-                  "rate_limit_waits": delta.rate_limit_waits}
+                  "rate_limit_waits": delta.rate_limit_waits, "delisted": self.delisted}
         self.stats_before = stats
         self.writing = self.pool.submit(_write_batch, self.source.config, self.warehouse, self.instrument, self.interval, list(self.ready), batch,
                                         self.now_ms, counts, self.batch_started)

@@ -13,21 +13,38 @@ import sqlalchemy as sa
 from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.gap_scan import settled_end_ms
 from ohlcv_assets.intervals import interval_ms, ms_to_iso
-from ohlcv_assets.names import candles_key, freshness_windows, partition_key_string, split_partition_key_string
+from ohlcv_assets.names import (
+    candles_key,
+    freshness_windows,
+    partition_key_string,
+    split_partition_key_string,
+)
 from ohlcv_assets.partitions import candle_partitions
 from ohlcv_assets.quality import CHECKS
+from ohlcv_assets.sessions import Sessions
 from ohlcv_assets.universe import Universe
-from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, GAP_EXPLAINED_STATUSES, candles, gaps
+from ohlcv_assets.warehouse import delistings
+from ohlcv_assets.warehouse.schema import (
+    CONFIRMED_EMPTY,
+    GAP_EXPLAINED_STATUSES,
+    candles,
+    gaps,
+)
 from ohlcv_assets.warehouse.store import Warehouse
 
 HEARTBEAT_STALE_SECONDS = 300
 UNEXPLAINED = "unexplained"
 
 
-def freshness(last_open_ms: int | None, interval: str, now: int, refresh_minutes: int) -> str:
+def freshness(last_open_ms: int | None, interval: str, now: int, refresh_minutes: int,
+              sessions: Sessions = Sessions(), delisted_ms: int | None = None) -> str:
+    """Age of the last candle in time the venue traded (a weekend does not age an equity); a
+    delisted instrument expects no new candles."""
+    if delisted_ms is not None:
+        return "delisted"
     if last_open_ms is None:
         return "no data"
-    age = dt.timedelta(milliseconds=now - (last_open_ms + interval_ms(interval)))
+    age = dt.timedelta(milliseconds=sessions.last_trading_ms(now) - (last_open_ms + interval_ms(interval)))
     warn, fail = freshness_windows(interval, refresh_minutes)
     return "fresh" if age <= warn else "aging" if age <= fail else "stale"
 
@@ -43,6 +60,7 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
         recorded = conn.execute(sa.select(gaps.c.exchange, gaps.c.symbol, gaps.c.timeframe, gaps.c.reason, gaps.c.status,
                                           gaps.c.start_ms, gaps.c.end_ms, gaps.c.candles)
                                 .where(gaps.c.status.in_(GAP_EXPLAINED_STATUSES))).all()
+    delisted = delistings.delisted(warehouse)
     rows = []
     for interval in universe.intervals:
         failing = failing_checks(instance, universe, interval) if instance else None
@@ -52,14 +70,19 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
             mine = [g for g in recorded if (g.exchange, g.symbol, g.timeframe) == (inst.exchange, inst.symbol, interval)]
             open_gaps: dict[str, int] = {}
             expected = 0
+            delisting = delisted.get((inst.exchange, inst.symbol))
+            sessions = universe.exchanges[inst.exchange].sessions
             if s:
                 end = settled_end_ms(now, step, universe.refresh_minutes, s.last)
-                expected = max(0, (end - s.first) // step)
+                if delisting is not None:
+                    end = min(end, -(-delisting.delisted_ms // step) * step)
+                expected = sessions.count(s.first, end, step) if end > s.first else 0
                 explained = 0
                 for g in mine:
                     if g.status != CONFIRMED_EMPTY:  # confirmed downtime is explained, not open
                         open_gaps[g.reason] = open_gaps.get(g.reason, 0) + int(g.candles)
-                    explained += max(0, (min(g.end_ms, end) - max(g.start_ms, s.first)) // step)
+                    lo, hi = max(g.start_ms, s.first), min(g.end_ms, end)
+                    explained += sessions.count(lo, hi, step) if hi > lo else 0
                 stored_in_grid = s.n  # every stored candle is on the grid (a blocking check)
                 unexplained = expected - stored_in_grid - explained
                 if unexplained > 0:
@@ -67,7 +90,9 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
             run, quality = last_run(instance, interval, inst.key) if instance else (None, None)
             rows.append({
                 "exchange": inst.exchange, "symbol": inst.symbol, "interval": interval,
-                "freshness": freshness(s.last if s else None, interval, now, universe.refresh_minutes),
+                "freshness": freshness(s.last if s else None, interval, now, universe.refresh_minutes,
+                                       sessions, delisting and delisting.delisted_ms),
+                "delisted": ms_to_iso(delisting.delisted_ms) if delisting else None,
                 "last_candle": ms_to_iso(s.last) if s else None,
                 "coverage_pct": round(100 * min(s.n, expected) / expected, 3) if s and expected else None,
                 "candles": s.n if s else 0,

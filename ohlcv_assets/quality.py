@@ -9,6 +9,7 @@ import pandas as pd
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
 from ohlcv_assets.read import load_candles
 from ohlcv_assets.sessions import Sessions
+from ohlcv_assets.warehouse import delistings
 from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
 
 COMPLETENESS_THRESHOLD = 0.99
@@ -174,7 +175,8 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
                       freshness_windows_ms: tuple[float, float], sessions: Sessions = Sessions()) -> dict:
     """Reads instrument-days back from the warehouse (one query per table for all of them), checks
     and scores each day; ``expected_by_day`` maps each day to its expected closed candle count.
-    Freshness counts only time the venue traded (``sessions``): a weekend does not age an equity.
+    Freshness counts only time the venue traded (``sessions``): a weekend does not age an equity,
+    and a delisted instrument stops ageing at its last candle.
     Returns {day: (outcomes, QualityScore)}."""
     step = interval_ms(interval)
     days = sorted(expected_by_day)
@@ -185,7 +187,10 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         minutes = load_candles(instrument.exchange, instrument.symbol, "1m", lo, hi, warehouse=warehouse).reset_index(drop=True)
     empty_ranges = confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval)
     latest = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
-    age = None if latest is None else max(0, sessions.last_trading_ms(now_ms) - (latest + step))
+    until = sessions.last_trading_ms(now_ms)
+    for delisting in delistings.delisted(warehouse, instrument.exchange, instrument.symbol).values():
+        until = min(until, delisting.delisted_ms)
+    age = None if latest is None else max(0, until - (latest + step))
     freshness = freshness_share(age, *freshness_windows_ms)
     results = {}
     for day in days:

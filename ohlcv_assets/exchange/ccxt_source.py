@@ -20,8 +20,19 @@ import numpy as np
 import orjson
 
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
-from ohlcv_assets.exchange.retrying import PERMANENT, RATE_LIMITED, TRANSIENT, Failure, RetryingCaller
-from ohlcv_assets.exchange.source import FetchStats, PermanentFetchError, listing_within_history
+from ohlcv_assets.exchange.retrying import (
+    PERMANENT,
+    RATE_LIMITED,
+    TRANSIENT,
+    Failure,
+    RetryingCaller,
+)
+from ohlcv_assets.exchange.source import (
+    FetchStats,
+    PermanentFetchError,
+    listing_within_history,
+)
+from ohlcv_assets.intervals import interval_ms
 from ohlcv_assets.universe import ExchangeConfig
 
 _PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410, 451}
@@ -88,13 +99,14 @@ class CcxtCandleSource:
         return exchange
 
     # --- CandleSource ---------------------------------------------------------------------
-    def check_symbol(self, symbol: str) -> None:
+    def check_symbol(self, symbol: str) -> bool:
         self._load_markets()
         if symbol not in self.exchange.markets:
             listed = sorted(self.exchange.markets)
             raise PermanentFetchError(
                 f"{self.name} ({self.config.ccxt_id}) does not list {symbol!r}; it lists {len(listed)} markets, e.g. {listed[:5]}"
             )
+        return self.exchange.markets[symbol].get("active") is not False
 
     def fetch_page(self, symbol: str, interval: str, since_ms: int, until_ms: int) -> np.ndarray:
         return self._candles(symbol, interval, since_ms, self.page_limit, until_ms)
@@ -111,6 +123,10 @@ class CcxtCandleSource:
             else:
                 self._first_open[key] = 0  # unknown: every window is asked about
         return self._first_open[key]
+
+    def last_candle_end(self, symbol: str, interval: str) -> int | None:
+        rows = self._candles(symbol, interval, None, self.page_limit, None)  # a page: some venues keep its oldest on limit=1
+        return int(rows[-1, 0]) + interval_ms(interval) if len(rows) else None
 
     def ping(self) -> None:
         """One plain request, outside the budget (the health check); raises if the venue cannot be reached."""

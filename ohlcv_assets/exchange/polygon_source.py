@@ -22,7 +22,13 @@ import orjson
 import requests
 
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
-from ohlcv_assets.exchange.retrying import PERMANENT, RATE_LIMITED, TRANSIENT, Failure, RetryingCaller
+from ohlcv_assets.exchange.retrying import (
+    PERMANENT,
+    RATE_LIMITED,
+    TRANSIENT,
+    Failure,
+    RetryingCaller,
+)
 from ohlcv_assets.exchange.source import FetchStats, PermanentFetchError
 from ohlcv_assets.intervals import interval_ms
 from ohlcv_assets.universe import ExchangeConfig
@@ -66,8 +72,8 @@ class PolygonCandleSource:
         self._tickers: dict[str, dict] = {}
 
     # --- CandleSource ---------------------------------------------------------------------
-    def check_symbol(self, symbol: str) -> None:
-        self._ticker(symbol)
+    def check_symbol(self, symbol: str) -> bool:
+        return self._ticker(symbol).get("active", True) is not False
 
     def fetch_page(self, symbol: str, interval: str, since_ms: int, until_ms: int) -> np.ndarray:
         mult, span = aggregate_range(interval)
@@ -87,6 +93,11 @@ class PolygonCandleSource:
             return 0  # Polygon does not know: every session is asked about
         day = dt.date.fromisoformat(listed)
         return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+    def last_candle_end(self, symbol: str, interval: str) -> int | None:
+        """Polygon says when a ticker was delisted (``delisted_utc``); its bars end there."""
+        delisted = self._ticker(symbol).get("delisted_utc")
+        return None if not delisted else int(dt.datetime.fromisoformat(delisted.replace("Z", "+00:00")).timestamp() * 1000)
 
     def ping(self) -> None:
         """One cheap authenticated request (the health check); raises if the venue cannot be reached."""

@@ -47,14 +47,19 @@ class CandleSource(Protocol):
     stats: FetchStats
     config: ExchangeConfig
 
-    def check_symbol(self, symbol: str) -> None:
-        """Raises PermanentFetchError if the source does not list the symbol."""
+    def check_symbol(self, symbol: str) -> bool:
+        """True if the symbol trades, False if the venue lists it as no longer trading (delisted);
+        raises PermanentFetchError if the venue does not list it at all."""
 
     def fetch_page(self, symbol: str, interval: str, since_ms: int, until_ms: int) -> np.ndarray:
         """Up to page_limit candles opening in [since_ms, until_ms], ascending, as an (n, 6) float array."""
 
     def first_open_time(self, symbol: str, interval: str) -> int | None:
         """Open time of the symbol's first candle ever (its listing), or None if unknown."""
+
+    def last_candle_end(self, symbol: str, interval: str) -> int | None:
+        """End of the newest candle the venue serves for the symbol (asked of delisted symbols),
+        or None if it serves none."""
 
 
 def listing_within_history(open_times: np.ndarray | None, interval: str, config: ExchangeConfig) -> int | None:

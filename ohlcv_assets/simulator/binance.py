@@ -75,7 +75,7 @@ class Binance(Protocol):
             body = orjson.dumps({
                 "timezone": "UTC", "serverTime": sim.now(),
                 "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": sim.config.weight_limit}],
-                "exchangeFilters": [], "symbols": [_symbol_info(s) for s in sim.listed(self.name)],
+                "exchangeFilters": [], "symbols": [_symbol_info(s, sim.now()) for s in sim.listed(self.name)],
             })
         elif endpoint == "time":
             body = orjson.dumps({"serverTime": sim.now()})
@@ -120,7 +120,7 @@ def _select(sim, symbol: SimSymbol, step: int, start: int | None, end: int, limi
             found += len(part)
             lo += chunk
         return concat(parts).take(slice(0, limit))
-    hi, parts, found = end + 1, [], 0
+    hi, parts, found = min(end, symbol.delisted_ms or end) + 1, [], 0  # a delisted symbol's latest: its last candles
     while hi > symbol.listed_ms and found < limit:
         part = candles(hi - chunk, hi)
         parts.insert(0, part)
@@ -147,10 +147,10 @@ def _klines_body(c: CandleArrays, step: int) -> bytes:
     return ("[" + ",".join(_KLINE % row for row in zip(*(col.tolist() for col in columns))) + "]").encode()
 
 
-def _symbol_info(s: SimSymbol) -> dict:
+def _symbol_info(s: SimSymbol, now_ms: int) -> dict:
     return {
         "symbol": s.exchange_symbol,
-        "status": "TRADING",
+        "status": "TRADING" if s.trading(now_ms) else "BREAK",
         "baseAsset": s.base,
         "baseAssetPrecision": 8,
         "quoteAsset": s.quote,

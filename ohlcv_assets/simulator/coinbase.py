@@ -50,7 +50,7 @@ class Coinbase(Protocol):
         start = request.query.get("start")
         fault = sim.fire_fault(self.name, endpoint, _instant_ms(start) if start else None)
         if parts == ["products"]:
-            body = [_product(s) for s in sim.listed(self.name)]
+            body = [_product(s, sim.now()) for s in sim.listed(self.name)]
         elif parts == ["currencies"]:
             codes = sorted({c for s in sim.listed(self.name) for c in (s.base, s.quote)})
             body = [{"id": c, "name": c, "min_size": "0.00000001", "status": "online", "message": "", "max_precision": "0.00000001",
@@ -95,10 +95,10 @@ class Coinbase(Protocol):
         return [[t // 1000, lo, hi, op, cl, v] for t, lo, hi, op, cl, v in reversed(list(rows))]
 
 
-def _product(s: SimSymbol) -> dict:
+def _product(s: SimSymbol, now_ms: int) -> dict:
     return {
         "id": product_id(s), "base_currency": s.base, "quote_currency": s.quote, "quote_increment": "0.01",
         "base_increment": "0.00000001", "display_name": f"{s.base}/{s.quote}", "min_market_funds": "1", "margin_enabled": False,
-        "post_only": False, "limit_only": False, "cancel_only": False, "status": "online", "status_message": "",
+        "post_only": False, "limit_only": False, "cancel_only": False, "status": "online" if s.trading(now_ms) else "delisted", "status_message": "",
         "trading_disabled": False, "fx_stablecoin": False, "max_slippage_percentage": "0.02000000", "auction_mode": False,
     }

@@ -86,7 +86,7 @@ class Kraken(Protocol):
         if endpoint == "OHLC":
             result = self._ohlc(sim, request.query, fault)
         elif endpoint == "AssetPairs":
-            result = {pair_id(s): _pair_info(s) for s in sim.listed(self.name)}
+            result = {pair_id(s): _pair_info(s, sim.now()) for s in sim.listed(self.name)}
         elif endpoint == "Assets":
             codes = sorted({c for s in sim.listed(self.name) for c in (s.base, s.quote)})
             result = {asset_id(c)[0]: {"aclass": "currency", "altname": asset_id(c)[1], "decimals": 10, "display_decimals": 5,
@@ -125,12 +125,13 @@ class Kraken(Protocol):
         return {pair_id(symbol): rows, "last": (forming - step) // 1000}
 
 
-def _pair_info(s: SimSymbol) -> dict:
+def _pair_info(s: SimSymbol, now_ms: int) -> dict:
     base, quote = asset_id(s.base), asset_id(s.quote)
     return {
         "altname": base[1] + quote[1], "wsname": f"{base[1]}/{quote[1]}", "aclass_base": "currency", "base": base[0],
         "aclass_quote": "currency", "quote": quote[0], "lot": "unit", "cost_decimals": 5, "pair_decimals": PRICE_DECIMALS,
         "lot_decimals": 8, "lot_multiplier": 1, "leverage_buy": [], "leverage_sell": [],
         "fees": [[0, 0.26], [50000, 0.24]], "fees_maker": [[0, 0.16], [50000, 0.14]], "fee_volume_currency": "ZUSD",
-        "margin_call": 80, "margin_stop": 40, "ordermin": "0.0001", "costmin": "0.5", "tick_size": "0.01", "status": "online",
+        "margin_call": 80, "margin_stop": 40, "ordermin": "0.0001", "costmin": "0.5", "tick_size": "0.01",
+        "status": "online" if s.trading(now_ms) else "delisted",
     }

@@ -37,6 +37,14 @@ class SimSymbol:
     calendar: str | None = None  # exchange-calendars code: trades only in sessions
     venues: tuple[str, ...] = ("binance", "kraken", "coinbase")
     split: tuple[dt.date, int] | None = None  # (day, ratio): a stock split; the market's prices are split-adjusted
+    delisted: dt.datetime | None = None  # trading stopped: no candle opens from then on; markets say inactive
+
+    @property
+    def delisted_ms(self) -> int | None:
+        return None if self.delisted is None else int(self.delisted.timestamp() * 1000)
+
+    def trading(self, now_ms: int) -> bool:
+        return self.delisted is None or now_ms < self.delisted_ms
 
     @property
     def exchange_symbol(self) -> str:
@@ -132,7 +140,7 @@ class SimulatedMarket:
         the symbol's sessions and in an outage of ``venue`` do not exist."""
         first = max(start_ms, symbol.listed_ms)
         first = -(-first // MINUTE_MS) * MINUTE_MS
-        end = min(end_ms, now_ms + 1)
+        end = min(end_ms, now_ms + 1, symbol.delisted_ms or end_ms)
         t = np.arange(first, max(first, end), MINUTE_MS, dtype=np.int64)
         for outage in self.downtime:
             if outage.venue is None or venue is None or outage.venue == venue:

@@ -68,8 +68,10 @@ class Polygon(Protocol):
                 raise ApiError(404, "NOT_FOUND", "Ticker not found.")
             body = {"request_id": uuid.uuid4().hex, "status": "OK", "results": {
                 "ticker": symbol.exchange_symbol, "name": symbol.exchange_symbol, "market": "stocks", "locale": "us",
-                "primary_exchange": "XNYS", "type": "CS", "active": True, "currency_name": "usd",
-                "list_date": symbol.listed.isoformat()}}
+                "primary_exchange": "XNYS", "type": "CS", "active": symbol.trading(sim.now()),
+                "currency_name": "usd", "list_date": symbol.listed.isoformat()}}
+            if not symbol.trading(sim.now()):
+                body["results"]["delisted_utc"] = symbol.delisted.strftime("%Y-%m-%dT%H:%M:%SZ")
         else:
             raise ApiError(404, "NOT_FOUND", "Route not found.")
         return Answer(200, sim.truncate(orjson.dumps(body), fault))

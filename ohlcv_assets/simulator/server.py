@@ -103,7 +103,8 @@ class SimulatorConfig:
             sym = SimSymbol(base=entry["base"], quote=entry.get("quote", ""), listed=resolve_day(entry["listed"]),
                             price=float(entry.get("price", 100)), quiet=float(entry.get("quiet", 0.0)), calendar=entry.get("calendar"),
                             venues=tuple(entry.get("venues", ("polygon",) if entry.get("calendar") else ("binance", "kraken", "coinbase"))),
-                            split=(resolve_day(split["day"]), int(split["ratio"])) if split else None)
+                            split=(resolve_day(split["day"]), int(split["ratio"])) if split else None,
+                            delisted=resolve_instant(entry["delisted"]) if entry.get("delisted") else None)
             symbols[sym.exchange_symbol] = sym
         return cls(
             symbols=symbols,
@@ -136,6 +137,7 @@ class ExchangeSimulator:
         self.stats: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         self.frozen_now_ms: int | None = None
+        self.unlisted: set[str] = set()  # delisted symbols gone from the venues' markets altogether
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -155,6 +157,8 @@ class ExchangeSimulator:
                 self.budgets.clear()
             if "frozen_now_ms" in raw:
                 self.frozen_now_ms = raw["frozen_now_ms"]
+            if "unlisted" in raw:
+                self.unlisted = set(raw["unlisted"])
             if raw.get("reset_stats"):
                 self.stats.clear()
 
@@ -196,11 +200,11 @@ class ExchangeSimulator:
         return body[: max(1, len(body) // 2)] if fault is not None and fault.kind == "truncated" else body
 
     def listed(self, venue: str) -> list[SimSymbol]:
-        return [s for s in self.config.symbols.values() if venue in s.venues]
+        return [s for s in self.config.symbols.values() if venue in s.venues and s.exchange_symbol not in self.unlisted]
 
     def symbol(self, venue: str, exchange_symbol: str) -> SimSymbol | None:
         symbol = self.config.symbols.get(exchange_symbol)
-        return symbol if symbol is not None and venue in symbol.venues else None
+        return symbol if symbol is not None and venue in symbol.venues and exchange_symbol not in self.unlisted else None
 
     def handle(self, path: str, query: dict[str, str], headers: dict[str, str] | None = None, client: str = "127.0.0.1") -> Answer:
         protocol = next(p for p in PROTOCOLS if path == p.prefix or path.startswith(p.prefix + "/"))

@@ -117,3 +117,13 @@ exported_files = Table(
     Column("max_fetched_at", BigInteger, nullable=False, comment="with rows, tells whether the candles changed since"),
     Column("written_ms", BigInteger, nullable=False),
 )
+
+delistings = Table(
+    "delistings",
+    metadata,
+    Column("exchange", String(64), primary_key=True),
+    Column("symbol", String(64), primary_key=True),
+    Column("delisted_ms", BigInteger, nullable=False, comment="no candle opens from then on (the end of the last one served)"),
+    Column("served", Boolean, nullable=False, comment="the venue still serves its history (listed, inactive); false: gone from its markets"),
+    Column("detected_ms", BigInteger, nullable=False),
+)

@@ -16,6 +16,7 @@ from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.gap_scan import scan
 from ohlcv_assets.gaps import BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, NO_TRADES
 from ohlcv_assets.ingest import ingest_days
+from ohlcv_assets.monitoring import instrument_rows
 from ohlcv_assets.intervals import HOUR_MS, MINUTE_MS, day_bounds_ms, interval_ms, now_ms, utc_day
 from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
@@ -31,11 +32,14 @@ OUTAGE_DAY = TODAY - dt.timedelta(days=3)
 PLAIN_DAY = TODAY - dt.timedelta(days=5)
 EARLY_CLOSE = dt.date(2025, 11, 28)  # the Friday after Thanksgiving: NYSE closes at 13:00 New York
 THANKSGIVING = dt.date(2025, 11, 27)
+DELIST_DAY = TODAY - dt.timedelta(days=6)  # OLD/USD stops trading at noon
 VENUE_CONFIG = {
     "seed": 5,
     "symbols": [
         {"base": "BTC", "quote": "USD", "listed": "2020-01-01", "price": 60000, "quiet": 0.05},
         {"base": "AAPL", "listed": "2020-01-01", "price": 200, "calendar": "XNYS", "quiet": 0.03},
+        {"base": "OLD", "quote": "USD", "listed": "2020-01-01", "price": 3, "delisted": f"{DELIST_DAY}T12:00:00Z"},
+        {"base": "GONE", "listed": "2020-01-01", "price": 50, "calendar": "XNYS", "delisted": "2025-11-26T16:00:00Z"},
     ],
     "downtime": [{"start": f"{OUTAGE_DAY}T02:00:00Z", "end": f"{OUTAGE_DAY}T03:30:00Z"}],
     "venues": {"kraken": {"counter_max": 1000}, "coinbase": {"requests_per_second": 1000},
@@ -54,6 +58,9 @@ instruments:
   - {{exchange: kraken, symbol: BTC/USD, intervals: [1h], start: {TODAY - dt.timedelta(days=40)}}}
   - {{exchange: coinbase, symbol: BTC/USD, intervals: [1m, 1h], start: {PLAIN_DAY}}}
   - {{exchange: polygon, symbol: AAPL, intervals: [1m, 1h], start: 2025-11-26}}
+  - {{exchange: kraken, symbol: OLD/USD, intervals: [1h], start: {TODAY - dt.timedelta(days=10)}}}
+  - {{exchange: coinbase, symbol: OLD/USD, intervals: [1h], start: {TODAY - dt.timedelta(days=10)}}}
+  - {{exchange: polygon, symbol: GONE, intervals: [1h], start: 2025-11-24}}
 """
 
 
@@ -67,7 +74,8 @@ def venues_sim():
 
 @pytest.fixture
 def venue_setup(venues_sim, tmp_path, warehouse_url, monkeypatch):
-    venues_sim.reconfigure({"faults": [], "frozen_now_ms": None, "reset_stats": True, "venues": VENUE_CONFIG["venues"]})
+    venues_sim.reconfigure({"faults": [], "frozen_now_ms": None, "reset_stats": True, "venues": VENUE_CONFIG["venues"],
+                            "unlisted": []})
     monkeypatch.setenv(KEY_ENV, POLYGON_KEY)
     path = tmp_path / "universe.yaml"
     path.write_text(venue_universe(venues_sim.url))
@@ -267,3 +275,54 @@ def test_one_run_over_several_venues_holds_each_venues_pool_only_while_calling_i
     for exchange, symbol in (("coinbase", "BTC/USD"), ("kraken", "BTC/USD")):
         assert stored(warehouse_url, exchange, symbol, "1h", PLAIN_DAY).equals(truth(venues_sim, exchange, symbol, "1h", PLAIN_DAY, now_ms()))
     assert storage.get_concurrency_info("exchange/kraken").active_slot_count == 0
+
+
+@pytest.mark.parametrize("exchange", ["kraken", "coinbase"])
+def test_a_delisted_instrument_keeps_its_history_and_expects_nothing_after_its_last_candle(venues_sim, venue_setup, warehouse_url, exchange):
+    """The venue marks OLD/USD inactive (ccxt ``active: False``): the days it traded are still
+    fetched exact, the delisting day expects its first 12 hours, later days ask nothing and pass,
+    and nothing (freshness, status, alerts) waits for new candles."""
+    universe, defs, instance = venue_setup
+    before = materialize(defs, instance, "1h", f"{exchange}.OLD-USD", DELIST_DAY - dt.timedelta(days=1))
+    assert before["delisted"] == f"{DELIST_DAY}T12:00:00Z" and before["candles_new"] == 24
+    day = materialize(defs, instance, "1h", f"{exchange}.OLD-USD", DELIST_DAY)
+    for d in (DELIST_DAY - dt.timedelta(days=1), DELIST_DAY):
+        assert stored(warehouse_url, exchange, "OLD/USD", "1h", d).equals(truth(venues_sim, exchange, "OLD/USD", "1h", d, now_ms()))
+    assert day["expected_candles"] == day["candles_fetched"] == 12 and day["quality_completeness"] == 1.0
+    candles_endpoint = f"requests.{exchange}." + ("OHLC" if exchange == "kraken" else "candles")
+    candle_requests = venues_sim.stats[candles_endpoint]
+    after = materialize(defs, instance, "1h", f"{exchange}.OLD-USD", DELIST_DAY + dt.timedelta(days=2))
+    assert "delisted" in after["note"] and after["expected_candles"] == 0 and after.get("candles_fetched", 0) == 0
+    assert after["quality_freshness"] == 1.0 and after["quality_completeness"] == 1.0
+    assert venues_sim.stats[candles_endpoint] == candle_requests + 1  # the last candle served, asked once per run
+    wh = Warehouse(warehouse_url)
+    try:
+        [row] = [r for r in instrument_rows(universe, wh, None, now_ms()) if (r["exchange"], r["symbol"]) == (exchange, "OLD/USD")]
+        result = scan(build_source(exchange, universe.exchanges[exchange]), wh, universe.instrument(f"{exchange}.OLD-USD"), "1h",
+                      now_ms(), universe.refresh_minutes)
+    finally:
+        wh.dispose()
+    assert row["freshness"] == "delisted" and row["delisted"] == f"{DELIST_DAY}T12:00:00Z"
+    assert not row["open_gaps"]  # nothing after the last candle is missing
+    assert all(g.end_ms <= day_bounds_ms(DELIST_DAY)[0] + 12 * HOUR_MS for g in result.gaps)
+
+
+def test_an_instrument_gone_from_the_venues_markets_keeps_its_candles_and_stops_failing(venues_sim, venue_setup, warehouse_url):
+    universe, defs, instance = venue_setup
+    materialize(defs, instance, "1h", "kraken.OLD-USD", DELIST_DAY)
+    venues_sim.reconfigure({"unlisted": ["OLDUSD"]})
+    kept = stored(warehouse_url, "kraken", "OLD/USD", "1h", DELIST_DAY)
+    for day in (DELIST_DAY + dt.timedelta(days=1), DELIST_DAY - dt.timedelta(days=2)):
+        meta = materialize(defs, instance, "1h", "kraken.OLD-USD", day)
+        assert "no longer lists it" in meta["note"] and meta["delisted"] == f"{DELIST_DAY}T12:00:00Z"
+    assert stored(warehouse_url, "kraken", "OLD/USD", "1h", DELIST_DAY).equals(kept) and len(kept) == 12
+    with pytest.raises(dg.Failure, match="does not list"):  # never stored: a wrong symbol
+        materialize(defs, instance, "1h", "coinbase.OLD-USD", DELIST_DAY)
+
+
+def test_a_delisted_ticker_ends_at_polygons_delisted_utc(venues_sim, venue_setup, warehouse_url):
+    universe, defs, instance = venue_setup
+    day = materialize(defs, instance, "1h", "polygon.GONE", dt.date(2025, 11, 26))
+    assert day["delisted"] == "2025-11-26T16:00:00Z"
+    assert day["expected_candles"] == day["candles_fetched"] == 2  # the session opened 14:30 UTC: the 14:00 and 15:00 hours
+    assert materialize(defs, instance, "1h", "polygon.GONE", dt.date(2025, 12, 1))["expected_candles"] == 0
