@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simulator-port", type=int, default=8765)
     parser.add_argument("--home", default=".demo", help="where the demo keeps its Dagster instance and warehouse")
     parser.add_argument("--once", action="store_true", help="exit when the backfill and the gap scans have finished")
+    parser.add_argument("--simulator-config", help="the simulated market and venues (default: the bundled Binance market); "
+                                                   "pair it with OHLCV_UNIVERSE, e.g. examples/all_venues_*.yaml")
     args = parser.parse_args(argv)
 
     dagster_home = (Path(args.home) / "dagster_home").resolve()
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             universe = load_universe()
             print(f"warehouse: {warehouse_url()}\nDagster instance: {dagster_home}\nlogs: {dagster_home}/*.log", flush=True)
-            children.start("simulator", ["-m", "ohlcv_assets.simulator", "--port", str(args.simulator_port)],
+            market = ["--config", str(Path(args.simulator_config).resolve())] if args.simulator_config else []
+            children.start("simulator", ["-m", "ohlcv_assets.simulator", "--port", str(args.simulator_port), *market],
                            env, dagster_home, dagster_home / "simulator.log")
             wait_for_simulator(simulator_url)
             sync_instrument_partitions(instance, universe)
