@@ -20,6 +20,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ohlcv_assets.intervals import DAY_MS
+from ohlcv_assets.sessions import Sessions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +52,10 @@ class FeatureParams:
             f"volume_sma_{self.volume_window}", f"volume_z_{self.volume_window}",
         ]
 
-    def lookback_days(self, step_ms: int) -> int:
-        """Whole days of candles that may hold a day's warm-up."""
-        return -(-self.warmup_candles * step_ms // DAY_MS)
+    def lookback_days(self, step_ms: int, sessions: Sessions | None = None) -> int:
+        """Whole days of candles that may hold a day's warm-up: more for a venue that trades in
+        sessions (1,000 1m candles of NYSE span up to 7 calendar days)."""
+        return (sessions or Sessions()).lookback_days(self.warmup_candles, step_ms)
 
 
 FEATURE_PARAMS = FeatureParams()

@@ -213,9 +213,10 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
         if delisting and (not delisting.served or start >= delisting.delisted_ms):
             yield [(day, PartitionReport(note=f"nothing to do: {delisting.describe(instrument.exchange)}", delisted=delisted))]
             continue
-        if not listing_probed:
+        if not listing_probed:  # a candle stored before the day proves the listing earlier: no probe
             listing_probed = True
-            listed = source.first_open_time(instrument.symbol, interval)
+            earliest = warehouse.earliest_open_time(instrument.exchange, instrument.symbol, interval)
+            listed = earliest if earliest is not None and earliest < start else source.first_open_time(instrument.symbol, interval)
         if listed is None or listed >= end:
             when = "has no candles at all" if listed is None else f"was listed at {ms_to_iso(listed)}"
             yield [(day, PartitionReport(note=f"nothing to do: before listing ({instrument.symbol} {when})"))]

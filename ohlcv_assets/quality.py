@@ -57,12 +57,13 @@ def _rows(frame: pd.DataFrame, mask) -> pd.DataFrame:
 
 
 def check_candles(frame: pd.DataFrame, step_ms: int, now_ms: int, expected: int, explained_missing: int,
-                  minutes: pd.DataFrame | None = None) -> list[CheckOutcome]:
+                  minutes: pd.DataFrame | None = None, minutes_existing: pd.Series | None = None) -> list[CheckOutcome]:
     """All checks of one instrument-day's stored candles.
 
     ``expected`` is the number of closed grid candles of the day (from listing), ``explained_missing``
     how many of them the exchange confirmed never existed; ``minutes`` the day's stored 1m candles
-    for the cross-interval check (None: skipped).
+    for the cross-interval check (None: skipped), ``minutes_existing`` how many 1m candles exist in
+    each of the day's candles (see ``finer_candles_existing``).
     """
     o, h, l, c, v, t = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume", "open_time"))
     outcomes = [
@@ -76,7 +77,7 @@ def check_candles(frame: pd.DataFrame, step_ms: int, now_ms: int, expected: int,
     outcomes.append(CheckOutcome("completeness", shortfall.iloc[0:0] if share >= COMPLETENESS_THRESHOLD else shortfall,
                                  f"{share:.2%} of {expected} expected candles stored or explained"))
     outcomes.append(CheckOutcome("price_spikes", _rows(frame, spike_mask(c, t, step_ms))))
-    outcomes.append(consistency(frame, minutes, step_ms))
+    outcomes.append(consistency(frame, minutes, step_ms, fine_existing=minutes_existing))
     return outcomes
 
 
@@ -102,23 +103,45 @@ def spike_mask(close: np.ndarray, open_times: np.ndarray | None = None, step_ms:
     return mask
 
 
-def aggregate(minutes: pd.DataFrame, step_ms: int, fine_step_ms: int = MINUTE_MS) -> pd.DataFrame:
+def finer_candles_existing(lo_ms: int, hi_ms: int, step_ms: int, sessions: Sessions,
+                           empty_ranges: list[tuple[int, int]], fine_step_ms: int = MINUTE_MS) -> pd.Series:
+    """How many finer candles exist in each ``step_ms`` candle of [lo_ms, hi_ms) (whole days): those
+    inside the venue's sessions, less those the venue confirmed empty (no trades, downtime). A venue
+    that omits empty intervals (Kraken, Coinbase, Polygon) builds its candle from the rest, so the
+    candle is comparable once that many are stored."""
+    grid = np.arange(lo_ms, hi_ms, fine_step_ms, dtype=np.int64)
+    exists = np.isin(grid, sessions.expected(lo_ms, hi_ms, fine_step_ms), assume_unique=True)
+    for start, end in empty_ranges:
+        start, end = max(start, lo_ms), min(end, hi_ms)
+        if start < end:
+            exists[(start - lo_ms) // fine_step_ms:-(-(end - lo_ms) // fine_step_ms)] = False
+    counts = exists.reshape(-1, step_ms // fine_step_ms).sum(axis=1)
+    return pd.Series(counts, index=np.arange(lo_ms, hi_ms, step_ms, dtype=np.int64))
+
+
+def aggregate(minutes: pd.DataFrame, step_ms: int, fine_step_ms: int = MINUTE_MS,
+              fine_existing: pd.Series | None = None) -> pd.DataFrame:
     """Candles of ``step_ms`` built from finer candles (1m unless said), only for buckets whose
     every finer candle is stored (a bucket still being filled, by a run of the 1m candles not
-    finished yet, is not comparable)."""
+    finished yet, is not comparable); ``fine_existing`` says how many exist per bucket where a
+    venue omits empty intervals or trades in sessions (default: all of them)."""
     bucket = minutes["open_time"] // step_ms * step_ms
     grouped = minutes.groupby(bucket, sort=True)
     frame = pd.DataFrame({"open_time": grouped["open_time"].first().index.to_numpy(), "open": grouped["open"].first().to_numpy(),
                           "high": grouped["high"].max().to_numpy(), "low": grouped["low"].min().to_numpy(),
                           "close": grouped["close"].last().to_numpy(), "volume": grouped["volume"].sum().to_numpy()})
-    return frame[grouped.size().to_numpy() == step_ms // fine_step_ms].reset_index(drop=True)
+    full = step_ms // fine_step_ms
+    if fine_existing is not None:
+        full = fine_existing.reindex(frame["open_time"]).fillna(full).to_numpy()
+    return frame[grouped.size().to_numpy() == full].reset_index(drop=True)
 
 
-def consistency(frame: pd.DataFrame, minutes: pd.DataFrame | None, step_ms: int, fine_step_ms: int = MINUTE_MS) -> CheckOutcome:
+def consistency(frame: pd.DataFrame, minutes: pd.DataFrame | None, step_ms: int, fine_step_ms: int = MINUTE_MS,
+                fine_existing: pd.Series | None = None) -> CheckOutcome:
     """Candles that differ from the same candles aggregated from finer stored ones (1m unless said)."""
     if minutes is None or step_ms == fine_step_ms or minutes.empty:
         return CheckOutcome("consistent_with_1m", frame.iloc[0:0], "no 1m candles to compare with")
-    both = frame.merge(aggregate(minutes, step_ms, fine_step_ms), on="open_time", suffixes=("", "_from_1m"))
+    both = frame.merge(aggregate(minutes, step_ms, fine_step_ms, fine_existing), on="open_time", suffixes=("", "_from_1m"))
     differs = np.zeros(len(both), dtype=bool)
     for col in ("open", "high", "low", "close"):
         differs |= both[col].to_numpy() != both[f"{col}_from_1m"].to_numpy()
@@ -182,9 +205,11 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
     days = sorted(expected_by_day)
     lo, hi = day_bounds_ms(days[0])[0], day_bounds_ms(days[-1])[1]
     stored = load_candles(instrument.exchange, instrument.symbol, interval, lo, hi, warehouse=warehouse).reset_index(drop=True)
-    minutes = None
+    minutes = minutes_existing = None
     if interval != "1m" and "1m" in instrument.intervals:
         minutes = load_candles(instrument.exchange, instrument.symbol, "1m", lo, hi, warehouse=warehouse).reset_index(drop=True)
+        minutes_existing = finer_candles_existing(lo, hi, step, sessions,
+                                                  confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, "1m"))
     empty_ranges = confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval)
     latest = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
     until = sessions.last_trading_ms(now_ms)
@@ -199,7 +224,7 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
                         if max(a, start) < min(b, end))
         frame = _within(stored, start, end)
         outcomes = check_candles(frame, step, now_ms, expected_by_day[day], explained,
-                                 None if minutes is None else _within(minutes, start, end))
+                                 None if minutes is None else _within(minutes, start, end), minutes_existing)
         results[day] = (outcomes, quality_score(frame, outcomes, expected_by_day[day], explained, freshness))
     return results
 

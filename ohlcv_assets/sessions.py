@@ -11,6 +11,8 @@ import functools
 
 import numpy as np
 
+from ohlcv_assets.intervals import DAY_MS
+
 class Sessions:
     """Around the clock: every grid candle is expected."""
 
@@ -34,6 +36,11 @@ class Sessions:
         """The latest instant at or before ``now_ms`` when the venue traded: candles older than it
         are the ones freshness measures against."""
         return now_ms
+
+    def lookback_days(self, candles: int, step_ms: int) -> int:
+        """Whole UTC days before a day that always hold ``candles`` expected candles (a features
+        day's warm-up): around the clock, the days those candles span."""
+        return -(-candles * step_ms // DAY_MS)
 
 
 class ExchangeSessions(Sessions):
@@ -75,6 +82,17 @@ class ExchangeSessions(Sessions):
                 if lo < hi:
                     rows.append((lo, hi, (hi - lo) // step_ms))
         return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+    def lookback_days(self, candles: int, step_ms: int) -> int:
+        """The most calendar days any session's ``candles`` previous session candles span, over
+        the whole calendar (weekends, holidays and early closes included)."""
+        first = self._opens // step_ms * step_ms
+        per_session = -(-(self._closes - first) // step_ms)
+        before = np.concatenate([[0], np.cumsum(per_session)])  # candles of the sessions before each one
+        reach = np.searchsorted(before, before[:-1] - candles, side="right") - 1  # latest session start far enough back
+        ok = before[:-1] >= candles
+        days = self._opens // DAY_MS
+        return int(np.max(days[ok] - days[reach[ok]])) if ok.any() else super().lookback_days(candles, step_ms)
 
     def last_trading_ms(self, now_ms: int) -> int:
         at = np.searchsorted(self._opens, now_ms, side="right") - 1

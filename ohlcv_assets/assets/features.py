@@ -25,9 +25,12 @@ FEATURES_AUTOMATION = (
 ).with_label("candles or their warm-up changed")
 
 
-def warmup_mapping(interval: str) -> dg.MultiPartitionMapping:
-    """Day D of the features reads candles of days D-k..D, k covering the warm-up window."""
-    lookback = FEATURE_PARAMS.lookback_days(interval_ms(interval))
+def warmup_mapping(universe: Universe, interval: str) -> dg.MultiPartitionMapping:
+    """Day D of the features reads candles of days D-k..D, k covering the warm-up window on every
+    venue of the interval's instruments."""
+    venues = {i.exchange for i in universe.instruments_for(interval)}
+    lookback = max((FEATURE_PARAMS.lookback_days(interval_ms(interval), universe.exchanges[v].sessions) for v in venues),
+                   default=FEATURE_PARAMS.lookback_days(interval_ms(interval)))
     return dg.MultiPartitionMapping({
         DAY: dg.DimensionPartitionMapping(DAY, dg.TimeWindowPartitionMapping(
             start_offset=-lookback, allow_nonexistent_upstream_partitions=True)),
@@ -49,7 +52,7 @@ def build_features_asset(universe: Universe, interval: str) -> dg.AssetsDefiniti
     @dg.asset(
         key=features_key(interval),
         partitions_def=candle_partitions(universe, interval),
-        deps=[dg.AssetDep(candles_key(interval), partition_mapping=warmup_mapping(interval))],
+        deps=[dg.AssetDep(candles_key(interval), partition_mapping=warmup_mapping(universe, interval))],
         automation_condition=FEATURES_AUTOMATION,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=FEATURE_PARTITIONS_PER_RUN),
         group_name="features",

@@ -10,6 +10,7 @@ Coinbase 300).
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 import time
@@ -32,7 +33,7 @@ from ohlcv_assets.exchange.source import (
     PermanentFetchError,
     listing_within_history,
 )
-from ohlcv_assets.intervals import interval_ms
+from ohlcv_assets.intervals import DAY_MS, interval_ms
 from ohlcv_assets.universe import ExchangeConfig
 
 _PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410, 451}
@@ -120,6 +121,8 @@ class CcxtCandleSource:
             elif self.config.profile.finds_listing:
                 rows = self._candles(symbol, interval, 0, 1, None)
                 self._first_open[key] = int(rows[0, 0]) if len(rows) else None
+            elif self.config.profile.listing_search_from:
+                self._first_open[key] = self._search_listing(symbol, interval, self.config.profile.listing_search_from)
             else:
                 self._first_open[key] = 0  # unknown: every window is asked about
         return self._first_open[key]
@@ -127,6 +130,27 @@ class CcxtCandleSource:
     def last_candle_end(self, symbol: str, interval: str) -> int | None:
         rows = self._candles(symbol, interval, None, self.page_limit, None)  # a page: some venues keep its oldest on limit=1
         return int(rows[-1, 0]) + interval_ms(interval) if len(rows) else None
+
+    def _search_listing(self, symbol: str, interval: str, search_from: str) -> int | None:
+        """The first candle on a venue that answers only fixed windows: daily candles a page at a time
+        from ``search_from`` to the first one (a dozen requests for ten years), then that day's
+        candles of ``interval`` to its first one."""
+        now = int(time.time() * 1000)
+        since = int(dt.datetime.fromisoformat(search_from).replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+        while since < now:
+            rows = self._candles(symbol, "1d", since, self.page_limit, min(since + (self.page_limit - 1) * DAY_MS, now))
+            if len(rows):
+                first_day = int(rows[0, 0])
+                break
+            since += self.page_limit * DAY_MS
+        else:
+            return None
+        step = interval_ms(interval)
+        for since in range(first_day, first_day + DAY_MS, self.page_limit * step):
+            rows = self._candles(symbol, interval, since, self.page_limit, since + (self.page_limit - 1) * step)
+            if len(rows):
+                return int(rows[0, 0])
+        return first_day
 
     def ping(self) -> None:
         """One plain request, outside the budget (the health check); raises if the venue cannot be reached."""

@@ -11,4 +11,5 @@ PROFILE = VenueProfile(
     symbol_pattern=r"[A-Z0-9]+/[A-Z0-9]+", symbol_example="BTC/USD",
     rate_limit_model="10 public requests per second per IP (bursts to 15); 429 beyond",
     finds_listing=False,  # a request is a fixed window (start, start + 300 candles): no way to ask for the first candle
+    listing_search_from="2015-01-01",  # so the listing is searched: 300-day pages of 1d candles from the venue's launch
 )

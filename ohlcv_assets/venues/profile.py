@@ -26,6 +26,7 @@ class VenueProfile:
     downtime_min_minutes: int = 60  # an omitting venue's empty run this long or longer is downtime, not quiet trading
     api_key_required: bool = False
     finds_listing: bool = True  # candles asked from time 0 start at the symbol's first candle (not so: Coinbase's fixed windows)
+    listing_search_from: str | None = None  # else: the first candle is searched for from this day (ISO date), daily pages forward
 
     def check_symbol_form(self, symbol: str) -> str | None:
         """Why ``symbol`` is not in this venue's form, or None."""

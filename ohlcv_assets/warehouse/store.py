@@ -209,11 +209,18 @@ class Warehouse:
 
     def latest_open_time(self, exchange: str, symbol: str, timeframe: str) -> int | None:
         """Open time of the instrument's latest stored candle, or None."""
-        query = sa.select(sa.func.max(candles.c.open_time)).where(
+        return self._open_time_bound(sa.func.max, exchange, symbol, timeframe)
+
+    def earliest_open_time(self, exchange: str, symbol: str, timeframe: str) -> int | None:
+        """Open time of the instrument's earliest stored candle, or None."""
+        return self._open_time_bound(sa.func.min, exchange, symbol, timeframe)
+
+    def _open_time_bound(self, bound, exchange: str, symbol: str, timeframe: str) -> int | None:
+        query = sa.select(bound(candles.c.open_time)).where(
             candles.c.exchange == exchange, candles.c.symbol == symbol, candles.c.timeframe == timeframe)
         with self.engine.connect() as conn:
-            latest = conn.execute(query).scalar()
-        return None if latest is None else int(latest)
+            found = conn.execute(query).scalar()
+        return None if found is None else int(found)
 
     def read_candles_before(self, exchange: str, symbol: str, timeframe: str, before_ms: int, count: int) -> pd.DataFrame:
         """The last ``count`` stored candles opening before ``before_ms``, ascending."""

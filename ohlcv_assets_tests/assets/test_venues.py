@@ -18,11 +18,13 @@ from ohlcv_assets.gaps import BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, NO_TR
 from ohlcv_assets.ingest import ingest_days
 from ohlcv_assets.monitoring import instrument_rows
 from ohlcv_assets.intervals import HOUR_MS, MINUTE_MS, day_bounds_ms, interval_ms, now_ms, utc_day
-from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
+from ohlcv_assets.assets.features import warmup_mapping
+from ohlcv_assets.names import DAY, RANGE_END_TAG, RANGE_START_TAG, candles_key, features_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.quality import check_stored_days
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.warehouse.schema import candle_features
 from ohlcv_assets.warehouse.store import Warehouse
 
 POLYGON_KEY = "pk-test-6f1c9d2e8a"
@@ -40,6 +42,7 @@ VENUE_CONFIG = {
         {"base": "AAPL", "listed": "2020-01-01", "price": 200, "calendar": "XNYS", "quiet": 0.03},
         {"base": "OLD", "quote": "USD", "listed": "2020-01-01", "price": 3, "delisted": f"{DELIST_DAY}T12:00:00Z"},
         {"base": "GONE", "listed": "2020-01-01", "price": 50, "calendar": "XNYS", "delisted": "2025-11-26T16:00:00Z"},
+        {"base": "FRESH", "quote": "USD", "listed": str(TODAY - dt.timedelta(days=4)), "price": 7, "venues": ["coinbase"]},
     ],
     "downtime": [{"start": f"{OUTAGE_DAY}T02:00:00Z", "end": f"{OUTAGE_DAY}T03:30:00Z"}],
     "venues": {"kraken": {"counter_max": 1000}, "coinbase": {"requests_per_second": 1000},
@@ -61,6 +64,7 @@ instruments:
   - {{exchange: kraken, symbol: OLD/USD, intervals: [1h], start: {TODAY - dt.timedelta(days=10)}}}
   - {{exchange: coinbase, symbol: OLD/USD, intervals: [1h], start: {TODAY - dt.timedelta(days=10)}}}
   - {{exchange: polygon, symbol: GONE, intervals: [1h], start: 2025-11-24}}
+  - {{exchange: coinbase, symbol: FRESH/USD, intervals: [1h], start: {TODAY - dt.timedelta(days=6)}}}
 """
 
 
@@ -326,3 +330,78 @@ def test_a_delisted_ticker_ends_at_polygons_delisted_utc(venues_sim, venue_setup
     assert day["delisted"] == "2025-11-26T16:00:00Z"
     assert day["expected_candles"] == day["candles_fetched"] == 2  # the session opened 14:30 UTC: the 14:00 and 15:00 hours
     assert materialize(defs, instance, "1h", "polygon.GONE", dt.date(2025, 12, 1))["expected_candles"] == 0
+
+
+@pytest.mark.parametrize("exchange,symbol,day,hours", [
+    ("coinbase", "BTC/USD", PLAIN_DAY, 24),
+    ("polygon", "AAPL", dt.date(2025, 11, 26), 7),  # 14:30-21:00 UTC: the 14:00 hour holds the session's first half hour
+])
+def test_hours_are_compared_with_the_minutes_a_venue_that_omits_quiet_ones_aggregates(venues_sim, venue_setup, exchange, symbol, day, hours):
+    """Kraken, Coinbase and Polygon build an hour from the minutes that traded: every hour whose
+    minutes are all stored or confirmed without trades (or outside the session) is compared."""
+    universe, defs, instance = venue_setup
+    key = f"{exchange}.{symbol.replace('/', '-')}"
+    materialize(defs, instance, "1m", key, day)
+    result = dg.materialize([defs.get_assets_def(candles_key("1h"))], partition_key=partition_key(key, day),
+                            instance=instance, resources=defs.resources)
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "consistent_with_1m"]
+    assert check.passed and check.metadata["detail"].value == f"{hours} candles compared"
+
+
+def test_equity_features_across_the_night_and_a_warm_up_that_spans_a_week(venues_sim, venue_setup, warehouse_url):
+    """Across a session boundary features behave as across a crypto gap: the session's first
+    candle counts the night's grid minutes in ``gap_candles`` and its ``return_1`` spans the night;
+    ``vwap_day`` starts again with the session. 1,000 1m candles of NYSE reach back up to 7 days, so
+    a features day depends on the candles of that many days (the automation recomputes them all)."""
+    universe, defs, instance = venue_setup
+    night_before, day = dt.date(2025, 11, 26), EARLY_CLOSE  # Thanksgiving between them
+    for d in (night_before, day):
+        materialize(defs, instance, "1m", "polygon.AAPL", d)
+    result = dg.materialize([defs.get_assets_def(features_key("1m"))], partition_key=partition_key("polygon.AAPL", day),
+                            instance=instance, resources=defs.resources)
+    assert result.success
+    wh = Warehouse(warehouse_url)
+    try:
+        features = wh.read_rows(candle_features, "polygon", "AAPL", "1m", *day_bounds_ms(day))
+        candles = wh.read_candles("polygon", "AAPL", "1m", day_bounds_ms(night_before)[0], day_bounds_ms(day)[1])
+    finally:
+        wh.dispose()
+    first = features.iloc[0]
+    before = candles[candles["open_time"] < first["open_time"]].iloc[-1]
+    opening = candles[candles["open_time"] == first["open_time"]].iloc[0]
+    assert first["gap_candles"] == (first["open_time"] - before["open_time"]) // MINUTE_MS - 1 > 17 * 60
+    assert first["return_1"] == pytest.approx(opening["close"] / before["close"] - 1, rel=1e-12)
+    assert first["vwap_day"] == pytest.approx((opening["high"] + opening["low"] + opening["close"]) / 3, rel=1e-12)
+    assert (features["gap_candles"].iloc[1:] <= 2).all()  # inside the session only a quiet minute or two
+    def lookback(universe) -> int:
+        days = warmup_mapping(universe, "1m").downstream_mappings_by_upstream_dimension[DAY].partition_mapping
+        return -days.start_offset
+
+    assert lookback(universe) == 7  # polygon's sessions decide for the 1m features of this universe
+    crypto = universe.model_copy(update={"instruments": [i for i in universe.instruments if i.exchange != "polygon"]})
+    assert lookback(crypto) == 1
+
+
+def test_coinbase_listing_is_searched_so_days_before_it_are_before_listing(venues_sim, venue_setup, warehouse_url):
+    """Coinbase answers only fixed 300-candle windows, so the listing is searched (daily pages from
+    2015): days before it are reported without candle requests and scanned as before_listing, not
+    as an outage."""
+    universe, defs, instance = venue_setup
+    listed = TODAY - dt.timedelta(days=4)
+    early = materialize(defs, instance, "1h", "coinbase.FRESH-USD", TODAY - dt.timedelta(days=5))
+    assert "before listing" in early["note"] and f"{listed}T00:00:00Z" in early["note"]
+    assert venues_sim.stats["requests.coinbase.candles"] <= 16  # the search: 15 daily pages (2015 to now) and an hourly one
+    first = materialize(defs, instance, "1h", "coinbase.FRESH-USD", listed)
+    assert first["candles_new"] == first["expected_candles"] == 24, first
+    asked = venues_sim.stats["requests.coinbase.candles"]
+    materialize(defs, instance, "1h", "coinbase.FRESH-USD", listed + dt.timedelta(days=1))
+    assert venues_sim.stats["requests.coinbase.candles"] == asked + 1  # stored candles prove the listing: one page, no search
+    source = build_source("coinbase", universe.exchanges["coinbase"])
+    wh = Warehouse(warehouse_url)
+    try:
+        result = scan(source, wh, universe.instrument("coinbase.FRESH-USD"), "1h", now_ms(), universe.refresh_minutes)
+    finally:
+        wh.dispose()
+    start = day_bounds_ms(TODAY - dt.timedelta(days=6))[0]
+    assert [(g.start_ms, g.end_ms, g.reason) for g in result.gaps if g.start_ms < day_bounds_ms(listed)[0]] == [
+        (start, day_bounds_ms(listed)[0], "before_listing")]
