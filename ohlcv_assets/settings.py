@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 WAREHOUSE_URL_ENV = "OHLCV_WAREHOUSE_URL"
+EGRESS_ADDRESS_ENV = "OHLCV_EGRESS_ADDRESS"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 WAREHOUSE_FILE = "warehouse.db"
 
@@ -49,3 +50,12 @@ def export_directory(configured: str | None, environ: Mapping[str, str] | None =
         return Path(configured).resolve()
     env = os.environ if environ is None else environ
     return (Path(env.get(DAGSTER_HOME_ENV) or ".") / EXPORT_DIRECTORY).resolve()
+
+
+def egress_address(environ: Mapping[str, str] | None = None) -> str | None:
+    """The local address this worker's venue requests leave from (``OHLCV_EGRESS_ADDRESS``), or
+    None for the system's choice. Venues count weight per IP, so the shared rate budget is kept
+    per (venue, egress address): workers on two addresses have two budgets, workers that leave
+    through one address (unset, or set alike) share one."""
+    value = ((os.environ if environ is None else environ).get(EGRESS_ADDRESS_ENV) or "").strip()
+    return value or None

@@ -20,6 +20,7 @@ import ccxt
 import numpy as np
 import orjson
 
+from ohlcv_assets.exchange.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
 from ohlcv_assets.exchange.retrying import (
     PERMANENT,
@@ -45,9 +46,11 @@ class CcxtCandleSource:
     keeps the last response on the instance), all of them drawing on one shared rate budget."""
 
     def __init__(self, name: str, config: ExchangeConfig, budget: RateBudget | None = None,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None):
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 egress_address: str | None = None):
         self.name = name
         self.config = config
+        self.egress_address = egress_address
         self.page_limit = config.page_limit
         self.stats = FetchStats()
         self.budget = budget or LocalRateBudget(config)
@@ -67,6 +70,7 @@ class CcxtCandleSource:
             "timeout": int(self.config.timeout_seconds * 1000),
             "options": options,
         })
+        bind_session(exchange.session, self.egress_address)
         if self.config.api_url:
             api = exchange.urls.get("api")
             if isinstance(api, dict):

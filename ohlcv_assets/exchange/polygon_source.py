@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 import requests
 
+from ohlcv_assets.exchange.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
 from ohlcv_assets.exchange.retrying import (
     PERMANENT,
@@ -58,9 +59,11 @@ class PolygonCandleSource:
     """One Polygon API key's candles; thread-safe (a requests session per thread)."""
 
     def __init__(self, name: str, config: ExchangeConfig, budget: RateBudget | None = None,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None):
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 egress_address: str | None = None):
         self.name = name
         self.config = config
+        self.egress_address = egress_address
         self.page_limit = config.page_limit
         self.stats = FetchStats()
         self.budget = budget or LocalRateBudget(config)
@@ -118,7 +121,7 @@ class PolygonCandleSource:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
+            session = self._local.session = bind_session(requests.Session(), self.egress_address)
             if self._key:
                 session.headers["Authorization"] = f"Bearer {self._key}"
         return session

@@ -11,5 +11,7 @@ from ohlcv_assets.universe import ExchangeConfig
 SOURCE_CLASSES = {"ccxt": CcxtCandleSource, "polygon": PolygonCandleSource}
 
 
-def build_source(name: str, config: ExchangeConfig, budget: RateBudget | None = None) -> CandleSource:
-    return SOURCE_CLASSES[config.profile.source](name, config, budget)
+def build_source(name: str, config: ExchangeConfig, budget: RateBudget | None = None,
+                 egress_address: str | None = None) -> CandleSource:
+    """The venue's source; its requests leave from ``egress_address`` when given."""
+    return SOURCE_CLASSES[config.profile.source](name, config, budget, egress_address=egress_address)

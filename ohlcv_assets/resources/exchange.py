@@ -4,10 +4,12 @@
 import dagster as dg
 from pydantic import PrivateAttr
 
+from ohlcv_assets.exchange.egress import budget_key
 from ohlcv_assets.exchange.rate_budget import SharedRateBudget
 from ohlcv_assets.exchange.source import CandleSource
 from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.resources.warehouse import WarehouseResource
+from ohlcv_assets.settings import egress_address
 from ohlcv_assets.universe import Universe, load_universe
 
 
@@ -15,7 +17,8 @@ class ExchangeResource(dg.ConfigurableResource):
     """Candle sources for the universe's exchanges (path empty: OHLCV_UNIVERSE or the demo).
 
     Every source draws on its exchange's request budget kept in the warehouse, so that all runs
-    against one exchange share it."""
+    against one exchange share it: one budget per venue and egress address (``OHLCV_EGRESS_ADDRESS``,
+    which the source's requests then leave from; see ``settings.egress_address``)."""
 
     universe_path: str = ""
     warehouse: dg.ResourceDependency[WarehouseResource]
@@ -31,6 +34,7 @@ class ExchangeResource(dg.ConfigurableResource):
     def source(self, exchange: str) -> CandleSource:
         if exchange not in self._sources:
             config = self.universe.exchanges[exchange]
-            budget = SharedRateBudget(self.warehouse.warehouse.engine, exchange, config)
-            self._sources[exchange] = build_source(exchange, config, budget)
+            egress = egress_address()
+            budget = SharedRateBudget(self.warehouse.warehouse.engine, budget_key(exchange, egress), config)
+            self._sources[exchange] = build_source(exchange, config, budget, egress)
         return self._sources[exchange]

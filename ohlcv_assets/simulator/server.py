@@ -178,7 +178,9 @@ class ExchangeSimulator:
             if key not in self.budgets:
                 self.budgets[key] = protocol.budget(self)
             budget = self.budgets[key]
-        return budget.charge(weight)
+        used = budget.charge(weight)
+        self.count(f"weight_by_client.{client}", int(weight))  # charged and answered: what each address used
+        return used
 
     def fire_fault(self, venue: str, endpoint: str, start_ms: int | None):
         """The fault that fires on this request, if any: status and rate-limit faults raise here,

@@ -2,11 +2,13 @@
 the exchange's limit (while separate in-process budgets do not)."""
 
 import multiprocessing
+import time
 
 import pytest
 import requests
 
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
+from ohlcv_assets.exchange.egress import budget_key
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, SharedRateBudget
 from ohlcv_assets.exchange.source import FetchFailed
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
@@ -64,7 +66,8 @@ def test_a_hold_back_delays_everyone(budget_and_clock):
     assert budget.reserve(2) == pytest.approx(7.0)
 
 
-def _hammer(api_url: str, warehouse_url: str | None, limit: int, window: float, pages: int, queue) -> None:
+def _hammer(api_url: str, warehouse_url: str | None, limit: int, window: float, pages: int, queue,
+            egress: str | None = None, key: str = "binance") -> None:
     # One attempt: a 429 (or a 418 ban) ends the process instead of waiting it out. The used-weight
     # header is not read, so that only the budget keeps the processes apart.
     config = ExchangeConfig(ccxt_id="binance", api_url=f"{api_url}/api/v3", weight_limit=limit, weight_window_seconds=window,
@@ -72,13 +75,14 @@ def _hammer(api_url: str, warehouse_url: str | None, limit: int, window: float, 
     budget = None
     if warehouse_url:
         warehouse = Warehouse(warehouse_url)
-        budget = SharedRateBudget(warehouse.engine, "binance", config)
-    source = CcxtCandleSource("binance", config, budget)
+        budget = SharedRateBudget(warehouse.engine, key, config)
+    source = CcxtCandleSource("binance", config, budget, egress_address=egress)
     start = day_bounds_ms(PLAIN_DAY)[0]
     try:
+        began = time.time()
         for page in range(pages):
             source.fetch_page("BTC/USDT", "1m", start + page * 10 * MINUTE_MS, start + (page + 1) * 10 * MINUTE_MS - 1)
-        queue.put("done")
+        queue.put("done" if egress is None else ("done", egress, began, time.time()))
     except FetchFailed as err:
         queue.put(str(err))
 
@@ -95,6 +99,41 @@ def run_processes(simulator, warehouse_url: str | None, processes: int = 4, page
     for worker in workers:
         worker.join(timeout=120)
     return [queue.get(timeout=5) for _ in workers]
+
+
+def run_on_addresses(simulator, warehouse_url: str, keys: dict[str, str], pages: int) -> dict[str, float]:
+    """One process per egress address, each drawing on the budget named in ``keys``; returns the
+    share of its own address's budget each address used while its process fetched. The budget is
+    small (25 weight/s) so that the request rate, not a busy 2-core machine, sets the pace."""
+    limit, window = 100, 4.0
+    simulator.reconfigure({"weight_limit": limit, "weight_window_seconds": window, "reset_stats": True})
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_hammer, args=(simulator.url, warehouse_url, limit, window, pages, queue, address, key))
+               for address, key in keys.items()]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=180)
+    outcomes = [queue.get(timeout=5) for _ in workers]
+    assert all(o[0] == "done" for o in outcomes), outcomes
+    assert simulator.stats["status.429"] == 0 and simulator.stats["status.418"] == 0
+    return {address: simulator.stats[f"weight_by_client.{address}"] / (limit / window * (end - began))
+            for _, address, began, end in outcomes}
+
+
+def test_two_egress_addresses_get_two_budgets(simulator, postgres_url):
+    """Two workers leaving from 127.0.0.2 and 127.0.0.3 (OHLCV_EGRESS_ADDRESS) each use most of
+    their own address's budget, with no 429; keyed as one budget (the control, as two workers
+    behind one IP must be) each gets about half."""
+    warehouse = Warehouse(postgres_url)
+    warehouse.migrate()
+    warehouse.dispose()
+    addresses = ["127.0.0.2", "127.0.0.3"]
+    apart = run_on_addresses(simulator, postgres_url, {a: budget_key("binance", a) for a in addresses}, pages=100)
+    assert all(share >= 0.85 for share in apart.values()), apart
+    together = run_on_addresses(simulator, postgres_url, {a: "binance" for a in addresses}, pages=60)
+    assert all(share < 0.6 for share in together.values()), together
 
 
 def test_separate_processes_share_one_budget(simulator, warehouse_url):
