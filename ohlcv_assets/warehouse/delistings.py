@@ -24,7 +24,10 @@ class Delisting:
 
 
 def record(warehouse: Warehouse, exchange: str, symbol: str, delisting: Delisting | None, now_ms: int) -> None:
-    """Records what the venue says now: a delisting, or (None) that the instrument trades (again)."""
+    """Records what the venue says now: a delisting, or (None) that the instrument trades (again).
+    Writes only a change (a run of every instrument takes no write lock for the ones that trade)."""
+    if delisted(warehouse, exchange, symbol).get((exchange, symbol)) == delisting:
+        return
     key = (delistings.c.exchange == exchange) & (delistings.c.symbol == symbol)
     with warehouse.engine.begin() as conn:
         conn.execute(sa.delete(delistings).where(key))
