@@ -54,7 +54,8 @@ class ExchangeConfig(BaseModel):
     settlement_minutes: int = Field(default=60, ge=0, description="how long after a day ends its candles are re-fetched for revisions")
     history_candles: int | None = Field(gt=0, description="how far back the API serves candles (e.g. Kraken: 720); None: from listing")
     downtime_min_minutes: int = Field(gt=0, description="venues that omit no-trade intervals: an empty run this long is downtime")
-    options: dict = Field(default_factory=dict, description="ccxt options passed to the exchange")
+    options: dict = Field(default_factory=dict, description="ccxt options passed to the exchange; Polygon: "
+                                                             "{adjusted: false} for bars as traded")
 
     @model_validator(mode="before")
     @classmethod

@@ -71,6 +71,7 @@ class PolygonCandleSource:
                                       rng or random.Random(), self.stats)
         self._base = (config.api_url or DEFAULT_API_URL).rstrip("/")
         self._key = dg.EnvVar(config.api_key_env).get_value() if config.api_key_env else None
+        self.adjusted = bool(config.options.get("adjusted", True))  # split-adjusted bars: a split rewrites history
         self._local = threading.local()
         self._tickers: dict[str, dict] = {}
 
@@ -81,7 +82,7 @@ class PolygonCandleSource:
     def fetch_page(self, symbol: str, interval: str, since_ms: int, until_ms: int) -> np.ndarray:
         mult, span = aggregate_range(interval)
         url = (f"{self._base}/v2/aggs/ticker/{quote(symbol, safe='')}/range/{mult}/{span}/{since_ms}/{until_ms}"
-               f"?adjusted=true&sort=asc&limit={self.page_limit}")
+               f"?adjusted={'true' if self.adjusted else 'false'}&sort=asc&limit={self.page_limit}")
         pages = []
         while url:
             body = self._get(url, self.config.candles_weight)

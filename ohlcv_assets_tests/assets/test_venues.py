@@ -42,6 +42,7 @@ VENUE_CONFIG = {
         {"base": "AAPL", "listed": "2020-01-01", "price": 200, "calendar": "XNYS", "quiet": 0.03},
         {"base": "OLD", "quote": "USD", "listed": "2020-01-01", "price": 3, "delisted": f"{DELIST_DAY}T12:00:00Z"},
         {"base": "GONE", "listed": "2020-01-01", "price": 50, "calendar": "XNYS", "delisted": "2025-11-26T16:00:00Z"},
+        {"base": "SPLT", "listed": "2020-01-01", "price": 100, "calendar": "XNYS", "split": {"day": "2025-11-28", "ratio": 4}},
         {"base": "FRESH", "quote": "USD", "listed": str(TODAY - dt.timedelta(days=4)), "price": 7, "venues": ["coinbase"]},
     ],
     "downtime": [{"start": f"{OUTAGE_DAY}T02:00:00Z", "end": f"{OUTAGE_DAY}T03:30:00Z"}],
@@ -405,3 +406,14 @@ def test_coinbase_listing_is_searched_so_days_before_it_are_before_listing(venue
     start = day_bounds_ms(TODAY - dt.timedelta(days=6))[0]
     assert [(g.start_ms, g.end_ms, g.reason) for g in result.gaps if g.start_ms < day_bounds_ms(listed)[0]] == [
         (start, day_bounds_ms(listed)[0], "before_listing")]
+
+
+def test_polygon_bars_are_split_adjusted_unless_the_universe_asks_for_bars_as_traded(venues_sim, venue_setup):
+    universe, _, _ = venue_setup
+    adjusted = build_source("polygon", universe.exchanges["polygon"])
+    traded = build_source("polygon", universe.exchanges["polygon"].model_copy(update={"options": {"adjusted": False}}))
+    for day, ratio in ((dt.date(2025, 11, 26), 4), (dt.date(2025, 12, 1), 1)):  # a 4:1 split on 2025-11-28
+        start, end = day_bounds_ms(day)
+        a, t = (s.fetch_page("SPLT", "1h", start, end - HOUR_MS) for s in (adjusted, traded))
+        assert len(a) == len(t) > 0 and (a[:, 0] == t[:, 0]).all()
+        assert t[:, 4] == pytest.approx(ratio * a[:, 4], rel=1e-12)  # closes
