@@ -108,6 +108,7 @@ def run_naive(warehouse_url: str, simulator: str, count: int) -> dict:
 
 
 def run_raw(warehouse_url: str, simulator: str, count: int) -> dict:
+    from ohlcv_assets.candle_frame import rows_to_frame, widen
     from ohlcv_assets.warehouse.schema import candles
     from ohlcv_assets.warehouse.store import pg_binary_copy
 
@@ -122,15 +123,15 @@ def run_raw(warehouse_url: str, simulator: str, count: int) -> dict:
         connection.request("GET", f"/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime={since}&endTime={min(since + 60_000_000, end) - 1}&limit=1000")
         bodies.append(connection.getresponse().read())
     fetch_seconds = time.perf_counter() - began
-    rows = np.array([r[:6] for body in bodies for r in orjson.loads(body)], dtype=np.float64)
-    import pandas as pd
-    frame = pd.DataFrame(rows[:, 1:], columns=["open", "high", "low", "close", "volume"])
-    frame.insert(0, "open_time", rows[:, 0].astype(np.int64))
+    rows = np.array([r[:11] for body in bodies for r in orjson.loads(body)], dtype=np.float64)
+    frame = rows_to_frame(widen(rows[:, :6], quote_volume=rows[:, 7], trades=rows[:, 8], taker_buy_volume=rows[:, 9],
+                                taker_buy_quote_volume=rows[:, 10]))
     frame = frame.assign(exchange="binance", symbol="BTC/USDT", timeframe="1m", fetched_at=0)[[c.name for c in candles.columns]]
     payload = pg_binary_copy(candles, frame)
     with psycopg.connect(warehouse_url) as pg:
         pg.execute("CREATE TABLE raw_candles (exchange text, symbol text, timeframe text, open_time int8, open float8, "
-                   "high float8, low float8, close float8, volume float8, fetched_at int8)")
+                   "high float8, low float8, close float8, volume float8, fetched_at int8, quote_volume float8, trades int8, "
+                   "taker_buy_volume float8, taker_buy_quote_volume float8, vwap float8)")
         pg.commit()
         began = time.perf_counter()
         with pg.cursor() as cursor, cursor.copy("COPY raw_candles FROM STDIN (FORMAT BINARY)") as copy:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from ohlcv_assets.candle_frame import EXTRA_COLUMNS
 from ohlcv_assets.intervals import ms_to_iso
 
 
@@ -30,6 +31,7 @@ def candle_schema(step_ms: int, now_ms: int) -> pa.DataFrameSchema:
             "low": pa.Column("float64", price),
             "close": pa.Column("float64", price),
             "volume": pa.Column("float64", [pa.Check.ge(0), pa.Check(np.isfinite, element_wise=False, error="not finite")]),
+            **{name: pa.Column("float64", pa.Check.ge(0), nullable=True, required=False) for name in EXTRA_COLUMNS},
         },
         checks=[
             pa.Check(lambda f: f["high"] >= f[["open", "close", "low"]].max(axis=1), error="high is below open, close or low"),

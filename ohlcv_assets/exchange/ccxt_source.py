@@ -20,6 +20,7 @@ import ccxt
 import numpy as np
 import orjson
 
+from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS, widen
 from ohlcv_assets.exchange.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
 from ohlcv_assets.exchange.retrying import (
@@ -69,6 +70,7 @@ class CcxtCandleSource:
             "enableRateLimit": False,  # the shared budget throttles instead
             "timeout": int(self.config.timeout_seconds * 1000),
             "options": options,
+            "enableLastJsonResponse": self.config.ccxt_id == "kraken",  # its vwap and trade count (see _with_kraken_extras)
         })
         bind_session(exchange.session, self.egress_address)
         if self.config.api_url:
@@ -181,9 +183,10 @@ class CcxtCandleSource:
                     params["startTime"] = since_ms
                 if until_ms is not None:
                     params["endTime"] = until_ms
-                return _as_rows(exchange.publicGetKlines(params), self.name)
+                return _kline_rows(exchange.publicGetKlines(params), self.name)
             params = {} if until_ms is None else {"until": until_ms}
-            return _as_rows(exchange.fetch_ohlcv(symbol, interval, since_ms, limit, params), self.name)
+            rows = widen(_as_rows(exchange.fetch_ohlcv(symbol, interval, since_ms, limit, params), self.name))
+            return _with_kraken_extras(rows, exchange.last_json_response) if self.config.ccxt_id == "kraken" else rows
 
         return self._call(request, self.config.candles_weight)
 
@@ -240,6 +243,41 @@ def _is_permanent(err: ccxt.BaseError, status: int | None) -> bool:
         return False
     retryable = (ccxt.NetworkError, ccxt.BadResponse, ccxt.OperationFailed)
     return not isinstance(err, retryable)
+
+
+def _kline_rows(raw, name: str) -> np.ndarray:
+    """Binance klines ([t, o, h, l, c, v, close_time, quote_volume, trades, taker_buy_volume,
+    taker_buy_quote_volume, ignore]) as candle rows with their extras."""
+    if not isinstance(raw, list):
+        raise ccxt.BadResponse(f"{name}: unexpected candle answer of type {type(raw).__name__}")
+    if not raw:
+        return widen(np.empty((0, 6)))
+    try:
+        rows = np.array([r[:11] for r in raw], dtype=np.float64)  # one pass over the answer
+    except (TypeError, ValueError, IndexError):
+        raise ccxt.BadResponse(f"{name}: malformed kline rows, e.g. {raw[:1]}") from None
+    if rows.ndim != 2 or rows.shape[1] != 11 or np.isnan(rows[:, :6]).any():
+        raise ccxt.BadResponse(f"{name}: malformed kline rows, e.g. {raw[:1]}")
+    return widen(rows[:, :6], quote_volume=rows[:, 7], trades=rows[:, 8], taker_buy_volume=rows[:, 9],
+                 taker_buy_quote_volume=rows[:, 10])
+
+
+def _with_kraken_extras(rows: np.ndarray, answer) -> np.ndarray:
+    """Kraken's OHLC rows carry vwap and a trade count that ccxt's candles leave out: taken from
+    the same answer (``last_json_response``), matched by open time."""
+    result = answer.get("result") if isinstance(answer, dict) else None
+    raw = next((v for k, v in (result or {}).items() if k != "last" and isinstance(v, list)), None)
+    if not raw or not len(rows):
+        return rows
+    try:
+        table = np.array([(float(r[0]) * 1000, float(r[5]), float(r[7])) for r in raw], dtype=np.float64)
+    except (TypeError, ValueError, IndexError):
+        raise ccxt.BadResponse(f"kraken: malformed OHLC rows, e.g. {raw[:1]}") from None
+    at = np.searchsorted(table[:, 0], rows[:, 0])
+    found = (at < len(table)) & (table[np.minimum(at, len(table) - 1), 0] == rows[:, 0])
+    rows[found, len(CANDLE_COLUMNS) + EXTRA_COLUMNS.index("vwap")] = table[at[found], 1]
+    rows[found, len(CANDLE_COLUMNS) + EXTRA_COLUMNS.index("trades")] = table[at[found], 2]
+    return rows
 
 
 def _as_rows(raw, name: str) -> np.ndarray:

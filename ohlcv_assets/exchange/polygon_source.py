@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 import requests
 
+from ohlcv_assets.candle_frame import empty_rows, widen
 from ohlcv_assets.exchange.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
 from ohlcv_assets.exchange.retrying import (
@@ -89,7 +90,7 @@ class PolygonCandleSource:
             results = body.get("results") or []
             pages.append(_as_rows(results, self.name))
             url = body.get("next_url")
-        return np.concatenate(pages) if pages else np.empty((0, 6))
+        return np.concatenate(pages) if pages else empty_rows()
 
     def first_open_time(self, symbol: str, interval: str) -> int | None:
         listed = self._ticker(symbol).get("list_date")
@@ -162,13 +163,14 @@ def _classify(err: Exception) -> Failure | None:
 
 
 def _as_rows(results: list, name: str) -> np.ndarray:
-    """Polygon's bars ({t, o, h, l, c, v, ...}) as an (n, 6) float array."""
+    """Polygon's bars ({t, o, h, l, c, v, vw, n}) as candle rows (vwap and trades as extras)."""
     if not results:
-        return np.empty((0, 6))
+        return empty_rows()
     try:
         rows = np.array([(r["t"], r["o"], r["h"], r["l"], r["c"], r["v"]) for r in results], dtype=np.float64)
-    except (KeyError, TypeError, ValueError):
+        extra = np.array([(r.get("vw", np.nan), r.get("n", np.nan)) for r in results], dtype=np.float64)
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise VenueAnswerError(f"{name}: malformed bars, e.g. {results[:1]}") from None
     if np.isnan(rows).any():
         raise VenueAnswerError(f"{name}: malformed bars, e.g. {results[:1]}")
-    return rows
+    return widen(rows, vwap=extra[:, 0], trades=extra[:, 1])

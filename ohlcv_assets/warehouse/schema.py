@@ -33,6 +33,12 @@ candles = Table(
     Column("close", Float(53), nullable=False),
     Column("volume", Float(53), nullable=False),
     Column("fetched_at", BigInteger, nullable=False, comment="epoch milliseconds when last written"),
+    # What venues give beyond OHLCV; NULL where a venue does not (see candle_frame.EXTRA_COLUMNS).
+    Column("quote_volume", Float(53), nullable=True, comment="volume in the quote currency (Binance)"),
+    Column("trades", BigInteger, nullable=True, comment="number of trades (Binance, Kraken, Polygon)"),
+    Column("taker_buy_volume", Float(53), nullable=True, comment="base volume bought by takers (Binance)"),
+    Column("taker_buy_quote_volume", Float(53), nullable=True, comment="quote volume bought by takers (Binance)"),
+    Column("vwap", Float(53), nullable=True, comment="volume-weighted average price (Kraken, Polygon)"),
 )
 
 

@@ -19,7 +19,7 @@ from alembic.config import Config
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ohlcv_assets.candle_frame import CANDLE_COLUMNS
+from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
 from ohlcv_assets.warehouse.partitioning import Span, ensure_partitions, spans_covering
 from ohlcv_assets.warehouse.schema import candles
 
@@ -181,9 +181,10 @@ class Warehouse:
         self.engine.dispose()
 
     def read_rows(self, table: sa.Table, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int,
-                  connection: sa.Connection | None = None) -> pd.DataFrame:
-        """One instrument's rows of a table with open_time in [start_ms, end_ms), ascending."""
-        columns = ["open_time", *value_columns(table)]
+                  connection: sa.Connection | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """One instrument's rows of a table with open_time in [start_ms, end_ms), ascending (all its
+        value columns unless ``columns`` names some)."""
+        columns = columns or ["open_time", *value_columns(table)]
         query = (
             sa.select(*(table.c[c] for c in columns))
             .where(table.c.exchange == exchange, table.c.symbol == symbol, table.c.timeframe == timeframe,
@@ -193,8 +194,11 @@ class Warehouse:
         return self._frame(query, table, columns, connection)
 
     def read_candles(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int,
-                     connection: sa.Connection | None = None) -> pd.DataFrame:
-        return self.read_rows(candles, exchange, symbol, timeframe, start_ms, end_ms, connection)
+                     connection: sa.Connection | None = None, extras: bool = False) -> pd.DataFrame:
+        """OHLCV candles (the fast binary read on PostgreSQL); with ``extras`` also what the venue
+        gave beyond OHLCV (NaN where it did not)."""
+        columns = [*CANDLE_COLUMNS, *EXTRA_COLUMNS] if extras else CANDLE_COLUMNS
+        return self.read_rows(candles, exchange, symbol, timeframe, start_ms, end_ms, connection, columns)
 
     def read_open_times(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> np.ndarray:
         """Stored candle open times in [start_ms, end_ms), ascending."""
@@ -240,7 +244,8 @@ class Warehouse:
         if self.is_postgres and all(not table.c[c].nullable and type(table.c[c].type) in _BINARY_TYPES for c in columns):
             return _pg_binary_read(connection, query, table, columns)
         rows = connection.execute(query).all()
-        dtypes = {c: _PANDAS_TYPES[type(table.c[c].type)] for c in columns}
+        dtypes = {c: "float64" if table.c[c].nullable and type(table.c[c].type) is sa.BigInteger
+                  else _PANDAS_TYPES[type(table.c[c].type)] for c in columns}
         return pd.DataFrame(rows, columns=columns).astype(dtypes)
 
     def merge_partition(self, table: sa.Table, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
@@ -255,6 +260,7 @@ class Warehouse:
         if self.is_postgres and len(frame):
             times = frame["open_time"].to_numpy()
             self.ensure_partitions(table.name, timeframe, int(times.min()), int(times.max()) + 1)
+        frame = frame.assign(**{c: np.nan for c in value_columns(table) if c not in frame})  # e.g. extras a venue lacks
         with self.engine.begin() as connection:
             existing = self.read_rows(table, exchange, symbol, timeframe, bounds[0][0], bounds[-1][1], connection)
             changes = row_changes(existing, frame, value_columns(table))
@@ -290,18 +296,19 @@ _PG_BINARY_TRAILER = np.array([-1], ">i2").tobytes()
 _BINARY_TYPES = {sa.BigInteger: ">i8", sa.Float: ">f8", sa.Boolean: "?"}
 
 
-def _binary_rows(kinds: dict[str, str]) -> np.dtype:
-    """One row of PostgreSQL's binary COPY format for NOT NULL fixed-width fields: a field count,
-    then a length and a big-endian value per field."""
+def _binary_rows(kinds: dict[str, str | None]) -> np.dtype:
+    """One row of PostgreSQL's binary COPY format for fixed-width fields: a field count, then a
+    length and a big-endian value per field (a NULL field, kind None, is its length -1 alone)."""
     fields = [("count", ">i2")]
     for name, kind in kinds.items():
-        fields += [(f"{name}_length", ">i4"), (name, kind)]
+        fields += [(f"{name}_length", ">i4")] + ([(name, kind)] if kind is not None else [])
     return np.dtype(fields)
 
 
 def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
-    """The rows as one PostgreSQL binary COPY payload, built with numpy (no per-row Python).
-    None when a value is NULL or a text column varies: those rows go through write_row."""
+    """The rows as one PostgreSQL binary COPY payload, built with numpy (no per-row Python). A
+    column NULL in every row (a venue's missing extras) is written as NULLs; None when a column is
+    NULL in only some rows or a text column varies: those rows go through write_row."""
     kinds, values = {}, {"count": len(table.columns)}
     for column in table.columns:
         data = rows[column.name]
@@ -313,7 +320,11 @@ def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
             kind, value = f"S{len(encoded)}", encoded
         else:
             kind, value = _BINARY_TYPES[type(column.type)], data.to_numpy()
-            if value.dtype.kind == "O" or (value.dtype.kind == "f" and np.isnan(value).any()):
+            missing = pd.isna(value)
+            if len(value) and missing.all() and column.nullable:
+                kinds[column.name], values[f"{column.name}_length"] = None, -1
+                continue
+            if value.dtype.kind == "O" or missing.any():
                 return None
         kinds[column.name] = kind
         values[f"{column.name}_length"] = np.dtype(kind).itemsize

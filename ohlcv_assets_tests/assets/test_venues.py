@@ -417,3 +417,27 @@ def test_polygon_bars_are_split_adjusted_unless_the_universe_asks_for_bars_as_tr
         a, t = (s.fetch_page("SPLT", "1h", start, end - HOUR_MS) for s in (adjusted, traded))
         assert len(a) == len(t) > 0 and (a[:, 0] == t[:, 0]).all()
         assert t[:, 4] == pytest.approx(ratio * a[:, 4], rel=1e-12)  # closes
+
+
+@pytest.mark.parametrize("exchange,symbol,interval,day", CASES[:3])
+def test_what_each_venue_gives_beyond_ohlcv_is_stored(venues_sim, venue_setup, warehouse_url, exchange, symbol, interval, day):
+    """Kraken's vwap and trade count and Polygon's vw and n are kept; Coinbase gives neither (NULL)."""
+    universe, defs, instance = venue_setup
+    materialize(defs, instance, interval, f"{exchange}.{symbol.replace('/', '-')}", day)
+    wh = Warehouse(warehouse_url)
+    try:
+        stored_rows = wh.read_candles(exchange, symbol, interval, *day_bounds_ms(day), extras=True)
+    finally:
+        wh.dispose()
+    start, end = day_bounds_ms(day)
+    now = now_ms()
+    step = interval_ms(interval)
+    sim = venues_sim.market.candles(venues_sim.config.symbols[symbol.replace("/", "")], step, start, min(end, now // step * step),
+                                    now, omit_empty=True, venue=exchange)
+    assert len(stored_rows) == len(sim) > 0
+    if exchange == "coinbase":
+        assert stored_rows[["quote_volume", "trades", "vwap"]].isna().all().all()
+        return
+    assert (stored_rows["trades"].to_numpy() == sim.trades).all()
+    assert stored_rows["vwap"].to_numpy() == pytest.approx(sim.vwap_ticks() / 100, abs=1e-4)
+    assert stored_rows[["quote_volume", "taker_buy_volume"]].isna().all().all()  # Binance's columns

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from ohlcv_assets.intervals import MINUTE_MS
 from ohlcv_assets.warehouse.schema import candle_features, candles, exported_files, gaps, rate_budget, retired_ranges
+from ohlcv_assets.candle_frame import EXTRA_COLUMNS
 from ohlcv_assets.warehouse.store import Warehouse
 
 DAY_START = 1_790_000_000_000 // 86_400_000 * 86_400_000
@@ -70,7 +71,7 @@ def test_rows_missing_from_a_new_fetch_are_kept(warehouse):
 def test_migrations_are_idempotent_and_versioned(warehouse):
     warehouse.migrate()
     with warehouse.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0008"
         assert {"candles", "candle_features", "gaps", "rate_budget"} <= set(sa.inspect(conn).get_table_names())
 
 
@@ -85,9 +86,16 @@ def test_upgrading_from_the_first_release_keeps_the_candles(warehouse_url):
     """A user on revision 0001 with data upgrades in place: nothing dropped."""
     old = Warehouse(warehouse_url)
     old.migrate("0001")
-    merge(old, minute_frame(50))
+    with old.engine.begin() as connection:  # as that release wrote them: its columns only
+        first_release = sa.table("candles", *(sa.column(c) for c in ("exchange", "symbol", "timeframe", "open_time", "open",
+                                                                      "high", "low", "close", "volume", "fetched_at")))
+        connection.execute(sa.insert(first_release), [
+            {**row, "exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1m", "fetched_at": 1}
+            for row in minute_frame(50).to_dict("records")])
     old.migrate()
     assert stored(old).equals(minute_frame(50))
+    extras = old.read_candles("binance", "BTC/USDT", "1m", DAY_START, DAY_START + 86_400_000, extras=True)
+    assert extras[EXTRA_COLUMNS].isna().all().all()  # added as NULL: nothing invented
     old.dispose()
 
 
