@@ -11,7 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ohlcv_assets.intervals import MINUTE_MS
-from ohlcv_assets.warehouse.schema import candle_features, candles, exported_files, gaps, rate_budget, retired_ranges
+from ohlcv_assets.warehouse.schema import candle_features, candles, delistings, exported_files, gaps, rate_budget, retired_ranges
 from ohlcv_assets.candle_frame import EXTRA_COLUMNS
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -77,7 +77,7 @@ def test_migrations_are_idempotent_and_versioned(warehouse):
 
 def test_the_migrated_schema_matches_the_table_definitions(warehouse):
     with warehouse.engine.connect() as conn:
-        for table in (candles, candle_features, gaps, rate_budget, retired_ranges, exported_files):
+        for table in (candles, candle_features, gaps, rate_budget, retired_ranges, exported_files, delistings):
             migrated = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
             assert migrated == {c.name for c in table.columns}, table.name
 
