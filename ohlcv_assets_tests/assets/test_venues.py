@@ -441,3 +441,16 @@ def test_what_each_venue_gives_beyond_ohlcv_is_stored(venues_sim, venue_setup, w
     assert (stored_rows["trades"].to_numpy() == sim.trades).all()
     assert stored_rows["vwap"].to_numpy() == pytest.approx(sim.vwap_ticks() / 100, abs=1e-4)
     assert stored_rows[["quote_volume", "taker_buy_volume"]].isna().all().all()  # Binance's columns
+
+
+@pytest.mark.parametrize("exchange,symbol", [("kraken", "BTC/USD"), ("coinbase", "BTC/USD")])
+def test_today_stores_only_closed_candles_though_the_venue_sends_the_forming_one(venues_sim, venue_setup, warehouse_url, exchange, symbol):
+    universe, defs, instance = venue_setup
+    today = utc_day(now_ms())
+    meta = materialize(defs, instance, "1h", f"{exchange}.{symbol.replace('/', '-')}", today)
+    now = now_ms()
+    rows = stored(warehouse_url, exchange, symbol, "1h", today)
+    assert rows.equals(truth(venues_sim, exchange, symbol, "1h", today, now))
+    assert len(rows) > 0 or now - day_bounds_ms(today)[0] < HOUR_MS
+    assert rows["open_time"].iloc[-1] + HOUR_MS <= now  # the forming hour was served and left out
+    assert "day still in progress" in meta["note"]
