@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
+import functools
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +19,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 
+from ohlcv_assets.archive import CandleArchive
+from ohlcv_assets.archive_stage import ArchiveStage
 from ohlcv_assets.candle_frame import empty_candles
+from ohlcv_assets.day_report import DayTodo, PartitionReport
 from ohlcv_assets.exchange.source import (
     CandleSource,
     FetchStats,
@@ -36,46 +40,13 @@ from ohlcv_assets.intervals import (
 )
 from ohlcv_assets.universe import ExchangeConfig, Instrument
 from ohlcv_assets.validation import validate_candles
-from ohlcv_assets.warehouse import delistings, gap_records
+from ohlcv_assets.warehouse import delistings, gap_records, sources
 from ohlcv_assets.warehouse.delistings import Delisting
+from ohlcv_assets.warehouse.sources import REST, DaySource
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 
 BATCH_CANDLES = 20_000
-
-
-@dataclasses.dataclass
-class PartitionReport:
-    """What a run did for one instrument-day, shown as materialization metadata. Every fetched
-    candle is new, revised (stored with other values before) or unchanged; a re-fetch of a stored
-    day is mostly unchanged. The request counts and seconds are those of the batch the day was
-    written in (``batch_days`` days)."""
-
-    candles_fetched: int = 0
-    candles_new: int = 0
-    candles_revised: int = 0
-    candles_unchanged: int = 0
-    max_revision_pct: float = 0.0
-    expected_candles: int = 0
-    missing_candles: int = 0
-    no_trade_candles: int = 0  # of the missing ones: intervals an omitting venue (Kraken, ...) had no trades in
-    delisted: str = ""  # the venue stopped trading the instrument: its last candle's end
-    first_open_time: str = ""
-    last_open_time: str = ""
-    batch_days: int = 0
-    requests: int = 0
-    retries: int = 0
-    rate_limit_waits: int = 0
-    seconds: float = 0.0
-    note: str = ""
-
-    @property
-    def written(self) -> int:
-        """Candles this run changed in the warehouse (new or revised)."""
-        return self.candles_new + self.candles_revised
-
-    def as_metadata(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v != ""}
 
 
 @dataclasses.dataclass
@@ -138,14 +109,6 @@ def fetch_windows(source: CandleSource, symbol: str, interval: str, windows: Ite
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-@dataclasses.dataclass
-class _Day:
-    day: dt.date
-    start: int
-    end: int  # exclusive end of what can be fetched: the day's end or the last closed candle's end
-    expected: int
-
-
 def find_delisting(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
                    now_ms: int) -> Delisting | None:
     """Whether the venue stopped trading the instrument, recorded in the warehouse either way. A
@@ -175,13 +138,15 @@ def find_delisting(source: CandleSource, warehouse: Warehouse, instrument: Instr
 
 def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
                 days: Iterable[dt.date], now_ms: int, workers: int = 1,
-                on_progress: Callable[[Progress], None] | None = None) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
+                on_progress: Callable[[Progress], None] | None = None,
+                archive: CandleArchive | None = None) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
     """Ingests the days of one instrument; yields each batch's (day, report) once it is written.
 
     Days with nothing to fetch (before the configured start or the listing, older than the venue's
-    history, not begun, after a delisting) are reported with a note and no request. Expected candles are those of
-    the venue's trading sessions (all of them for crypto). A failure raises after the batches before it were
-    written, each atomically; re-running is idempotent.
+    history and its archive, not begun, after a delisting) are reported with a note and no request.
+    With an ``archive``, the days its files answer come from them (``archive_stage``) and the rest
+    from REST. Expected candles are those of the venue's trading sessions (all of them for crypto).
+    A failure raises after the batches before it were written, each atomically; re-running is idempotent.
     """
     step = interval_ms(interval)
     closed_end = now_ms // step * step
@@ -189,7 +154,7 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
     oldest = history_start_ms(source.config, step, now_ms)
     stats_before = dataclasses.replace(source.stats)
     batch_started = time.perf_counter()
-    todo: list[_Day] = []
+    todo: list[DayTodo] = []
     listed: int | None = None
     delisting: Delisting | None = None
     delisted, probed, listing_probed = "", False, False
@@ -201,10 +166,8 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
         if start >= now_ms:
             yield [(day, PartitionReport(note="nothing to do: the day has not started"))]
             continue
-        if oldest is not None and end <= oldest:
-            yield [(day, PartitionReport(note=(
-                f"nothing to do: beyond history ({instrument.exchange} serves only its latest {source.config.history_candles} "
-                f"{interval} candles, from {ms_to_iso(oldest)}; older ones come from its archive)")))]
+        if oldest is not None and end <= oldest and archive is None:
+            yield [(day, beyond_history(instrument, interval, source.config, oldest))]
             continue
         if not probed:
             probed = True
@@ -221,9 +184,24 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
             when = "has no candles at all" if listed is None else f"was listed at {ms_to_iso(listed)}"
             yield [(day, PartitionReport(note=f"nothing to do: before listing ({instrument.symbol} {when})"))]
             continue
-        first = max(start, listed // step * step, oldest or start)
+        first = max(start, listed // step * step)
         last = min(end, closed_end, delisting.delisted_ms if delisting else end)
-        todo.append(_Day(day, first, last, sessions.count(max(start, listed, oldest or start), last, step) if first < last else 0))
+        todo.append(DayTodo(day, first, last, sessions.count(max(start, listed), last, step) if first < last else 0))
+    if archive is not None and todo:
+        stage = ArchiveStage(archive, warehouse, instrument, interval, now_ms,
+                             functools.partial(_write_batch, source.config, warehouse, instrument, interval))
+        yield from stage.run(todo)
+        todo = stage.leftover
+    if oldest is not None:  # what the archive did not answer, within the venue's REST history
+        within = []
+        for d in todo:
+            if day_bounds_ms(d.day)[1] <= oldest:
+                yield [(d.day, beyond_history(instrument, interval, source.config, oldest, d.note))]
+            elif d.start < oldest:
+                within.append(dataclasses.replace(d, start=oldest, expected=sessions.count(oldest, d.end, step) if oldest < d.end else 0))
+            else:
+                within.append(d)
+        todo = within
     if not todo:
         return
 
@@ -272,7 +250,7 @@ class _BatchWriter:
         self.source, self.warehouse, self.instrument, self.interval, self.now_ms = source, warehouse, instrument, interval, now_ms
         self.progress, self.on_progress = progress, on_progress
         self.frames: list[pd.DataFrame] = []
-        self.ready: list[_Day] = []
+        self.ready: list[DayTodo] = []
         self.stats_before, self.batch_started = stats_before, batch_started  # the first batch counts the listing probes too
         self.writing: Future | None = None
         self.delisted = delisted
@@ -290,7 +268,7 @@ class _BatchWriter:
                   "rate_limit_waits": delta.rate_limit_waits, "delisted": self.delisted}
         self.stats_before = stats
         self.writing = self.pool.submit(_write_batch, self.source.config, self.warehouse, self.instrument, self.interval, list(self.ready), batch,
-                                        self.now_ms, counts, self.batch_started)
+                                        self.now_ms, counts, self.batch_started, DaySource(REST))
         self.batch_started = time.perf_counter()
         self.ready.clear()
 
@@ -309,12 +287,22 @@ class _BatchWriter:
         self.pool.shutdown(wait=True)
 
 
-def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instrument, interval: str, days: list[_Day],
-                 frame: pd.DataFrame, now_ms: int, counts: dict, started: float) -> list[tuple[dt.date, PartitionReport]]:
+def beyond_history(instrument: Instrument, interval: str, config: ExchangeConfig, oldest: int, note: str = "") -> PartitionReport:
+    archive = f"; {note}" if note else ("; older ones come from its archive (not configured)" if config.profile.archive_format
+                                         else "")
+    return PartitionReport(note=(f"nothing to do: beyond history ({instrument.exchange} serves only its latest {config.history_candles} "
+                                 f"{interval} candles, from {ms_to_iso(oldest)}{archive})"))
+
+
+def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instrument, interval: str, days: list[DayTodo],
+                 frame: pd.DataFrame, now_ms: int, counts: dict, started: float,
+                 day_source: DaySource) -> list[tuple[dt.date, PartitionReport]]:
     step = interval_ms(interval)
     validate_candles(frame, step, now_ms)
     bounds = [day_bounds_ms(d.day) for d in days]
     merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
+    sources.record_days(warehouse, instrument.exchange, instrument.symbol, interval, [d.day for d in days if d.start < d.end],
+                        day_source, now_ms)
     seconds = round(time.perf_counter() - started, 3)
     times = frame["open_time"].to_numpy()
     sessions = config.sessions
@@ -337,6 +325,10 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
             missing_candles=d.expected - len(day_times),
             no_trade_candles=sum(g.candles(step) for g in quiet),
             seconds=seconds,
+            source=day_source.source if d.start < d.end else "",
+            archive_file=day_source.file or "",
+            archive_sha256=day_source.sha256 or "",
+            note=d.note,
             **counts,
         )
         if len(day_times):
@@ -344,7 +336,7 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
             report.last_open_time = ms_to_iso(int(day_times[-1]))
         unexplained = report.missing_candles - report.no_trade_candles
         if report.no_trade_candles:
-            report.note = f"{report.no_trade_candles} candle(s) had no trades ({instrument.exchange} omits them)"
+            report.note = (report.note + "; " if report.note else "") + f"{report.no_trade_candles} candle(s) had no trades ({instrument.exchange} omits them)"
         if unexplained:
             report.note = (report.note + "; " if report.note else "") + f"{unexplained} expected candle(s) were not returned by the exchange"
         if d.end < end:

@@ -9,7 +9,7 @@ import pandas as pd
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
 from ohlcv_assets.read import load_candles
 from ohlcv_assets.sessions import Sessions
-from ohlcv_assets.warehouse import delistings
+from ohlcv_assets.warehouse import delistings, sources
 from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
 
 COMPLETENESS_THRESHOLD = 0.99
@@ -35,6 +35,8 @@ CHECKS = [
               f"stored + confirmed-downtime candles >= {COMPLETENESS_THRESHOLD:.0%} of the closed candles expected"),
     CheckSpec("price_spikes", False, True, f"robust z-score of log returns <= {SPIKE_Z_THRESHOLD} (a warning)"),
     CheckSpec("consistent_with_1m", False, False, "candles equal the same candles aggregated from the stored 1m candles"),
+    CheckSpec("sources_agree", False, True, "the archive agreed with what was stored (the API, or another archive file) on "
+                                            "every candle of the day; disagreements are in source_disagreements (a warning)"),
 ]
 
 
@@ -217,6 +219,7 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         until = min(until, delisting.delisted_ms)
     age = None if latest is None else max(0, until - (latest + step))
     freshness = freshness_share(age, *freshness_windows_ms)
+    disagreements = sources.disagreements(warehouse, instrument.exchange, instrument.symbol, interval, days)
     results = {}
     for day in days:
         start, end = day_bounds_ms(day)
@@ -225,8 +228,18 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         frame = _within(stored, start, end)
         outcomes = check_candles(frame, step, now_ms, expected_by_day[day], explained,
                                  None if minutes is None else _within(minutes, start, end), minutes_existing)
+        outcomes.append(sources_agree(disagreements[disagreements["day"] == day.isoformat()]))
         results[day] = (outcomes, quality_score(frame, outcomes, expected_by_day[day], explained, freshness))
     return results
+
+
+def sources_agree(recorded: pd.DataFrame) -> CheckOutcome:
+    """The day's recorded disagreements between sources (each: which file, against what, how many
+    candles and how far, whose values were kept)."""
+    offending = recorded[["source", "other", "candles", "max_diff_pct", "first_open_time", "kept"]].reset_index(drop=True)
+    offending.insert(4, "first_open_time_utc", [ms_to_iso(int(t)) for t in offending["first_open_time"]])
+    detail = f"{int(offending['candles'].sum())} candle(s) differed between sources" if len(offending) else ""
+    return CheckOutcome("sources_agree", offending.drop(columns="first_open_time"), detail)
 
 
 def _within(frame: pd.DataFrame, start: int, end: int) -> pd.DataFrame:

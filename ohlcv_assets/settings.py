@@ -59,3 +59,15 @@ def egress_address(environ: Mapping[str, str] | None = None) -> str | None:
     through one address (unset, or set alike) share one."""
     value = ((os.environ if environ is None else environ).get(EGRESS_ADDRESS_ENV) or "").strip()
     return value or None
+
+
+ARCHIVE_CACHE_ENV = "OHLCV_ARCHIVE_CACHE"
+
+
+def archive_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where archive files too large to hold in memory (Kraken's OHLCVT zips) are kept once
+    downloaded: ``OHLCV_ARCHIVE_CACHE``, else ``$DAGSTER_HOME/archive-cache``, else ``./archive-cache``."""
+    env = os.environ if environ is None else environ
+    if env.get(ARCHIVE_CACHE_ENV):
+        return Path(env[ARCHIVE_CACHE_ENV]).resolve()
+    return (Path(env.get(DAGSTER_HOME_ENV) or ".") / "archive-cache").resolve()

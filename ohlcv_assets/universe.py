@@ -31,6 +31,22 @@ class UniverseError(ValueError):
     """The universe file is invalid; the message names every offending entry."""
 
 
+class ArchiveConfig(BaseModel):
+    """Where a venue's bulk archive lives and how it is routed and reconciled (see ``archive``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="Binance: the archive's root (data.binance.vision's layout below it); Kraken: the OHLCVT "
+                                 "zip (a URL or a local path), or a directory holding the full and quarterly zips")
+    market: Literal["spot", "futures/um", "futures/cm"] = Field(default="spot", description="Binance: which archive tree")
+    daily_lag_days: int = Field(default=1, ge=0, description="a daily file is asked for once its day ended this many days ago")
+    monthly_lag_days: int = Field(default=3, ge=0, description="a monthly file is asked for once its month ended this many days ago")
+    prefer_archive_after_days: int = Field(
+        default=7, ge=0, description="where the archive and the stored (API) candles disagree, days older than this keep "
+                                     "the archive's values, younger ones the API's; either way the disagreement is recorded")
+    attempts: int = Field(default=3, ge=1, description="downloads of a file whose checksum or zip fails before it is a hole")
+
+
 class ExchangeConfig(BaseModel):
     """One venue of the universe. Limits left out come from the venue's profile (``venues``)."""
 
@@ -54,6 +70,7 @@ class ExchangeConfig(BaseModel):
     settlement_minutes: int = Field(default=60, ge=0, description="how long after a day ends its candles are re-fetched for revisions")
     history_candles: int | None = Field(gt=0, description="how far back the API serves candles (e.g. Kraken: 720); None: from listing")
     downtime_min_minutes: int = Field(gt=0, description="venues that omit no-trade intervals: an empty run this long is downtime")
+    archive: ArchiveConfig | None = Field(default=None, description="the venue's bulk archive, for deep history (Binance, Kraken)")
     options: dict = Field(default_factory=dict, description="ccxt options passed to the exchange; Polygon: "
                                                              "{adjusted: false} for bars as traded")
 
@@ -83,6 +100,8 @@ class ExchangeConfig(BaseModel):
             raise ValueError(f"venue {self.venue!r} needs ccxt_id (the ccxt exchange id)")
         if self.profile.source != "ccxt" and self.ccxt_id:
             raise ValueError(f"venue {self.venue!r} is not a ccxt exchange: remove ccxt_id")
+        if self.archive is not None and self.profile.archive_format is None:
+            raise ValueError(f"venue {self.venue!r} has no bulk archive we read: remove archive")
         return self
 
     @property

@@ -129,7 +129,8 @@ def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey,
     config = universe.exchanges[instrument.exchange]
     outcomes = []
     for batch in ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, days, now,
-                             workers=config.fetch_concurrency, on_progress=lambda p: reporter.update(instrument.label(), p)):
+                             workers=config.fetch_concurrency, on_progress=lambda p: reporter.update(instrument.label(), p),
+                             archive=exchange.archive(instrument.exchange)):
         checked = check_stored_days(warehouse.warehouse, instrument, interval,
                                     {day: report.expected_candles for day, report in batch}, now, windows, config.sessions)
         for day, report in batch:

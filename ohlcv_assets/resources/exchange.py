@@ -4,6 +4,8 @@
 import dagster as dg
 from pydantic import PrivateAttr
 
+from ohlcv_assets.archive import CandleArchive
+from ohlcv_assets.archive.formats import build_archive
 from ohlcv_assets.exchange.egress import budget_key
 from ohlcv_assets.exchange.rate_budget import SharedRateBudget
 from ohlcv_assets.exchange.source import CandleSource
@@ -14,7 +16,7 @@ from ohlcv_assets.universe import Universe, load_universe
 
 
 class ExchangeResource(dg.ConfigurableResource):
-    """Candle sources for the universe's exchanges (path empty: OHLCV_UNIVERSE or the demo).
+    """Candle sources (and bulk archives) for the universe's exchanges (path empty: OHLCV_UNIVERSE or the demo).
 
     Every source draws on its exchange's request budget kept in the warehouse, so that all runs
     against one exchange share it: one budget per venue and egress address (``OHLCV_EGRESS_ADDRESS``,
@@ -23,6 +25,7 @@ class ExchangeResource(dg.ConfigurableResource):
     universe_path: str = ""
     warehouse: dg.ResourceDependency[WarehouseResource]
     _sources: dict[str, CandleSource] = PrivateAttr(default_factory=dict)
+    _archives: dict[str, CandleArchive | None] = PrivateAttr(default_factory=dict)
     _universe: Universe | None = PrivateAttr(default=None)
 
     @property
@@ -38,3 +41,9 @@ class ExchangeResource(dg.ConfigurableResource):
             budget = SharedRateBudget(self.warehouse.warehouse.engine, budget_key(exchange, egress), config)
             self._sources[exchange] = build_source(exchange, config, budget, egress)
         return self._sources[exchange]
+
+    def archive(self, exchange: str) -> CandleArchive | None:
+        """The exchange's bulk archive, if its universe entry configures one."""
+        if exchange not in self._archives:
+            self._archives[exchange] = build_archive(self.universe.exchanges[exchange], egress_address())
+        return self._archives[exchange]

@@ -132,19 +132,26 @@ def _select(sim, symbol: SimSymbol, step: int, start: int | None, end: int, limi
 
 _PRICE = f'"%d.%0{PRICE_DECIMALS}d{"0" * (WIRE_DECIMALS - PRICE_DECIMALS)}"'
 _KLINE = f'[%d,{_PRICE},{_PRICE},{_PRICE},{_PRICE},"%d.%0{WIRE_DECIMALS}d",%d,{_PRICE},%d,"0.00000000","0.00000000","0"]'
+CSV_KLINE = _KLINE.replace('"', "")[1:-1]  # the archive's CSV row: the same values, unquoted
 
 
-def _klines_body(c: CandleArrays, step: int) -> bytes:
-    """Binance kline rows as JSON: integer ticks and lots printed as the exchange's fixed-point
-    strings, one format per row (formatting is most of what the simulator spends per request)."""
+def kline_rows(c: CandleArrays, step: int, template: str, time_scale: int = 1) -> list[str]:
+    """Binance kline rows: integer ticks and lots printed as the exchange's fixed-point strings,
+    one format per row (formatting is most of what the simulator spends per request). The archive
+    prints spot times in microseconds from 2025 (``time_scale`` 1000)."""
     price_scale, wire_scale = 10**PRICE_DECIMALS, 10**WIRE_DECIMALS
     volume = c.volume * 10 ** (WIRE_DECIMALS - VOLUME_DECIMALS)
     quote = c.volume * c.close // 10**VOLUME_DECIMALS
-    columns = [c.open_time]
+    columns = [c.open_time * time_scale]
     for prices in (c.open, c.high, c.low, c.close):
         columns += [prices // price_scale, prices % price_scale]
-    columns += [volume // wire_scale, volume % wire_scale, c.open_time + step - 1, quote // price_scale, quote % price_scale, c.trades]
-    return ("[" + ",".join(_KLINE % row for row in zip(*(col.tolist() for col in columns))) + "]").encode()
+    columns += [volume // wire_scale, volume % wire_scale, (c.open_time + step) * time_scale - 1, quote // price_scale,
+                quote % price_scale, c.trades]
+    return [template % row for row in zip(*(col.tolist() for col in columns))]
+
+
+def _klines_body(c: CandleArrays, step: int) -> bytes:
+    return ("[" + ",".join(kline_rows(c, step, _KLINE)) + "]").encode()
 
 
 def _symbol_info(s: SimSymbol, now_ms: int) -> dict:

@@ -5,7 +5,8 @@ against it unmodified:
 - Binance spot (``<url>/api/v3``, any path no other venue claims): see ``binance``;
 - Kraken (``<url>/kraken``): see ``kraken``;
 - Coinbase Exchange (``<url>/coinbase``): see ``coinbase``;
-- Polygon / Massive stocks (``<url>/polygon``): see ``polygon``.
+- Polygon / Massive stocks (``<url>/polygon``): see ``polygon``;
+- the bulk archives of Binance and Kraken (``<url>/archive``): see ``archives``.
 
 With the failure modes real venues have: listing dates, downtime (per venue or all), minutes
 without trades, exchange sessions, a still-forming last candle, each venue's rate limit counted
@@ -35,6 +36,7 @@ import orjson
 import yaml
 
 from ohlcv_assets.intervals import now_ms, resolve_day, resolve_instant
+from ohlcv_assets.simulator.archives import ArchiveFault, Archives, FileCache
 from ohlcv_assets.simulator.binance import Binance
 from ohlcv_assets.simulator.coinbase import Coinbase
 from ohlcv_assets.simulator.kraken import Kraken
@@ -42,7 +44,7 @@ from ohlcv_assets.simulator.market import Downtime, SimSymbol, SimulatedMarket
 from ohlcv_assets.simulator.polygon import Polygon
 from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request
 
-PROTOCOLS: tuple[Protocol, ...] = (Kraken(), Coinbase(), Polygon(), Binance())  # Binance last: it takes every other path
+PROTOCOLS: tuple[Protocol, ...] = (Archives(), Kraken(), Coinbase(), Polygon(), Binance())  # Binance last: it takes every other path
 FAULT_KINDS = {"status", "slow", "truncated", "rate_limit", "corrupt", "revise"}
 
 
@@ -91,6 +93,7 @@ class SimulatorConfig:
     ban_seconds: float = 120.0
     seed: int = 7
     venues: dict[str, dict] = dataclasses.field(default_factory=dict)  # per-venue limits and keys (see each protocol)
+    archive_faults: list[ArchiveFault] = dataclasses.field(default_factory=list)
 
     def venue(self, name: str) -> dict:
         return self.venues.get(name, {})
@@ -115,6 +118,7 @@ class SimulatorConfig:
             ban_seconds=float(raw.get("ban_seconds", 120)),
             seed=int(raw.get("seed", 7)),
             venues={k: dict(v or {}) for k, v in (raw.get("venues") or {}).items()},
+            archive_faults=[ArchiveFault(**f) for f in raw.get("archive_faults", [])],
         )
 
     @classmethod
@@ -138,6 +142,7 @@ class ExchangeSimulator:
         self.lock = threading.Lock()
         self.frozen_now_ms: int | None = None
         self.unlisted: set[str] = set()  # delisted symbols gone from the venues' markets altogether
+        self.archive_cache = FileCache()  # archive files as built: static, as on the real archives
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -146,9 +151,12 @@ class ExchangeSimulator:
         with self.lock:
             if "faults" in raw:
                 self.config.faults = [Fault(**f) for f in raw["faults"]]
+            if "archive_faults" in raw:
+                self.config.archive_faults = [ArchiveFault(**f) for f in raw["archive_faults"]]
             if "downtime" in raw:
                 self.config.downtime = [_downtime(d) for d in raw["downtime"]]
                 self.market.downtime = list(self.config.downtime)
+                self.archive_cache = FileCache()
             if "weight_limit" in raw or "weight_window_seconds" in raw or "venues" in raw:
                 self.config.weight_limit = int(raw.get("weight_limit", self.config.weight_limit))
                 self.config.weight_window_seconds = float(raw.get("weight_window_seconds", self.config.weight_window_seconds))
@@ -201,6 +209,10 @@ class ExchangeSimulator:
     def truncate(body: bytes, fault) -> bytes:
         return body[: max(1, len(body) // 2)] if fault is not None and fault.kind == "truncated" else body
 
+    @property
+    def archive_faults(self) -> list[ArchiveFault]:
+        return self.config.archive_faults
+
     def listed(self, venue: str) -> list[SimSymbol]:
         return [s for s in self.config.symbols.values() if venue in s.venues and s.exchange_symbol not in self.unlisted]
 
@@ -249,9 +261,8 @@ def _handler_for(sim: ExchangeSimulator) -> type[BaseHTTPRequestHandler]:
         def _send(self, answer: Answer) -> None:
             sim.count(f"status.{answer.status}")
             self.send_response(answer.status)
-            self.send_header("Content-Type", "application/json;charset=UTF-8")
-            self.send_header("Content-Length", str(len(answer.body)))
-            for key, value in answer.headers.items():
+            headers = {"Content-Type": "application/json;charset=UTF-8", **answer.headers, "Content-Length": str(len(answer.body))}
+            for key, value in headers.items():
                 self.send_header(key, value)
             self.end_headers()
             try:

@@ -8,6 +8,7 @@ PROFILE = VenueProfile(
     name="kraken", source="ccxt", page_limit=720, history_candles=720, omits_empty=True, calendar=None, intervals=None,
     weight_limit=15, weight_window_seconds=15.0, candles_weight=1, markets_weight=2, used_weight_header=None,
     symbol_pattern=r"[A-Z0-9]+/[A-Z0-9]+", symbol_example="BTC/USD",
+    archive_format="kraken_ohlcvt",
     rate_limit_model="a per-IP call counter (max 15) that decays by 1 per second; over it: "
                      "HTTP 200 with {\"error\": [\"EAPI:Rate limit exceeded\"]}",
 )

@@ -133,3 +133,48 @@ delistings = Table(
     Column("served", Boolean, nullable=False, comment="the venue still serves its history (listed, inactive); false: gone from its markets"),
     Column("detected_ms", BigInteger, nullable=False),
 )
+
+day_sources = Table(
+    "day_sources",
+    metadata,
+    Column("exchange", String(64), primary_key=True),
+    Column("symbol", String(64), primary_key=True),
+    Column("timeframe", String(8), primary_key=True),
+    Column("day", String(10), primary_key=True, comment="UTC day, YYYY-MM-DD"),
+    Column("source", String(16), nullable=False, comment="archive or rest: where the day's candles were last written from"),
+    Column("file", String(500), nullable=True, comment="archive: the file's path below the archive's root"),
+    Column("sha256", String(64), nullable=True, comment="archive: the file's sha256"),
+    Column("recorded_ms", BigInteger, nullable=False),
+)
+
+source_files = Table(
+    "source_files",
+    metadata,
+    Column("exchange", String(64), primary_key=True),
+    Column("file", String(500), primary_key=True, comment="path below the archive's root"),
+    Column("sha256", String(64), nullable=False, comment="of the version last ingested"),
+    Column("symbol", String(64), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("candles", BigInteger, nullable=False, comment="candles of the asked days it held when last ingested"),
+    Column("revisions", Integer, nullable=False, comment="times a version with another sha256 was ingested after the first"),
+    Column("first_ingested_ms", BigInteger, nullable=False),
+    Column("ingested_ms", BigInteger, nullable=False),
+)
+
+source_disagreements = Table(
+    "source_disagreements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("exchange", String(64), nullable=False),
+    Column("symbol", String(64), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("source", String(500), nullable=False, comment="the incoming source: an archive file"),
+    Column("other", String(500), nullable=False, comment="what was stored: rest, or an archive file"),
+    Column("candles", BigInteger, nullable=False, comment="candles whose values differ"),
+    Column("max_diff_pct", Float(53), nullable=False, comment="largest relative difference of a value, in percent"),
+    Column("first_open_time", BigInteger, nullable=False, comment="the first differing candle"),
+    Column("kept", String(16), nullable=False, comment="archive or stored: whose values the warehouse holds (the rule)"),
+    Column("detected_ms", BigInteger, nullable=False),
+    Index("ix_disagreements_instrument", "exchange", "symbol", "timeframe", "day"),
+)

@@ -1,0 +1,104 @@
+"""Venues' bulk archives as a candle source for deep history, beside the REST sources.
+
+An archive is a set of files, each covering some days of one instrument and interval. The ingest
+asks an archive to ``plan`` the files for the days it must fill, takes each file only if it is
+published and passes its checksum (``load_verified``), fills from REST whatever the files do not
+cover, and records which file (and sha256) each stored day came from. Formats: ``binance_vision``
+(daily and monthly zips with sha256 files) and ``kraken_ohlcvt`` (Kraken's OHLCVT zips).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from typing import Protocol
+
+import pandas as pd
+
+from ohlcv_assets.universe import ExchangeConfig
+
+
+class ArchiveUnavailable(Exception):
+    """A file that cannot be used: not published (yet), failed its checksum, or not a readable zip.
+    Its days are a hole the REST source fills; ``reason`` says which for the metadata."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveFile:
+    name: str  # the file's path below the archive's root: how source records name it
+    location: str  # URL or local path
+    kind: str  # monthly, daily or zip (Kraken)
+    days: tuple[dt.date, ...]  # the asked days it covers
+
+
+@dataclasses.dataclass
+class ArchiveStats:
+    checksums_fetched: int = 0
+    files_downloaded: int = 0
+    bytes_downloaded: int = 0
+    checksum_failures: int = 0
+    unreadable: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedFile:
+    candles: pd.DataFrame  # the asked days' candles (a candle frame)
+    sha256: str
+    covers: tuple[int, int]  # [start, end) ms the file holds candles for: days outside are not its to answer
+
+
+class CandleArchive(Protocol):
+    config: ExchangeConfig
+    stats: ArchiveStats
+
+    def plan(self, symbol: str, interval: str, days: list[dt.date], today: dt.date) -> list[ArchiveFile]:
+        """The files to read for ``days`` (each day in at most one); days in none are REST's."""
+
+    def published_sha256(self, file: ArchiveFile) -> str | None:
+        """The sha256 the venue publishes for the file (None: the format has none); raises
+        ArchiveUnavailable if the file is not published."""
+
+    def read(self, symbol: str, interval: str, file: ArchiveFile) -> tuple[bytes | str, str]:
+        """(the file's bytes, or a local path to it; its sha256)."""
+
+    def parse(self, symbol: str, interval: str, file: ArchiveFile, data: bytes | str) -> LoadedFile:
+        """The candles of the file's days; raises ArchiveUnavailable on a file that is not a readable zip."""
+
+
+def sha256_of(data: bytes | str) -> str:
+    """sha256 of bytes, or of the file at a path (read in chunks)."""
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256()
+    with open(data, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_verified(archive: CandleArchive, symbol: str, interval: str, file: ArchiveFile, published: str | None,
+                  attempts: int) -> LoadedFile:
+    """The file's candles, downloaded again (up to ``attempts`` times) while its sha256 differs from
+    the published one or it is not a readable zip; then ArchiveUnavailable: never loaded."""
+    failure: ArchiveUnavailable | None = None
+    for _ in range(attempts):
+        data, sha = archive.read(symbol, interval, file)
+        if published is not None and sha != published:
+            archive.stats.checksum_failures += 1
+            failure = ArchiveUnavailable("checksum_mismatch", f"{file.name}: sha256 {sha[:12]}… differs from the published {published[:12]}…")
+            continue
+        try:
+            loaded = archive.parse(symbol, interval, file, data)
+        except ArchiveUnavailable as err:
+            archive.stats.unreadable += 1
+            failure = err
+            continue
+        return dataclasses.replace(loaded, sha256=sha)
+    assert failure is not None
+    raise failure
+

@@ -1,0 +1,97 @@
+"""Binance's public data archive (data.binance.vision's layout): one zip per symbol, interval and
+day or month, ``data/{spot|futures/um|futures/cm}/{daily|monthly}/klines/{SYMBOL}/{interval}/
+{SYMBOL}-{interval}-{YYYY-MM-DD|YYYY-MM}.zip``, each with a ``.zip.CHECKSUM`` sibling
+(``sha256sum`` format). The zip holds one CSV of 12 columns: open_time, open, high, low, close,
+volume, close_time, quote_volume, count, taker_buy_volume, taker_buy_quote_volume, ignore.
+Spot files have no header and their timestamps are microseconds from 2025-01-01; futures files
+stay in milliseconds and have a header in later files only (so the first byte is sniffed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ohlcv_assets.archive import ArchiveFile, ArchiveStats, ArchiveUnavailable, LoadedFile, sha256_of
+from ohlcv_assets.archive.download import Downloader
+from ohlcv_assets.archive.routing import route_days
+from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
+from ohlcv_assets.intervals import day_bounds_ms
+from ohlcv_assets.universe import ExchangeConfig
+
+KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
+                 "taker_buy_volume", "taker_buy_quote_volume", "ignore"]
+_TYPES = {**{c: pa.float64() for c in KLINE_COLUMNS}, "open_time": pa.int64(), "close_time": pa.int64(), "trades": pa.int64(),
+          "ignore": pa.string()}
+MICROSECONDS_FROM = 10**13  # an open time above this is in microseconds (ms reach it only in the year 2286)
+
+
+def archive_symbol(symbol: str) -> str:
+    """BTC/USDT -> BTCUSDT; BTC/USDT:USDT (a USD-M future) -> BTCUSDT."""
+    return symbol.split(":", 1)[0].replace("/", "")
+
+
+def parse_klines_csv(data: bytes) -> pd.DataFrame:
+    """A klines CSV as a candle frame, vectorised (pyarrow's reader); the header, if any, is
+    skipped and microsecond open times become milliseconds."""
+    header = data[:1].isalpha()
+    table = pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(column_names=KLINE_COLUMNS, skip_rows=int(header)),
+                           convert_options=pacsv.ConvertOptions(column_types=_TYPES))
+    times = table["open_time"].to_numpy()
+    times = np.where(times > MICROSECONDS_FROM, times // 1000, times)
+    frame = pd.DataFrame({"open_time": times.astype(np.int64)})
+    for column in [*CANDLE_COLUMNS[1:], *EXTRA_COLUMNS]:
+        frame[column] = table[column].to_numpy().astype(np.float64) if column in table.column_names else np.nan
+    return frame
+
+
+def unzip_single(data: bytes, name: str) -> bytes:
+    """The one CSV inside an archive zip; ArchiveUnavailable if the zip is cut short or damaged."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zipped:
+            members = [m for m in zipped.namelist() if m.endswith(".csv")]
+            if len(members) != 1:
+                raise ArchiveUnavailable("unreadable", f"{name}: {len(members)} CSV files in the zip, expected 1")
+            return zipped.read(members[0])
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as err:
+        raise ArchiveUnavailable("unreadable", f"{name}: {err}") from None
+
+
+class BinanceVisionArchive:
+    def __init__(self, config: ExchangeConfig, egress_address: str | None = None):
+        assert config.archive is not None
+        self.config, self.archive = config, config.archive
+        self.stats = ArchiveStats()
+        self.downloader = Downloader(config.timeout_seconds, egress_address, self.stats)
+
+    def _file(self, symbol: str, interval: str, period: str, kind: str, days: list[dt.date]) -> ArchiveFile:
+        sym = archive_symbol(symbol)
+        name = f"data/{self.archive.market}/{kind}/klines/{sym}/{interval}/{sym}-{interval}-{period}.zip"
+        return ArchiveFile(name=name, location=f"{self.archive.url.rstrip('/')}/{name}", kind=kind, days=tuple(days))
+
+    def plan(self, symbol: str, interval: str, days: list[dt.date], today: dt.date) -> list[ArchiveFile]:
+        route = route_days(days, today, self.archive.daily_lag_days, self.archive.monthly_lag_days)
+        files = [self._file(symbol, interval, month, "monthly", month_days) for month, month_days in route.months]
+        return files + [self._file(symbol, interval, day.isoformat(), "daily", [day]) for day in route.daily]
+
+    def published_sha256(self, file: ArchiveFile) -> str | None:
+        text = self.downloader.get(file.location + ".CHECKSUM", checksum=True).decode("ascii", "replace").split()
+        if not text or len(text[0]) != 64:
+            raise ArchiveUnavailable("unreadable", f"{file.name}.CHECKSUM is not a sha256 line")
+        return text[0].lower()
+
+    def read(self, symbol: str, interval: str, file: ArchiveFile) -> tuple[bytes, str]:
+        data = self.downloader.get(file.location)
+        return data, sha256_of(data)
+
+    def parse(self, symbol: str, interval: str, file: ArchiveFile, data: bytes | str) -> LoadedFile:
+        assert isinstance(data, bytes)
+        frame = parse_klines_csv(unzip_single(data, file.name))
+        lo, hi = day_bounds_ms(file.days[0])[0], day_bounds_ms(file.days[-1])[1]
+        return LoadedFile(frame, "", (lo, hi))

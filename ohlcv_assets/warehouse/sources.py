@@ -1,0 +1,101 @@
+"""Where stored candles came from: the source of each instrument-day (an archive file and its
+sha256, or REST), the archive files ingested (a file already ingested with the same sha256 is not
+downloaded again; a changed one is re-ingested and counted as a revision), and the candles on
+which two sources disagreed."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pandas as pd
+import sqlalchemy as sa
+
+from ohlcv_assets.warehouse.schema import day_sources, source_disagreements, source_files
+from ohlcv_assets.warehouse.store import Warehouse
+
+ARCHIVE, REST = "archive", "rest"
+
+
+@dataclasses.dataclass(frozen=True)
+class DaySource:
+    source: str  # ARCHIVE or REST
+    file: str | None = None
+    sha256: str | None = None
+
+    def describe(self) -> str:
+        return self.file if self.source == ARCHIVE and self.file else self.source
+
+
+@dataclasses.dataclass(frozen=True)
+class Disagreement:
+    day: dt.date
+    source: str  # the incoming archive file
+    other: str  # what was stored: rest, or another archive file
+    candles: int
+    max_diff_pct: float
+    first_open_time: int
+    kept: str  # "archive" or "stored"
+
+
+def _instrument(table: sa.Table, exchange: str, symbol: str, interval: str):
+    return (table.c.exchange == exchange) & (table.c.symbol == symbol) & (table.c.timeframe == interval)
+
+
+def record_days(warehouse: Warehouse, exchange: str, symbol: str, interval: str, days: list[dt.date], source: DaySource,
+                now_ms: int) -> None:
+    if not days:
+        return
+    names = [d.isoformat() for d in days]
+    with warehouse.engine.begin() as conn:
+        conn.execute(sa.delete(day_sources).where(_instrument(day_sources, exchange, symbol, interval), day_sources.c.day.in_(names)))
+        conn.execute(sa.insert(day_sources), [
+            {"exchange": exchange, "symbol": symbol, "timeframe": interval, "day": name, "source": source.source,
+             "file": source.file, "sha256": source.sha256, "recorded_ms": now_ms} for name in names])
+
+
+def sources_of(warehouse: Warehouse, exchange: str, symbol: str, interval: str,
+               days: list[dt.date] | None = None) -> dict[dt.date, DaySource]:
+    query = sa.select(day_sources).where(_instrument(day_sources, exchange, symbol, interval))
+    if days is not None:
+        query = query.where(day_sources.c.day.in_([d.isoformat() for d in days]))
+    with warehouse.engine.connect() as conn:
+        return {dt.date.fromisoformat(r.day): DaySource(r.source, r.file, r.sha256) for r in conn.execute(query)}
+
+
+def record_file(warehouse: Warehouse, exchange: str, symbol: str, interval: str, file: str, sha256: str, candles: int,
+                now_ms: int) -> int:
+    """Records an ingested file; returns its revisions (versions after the first with another sha256)."""
+    key = (source_files.c.exchange == exchange) & (source_files.c.file == file)
+    with warehouse.engine.begin() as conn:
+        known = conn.execute(sa.select(source_files).where(key)).first()
+        if known is None:
+            conn.execute(sa.insert(source_files).values(exchange=exchange, file=file, sha256=sha256, symbol=symbol, timeframe=interval,
+                                                        candles=candles, revisions=0, first_ingested_ms=now_ms, ingested_ms=now_ms))
+            return 0
+        revisions = known.revisions + (known.sha256 != sha256)
+        conn.execute(sa.update(source_files).where(key).values(sha256=sha256, candles=candles, revisions=revisions, ingested_ms=now_ms))
+        return revisions
+
+
+def record_disagreements(warehouse: Warehouse, exchange: str, symbol: str, interval: str, found: list[Disagreement],
+                         now_ms: int) -> None:
+    if not found:
+        return
+    with warehouse.engine.begin() as conn:
+        conn.execute(sa.insert(source_disagreements), [
+            {"exchange": exchange, "symbol": symbol, "timeframe": interval, "day": d.day.isoformat(), "source": d.source,
+             "other": d.other, "candles": d.candles, "max_diff_pct": d.max_diff_pct, "first_open_time": d.first_open_time,
+             "kept": d.kept, "detected_ms": now_ms} for d in found])
+
+
+def disagreements(warehouse: Warehouse, exchange: str | None = None, symbol: str | None = None, interval: str | None = None,
+                  days: list[dt.date] | None = None) -> pd.DataFrame:
+    """Recorded disagreements (of one instrument and interval, and days, if given), oldest first."""
+    query = sa.select(source_disagreements).order_by(source_disagreements.c.id)
+    if exchange is not None:
+        query = query.where(_instrument(source_disagreements, exchange, symbol, interval))
+    if days is not None:
+        query = query.where(source_disagreements.c.day.in_([d.isoformat() for d in days]))
+    with warehouse.engine.connect() as conn:
+        return pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in source_disagreements.columns])
