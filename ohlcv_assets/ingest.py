@@ -179,7 +179,7 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
         if not listing_probed:  # a candle stored before the day proves the listing earlier: no probe
             listing_probed = True
             earliest = warehouse.earliest_open_time(instrument.exchange, instrument.symbol, interval)
-            listed = earliest if earliest is not None and earliest < start else source.first_open_time(instrument.symbol, interval)
+            listed = earliest if earliest is not None and earliest <= start else source.first_open_time(instrument.symbol, interval)
         if listed is None or listed >= end:
             when = "has no candles at all" if listed is None else f"was listed at {ms_to_iso(listed)}"
             yield [(day, PartitionReport(note=f"nothing to do: before listing ({instrument.symbol} {when})"))]
@@ -288,8 +288,12 @@ class _BatchWriter:
 
 
 def beyond_history(instrument: Instrument, interval: str, config: ExchangeConfig, oldest: int, note: str = "") -> PartitionReport:
-    archive = f"; {note}" if note else ("; older ones come from its archive (not configured)" if config.profile.archive_format
-                                         else "")
+    if note:
+        archive = f"; {note}"
+    elif config.archive is not None:
+        archive = "; its archive does not hold this day either"
+    else:
+        archive = "; older ones come from its archive, which the universe does not configure" if config.profile.archive_format else ""
     return PartitionReport(note=(f"nothing to do: beyond history ({instrument.exchange} serves only its latest {config.history_candles} "
                                  f"{interval} candles, from {ms_to_iso(oldest)}{archive})"))
 

@@ -1,0 +1,199 @@
+"""Archives as a candle source: real Dagster runs reading the simulator's Binance and Kraken
+archives over HTTP, with REST filling what the files do not hold, on both warehouses."""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms, utc_day
+from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
+from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
+from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.warehouse import sources
+from ohlcv_assets.warehouse.store import Warehouse
+
+TODAY = utc_day(now_ms())
+ARCHIVE_CONFIG = {
+    "seed": 9,
+    "symbols": [
+        {"base": "BTC", "quote": "USDT", "listed": "2024-12-10", "price": 60000},
+        {"base": "BTC", "quote": "USD", "listed": "2024-12-10", "price": 60000, "quiet": 0.05, "venues": ["kraken"]},
+    ],
+    "venues": {"kraken": {"counter_max": 1000}, "kraken_archive": {"start": "2026-06-01", "intervals": [60]}},
+}
+
+
+def archive_universe(url: str) -> str:
+    common = "timeout_seconds: 2, retry_base_seconds: 0.05, weight_limit: 100000, weight_window_seconds: 60"
+    return f"""
+exchanges:
+  binance: {{ccxt_id: binance, api_url: "{url}/api/v3", {common}, archive: {{url: "{url}/archive/binance"}}}}
+  kraken: {{ccxt_id: kraken, api_url: "{url}/kraken", {common}, archive: {{url: "{url}/archive/kraken/Kraken_OHLCVT.zip"}}}}
+instruments:
+  - {{exchange: binance, symbol: BTC/USDT, intervals: [1m, 1h], start: 2024-12-15}}
+  - {{exchange: kraken, symbol: BTC/USD, intervals: [1h], start: 2024-12-15}}
+"""
+
+
+@pytest.fixture(scope="module")
+def archive_sim():
+    sim = ExchangeSimulator(SimulatorConfig.from_mapping(ARCHIVE_CONFIG))
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def archive_setup(archive_sim, tmp_path, warehouse_url):
+    archive_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True})
+    path = tmp_path / "universe.yaml"
+    path.write_text(archive_universe(archive_sim.url))
+    universe = parse_universe(path.read_text(), str(path))
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        yield universe, build_definitions(str(path), warehouse_url), instance
+
+
+def run_range(defs, instance, interval: str, instrument: str, first: dt.date, last: dt.date) -> tuple[dict, dict]:
+    """One ranged run; each day's materialization metadata and check evaluations."""
+    result = dg.materialize([defs.get_assets_def(candles_key(interval))], instance=instance, resources=defs.resources,
+                            tags={RANGE_START_TAG: f"{first}|{instrument}", RANGE_END_TAG: f"{last}|{instrument}"})
+    meta = {dt.date.fromisoformat(m.partition.split("|")[0]): {k: v.value for k, v in m.metadata.items()}
+            for m in (ev.event_specific_data.materialization for ev in result.get_asset_materialization_events())}
+    checks: dict = {}
+    for evaluation in result.get_asset_check_evaluations():
+        checks.setdefault(dt.date.fromisoformat(evaluation.partition.split("|")[0]), {})[evaluation.check_name] = evaluation
+    return meta, checks
+
+
+def truth(sim, venue: str, symbol: str, interval: str, first: dt.date, last: dt.date) -> pd.DataFrame:
+    step, now = interval_ms(interval), now_ms()
+    lo, hi = day_bounds_ms(first)[0], min(day_bounds_ms(last)[1], now // step * step)
+    arrays = sim.market.candles(sim.config.symbols[symbol.replace("/", "")], step, lo, hi, now, omit_empty=venue != "binance",
+                                venue=venue)
+    return pd.DataFrame(arrays.as_floats())
+
+
+def stored(warehouse_url: str, exchange: str, symbol: str, interval: str, first: dt.date, last: dt.date) -> pd.DataFrame:
+    wh = Warehouse(warehouse_url)
+    try:
+        return wh.read_candles(exchange, symbol, interval, day_bounds_ms(first)[0], day_bounds_ms(last)[1])
+    finally:
+        wh.dispose()
+
+
+def test_history_to_today_is_daily_files_monthly_files_and_rest_and_exact(archive_sim, archive_setup, warehouse_url):
+    """The rest of December 2024 from daily files (millisecond times), January and February 2025
+    from monthly files (microseconds from 2025); this month's published days from daily files and
+    today from REST. Every candle equals the venue's, and each day says where it came from."""
+    _, defs, instance = archive_setup
+    first, last = dt.date(2024, 12, 15), dt.date(2025, 2, 28)
+    meta, _ = run_range(defs, instance, "1h", "binance.BTC-USDT", first, last)
+    recent, _ = run_range(defs, instance, "1h", "binance.BTC-USDT", TODAY - dt.timedelta(days=2), TODAY)
+    for a, b in ((first, last), (TODAY - dt.timedelta(days=2), TODAY)):
+        assert stored(warehouse_url, "binance", "BTC/USDT", "1h", a, b).equals(truth(archive_sim, "binance", "BTC/USDT", "1h", a, b))
+    assert meta[dt.date(2024, 12, 20)]["archive_file"] == "data/spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2024-12-20.zip"
+    assert meta[dt.date(2025, 1, 1)]["archive_file"] == "data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2025-01.zip"
+    assert len(meta[dt.date(2025, 1, 1)]["archive_sha256"]) == 64
+    assert all(m["source"] == "archive" and m["candles_new"] == 24 for m in meta.values())
+    yesterday = TODAY - dt.timedelta(days=1)
+    assert recent[yesterday]["source"] == "archive" and recent[yesterday]["archive_file"].endswith(f"-{yesterday}.zip")
+    assert recent[TODAY]["source"] == "rest" and "archive_file" not in recent[TODAY]
+    assert archive_sim.stats["requests.klines"] == 2  # the listing probe of the first run, and today's page
+    wh = Warehouse(warehouse_url)
+    try:
+        recorded = sources.sources_of(wh, "binance", "BTC/USDT", "1h")
+    finally:
+        wh.dispose()
+    assert recorded[TODAY] == sources.DaySource("rest") and recorded[dt.date(2025, 2, 3)].file.endswith("2025-02.zip")
+
+
+def test_every_archive_fault_ends_exact_and_says_so(archive_sim, archive_setup, warehouse_url):
+    """A file not published, a holey file, a checksum that never matches, one that matches on the
+    second download, a truncated zip: REST fills each hole, a damaged file is never loaded."""
+    _, defs, instance = archive_setup
+    first, last = dt.date(2025, 3, 3), dt.date(2025, 3, 8)
+    archive_sim.reconfigure({"archive_faults": [
+        {"kind": "missing", "file": "BTCUSDT-1m-2025-03-03"},
+        {"kind": "holey", "file": "BTCUSDT-1m-2025-03-04"},
+        {"kind": "bad_checksum", "file": "BTCUSDT-1m-2025-03-05"},
+        {"kind": "bad_checksum", "file": "BTCUSDT-1m-2025-03-06", "count": 1},
+        {"kind": "truncated", "file": "BTCUSDT-1m-2025-03-07"},
+    ]})
+    meta, checks = run_range(defs, instance, "1m", "binance.BTC-USDT", first, last)
+    assert stored(warehouse_url, "binance", "BTC/USDT", "1m", first, last).equals(truth(archive_sim, "binance", "BTC/USDT", "1m", first, last))
+    assert meta[dt.date(2025, 3, 3)]["source"] == "rest" and "not_published" in meta[dt.date(2025, 3, 3)]["note"]
+    assert meta[dt.date(2025, 3, 4)]["source"] == "rest" and "holds 1410 of the day's 1440 candles" in meta[dt.date(2025, 3, 4)]["note"]
+    for day in (dt.date(2025, 3, 5), dt.date(2025, 3, 7)):
+        assert meta[day]["source"] == "rest" and "checksum_mismatch" in meta[day]["note"]
+    assert meta[dt.date(2025, 3, 6)]["source"] == "archive"  # the second download matched
+    assert meta[dt.date(2025, 3, 8)]["source"] == "archive" and "note" not in meta[dt.date(2025, 3, 8)]
+    assert all(m["candles_new"] == 1440 for m in meta.values())
+    assert all(c["completeness"].passed and c["sources_agree"].passed for c in checks.values())
+    assert archive_sim.stats["requests.klines"] == 4 * 2  # four days from REST, two pages each
+
+
+def test_a_monthly_file_that_disagrees_with_the_daily_files_is_recorded_and_reported(archive_sim, archive_setup, warehouse_url):
+    """April 2025 first from daily files, then the whole month again from its monthly file, which
+    differs on five candles: the disagreement is recorded and fails the (warning) sources_agree
+    check of that day only; the day is old, so the rule keeps the archive's monthly values."""
+    _, defs, instance = archive_setup
+    run_range(defs, instance, "1m", "binance.BTC-USDT", dt.date(2025, 4, 1), dt.date(2025, 4, 29))
+    archive_sim.reconfigure({"archive_faults": [{"kind": "disagree", "file": "BTCUSDT-1m-2025-04.zip"}]})
+    meta, checks = run_range(defs, instance, "1m", "binance.BTC-USDT", dt.date(2025, 4, 1), dt.date(2025, 4, 30))
+    day = dt.date(2025, 4, 1)
+    assert meta[day]["archive_file"].endswith("BTCUSDT-1m-2025-04.zip") and meta[day]["sources_disagreeing"] == 5
+    assert "kept the archive values" in meta[day]["note"]
+    failing = {d for d, c in checks.items() if not c["sources_agree"].passed}
+    assert failing == {day} and checks[day]["sources_agree"].severity == dg.AssetCheckSeverity.WARN
+    assert meta[dt.date(2025, 4, 30)]["candles_new"] == 1440 and meta[dt.date(2025, 4, 2)]["candles_unchanged"] == 1440
+    wh = Warehouse(warehouse_url)
+    try:
+        [row] = sources.disagreements(wh, "binance", "BTC/USDT", "1m").to_dict("records")
+        held = wh.read_candles("binance", "BTC/USDT", "1m", *day_bounds_ms(day))
+    finally:
+        wh.dispose()
+    assert row["day"] == "2025-04-01" and row["other"].endswith("BTCUSDT-1m-2025-04-01.zip") and row["kept"] == "archive"
+    assert row["candles"] == 5 and 1.9 < row["max_diff_pct"] < 2.1
+    api = truth(archive_sim, "binance", "BTC/USDT", "1m", day, day)
+    assert (held["volume"] != api["volume"]).sum() == 5  # the monthly file's values, as the rule says
+
+
+def test_rerunning_an_unchanged_month_downloads_and_writes_nothing(archive_sim, archive_setup, warehouse_url):
+    _, defs, instance = archive_setup
+    month = (dt.date(2025, 7, 1), dt.date(2025, 7, 31))
+    first, _ = run_range(defs, instance, "1m", "binance.BTC-USDT", *month)
+    assert all(m["candles_new"] == 1440 for m in first.values())
+    served, asked = archive_sim.stats["archive.files_served"], archive_sim.stats["requests.klines"]
+    again, _ = run_range(defs, instance, "1m", "binance.BTC-USDT", *month)
+    assert archive_sim.stats["archive.files_served"] == served  # only the .CHECKSUM was asked for
+    assert all(m["candles_new"] == m["candles_revised"] == m["candles_unchanged"] == 0 and m["note"].startswith("unchanged")
+               for m in again.values())
+    assert archive_sim.stats["requests.klines"] == asked  # and REST nothing (the stored days prove the listing)
+
+
+def test_kraken_history_beyond_its_720_candles_comes_from_its_archive(archive_sim, archive_setup, warehouse_url):
+    """Kraken's REST serves only its latest 720 hours; the OHLCVT archive (to the end of the last
+    complete quarter) fills older days; days between the two are beyond history, asked of nobody."""
+    _, defs, instance = archive_setup
+    quarter_end = dt.date(TODAY.year, 3 * ((TODAY.month - 1) // 3) + 1, 1)
+    first, last = quarter_end - dt.timedelta(days=5), TODAY - dt.timedelta(days=1)
+    meta, _ = run_range(defs, instance, "1h", "kraken.BTC-USD", first, last)
+    archived = sorted(d for d, m in meta.items() if m.get("source") == "archive")
+    assert archived == [first + dt.timedelta(days=i) for i in range(5)]
+    assert stored(warehouse_url, "kraken", "BTC/USD", "1h", first, quarter_end - dt.timedelta(days=1)).equals(
+        truth(archive_sim, "kraken", "BTC/USD", "1h", first, quarter_end - dt.timedelta(days=1)))
+    horizon = (now_ms() // HOUR_MS - 719) * HOUR_MS
+    beyond = [d for d, m in meta.items() if "beyond history" in m.get("note", "")]
+    assert beyond and all(day_bounds_ms(d)[1] <= horizon for d in beyond)
+    assert all("archive does not hold this day" in meta[d]["note"] for d in beyond)
+    rest_days = sorted(d for d, m in meta.items() if m.get("source") == "rest")
+    assert rest_days and all(day_bounds_ms(d)[1] > horizon for d in rest_days)
+    served = truth(archive_sim, "kraken", "BTC/USD", "1h", rest_days[0], last)
+    served = served[served["open_time"] >= horizon].reset_index(drop=True)
+    assert stored(warehouse_url, "kraken", "BTC/USD", "1h", rest_days[0], last).equals(served)
+    assert archive_sim.stats["requests.kraken.OHLC"] <= 3  # the listing probe and one 720-candle page, no loop
