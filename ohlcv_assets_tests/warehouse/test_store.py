@@ -71,7 +71,7 @@ def test_rows_missing_from_a_new_fetch_are_kept(warehouse):
 def test_migrations_are_idempotent_and_versioned(warehouse):
     warehouse.migrate()
     with warehouse.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0008"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0009"
         assert {"candles", "candle_features", "gaps", "rate_budget"} <= set(sa.inspect(conn).get_table_names())
 
 

@@ -1,0 +1,191 @@
+"""Deep history of one instrument (1m) into PostgreSQL from the simulator's Binance archive on
+loopback, against the REST path and the machine's limit, each variant in its own process (so
+peak RSS is its own) and a fresh database:
+
+  archive   the pipeline's archive path (``ingest_days`` with the archive: monthly files,
+            checksums, vectorised parse, reconciliation against what is stored, COPY + merge)
+  rest      the pipeline's REST path over the same days (no rate limit on loopback)
+  dagster   the archive path inside one real Dagster run (``dg.materialize`` of the day range,
+            per-partition metadata and checks; an in-process run, not a daemon backfill)
+  raw       the limit: the same monthly zips downloaded, unzipped, parsed and binary-COPYed into
+            an unindexed table, nothing else
+
+    python benchmarks/archives.py --postgres postgresql://postgres@127.0.0.1:5432/postgres [--years 1 4]
+
+The simulator builds each file once and then serves it from memory, as a static archive would;
+the files are fetched once before the timed runs so that their building is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from common import REPO, fresh_database, running_simulator
+
+LAST_DAY = dt.date(2026, 10, 31)
+SIMULATOR_YAML = "weight_limit: 1000000000\nsymbols:\n  - {base: BTC, quote: USDT, listed: 2017-08-17, price: 90000}\n"
+
+
+def span(years: int) -> list[dt.date]:
+    first = dt.date(LAST_DAY.year - years, LAST_DAY.month + 1, 1) if LAST_DAY.month < 12 else dt.date(LAST_DAY.year - years + 1, 1, 1)
+    return [first + dt.timedelta(days=n) for n in range((LAST_DAY - first).days + 1)]
+
+
+def universe_text(simulator: str, first: dt.date) -> str:
+    return f"""
+exchanges:
+  binance: {{ccxt_id: binance, api_url: "{simulator}/api/v3", weight_limit: 1000000000, archive: {{url: "{simulator}/archive/binance"}}}}
+instruments:
+  - {{exchange: binance, symbol: BTC/USDT, intervals: [1m], start: {first}}}
+"""
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def month_urls(simulator: str, days: list[dt.date]) -> list[str]:
+    months = sorted({(d.year, d.month) for d in days})
+    root = f"{simulator}/archive/binance/data/spot/monthly/klines/BTCUSDT/1m"
+    return [f"{root}/BTCUSDT-1m-{y:04d}-{m:02d}.zip" for y, m in months]
+
+
+def run_ingest(warehouse_url: str, simulator: str, years: int, archive: bool) -> dict:
+    from ohlcv_assets.archive.formats import build_archive
+    from ohlcv_assets.exchange.sources import build_source
+    from ohlcv_assets.ingest import ingest_days
+    from ohlcv_assets.intervals import now_ms
+    from ohlcv_assets.universe import parse_universe
+    from ohlcv_assets.warehouse.store import Warehouse
+
+    days = span(years)
+    universe = parse_universe(universe_text(simulator, days[0]), "benchmark")
+    config = universe.exchanges["binance"]
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    source = build_source("binance", config)
+    began = time.perf_counter()
+    written = 0
+    for batch in ingest_days(source, warehouse, universe.instruments[0], "1m", days, now_ms(), workers=config.fetch_concurrency,
+                             archive=build_archive(config) if archive else None):
+        written += sum(report.written for _, report in batch)
+    return {"seconds": time.perf_counter() - began, "candles": written, "requests": source.stats.requests}
+
+
+def run_dagster(warehouse_url: str, simulator: str, years: int) -> dict:
+    import dagster as dg
+
+    from ohlcv_assets.definitions import build_definitions
+    from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
+    from ohlcv_assets.partitions import sync_instrument_partitions
+    from ohlcv_assets.universe import parse_universe
+    from ohlcv_assets.warehouse.store import Warehouse
+
+    days = span(years)
+    with tempfile.TemporaryDirectory() as home:
+        path = Path(home) / "universe.yaml"
+        path.write_text(universe_text(simulator, days[0]))
+        Warehouse(warehouse_url).migrate()
+        defs = build_definitions(str(path), warehouse_url)
+        with dg.instance_for_test(temp_dir=home) as instance:
+            sync_instrument_partitions(instance, parse_universe(path.read_text(), str(path)))
+            began = time.perf_counter()
+            result = dg.materialize([defs.get_assets_def(candles_key("1m"))], instance=instance, resources=defs.resources,
+                                    tags={RANGE_START_TAG: f"{days[0]}|binance.BTC-USDT", RANGE_END_TAG: f"{days[-1]}|binance.BTC-USDT"})
+            seconds = time.perf_counter() - began
+            written = sum(int(e.event_specific_data.materialization.metadata["candles_new"].value)
+                          for e in result.get_asset_materialization_events())
+    return {"seconds": seconds, "candles": written, "requests": 0}
+
+
+def run_raw(warehouse_url: str, simulator: str, years: int) -> dict:
+    import psycopg
+
+    from ohlcv_assets.archive.binance_vision import parse_klines_csv, unzip_single
+
+    columns = ["open_time", "open", "high", "low", "close", "volume"]
+    with psycopg.connect(warehouse_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
+        connection.execute("CREATE UNLOGGED TABLE raw_candles (open_time bigint, open float8, high float8, low float8, "
+                           "close float8, volume float8)")
+        began = time.perf_counter()
+        rows = 0
+        for url in month_urls(simulator, span(years)):
+            with urllib.request.urlopen(url) as answer:
+                frame = parse_klines_csv(unzip_single(answer.read(), url))[columns]
+            buffer = io.StringIO()
+            frame.to_csv(buffer, header=False, index=False)
+            with connection.cursor().copy("COPY raw_candles FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(buffer.getvalue())
+            rows += len(frame)
+        seconds = time.perf_counter() - began
+    return {"seconds": seconds, "candles": rows, "requests": 0}
+
+
+def child(args) -> None:
+    if args.variant == "raw":
+        out = run_raw(args.warehouse, args.simulator, args.years)
+    elif args.variant == "dagster":
+        out = run_dagster(args.warehouse, args.simulator, args.years)
+    else:
+        out = run_ingest(args.warehouse, args.simulator, args.years, archive=args.variant == "archive")
+    print(json.dumps({**out, "peak_rss_mb": peak_rss_mb()}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", help="administrative URL of a PostgreSQL server")
+    parser.add_argument("--years", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--variants", default="archive,rest,dagster,raw")
+    parser.add_argument("--dagster-years", type=int, default=1, help="the Dagster variant only up to this many years")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--warehouse", help=argparse.SUPPRESS)
+    parser.add_argument("--simulator", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        child(argparse.Namespace(**{**vars(args), "years": args.years[0]}))
+        return
+    if not args.postgres:
+        parser.error("--postgres is required")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "simulator.yaml"
+        config.write_text(SIMULATOR_YAML)
+        with running_simulator(config) as (simulator, _):
+            for url in month_urls(simulator, span(max(args.years))):  # built once, then served from memory
+                urllib.request.urlopen(url).read()
+            for years in args.years:
+                for variant in args.variants.split(","):
+                    if variant == "dagster" and years > args.dagster_years:
+                        continue
+                    database = fresh_database(args.postgres, f"bench_archive_{variant}")
+                    answer = subprocess.run([sys.executable, __file__, "--variant", variant, "--years", str(years),
+                                             "--warehouse", database, "--simulator", simulator],
+                                            capture_output=True, text=True, cwd=REPO, check=True)
+                    results.append({"years": years, "variant": variant, **json.loads(answer.stdout.strip().splitlines()[-1])})
+    print_table(results)
+
+
+def print_table(results: list[dict]) -> None:
+    print("| years | variant | seconds | candles | candles/s | vs raw | vs REST | peak RSS MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        same = {x["variant"]: x for x in results if x["years"] == r["years"]}
+        rate = r["candles"] / r["seconds"]
+        vs_raw = f"{r['seconds'] / same['raw']['seconds']:.2f}×" if "raw" in same else ""
+        vs_rest = f"{same['rest']['seconds'] / r['seconds']:.1f}× faster" if "rest" in same and r["variant"] != "rest" else ""
+        print(f"| {r['years']} | {r['variant']} | {r['seconds']:.2f} | {r['candles']:,} | {rate:,.0f} | {vs_raw} | {vs_rest} | "
+              f"{r['peak_rss_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
