@@ -8,7 +8,7 @@ peak RSS is its own) and a fresh database:
   dagster   the archive path inside one real Dagster run (``dg.materialize`` of the day range,
             per-partition metadata and checks; an in-process run, not a daemon backfill)
   raw       the limit: the same monthly zips downloaded, unzipped, parsed and binary-COPYed into
-            an unindexed table, nothing else
+            an unindexed, unlogged table, one after the other, nothing else
 
     python benchmarks/archives.py --postgres postgresql://postgres@127.0.0.1:5432/postgres [--years 1 4]
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import json
 import resource
 import subprocess
@@ -110,10 +109,14 @@ def run_dagster(warehouse_url: str, simulator: str, years: int) -> dict:
 
 def run_raw(warehouse_url: str, simulator: str, years: int) -> dict:
     import psycopg
+    import sqlalchemy as sa
 
     from ohlcv_assets.archive.binance_vision import parse_klines_csv, unzip_single
+    from ohlcv_assets.warehouse.store import pg_binary_copy
 
     columns = ["open_time", "open", "high", "low", "close", "volume"]
+    table = sa.Table("raw_candles", sa.MetaData(), sa.Column("open_time", sa.BigInteger),
+                     *(sa.Column(c, sa.Float(53)) for c in columns[1:]))
     with psycopg.connect(warehouse_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
         connection.execute("CREATE UNLOGGED TABLE raw_candles (open_time bigint, open float8, high float8, low float8, "
                            "close float8, volume float8)")
@@ -122,10 +125,8 @@ def run_raw(warehouse_url: str, simulator: str, years: int) -> dict:
         for url in month_urls(simulator, span(years)):
             with urllib.request.urlopen(url) as answer:
                 frame = parse_klines_csv(unzip_single(answer.read(), url))[columns]
-            buffer = io.StringIO()
-            frame.to_csv(buffer, header=False, index=False)
-            with connection.cursor().copy("COPY raw_candles FROM STDIN WITH (FORMAT csv)") as copy:
-                copy.write(buffer.getvalue())
+            with connection.cursor().copy("COPY raw_candles FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(pg_binary_copy(table, frame))
             rows += len(frame)
         seconds = time.perf_counter() - began
     return {"seconds": seconds, "candles": rows, "requests": 0}

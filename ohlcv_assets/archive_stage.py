@@ -11,10 +11,12 @@ older than ``prefer_archive_after_days`` keep the archive's values, younger ones
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -79,31 +81,45 @@ class ArchiveStage:
         self.leftover: list[DayTodo] = []
 
     def run(self, todo: list[DayTodo]) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
+        """Writes the days the archive answers, file by file, the next file downloaded and parsed
+        while the current one is written (at most two files in memory)."""
         pending = {d.day: d for d in todo}
         notes: dict[dt.date, str] = {}
         stored = sources.sources_of(self.warehouse, self.instrument.exchange, self.instrument.symbol, self.interval, list(pending))
         asked = [d.day for d in todo if d.start < d.end]
-        for file in self.archive.plan(self.instrument.symbol, self.interval, asked, self.today) if asked else []:
-            days = [pending[day] for day in file.days if day in pending]
-            if not days:
-                continue
-            try:
-                published = self.archive.published_sha256(file)
-                if published and all(stored.get(d.day) == DaySource(ARCHIVE, file.name, published) for d in days):
+        files = [f for f in self.archive.plan(self.instrument.symbol, self.interval, asked, self.today) if asked]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive") as pool:
+            fetches = collections.deque(pool.submit(self._fetch, f, stored) for f in files[:2])
+            for index, file in enumerate(files):
+                fetched = fetches.popleft()
+                if index + 2 < len(files):
+                    fetches.append(pool.submit(self._fetch, files[index + 2], stored))
+                days = [pending[day] for day in file.days if day in pending]
+                try:
+                    outcome = fetched.result()
+                except ArchiveUnavailable as err:
+                    for d in days:
+                        notes[d.day] = f"archive {file.name}: {err.reason} ({err.detail}); fetched from REST"
+                    continue
+                if not days:
+                    continue
+                if isinstance(outcome, str):
                     for d in days:
                         del pending[d.day]
-                    yield [(d.day, self._unchanged(d, file, published)) for d in days]
+                    yield [(d.day, self._unchanged(d, file, outcome)) for d in days]
                     continue
-                loaded = load_verified(self.archive, self.instrument.symbol, self.interval, file, published, self.config.attempts)
-            except ArchiveUnavailable as err:
-                for d in days:
-                    notes[d.day] = f"archive {file.name}: {err.reason} ({err.detail}); fetched from REST"
-                continue
-            answered = self._answerable(days, loaded, file, notes)
-            yield from self._write(answered, loaded, file, stored)
-            for d in answered:
-                del pending[d.day]
+                answered = self._answerable(days, outcome, file, notes)
+                yield from self._write(answered, outcome, file, stored)
+                for d in answered:
+                    del pending[d.day]
         self.leftover = [dataclasses.replace(d, note=notes.get(d.day, d.note)) for d in pending.values()]
+
+    def _fetch(self, file: ArchiveFile, stored: dict) -> LoadedFile | str:
+        """The file's candles, or its sha256 if every asked day already holds this very file."""
+        published = self.archive.published_sha256(file)
+        if published and all(stored.get(day) == DaySource(ARCHIVE, file.name, published) for day in file.days):
+            return published
+        return load_verified(self.archive, self.instrument.symbol, self.interval, file, published, self.config.attempts)
 
     def _unchanged(self, d: DayTodo, file: ArchiveFile, sha: str) -> PartitionReport:
         return PartitionReport(expected_candles=d.expected, source=ARCHIVE, archive_file=file.name, archive_sha256=sha,

@@ -169,7 +169,7 @@ class Archives(Protocol):
         now = sim.now()
         if now < hi + delay:
             raise ApiError(404, 404, "The specified key does not exist.")
-        key = f"{match.group(0)}|{sorted(kinds)}"
+        key = f"{match.group(0).removesuffix('.CHECKSUM')}|{sorted(kinds)}"  # a file and its checksum: one build
 
         def build() -> bytes:
             step = interval_ms(interval)
