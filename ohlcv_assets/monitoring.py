@@ -28,7 +28,9 @@ from ohlcv_assets.warehouse.schema import (
     CONFIRMED_EMPTY,
     GAP_EXPLAINED_STATUSES,
     candles,
+    day_sources,
     gaps,
+    source_disagreements,
 )
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -57,6 +59,15 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
             sa.select(candles.c.exchange, candles.c.symbol, candles.c.timeframe, sa.func.count().label("n"),
                       sa.func.min(candles.c.open_time).label("first"), sa.func.max(candles.c.open_time).label("last"))
             .group_by(candles.c.exchange, candles.c.symbol, candles.c.timeframe))}
+        day_counts: dict = {}
+        for r in conn.execute(sa.select(day_sources.c.exchange, day_sources.c.symbol, day_sources.c.timeframe, day_sources.c.source,
+                                        sa.func.count().label("n"))
+                              .group_by(day_sources.c.exchange, day_sources.c.symbol, day_sources.c.timeframe, day_sources.c.source)):
+            day_counts.setdefault((r.exchange, r.symbol, r.timeframe), {})[r.source] = int(r.n)
+        disagreeing = {(r.exchange, r.symbol, r.timeframe): int(r.n) for r in conn.execute(
+            sa.select(source_disagreements.c.exchange, source_disagreements.c.symbol, source_disagreements.c.timeframe,
+                      sa.func.sum(source_disagreements.c.candles).label("n"))
+            .group_by(source_disagreements.c.exchange, source_disagreements.c.symbol, source_disagreements.c.timeframe))}
         recorded = conn.execute(sa.select(gaps.c.exchange, gaps.c.symbol, gaps.c.timeframe, gaps.c.reason, gaps.c.status,
                                           gaps.c.start_ms, gaps.c.end_ms, gaps.c.candles)
                                 .where(gaps.c.status.in_(GAP_EXPLAINED_STATUSES))).all()
@@ -97,6 +108,8 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
                 "coverage_pct": round(100 * min(s.n, expected) / expected, 3) if s and expected else None,
                 "candles": s.n if s else 0,
                 "open_gaps": open_gaps,
+                "day_sources": day_counts.get((inst.exchange, inst.symbol, interval), {}),
+                "disagreeing_candles": disagreeing.get((inst.exchange, inst.symbol, interval), 0),
                 "failing_checks": None if failing is None else
                 [f"{name} ({', '.join(mine)})" for name, days in failing.items() if (mine := of_instrument(days, inst.key))],
                 "quality_score": quality,

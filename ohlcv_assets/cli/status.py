@@ -2,7 +2,8 @@
 in the terminal (or as JSON for machines). It only reads: it never creates a warehouse, and a
 missing or empty one is an error naming the URL it tried (exit 2).
 
-    ohlcv-status            per instrument and interval: freshness, coverage, gaps, failing checks, last run
+    ohlcv-status            per instrument and interval: freshness, coverage, gaps, where its days came from
+                            (archive/rest), candles on which sources disagreed, failing checks, last run
     ohlcv-status --json
     ohlcv-status --health   warehouse, Dagster daemon, each exchange; exit 1 when any part is not ok
 """
@@ -22,8 +23,8 @@ from ohlcv_assets.warehouse.store import Warehouse, WarehouseMissing
 
 
 def render(rows: list[dict]) -> str:
-    header = ["exchange", "symbol", "interval", "freshness", "last_candle", "coverage_pct", "open_gaps", "failing_checks",
-              "quality_score", "last_run"]
+    header = ["exchange", "symbol", "interval", "freshness", "last_candle", "coverage_pct", "open_gaps", "day_sources",
+              "disagreeing_candles", "failing_checks", "quality_score", "last_run"]
     cells = [[_cell(row[h]) for h in header] for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]

@@ -9,6 +9,7 @@ import pytest
 
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms, utc_day
+from ohlcv_assets.monitoring import instrument_rows
 from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
@@ -141,7 +142,7 @@ def test_a_monthly_file_that_disagrees_with_the_daily_files_is_recorded_and_repo
     """April 2025 first from daily files, then the whole month again from its monthly file, which
     differs on five candles: the disagreement is recorded and fails the (warning) sources_agree
     check of that day only; the day is old, so the rule keeps the archive's monthly values."""
-    _, defs, instance = archive_setup
+    universe, defs, instance = archive_setup
     run_range(defs, instance, "1m", "binance.BTC-USDT", dt.date(2025, 4, 1), dt.date(2025, 4, 29))
     archive_sim.reconfigure({"archive_faults": [{"kind": "disagree", "file": "BTCUSDT-1m-2025-04.zip"}]})
     meta, checks = run_range(defs, instance, "1m", "binance.BTC-USDT", dt.date(2025, 4, 1), dt.date(2025, 4, 30))
@@ -155,12 +156,14 @@ def test_a_monthly_file_that_disagrees_with_the_daily_files_is_recorded_and_repo
     try:
         [row] = sources.disagreements(wh, "binance", "BTC/USDT", "1m").to_dict("records")
         held = wh.read_candles("binance", "BTC/USDT", "1m", *day_bounds_ms(day))
+        status = {(r["symbol"], r["interval"]): r for r in instrument_rows(universe, wh, None, now_ms())}[("BTC/USDT", "1m")]
     finally:
         wh.dispose()
     assert row["day"] == "2025-04-01" and row["other"].endswith("BTCUSDT-1m-2025-04-01.zip") and row["kept"] == "archive"
     assert row["candles"] == 5 and 1.9 < row["max_diff_pct"] < 2.1
     api = truth(archive_sim, "binance", "BTC/USDT", "1m", day, day)
     assert (held["volume"] != api["volume"]).sum() == 5  # the monthly file's values, as the rule says
+    assert status["disagreeing_candles"] == 5 and status["day_sources"] == {"archive": 30}  # what ohlcv-status shows
 
 
 def test_rerunning_an_unchanged_month_downloads_and_writes_nothing(archive_sim, archive_setup, warehouse_url):
