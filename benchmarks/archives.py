@@ -9,6 +9,8 @@ peak RSS is its own) and a fresh database:
             per-partition metadata and checks; an in-process run, not a daemon backfill)
   raw       the limit: the same monthly zips downloaded, unzipped, parsed and binary-COPYed into
             an unindexed, unlogged table, one after the other, nothing else
+  raw_candles  the same, COPYed straight into the warehouse's ``candles`` table (its key index,
+            its partitions, all columns): the least any write of these candles costs
 
     python benchmarks/archives.py --postgres postgresql://postgres@127.0.0.1:5432/postgres [--years 1 4]
 
@@ -30,6 +32,8 @@ import urllib.request
 from pathlib import Path
 
 from common import REPO, fresh_database, running_simulator
+
+from ohlcv_assets.intervals import day_bounds_ms
 
 LAST_DAY = dt.date(2026, 10, 31)
 SIMULATOR_YAML = "weight_limit: 1000000000\nsymbols:\n  - {base: BTC, quote: USDT, listed: 2017-08-17, price: 90000}\n"
@@ -107,25 +111,42 @@ def run_dagster(warehouse_url: str, simulator: str, years: int) -> dict:
     return {"seconds": seconds, "candles": written, "requests": 0}
 
 
-def run_raw(warehouse_url: str, simulator: str, years: int) -> dict:
+def run_raw(warehouse_url: str, simulator: str, years: int, into_candles: bool) -> dict:
+    """The limit: download, unzip, parse, one binary COPY per file, nothing else; into an unindexed
+    unlogged table, or (``into_candles``) straight into the warehouse's own ``candles`` table (its
+    key index and partitions), which is what the pipeline's write of new candles costs at least."""
+    import numpy as np
     import psycopg
     import sqlalchemy as sa
 
     from ohlcv_assets.archive.binance_vision import parse_klines_csv, unzip_single
-    from ohlcv_assets.warehouse.store import pg_binary_copy
+    from ohlcv_assets.warehouse.schema import candles
+    from ohlcv_assets.warehouse.store import Warehouse, pg_binary_copy
 
     columns = ["open_time", "open", "high", "low", "close", "volume"]
-    table = sa.Table("raw_candles", sa.MetaData(), sa.Column("open_time", sa.BigInteger),
-                     *(sa.Column(c, sa.Float(53)) for c in columns[1:]))
+    if into_candles:
+        warehouse = Warehouse(warehouse_url)
+        warehouse.migrate()
+        days = span(years)
+        warehouse.ensure_partitions("candles", "1m", day_bounds_ms(days[0])[0], day_bounds_ms(days[-1])[1])
+        warehouse.dispose()
+        table = candles
+    else:
+        table = sa.Table("raw_candles", sa.MetaData(), sa.Column("open_time", sa.BigInteger),
+                         *(sa.Column(c, sa.Float(53)) for c in columns[1:]))
     with psycopg.connect(warehouse_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
-        connection.execute("CREATE UNLOGGED TABLE raw_candles (open_time bigint, open float8, high float8, low float8, "
-                           "close float8, volume float8)")
+        if not into_candles:
+            connection.execute("CREATE UNLOGGED TABLE raw_candles (open_time bigint, open float8, high float8, low float8, "
+                               "close float8, volume float8)")
         began = time.perf_counter()
         rows = 0
         for url in month_urls(simulator, span(years)):
             with urllib.request.urlopen(url) as answer:
-                frame = parse_klines_csv(unzip_single(answer.read(), url))[columns]
-            with connection.cursor().copy("COPY raw_candles FROM STDIN (FORMAT BINARY)") as copy:
+                frame = parse_klines_csv(unzip_single(answer.read(), url))
+            if into_candles:
+                frame = frame.assign(exchange="binance", symbol="BTC/USDT", timeframe="1m", fetched_at=np.int64(0))
+            frame = frame[[c.name for c in table.columns]]
+            with connection.cursor().copy(f"COPY {table.name} FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(pg_binary_copy(table, frame))
             rows += len(frame)
         seconds = time.perf_counter() - began
@@ -133,8 +154,8 @@ def run_raw(warehouse_url: str, simulator: str, years: int) -> dict:
 
 
 def child(args) -> None:
-    if args.variant == "raw":
-        out = run_raw(args.warehouse, args.simulator, args.years)
+    if args.variant in ("raw", "raw_candles"):
+        out = run_raw(args.warehouse, args.simulator, args.years, into_candles=args.variant == "raw_candles")
     elif args.variant == "dagster":
         out = run_dagster(args.warehouse, args.simulator, args.years)
     else:
@@ -146,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", help="administrative URL of a PostgreSQL server")
     parser.add_argument("--years", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--variants", default="archive,rest,dagster,raw")
+    parser.add_argument("--variants", default="archive,rest,dagster,raw,raw_candles")
     parser.add_argument("--dagster-years", type=int, default=1, help="the Dagster variant only up to this many years")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
@@ -177,14 +198,15 @@ def main() -> None:
 
 
 def print_table(results: list[dict]) -> None:
-    print("| years | variant | seconds | candles | candles/s | vs raw | vs REST | peak RSS MB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| years | variant | seconds | candles | candles/s | vs raw | vs raw_candles | vs REST | peak RSS MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         same = {x["variant"]: x for x in results if x["years"] == r["years"]}
         rate = r["candles"] / r["seconds"]
         vs_raw = f"{r['seconds'] / same['raw']['seconds']:.2f}×" if "raw" in same else ""
+        vs_table = f"{r['seconds'] / same['raw_candles']['seconds']:.2f}×" if "raw_candles" in same else ""
         vs_rest = f"{same['rest']['seconds'] / r['seconds']:.1f}× faster" if "rest" in same and r["variant"] != "rest" else ""
-        print(f"| {r['years']} | {r['variant']} | {r['seconds']:.2f} | {r['candles']:,} | {rate:,.0f} | {vs_raw} | {vs_rest} | "
+        print(f"| {r['years']} | {r['variant']} | {r['seconds']:.2f} | {r['candles']:,} | {rate:,.0f} | {vs_raw} | {vs_table} | {vs_rest} | "
               f"{r['peak_rss_mb']:.0f} |")
 
 
