@@ -1,12 +1,15 @@
 """What can be checked of the Docker topology without Docker: the production dagster.yaml on a
 real PostgreSQL, and the compose file's wiring of environment, files and ports."""
 
+import importlib
 import re
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
+from dagster._config import process_config
+from dagster._core.launcher import RunLauncher
 
 from ohlcv_assets_tests.conftest import REPO
 
@@ -74,3 +77,27 @@ def test_the_services_wait_for_the_storage_migration():
     assert COMPOSE["services"]["migrate"]["command"] == ["dagster", "instance", "migrate"]
     for service in DAGSTER_SERVICES:
         assert COMPOSE["services"][service]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+
+
+@pytest.mark.parametrize("name,launcher", [("celery", "CeleryRunLauncher"), ("docker", "DockerRunLauncher"), ("k8s", "K8sRunLauncher")])
+def test_each_run_launcher_block_is_valid_config_of_its_launcher(name, launcher, monkeypatch):
+    """The blocks of deploy/run_launchers/ name a real RunLauncher class and pass its own config
+    schema once their environment variables are set (a typo in a key fails here)."""
+    text = (REPO / "deploy" / "run_launchers" / f"{name}.yaml").read_text()
+    for var in re.findall(r"\{env: (\w+)\}", text):
+        monkeypatch.setenv(var, f"value-of-{var.lower()}")
+    block = yaml.safe_load(text)["run_launcher"]
+    cls = getattr(importlib.import_module(block["module"]), block["class"])
+    assert cls.__name__ == launcher and issubclass(cls, RunLauncher)
+    result = process_config(cls.config_type(), block["config"])
+    assert result.success, result.errors
+    assert all(v.startswith("value-of-") for k, v in result.value.items() if isinstance(v, str) and k in ("image", "broker", "job_image"))
+
+
+def test_the_celery_launcher_makes_a_production_instance(production_home, monkeypatch):
+    monkeypatch.setenv("DAGSTER_CELERY_BROKER", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("DAGSTER_CELERY_BACKEND", "redis://127.0.0.1:1/1")
+    (production_home / "dagster.yaml").write_text(DAGSTER_YAML + (REPO / "deploy" / "run_launchers" / "celery.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(production_home)) as instance:
+        assert type(instance.run_launcher).__name__ == "CeleryRunLauncher"
+        assert instance.run_launcher.broker == "redis://127.0.0.1:1/0" and instance.run_launcher.default_queue == "dagster"
