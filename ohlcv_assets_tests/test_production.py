@@ -68,13 +68,14 @@ def _location_loaded(webserver: str) -> bool:
     return bool(entries) and all((e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation" for e in entries)
 
 
-@pytest.fixture
-def topology(tmp_path, new_postgres_database, monkeypatch):
+@contextlib.contextmanager
+def production_topology(tmp_path, new_postgres_database, monkeypatch, run_launcher: str = "", extra_env: dict | None = None):
+    """The production processes on deploy/dagster.yaml (with ``run_launcher`` appended, if given)."""
     storage_url = sa.make_url(new_postgres_database())
     warehouse_url = new_postgres_database()
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text() + run_launcher)
     workspace = yaml.safe_load((REPO / "deploy" / "workspace.yaml").read_text())
     code_port, ui_port, sim_port = free_port(), free_port(), free_port()
     workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=code_port)
@@ -90,7 +91,7 @@ instruments:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
            "DAGSTER_HOME": str(home), "DAGSTER_PG_USER": storage_url.username, "DAGSTER_PG_PASSWORD": storage_url.password or "unused",
            "DAGSTER_PG_HOST": storage_url.host, "DAGSTER_PG_PORT": str(storage_url.port), "DAGSTER_PG_DB": storage_url.database,
-           "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url}
+           "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url, **(extra_env or {})}
     ws = str(tmp_path / "workspace.yaml")
     commands = {
         "simulator": ["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")],
@@ -107,12 +108,18 @@ instruments:
         webserver = f"http://127.0.0.1:{ui_port}"
         wait_for_webserver(webserver, timeout_seconds=180)
         wait_until(lambda: _location_loaded(webserver), 180, what="the code location to load")
-        for key in ("DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB"):
+        for key in ("DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", *(extra_env or {})):
             monkeypatch.setenv(key, env[key])
         with dg.DagsterInstance.from_config(str(home)) as instance:
             sync_instrument_partitions(instance, load_universe(tmp_path / "universe.yaml"))
             yield {"webserver": webserver, "instance": instance, "env": env, "daemon": daemon, "tmp": tmp_path,
                    "warehouse": Warehouse(warehouse_url), "sim": f"http://127.0.0.1:{sim_port}"}
+
+
+@pytest.fixture
+def topology(tmp_path, new_postgres_database, monkeypatch):
+    with production_topology(tmp_path, new_postgres_database, monkeypatch) as parts:
+        yield parts
 
 
 def test_backfills_through_graphql_survive_a_daemon_kill(topology):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need (the project into .venv; as root, Debian's PostgreSQL server and
-# Chromium when missing), starts a throwaway PostgreSQL (unless OHLCV_TEST_POSTGRES_URL is set),
+# Installs what the tests need (the project into .venv; as root, Debian's PostgreSQL server,
+# Chromium and redis-server when missing), starts a throwaway PostgreSQL (unless OHLCV_TEST_POSTGRES_URL is set),
 # checks that the Dagster definitions load, and runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # the Celery broker of test_celery.py
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
