@@ -8,9 +8,6 @@ pins them, so an upgrade that moves them fails there, not in a sensor at 3 a.m.)
   internal backfill types.
 - A check evaluation logged per partition by a ranged run names the materialization it checked,
   so that Dagster's per-partition check state counts it as current.
-- Per-partition metadata of a ranged run goes straight into the step's metadata accumulator:
-  ``add_asset_metadata(partition_key=…)`` lists the run's whole partition range from the instance
-  on every call to check the key (4.8 s of a 70 s year-long run, measured with cProfile).
 - A step that calls several venues holds each venue's concurrency pool only while it calls it:
   slots are claimed at runtime through the executor's own claim loop (``InstanceConcurrencyContext``),
   under the step key plus the pool name, so the UI's pool page shows them and a finished run's
@@ -107,15 +104,6 @@ def beta_apis_in_use() -> Iterator[None]:
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)
         yield
-
-
-def add_partition_metadata(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, partition_key: str,
-                           metadata: dict) -> None:
-    """What ``context.add_asset_metadata(metadata, asset_key, partition_key)`` records, without its
-    per-call range listing; callers pass only keys taken from ``context.partition_keys``."""
-    step = context.op_execution_context._step_execution_context  # noqa: SLF001
-    step._metadata_accumulator = step._metadata_accumulator.with_additional_asset_metadata(  # noqa: SLF001
-        asset_key=asset_key, metadata=metadata, partition_key=partition_key)
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ def test_a_check_evaluation_names_the_materialization_it_checked(simulator, univ
 
 
 def test_a_ranged_run_gives_each_partition_its_own_metadata(simulator, universe, universe_file, warehouse_url, instance):
-    """add_partition_metadata writes the step's metadata accumulator as add_asset_metadata would."""
+    """Each day of a ranged run is materialized with its own metadata, once."""
     import datetime as dt
 
     from ohlcv_assets.names import partition_key_string
@@ -66,5 +66,7 @@ def test_a_ranged_run_gives_each_partition_its_own_metadata(simulator, universe,
     result = dg.materialize([defs.get_assets_def(candles_key("1m"))], instance=instance, resources=defs.resources, tags={
         RANGE_START_TAG: partition_key_string("binance.BTC-USDT", days[0]),
         RANGE_END_TAG: partition_key_string("binance.BTC-USDT", days[-1])})
-    new = {e.partition: e.materialization.metadata["candles_new"].value for e in result.get_asset_materialization_events()}
+    events = result.get_asset_materialization_events()
+    new = {e.partition: e.materialization.metadata["candles_new"].value for e in events}
+    assert len(events) == len(days)
     assert new == {partition_key_string("binance.BTC-USDT", d): n for d, n in zip(days, (1440, 1350, 1440))}

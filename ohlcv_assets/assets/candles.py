@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from ohlcv_assets.dagster_internals import add_partition_metadata, check_target, latest_materializations, pool_slot
+from ohlcv_assets.dagster_internals import check_target, latest_materializations, pool_slot
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import now_ms
@@ -125,7 +125,9 @@ class ProgressReporter:
 def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, exchange: ExchangeResource,
                       warehouse: WarehouseResource, universe: Universe, instrument, interval: str, days: list[dt.date],
                       keys: dict, now: int, windows: tuple, reporter: ProgressReporter) -> list[tuple[str, list[CheckOutcome]]]:
-    """One instrument's days of the run, batch by batch: written, checked and given their metadata."""
+    """One instrument's days of the run, batch by batch: written, checked, and materialized at once
+    with their metadata, so that a long ranged run's days turn green in the UI as they are written
+    (the step yields no output for the asset: its days are not materialized a second time)."""
     config = universe.exchanges[instrument.exchange]
     outcomes = []
     for batch in ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, days, now,
@@ -136,7 +138,8 @@ def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey,
         for day, report in batch:
             key = keys[(instrument.key, day)]
             day_outcomes, score = checked[day]
-            add_partition_metadata(context, asset_key, key, {**report.as_metadata(), **score.as_metadata()})
+            context.log_event(dg.AssetMaterialization(asset_key=asset_key, partition=str(key),
+                                                      metadata={**report.as_metadata(), **score.as_metadata()}))
             outcomes.append((str(key), day_outcomes))
             if report.note:
                 context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
@@ -204,7 +207,6 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         reporter.finish()
         if failures:
             raise instruments_failed(interval, failures, len(instruments))
-        yield dg.MaterializeResult(asset_key=asset_key)
         targets = latest_materializations(context.instance, asset_key, [partition for partition, _ in outcomes])
         for partition, day_outcomes in outcomes:
             yield from check_evaluations(asset_key, partition, day_outcomes, targets.get(partition))
