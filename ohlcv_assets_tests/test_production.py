@@ -155,8 +155,9 @@ def partition_stats(webserver: str) -> dict:
     return graphql(webserver, PARTITION_STATS, {"path": ["candles", "1h"]})["assetNodeOrError"]["partitionStats"]
 
 
-def check_ui_in_browser(webserver: str, materialized: int) -> None:
-    """Headless Chromium (Debian's) shows the candles/1h partitions as materialized, as GraphQL says."""
+def check_ui_in_browser(webserver: str, materialized: int | None, path: tuple = ("candles", "1h"), screenshot=SCREENSHOT) -> None:
+    """Headless Chromium (Debian's) shows the asset's partitions as materialized, as GraphQL says
+    (``materialized`` None: whatever count, as in the middle of a run)."""
     chromium = shutil.which("chromium")
     if chromium is None:
         message = "Debian's chromium is not installed (scripts/test.sh installs it as root)"
@@ -165,20 +166,64 @@ def check_ui_in_browser(webserver: str, materialized: int) -> None:
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
-    SCREENSHOT.parent.mkdir(exist_ok=True)
+    screenshot.parent.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.goto(f"{webserver}/assets/candles/1h?view=partitions", wait_until="networkidle")
-        page.get_by_text(f"Materialized ({materialized})").wait_for(timeout=60_000)
+        page.goto(f"{webserver}/assets/{'/'.join(path)}?view=partitions", wait_until="networkidle")
+        page.get_by_text(f"Materialized ({'' if materialized is None else materialized}", exact=False).first.wait_for(timeout=60_000)
         skip = page.get_by_role("button", name="Skip")  # the first-visit newsletter dialog
         if skip.count():
             skip.click()
             page.get_by_text("Join the Dagster community").wait_for(state="hidden", timeout=10_000)
         page.wait_for_timeout(1000)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.screenshot(path=str(screenshot), full_page=True)
         text = page.inner_text("body")
         browser.close()
-    assert f"Materialized ({materialized})" in text and "Failed (0)" in text
+    assert "Failed (0)" in text and (materialized is None or f"Materialized ({materialized})" in text)
+
+
+MATERIALIZED_PARTITIONS = """
+query Materialized($path: [String!]!, $partitions: [String!]) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset { assetMaterializations(partitions: $partitions) { partition runId } }
+  }
+}
+"""
+RUN_STATUS = """
+query Run($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }
+"""
+PROGRESS_DAYS = [dt.date(2026, 10, 1) + dt.timedelta(days=n) for n in range(60)]
+MID_RUN_SCREENSHOT = REPO / "artifacts" / "ui-candles-1m-mid-run.png"
+
+
+def test_days_turn_materialized_while_a_long_ranged_run_is_in_flight(topology):
+    """A 60-day ranged run of 1m candles, slowed by the simulator: GraphQL shows some of its days
+    materialized (by that very run) while the run is still STARTED, as the UI's partitions view
+    does; a screenshot of that view is taken mid-run."""
+    webserver, instance, tmp = topology["webserver"], topology["instance"], topology["tmp"]
+    requests.post(f"{topology['sim']}/sim/config", timeout=5,
+                  json={"faults": [{"kind": "slow", "endpoint": "klines", "every": 1, "seconds": 1.0}]}).raise_for_status()
+    partitions = [f"{day}|binance.BTC-USDT" for day in PROGRESS_DAYS]
+    with running(topology["daemon"], topology["env"], str(REPO), str(tmp / "daemon-progress.log")):
+        backfill = launch_backfill(webserver, ["candles", "1m"], partitions, title="progress")
+
+        def in_flight():
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill}))
+            if not runs:
+                return None
+            events = graphql(webserver, MATERIALIZED_PARTITIONS, {"path": ["candles", "1m"], "partitions": partitions})
+            done = {e["partition"] for e in events["assetOrError"]["assetMaterializations"] if e["runId"] == runs[0].run_id}
+            status = graphql(webserver, RUN_STATUS, {"id": runs[0].run_id})["runOrError"]["status"]
+            return (runs[0].run_id, done) if status == "STARTED" and 0 < len(done) < len(partitions) else None
+
+        run_id, done = wait_until(in_flight, 300, interval=0.3, what="some days materialized while the run is in flight")
+        check_ui_in_browser(webserver, None, ["candles", "1m"], MID_RUN_SCREENSHOT)
+        assert wait_for_backfills(webserver, [backfill], timeout_seconds=600) == {backfill: "COMPLETED_SUCCESS"}
+    requests.post(f"{topology['sim']}/sim/config", timeout=5, json={"faults": []}).raise_for_status()
+    final = graphql(webserver, MATERIALIZED_PARTITIONS, {"path": ["candles", "1m"], "partitions": partitions})
+    by_run = [e["partition"] for e in final["assetOrError"]["assetMaterializations"] if e["runId"] == run_id]
+    assert sorted(by_run) == sorted(partitions)  # each day once, none twice
+    assert set(done) < set(partitions)
