@@ -7,6 +7,9 @@ peak RSS is its own) and a fresh database:
   rest      the pipeline's REST path over the same days (no rate limit on loopback)
   dagster   the archive path inside one real Dagster run (``dg.materialize`` of the day range,
             per-partition metadata and checks; an in-process run, not a daemon backfill)
+  backfill  the same days launched as a backfill over GraphQL into ``dagster dev`` with the
+            production instance (PostgreSQL storage), launch to done, daemon ticks included;
+            ``--instruments N`` backfills N instruments at once (the multi-run policy, 8 runs at a time)
   raw       the limit: the same monthly zips downloaded, unzipped, parsed and binary-COPYed into
             an unindexed, unlogged table, one after the other, nothing else
   raw_candles  the same, COPYed straight into the warehouse's ``candles`` table (its key index,
@@ -36,7 +39,9 @@ from common import REPO, fresh_database, running_simulator
 from ohlcv_assets.intervals import day_bounds_ms
 
 LAST_DAY = dt.date(2026, 10, 31)
-SIMULATOR_YAML = "weight_limit: 1000000000\nsymbols:\n  - {base: BTC, quote: USDT, listed: 2017-08-17, price: 90000}\n"
+MAX_INSTRUMENTS = 200
+SIMULATOR_YAML = "weight_limit: 1000000000\nsymbols:\n  - {base: BTC, quote: USDT, listed: 2017-08-17, price: 90000}\n" + "".join(
+    f"  - {{base: S{n:03d}, quote: USDT, listed: 2017-08-17, price: {10 + n}}}\n" for n in range(MAX_INSTRUMENTS))
 
 
 def span(years: int) -> list[dt.date]:
@@ -57,10 +62,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def month_urls(simulator: str, days: list[dt.date]) -> list[str]:
+def month_urls(simulator: str, days: list[dt.date], symbol: str = "BTCUSDT") -> list[str]:
     months = sorted({(d.year, d.month) for d in days})
-    root = f"{simulator}/archive/binance/data/spot/monthly/klines/BTCUSDT/1m"
-    return [f"{root}/BTCUSDT-1m-{y:04d}-{m:02d}.zip" for y, m in months]
+    root = f"{simulator}/archive/binance/data/spot/monthly/klines/{symbol}/1m"
+    return [f"{root}/{symbol}-1m-{y:04d}-{m:02d}.zip" for y, m in months]
 
 
 def run_ingest(warehouse_url: str, simulator: str, years: int, archive: bool) -> dict:
@@ -111,6 +116,17 @@ def run_dagster(warehouse_url: str, simulator: str, years: int) -> dict:
     return {"seconds": seconds, "candles": written, "requests": 0}
 
 
+def run_backfill(warehouse_url: str, simulator: str, years: int, instruments: int) -> dict:
+    from common import backfill_through_dagster
+
+    days = span(years)
+    symbols = [f"S{n:03d}/USDT" for n in range(instruments)] if instruments > 1 else ["BTC/USDT"]
+    universe = universe_text(simulator, days[0]).split("instruments:")[0] + "instruments:\n" + "".join(
+        f"  - {{exchange: binance, symbol: {s}, intervals: [1m], start: {days[0]}}}\n" for s in symbols)
+    partitions = [f"{d}|binance.{s.replace('/', '-')}" for s in symbols for d in days]
+    return backfill_through_dagster(warehouse_url, universe, ["candles", "1m"], partitions, title="archive benchmark")
+
+
 def run_raw(warehouse_url: str, simulator: str, years: int, into_candles: bool) -> dict:
     """The limit: download, unzip, parse, one binary COPY per file, nothing else; into an unindexed
     unlogged table, or (``into_candles``) straight into the warehouse's own ``candles`` table (its
@@ -158,6 +174,8 @@ def child(args) -> None:
         out = run_raw(args.warehouse, args.simulator, args.years, into_candles=args.variant == "raw_candles")
     elif args.variant == "dagster":
         out = run_dagster(args.warehouse, args.simulator, args.years)
+    elif args.variant == "backfill":
+        out = run_backfill(args.warehouse, args.simulator, args.years, args.instruments)
     else:
         out = run_ingest(args.warehouse, args.simulator, args.years, archive=args.variant == "archive")
     print(json.dumps({**out, "peak_rss_mb": peak_rss_mb()}))
@@ -168,7 +186,8 @@ def main() -> None:
     parser.add_argument("--postgres", help="administrative URL of a PostgreSQL server")
     parser.add_argument("--years", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--variants", default="archive,rest,dagster,raw,raw_candles")
-    parser.add_argument("--dagster-years", type=int, default=1, help="the Dagster variant only up to this many years")
+    parser.add_argument("--dagster-years", type=int, default=1, help="the Dagster variants only up to this many years")
+    parser.add_argument("--instruments", type=int, default=1, help="instruments of the backfill variant")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
     parser.add_argument("--simulator", help=argparse.SUPPRESS)
@@ -183,17 +202,20 @@ def main() -> None:
         config = Path(tmp) / "simulator.yaml"
         config.write_text(SIMULATOR_YAML)
         with running_simulator(config) as (simulator, _):
-            for url in month_urls(simulator, span(max(args.years))):  # built once, then served from memory
-                urllib.request.urlopen(url).read()
+            symbols = [f"S{n:03d}USDT" for n in range(args.instruments)] if args.instruments > 1 else []
+            for symbol in ["BTCUSDT", *symbols]:  # built once, then served from memory
+                for url in month_urls(simulator, span(max(args.years)), symbol):
+                    urllib.request.urlopen(url).read()
             for years in args.years:
                 for variant in args.variants.split(","):
-                    if variant == "dagster" and years > args.dagster_years:
+                    if variant in ("dagster", "backfill") and years > args.dagster_years:
                         continue
                     database = fresh_database(args.postgres, f"bench_archive_{variant}")
                     answer = subprocess.run([sys.executable, __file__, "--variant", variant, "--years", str(years),
-                                             "--warehouse", database, "--simulator", simulator],
+                                             "--instruments", str(args.instruments), "--warehouse", database, "--simulator", simulator],
                                             capture_output=True, text=True, cwd=REPO, check=True)
-                    results.append({"years": years, "variant": variant, **json.loads(answer.stdout.strip().splitlines()[-1])})
+                    label = f"backfill × {args.instruments}" if variant == "backfill" and args.instruments > 1 else variant
+                    results.append({"years": years, "variant": label, **json.loads(answer.stdout.strip().splitlines()[-1])})
     print_table(results)
 
 
@@ -206,8 +228,9 @@ def print_table(results: list[dict]) -> None:
         vs_raw = f"{r['seconds'] / same['raw']['seconds']:.2f}×" if "raw" in same else ""
         vs_table = f"{r['seconds'] / same['raw_candles']['seconds']:.2f}×" if "raw_candles" in same else ""
         vs_rest = f"{same['rest']['seconds'] / r['seconds']:.1f}× faster" if "rest" in same and r["variant"] != "rest" else ""
+        rss = r.get("run_worker_peak_rss_mb") or r["peak_rss_mb"]
         print(f"| {r['years']} | {r['variant']} | {r['seconds']:.2f} | {r['candles']:,} | {rate:,.0f} | {vs_raw} | {vs_table} | {vs_rest} | "
-              f"{r['peak_rss_mb']:.0f} |")
+              f"{rss:.0f} |")
 
 
 if __name__ == "__main__":

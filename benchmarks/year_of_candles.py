@@ -20,13 +20,10 @@ import argparse
 import datetime as dt
 import http.client
 import json
-import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -34,8 +31,7 @@ from urllib.parse import urlparse
 import numpy as np
 import orjson
 import psycopg
-import sqlalchemy as sa
-from common import REPO, fresh_database, running_dagster_dev, running_simulator
+from common import backfill_through_dagster, fresh_database, running_simulator
 
 LAST_DAY = dt.date(2026, 10, 31)
 VARIANTS = ["pipeline", "dagster", "naive", "raw"]
@@ -143,76 +139,10 @@ def run_raw(warehouse_url: str, simulator: str, count: int) -> dict:
 
 
 def run_dagster(warehouse_url: str, simulator: str, count: int) -> dict:
-    from dagster import DagsterInstance, RunsFilter
-
-    from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
-    from ohlcv_assets.partitions import sync_instrument_partitions
-    from ohlcv_assets.universe import load_universe
-    from ohlcv_assets.warehouse.store import Warehouse
-
     span = days(count)
-    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
-        home = Path(tmp) / "dagster_home"
-        home.mkdir()
-        # The production instance (deploy/dagster.yaml): Dagster's storage in PostgreSQL too.
-        shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
-        storage = sa.make_url(fresh_database(warehouse_url.rsplit("/", 1)[0] + "/postgres", "bench_dagster_storage"))
-        universe_file = Path(tmp) / "universe.yaml"
-        universe_file.write_text(
-            f"exchanges: {{binance: {{ccxt_id: binance, api_url: '{simulator}/api/v3', weight_limit: 1000000000}}}}\n"
-            f"instruments: [{{exchange: binance, symbol: BTC/USDT, intervals: [1m], start: {span[0]}}}]\n")
-        env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file), "OHLCV_WAREHOUSE_URL": warehouse_url,
-               "DAGSTER_PG_USER": storage.username, "DAGSTER_PG_PASSWORD": storage.password or "unused",
-               "DAGSTER_PG_HOST": storage.host, "DAGSTER_PG_PORT": str(storage.port), "DAGSTER_PG_DB": storage.database}
-        os.environ.update(env)
-        subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
-        Warehouse(warehouse_url).migrate()
-        with DagsterInstance.get() as instance:
-            sync_instrument_partitions(instance, load_universe(universe_file))
-        with running_dagster_dev(env, Path(tmp) / "dagster.log") as webserver:
-            peak = RunWorkerPeak()
-            began = time.perf_counter()
-            backfill = launch_backfill(webserver, ["candles", "1m"], [f"{d}|binance.BTC-USDT" for d in span], "benchmark")
-            status = wait_for_backfills(webserver, [backfill], timeout_seconds=3600)[backfill]
-            seconds = time.perf_counter() - began
-            peak.stop()
-            with DagsterInstance.get() as instance:
-                runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill}))
-                stats = [instance.get_run_stats(run.run_id) for run in runs]
-                runs_span = max(s.end_time for s in stats) - min(s.start_time for s in stats)
-    with Warehouse(warehouse_url).engine.connect() as connection:
-        stored = connection.exec_driver_sql("SELECT count(*) FROM candles").scalar()
-    return {"seconds": seconds, "candles": stored, "status": status, "run_worker_peak_rss_mb": peak.mb, "requests": None,
-            "runs": len(runs), "runs_span_seconds": runs_span}
-
-
-class RunWorkerPeak:
-    """Peak RSS of any Dagster run worker, polled from /proc while the backfill runs."""
-
-    def __init__(self):
-        self.mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.2):
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    if b"execute_run" not in cmdline and b"spawn_main" not in cmdline:
-                        continue
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            self.mb = max(self.mb, int(line.split()[1]) / 1024)
-                except OSError:
-                    continue
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+    universe = (f"exchanges: {{binance: {{ccxt_id: binance, api_url: '{simulator}/api/v3', weight_limit: 1000000000}}}}\n"
+                f"instruments: [{{exchange: binance, symbol: BTC/USDT, intervals: [1m], start: {span[0]}}}]\n")
+    return backfill_through_dagster(warehouse_url, universe, ["candles", "1m"], [f"{d}|binance.BTC-USDT" for d in span])
 
 
 RUNNERS = {"pipeline": run_pipeline, "dagster": run_dagster, "naive": run_naive, "raw": run_raw}
