@@ -213,7 +213,9 @@ def main() -> None:
                     database = fresh_database(args.postgres, f"bench_archive_{variant}")
                     answer = subprocess.run([sys.executable, __file__, "--variant", variant, "--years", str(years),
                                              "--instruments", str(args.instruments), "--warehouse", database, "--simulator", simulator],
-                                            capture_output=True, text=True, cwd=REPO, check=True)
+                                            capture_output=True, text=True, cwd=REPO)
+                    if answer.returncode:
+                        raise SystemExit(f"{variant} ({years} years) failed:\n{answer.stderr[-3000:]}")
                     label = f"backfill × {args.instruments}" if variant == "backfill" and args.instruments > 1 else variant
                     results.append({"years": years, "variant": label, **json.loads(answer.stdout.strip().splitlines()[-1])})
     print_table(results)
