@@ -85,13 +85,17 @@ def backfill_status(webserver: str, backfill_id: str) -> str:
 def wait_for_backfills(webserver: str, backfill_ids: list[str], timeout_seconds: float,
                        alive: Callable[[], bool] = lambda: True) -> dict[str, str]:
     """Final status of each backfill; raises when time runs out or ``alive()`` says the processes
-    running them are gone."""
+    running them are gone. A poll the webserver does not answer in time (it shares a loaded machine
+    with the runs) is retried at the next poll, not fatal."""
     deadline = time.monotonic() + timeout_seconds
     statuses: dict[str, str] = {}
     while True:
         if not alive():
             raise DagsterApiError(f"the Dagster processes stopped before the backfills finished: {statuses}")
-        statuses = {b: backfill_status(webserver, b) for b in backfill_ids}
+        try:
+            statuses = {b: backfill_status(webserver, b) for b in backfill_ids}
+        except (TimeoutError, ConnectionError, urllib.error.URLError) as err:  # graphql() turns HTTP errors into DagsterApiError
+            statuses = {b: f"unknown ({type(err).__name__})" for b in backfill_ids}
         if all(s in FINAL_STATUSES for s in statuses.values()):
             return statuses
         if time.monotonic() > deadline:
