@@ -157,7 +157,7 @@ def run_raw(warehouse_url: str, simulator: str, years: int, into_candles: bool) 
         began = time.perf_counter()
         rows = 0
         for url in month_urls(simulator, span(years)):
-            with urllib.request.urlopen(url) as answer:
+            with urllib.request.urlopen(url, timeout=60) as answer:
                 frame = parse_klines_csv(unzip_single(answer.read(), url))
             if into_candles:
                 frame = frame.assign(exchange="binance", symbol="BTC/USDT", timeframe="1m", fetched_at=np.int64(0))
@@ -205,7 +205,7 @@ def main() -> None:
             symbols = [f"S{n:03d}USDT" for n in range(args.instruments)] if args.instruments > 1 else []
             for symbol in ["BTCUSDT", *symbols]:  # built once, then served from memory
                 for url in month_urls(simulator, span(max(args.years)), symbol):
-                    urllib.request.urlopen(url).read()
+                    urllib.request.urlopen(url, timeout=60).read()
             for years in args.years:
                 for variant in args.variants.split(","):
                     if variant in ("dagster", "backfill") and years > args.dagster_years:
