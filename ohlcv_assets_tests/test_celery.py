@@ -17,7 +17,7 @@ import requests
 
 from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.processes import free_port, running, wait_until
+from ohlcv_assets_tests.processes import free_port, missing_part, running, wait_until
 from ohlcv_assets_tests.test_production import DAYS, assert_exact, names, production_topology
 
 WORKER_ADDRESSES = ("127.0.0.2", "127.0.0.3")
@@ -36,10 +36,7 @@ def _answers_ping(port: int) -> bool:
 def redis_url(tmp_path):
     server = shutil.which("redis-server")
     if server is None:
-        message = "Debian's redis-server is not installed (scripts/test.sh installs it as root)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_part("Debian's redis-server is not installed (scripts/test.sh installs it as root)")
     port = free_port()
     args = ["-c", "import os, sys; os.execv(sys.argv[1], sys.argv[1:])", server, "--port", str(port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]

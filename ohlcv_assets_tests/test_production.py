@@ -27,7 +27,7 @@ from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.processes import free_port, running, wait_until
+from ohlcv_assets_tests.processes import free_port, missing_part, running, wait_until
 
 SCREENSHOT = REPO / "artifacts" / "ui-candles-1h-partitions.png"
 PARTITION_STATS = """
@@ -160,10 +160,7 @@ def check_ui_in_browser(webserver: str, materialized: int | None, path: tuple = 
     (``materialized`` None: whatever count, as in the middle of a run)."""
     chromium = shutil.which("chromium")
     if chromium is None:
-        message = "Debian's chromium is not installed (scripts/test.sh installs it as root)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_part("Debian's chromium is not installed (scripts/test.sh installs it as root)")
     from playwright.sync_api import sync_playwright
 
     screenshot.parent.mkdir(exist_ok=True)
