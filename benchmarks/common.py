@@ -81,7 +81,7 @@ def backfill_through_dagster(warehouse_url: str, universe_text: str, asset_path:
     import tempfile
 
     import sqlalchemy as sa
-    from dagster import DagsterInstance, RunsFilter
+    from dagster import AssetKey, DagsterInstance, RunsFilter
 
     from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
     from ohlcv_assets.partitions import sync_instrument_partitions
@@ -105,6 +105,7 @@ def backfill_through_dagster(warehouse_url: str, universe_text: str, asset_path:
             sync_instrument_partitions(instance, load_universe(universe_file))
         with running_dagster_dev(env, Path(tmp) / "dagster.log") as webserver:
             peak = RunWorkerPeak()
+            launched_at = time.time()
             began = time.perf_counter()
             backfill = launch_backfill(webserver, asset_path, partitions, title)
             status = wait_for_backfills(webserver, [backfill], timeout_seconds=7200)[backfill]
@@ -114,10 +115,15 @@ def backfill_through_dagster(warehouse_url: str, universe_text: str, asset_path:
                 runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill}))
                 stats = [instance.get_run_stats(run.run_id) for run in runs]
                 runs_span = max(s.end_time for s in stats) - min(s.start_time for s in stats)
+                [last] = instance.fetch_materializations(AssetKey(asset_path), limit=1).records
     with Warehouse(warehouse_url).engine.connect() as connection:
         stored = connection.exec_driver_sql("SELECT count(*) FROM candles").scalar()
     return {"seconds": seconds, "candles": stored, "status": status, "run_worker_peak_rss_mb": peak.mb, "requests": None,
-            "runs": len(runs), "runs_span_seconds": runs_span}
+            "runs": len(runs), "runs_span_seconds": runs_span,
+            # launch to: the first run enqueued (a backfill-daemon tick), its worker started, every day materialized
+            "first_run_queued_seconds": min(s.enqueued_time or s.launch_time for s in stats) - launched_at,
+            "first_run_started_seconds": min(s.start_time for s in stats) - launched_at,
+            "all_green_seconds": last.timestamp - launched_at}
 
 
 class RunWorkerPeak:

@@ -226,15 +226,13 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
                 while remaining and remaining[0].end <= window_end:
                     writer.ready.append(remaining.popleft())
                 if writer.ready and (len(writer.ready) >= batch_days or not remaining):
-                    yield from writer.written()
-                    writer.submit_ready()
+                    yield from writer.handover()
         except Exception:
             yield from writer.written()  # the batch already handed to the writer is reported before failing
             raise
         writer.ready.extend(remaining)  # days with no closed candle yet: nothing to fetch, still reported
         if writer.ready:
-            yield from writer.written()
-            writer.submit_ready()
+            yield from writer.handover()
         yield from writer.written()
     finally:
         writer.close()
@@ -272,16 +270,29 @@ class _BatchWriter:
         self.batch_started = time.perf_counter()
         self.ready.clear()
 
+    def handover(self) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
+        """The batch being written, once it is, after the ready days went to the writer: the
+        consumer of a batch (its Dagster events) works while the next batch is written."""
+        reports = self._finish()
+        self.submit_ready()
+        if reports is not None:
+            yield reports
+
     def written(self) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
         """The batch the writer has (if any), once it is written."""
+        reports = self._finish()
+        if reports is not None:
+            yield reports
+
+    def _finish(self) -> list[tuple[dt.date, PartitionReport]] | None:
         if self.writing is None:
-            return
+            return None
         reports, self.writing = self.writing.result(), None
         self.progress.days_done += len(reports)
         self.progress.candles += sum(report.candles_fetched for _, report in reports)
         if self.on_progress:
             self.on_progress(self.progress)
-        yield reports
+        return reports
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -20,7 +20,7 @@ from ohlcv_assets.names import (
     split_partition_key_string,
 )
 from ohlcv_assets.partitions import candle_partitions
-from ohlcv_assets.quality import CHECKS
+from ohlcv_assets.quality import checks_for
 from ohlcv_assets.sessions import Sessions
 from ohlcv_assets.universe import Universe
 from ohlcv_assets.warehouse import delistings
@@ -126,7 +126,7 @@ def failing_checks(instance: dg.DagsterInstance, universe: Universe, interval: s
     """Per check, the partitions whose latest evaluation failed: a day stays failing until that
     day passes again, whatever other days report since."""
     partitions = candle_partitions(universe, interval)
-    specs = [spec for spec in CHECKS if spec.blocking or not blocking_only]
+    specs = [spec for spec in checks_for(interval) if spec.blocking or not blocking_only]
     keys = [(dg.AssetCheckKey(candles_key(interval), spec.name), partitions) for spec in specs]
     with dg.partition_loading_context(dynamic_partitions_store=instance):
         states = instance.event_log_storage.get_asset_check_state(keys)

@@ -26,11 +26,17 @@ class CheckSpec:
     description: str
 
 
+VALIDITY_RULES = {
+    "ohlc_valid": "prices > 0 and finite, low <= open, close <= high",
+    "volume_non_negative": "volume >= 0",
+    "open_times_on_grid": "open times unique and aligned to the interval grid",
+    "only_closed_candles": "no candle from the future and no forming candle stored as closed",
+}
+
+# One blocking check for the four validity rules: each check is an event per partition written
+# (a year of 1m is 365 partitions), and the rules only ever fail together as "do not use this day".
 CHECKS = [
-    CheckSpec("ohlc_valid", True, False, "prices > 0 and low <= open, close <= high"),
-    CheckSpec("volume_non_negative", True, False, "volume >= 0"),
-    CheckSpec("open_times_on_grid", True, False, "open times unique and aligned to the interval grid"),
-    CheckSpec("only_closed_candles", True, False, "no candle from the future and no forming candle stored as closed"),
+    CheckSpec("candles_valid", True, False, "; ".join(f"{rule}: {text}" for rule, text in VALIDITY_RULES.items())),
     CheckSpec("completeness", False, False,
               f"stored + confirmed-downtime candles >= {COMPLETENESS_THRESHOLD:.0%} of the closed candles expected"),
     CheckSpec("price_spikes", False, True, f"robust z-score of log returns <= {SPIKE_Z_THRESHOLD} (a warning)"),
@@ -38,6 +44,11 @@ CHECKS = [
     CheckSpec("sources_agree", False, True, "the archive agreed with what was stored (the API, or another archive file) on "
                                             "every candle of the day; disagreements are in source_disagreements (a warning)"),
 ]
+
+
+def checks_for(interval: str) -> list[CheckSpec]:
+    """The checks a ``candles/<interval>`` asset has: 1m candles have nothing finer to agree with."""
+    return [spec for spec in CHECKS if not (spec.name == "consistent_with_1m" and interval == "1m")]
 
 
 @dataclasses.dataclass
@@ -67,13 +78,8 @@ def check_candles(frame: pd.DataFrame, step_ms: int, now_ms: int, expected: int,
     for the cross-interval check (None: skipped), ``minutes_existing`` how many 1m candles exist in
     each of the day's candles (see ``finer_candles_existing``).
     """
-    o, h, l, c, v, t = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume", "open_time"))
-    outcomes = [
-        CheckOutcome("ohlc_valid", _rows(frame, (l > np.minimum(o, c)) | (h < np.maximum(o, c)) | (l <= 0) | ~np.isfinite(o + h + l + c))),
-        CheckOutcome("volume_non_negative", _rows(frame, ~(v >= 0))),
-        CheckOutcome("open_times_on_grid", _rows(frame, (t % step_ms != 0) | pd.Series(t).duplicated(keep=False).to_numpy())),
-        CheckOutcome("only_closed_candles", _rows(frame, t + step_ms > now_ms)),
-    ]
+    c, t = frame["close"].to_numpy(), frame["open_time"].to_numpy()
+    outcomes = [candles_valid(frame, step_ms, now_ms)]
     share = 1.0 if expected == 0 else min(1.0, (len(frame) + explained_missing) / expected)
     shortfall = pd.DataFrame({"stored": [len(frame)], "explained_missing": [explained_missing], "expected": [expected]})
     outcomes.append(CheckOutcome("completeness", shortfall.iloc[0:0] if share >= COMPLETENESS_THRESHOLD else shortfall,
@@ -81,6 +87,26 @@ def check_candles(frame: pd.DataFrame, step_ms: int, now_ms: int, expected: int,
     outcomes.append(CheckOutcome("price_spikes", _rows(frame, spike_mask(c, t, step_ms))))
     outcomes.append(consistency(frame, minutes, step_ms, fine_existing=minutes_existing))
     return outcomes
+
+
+def candles_valid(frame: pd.DataFrame, step_ms: int, now_ms: int) -> CheckOutcome:
+    """The validity rules (``VALIDITY_RULES``) at once; each offending candle once per rule it
+    breaks, the rule named in the ``rule`` column, the count per broken rule in the detail."""
+    o, h, l, c, v, t = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume", "open_time"))
+    broken = {
+        "ohlc_valid": (l > np.minimum(o, c)) | (h < np.maximum(o, c)) | (l <= 0) | ~np.isfinite(o + h + l + c),
+        "volume_non_negative": ~(v >= 0),
+        "open_times_on_grid": (t % step_ms != 0) | pd.Series(t).duplicated(keep=False).to_numpy(),
+        "only_closed_candles": t + step_ms > now_ms,
+    }
+    parts = [_rows(frame, mask).assign(rule=rule) for rule, mask in broken.items() if mask.any()]
+    if not parts:
+        return CheckOutcome("candles_valid", _rows(frame, np.zeros(len(frame), dtype=bool)).assign(rule=""),
+                            f"{len(frame)} candles pass {', '.join(VALIDITY_RULES)}")
+    offending = pd.concat(parts, ignore_index=True)
+    counts = offending["rule"].value_counts()
+    return CheckOutcome("candles_valid", offending[["rule", *frame.columns.insert(0, "open_time_utc")]],
+                        "; ".join(f"{rule}: {counts[rule]} candle(s)" for rule in VALIDITY_RULES if rule in counts))
 
 
 def spike_mask(close: np.ndarray, open_times: np.ndarray | None = None, step_ms: int | None = None) -> np.ndarray:
@@ -185,10 +211,10 @@ def freshness_share(age_ms: float | None, warn_ms: float, fail_ms: float) -> flo
 def quality_score(frame: pd.DataFrame, outcomes: list[CheckOutcome], expected: int, explained_missing: int,
                   freshness: float) -> QualityScore:
     by_name = {o.name: o for o in outcomes}
-    blocking = [spec.name for spec in CHECKS if spec.blocking]
     bad_times = set()
-    for name in blocking:
-        bad_times.update(by_name[name].offending["open_time"].tolist())
+    for spec in CHECKS:
+        if spec.blocking:
+            bad_times.update(by_name[spec.name].offending["open_time"].tolist())
     validity = 1.0 if frame.empty else 1.0 - len(bad_times & set(frame["open_time"].tolist())) / len(frame)
     completeness = 1.0 if expected == 0 else min(1.0, (len(frame) + explained_missing) / expected)
     compared = by_name["consistent_with_1m"]

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 import yaml
 from dagster._config import process_config
 from dagster._core.launcher import RunLauncher
+from dagster_postgres import PostgresEventLogStorage
 
 from ohlcv_assets_tests.conftest import REPO
 
@@ -57,8 +58,9 @@ def production_home(tmp_path, postgres_url, monkeypatch):
 def test_the_production_instance_runs_on_postgres(production_home):
     with dg.DagsterInstance.from_config(str(production_home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+        assert instance.get_ref().storage_data.class_name == "PooledPostgresStorage"
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 8
         instance.add_dynamic_partitions("instruments_1m", ["binance.BTC-USDT"])
@@ -101,3 +103,16 @@ def test_the_celery_launcher_makes_a_production_instance(production_home, monkey
     with dg.DagsterInstance.from_config(str(production_home)) as instance:
         assert type(instance.run_launcher).__name__ == "CeleryRunLauncher"
         assert instance.run_launcher.broker == "redis://127.0.0.1:1/0" and instance.run_launcher.default_queue == "dagster"
+
+
+def test_a_run_workers_instance_reuses_its_connections(production_home):
+    """A run worker rebuilds the instance from its ref: its event writes reuse one held connection
+    instead of opening one per statement (stock dagster-postgres outside the webserver)."""
+    with dg.DagsterInstance.from_config(str(production_home)) as launcher:
+        with dg.DagsterInstance.from_ref(launcher.get_ref()) as worker:
+            opened = []
+            sa.event.listen(worker.event_log_storage._engine, "connect", lambda *_: opened.append(1))
+            for n in range(50):
+                worker.report_runless_asset_event(dg.AssetObservation(asset_key="pool_probe", metadata={"n": n}))
+            assert len(worker.fetch_observations(dg.AssetKey("pool_probe"), limit=100).records) == 50
+            assert len(opened) <= 2  # stock: a new connection for every statement

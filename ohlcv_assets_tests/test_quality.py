@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ohlcv_assets.intervals import DAY_MS, HOUR_MS, MINUTE_MS, day_bounds_ms
-from ohlcv_assets.quality import CHECKS, check_candles, freshness_share, quality_score
+from ohlcv_assets.quality import CHECKS, check_candles, checks_for, freshness_share, quality_score
 from ohlcv_assets.simulator.market import SimSymbol, SimulatedMarket
 
 MARKET = SimulatedMarket({"X": SimSymbol("X", "USDT", dt.date(2020, 1, 1), 100.0)})
@@ -30,22 +30,35 @@ def test_good_candles_pass_every_check():
     assert all(o.passed for o in check_candles(candles(HOUR_MS), HOUR_MS, NOW, 24, 0, minutes))
     # sources_agree reads the recorded disagreements: check_stored_days adds it
     assert {o.name for o in check_candles(minutes, MINUTE_MS, NOW, 1440, 0)} | {"sources_agree"} == {c.name for c in CHECKS}
+    assert [c.name for c in checks_for("1m")] == [c.name for c in CHECKS if c.name != "consistent_with_1m"]
+    assert checks_for("1h") == CHECKS
 
 
-@pytest.mark.parametrize("name,corrupt", [
-    ("ohlc_valid", lambda f: f.assign(high=np.where(f.index == 7, f["low"] - 1, f["high"]))),
-    ("ohlc_valid", lambda f: f.assign(low=np.where(f.index == 7, -1.0, f["low"]))),
-    ("volume_non_negative", lambda f: f.assign(volume=np.where(f.index == 7, -0.5, f["volume"]))),
-    ("open_times_on_grid", lambda f: f.assign(open_time=np.where(f.index == 7, f["open_time"] + 1000, f["open_time"]))),
-    ("open_times_on_grid", lambda f: pd.concat([f, f.iloc[[7]]], ignore_index=True)),
-    ("only_closed_candles", lambda f: f.assign(open_time=np.where(f.index == 7, NOW, f["open_time"]))),
-    ("price_spikes", lambda f: f.assign(close=np.where(f.index == 7, f["close"] * 1.5, f["close"]))),
+@pytest.mark.parametrize("name,rule,corrupt", [
+    ("candles_valid", "ohlc_valid", lambda f: f.assign(high=np.where(f.index == 7, f["low"] - 1, f["high"]))),
+    ("candles_valid", "ohlc_valid", lambda f: f.assign(low=np.where(f.index == 7, -1.0, f["low"]))),
+    ("candles_valid", "volume_non_negative", lambda f: f.assign(volume=np.where(f.index == 7, -0.5, f["volume"]))),
+    ("candles_valid", "open_times_on_grid", lambda f: f.assign(open_time=np.where(f.index == 7, f["open_time"] + 1000, f["open_time"]))),
+    ("candles_valid", "open_times_on_grid", lambda f: pd.concat([f, f.iloc[[7]]], ignore_index=True)),
+    ("candles_valid", "only_closed_candles", lambda f: f.assign(open_time=np.where(f.index == 7, NOW, f["open_time"]))),
+    ("price_spikes", None, lambda f: f.assign(close=np.where(f.index == 7, f["close"] * 1.5, f["close"]))),
 ])
-def test_each_check_names_the_candle_that_breaks_it(name, corrupt):
+def test_each_check_names_the_candle_that_breaks_it(name, rule, corrupt):
     bad = corrupt(candles(MINUTE_MS))
     result = outcome(bad, name)
     assert not result.passed
     assert (bad["open_time"].iloc[7] if len(bad) == 1440 else bad["open_time"].iloc[-1]) in result.offending["open_time"].tolist()
+    if rule:  # the validity rule broken, and no other, is named
+        assert set(result.offending["rule"]) == {rule}
+        assert result.detail.startswith(f"{rule}: ")
+
+
+def test_a_candle_breaking_two_rules_is_listed_under_each():
+    bad = candles(MINUTE_MS)
+    bad.loc[7, ["volume", "low"]] = [-1.0, -1.0]
+    result = outcome(bad, "candles_valid")
+    assert sorted(result.offending["rule"]) == ["ohlc_valid", "volume_non_negative"]
+    assert quality_score(bad, check_candles(bad, MINUTE_MS, NOW, 1440, 0), 1440, 0, 1.0).validity == pytest.approx(1 - 1 / 1440)
 
 
 def test_completeness_counts_confirmed_downtime_as_explained():

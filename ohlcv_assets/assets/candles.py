@@ -16,7 +16,7 @@ from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import now_ms
 from ohlcv_assets.names import MAX_PARTITIONS_PER_RUN, candles_key, freshness_windows, venue_pool
 from ohlcv_assets.partitions import candle_partitions, split_key
-from ohlcv_assets.quality import CHECKS, CheckOutcome, check_stored_days
+from ohlcv_assets.quality import CheckOutcome, check_stored_days, checks_for
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.universe import Universe
 from ohlcv_assets.validation import CandleValidationError
@@ -38,7 +38,7 @@ def check_evaluations(key: dg.AssetKey, partition: str, outcomes: list[CheckOutc
     """One result per check and partition: a day that failed stays failing in the UI until that
     day passes again, whatever later runs of other days report."""
     by_name = {outcome.name: outcome for outcome in outcomes}
-    for spec in CHECKS:
+    for spec in checks_for(key.path[-1]):
         outcome = by_name[spec.name]
         metadata: dict = {"detail": outcome.detail} if outcome.detail else {}
         if not outcome.passed:
@@ -124,26 +124,28 @@ class ProgressReporter:
 
 def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, exchange: ExchangeResource,
                       warehouse: WarehouseResource, universe: Universe, instrument, interval: str, days: list[dt.date],
-                      keys: dict, now: int, windows: tuple, reporter: ProgressReporter) -> list[tuple[str, list[CheckOutcome]]]:
-    """One instrument's days of the run, batch by batch: written, checked, and materialized at once
-    with their metadata, so that a long ranged run's days turn green in the UI as they are written
-    (the step yields no output for the asset: its days are not materialized a second time)."""
+                      keys: dict, now: int, windows: tuple, reporter: ProgressReporter) -> Iterator[dg.AssetCheckEvaluation]:
+    """One instrument's days of the run, batch by batch: written, checked, materialized with their
+    metadata and their checks evaluated at once, so that a long ranged run's days turn green in the
+    UI as they are written (the step yields no output for the asset: its days are not materialized
+    a second time), and the Dagster events of one batch are written while the next batch is."""
     config = universe.exchanges[instrument.exchange]
-    outcomes = []
     for batch in ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, days, now,
                              workers=config.fetch_concurrency, on_progress=lambda p: reporter.update(instrument.label(), p),
                              archive=exchange.archive(instrument.exchange)):
         checked = check_stored_days(warehouse.warehouse, instrument, interval,
                                     {day: report.expected_candles for day, report in batch}, now, windows, config.sessions)
+        partitions = []
         for day, report in batch:
-            key = keys[(instrument.key, day)]
-            day_outcomes, score = checked[day]
-            context.log_event(dg.AssetMaterialization(asset_key=asset_key, partition=str(key),
-                                                      metadata={**report.as_metadata(), **score.as_metadata()}))
-            outcomes.append((str(key), day_outcomes))
+            partition = str(keys[(instrument.key, day)])
+            partitions.append((partition, checked[day][0]))
+            context.log_event(dg.AssetMaterialization(asset_key=asset_key, partition=partition,
+                                                      metadata={**report.as_metadata(), **checked[day][1].as_metadata()}))
             if report.note:
                 context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
-    return outcomes
+        targets = latest_materializations(context.instance, asset_key, [partition for partition, _ in partitions])
+        for partition, day_outcomes in partitions:
+            yield from check_evaluations(asset_key, partition, day_outcomes, targets.get(partition))
 
 
 def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.AssetsDefinition:
@@ -169,7 +171,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         retry_policy=retry_policy,
         can_subset=True,
         check_specs=[dg.AssetCheckSpec(spec.name, asset=asset_key, blocking=spec.blocking,
-                                       description=spec.description, partitions_def=partitions) for spec in CHECKS],
+                                       description=spec.description, partitions_def=partitions) for spec in checks_for(interval)],
     )
     def candles(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource):
         keys: dict[tuple[str, dt.date], str] = {}
@@ -192,23 +194,19 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         if asset_key not in context.selected_asset_keys:
             yield from recheck_stored(context, asset_key, warehouse, universe, instruments, interval, keys, now, windows)
             return
-        outcomes: list[tuple[str, list[CheckOutcome]]] = []
         failures: list[InstrumentFailure] = []
         reporter = ProgressReporter(context, asset_key)
         for venue, venue_instruments in itertools.groupby(sorted(instruments, key=lambda i: i.exchange), key=lambda i: i.exchange):
             with pool_slot(context, venue_pool(venue)):
                 for instrument in venue_instruments:
                     try:
-                        outcomes += ingest_instrument(context, asset_key, exchange, warehouse, universe, instrument, interval,
-                                                      days_by_instrument[instrument.key], keys, now, windows, reporter)
+                        yield from ingest_instrument(context, asset_key, exchange, warehouse, universe, instrument, interval,
+                                                     days_by_instrument[instrument.key], keys, now, windows, reporter)
                     except (PermanentFetchError, CandleValidationError, FetchFailed) as err:
                         failures.append(InstrumentFailure(instrument.label(), err))
                         context.log.error(f"{instrument.label()} {interval}: {failures[-1].description()}")
         reporter.finish()
         if failures:
             raise instruments_failed(interval, failures, len(instruments))
-        targets = latest_materializations(context.instance, asset_key, [partition for partition, _ in outcomes])
-        for partition, day_outcomes in outcomes:
-            yield from check_evaluations(asset_key, partition, day_outcomes, targets.get(partition))
 
     return candles

@@ -28,7 +28,7 @@ from ohlcv_assets.names import (
     partition_key_string,
     split_partition_key_string,
 )
-from ohlcv_assets.quality import CHECKS
+from ohlcv_assets.quality import checks_for
 from ohlcv_assets.resources import WarehouseResource
 from ohlcv_assets.universe import Universe, instrument_key
 from ohlcv_assets.warehouse import gap_records
@@ -144,7 +144,7 @@ def recheck_requests(instance: dg.DagsterInstance, store, universe: Universe, in
             # checks-only run selects none.
             requests.append(dg.RunRequest(
                 run_key=f"recheck-{partition}-{max(r.id for r in on_day)}", asset_selection=[],
-                asset_check_keys=[dg.AssetCheckKey(candles_key(interval), spec.name) for spec in CHECKS],
+                asset_check_keys=[dg.AssetCheckKey(candles_key(interval), spec.name) for spec in checks_for(interval)],
                 tags={RANGE_START_TAG: partition, RANGE_END_TAG: partition,
                       REASON_TAG: "re-check: missing candles confirmed as exchange downtime"}))
     return requests

@@ -180,9 +180,10 @@ def test_a_failed_blocking_check_is_shown_and_keeps_features_away(simulator, uni
     result = materialize(defs, instance, "1m", "binance.BTC-USDT", PLAIN_DAY, raise_on_error=False)
     assert not result.success  # a blocking check failed
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert not evaluations["open_times_on_grid"].passed
-    assert f"{PLAIN_DAY}T00:03:30Z" in evaluations["open_times_on_grid"].metadata["offending"].value
-    assert evaluations["ohlc_valid"].passed and evaluations["volume_non_negative"].passed
+    assert not evaluations["candles_valid"].passed
+    assert f"{PLAIN_DAY}T00:03:30Z" in evaluations["candles_valid"].metadata["offending"].value
+    assert evaluations["candles_valid"].metadata["detail"].value == "open_times_on_grid: 1 candle(s)"
+    assert set(evaluations) == {"candles_valid", "completeness", "price_spikes", "sources_agree"}  # nothing finer than 1m
     after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=settled.cursor)
     assert not list(after.get_requested_partitions(dg.AssetKey(["candle_features", "1m"])))
 
