@@ -46,7 +46,7 @@ from ohlcv_assets.warehouse.sources import REST, DaySource
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 
-BATCH_CANDLES = 20_000
+BATCH_CANDLES = 50_000  # a batch of 1m is 34 days: each batch also costs a few queries and Dagster events
 
 
 @dataclasses.dataclass

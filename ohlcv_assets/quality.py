@@ -64,7 +64,10 @@ class CheckOutcome:
 
 
 def _rows(frame: pd.DataFrame, mask) -> pd.DataFrame:
-    out = frame[np.asarray(mask, dtype=bool)].copy()
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():  # the usual case, a day passing: nothing copied
+        return frame.iloc[0:0]
+    out = frame[mask].copy()
     out.insert(0, "open_time_utc", [ms_to_iso(int(t)) for t in out["open_time"]])
     return out
 
@@ -101,8 +104,7 @@ def candles_valid(frame: pd.DataFrame, step_ms: int, now_ms: int) -> CheckOutcom
     }
     parts = [_rows(frame, mask).assign(rule=rule) for rule, mask in broken.items() if mask.any()]
     if not parts:
-        return CheckOutcome("candles_valid", _rows(frame, np.zeros(len(frame), dtype=bool)).assign(rule=""),
-                            f"{len(frame)} candles pass {', '.join(VALIDITY_RULES)}")
+        return CheckOutcome("candles_valid", frame.iloc[0:0], f"{len(frame)} candles pass {', '.join(VALIDITY_RULES)}")
     offending = pd.concat(parts, ignore_index=True)
     counts = offending["rule"].value_counts()
     return CheckOutcome("candles_valid", offending[["rule", *frame.columns.insert(0, "open_time_utc")]],
@@ -246,6 +248,7 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
     age = None if latest is None else max(0, until - (latest + step))
     freshness = freshness_share(age, *freshness_windows_ms)
     disagreements = sources.disagreements(warehouse, instrument.exchange, instrument.symbol, interval, days)
+    disagreeing = dict(iter(disagreements.groupby("day"))) if len(disagreements) else {}
     results = {}
     for day in days:
         start, end = day_bounds_ms(day)
@@ -254,14 +257,19 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         frame = _within(stored, start, end)
         outcomes = check_candles(frame, step, now_ms, expected_by_day[day], explained,
                                  None if minutes is None else _within(minutes, start, end), minutes_existing)
-        outcomes.append(sources_agree(disagreements[disagreements["day"] == day.isoformat()]))
+        outcomes.append(sources_agree(disagreeing.get(day.isoformat(), NO_DISAGREEMENT)))
         results[day] = (outcomes, quality_score(frame, outcomes, expected_by_day[day], explained, freshness))
     return results
+
+
+NO_DISAGREEMENT = pd.DataFrame(columns=["source", "other", "candles", "max_diff_pct", "first_open_time_utc", "kept"])
 
 
 def sources_agree(recorded: pd.DataFrame) -> CheckOutcome:
     """The day's recorded disagreements between sources (each: which file, against what, how many
     candles and how far, whose values were kept)."""
+    if recorded.empty:  # the usual case
+        return CheckOutcome("sources_agree", NO_DISAGREEMENT)
     offending = recorded[["source", "other", "candles", "max_diff_pct", "first_open_time", "kept"]].reset_index(drop=True)
     offending.insert(4, "first_open_time_utc", [ms_to_iso(int(t)) for t in offending["first_open_time"]])
     detail = f"{int(offending['candles'].sum())} candle(s) differed between sources" if len(offending) else ""

@@ -7,7 +7,8 @@ import pytest
 
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.exchange.source import PermanentFetchError
-from ohlcv_assets.ingest import BATCH_CANDLES, ingest_days, page_windows
+from ohlcv_assets import ingest
+from ohlcv_assets.ingest import ingest_days, page_windows
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, simulator_candles
 
@@ -20,14 +21,19 @@ def test_windows_cover_a_range_exactly_once():
     assert windows == [(0, 1000 * MINUTE_MS), (1000 * MINUTE_MS, 2000 * MINUTE_MS), (2000 * MINUTE_MS, 2500 * MINUTE_MS)]
 
 
-def test_a_range_is_stored_exactly_in_batches_of_whole_days(simulator, universe, warehouse):
+@pytest.fixture
+def small_batches(monkeypatch):
+    monkeypatch.setattr(ingest, "BATCH_CANDLES", 10_000)  # 6 days of 1m a batch: 20 days are 4 batches
+
+
+def test_a_range_is_stored_exactly_in_batches_of_whole_days(simulator, universe, warehouse, small_batches):
     instrument = universe.instrument("binance.BTC-USDT")
     source = CcxtCandleSource("binance", universe.exchanges["binance"])
     now = day_bounds_ms(DAYS[-1])[1] + DAY_MS
     progress = []
     batches = list(ingest_days(source, warehouse, instrument, "1m", DAYS, now, workers=4, on_progress=progress.append))
     assert [day for batch in batches for day, _ in batch] == DAYS
-    assert all(len(batch) <= BATCH_CANDLES // 1440 for batch in batches) and len(batches) > 1
+    assert all(len(batch) <= 10_000 // 1440 for batch in batches) and len(batches) == 4
     for day in DAYS:
         stored = warehouse.read_candles("binance", "BTC/USDT", "1m", *day_bounds_ms(day))
         assert stored.equals(simulator_candles(simulator, "BTC/USDT", "1m", day, now)), day
@@ -39,7 +45,7 @@ def test_a_range_is_stored_exactly_in_batches_of_whole_days(simulator, universe,
     assert progress[-1].candles == 20 * 1440 - 90 and progress[-1].percent == 100.0
 
 
-def test_a_failure_keeps_the_batches_written_before_it(simulator, universe, warehouse):
+def test_a_failure_keeps_the_batches_written_before_it(simulator, universe, warehouse, small_batches):
     instrument = universe.instrument("binance.ETH-USDT")
     source = CcxtCandleSource("binance", universe.exchanges["binance"])
     late = day_bounds_ms(DAYS[15])[0]
