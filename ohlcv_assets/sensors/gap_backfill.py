@@ -35,7 +35,7 @@ from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY
 
 MAX_GAPS_PER_TICK = 200
-MAX_PARTITIONS_PER_TICK = 400
+MAX_PARTITIONS_PER_TICK = 1500  # a new instrument's four years of history in one backfill, not four ticks apart
 LOST_AFTER_MS = 30 * 60_000
 SUBMITTED_REMEMBERED = 100
 

@@ -1,0 +1,94 @@
+"""With the real daemon (`dagster dev` on the production instance config, Dagster's storage and the
+warehouse in PostgreSQL): an instrument added with a four-year start is registered, scanned, and its
+whole history backfilled by the gap sensor, from the simulator's Binance archive (monthly files,
+daily files) and REST for the days not published yet; it ends exact."""
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
+
+import pandas as pd
+import sqlalchemy as sa
+import yaml
+
+from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms
+from ohlcv_assets.simulator.market import SimulatedMarket
+from ohlcv_assets.simulator.server import SimulatorConfig
+from ohlcv_assets.warehouse import gap_records, sources
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets_tests.conftest import REPO
+from ohlcv_assets_tests.processes import free_port, running, wait_until
+
+YEARS = 4
+SETTLED = ("filled", "superseded", "confirmed_empty", "unfillable")
+
+
+def test_a_new_instrument_with_four_years_of_history_is_backfilled_from_the_archive_and_rest(tmp_path, new_postgres_database):
+    today = dt.datetime.now(dt.timezone.utc).date()
+    start = today.replace(year=today.year - YEARS)
+    sim_config = {"symbols": [{"base": "DEEP", "quote": "USDT", "listed": "2019-01-01", "price": 40}]}
+    (tmp_path / "sim.yaml").write_text(yaml.safe_dump(sim_config))
+    sim_port, ui_port = free_port(), free_port()
+    (tmp_path / "universe.yaml").write_text(f"""
+exchanges:
+  binance:
+    ccxt_id: binance
+    api_url: "http://127.0.0.1:{sim_port}/api/v3"
+    retry_base_seconds: 0.1
+    archive: {{url: "http://127.0.0.1:{sim_port}/archive/binance"}}
+instruments:
+  - {{exchange: binance, symbol: DEEP/USDT, intervals: [1h], start: {start}}}
+refresh_minutes: 60
+""")
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    storage = sa.make_url(new_postgres_database())
+    warehouse_url = new_postgres_database()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
+           "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url,
+           "OHLCV_ARCHIVE_CACHE": str(tmp_path / "archive-cache"), "DAGSTER_PG_USER": storage.username,
+           "DAGSTER_PG_PASSWORD": storage.password or "unused", "DAGSTER_PG_HOST": storage.host,
+           "DAGSTER_PG_PORT": str(storage.port), "DAGSTER_PG_DB": storage.database}
+    subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
+    simulator = ["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")]
+    dagster = ["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)]
+    config = SimulatorConfig.from_mapping(sim_config)
+    market = SimulatedMarket(config.symbols, config.downtime, config.seed)
+    lo, hi = day_bounds_ms(start)[0], day_bounds_ms(today)[0]
+    expected = pd.DataFrame(market.candles(market.symbols["DEEPUSDT"], HOUR_MS, lo, hi, hi + HOUR_MS).as_floats())
+    assert len(expected) == (today - start).days * 24
+    with running(simulator, env, str(REPO), str(tmp_path / "sim.log")), \
+         running(dagster, env, str(REPO), str(tmp_path / "dagster.log")):
+        warehouse = Warehouse(warehouse_url)
+
+        def history_filled():
+            try:
+                gaps = gap_records.instrument_gaps(warehouse, "binance", "DEEP/USDT", "1h")
+                stored = len(warehouse.read_open_times("binance", "DEEP/USDT", "1h", lo, hi))
+            except Exception:  # tables not migrated yet
+                return None
+            settled = gaps and stored >= len(expected) and all(g.status in SETTLED for g in gaps)
+            return gaps if settled and sources.sources_of(warehouse, "binance", "DEEP/USDT", "1h", [today]) else None
+
+        gaps = wait_until(history_filled, timeout_seconds=900, interval=5, what="four years backfilled by the gap sensor")
+        with urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/sim/stats", timeout=10) as response:
+            stats = json.loads(response.read())
+    log = (tmp_path / "dagster.log").read_text()
+    assert all(g.attempts <= 1 for g in gaps), log[-5000:]
+
+    assert warehouse.read_candles("binance", "DEEP/USDT", "1h", lo, hi).equals(expected), log[-5000:]
+
+    by_day = sources.sources_of(warehouse, "binance", "DEEP/USDT", "1h")
+    kinds = Counter(s.file.split("/")[2] if s.file else s.source for s in by_day.values())  # data/spot/{monthly|daily}/…
+    assert kinds["monthly"] >= 28 * (YEARS * 12 - 2), kinds  # whole published months from monthly files
+    assert kinds["daily"] >= 1, kinds  # the edges of the range: days of months not whole or not published yet
+    assert "/daily/" in by_day[today - dt.timedelta(days=1)].file  # published the next day
+    assert by_day[today].source == "rest", kinds  # not published yet
+    assert stats.get("requests.klines", 0) < 60, stats  # REST for a few days only, not four years of pages
+    warehouse.dispose()
