@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 import pytest
 
+from ohlcv_assets import ingest
 from ohlcv_assets.assets.candles import ProgressReporter
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
@@ -202,6 +203,7 @@ def test_revised_candles_are_stored_corrected_and_counted(simulator, defs, insta
 def test_a_ranged_run_reports_its_progress(simulator, defs, instance, warehouse_url, monkeypatch):
     """A backfill range is one run; its progress (pages, %, ETA) is logged and observed as it goes."""
     monkeypatch.setattr(ProgressReporter, "every_seconds", 0.0)
+    monkeypatch.setattr(ingest, "BATCH_CANDLES", 10_000)  # progress is told per batch written: 30 days are 5 batches
     first, last = dt.date(2026, 10, 1), dt.date(2026, 10, 30)
     result = dg.materialize([defs.get_assets_def(candles_key("1m"))], instance=instance, resources=defs.resources,
                             tags={RANGE_START_TAG: f"{first}|binance.BTC-USDT", RANGE_END_TAG: f"{last}|binance.BTC-USDT"})
