@@ -6,7 +6,8 @@ peak RSS is its own) and a fresh database:
             checksums, vectorised parse, reconciliation against what is stored, COPY + merge)
   rest      the pipeline's REST path over the same days (no rate limit on loopback)
   dagster   the archive path inside one real Dagster run (``dg.materialize`` of the day range,
-            per-partition metadata and checks; an in-process run, not a daemon backfill)
+            per-partition metadata and checks; an in-process run on a throwaway SQLite instance,
+            whose event log is slower than the production PostgreSQL one, not a daemon backfill)
   backfill  the same days launched as a backfill over GraphQL into ``dagster dev`` with the
             production instance (PostgreSQL storage), launch to done, daemon ticks included;
             ``--instruments N`` backfills N instruments at once (the multi-run policy, 8 runs at a time)
@@ -233,6 +234,11 @@ def print_table(results: list[dict]) -> None:
         rss = r.get("run_worker_peak_rss_mb") or r["peak_rss_mb"]
         print(f"| {r['years']} | {r['variant']} | {r['seconds']:.2f} | {r['candles']:,} | {rate:,.0f} | {vs_raw} | {vs_table} | {vs_rest} | "
               f"{rss:.0f} |")
+    for r in results:
+        if "runs_span_seconds" in r:
+            print(f"\n{r['variant']} ({r['years']} year(s)): {r['runs']} run(s), first run queued {r['first_run_queued_seconds']:.1f} s and "
+                  f"started {r['first_run_started_seconds']:.1f} s after the launch, every day materialized at "
+                  f"{r['all_green_seconds']:.1f} s, runs from first start to last end {r['runs_span_seconds']:.1f} s")
 
 
 if __name__ == "__main__":

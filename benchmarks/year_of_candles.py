@@ -75,8 +75,6 @@ def run_pipeline(warehouse_url: str, simulator: str, count: int) -> dict:
 def run_naive(warehouse_url: str, simulator: str, count: int) -> dict:
     import ccxt
 
-    from ohlcv_assets.warehouse.store import Warehouse
-    Warehouse(warehouse_url).migrate()
     exchange = ccxt.binance({"enableRateLimit": False, "options": {"fetchMarkets": {"types": ["spot"]}}})
     exchange.urls["api"]["public"] = f"{simulator}/api/v3"
     span = days(count)
@@ -85,6 +83,8 @@ def run_naive(warehouse_url: str, simulator: str, count: int) -> dict:
     written = 0
     began = time.perf_counter()
     with psycopg.connect(warehouse_url) as connection:
+        connection.execute("CREATE TABLE naive_candles (exchange text, symbol text, timeframe text, open_time bigint, open float8, "
+                           "high float8, low float8, close float8, volume float8, PRIMARY KEY (exchange, symbol, timeframe, open_time))")
         while since < end:
             rows = exchange.fetch_ohlcv("BTC/USDT", "1m", since, 1000)
             if not rows:
@@ -94,9 +94,9 @@ def run_naive(warehouse_url: str, simulator: str, count: int) -> dict:
                     if t >= end:
                         break
                     cursor.execute(
-                        "INSERT INTO candles (exchange, symbol, timeframe, open_time, open, high, low, close, volume, fetched_at) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        ("binance", "BTC/USDT", "1m", t, o, h, l, c, v, 0))
+                        "INSERT INTO naive_candles (exchange, symbol, timeframe, open_time, open, high, low, close, volume) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        ("binance", "BTC/USDT", "1m", t, o, h, l, c, v))
                     written += 1
             connection.commit()
             since = rows[-1][0] + 60_000
