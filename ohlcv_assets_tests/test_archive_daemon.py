@@ -56,6 +56,10 @@ refresh_minutes: 60
            "DAGSTER_PG_PASSWORD": storage.password or "unused", "DAGSTER_PG_HOST": storage.host,
            "DAGSTER_PG_PORT": str(storage.port), "DAGSTER_PG_DB": storage.database}
     subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
+    # Features of four years would follow the candles (about 50 runs): not what this test is about, and
+    # load enough to slow every other test of the suite running beside it.
+    subprocess.run([sys.executable, "-m", "dagster", "sensor", "stop", "automation", "-w", str(REPO / "workspace.yaml")],
+                   env=env, check=True, capture_output=True)
     simulator = ["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")]
     dagster = ["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)]
     config = SimulatorConfig.from_mapping(sim_config)
