@@ -80,10 +80,10 @@ def backfill_through_dagster(warehouse_url: str, universe_text: str, asset_path:
     import shutil
     import tempfile
 
-    import sqlalchemy as sa
     from dagster import AssetKey, DagsterInstance, RunsFilter
 
     from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
+    from ohlcv_assets.instance_storage import storage_env
     from ohlcv_assets.partitions import sync_instrument_partitions
     from ohlcv_assets.universe import load_universe
     from ohlcv_assets.warehouse.store import Warehouse
@@ -92,12 +92,11 @@ def backfill_through_dagster(warehouse_url: str, universe_text: str, asset_path:
         home = Path(tmp) / "dagster_home"
         home.mkdir()
         shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
-        storage = sa.make_url(fresh_database(warehouse_url.rsplit("/", 1)[0] + "/postgres", "bench_dagster_storage"))
+        storage = fresh_database(warehouse_url.rsplit("/", 1)[0] + "/postgres", "bench_dagster_storage")
         universe_file = Path(tmp) / "universe.yaml"
         universe_file.write_text(universe_text)
         env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file), "OHLCV_WAREHOUSE_URL": warehouse_url,
-               "DAGSTER_PG_USER": storage.username, "DAGSTER_PG_PASSWORD": storage.password or "unused",
-               "DAGSTER_PG_HOST": storage.host, "DAGSTER_PG_PORT": str(storage.port), "DAGSTER_PG_DB": storage.database}
+               **storage_env(storage)}
         os.environ.update(env)
         subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
         Warehouse(warehouse_url).migrate()

@@ -15,6 +15,8 @@ Configured in ``deploy/dagster.yaml`` under ``storage: custom:`` with the same f
 import os
 import weakref
 
+import sqlalchemy as sa
+
 from dagster._core.storage.config import pg_config
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
@@ -71,3 +73,10 @@ def forget_in_forked_child(storage: PooledPostgresStorage) -> None:
                 part._engine.dispose(close=False)
 
     os.register_at_fork(after_in_child=drop_pools)
+
+
+def storage_env(postgres_url: str) -> dict[str, str]:
+    """The variables ``deploy/dagster.yaml`` reads Dagster's storage from, for a PostgreSQL URL."""
+    url = sa.make_url(postgres_url)
+    return {"DAGSTER_PG_USER": url.username, "DAGSTER_PG_PASSWORD": url.password or "unused", "DAGSTER_PG_HOST": url.host,
+            "DAGSTER_PG_PORT": str(url.port), "DAGSTER_PG_DB": url.database}

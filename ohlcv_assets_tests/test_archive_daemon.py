@@ -13,9 +13,9 @@ import urllib.request
 from collections import Counter
 
 import pandas as pd
-import sqlalchemy as sa
 import yaml
 
+from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms
 from ohlcv_assets.simulator.market import SimulatedMarket
 from ohlcv_assets.simulator.server import SimulatorConfig
@@ -48,13 +48,10 @@ refresh_minutes: 60
     home = tmp_path / "home"
     home.mkdir()
     shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    storage = sa.make_url(new_postgres_database())
     warehouse_url = new_postgres_database()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
            "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url,
-           "OHLCV_ARCHIVE_CACHE": str(tmp_path / "archive-cache"), "DAGSTER_PG_USER": storage.username,
-           "DAGSTER_PG_PASSWORD": storage.password or "unused", "DAGSTER_PG_HOST": storage.host,
-           "DAGSTER_PG_PORT": str(storage.port), "DAGSTER_PG_DB": storage.database}
+           "OHLCV_ARCHIVE_CACHE": str(tmp_path / "archive-cache"), **storage_env(new_postgres_database())}
     subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
     # Features of four years would follow the candles (about 50 runs): not what this test is about, and
     # load enough to slow every other test of the suite running beside it.

@@ -12,6 +12,7 @@ from dagster._config import process_config
 from dagster._core.launcher import RunLauncher
 from dagster_postgres import PostgresEventLogStorage
 
+from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets_tests.conftest import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -47,9 +48,7 @@ def test_the_image_carries_the_files_compose_uses():
 
 @pytest.fixture
 def production_home(tmp_path, postgres_url, monkeypatch):
-    url = sa.make_url(postgres_url)
-    for key, value in {"DAGSTER_PG_USER": url.username, "DAGSTER_PG_PASSWORD": url.password or "unused",
-                       "DAGSTER_PG_HOST": url.host, "DAGSTER_PG_DB": url.database, "DAGSTER_PG_PORT": str(url.port)}.items():
+    for key, value in storage_env(postgres_url).items():
         monkeypatch.setenv(key, value)
     (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
     return tmp_path

@@ -16,9 +16,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 import requests
-import sqlalchemy as sa
 import yaml
 
+from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets.cli.dagster_api import graphql, launch_backfill, wait_for_backfills, wait_for_webserver
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms
 from ohlcv_assets.partitions import sync_instrument_partitions
@@ -71,7 +71,7 @@ def _location_loaded(webserver: str) -> bool:
 @contextlib.contextmanager
 def production_topology(tmp_path, new_postgres_database, monkeypatch, run_launcher: str = "", extra_env: dict | None = None):
     """The production processes on deploy/dagster.yaml (with ``run_launcher`` appended, if given)."""
-    storage_url = sa.make_url(new_postgres_database())
+    storage_url = new_postgres_database()
     warehouse_url = new_postgres_database()
     home = tmp_path / "home"
     home.mkdir()
@@ -89,8 +89,7 @@ instruments:
   - {{exchange: binance, symbol: ETH/USDT, intervals: [1m, 1h], start: 2026-10-01}}
 """)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
-           "DAGSTER_HOME": str(home), "DAGSTER_PG_USER": storage_url.username, "DAGSTER_PG_PASSWORD": storage_url.password or "unused",
-           "DAGSTER_PG_HOST": storage_url.host, "DAGSTER_PG_PORT": str(storage_url.port), "DAGSTER_PG_DB": storage_url.database,
+           "DAGSTER_HOME": str(home), **storage_env(storage_url),
            "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url, **(extra_env or {})}
     ws = str(tmp_path / "workspace.yaml")
     commands = {
