@@ -117,15 +117,16 @@ def run_dagster(warehouse_url: str, simulator: str, years: int) -> dict:
     return {"seconds": seconds, "candles": written, "requests": 0}
 
 
-def run_backfill(warehouse_url: str, simulator: str, years: int, instruments: int) -> dict:
+def run_backfill(warehouse_url: str, simulator: str, years: int, instruments: int, last_days: int | None) -> dict:
     from common import backfill_through_dagster
 
-    days = span(years)
+    days = span(years)[-last_days:] if last_days else span(years)
     symbols = [f"S{n:03d}/USDT" for n in range(instruments)] if instruments > 1 else ["BTC/USDT"]
     universe = universe_text(simulator, days[0]).split("instruments:")[0] + "instruments:\n" + "".join(
         f"  - {{exchange: binance, symbol: {s}, intervals: [1m], start: {days[0]}}}\n" for s in symbols)
     partitions = [f"{d}|binance.{s.replace('/', '-')}" for s in symbols for d in days]
-    return backfill_through_dagster(warehouse_url, universe, ["candles", "1m"], partitions, title="archive benchmark")
+    return backfill_through_dagster(warehouse_url, universe, ["candles", "1m"], partitions, title="archive benchmark",
+                                    scale=instruments > 1)
 
 
 def run_raw(warehouse_url: str, simulator: str, years: int, into_candles: bool) -> dict:
@@ -176,7 +177,7 @@ def child(args) -> None:
     elif args.variant == "dagster":
         out = run_dagster(args.warehouse, args.simulator, args.years)
     elif args.variant == "backfill":
-        out = run_backfill(args.warehouse, args.simulator, args.years, args.instruments)
+        out = run_backfill(args.warehouse, args.simulator, args.years, args.instruments, args.days)
     else:
         out = run_ingest(args.warehouse, args.simulator, args.years, archive=args.variant == "archive")
     print(json.dumps({**out, "peak_rss_mb": peak_rss_mb()}))
@@ -189,6 +190,7 @@ def main() -> None:
     parser.add_argument("--variants", default="archive,rest,dagster,raw,raw_candles")
     parser.add_argument("--dagster-years", type=int, default=1, help="the Dagster variants only up to this many years")
     parser.add_argument("--instruments", type=int, default=1, help="instruments of the backfill variant")
+    parser.add_argument("--days", type=int, help="the backfill variant: only the last DAYS days of the span")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
     parser.add_argument("--simulator", help=argparse.SUPPRESS)
@@ -205,7 +207,8 @@ def main() -> None:
         with running_simulator(config) as (simulator, _):
             symbols = [f"S{n:03d}USDT" for n in range(args.instruments)] if args.instruments > 1 else []
             for symbol in ["BTCUSDT", *symbols]:  # built once, then served from memory
-                for url in month_urls(simulator, span(max(args.years)), symbol):
+                days = span(max(args.years))
+                for url in month_urls(simulator, days[-args.days:] if args.days and symbol != "BTCUSDT" else days, symbol):
                     urllib.request.urlopen(url, timeout=60).read()
             for years in args.years:
                 for variant in args.variants.split(","):
@@ -213,11 +216,14 @@ def main() -> None:
                         continue
                     database = fresh_database(args.postgres, f"bench_archive_{variant}")
                     answer = subprocess.run([sys.executable, __file__, "--variant", variant, "--years", str(years),
-                                             "--instruments", str(args.instruments), "--warehouse", database, "--simulator", simulator],
+                                             "--instruments", str(args.instruments), *(["--days", str(args.days)] if args.days else []),
+                                             "--warehouse", database, "--simulator", simulator],
                                             capture_output=True, text=True, cwd=REPO)
                     if answer.returncode:
                         raise SystemExit(f"{variant} ({years} years) failed:\n{answer.stderr[-3000:]}")
                     label = f"backfill × {args.instruments}" if variant == "backfill" and args.instruments > 1 else variant
+                    if variant == "backfill" and args.days:
+                        label += f" ({args.days} days)"
                     results.append({"years": years, "variant": label, **json.loads(answer.stdout.strip().splitlines()[-1])})
     print_table(results)
 
@@ -239,6 +245,12 @@ def print_table(results: list[dict]) -> None:
             print(f"\n{r['variant']} ({r['years']} year(s)): {r['runs']} run(s), first run queued {r['first_run_queued_seconds']:.1f} s and "
                   f"started {r['first_run_started_seconds']:.1f} s after the launch, every day materialized at "
                   f"{r['all_green_seconds']:.1f} s, runs from first start to last end {r['runs_span_seconds']:.1f} s")
+        if "event_log_rows" in r:
+            page = "no Chromium" if r["partitions_page_seconds"] is None else f"{r['partitions_page_seconds']:.1f} s"
+            peaks = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["process_peak_rss_mb"].items()))
+            print(f"scale: {r['event_log_rows']:,} event-log rows, instance database {r['instance_db_mb']:,.0f} MB, warehouse "
+                  f"{r['warehouse_db_mb']:,.0f} MB, partitions page in Chromium {page}, peak RSS (MB): run worker "
+                  f"{r['run_worker_peak_rss_mb']:.0f}, {peaks}")
 
 
 if __name__ == "__main__":

@@ -73,10 +73,13 @@ def running_dagster_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
 
 
 def backfill_through_dagster(warehouse_url: str, universe_text: str, asset_path: list[str], partitions: list[str],
-                             title: str = "benchmark") -> dict:
+                             title: str = "benchmark", scale: bool = False) -> dict:
     """A backfill of ``partitions`` launched over GraphQL into `dagster dev` on the production
     instance config (deploy/dagster.yaml, Dagster's storage in PostgreSQL too); its wall time from
-    launch to done (the daemon's ticks included), the runs' own span and the run workers' peak RSS."""
+    launch to done (the daemon's ticks included), the runs' own span and the run workers' peak RSS.
+    With ``scale``, also what grows with it: event-log rows, the instance's and the warehouse's
+    database sizes, each long-lived process's peak RSS, and how long the asset's partitions page
+    takes to show in headless Chromium."""
     import shutil
     import tempfile
 
@@ -115,14 +118,67 @@ def backfill_through_dagster(warehouse_url: str, universe_text: str, asset_path:
                 stats = [instance.get_run_stats(run.run_id) for run in runs]
                 runs_span = max(s.end_time for s in stats) - min(s.start_time for s in stats)
                 [last] = instance.fetch_materializations(AssetKey(asset_path), limit=1).records
+            extra = scale_figures(webserver, asset_path, storage, warehouse_url) if scale else {}
     with Warehouse(warehouse_url).engine.connect() as connection:
         stored = connection.exec_driver_sql("SELECT count(*) FROM candles").scalar()
-    return {"seconds": seconds, "candles": stored, "status": status, "run_worker_peak_rss_mb": peak.mb, "requests": None,
+    return {**extra, "seconds": seconds, "candles": stored, "status": status, "run_worker_peak_rss_mb": peak.mb, "requests": None,
             "runs": len(runs), "runs_span_seconds": runs_span,
             # launch to: the first run enqueued (a backfill-daemon tick), its worker started, every day materialized
             "first_run_queued_seconds": min(s.enqueued_time or s.launch_time for s in stats) - launched_at,
             "first_run_started_seconds": min(s.start_time for s in stats) - launched_at,
             "all_green_seconds": last.timestamp - launched_at}
+
+
+def scale_figures(webserver: str, asset_path: list[str], storage_url: str, warehouse_url: str) -> dict:
+    """What a big backfill leaves behind and costs the long-lived processes (see backfill_through_dagster)."""
+    with psycopg.connect(storage_url, autocommit=True) as connection:
+        event_rows = connection.execute("SELECT count(*) FROM event_logs").fetchone()[0]
+        instance_mb = connection.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
+    with psycopg.connect(warehouse_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
+        warehouse_mb = connection.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
+    return {"event_log_rows": event_rows, "instance_db_mb": instance_mb, "warehouse_db_mb": warehouse_mb,
+            "process_peak_rss_mb": process_peaks(), "partitions_page_seconds": partitions_page_seconds(webserver, asset_path)}
+
+
+def process_peaks() -> dict[str, float]:
+    """Peak RSS (VmHWM) of `dagster dev`'s long-lived processes and PostgreSQL's busiest backend."""
+    kinds = {"webserver": b"dagster_webserver", "daemon": b"dagster._daemon", "code server": b"grpc", "postgres backend": b"postgres: "}
+    peaks: dict[str, float] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            kind = next((k for k, marker in kinds.items() if marker in cmdline), None)
+            if kind is None:
+                continue
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[kind] = max(peaks.get(kind, 0.0), int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return peaks
+
+
+def partitions_page_seconds(webserver: str, asset_path: list[str]) -> float | None:
+    """Seconds from opening the asset's partitions page in headless Chromium (Debian's) until it
+    shows the materialized count; None without Chromium."""
+    import shutil
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return None
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        began = time.perf_counter()
+        page.goto(f"{webserver}/assets/{'/'.join(asset_path)}?view=partitions")
+        page.get_by_text("Materialized (", exact=False).first.wait_for(timeout=600_000)
+        seconds = time.perf_counter() - began
+        browser.close()
+    return seconds
 
 
 class RunWorkerPeak:

@@ -182,6 +182,10 @@ class Universe(BaseModel):
     instruments: tuple[Instrument, ...]
     refresh_minutes: int = Field(default=10, ge=1, le=60,
                                  description="how often today's candles of every instrument are re-fetched (divides 60)")
+    sensor_seconds: int = Field(default=30, ge=5, le=3600,
+                                description="how often the instrument and gap-backfill sensors look; shorter hands work on sooner, each "
+                                            "look costs a sensor evaluation; Dagster's sensor daemon looks at most every 5 s. The "
+                                            "features automation stays at 30 s: more often only makes more, smaller feature runs")
     retention: dict[str, Retention] = Field(default_factory=dict, description="per interval; intervals not named are kept forever")
     export: ExportConfig = Field(default_factory=ExportConfig)
 

@@ -44,6 +44,7 @@ exchanges:
 instruments:
   - {{exchange: binance, symbol: DEEP/USDT, intervals: [1h], start: {start}}}
 refresh_minutes: 60
+sensor_seconds: 5
 """)
     home = tmp_path / "home"
     home.mkdir()

@@ -25,7 +25,7 @@ from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port, running, wait_until
 
-QUIET_SECONDS = 75  # more than two ticks of every sensor (30 s each)
+QUIET_SECONDS = 25  # several ticks of every sensor that launches runs (sensor_seconds: 5)
 SETTLED = ("filled", "superseded", "confirmed_empty", "unfillable")
 
 
@@ -50,6 +50,7 @@ instruments:
   - {{exchange: binance, symbol: GAP/USDT, intervals: [1h], start: {first}}}
   - {{exchange: binance, symbol: LATE/USDT, intervals: [1h], start: {first}}}
 refresh_minutes: 60
+sensor_seconds: 5
 """)
     home = tmp_path / "home"
     home.mkdir()

@@ -84,3 +84,17 @@ def test_retention_requires_every_coarser_interval_unless_told():
     assert universe.aggregates_required(btc, "1m") == ("1h",)
     told = parse_universe(VALID + "retention: {1m: {keep_days: 30, requires: []}}\n", today=TODAY)
     assert told.aggregates_required(btc, "1m") == ()
+
+
+def test_sensor_seconds_sets_how_often_the_instrument_and_gap_sensors_look(tmp_path):
+    from ohlcv_assets.definitions import build_definitions
+
+    (tmp_path / "u.yaml").write_text(VALID + "sensor_seconds: 7\n")
+    defs = build_definitions(str(tmp_path / "u.yaml"), warehouse_url=f"sqlite:///{tmp_path}/w.db")
+    intervals = {s.name: s.minimum_interval_seconds for s in defs.sensors}
+    looking = ["instrument_partitions", "gap_backfill_1m", "gap_backfill_1h"]
+    assert {name: intervals[name] for name in looking} == dict.fromkeys(looking, 7)
+    assert intervals["automation"] == 30
+    assert parse_universe(VALID, today=TODAY).sensor_seconds == 30
+    with pytest.raises(UniverseError, match=r"sensor_seconds: .*greater than or equal to 5"):
+        parse_universe(VALID + "sensor_seconds: 2\n", today=TODAY)

@@ -1,5 +1,6 @@
 """The few calls to Dagster's webserver GraphQL API that the UI itself makes, for the demo and
-end-to-end tests: wait for the webserver, launch a partition backfill, follow it to the end."""
+end-to-end tests: wait for the webserver, launch a partition backfill or a run of a job, follow
+them to the end."""
 
 import json
 import time
@@ -31,6 +32,28 @@ query Status($id: String!) {
   }
 }
 """
+LAUNCH_RUN = """
+mutation LaunchRun($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on PipelineNotFoundError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+RUN_STATUSES = """
+query Runs($ids: [String!]) {
+  runsOrError(filter: {runIds: $ids}) {
+    __typename
+    ... on Runs { results { runId status } }
+    ... on PythonError { message }
+  }
+}
+"""
+FINAL_RUN_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
 FINAL_STATUSES = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
@@ -75,6 +98,33 @@ def launch_backfill(webserver: str, asset_path: list[str], partition_names: list
     return result["backfillId"]
 
 
+def launch_run(webserver: str, job_name: str, partition_key: str, tags: dict[str, str] | None = None,
+               location: str = "ohlcv_assets") -> str:
+    """Launches (queues) one run of a partitioned job, as the UI's Launch button does; returns its id.
+    Unlike a backfill it does not wait for the backfill daemon's next tick (every 30 s)."""
+    selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "jobName": job_name}
+    run_tags = [{"key": k, "value": v} for k, v in {"dagster/partition": partition_key, **(tags or {})}.items()]
+    params = {"selector": selector, "executionMetadata": {"tags": run_tags}}
+    result = graphql(webserver, LAUNCH_RUN, {"params": params})["launchRun"]
+    if result["__typename"] != "LaunchRunSuccess":
+        raise DagsterApiError(f"run of {job_name} for {partition_key} not launched: {result}")
+    return result["run"]["runId"]
+
+
+def wait_for_runs(webserver: str, run_ids: list[str], timeout_seconds: float,
+                  alive: Callable[[], bool] = lambda: True) -> dict[str, str]:
+    """Final status of each run (SUCCESS, FAILURE, CANCELED); raises as ``wait_for_backfills`` does."""
+    return _wait(lambda: _run_statuses(webserver, run_ids), run_ids, FINAL_RUN_STATUSES, "runs", timeout_seconds, alive)
+
+
+def _run_statuses(webserver: str, run_ids: list[str]) -> dict[str, str]:
+    result = graphql(webserver, RUN_STATUSES, {"ids": run_ids})["runsOrError"]
+    if result["__typename"] != "Runs":
+        raise DagsterApiError(f"runs {run_ids}: {result}")
+    found = {r["runId"]: r["status"] for r in result["results"]}
+    return {r: found.get(r, "unknown (not found)") for r in run_ids}
+
+
 def backfill_status(webserver: str, backfill_id: str) -> str:
     result = graphql(webserver, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
     if result["__typename"] != "PartitionBackfill":
@@ -87,17 +137,23 @@ def wait_for_backfills(webserver: str, backfill_ids: list[str], timeout_seconds:
     """Final status of each backfill; raises when time runs out or ``alive()`` says the processes
     running them are gone. A poll the webserver does not answer in time (it shares a loaded machine
     with the runs) is retried at the next poll, not fatal."""
+    return _wait(lambda: {b: backfill_status(webserver, b) for b in backfill_ids}, backfill_ids, FINAL_STATUSES,
+                 "backfills", timeout_seconds, alive)
+
+
+def _wait(poll: Callable[[], dict[str, str]], ids: list[str], final: set[str], what: str, timeout_seconds: float,
+          alive: Callable[[], bool]) -> dict[str, str]:
     deadline = time.monotonic() + timeout_seconds
     statuses: dict[str, str] = {}
     while True:
         if not alive():
-            raise DagsterApiError(f"the Dagster processes stopped before the backfills finished: {statuses}")
+            raise DagsterApiError(f"the Dagster processes stopped before the {what} finished: {statuses}")
         try:
-            statuses = {b: backfill_status(webserver, b) for b in backfill_ids}
+            statuses = poll()
         except (TimeoutError, ConnectionError, urllib.error.URLError) as err:  # graphql() turns HTTP errors into DagsterApiError
-            statuses = {b: f"unknown ({type(err).__name__})" for b in backfill_ids}
-        if all(s in FINAL_STATUSES for s in statuses.values()):
+            statuses = {i: f"unknown ({type(err).__name__})" for i in ids}
+        if all(s in final for s in statuses.values()):
             return statuses
         if time.monotonic() > deadline:
-            raise DagsterApiError(f"backfills not finished after {timeout_seconds}s: {statuses}")
+            raise DagsterApiError(f"{what} not finished after {timeout_seconds}s: {statuses}")
         time.sleep(2)

@@ -26,10 +26,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from ohlcv_assets.cli.dagster_api import DagsterApiError, launch_backfill, wait_for_backfills, wait_for_webserver
+from ohlcv_assets.cli.dagster_api import (
+    DagsterApiError,
+    launch_backfill,
+    launch_run,
+    wait_for_backfills,
+    wait_for_runs,
+    wait_for_webserver,
+)
 from ohlcv_assets.cli.processes import spawn, stop_group
 from ohlcv_assets.monitoring import failing_checks
-from ohlcv_assets.names import partition_key_string
+from ohlcv_assets.names import REASON_TAG, partition_key_string, scan_job_name
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.settings import DAGSTER_HOME_ENV, warehouse_url
 from ohlcv_assets.universe import Universe, load_universe
@@ -98,7 +105,8 @@ def wait_for_simulator(url: str, seconds: float = 60) -> None:
             time.sleep(0.3)
 
 
-def summary(universe: Universe, instance: dg.DagsterInstance, partitions: int, statuses: dict[str, str]) -> tuple[str, bool]:
+def summary(universe: Universe, instance: dg.DagsterInstance, partitions: int, statuses: dict[str, str],
+            scan_statuses: dict[str, str]) -> tuple[str, bool]:
     warehouse = Warehouse.open_existing(warehouse_url())
     try:
         stored = sum(len(warehouse.read_open_times(i.exchange, i.symbol, interval, 0, 2**62))
@@ -112,10 +120,12 @@ def summary(universe: Universe, instance: dg.DagsterInstance, partitions: int, s
     finally:
         warehouse.dispose()
     failing = {f"candles/{i} {name}": days for i in universe.intervals for name, days in failing_checks(instance, universe, i).items()}
-    ok = all(s == "COMPLETED_SUCCESS" for s in statuses.values()) and not failing
+    ok = (all(s == "COMPLETED_SUCCESS" for s in statuses.values()) and all(s == "SUCCESS" for s in scan_statuses.values())
+          and not failing)
     lines = [
         "", "Demo backfill finished:",
         f"  partitions backfilled: {partitions} ({', '.join(sorted(set(statuses.values())))})",
+        f"  gap scans:             {len(scan_statuses)} runs ({', '.join(sorted(set(scan_statuses.values())))})",
         f"  candles stored:        {stored:,}",
         "  missing candles found: " + (", ".join(f"{k}: {v}" for k, v in sorted(by_status.items())) or "none"),
         "  checks failing:        " + ("; ".join(f"{k} for {', '.join(v)}" for k, v in failing.items()) or "none"),
@@ -177,16 +187,17 @@ def run_demo(universe: Universe, instance: dg.DagsterInstance, webserver: str, c
         print(f"backfill {backfills[-1]}: {len(names)} partitions of candles/{interval}", flush=True)
     print(f"\n  Dagster UI: {webserver}/assets/candles  (Ctrl-C stops the demo)\n", flush=True)
     statuses = wait_for_backfills(webserver, backfills, timeout_seconds=1800, alive=lambda: not children.dead())
-    scans = [launch_backfill(webserver, ["gap_report", interval], [i.key for i in universe.instruments_for(interval)],
-                             title=f"demo: gap scan of {interval}") for interval in universe.intervals]
-    print(f"gap scans {', '.join(scans)}: every instrument's history checked for missing candles", flush=True)
-    wait_for_backfills(webserver, scans, timeout_seconds=600, alive=lambda: not children.dead())
+    scans = [launch_run(webserver, scan_job_name(interval), i.key, {REASON_TAG: "demo: gap scan"})
+             for interval in universe.intervals for i in universe.instruments_for(interval)]
+    print(f"gap scans: {len(scans)} runs of {', '.join(scan_job_name(i) for i in universe.intervals)} check every "
+          "instrument's history for missing candles", flush=True)
+    scan_statuses = wait_for_runs(webserver, scans, timeout_seconds=600, alive=lambda: not children.dead())
     # The gap sensor re-checks days whose missing candles the scans confirmed as downtime.
     deadline = time.monotonic() + RECHECK_SECONDS
     while any(failing_checks(instance, universe, i) for i in universe.intervals) and time.monotonic() < deadline:
         time.sleep(3)
     drain(instance, DRAIN_SECONDS)
-    text, ok = summary(universe, instance, partitions, statuses)
+    text, ok = summary(universe, instance, partitions, statuses, scan_statuses)
     print(text, flush=True)
     if once:
         return 0 if ok else 1

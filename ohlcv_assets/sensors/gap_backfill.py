@@ -50,7 +50,7 @@ def gap_partitions(record: gap_records.GapRecord) -> list[str]:
 def build_gap_backfill_sensor(universe: Universe, interval: str, candles: dg.AssetsDefinition) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"gap_backfill_{interval}",
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=universe.sensor_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         # a backfill-launching sensor needs an asset selection; the gap reports are re-scanned from here too
         asset_selection=dg.AssetSelection.assets(candles, gap_report_key(interval)),

@@ -12,7 +12,7 @@ def build_instrument_sensor(universe: Universe, scan_jobs: list) -> dg.SensorDef
     @dg.sensor(
         name="instrument_partitions",
         jobs=scan_jobs,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=universe.sensor_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Adds instruments added to the universe as partitions of their intervals' assets and scans "
                     "them for gaps (which backfills their history); removes those taken out (their candles are kept).",

@@ -1,11 +1,11 @@
-"""Keeping today fresh for 200 instruments on this machine: `dagster dev` with the project's
+"""Keeping today fresh for many instruments (200 by default) on this machine: `dagster dev` with the project's
 schedules (one ranged run per interval per tick, `refresh_minutes: 1`), sampled every 10 s.
 
 Staleness of an instrument = now - close time of its latest stored 1m candle. The table gives its
 percentiles over all samples after the first refresh, the runs launched, and the CPU used by
 everything but the simulator (Dagster webserver, daemon, run workers, PostgreSQL), in cores.
 
-    python benchmarks/freshness_200.py --postgres postgresql://postgres@127.0.0.1:5432/postgres [--minutes 6]
+    python benchmarks/freshness.py --postgres postgresql://postgres@127.0.0.1:5432/postgres [--minutes 6] [--instruments 1000]
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse.store import Warehouse
 
-INSTRUMENTS = 200
-
-
 def cpu_seconds(pid: int | None = None) -> float:
     """Busy CPU seconds of one process, or of the whole machine."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -44,8 +41,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", required=True, help="administrative URL of a PostgreSQL server")
     parser.add_argument("--minutes", type=float, default=6)
+    parser.add_argument("--instruments", type=int, default=200)
     args = parser.parse_args()
-    bases = [f"C{n:03d}" for n in range(INSTRUMENTS)]
+    instruments = args.instruments
+    bases = [f"C{n:04d}" for n in range(instruments)]
     today = dt.datetime.now(dt.timezone.utc).date()
     warehouse_url = fresh_database(args.postgres, "bench_fresh")
     Warehouse(warehouse_url).migrate()
@@ -68,7 +67,7 @@ def main() -> None:
             with running_dagster_dev(env, tmp / "dagster.log"), psycopg.connect(warehouse_url, autocommit=True) as connection:
                 deadline = time.monotonic() + 300
                 while time.monotonic() < deadline:  # until the first refresh has stored every instrument
-                    if connection.execute("SELECT count(DISTINCT symbol) FROM candles").fetchone()[0] >= INSTRUMENTS:
+                    if connection.execute("SELECT count(DISTINCT symbol) FROM candles").fetchone()[0] >= instruments:
                         break
                     time.sleep(2)
                 else:
@@ -86,10 +85,10 @@ def main() -> None:
                     runs = instance.get_runs_count()
     staleness = np.concatenate(samples)
     p50, p95, p99 = np.percentile(staleness, [50, 95, 99])
-    print(f"\n### 4. Freshness: {INSTRUMENTS} instruments of 1m, refreshed every minute, {args.minutes:g} min sampled\n")
+    print(f"\n### 4. Freshness: {instruments} instruments of 1m, refreshed every minute, {args.minutes:g} min sampled\n")
     print("| instruments | samples | staleness p50 (s) | p95 (s) | p99 (s) | max (s) | runs in total | CPU (cores of 2, without simulator) | simulator CPU (cores) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {INSTRUMENTS} | {len(staleness):,} | {p50:.0f} | {p95:.0f} | {p99:.0f} | {staleness.max():.0f} | {runs} | {cores:.2f} | {sim_cores:.2f} |")
+    print(f"| {instruments} | {len(staleness):,} | {p50:.0f} | {p95:.0f} | {p99:.0f} | {staleness.max():.0f} | {runs} | {cores:.2f} | {sim_cores:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+"""Celery workers on two egress addresses against a venue that allows 1,200 weight/min per address:
+how much of each address's budget the runs use, how many 429s and 418s, and one worker's throughput
+against two workers'.
+
+`dagster dev` on deploy/dagster.yaml (Dagster's storage in PostgreSQL) with the Celery run launcher
+(deploy/run_launchers/celery.yaml), Debian's redis-server as the broker, and Celery workers
+(deploy/celery-worker.yaml, two runs at a time each) whose venue requests leave from 127.0.0.2 and
+127.0.0.3 (OHLCV_EGRESS_ADDRESS). The simulator counts weight per client address. Phase 1 backfills
+the REST history (1m, no archive) of four instruments with the worker on 127.0.0.2 alone; phase 2
+four other instruments with both workers. Budget used = weight the simulator served to an address /
+(1,200 x the minutes from the phase's first run start to its last run end).
+
+    python benchmarks/celery_budget.py --postgres postgresql://postgres@127.0.0.1:5432/postgres [--days 280]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from common import REPO, fresh_database, free_port, running_dagster_dev, running_simulator
+
+from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
+from ohlcv_assets.cli.processes import running
+from ohlcv_assets.instance_storage import storage_env
+from ohlcv_assets.names import partition_key_string
+from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.universe import load_universe
+from ohlcv_assets.warehouse.store import Warehouse
+
+LIMIT = 1200  # weight per minute per address, as the issue asks
+ADDRESSES = ("127.0.0.2", "127.0.0.3")
+PHASES = {"one worker": ("A", ADDRESSES[:1]), "two workers": ("B", ADDRESSES)}
+INSTRUMENTS_PER_PHASE = 4
+
+
+def sim_stats(simulator: str) -> dict:
+    with urllib.request.urlopen(f"{simulator}/sim/stats", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_for(predicate, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not happen within {seconds:.0f} s")
+        time.sleep(0.3)
+
+
+def answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def running_redis(tmp: Path):
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    args = ["-c", "import os, sys; os.execv(sys.argv[1], sys.argv[1:])", server, "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(tmp)]
+    with running(args, dict(os.environ), tmp, tmp / "redis.log"):
+        wait_for(lambda: answers_ping(port), 30, "redis-server answering")
+        yield f"redis://127.0.0.1:{port}"
+
+
+def celery_worker(n: int, address: str, env: dict, tmp: Path):
+    worker = ["-m", "dagster_celery.cli", "worker", "start", "-A", "dagster_celery.app", "-n", f"bench{n}",
+              "-y", str(REPO / "deploy" / "celery-worker.yaml"), "-q", "dagster", "--", "--concurrency=2"]
+    return running(worker, {**env, "OHLCV_EGRESS_ADDRESS": address}, REPO, tmp / f"worker{n}.log")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", required=True, help="administrative URL of a PostgreSQL server")
+    parser.add_argument("--days", type=int, default=280, help="days of 1m history per instrument")
+    args = parser.parse_args()
+    last_day = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)
+    first_day = last_day - dt.timedelta(days=args.days - 1)
+    bases = {phase: [f"{letter}{n}" for n in range(INSTRUMENTS_PER_PHASE)] for phase, (letter, _) in PHASES.items()}
+    every = [b for names in bases.values() for b in names]
+    warehouse_url = fresh_database(args.postgres, "bench_celery_warehouse")
+    storage_url = fresh_database(args.postgres, "bench_celery_storage")
+    Warehouse(warehouse_url).migrate()
+    rows = []
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        tmp = Path(tmp)
+        (tmp / "sim.yaml").write_text(f"weight_limit: {LIMIT}\nban_seconds: 120\nsymbols:\n" + "".join(
+            f"  - {{base: {b}, quote: USDT, listed: 2020-01-01, price: {10 + n}}}\n" for n, b in enumerate(every)))
+        with running_simulator(tmp / "sim.yaml") as (simulator, _), running_redis(tmp) as redis:
+            (tmp / "universe.yaml").write_text(
+                f"exchanges:\n  binance: {{ccxt_id: binance, api_url: '{simulator}/api/v3', weight_limit: {LIMIT}, "
+                "retry_base_seconds: 0.2}\ninstruments:\n"
+                + "".join(f"  - {{exchange: binance, symbol: {b}/USDT, intervals: [1m], start: {first_day}}}\n" for b in every)
+                + "refresh_minutes: 60\n")
+            home = tmp / "dagster_home"
+            home.mkdir()
+            (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text() + "\n"
+                                               + (REPO / "deploy" / "run_launchers" / "celery.yaml").read_text())
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
+                   "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url,
+                   "DAGSTER_CELERY_BROKER": f"{redis}/0", "DAGSTER_CELERY_BACKEND": f"{redis}/1", **storage_env(storage_url),
+                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+            os.environ.update(env)
+            subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
+            from dagster import DagsterInstance, RunsFilter
+
+            with DagsterInstance.get() as instance:
+                sync_instrument_partitions(instance, load_universe(tmp / "universe.yaml"))
+            with running_dagster_dev(env, tmp / "dagster.log") as webserver, contextlib.ExitStack() as workers:
+                started = 0
+                for phase, (_, addresses) in PHASES.items():
+                    while started < len(addresses):
+                        workers.enter_context(celery_worker(started, addresses[started], env, tmp))
+                        started += 1
+                    before = sim_stats(simulator)
+                    partitions = [partition_key_string(f"binance.{b}-USDT", first_day + dt.timedelta(days=d))
+                                  for b in bases[phase] for d in range(args.days)]
+                    backfill = launch_backfill(webserver, ["candles", "1m"], partitions, title=f"celery budget: {phase}")
+                    status = wait_for_backfills(webserver, [backfill], timeout_seconds=3600)[backfill]
+                    after = sim_stats(simulator)
+                    with DagsterInstance.get() as instance:
+                        runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill}))
+                        stats = [instance.get_run_stats(r.run_id) for r in runs]
+                        celery = sum("dagster-celery/task_id" in r.tags for r in runs)
+                    span = max(s.end_time for s in stats) - min(s.start_time for s in stats)
+                    with Warehouse(warehouse_url).engine.connect() as connection:
+                        candles = connection.exec_driver_sql(
+                            "SELECT count(*) FROM candles WHERE symbol = ANY(%(s)s)", {"s": [f"{b}/USDT" for b in bases[phase]]}).scalar()
+                    delta = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+                    use = {a: delta.get(f"weight_by_client.{a}", 0) / (LIMIT * span / 60) for a in ADDRESSES}
+                    rows.append((phase, status, f"{len(runs)} ({celery} as Celery tasks)", candles, span, delta, use))
+    print(f"\n### Celery workers and per-address budgets: {INSTRUMENTS_PER_PHASE} instruments x {args.days} days of 1m per phase, "
+          f"{LIMIT} weight/min per address\n")
+    print("| phase | backfill | runs | candles | span (s) | candles/s | weight 127.0.0.2 | use of .2's budget | weight 127.0.0.3 "
+          "| use of .3's budget | 429s | 418s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for phase, status, runs, candles, span, delta, use in rows:
+        print(f"| {phase} | {status} | {runs} | {candles:,} | {span:.1f} | {candles / span:,.0f} | "
+              f"{delta.get('weight_by_client.127.0.0.2', 0):,} | {use['127.0.0.2']:.1%} | {delta.get('weight_by_client.127.0.0.3', 0):,} | "
+              f"{use['127.0.0.3']:.1%} | {delta.get('status.429', 0)} | {delta.get('status.418', 0)} |")
+    one, two = rows[0], rows[1]
+    print(f"\nthroughput of two workers / one worker: {(two[3] / two[4]) / (one[3] / one[4]):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
