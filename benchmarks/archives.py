@@ -10,7 +10,10 @@ peak RSS is its own) and a fresh database:
             whose event log is slower than the production PostgreSQL one, not a daemon backfill)
   backfill  the same days launched as a backfill over GraphQL into ``dagster dev`` with the
             production instance (PostgreSQL storage), launch to done, daemon ticks included;
-            ``--instruments N`` backfills N instruments at once (the multi-run policy, 8 runs at a time)
+            ``--instruments N`` backfills N instruments at once (the multi-run policy, 8 runs at a time;
+            the features automation stopped, as the README advises for a deep backfill), ``--days D``
+            only the last D days of each; both print what grows with scale (event log, database sizes,
+            each process's peak RSS, the partitions page in Chromium)
   raw       the limit: the same monthly zips downloaded, unzipped, parsed and binary-COPYed into
             an unindexed, unlogged table, one after the other, nothing else
   raw_candles  the same, COPYed straight into the warehouse's ``candles`` table (its key index,
@@ -126,7 +129,7 @@ def run_backfill(warehouse_url: str, simulator: str, years: int, instruments: in
         f"  - {{exchange: binance, symbol: {s}, intervals: [1m], start: {days[0]}}}\n" for s in symbols)
     partitions = [f"{d}|binance.{s.replace('/', '-')}" for s in symbols for d in days]
     return backfill_through_dagster(warehouse_url, universe, ["candles", "1m"], partitions, title="archive benchmark",
-                                    scale=instruments > 1)
+                                    scale=instruments > 1, features=instruments == 1)
 
 
 def run_raw(warehouse_url: str, simulator: str, years: int, into_candles: bool) -> dict:

@@ -73,13 +73,14 @@ def running_dagster_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
 
 
 def backfill_through_dagster(warehouse_url: str, universe_text: str, asset_path: list[str], partitions: list[str],
-                             title: str = "benchmark", scale: bool = False) -> dict:
+                             title: str = "benchmark", scale: bool = False, features: bool = True) -> dict:
     """A backfill of ``partitions`` launched over GraphQL into `dagster dev` on the production
     instance config (deploy/dagster.yaml, Dagster's storage in PostgreSQL too); its wall time from
     launch to done (the daemon's ticks included), the runs' own span and the run workers' peak RSS.
     With ``scale``, also what grows with it: event-log rows, the instance's and the warehouse's
     database sizes, each long-lived process's peak RSS, and how long the asset's partitions page
-    takes to show in headless Chromium."""
+    takes to show in headless Chromium. Without ``features`` the features automation sensor is
+    stopped first, so that only the backfill's own runs use the machine."""
     import shutil
     import tempfile
 
@@ -102,6 +103,9 @@ def backfill_through_dagster(warehouse_url: str, universe_text: str, asset_path:
                **storage_env(storage)}
         os.environ.update(env)
         subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
+        if not features:
+            subprocess.run([sys.executable, "-m", "dagster", "sensor", "stop", "automation", "-w", str(REPO / "workspace.yaml")],
+                           env=env, check=True, capture_output=True)
         Warehouse(warehouse_url).migrate()
         with DagsterInstance.get() as instance:
             sync_instrument_partitions(instance, load_universe(universe_file))

@@ -70,9 +70,11 @@ def split_partition_key_string(key: str) -> tuple[str, dt.date]:
     return instrument, dt.date.fromisoformat(day)
 
 
-def venue_pool(venue: str) -> str:
-    """The Dagster concurrency pool of one venue's candle requests, e.g. ``exchange/binance``."""
-    return f"exchange/{venue}"
+def venue_pool(venue: str, egress_address: str | None = None) -> str:
+    """The Dagster concurrency pool of one venue's candle requests from one egress address, e.g.
+    ``exchange/binance`` or ``exchange/binance@203.0.113.7``: keyed as the rate budget is, so a
+    worker host on its own address has its own slots as it has its own budget."""
+    return f"exchange/{venue}" if not egress_address else f"exchange/{venue}@{egress_address}"
 
 
 def freshness_windows(interval: str, refresh_minutes: int) -> tuple[dt.timedelta, dt.timedelta]:

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
+from ohlcv_assets.names import venue_pool
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port, missing_part, running, wait_until
 from ohlcv_assets_tests.test_production import DAYS, assert_exact, names, production_topology
@@ -55,7 +56,7 @@ def test_backfill_runs_execute_on_two_celery_workers_with_their_own_egress(tmp_p
         with contextlib.ExitStack() as stack:
             for n, address in enumerate(WORKER_ADDRESSES):
                 worker = ["-m", "dagster_celery.cli", "worker", "start", "-A", "dagster_celery.app", "-n", f"ohlcv{n}",
-                          "-y", str(REPO / "deploy" / "celery-worker.yaml"), "-q", "dagster", "--", "--concurrency=1"]
+                          "-y", str(REPO / "deploy" / "celery-worker.yaml"), "-q", "dagster", "--", "--concurrency=1", "--prefetch-multiplier=1"]
                 stack.enter_context(running(worker, {**env, "OHLCV_EGRESS_ADDRESS": address}, REPO, tmp_path / f"worker{n}.log"))
             stack.enter_context(running(topology["daemon"], env, REPO, tmp_path / "daemon.log"))
             backfills = [launch_backfill(webserver, ["candles", interval], names(DAYS), title=f"celery {interval}")
@@ -69,4 +70,6 @@ def test_backfill_runs_execute_on_two_celery_workers_with_their_own_egress(tmp_p
         weight = requests.get(f"{topology['sim']}/sim/stats", timeout=5).json()
         used = {address: weight.get(f"weight_by_client.{address}", 0) for address in WORKER_ADDRESSES}
         assert all(used.values()), used  # both workers ran runs, each from its own address
+        pools = instance.event_log_storage.get_concurrency_keys()
+        assert {venue_pool("binance", a) for a in WORKER_ADDRESSES} <= pools, pools  # and in its own address's pool
         assert weight.get("weight_by_client.127.0.0.1", 0) <= 20 * 2  # the webserver's and daemon's markets loads at most

@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 
+from ohlcv_assets.cli.ohlcv import main as ohlcv_main
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
 from ohlcv_assets.names import candles_key
 from ohlcv_assets.warehouse.store import Warehouse
@@ -60,18 +62,24 @@ def test_register_materialize_and_backfill_from_a_fresh_instance(simulator, univ
     assert status.returncode == 0, status.stderr[-2000:]
 
 
-def test_bad_backfill_arguments_are_clear_errors(universe_file, tmp_path):
+def test_bad_backfill_arguments_are_clear_errors(universe_file, tmp_path, monkeypatch):
+    """The installed command exits non-zero with the message on stderr; the other cases call its
+    main() in this process (the same code, without a Python start-up each)."""
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file)}
+    out = run([f"{BIN}/ohlcv", "backfill", "3m", "binance.BTC-USDT", "2026-10-08"], env, tmp_path)
+    assert out.returncode != 0 and "interval '3m' is not in the universe" in out.stderr, out.stderr[-1000:]
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("OHLCV_UNIVERSE", str(universe_file))
     for args, message in (
-        (["backfill", "3m", "binance.BTC-USDT", "2026-10-08"], "interval '3m' is not in the universe"),
         (["backfill", "1m", "binance.DOGE-USDT", "2026-10-08"], "instrument 'binance.DOGE-USDT' is not in the universe"),
         (["backfill", "5m", "binance.BTC-USDT", "2026-10-08"], "is not configured for 5m"),
         (["backfill", "1m", "binance.BTC-USDT", "2026-10-08", "2026-10-01"], "first before last"),
     ):
-        out = run([f"{BIN}/ohlcv", *args], env, tmp_path)
-        assert out.returncode != 0 and message in out.stderr, (args, out.stderr[-1000:])
+        with pytest.raises(SystemExit) as exit_:
+            ohlcv_main(args)
+        assert exit_.value.code != 0 and message in str(exit_.value.code), (args, exit_.value.code)
 
 
 

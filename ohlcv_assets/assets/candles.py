@@ -18,6 +18,7 @@ from ohlcv_assets.names import MAX_PARTITIONS_PER_RUN, candles_key, freshness_wi
 from ohlcv_assets.partitions import candle_partitions, split_key
 from ohlcv_assets.quality import CheckOutcome, check_stored_days, checks_for
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
+from ohlcv_assets.settings import egress_address
 from ohlcv_assets.universe import Universe
 from ohlcv_assets.validation import CandleValidationError
 
@@ -197,7 +198,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         failures: list[InstrumentFailure] = []
         reporter = ProgressReporter(context, asset_key)
         for venue, venue_instruments in itertools.groupby(sorted(instruments, key=lambda i: i.exchange), key=lambda i: i.exchange):
-            with pool_slot(context, venue_pool(venue)):
+            with pool_slot(context, venue_pool(venue, egress_address())):
                 for instrument in venue_instruments:
                     try:
                         yield from ingest_instrument(context, asset_key, exchange, warehouse, universe, instrument, interval,

@@ -9,6 +9,7 @@ import requests
 
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.exchange.egress import budget_key
+from ohlcv_assets.names import venue_pool
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, SharedRateBudget
 from ohlcv_assets.exchange.source import FetchFailed
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
@@ -180,3 +181,9 @@ def test_the_exchanges_used_weight_header_holds_a_client_back(simulator):
 def test_without_the_header_the_same_client_runs_into_a_429(simulator):
     with pytest.raises(FetchFailed, match="429|Too much request weight"):
         spend_most_of_the_window_then_fetch(simulator, None)
+
+
+def test_the_venue_pool_is_keyed_by_egress_address_as_the_budget_is():
+    assert venue_pool("binance", None) == "exchange/binance" and budget_key("binance", None) == "binance"
+    assert venue_pool("binance", "127.0.0.2") == "exchange/binance@127.0.0.2"
+    assert budget_key("binance", "127.0.0.2") == "binance@127.0.0.2"
