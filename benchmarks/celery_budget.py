@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import REPO, fresh_database, free_port, running_dagster_dev, running_simulator
+from common import REPO, fresh_database, running_dagster_dev, running_simulator
 
 from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
 from ohlcv_assets.cli.processes import running
@@ -41,6 +40,7 @@ from ohlcv_assets.names import partition_key_string
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets_tests.processes import running_redis
 
 LIMIT = 1200  # weight per minute per address, as the issue asks
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
@@ -80,34 +80,13 @@ class WeightTimeline:
         return {a: self.last[a] - self.first[a] for a in self.first}
 
 
-def wait_for(predicate, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what} did not happen within {seconds:.0f} s")
-        time.sleep(0.3)
-
-
-def answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
-def running_redis(tmp: Path):
+def redis(tmp: Path):
     server = shutil.which("redis-server")
     if server is None:
         raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    args = ["-c", "import os, sys; os.execv(sys.argv[1], sys.argv[1:])", server, "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(tmp)]
-    with running(args, dict(os.environ), tmp, tmp / "redis.log"):
-        wait_for(lambda: answers_ping(port), 30, "redis-server answering")
-        yield f"redis://127.0.0.1:{port}"
+    with running_redis(server, tmp) as url:
+        yield url
 
 
 def celery_worker(n: int, address: str, env: dict, tmp: Path):
@@ -134,7 +113,7 @@ def main() -> None:
         tmp = Path(tmp)
         (tmp / "sim.yaml").write_text(f"weight_limit: {LIMIT}\nban_seconds: 120\nsymbols:\n" + "".join(
             f"  - {{base: {b}, quote: USDT, listed: 2020-01-01, price: {10 + n}}}\n" for n, b in enumerate(every)))
-        with running_simulator(tmp / "sim.yaml") as (simulator, _), running_redis(tmp) as redis:
+        with running_simulator(tmp / "sim.yaml") as (simulator, _), redis(tmp) as redis_url:
             (tmp / "universe.yaml").write_text(
                 f"exchanges:\n  binance: {{ccxt_id: binance, api_url: '{simulator}/api/v3', weight_limit: {LIMIT}, "
                 "retry_base_seconds: 0.2}\ninstruments:\n"
@@ -146,7 +125,7 @@ def main() -> None:
                                                + (REPO / "deploy" / "run_launchers" / "celery.yaml").read_text())
             env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
                    "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url,
-                   "DAGSTER_CELERY_BROKER": f"{redis}/0", "DAGSTER_CELERY_BACKEND": f"{redis}/1", **storage_env(storage_url),
+                   "DAGSTER_CELERY_BROKER": f"{redis_url}/0", "DAGSTER_CELERY_BACKEND": f"{redis_url}/1", **storage_env(storage_url),
                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
             os.environ.update(env)
             subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)

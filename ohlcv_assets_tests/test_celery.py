@@ -7,7 +7,6 @@ GraphQL as the UI does; the daemon queues the runs and the workers execute them.
 import contextlib
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -18,19 +17,10 @@ import requests
 from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
 from ohlcv_assets.names import venue_pool
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.processes import free_port, missing_part, running, wait_until
+from ohlcv_assets_tests.processes import missing_part, running, running_redis
 from ohlcv_assets_tests.test_production import DAYS, assert_exact, names, production_topology
 
 WORKER_ADDRESSES = ("127.0.0.2", "127.0.0.3")
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -38,12 +28,8 @@ def redis_url(tmp_path):
     server = shutil.which("redis-server")
     if server is None:
         missing_part("Debian's redis-server is not installed (scripts/test.sh installs it as root)")
-    port = free_port()
-    args = ["-c", "import os, sys; os.execv(sys.argv[1], sys.argv[1:])", server, "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
-    with running(args, dict(os.environ), tmp_path, tmp_path / "redis.log"):
-        wait_until(lambda: _answers_ping(port), 30, interval=0.2, what="redis-server")
-        yield f"redis://127.0.0.1:{port}"
+    with running_redis(server, tmp_path) as url:
+        yield url
 
 
 def test_backfill_runs_execute_on_two_celery_workers_with_their_own_egress(tmp_path, new_postgres_database, monkeypatch, redis_url):
