@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,14 +30,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import REPO, fresh_database, running_dagster_dev, running_simulator
+from dagster import DagsterInstance, RunsFilter
+
+from common import REPO, fresh_database, production_dagster_dev, running_simulator
 
 from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
 from ohlcv_assets.cli.processes import running
-from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets.names import partition_key_string
-from ohlcv_assets.partitions import sync_instrument_partitions
-from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.processes import running_redis
 
@@ -107,37 +105,23 @@ def main() -> None:
     every = [b for names in bases.values() for b in names]
     warehouse_url = fresh_database(args.postgres, "bench_celery_warehouse")
     storage_url = fresh_database(args.postgres, "bench_celery_storage")
-    Warehouse(warehouse_url).migrate()
     rows = []
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         tmp = Path(tmp)
         (tmp / "sim.yaml").write_text(f"weight_limit: {LIMIT}\nban_seconds: 120\nsymbols:\n" + "".join(
             f"  - {{base: {b}, quote: USDT, listed: 2020-01-01, price: {10 + n}}}\n" for n, b in enumerate(every)))
         with running_simulator(tmp / "sim.yaml") as (simulator, _), redis(tmp) as redis_url:
-            (tmp / "universe.yaml").write_text(
-                f"exchanges:\n  binance: {{ccxt_id: binance, api_url: '{simulator}/api/v3', weight_limit: {LIMIT}, "
-                "retry_base_seconds: 0.2}\ninstruments:\n"
-                + "".join(f"  - {{exchange: binance, symbol: {b}/USDT, intervals: [1m], start: {first_day}}}\n" for b in every)
-                + "refresh_minutes: 60\n")
-            home = tmp / "dagster_home"
-            home.mkdir()
-            (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text() + "\n"
-                                               + (REPO / "deploy" / "run_launchers" / "celery.yaml").read_text())
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
-                   "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url,
-                   "DAGSTER_CELERY_BROKER": f"{redis_url}/0", "DAGSTER_CELERY_BACKEND": f"{redis_url}/1", **storage_env(storage_url),
-                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-            os.environ.update(env)
-            subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
+            universe = (f"exchanges:\n  binance: {{ccxt_id: binance, api_url: '{simulator}/api/v3', weight_limit: {LIMIT}, "
+                        "retry_base_seconds: 0.2}\ninstruments:\n"
+                        + "".join(f"  - {{exchange: binance, symbol: {b}/USDT, intervals: [1m], start: {first_day}}}\n" for b in every)
+                        + "refresh_minutes: 60\n")
+            broker = {"DAGSTER_CELERY_BROKER": f"{redis_url}/0", "DAGSTER_CELERY_BACKEND": f"{redis_url}/1",
+                      "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+            launcher = (REPO / "deploy" / "run_launchers" / "celery.yaml").read_text()
             # The features automation would follow the candles with runs of its own on the same workers:
             # not what is measured here.
-            subprocess.run([sys.executable, "-m", "dagster", "sensor", "stop", "automation", "-w", str(REPO / "workspace.yaml")],
-                           env=env, check=True, capture_output=True)
-            from dagster import DagsterInstance, RunsFilter
-
-            with DagsterInstance.get() as instance:
-                sync_instrument_partitions(instance, load_universe(tmp / "universe.yaml"))
-            with running_dagster_dev(env, tmp / "dagster.log") as webserver, contextlib.ExitStack() as workers:
+            with production_dagster_dev(tmp, universe, warehouse_url, storage_url, launcher, broker, features=False) as (webserver, env), \
+                    contextlib.ExitStack() as workers:
                 started = 0
                 for phase, (_, addresses, _) in PHASES.items():
                     while started < len(addresses):

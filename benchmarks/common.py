@@ -72,44 +72,57 @@ def running_dagster_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
         yield webserver
 
 
+@contextlib.contextmanager
+def production_dagster_dev(tmp: Path, universe_text: str, warehouse_url: str, storage_url: str, extra_yaml: str = "",
+                           extra_env: dict[str, str] | None = None, features: bool = True) -> Iterator[tuple[str, dict[str, str]]]:
+    """`dagster dev` on the production instance config (deploy/dagster.yaml, plus ``extra_yaml`` such
+    as a run launcher) with Dagster's storage in ``storage_url``, the universe's instruments
+    registered and both databases migrated; yields (webserver URL, the processes' environment).
+    Without ``features`` the features automation sensor is stopped first, so that only the runs
+    being measured use the machine."""
+    from dagster import DagsterInstance
+
+    from ohlcv_assets.instance_storage import storage_env
+    from ohlcv_assets.partitions import sync_instrument_partitions
+    from ohlcv_assets.universe import load_universe
+    from ohlcv_assets.warehouse.store import Warehouse
+    from ohlcv_assets_tests.processes import stop_features_automation
+
+    home = tmp / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text() + ("\n" + extra_yaml if extra_yaml else ""))
+    (tmp / "universe.yaml").write_text(universe_text)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
+           "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url,
+           **storage_env(storage_url), **(extra_env or {})}
+    os.environ.update(env)
+    subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
+    if not features:
+        stop_features_automation(env, REPO / "workspace.yaml")
+    Warehouse(warehouse_url).migrate()
+    with DagsterInstance.get() as instance:
+        sync_instrument_partitions(instance, load_universe(tmp / "universe.yaml"))
+    with running_dagster_dev(env, tmp / "dagster.log") as webserver:
+        yield webserver, env
+
+
 def backfill_through_dagster(warehouse_url: str, universe_text: str, asset_path: list[str], partitions: list[str],
                              title: str = "benchmark", scale: bool = False, features: bool = True) -> dict:
-    """A backfill of ``partitions`` launched over GraphQL into `dagster dev` on the production
-    instance config (deploy/dagster.yaml, Dagster's storage in PostgreSQL too); its wall time from
-    launch to done (the daemon's ticks included), the runs' own span and the run workers' peak RSS.
-    With ``scale``, also what grows with it: event-log rows, the instance's and the warehouse's
-    database sizes, each long-lived process's peak RSS, and how long the asset's partitions page
-    takes to show in headless Chromium. Without ``features`` the features automation sensor is
-    stopped first, so that only the backfill's own runs use the machine."""
-    import shutil
+    """A backfill of ``partitions`` launched over GraphQL into ``production_dagster_dev``; its wall
+    time from launch to done (the daemon's ticks included), the runs' own span and the run workers'
+    peak RSS. With ``scale``, also what grows with it: event-log rows, the instance's and the
+    warehouse's database sizes, each long-lived process's peak RSS, and how long the asset's
+    partitions page takes to show in headless Chromium."""
     import tempfile
 
     from dagster import AssetKey, DagsterInstance, RunsFilter
 
     from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
-    from ohlcv_assets.instance_storage import storage_env
-    from ohlcv_assets.partitions import sync_instrument_partitions
-    from ohlcv_assets.universe import load_universe
     from ohlcv_assets.warehouse.store import Warehouse
 
+    storage = fresh_database(warehouse_url.rsplit("/", 1)[0] + "/postgres", "bench_dagster_storage")
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
-        home = Path(tmp) / "dagster_home"
-        home.mkdir()
-        shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
-        storage = fresh_database(warehouse_url.rsplit("/", 1)[0] + "/postgres", "bench_dagster_storage")
-        universe_file = Path(tmp) / "universe.yaml"
-        universe_file.write_text(universe_text)
-        env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file), "OHLCV_WAREHOUSE_URL": warehouse_url,
-               **storage_env(storage)}
-        os.environ.update(env)
-        subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
-        if not features:
-            subprocess.run([sys.executable, "-m", "dagster", "sensor", "stop", "automation", "-w", str(REPO / "workspace.yaml")],
-                           env=env, check=True, capture_output=True)
-        Warehouse(warehouse_url).migrate()
-        with DagsterInstance.get() as instance:
-            sync_instrument_partitions(instance, load_universe(universe_file))
-        with running_dagster_dev(env, Path(tmp) / "dagster.log") as webserver:
+        with production_dagster_dev(Path(tmp), universe_text, warehouse_url, storage, features=features) as (webserver, _):
             peak = RunWorkerPeak()
             launched_at = time.time()
             began = time.perf_counter()

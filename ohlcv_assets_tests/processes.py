@@ -4,6 +4,8 @@ process group, stopped with it (``ohlcv_assets.cli.processes``, as the demo does
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 
 from ohlcv_assets.cli.processes import running
 
-__all__ = ["free_port", "missing_part", "running", "running_redis", "wait_until"]
+__all__ = ["free_port", "missing_part", "running", "running_redis", "stop_features_automation", "wait_until"]
 
 
 def free_port() -> int:
@@ -59,3 +61,10 @@ def running_redis(server: str, directory: Path) -> Iterator[str]:
     with running(args, dict(os.environ), directory, directory / "redis.log"):
         wait_until(lambda: _answers_ping(port), 30, interval=0.2, what="redis-server")
         yield f"redis://127.0.0.1:{port}"
+
+
+def stop_features_automation(env: dict[str, str], workspace: Path) -> None:
+    """Stops the features automation sensor in the instance of ``env`` before `dagster dev` starts:
+    feature runs following a big backfill's candles are load beside what is being measured or tested."""
+    subprocess.run([sys.executable, "-m", "dagster", "sensor", "stop", "automation", "-w", str(workspace)],
+                   env=env, check=True, capture_output=True)

@@ -22,7 +22,7 @@ from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets.warehouse import gap_records, sources
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.processes import free_port, running, wait_until
+from ohlcv_assets_tests.processes import free_port, running, stop_features_automation, wait_until
 
 YEARS = 4
 SETTLED = ("filled", "superseded", "confirmed_empty", "unfillable")
@@ -56,8 +56,7 @@ sensor_seconds: 5
     subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
     # Features of four years would follow the candles (about 50 runs): not what this test is about, and
     # load enough to slow every other test of the suite running beside it.
-    subprocess.run([sys.executable, "-m", "dagster", "sensor", "stop", "automation", "-w", str(REPO / "workspace.yaml")],
-                   env=env, check=True, capture_output=True)
+    stop_features_automation(env, REPO / "workspace.yaml")
     simulator = ["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")]
     dagster = ["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)]
     config = SimulatorConfig.from_mapping(sim_config)

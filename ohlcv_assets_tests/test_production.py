@@ -18,8 +18,8 @@ import pytest
 import requests
 import yaml
 
-from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets.cli.dagster_api import graphql, launch_backfill, wait_for_backfills, wait_for_webserver
+from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.simulator.market import SimulatedMarket
