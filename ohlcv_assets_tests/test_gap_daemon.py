@@ -16,7 +16,8 @@ import yaml
 
 from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills, wait_for_webserver
 from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms
-from ohlcv_assets.names import REASON_TAG
+from ohlcv_assets.dagster_internals import backfill_state, backfills_tagged
+from ohlcv_assets.names import REASON_TAG, REQUEST_TAG
 from ohlcv_assets.simulator.market import SimulatedMarket
 from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets.warehouse import gap_records
@@ -101,12 +102,19 @@ sensor_seconds: 5
         refilled = wait_until(deleted_refilled, timeout_seconds=300, interval=5, what="deleted rows filled again")
         assert sorted(r.candles for r in refilled) == [1, 2] and all(r.attempts == 0 for r in refilled)
 
-        # Convergence: after the one re-scan of the refilled instrument, nothing but the today schedule
-        # (and features after it) may run.
+        # Convergence: once the refill's backfill has ended and been followed (one re-scan of the
+        # instrument, unless a scan already saw the rows stored before the backfill ended and closed the
+        # gaps itself), nothing but the today schedule (and features after it) may run.
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            rescan_key = f"rescan-{refilled[0].request_id}-binance.GAP-USDT"
-            wait_until(lambda: [r for r in instance.get_runs() if r.tags.get("dagster/run_key") == rescan_key and r.is_finished],
-                       120, what="the re-scan after the refill")
+            request_id = refilled[0].request_id
+            wait_until(lambda: [b for b in backfills_tagged(instance, {REQUEST_TAG: request_id}) if not backfill_state(b)[0]],
+                       180, what="the refill's backfill to end")
+            if all(r.note.startswith("stored:") for r in refilled):  # settled by the sensor, which asks for the re-scan
+                rescan_key = f"rescan-{request_id}-binance.GAP-USDT"
+                wait_until(lambda: [r for r in instance.get_runs() if r.tags.get("dagster/run_key") == rescan_key and r.is_finished],
+                           180, what="the re-scan after the refill")
+            else:  # closed by the user's scan: the sensor has nothing left to follow
+                assert all(r.note == "" for r in refilled), [r.note for r in refilled]
             wait_until(lambda: not [r for r in instance.get_runs() if not r.is_finished], 120, what="runs finished")
             before_runs = {r.run_id for r in instance.get_runs()}
             before = sim_stats(sim_port)
