@@ -44,10 +44,14 @@ def scan_job_name(interval: str) -> str:
     return f"scan_gaps_{interval}"
 
 
-def scan_request(interval: str, instrument_key: str, run_key: str, reason: str) -> dg.RunRequest:
-    """A gap scan of one instrument (the ``scan_gaps_<interval>`` job), as schedules and sensors ask for it."""
-    return dg.RunRequest(run_key=run_key, job_name=scan_job_name(interval), partition_key=instrument_key,
-                         tags={REASON_TAG: reason})
+def scan_request(interval: str, instrument_keys: list[str], run_key: str, reason: str) -> dg.RunRequest:
+    """One run of the ``scan_gaps_<interval>`` job over a contiguous run of registered instruments
+    (first to last, in the order they were registered), as schedules and sensors ask for it."""
+    if len(instrument_keys) == 1:
+        return dg.RunRequest(run_key=run_key, job_name=scan_job_name(interval), partition_key=instrument_keys[0],
+                             tags={REASON_TAG: reason})
+    return dg.RunRequest(run_key=run_key, job_name=scan_job_name(interval), tags={
+        REASON_TAG: reason, RANGE_START_TAG: instrument_keys[0], RANGE_END_TAG: instrument_keys[-1]})
 
 
 def instruments_partitions_name(interval: str) -> str:

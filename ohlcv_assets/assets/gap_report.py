@@ -36,38 +36,56 @@ def gap_table(result: ScanResult, step_ms: int, limit: int = 50) -> str:
     return "\n".join(lines)
 
 
+def report_metadata(result: ScanResult, step: int) -> dict:
+    by_reason = result.candles_by_reason(step)
+    return {
+        "coverage_pct": round(100 * result.coverage, 4),
+        "expected_candles": result.expected,
+        "stored_candles": result.present,
+        **{f"missing_{reason}": by_reason.get(reason, 0) for reason in GAP_CLASSES},
+        "gaps": len(result.gaps),
+        "new_gap_records": result.changes["new"],
+        "gaps_closed": result.changes["filled"] + result.changes["superseded"],
+        "coverage_by_day": dg.MetadataValue.md(coverage_chart(result)),
+        "gap_list": dg.MetadataValue.md(gap_table(result, step)),
+    }
+
+
 def build_gap_report_asset(universe: Universe, interval: str) -> dg.AssetsDefinition:
     step = interval_ms(interval)
+    key = gap_report_key(interval)
 
     @dg.asset(
-        key=gap_report_key(interval),
+        key=key,
         partitions_def=dg.DynamicPartitionsDefinition(name=instruments_partitions_name(interval)),
         deps=[dg.AssetDep(candles_key(interval), partition_mapping=dg.MultiToSingleDimensionPartitionMapping(INSTRUMENT))],
         group_name="gaps",
         kinds={"sql"},
+        # one run scans a whole range of instruments: a run process costs seconds of CPU, a scan milliseconds
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        output_required=False,
         description=(
             f"Every missing {interval} candle of one instrument since its start date, classified "
             f"({', '.join(GAP_CLASSES)}) by asking the exchange, and recorded in table `gaps`; "
             "metadata shows coverage per day."
         ),
     )
-    def gap_report(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        instrument = universe.instrument(context.partition_key)
-        result = scan(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, now_ms(),
-                      universe.refresh_minutes)
-        by_reason = result.candles_by_reason(step)
-        context.log.info(f"{instrument.label()} {interval}: coverage {result.coverage:.4%}, missing by reason {by_reason}, "
-                         f"records {result.changes}")
-        return dg.MaterializeResult(metadata={
-            "coverage_pct": round(100 * result.coverage, 4),
-            "expected_candles": result.expected,
-            "stored_candles": result.present,
-            **{f"missing_{reason}": by_reason.get(reason, 0) for reason in GAP_CLASSES},
-            "gaps": len(result.gaps),
-            "new_gap_records": result.changes["new"],
-            "gaps_closed": result.changes["filled"] + result.changes["superseded"],
-            "coverage_by_day": dg.MetadataValue.md(coverage_chart(result)),
-            "gap_list": dg.MetadataValue.md(gap_table(result, step)),
-        })
+    def gap_report(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource):
+        """Each instrument of the run is materialized as soon as it is scanned, with its own metadata
+        (the step yields no output, so nothing is materialized twice)."""
+        instruments = []
+        for partition in context.partition_keys:
+            try:
+                instruments.append(universe.instrument(partition))
+            except KeyError:  # taken out of the universe; the instrument sensor unregisters it
+                context.log.warning(f"{partition} is no longer in the universe: not scanned")
+        for n, instrument in enumerate(instruments, 1):
+            result = scan(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, now_ms(),
+                          universe.refresh_minutes)
+            context.log.info(f"{instrument.label()} {interval} ({n}/{len(instruments)}): coverage {result.coverage:.4%}, "
+                             f"missing by reason {result.candles_by_reason(step)}, records {result.changes}")
+            context.log_event(dg.AssetMaterialization(asset_key=key, partition=instrument.key,
+                                                      metadata=report_metadata(result, step)))
+        yield from ()
 
     return gap_report

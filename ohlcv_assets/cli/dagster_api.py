@@ -8,6 +8,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from ohlcv_assets.names import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -98,16 +100,19 @@ def launch_backfill(webserver: str, asset_path: list[str], partition_names: list
     return result["backfillId"]
 
 
-def launch_run(webserver: str, job_name: str, partition_key: str, tags: dict[str, str] | None = None,
-               location: str = "ohlcv_assets") -> str:
-    """Launches (queues) one run of a partitioned job, as the UI's Launch button does; returns its id.
-    Unlike a backfill it does not wait for the backfill daemon's next tick (every 30 s)."""
+def launch_run(webserver: str, job_name: str, first_partition: str, last_partition: str | None = None,
+               tags: dict[str, str] | None = None, location: str = "ohlcv_assets") -> str:
+    """Launches (queues) one run of a partitioned job over one partition or a range of them, as the
+    UI's Launch button does; returns its id. Unlike a backfill it does not wait for the backfill
+    daemon's next tick (every 30 s)."""
     selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "jobName": job_name}
-    run_tags = [{"key": k, "value": v} for k, v in {"dagster/partition": partition_key, **(tags or {})}.items()]
+    partitions = ({PARTITION_TAG: first_partition} if last_partition in (None, first_partition)
+                  else {RANGE_START_TAG: first_partition, RANGE_END_TAG: last_partition})
+    run_tags = [{"key": k, "value": v} for k, v in {**partitions, **(tags or {})}.items()]
     params = {"selector": selector, "executionMetadata": {"tags": run_tags}}
     result = graphql(webserver, LAUNCH_RUN, {"params": params})["launchRun"]
     if result["__typename"] != "LaunchRunSuccess":
-        raise DagsterApiError(f"run of {job_name} for {partition_key} not launched: {result}")
+        raise DagsterApiError(f"run of {job_name} for {first_partition}..{last_partition} not launched: {result}")
     return result["run"]["runId"]
 
 

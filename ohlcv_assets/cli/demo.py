@@ -36,7 +36,7 @@ from ohlcv_assets.cli.dagster_api import (
 )
 from ohlcv_assets.cli.processes import spawn, stop_group
 from ohlcv_assets.monitoring import failing_checks
-from ohlcv_assets.names import REASON_TAG, partition_key_string, scan_job_name
+from ohlcv_assets.names import REASON_TAG, instruments_partitions_name, partition_key_string, scan_job_name
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.settings import DAGSTER_HOME_ENV, warehouse_url
 from ohlcv_assets.universe import Universe, load_universe
@@ -187,8 +187,10 @@ def run_demo(universe: Universe, instance: dg.DagsterInstance, webserver: str, c
         print(f"backfill {backfills[-1]}: {len(names)} partitions of candles/{interval}", flush=True)
     print(f"\n  Dagster UI: {webserver}/assets/candles  (Ctrl-C stops the demo)\n", flush=True)
     statuses = wait_for_backfills(webserver, backfills, timeout_seconds=1800, alive=lambda: not children.dead())
-    scans = [launch_run(webserver, scan_job_name(interval), i.key, {REASON_TAG: "demo: gap scan"})
-             for interval in universe.intervals for i in universe.instruments_for(interval)]
+    scans = []
+    for interval in universe.intervals:
+        registered = instance.get_dynamic_partitions(instruments_partitions_name(interval))
+        scans.append(launch_run(webserver, scan_job_name(interval), registered[0], registered[-1], {REASON_TAG: "demo: gap scan"}))
     print(f"gap scans: {len(scans)} runs of {', '.join(scan_job_name(i) for i in universe.intervals)} check every "
           "instrument's history for missing candles", flush=True)
     scan_statuses = wait_for_runs(webserver, scans, timeout_seconds=600, alive=lambda: not children.dead())

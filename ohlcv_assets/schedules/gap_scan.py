@@ -1,4 +1,5 @@
-"""Re-scans every instrument for gaps once a day (after midnight UTC, when yesterday has closed)."""
+"""Re-scans every instrument for gaps once a day (after midnight UTC, when yesterday has closed), in one
+run per interval over every registered instrument."""
 
 import dagster as dg
 
@@ -17,7 +18,9 @@ def build_gap_scan_schedule(interval: str, job) -> dg.ScheduleDefinition:
         description=f"Daily gap scan of every instrument's {interval} candles.",
     )
     def gap_scan(context: dg.ScheduleEvaluationContext):
-        for key in context.instance.get_dynamic_partitions(instruments_partitions_name(interval)):
-            yield scan_request(interval, key, f"{key}|{context.scheduled_execution_time.date()}", "daily gap scan")
+        registered = context.instance.get_dynamic_partitions(instruments_partitions_name(interval))
+        if not registered:
+            return dg.SkipReason(f"no instrument registered for {interval} yet")
+        return scan_request(interval, registered, f"{interval}|{context.scheduled_execution_time.date()}", "daily gap scan")
 
     return gap_scan

@@ -25,6 +25,7 @@ from ohlcv_assets.names import (
     REQUEST_TAG,
     candles_key,
     gap_report_key,
+    instruments_partitions_name,
     partition_key_string,
     split_partition_key_string,
 )
@@ -123,12 +124,25 @@ def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, n
     return list(rescans.values())
 
 
+def contiguous_groups(keys: list[str], order: list[str]) -> list[list[str]]:
+    """``keys`` cut into runs of neighbours in ``order`` (each run a range that holds nothing else)."""
+    position = {key: n for n, key in enumerate(order)}
+    groups: list[list[str]] = []
+    for key in sorted(keys, key=lambda k: position.get(k, -1)):
+        if groups and key in position and position.get(groups[-1][-1], -2) == position[key] - 1:
+            groups[-1].append(key)
+        else:
+            groups.append([key])
+    return groups
+
+
 def recheck_requests(instance: dg.DagsterInstance, store, universe: Universe, interval: str) -> list[dg.RunRequest]:
     """A day whose completeness failed before a scan confirmed its missing candles as downtime is
-    checked again (checks only: nothing is fetched), once per confirmation, so it turns green."""
+    checked again (checks only: nothing is fetched), once per confirmation, so it turns green; the
+    failing days of neighbouring instruments on the same day are checked again in one run."""
     failing = failing_checks(instance, universe, interval).get("completeness", [])
     confirmed: dict[str, list] = {}
-    requests = []
+    due: dict[dt.date, dict[str, int]] = collections.defaultdict(dict)
     for partition in failing:
         key, day = split_partition_key_string(partition)
         if key not in confirmed:
@@ -140,11 +154,17 @@ def recheck_requests(instance: dg.DagsterInstance, store, universe: Universe, in
                               if r.status == CONFIRMED_EMPTY]
         on_day = [r for r in confirmed[key] if partition in gap_partitions(r)]
         if on_day:
-            # A range of one partition: Dagster resolves a run's partitions from its assets, and a
-            # checks-only run selects none.
+            due[day][key] = max(r.id for r in on_day)
+    registered = instance.get_dynamic_partitions(instruments_partitions_name(interval)) if due else []
+    requests = []
+    for day, latest in sorted(due.items()):
+        for group in contiguous_groups(list(latest), registered):
+            first, last = partition_key_string(group[0], day), partition_key_string(group[-1], day)
+            # A partition range even for one day: Dagster resolves a run's partitions from its assets,
+            # and a checks-only run selects none.
             requests.append(dg.RunRequest(
-                run_key=f"recheck-{partition}-{max(r.id for r in on_day)}", asset_selection=[],
+                run_key=f"recheck-{first}-{last}-{max(latest[k] for k in group)}", asset_selection=[],
                 asset_check_keys=[dg.AssetCheckKey(candles_key(interval), spec.name) for spec in checks_for(interval)],
-                tags={RANGE_START_TAG: partition, RANGE_END_TAG: partition,
+                tags={RANGE_START_TAG: first, RANGE_END_TAG: last,
                       REASON_TAG: "re-check: missing candles confirmed as exchange downtime"}))
     return requests

@@ -26,8 +26,9 @@ def build_instrument_sensor(universe: Universe, scan_jobs: list) -> dg.SensorDef
             if to_add:
                 requests.append(dg.AddDynamicPartitionsRequest(name, to_add))
                 interval = interval_of_partitions_name(name)
-                scans.extend(scan_request(interval, key, f"new-{interval}-{key}", "new instrument: backfill its history")
-                             for key in to_add)
+                # added at the end of the registered keys, in this order: one contiguous range
+                scans.append(scan_request(interval, to_add, f"new-{interval}-{to_add[0]}-{to_add[-1]}-{len(to_add)}",
+                                          "new instrument: backfill its history"))
             if to_remove:
                 requests.append(dg.DeleteDynamicPartitionsRequest(name, to_remove))
         return dg.SensorResult(dynamic_partitions_requests=requests, run_requests=scans)

@@ -13,6 +13,7 @@ from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
 from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.sensors.gap_backfill import contiguous_groups
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY
 
@@ -151,3 +152,11 @@ def add_backfill(instance, defs, backfill_id, partitions, tags, status) -> Parti
             asset_graph_subset=subset, title=None, description=None, run_config=None).with_status(status)
     instance.add_backfill(backfill)
     return backfill
+
+
+def test_rechecks_of_neighbouring_instruments_share_a_run_and_never_cover_another_instrument():
+    order = ["a", "b", "c", "d", "e"]
+    assert contiguous_groups(["d", "a", "b", "e"], order) == [["a", "b"], ["d", "e"]]
+    assert contiguous_groups(["c"], order) == [["c"]]
+    assert contiguous_groups(["a", "c", "e"], order) == [["a"], ["c"], ["e"]]
+    assert contiguous_groups(["x", "a", "b"], order) == [["x"], ["a", "b"]]  # unregistered: alone
