@@ -12,6 +12,9 @@ pins them, so an upgrade that moves them fails there, not in a sensor at 3 a.m.)
   slots are claimed at runtime through the executor's own claim loop (``InstanceConcurrencyContext``),
   under the step key plus the pool name, so the UI's pool page shows them and a finished run's
   slots are freed by the daemon like any step's.
+- Reading the check state of a dynamically partitioned asset asks the instance, per stored check
+  record, whether its instrument is still registered (one query each) unless the loading context
+  holds Dagster's caching partitions loader: one query per instrument instead.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraph
 from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus, PartitionBackfill
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.instance.types import CachingDynamicPartitionsLoader
 
 from ohlcv_assets.names import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 
@@ -34,6 +38,11 @@ BACKFILL_RUNNING = frozenset({BulkActionStatus.REQUESTED, BulkActionStatus.CANCE
 BACKFILL_SUCCEEDED = BulkActionStatus.COMPLETED_SUCCESS
 RUN_NOT_FINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                     dg.DagsterRunStatus.STARTED]
+
+
+def cached_partitions(instance: dg.DagsterInstance) -> contextlib.AbstractContextManager:
+    """A partition loading context that asks the instance once per dynamic partition key."""
+    return dg.partition_loading_context(dynamic_partitions_store=CachingDynamicPartitionsLoader(instance))
 
 
 def backfill_run_request(asset_key: dg.AssetKey, partition_keys: Iterable[str], asset_graph, tags: dict[str, str]) -> dg.RunRequest:
@@ -70,7 +79,7 @@ def partitions_in_flight(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
         if PARTITION_TAG in run.tags:
             keys.add(run.tags[PARTITION_TAG])
         elif RANGE_START_TAG in run.tags and RANGE_END_TAG in run.tags:
-            with dg.partition_loading_context(dynamic_partitions_store=instance):
+            with cached_partitions(instance):
                 keys.update(partitions_def.get_partition_keys_in_range(
                     dg.PartitionKeyRange(run.tags[RANGE_START_TAG], run.tags[RANGE_END_TAG])))
     return keys

@@ -10,6 +10,7 @@ import time
 import dagster as dg
 import sqlalchemy as sa
 
+from ohlcv_assets.dagster_internals import cached_partitions
 from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.gap_scan import settled_end_ms
 from ohlcv_assets.intervals import interval_ms, ms_to_iso
@@ -128,7 +129,7 @@ def failing_checks(instance: dg.DagsterInstance, universe: Universe, interval: s
     partitions = candle_partitions(universe, interval)
     specs = [spec for spec in checks_for(interval) if spec.blocking or not blocking_only]
     keys = [(dg.AssetCheckKey(candles_key(interval), spec.name), partitions) for spec in specs]
-    with dg.partition_loading_context(dynamic_partitions_store=instance):
+    with cached_partitions(instance):
         states = instance.event_log_storage.get_asset_check_state(keys)
         return _failed_partitions(keys, specs, states)
 

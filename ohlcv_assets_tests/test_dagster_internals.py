@@ -70,3 +70,22 @@ def test_a_ranged_run_gives_each_partition_its_own_metadata(simulator, universe,
     new = {e.partition: e.materialization.metadata["candles_new"].value for e in events}
     assert len(events) == len(days)
     assert new == {partition_key_string("binance.BTC-USDT", d): n for d, n in zip(days, (1440, 1350, 1440))}
+
+
+def test_failing_checks_ask_once_per_instrument_whether_it_is_registered(universe, instance, monkeypatch):
+    import datetime as dt
+
+    from ohlcv_assets.monitoring import failing_checks
+    from ohlcv_assets.names import partition_key_string
+
+    sync_instrument_partitions(instance, universe)
+    failed = [partition_key_string(key, dt.date(2026, 10, 1) + dt.timedelta(days=n))
+              for key in ("binance.BTC-USDT", "binance.ETH-USDT") for n in range(15)]
+    for partition in failed:
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            asset_key=candles_key("1m"), check_name="completeness", passed=False, partition=partition))
+    asked = []
+    real = instance.has_dynamic_partition
+    monkeypatch.setattr(instance, "has_dynamic_partition", lambda *args, **kwargs: asked.append(1) or real(*args, **kwargs))
+    assert sorted(failing_checks(instance, universe, "1m")["completeness"]) == sorted(failed)
+    assert len(asked) == 2  # once per instrument, not once per check record (30)
