@@ -5,7 +5,11 @@ Staleness of an instrument = now - close time of its latest stored 1m candle. Th
 percentiles over all samples after the first refresh, the runs launched, and the CPU used by
 everything but the simulator (Dagster webserver, daemon, run workers, PostgreSQL), in cores.
 
-    python benchmarks/freshness.py --postgres postgresql://postgres@127.0.0.1:5432/postgres [--minutes 6] [--instruments 1000]
+    python benchmarks/freshness.py --postgres postgresql://postgres@127.0.0.1:5432/postgres [--minutes 6] [--instruments 1000] [--instance postgres]
+
+``--instance postgres`` keeps Dagster's own storage in PostgreSQL too (deploy/dagster.yaml, as in
+production) instead of the embedded SQLite instance: creating a run that covers 1,000 partitions writes
+one planned event per partition and check, which SQLite takes about a minute to store.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from common import REPO, fresh_database, running_dagster_dev, running_simulator
+import contextlib
+
+from common import REPO, fresh_database, production_dagster_dev, running_dagster_dev, running_simulator
 from dagster import DagsterInstance
 
 from ohlcv_assets.partitions import sync_instrument_partitions
@@ -42,6 +48,8 @@ def main() -> None:
     parser.add_argument("--postgres", required=True, help="administrative URL of a PostgreSQL server")
     parser.add_argument("--minutes", type=float, default=6)
     parser.add_argument("--instruments", type=int, default=200)
+    parser.add_argument("--instance", choices=["sqlite", "postgres"], default="sqlite",
+                        help="where Dagster keeps runs and events (default: the embedded SQLite instance)")
     args = parser.parse_args()
     instruments = args.instruments
     bases = [f"C{n:04d}" for n in range(instruments)]
@@ -53,18 +61,26 @@ def main() -> None:
         (tmp / "sim.yaml").write_text("weight_limit: 6000\nsymbols:\n" + "".join(
             f"  - {{base: {b}, quote: USDT, listed: 2024-01-01, price: {10 + n}}}\n" for n, b in enumerate(bases)))
         with running_simulator(tmp / "sim.yaml") as (simulator, sim):
-            (tmp / "universe.yaml").write_text(
+            universe_text = (
                 f"refresh_minutes: 1\nexchanges:\n  binance: {{ccxt_id: binance, api_url: '{simulator}/api/v3'}}\n"
                 "instruments:\n" + "".join(f"  - {{exchange: binance, symbol: {b}/USDT, intervals: [1m], start: {today}}}\n" for b in bases))
-            home = tmp / "dagster_home"
-            home.mkdir()
-            shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-            env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp / "universe.yaml"),
-                   "OHLCV_WAREHOUSE_URL": warehouse_url}
-            with DagsterInstance.from_config(str(home)) as instance:
-                sync_instrument_partitions(instance, load_universe(tmp / "universe.yaml"))
-            samples: list[np.ndarray] = []
-            with running_dagster_dev(env, tmp / "dagster.log"), psycopg.connect(warehouse_url, autocommit=True) as connection:
+            with contextlib.ExitStack() as stack:
+                if args.instance == "postgres":
+                    storage_url = fresh_database(args.postgres, "bench_fresh_instance")
+                    stack.enter_context(production_dagster_dev(tmp, universe_text, warehouse_url, storage_url))
+                    home = tmp / "dagster_home"
+                else:
+                    (tmp / "universe.yaml").write_text(universe_text)
+                    home = tmp / "dagster_home"
+                    home.mkdir()
+                    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+                    env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp / "universe.yaml"),
+                           "OHLCV_WAREHOUSE_URL": warehouse_url}
+                    with DagsterInstance.from_config(str(home)) as instance:
+                        sync_instrument_partitions(instance, load_universe(tmp / "universe.yaml"))
+                    stack.enter_context(running_dagster_dev(env, tmp / "dagster.log"))
+                samples: list[np.ndarray] = []
+                connection = stack.enter_context(psycopg.connect(warehouse_url, autocommit=True))
                 deadline = time.monotonic() + 300
                 while time.monotonic() < deadline:  # until the first refresh has stored every instrument
                     if connection.execute("SELECT count(DISTINCT symbol) FROM candles").fetchone()[0] >= instruments:
