@@ -23,6 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 POSTGRES_URL_ENV = "OHLCV_TEST_POSTGRES_URL"
 
 
+# The tests that run `dagster dev` (or several Dagster processes) take minutes each, the rest seconds:
+# started first, they run beside the short tests instead of leaving one worker alone at the end.
+LONG_MODULES = ("test_demo.py", "test_production.py", "test_archive_daemon.py", "test_gap_daemon.py",
+                "test_all_venues_demo.py", "test_celery.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: (LONG_MODULES.index(item.path.name) if item.path.name in LONG_MODULES else len(LONG_MODULES)))
+
+
 @pytest.fixture(scope="session")
 def simulator():
     sim = ExchangeSimulator(SimulatorConfig.from_mapping(SIMULATOR_CONFIG))

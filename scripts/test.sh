@@ -27,4 +27,4 @@ fi
 echo "PostgreSQL for the tests: $OHLCV_TEST_POSTGRES_URL"
 
 .venv/bin/dg check defs
-.venv/bin/python -m pytest -n 2 --durations=12 "$@"
+.venv/bin/python -m pytest -n 2 --maxschedchunk=1 --durations=12 "$@"  # one test at a time to each worker: the long ones (first) spread over both
