@@ -1,6 +1,8 @@
 """Gap scans run over a range of instruments in one run (a run process costs seconds of CPU, a scan
 milliseconds), and each instrument still gets its own report, materialized once."""
 
+import datetime as dt
+
 import dagster as dg
 
 from ohlcv_assets.definitions import build_definitions
@@ -44,3 +46,18 @@ def test_new_instruments_are_scanned_in_one_run_per_interval(universe_file, tmp_
         for name, keys in added.items():
             instance.add_dynamic_partitions(name, keys)
         assert instance.get_dynamic_partitions("instruments_1m") == added["instruments_1m"]
+
+
+def test_the_daily_scan_is_one_run_per_interval_over_every_registered_instrument(universe, universe_file, tmp_path):
+    defs = build_definitions(str(universe_file), f"sqlite:///{tmp_path}/w.db")
+    schedule = defs.get_schedule_def("gap_scan_1m")
+    when = dt.datetime(2026, 10, 9, 0, 30, tzinfo=dt.timezone.utc)
+    with dg.instance_for_test() as instance:
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+            assert isinstance(schedule.evaluate_tick(context).skip_message, str)  # nothing registered yet
+        sync_instrument_partitions(instance, universe)
+        registered = instance.get_dynamic_partitions(instruments_partitions_name("1m"))
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+            [request] = schedule.evaluate_tick(context).run_requests
+    assert request.job_name == "scan_gaps_1m" and request.run_key == "1m|2026-10-09"
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (registered[0], registered[-1])
