@@ -44,14 +44,20 @@ def scan_job_name(interval: str) -> str:
     return f"scan_gaps_{interval}"
 
 
+def partition_tags(first: str, last: str | None = None) -> dict[str, str]:
+    """Dagster's run tags for one partition, or for the range from ``first`` to ``last``."""
+    if last in (None, first):
+        return {PARTITION_TAG: first}
+    return {RANGE_START_TAG: first, RANGE_END_TAG: last}
+
+
 def scan_request(interval: str, instrument_keys: list[str], run_key: str, reason: str) -> dg.RunRequest:
     """One run of the ``scan_gaps_<interval>`` job over a contiguous run of registered instruments
     (first to last, in the order they were registered), as schedules and sensors ask for it."""
-    if len(instrument_keys) == 1:
-        return dg.RunRequest(run_key=run_key, job_name=scan_job_name(interval), partition_key=instrument_keys[0],
-                             tags={REASON_TAG: reason})
-    return dg.RunRequest(run_key=run_key, job_name=scan_job_name(interval), tags={
-        REASON_TAG: reason, RANGE_START_TAG: instrument_keys[0], RANGE_END_TAG: instrument_keys[-1]})
+    first, last = instrument_keys[0], instrument_keys[-1]
+    if first == last:  # a partition key of its own, as Dagster resolves a single partition's run
+        return dg.RunRequest(run_key=run_key, job_name=scan_job_name(interval), partition_key=first, tags={REASON_TAG: reason})
+    return dg.RunRequest(run_key=run_key, job_name=scan_job_name(interval), tags={REASON_TAG: reason, **partition_tags(first, last)})
 
 
 def instruments_partitions_name(interval: str) -> str:

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from ohlcv_assets.names import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+from ohlcv_assets.names import partition_tags
 
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -106,9 +106,7 @@ def launch_run(webserver: str, job_name: str, first_partition: str, last_partiti
     UI's Launch button does; returns its id. Unlike a backfill it does not wait for the backfill
     daemon's next tick (every 30 s)."""
     selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "jobName": job_name}
-    partitions = ({PARTITION_TAG: first_partition} if last_partition in (None, first_partition)
-                  else {RANGE_START_TAG: first_partition, RANGE_END_TAG: last_partition})
-    run_tags = [{"key": k, "value": v} for k, v in {**partitions, **(tags or {})}.items()]
+    run_tags = [{"key": k, "value": v} for k, v in {**partition_tags(first_partition, last_partition), **(tags or {})}.items()]
     params = {"selector": selector, "executionMetadata": {"tags": run_tags}}
     result = graphql(webserver, LAUNCH_RUN, {"params": params})["launchRun"]
     if result["__typename"] != "LaunchRunSuccess":
