@@ -1,6 +1,7 @@
 """Pins the private Dagster parts the project relies on (ohlcv_assets/dagster_internals.py): an upgrade
 that moves or changes them fails here, by name, not in a sensor."""
 
+import datetime as dt
 import uuid
 
 import dagster as dg
@@ -15,8 +16,10 @@ from ohlcv_assets.dagster_internals import (
     partitions_in_flight,
 )
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
+from ohlcv_assets.monitoring import failing_checks
+from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key, partition_key_string
 from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY
 from ohlcv_assets_tests.sensors.test_gap_backfill import add_backfill
 
 
@@ -55,11 +58,6 @@ def test_a_check_evaluation_names_the_materialization_it_checked(simulator, univ
 
 def test_a_ranged_run_gives_each_partition_its_own_metadata(simulator, universe, universe_file, warehouse_url, instance):
     """Each day of a ranged run is materialized with its own metadata, once."""
-    import datetime as dt
-
-    from ohlcv_assets.names import partition_key_string
-    from ohlcv_assets_tests.helpers import DOWNTIME_DAY
-
     sync_instrument_partitions(instance, universe)
     defs = build_definitions(str(universe_file), warehouse_url)
     days = [DOWNTIME_DAY + dt.timedelta(days=d) for d in (-1, 0, 1)]
@@ -73,11 +71,6 @@ def test_a_ranged_run_gives_each_partition_its_own_metadata(simulator, universe,
 
 
 def test_failing_checks_ask_once_per_instrument_whether_it_is_registered(universe, instance, monkeypatch):
-    import datetime as dt
-
-    from ohlcv_assets.monitoring import failing_checks
-    from ohlcv_assets.names import partition_key_string
-
     sync_instrument_partitions(instance, universe)
     failed = [partition_key_string(key, dt.date(2026, 10, 1) + dt.timedelta(days=n))
               for key in ("binance.BTC-USDT", "binance.ETH-USDT") for n in range(15)]
