@@ -1,5 +1,7 @@
 """ccxt against the simulator over HTTP: exact pagination, retries that end exact, no 418s."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS
@@ -60,6 +62,22 @@ def test_transient_failures_are_retried_and_end_exact(simulator, source, fault):
     assert frame[CANDLE_COLUMNS].equals(simulator_candles(simulator, "ETH/USDT", "1m", PLAIN_DAY, now))
     assert source.stats.retries >= 1
     assert simulator.stats["status.418"] == 0
+
+
+def test_fetch_threads_share_the_loaded_markets_and_reuse_the_exchanges_of_ended_threads(simulator, source, monkeypatch):
+    """Ingestion starts a thread pool per instrument: building a ccxt instance and parsing every
+    market in each new thread made a run over N instruments cost O(N²)."""
+    built = []
+    build = source._build_exchange
+    monkeypatch.setattr(source, "_build_exchange", lambda: built.append(1) or build())
+    now = day_bounds_ms(PLAIN_DAY)[1]
+    for _ in range(4):
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            frames = list(pool.map(lambda symbol: fetch_day(source, symbol, "1h", PLAIN_DAY, now), ["BTC/USDT", "ETH/USDT"]))
+        assert frames[1][CANDLE_COLUMNS].equals(simulator_candles(simulator, "ETH/USDT", "1h", PLAIN_DAY, now))
+    assert 1 <= len(built) <= 2  # two threads at a time; the exchanges of ended threads are taken again
+    assert source._spares and all(spare.markets is source.exchange.markets for spare in source._spares)
+    assert source.stats.requests == 1 + 4 * 2  # the markets once, then a page per symbol and pool
 
 
 def test_waits_follow_retry_after(simulator, universe):
