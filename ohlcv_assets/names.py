@@ -18,11 +18,13 @@ INSTRUMENT = "instrument"
 REASON_TAG = "ohlcv/reason"  # why a run exists, shown in the UI
 REQUEST_TAG = "ohlcv/gap_request"  # the gap request a backfill fills
 GAPS_TAG = "ohlcv/gaps"  # ids of the gap records a backfill fills
+REFRESH_TAG = "ohlcv/refresh"  # the interval a keep-today-fresh run refreshes
 # Dagster's own run tags for a partition range (exported only from a private module).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 PARTITION_TAG = "dagster/partition"
 BACKFILL_TAG = "dagster/backfill"
+MAX_RUNTIME_TAG = "dagster/max_runtime"  # seconds; run monitoring ends a run that runs longer
 
 _INSTRUMENTS_PREFIX = "instruments_"
 MAX_PARTITIONS_PER_RUN = 366  # candles days per ranged run: a year; runs stream, so memory does not grow with the range

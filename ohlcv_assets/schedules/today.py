@@ -6,6 +6,11 @@ all of them, instead of one run per instrument, which would not scale to hundred
 Each refresh re-fetches the whole day, so candles the exchange revised since they closed are
 stored corrected (counted in `candles_revised`, `max_revision_pct`). During an exchange's settlement
 window after midnight (`settlement_minutes`, default 60) the previous day is refreshed too.
+
+A tick skips while the interval's previous refresh is still queued or running: when a refresh takes
+longer than the refresh interval (many instruments, a slow venue), runs would otherwise pile up in
+the queue and compete for the same cores, each slower than the last. A refresh that hangs is ended
+by Dagster's run monitoring (`dagster/max_runtime`), so a stuck run cannot stop the refreshes.
 """
 
 
@@ -13,7 +18,15 @@ import datetime as dt
 
 import dagster as dg
 
-from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, candles_key, instruments_partitions_name
+from ohlcv_assets.names import (
+    MAX_RUNTIME_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    REASON_TAG,
+    REFRESH_TAG,
+    candles_key,
+    instruments_partitions_name,
+)
 from ohlcv_assets.partitions import partition_key
 from ohlcv_assets.universe import Universe
 
@@ -23,6 +36,15 @@ def days_to_refresh(now: dt.datetime, settlement_minutes: int) -> list[dt.date]:
     today = now.date()
     since_midnight = now - dt.datetime(today.year, today.month, today.day, tzinfo=dt.timezone.utc)
     return [today - dt.timedelta(days=1), today] if since_midnight < dt.timedelta(minutes=settlement_minutes) else [today]
+
+
+UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def max_runtime_seconds(refresh_minutes: int) -> int:
+    """How long a refresh may run before run monitoring ends it: ten refresh intervals, at least 15 minutes."""
+    return max(15, 10 * refresh_minutes) * 60
 
 
 def today_cron(universe: Universe) -> str:
@@ -42,14 +64,21 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
     def today_schedule(context: dg.ScheduleEvaluationContext):
         registered = context.instance.get_dynamic_partitions(instruments_partitions_name(interval))
         if not registered:
-            return dg.SkipReason(f"no instrument registered for {interval} yet")
+            yield dg.SkipReason(f"no instrument registered for {interval} yet")  # yielded: a generator's return value is lost
+            return
+        unfinished = context.instance.get_run_records(dg.RunsFilter(statuses=UNFINISHED, tags={REFRESH_TAG: interval}), limit=1)
+        if unfinished:
+            run = unfinished[0].dagster_run
+            yield dg.SkipReason(f"the previous {interval} refresh (run {run.run_id[:8]}) is still {run.status.value.lower()}")
+            return
         settlement = max(universe.exchanges[i.exchange].settlement_minutes for i in universe.instruments_for(interval))
         for day in days_to_refresh(context.scheduled_execution_time, settlement):
             first, last = partition_key(registered[0], day), partition_key(registered[-1], day)
             yield dg.RunRequest(
                 run_key=f"{interval}|{day}|{context.scheduled_execution_time.isoformat()}",
                 asset_selection=[candles_key(interval)],
-                tags={RANGE_START_TAG: str(first), RANGE_END_TAG: str(last), REASON_TAG: "keep-today-fresh"},
+                tags={RANGE_START_TAG: str(first), RANGE_END_TAG: str(last), REASON_TAG: "keep-today-fresh",
+                      REFRESH_TAG: interval, MAX_RUNTIME_TAG: str(max_runtime_seconds(universe.refresh_minutes))},
             )
 
     return today_schedule

@@ -7,7 +7,7 @@ import dagster as dg
 
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
-from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
+from ohlcv_assets.names import MAX_RUNTIME_TAG, RANGE_END_TAG, RANGE_START_TAG, REFRESH_TAG, candles_key
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
@@ -47,6 +47,31 @@ def test_the_settlement_window_decides_how_long_yesterday_is_refreshed(tmp_path)
     assert runs == [("2026-11-23|binance.BTC-USDT", "2026-11-23|binance.ETH-USDT")]
     runs = requests_at(dt.datetime(2026, 11, 23, 1, 50, tzinfo=dt.timezone.utc), tmp_path, settlement_minutes=120)
     assert ("2026-11-22|binance.BTC-USDT", "2026-11-22|binance.ETH-USDT") in runs
+
+
+def test_a_tick_skips_while_the_intervals_previous_refresh_is_unfinished(tmp_path):
+    """A refresh slower than the refresh interval must not pile runs up in the queue."""
+    (tmp_path / "u.yaml").write_text(universe_yaml("http://127.0.0.1:1"))
+    defs = build_definitions(str(tmp_path / "u.yaml"), warehouse_url=f"sqlite:///{tmp_path}/w.db")
+    when = dt.datetime(2026, 11, 23, 14, 10, tzinfo=dt.timezone.utc)
+
+    def tick(interval: str):
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                       repository_def=defs.get_repository_def()) as context:
+            return defs.get_schedule_def(f"candles_{interval}_today").evaluate_tick(context)
+
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, parse_universe((tmp_path / "u.yaml").read_text()))
+        [request] = tick("1m").run_requests
+        assert request.tags[REFRESH_TAG] == "1m" and int(request.tags[MAX_RUNTIME_TAG]) >= 15 * 60
+        for status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED):
+            run = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", status=status, tags=request.tags))
+            result = tick("1m")
+            assert not result.run_requests
+            assert result.skip_message == f"the previous 1m refresh (run {run.run_id[:8]}) is still {status.value.lower()}"
+            assert len(tick("5m").run_requests) == 1  # another interval's refresh does not wait for it
+            instance.report_run_failed(run) if status == dg.DagsterRunStatus.STARTED else instance.report_run_canceled(run)
+            assert len(tick("1m").run_requests) == 1  # ended: the next tick refreshes again
 
 
 def test_a_ranged_today_run_refreshes_every_instrument(simulator, defs, instance, warehouse_url):
