@@ -10,7 +10,7 @@ import time
 import dagster as dg
 import sqlalchemy as sa
 
-from ohlcv_assets.dagster_internals import cached_partitions
+from ohlcv_assets.dagster_internals import failing_check_partitions
 from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.gap_scan import settled_end_ms
 from ohlcv_assets.intervals import interval_ms, ms_to_iso
@@ -126,24 +126,10 @@ def of_instrument(partitions: list[str], instrument_key: str) -> list[str]:
 def failing_checks(instance: dg.DagsterInstance, universe: Universe, interval: str, blocking_only: bool = False) -> dict[str, list[str]]:
     """Per check, the partitions whose latest evaluation failed: a day stays failing until that
     day passes again, whatever other days report since."""
-    partitions = candle_partitions(universe, interval)
     specs = [spec for spec in checks_for(interval) if spec.blocking or not blocking_only]
-    keys = [(dg.AssetCheckKey(candles_key(interval), spec.name), partitions) for spec in specs]
-    with cached_partitions(instance):
-        states = instance.event_log_storage.get_asset_check_state(keys)
-        return _failed_partitions(keys, specs, states)
-
-
-def _failed_partitions(keys, specs, states) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for (key, _), spec in zip(keys, specs):
-        state = states.get(key)
-        if state is None:
-            continue
-        for status, subset in state.subsets.items():
-            if status.value in ("FAILED", "EXECUTION_FAILED") and not subset.is_empty:
-                out.setdefault(spec.name, []).extend(sorted(subset.subset_value.get_partition_keys()))
-    return out
+    keys = {dg.AssetCheckKey(candles_key(interval), spec.name): spec.name for spec in specs}
+    failing = failing_check_partitions(instance, list(keys), candle_partitions(universe, interval))
+    return {keys[key]: partitions for key, partitions in failing.items()}
 
 
 def last_run(instance: dg.DagsterInstance, interval: str, instrument_key: str) -> tuple[str | None, float | None]:

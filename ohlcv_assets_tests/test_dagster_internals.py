@@ -11,6 +11,7 @@ from ohlcv_assets.dagster_internals import (
     backfill_run_request,
     backfill_state,
     backfills_tagged,
+    cached_partitions,
     check_target,
     latest_materializations,
     partitions_in_flight,
@@ -82,3 +83,40 @@ def test_failing_checks_ask_once_per_instrument_whether_it_is_registered(univers
     monkeypatch.setattr(instance, "has_dynamic_partition", lambda *args, **kwargs: asked.append(1) or real(*args, **kwargs))
     assert sorted(failing_checks(instance, universe, "1m")["completeness"]) == sorted(failed)
     assert len(asked) == 2  # once per instrument, not once per check record (30)
+
+
+def test_failing_checks_resolve_check_records_as_dagsters_check_state_does(universe, universe_file, warehouse_url, instance):
+    """Failing = the latest evaluation of the latest materialization failed, or the run that planned
+    the evaluation failed; a new materialization clears it; removed instruments drop out."""
+    sync_instrument_partitions(instance, universe)
+    instance.add_dynamic_partitions("instruments_1m", ["binance.FAKE-USDT", "binance.GONE-USDT"])
+    day = dt.date(2026, 10, 1)
+    a, b, c, gone = (partition_key_string(key, day + dt.timedelta(days=n)) for n, key in enumerate(
+        ["binance.BTC-USDT", "binance.BTC-USDT", "binance.ETH-USDT", "binance.GONE-USDT"]))
+
+    def evaluate(partition: str, passed: bool, check: str = "completeness"):
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(asset_key=candles_key("1m"), check_name=check,
+                                                                    passed=passed, partition=partition))
+
+    for partition in (a, b, gone):
+        evaluate(partition, passed=False)
+    evaluate(a, passed=False, check="price_spikes")
+    evaluate(c, passed=True)
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=candles_key("1m"), partition=b))  # not current any more
+    instance.delete_dynamic_partition("instruments_1m", "binance.GONE-USDT")
+    defs = build_definitions(str(universe_file), warehouse_url)
+    planned = partition_key_string("binance.FAKE-USDT", day)  # registered, not in the universe: its run fails at once
+    failed = dg.materialize([defs.get_assets_def(candles_key("1m"))], partition_key=planned, instance=instance,
+                            resources=defs.resources, raise_on_error=False)
+    assert not failed.success
+
+    ours = failing_checks(instance, universe, "1m")
+    assert ours["completeness"] == sorted([a, planned]) and ours["price_spikes"] == sorted([a, planned])
+    partitions = defs.get_assets_def(candles_key("1m")).partitions_def
+    keys = [(dg.AssetCheckKey(candles_key("1m"), name), partitions) for name in ours | {"candles_valid": []}]
+    with cached_partitions(instance):
+        states = instance.event_log_storage.get_asset_check_state(keys)
+    dagsters = {key.name: sorted(k for status, subset in states[key].subsets.items()
+                                 if status.value in ("FAILED", "EXECUTION_FAILED") for k in subset.subset_value.get_partition_keys())
+                for key, _ in keys}
+    assert {name: found for name, found in dagsters.items() if found} == ours

@@ -18,6 +18,7 @@ import datetime as dt
 
 import dagster as dg
 
+from ohlcv_assets.dagster_internals import RUN_NOT_FINISHED
 from ohlcv_assets.names import (
     MAX_RUNTIME_TAG,
     RANGE_END_TAG,
@@ -36,10 +37,6 @@ def days_to_refresh(now: dt.datetime, settlement_minutes: int) -> list[dt.date]:
     today = now.date()
     since_midnight = now - dt.datetime(today.year, today.month, today.day, tzinfo=dt.timezone.utc)
     return [today - dt.timedelta(days=1), today] if since_midnight < dt.timedelta(minutes=settlement_minutes) else [today]
-
-
-UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
-              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def max_runtime_seconds(refresh_minutes: int) -> int:
@@ -66,7 +63,7 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
         if not registered:
             yield dg.SkipReason(f"no instrument registered for {interval} yet")  # yielded: a generator's return value is lost
             return
-        unfinished = context.instance.get_run_records(dg.RunsFilter(statuses=UNFINISHED, tags={REFRESH_TAG: interval}), limit=1)
+        unfinished = context.instance.get_run_records(dg.RunsFilter(statuses=RUN_NOT_FINISHED, tags={REFRESH_TAG: interval}), limit=1)
         if unfinished:
             run = unfinished[0].dagster_run
             yield dg.SkipReason(f"the previous {interval} refresh (run {run.run_id[:8]}) is still {run.status.value.lower()}")
