@@ -1,10 +1,12 @@
-"""Alerts: failed runs, failed blocking checks and stale instruments, one alert per incident."""
+"""Alerts: failed runs, failed blocking checks and stale instruments, one alert per incident (or
+one per check when many start or end at once)."""
 
 import json
 import os
 
 import dagster as dg
 
+from ohlcv_assets.alerts import incident_alerts
 from ohlcv_assets.intervals import now_ms
 from ohlcv_assets.monitoring import failing_checks, instrument_rows
 from ohlcv_assets.resources import WarehouseResource
@@ -38,10 +40,9 @@ def build_quality_alert_sensor(universe: Universe) -> dg.SensorDefinition:
             if row["freshness"] == "stale":
                 incidents.add(f"stale: {row['exchange']} {row['symbol']} {row['interval']} (last candle {row['last_candle']})")
         known = set(json.loads(context.cursor)) if context.cursor else set()
-        for incident in sorted(incidents - known):
-            alerts.send("Data quality incident", [incident])
-        for incident in sorted(known - incidents):
-            alerts.send("Resolved", [incident])
+        for title, lines in [*incident_alerts("Data quality incident", list(incidents - known)),
+                             *incident_alerts("Resolved", list(known - incidents))]:
+            alerts.send(title, lines)
         context.update_cursor(json.dumps(sorted(incidents)))
         return dg.SkipReason(f"{len(incidents)} open incident(s), {len(incidents - known)} new")
 

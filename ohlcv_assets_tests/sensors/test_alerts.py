@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
+from ohlcv_assets.alerts import LISTED_IN_SUMMARY, SEPARATE_ALERTS_MAX, incident_alerts
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.intervals import day_bounds_ms
 from ohlcv_assets.names import candles_key
@@ -80,3 +81,13 @@ def test_stale_instruments_alert_once_and_recover_once(simulator, universe_file,
     tick(cursor)
     assert received[-1]["text"].startswith("*Resolved*") and len(received) == 2
     wh.dispose()
+
+
+def test_many_incidents_at_once_are_one_alert_that_counts_them():
+    few = [f"check failed: candles/1m candles_valid 2026-10-{d:02d}|binance.BTC-USDT" for d in range(1, SEPARATE_ALERTS_MAX + 1)]
+    assert incident_alerts("Resolved", few) == [("Resolved", [incident]) for incident in sorted(few)]
+    many = [f"check failed: candles/1m candles_valid 2026-10-01|binance.S{n:04d}-USDT" for n in range(7335)]
+    [(title, lines)] = incident_alerts("Data quality incident", many)
+    assert title == "Data quality incident: 7335"
+    assert lines[:LISTED_IN_SUMMARY] == sorted(many)[:LISTED_IN_SUMMARY]
+    assert lines[-1] == f"… and {7335 - LISTED_IN_SUMMARY} more (ohlcv-status lists them)"
