@@ -18,7 +18,6 @@ import datetime as dt
 
 import dagster as dg
 
-from ohlcv_assets.dagster_internals import RUN_NOT_FINISHED
 from ohlcv_assets.names import (
     MAX_RUNTIME_TAG,
     RANGE_END_TAG,
@@ -37,6 +36,11 @@ def days_to_refresh(now: dt.datetime, settlement_minutes: int) -> list[dt.date]:
     today = now.date()
     since_midnight = now - dt.datetime(today.year, today.month, today.day, tzinfo=dt.timezone.utc)
     return [today - dt.timedelta(days=1), today] if since_midnight < dt.timedelta(minutes=settlement_minutes) else [today]
+
+
+# Queued or running: a run left NOT_STARTED (its launch failed) never finishes and must not block refreshes.
+REFRESH_IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+                     dg.DagsterRunStatus.CANCELING]
 
 
 def max_runtime_seconds(refresh_minutes: int) -> int:
@@ -63,13 +67,18 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
         if not registered:
             yield dg.SkipReason(f"no instrument registered for {interval} yet")  # yielded: a generator's return value is lost
             return
-        unfinished = context.instance.get_run_records(dg.RunsFilter(statuses=RUN_NOT_FINISHED, tags={REFRESH_TAG: interval}), limit=1)
+        unfinished = context.instance.get_run_records(dg.RunsFilter(statuses=REFRESH_IN_FLIGHT, tags={REFRESH_TAG: interval}), limit=1)
         if unfinished:
             run = unfinished[0].dagster_run
             yield dg.SkipReason(f"the previous {interval} refresh (run {run.run_id[:8]}) is still {run.status.value.lower()}")
             return
         settlement = max(universe.exchanges[i.exchange].settlement_minutes for i in universe.instruments_for(interval))
-        for day in days_to_refresh(context.scheduled_execution_time, settlement):
+        first_day = universe.start_date(interval)  # after midnight, yesterday may precede every instrument's start
+        days = [d for d in days_to_refresh(context.scheduled_execution_time, settlement) if d >= first_day]
+        if not days:
+            yield dg.SkipReason(f"no {interval} instrument starts before {first_day}")
+            return
+        for day in days:
             first, last = partition_key(registered[0], day), partition_key(registered[-1], day)
             yield dg.RunRequest(
                 run_key=f"{interval}|{day}|{context.scheduled_execution_time.isoformat()}",

@@ -64,14 +64,32 @@ def test_a_tick_skips_while_the_intervals_previous_refresh_is_unfinished(tmp_pat
         sync_instrument_partitions(instance, parse_universe((tmp_path / "u.yaml").read_text()))
         [request] = tick("1m").run_requests
         assert request.tags[REFRESH_TAG] == "1m" and int(request.tags[MAX_RUNTIME_TAG]) >= 15 * 60
-        for status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED):
+        orphan = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.NOT_STARTED, tags=request.tags))
+        assert len(tick("1m").run_requests) == 1, orphan  # created, never launched (its launch failed): it blocks nothing
+        for status in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED):
             run = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", status=status, tags=request.tags))
             result = tick("1m")
             assert not result.run_requests
             assert result.skip_message == f"the previous 1m refresh (run {run.run_id[:8]}) is still {status.value.lower()}"
             assert len(tick("5m").run_requests) == 1  # another interval's refresh does not wait for it
-            instance.report_run_failed(run) if status == dg.DagsterRunStatus.STARTED else instance.report_run_canceled(run)
+            instance.report_run_failed(run)
             assert len(tick("1m").run_requests) == 1  # ended: the next tick refreshes again
+
+
+def test_after_midnight_yesterday_is_not_asked_for_when_every_instrument_starts_today(tmp_path):
+    """Yesterday precedes the partitions then: asking for it failed the whole tick, so today was not refreshed either."""
+    (tmp_path / "u.yaml").write_text(universe_yaml("http://127.0.0.1:1").replace("start: 2026-10-01", "start: 2026-11-23"))
+    defs = build_definitions(str(tmp_path / "u.yaml"), warehouse_url=f"sqlite:///{tmp_path}/w.db")
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, parse_universe((tmp_path / "u.yaml").read_text()))
+        for when, expected in ((dt.datetime(2026, 11, 23, 0, 10, tzinfo=dt.timezone.utc), ["2026-11-23"]),
+                               (dt.datetime(2026, 11, 24, 0, 10, tzinfo=dt.timezone.utc), ["2026-11-23", "2026-11-24"]),
+                               (dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc), [])):
+            with dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                           repository_def=defs.get_repository_def()) as context:
+                result = defs.get_schedule_def("candles_1m_today").evaluate_tick(context)
+            assert sorted(r.tags[RANGE_START_TAG].split("|")[0] for r in result.run_requests) == expected
+            assert expected or result.skip_message == "no 1m instrument starts before 2026-11-23"
 
 
 def test_a_ranged_today_run_refreshes_every_instrument(simulator, defs, instance, warehouse_url):
