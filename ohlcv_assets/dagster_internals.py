@@ -124,15 +124,19 @@ def partitions_in_flight(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
                         if p.asset_key == asset_key and p.partition_key is not None)
         elif backfill.partition_names:
             keys.update(backfill.partition_names)
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=RUN_NOT_FINISHED)):
-        if run.asset_selection is not None and asset_key not in run.asset_selection:
-            continue
-        if PARTITION_TAG in run.tags:
-            keys.add(run.tags[PARTITION_TAG])
-        elif RANGE_START_TAG in run.tags and RANGE_END_TAG in run.tags:
-            with cached_partitions(instance):
-                keys.update(partitions_def.get_partition_keys_in_range(
-                    dg.PartitionKeyRange(run.tags[RANGE_START_TAG], run.tags[RANGE_END_TAG])))
+    with cached_partitions(instance):
+        for run in instance.get_runs(filters=dg.RunsFilter(statuses=RUN_NOT_FINISHED)):
+            if run.asset_selection is not None and asset_key not in run.asset_selection:
+                continue
+            # a job's run may name no asset selection: its partition tags then say whose partitions they are
+            # (a gap scan's range is of instrument keys, which are not keys of the candles' partitions)
+            if PARTITION_TAG in run.tags:
+                if partitions_def.has_partition_key(run.tags[PARTITION_TAG]):
+                    keys.add(run.tags[PARTITION_TAG])
+            elif RANGE_START_TAG in run.tags and RANGE_END_TAG in run.tags:
+                first, last = run.tags[RANGE_START_TAG], run.tags[RANGE_END_TAG]
+                if partitions_def.has_partition_key(first) and partitions_def.has_partition_key(last):
+                    keys.update(partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
     return keys
 
 

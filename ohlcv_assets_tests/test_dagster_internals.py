@@ -40,6 +40,9 @@ def test_backfills_and_unfinished_runs_are_read_as_partitions_in_flight(universe
                                    tags={RANGE_START_TAG: "2026-10-10|binance.BTC-USDT", RANGE_END_TAG: "2026-10-10|binance.LATE-USDT"}))
     instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.SUCCESS,
                                    asset_selection=frozenset({candles_key("1m")}), tags={"dagster/partition": "2026-10-11|binance.BTC-USDT"}))
+    for tags in ({RANGE_START_TAG: "binance.BTC-USDT", RANGE_END_TAG: "binance.LATE-USDT"}, {"dagster/partition": "binance.ETH-USDT"}):
+        # gap scans: a job's runs name no asset selection, and their keys are instruments, not candles partitions
+        instance.add_run(dg.DagsterRun(job_name="scan_gaps_1m", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED, tags=tags))
     assert partitions_in_flight(instance, candles_key("1m"), asset.partitions_def) == {
         "2026-10-08|binance.BTC-USDT", "2026-10-10|binance.BTC-USDT", "2026-10-10|binance.ETH-USDT", "2026-10-10|binance.LATE-USDT"}
 
