@@ -43,9 +43,11 @@ exchanges:
     archive: {{url: "http://127.0.0.1:{sim_port}/archive/binance"}}
 instruments:
   - {{exchange: binance, symbol: DEEP/USDT, intervals: [1h], start: {start}}}
-refresh_minutes: 60
+refresh_minutes: 10
 sensor_seconds: 5
 """)
+    # refresh_minutes: today's candles younger than a refresh period are the today schedule's, not the scan's;
+    # at 60 the scan left today to the next hourly tick for the first two hours of a UTC day (up to an hour's wait)
     home = tmp_path / "home"
     home.mkdir()
     shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
