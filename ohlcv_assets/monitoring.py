@@ -119,6 +119,23 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
     return rows
 
 
+def stale_instruments(universe: Universe, warehouse: Warehouse, now: int) -> list[dict]:
+    """The stale instruments, from each one's latest candle alone: one index lookup per instrument,
+    so the alert sensor's tick stays short however much history is stored (``instrument_rows``
+    counts every candle, a full read of the table)."""
+    delisted = delistings.delisted(warehouse)
+    stale = []
+    for interval in universe.intervals:
+        for inst in universe.instruments_for(interval):
+            last = warehouse.latest_open_time(inst.exchange, inst.symbol, interval)
+            delisting = delisted.get((inst.exchange, inst.symbol))
+            if freshness(last, interval, now, universe.refresh_minutes, universe.exchanges[inst.exchange].sessions,
+                         delisting and delisting.delisted_ms) == "stale":
+                stale.append({"exchange": inst.exchange, "symbol": inst.symbol, "interval": interval,
+                              "last_candle": ms_to_iso(last) if last is not None else None})
+    return stale
+
+
 def of_instrument(partitions: list[str], instrument_key: str) -> list[str]:
     return [p for p in partitions if split_partition_key_string(p)[0] == instrument_key]
 

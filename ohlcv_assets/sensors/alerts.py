@@ -8,7 +8,7 @@ import dagster as dg
 
 from ohlcv_assets.alerts import incident_alerts
 from ohlcv_assets.intervals import now_ms
-from ohlcv_assets.monitoring import failing_checks, instrument_rows
+from ohlcv_assets.monitoring import failing_checks, stale_instruments
 from ohlcv_assets.resources import WarehouseResource
 from ohlcv_assets.resources.alerts import ALERT_WEBHOOK_ENV, AlertResource
 from ohlcv_assets.universe import Universe
@@ -36,9 +36,8 @@ def build_quality_alert_sensor(universe: Universe) -> dg.SensorDefinition:
         for interval in universe.intervals:
             for name, partitions in failing_checks(context.instance, universe, interval, blocking_only=True).items():
                 incidents.update(f"check failed: candles/{interval} {name} {partition}" for partition in partitions)
-        for row in instrument_rows(universe, warehouse.warehouse, None, now_ms()):
-            if row["freshness"] == "stale":
-                incidents.add(f"stale: {row['exchange']} {row['symbol']} {row['interval']} (last candle {row['last_candle']})")
+        for row in stale_instruments(universe, warehouse.warehouse, now_ms()):
+            incidents.add(f"stale: {row['exchange']} {row['symbol']} {row['interval']} (last candle {row['last_candle']})")
         known = set(json.loads(context.cursor)) if context.cursor else set()
         for title, lines in [*incident_alerts("Data quality incident", list(incidents - known)),
                              *incident_alerts("Resolved", list(known - incidents))]:

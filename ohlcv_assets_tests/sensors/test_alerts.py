@@ -10,7 +10,8 @@ import pytest
 
 from ohlcv_assets.alerts import LISTED_IN_SUMMARY, SEPARATE_ALERTS_MAX, incident_alerts
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.intervals import day_bounds_ms
+from ohlcv_assets.intervals import day_bounds_ms, now_ms
+from ohlcv_assets.monitoring import instrument_rows, stale_instruments
 from ohlcv_assets.names import candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.resources.alerts import AlertResource
@@ -73,6 +74,10 @@ def test_stale_instruments_alert_once_and_recover_once(simulator, universe_file,
 
     cursor = tick(None)
     assert [a["text"] for a in received] == ["*Data quality incident*\nstale: binance BTC/USDT 1h (last candle 2026-10-08T23:00:00Z)"]
+    universe, now = parse_universe(universe_file.read_text()), now_ms()
+    assert stale_instruments(universe, wh, now) == [
+        {k: row[k] for k in ("exchange", "symbol", "interval", "last_candle")}
+        for row in instrument_rows(universe, wh, None, now) if row["freshness"] == "stale"]
     cursor = tick(cursor)
     assert len(received) == 1  # one alert per incident, not one per tick
     today = dt.datetime.now(dt.timezone.utc).date()
