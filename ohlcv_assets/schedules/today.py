@@ -76,7 +76,7 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
         first_day = universe.start_date(interval)  # after midnight, yesterday may precede every instrument's start
         days = [d for d in days_to_refresh(context.scheduled_execution_time, settlement) if d >= first_day]
         if not days:
-            yield dg.SkipReason(f"no {interval} instrument starts before {first_day}")
+            yield dg.SkipReason(f"no {interval} instrument has started yet (the first starts on {first_day})")
             return
         for day in days:
             first, last = partition_key(registered[0], day), partition_key(registered[-1], day)
