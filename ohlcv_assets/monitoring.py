@@ -162,9 +162,10 @@ def last_run(instance: dg.DagsterInstance, interval: str, instrument_key: str) -
             None if score is None else score.value)
 
 
-def stored_instruments(warehouse: Warehouse) -> set[tuple[str, str, str]]:
-    with warehouse.engine.connect() as conn:
-        return {tuple(r) for r in conn.execute(sa.select(candles.c.exchange, candles.c.symbol, candles.c.timeframe).distinct())}
+def stored_instruments(warehouse: Warehouse, wanted: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """Which of ``wanted`` (exchange, symbol, interval) have candles: an index lookup each, where a
+    DISTINCT over the table would read every stored candle."""
+    return {key for key in wanted if warehouse.latest_open_time(*key) is not None}
 
 
 def materialized_anything(instance: dg.DagsterInstance, universe: Universe) -> bool:
@@ -180,7 +181,7 @@ def health(universe: Universe, warehouse: Warehouse | None, warehouse_problem: s
         report["warehouse"] = f"FAIL {warehouse_problem}"
     else:
         wanted = {(i.exchange, i.symbol, interval) for interval in universe.intervals for i in universe.instruments_for(interval)}
-        have = stored_instruments(warehouse)
+        have = stored_instruments(warehouse, wanted)
         shown = sa.make_url(warehouse.url).render_as_string(hide_password=True)
         if not wanted & have and instance is not None and materialized_anything(instance, universe):
             report["warehouse"] = (f"FAIL {shown} holds none of the universe's instruments, but the Dagster instance has "
