@@ -15,7 +15,10 @@ from ohlcv_assets.universe import Universe
 
 # Recompute a day whenever the candles it reads (its own day and its warm-up days) change, never on
 # candles whose blocking checks failed.
-FEATURE_PARTITIONS_PER_RUN = 31  # features of a range are computed in one pass, so ranges stay a month
+# A refresh of today touches every instrument's today partition at once: up to this many are one
+# features run (a run process costs about 10 CPU-s before any work), not one run per 31 of them.
+FEATURE_PARTITIONS_PER_RUN = 1000
+FEATURE_DAYS_PER_PASS = 31  # contiguous days computed in one pass: a month's candles and features in memory
 
 FEATURES_AUTOMATION = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
@@ -38,10 +41,11 @@ def warmup_mapping(universe: Universe, interval: str) -> dg.MultiPartitionMappin
     })
 
 
-def contiguous_runs(days: list[dt.date]) -> list[list[dt.date]]:
+def contiguous_runs(days: list[dt.date], longest: int = FEATURE_DAYS_PER_PASS) -> list[list[dt.date]]:
+    """The days in passes of contiguous days, each at most ``longest`` long."""
     runs: list[list[dt.date]] = []
     for day in sorted(days):
-        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1) and len(runs[-1]) < longest:
             runs[-1].append(day)
         else:
             runs.append([day])

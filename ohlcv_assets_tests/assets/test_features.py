@@ -55,3 +55,4 @@ def test_partition_keys_of_a_ranged_run_group_into_contiguous_days():
     days = [d + dt.timedelta(days=n) for n in (5, 0, 1, 2, 7, 6)]
     assert contiguous_runs(days) == [[d, d + dt.timedelta(days=1), d + dt.timedelta(days=2)],
                                      [d + dt.timedelta(days=5), d + dt.timedelta(days=6), d + dt.timedelta(days=7)]]
+    assert [len(r) for r in contiguous_runs([d + dt.timedelta(days=n) for n in range(70)])] == [31, 31, 8]
