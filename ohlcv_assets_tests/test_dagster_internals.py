@@ -7,6 +7,7 @@ import uuid
 import dagster as dg
 from dagster._core.execution.backfill import BulkActionStatus
 
+from ohlcv_assets import dagster_internals
 from ohlcv_assets.dagster_internals import (
     backfill_run_request,
     backfill_state,
@@ -88,7 +89,8 @@ def test_failing_checks_ask_once_per_instrument_whether_it_is_registered(univers
     assert len(asked) == 2  # once per instrument, not once per check record (30)
 
 
-def test_failing_checks_resolve_check_records_as_dagsters_check_state_does(universe, universe_file, warehouse_url, instance):
+def test_failing_checks_resolve_check_records_as_dagsters_check_state_does(universe, universe_file, warehouse_url, instance,
+                                                                         monkeypatch):
     """Failing = the latest evaluation of the latest materialization failed, or the run that planned
     the evaluation failed; a new materialization clears it; removed instruments drop out."""
     sync_instrument_partitions(instance, universe)
@@ -113,13 +115,33 @@ def test_failing_checks_resolve_check_records_as_dagsters_check_state_does(unive
                             resources=defs.resources, raise_on_error=False)
     assert not failed.success
 
+    partitions = defs.get_assets_def(candles_key("1m")).partitions_def
+
+    def dagsters() -> dict[str, list[str]]:
+        keys = [(key, partitions) for key in defs.get_assets_def(candles_key("1m")).check_keys]
+        with cached_partitions(instance):
+            states = instance.event_log_storage.get_asset_check_state(keys)
+        found = {key.name: sorted(k for status, subset in states[key].subsets.items()
+                                  if status.value in ("FAILED", "EXECUTION_FAILED") for k in subset.subset_value.get_partition_keys())
+                 for key, _ in keys}
+        return {name: keys for name, keys in found.items() if keys}
+
     ours = failing_checks(instance, universe, "1m")
     assert ours["completeness"] == sorted([a, planned]) and ours["price_spikes"] == sorted([a, planned])
-    partitions = defs.get_assets_def(candles_key("1m")).partitions_def
-    keys = [(dg.AssetCheckKey(candles_key("1m"), name), partitions) for name in ours | {"candles_valid": []}]
-    with cached_partitions(instance):
-        states = instance.event_log_storage.get_asset_check_state(keys)
-    dagsters = {key.name: sorted(k for status, subset in states[key].subsets.items()
-                                 if status.value in ("FAILED", "EXECUTION_FAILED") for k in subset.subset_value.get_partition_keys())
-                for key, _ in keys}
-    assert {name: found for name, found in dagsters.items() if found} == ours
+    assert ours == dagsters()
+
+    # Read again after more records: only the new ones are read (the sensors' case), with the same answer.
+    monkeypatch.setattr(dagster_internals, "RE_READ_IDS", 0)
+    read = []
+    real = instance.event_log_storage.get_asset_check_partition_info
+    monkeypatch.setattr(instance.event_log_storage, "get_asset_check_partition_info",
+                        lambda *args, **kwargs: read.extend(real(*args, **kwargs)) or read)
+    d = partition_key_string("binance.ETH-USDT", day + dt.timedelta(days=5))
+    evaluate(d, passed=False)
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=candles_key("1m"), partition=a))
+    ours = failing_checks(instance, universe, "1m")
+    assert {info.partition_key for info in read} == {a, d}  # the partitions that changed, nothing else
+    assert ours == dagsters()
+    assert ours["completeness"] == sorted([d, planned]) and ours["price_spikes"] == [planned]
+    dagster_internals._CHECK_RECORDS.clear()
+    assert failing_checks(instance, universe, "1m") == ours  # a full read agrees
