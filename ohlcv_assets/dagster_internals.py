@@ -55,7 +55,6 @@ def cached_partitions(instance: dg.DagsterInstance) -> contextlib.AbstractContex
     return dg.partition_loading_context(dynamic_partitions_store=CachingDynamicPartitionsLoader(instance))
 
 
-FAILING = (AssetCheckExecutionRecordStatus.FAILED, AssetCheckExecutionRecordStatus.PLANNED)
 FULL_READ_SECONDS = 600  # a record committed out of id order and missed is picked up within this
 RE_READ_IDS = 10_000  # each incremental read starts this many event ids before the last mark
 
@@ -98,9 +97,8 @@ def _failing_candidates(instance: dg.DagsterInstance, check_keys: list[dg.AssetC
         if full:
             state.candidates, state.full_read_at = {}, now
         for info in infos:
-            failing = info.latest_execution_status in FAILING and (
-                info.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED or info.is_current)
-            if failing:
+            status = info.latest_execution_status
+            if status == AssetCheckExecutionRecordStatus.PLANNED or (status == AssetCheckExecutionRecordStatus.FAILED and info.is_current):
                 state.candidates[(info.check_key, info.partition_key)] = info
             else:
                 state.candidates.pop((info.check_key, info.partition_key), None)
