@@ -85,14 +85,16 @@ def _failing_candidates(instance: dg.DagsterInstance, check_keys: list[dg.AssetC
     """The check records that may be failing, read incrementally: a sensor asks every tick, and reading
     every partition's records each time grows with history (a third of a minute per tick at 120 of 200
     instrument-years). Only records written since the last read (and ``RE_READ_IDS`` before it) are
-    read, as Dagster's own check state reads them; everything again every ``FULL_READ_SECONDS``, and
-    whenever the event log's ids went back (a wiped instance)."""
+    read, as Dagster's own check state reads them, and nothing while no event was written; everything
+    again every ``FULL_READ_SECONDS``, and whenever the event log's ids went back (a wiped instance)."""
     with _CHECK_RECORDS_LOCK:
         state = _CHECK_RECORDS.setdefault((_storage_identity(instance), tuple(sorted(check_keys, key=str))), _CheckRecords())
     storage = instance.event_log_storage
     with state.lock:
         mark, now = storage.get_maximum_record_id() or 0, time.monotonic()
         full = state.mark is None or mark < state.mark or now - state.full_read_at > FULL_READ_SECONDS
+        if not full and mark == state.mark:
+            return list(state.candidates.values())  # no event since the last read
         infos = storage.get_asset_check_partition_info(check_keys, after_storage_id=None if full else max(state.mark - RE_READ_IDS, 0))
         if full:
             state.candidates, state.full_read_at = {}, now

@@ -135,7 +135,7 @@ def test_failing_checks_resolve_check_records_as_dagsters_check_state_does(unive
     read = []
     real = instance.event_log_storage.get_asset_check_partition_info
     monkeypatch.setattr(instance.event_log_storage, "get_asset_check_partition_info",
-                        lambda *args, **kwargs: read.extend(real(*args, **kwargs)) or read)
+                        lambda *args, **kwargs: (found := real(*args, **kwargs), read.extend(found))[0])
     d = partition_key_string("binance.ETH-USDT", day + dt.timedelta(days=5))
     evaluate(d, passed=False)
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=candles_key("1m"), partition=a))
@@ -143,5 +143,7 @@ def test_failing_checks_resolve_check_records_as_dagsters_check_state_does(unive
     assert {info.partition_key for info in read} == {a, d}  # the partitions that changed, nothing else
     assert ours == dagsters()
     assert ours["completeness"] == sorted([d, planned]) and ours["price_spikes"] == [planned]
+    read.clear()
+    assert failing_checks(instance, universe, "1m") == ours and read == []  # nothing written since: nothing read
     dagster_internals._CHECK_RECORDS.clear()
     assert failing_checks(instance, universe, "1m") == ours  # a full read agrees
