@@ -13,13 +13,13 @@ from ohlcv_assets.partitions import candle_partitions, partition_key, split_key
 from ohlcv_assets.resources import WarehouseResource
 from ohlcv_assets.universe import Universe
 
-# Recompute a day whenever the candles it reads (its own day and its warm-up days) change, never on
-# candles whose blocking checks failed.
 # A refresh of today touches every instrument's today partition at once: up to this many are one
 # features run (a run process costs about 10 CPU-s before any work), not one run per 31 of them.
 FEATURE_PARTITIONS_PER_RUN = 1000
 FEATURE_DAYS_PER_PASS = 31  # contiguous days computed in one pass: a month's candles and features in memory
 
+# Recompute a day whenever the candles it reads (its own day and its warm-up days) change, never on
+# candles whose blocking checks failed.
 FEATURES_AUTOMATION = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
     & dg.AutomationCondition.all_deps_blocking_checks_passed()
