@@ -52,6 +52,13 @@ def freshness(last_open_ms: int | None, interval: str, now: int, refresh_minutes
     return "fresh" if age <= warn else "aging" if age <= fail else "stale"
 
 
+def instrument_freshness(universe: Universe, exchange: str, interval: str, last_open_ms: int | None,
+                         delisting, now: int) -> str:
+    """``freshness`` with the instrument's venue sessions, the universe's refresh and its delisting."""
+    return freshness(last_open_ms, interval, now, universe.refresh_minutes, universe.exchanges[exchange].sessions,
+                     delisting and delisting.delisted_ms)
+
+
 def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.DagsterInstance | None, now: int) -> list[dict]:
     """One row per instrument and interval. ``open_gaps`` counts missing candles by class;
     candles missing from the settled grid that no scan has explained yet count as ``unexplained``."""
@@ -102,8 +109,7 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
             run, quality = last_run(instance, interval, inst.key) if instance else (None, None)
             rows.append({
                 "exchange": inst.exchange, "symbol": inst.symbol, "interval": interval,
-                "freshness": freshness(s.last if s else None, interval, now, universe.refresh_minutes,
-                                       sessions, delisting and delisting.delisted_ms),
+                "freshness": instrument_freshness(universe, inst.exchange, interval, s.last if s else None, delisting, now),
                 "delisted": ms_to_iso(delisting.delisted_ms) if delisting else None,
                 "last_candle": ms_to_iso(s.last) if s else None,
                 "coverage_pct": round(100 * min(s.n, expected) / expected, 3) if s and expected else None,
@@ -129,8 +135,7 @@ def stale_instruments(universe: Universe, warehouse: Warehouse, now: int) -> lis
         for inst in universe.instruments_for(interval):
             last = warehouse.latest_open_time(inst.exchange, inst.symbol, interval)
             delisting = delisted.get((inst.exchange, inst.symbol))
-            if freshness(last, interval, now, universe.refresh_minutes, universe.exchanges[inst.exchange].sessions,
-                         delisting and delisting.delisted_ms) == "stale":
+            if instrument_freshness(universe, inst.exchange, interval, last, delisting, now) == "stale":
                 stale.append({"exchange": inst.exchange, "symbol": inst.symbol, "interval": interval,
                               "last_candle": ms_to_iso(last) if last is not None else None})
     return stale
