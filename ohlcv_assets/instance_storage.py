@@ -8,21 +8,38 @@ This storage is the same storage with the webserver's pooled engines (one held c
 on demand) in every process: run workers, the daemon, Celery workers, the CLI; and its event log
 does not ask the catalog for the same table on every event.
 
+Creating a run writes its "planned" events: one per partition of the asset (365 for a year of
+one instrument) and, per check, a row per partition. Stock, each planned event is a statement of
+its own and each check row serializes the whole event again, its partition subset included (a
+year: 1,460 serializations of a 365-key subset): the backfill daemon spent about 6 s creating each
+run of a year of 1m candles, one run after the other (profiled). Here a run's planned events are
+written as one batch, in one transaction, each serialized once: the same rows as stock.
+
 Configured in ``deploy/dagster.yaml`` under ``storage: custom:`` with the same fields as
 ``storage: postgres:``.
 """
 
 import os
 import weakref
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from dagster import DagsterEventType
+from dagster._core.event_api import EventLogEntry
 from dagster._core.storage.config import pg_config
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._serdes import serialize_value
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 POOL_RECYCLE_SECONDS = 3600
 MAX_OVERFLOW = 8
+# Dagster hands planned events to ``store_event_batch`` only when this variable is positive; a
+# run's planned events are then one batch up to this many.
+EVENT_BATCH_SIZE = 2000
+PLANNED_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED}
 
 
 class PooledPostgresEventLogStorage(PostgresEventLogStorage):
@@ -41,11 +58,45 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
             self._tables_found.add(table_name)
         return found
 
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        if not events or any(event.get_dagster_event().event_type not in PLANNED_EVENTS for event in events):
+            super().store_event_batch(events)
+            return
+        with self.index_transaction() as conn:
+            event_ids = list(conn.execute(self.prepare_insert_event_batch(events).returning(SqlEventLogStorageTable.c.id)).scalars())
+            assets = [(event, event_id) for event, event_id in zip(events, event_ids)
+                      if event.get_dagster_event().event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED]
+            if assets:
+                self._store_asset_event_tags(conn, [event for event, _ in assets], [event_id for _, event_id in assets])
+                latest = {event.get_dagster_event().asset_key: (event, event_id) for event, event_id in assets}
+                for event, event_id in latest.values():
+                    self._store_asset_event(conn, event, event_id)
+            checks = [row for event, event_id in zip(events, event_ids)
+                      if event.get_dagster_event().event_type == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
+                      for row in self._planned_check_rows(event, event_id)]
+            if checks:
+                conn.execute(AssetCheckExecutionsTable.insert(), checks)
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        with self.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.insert(), self._planned_check_rows(event, event_id))
+
+    def _planned_check_rows(self, event: EventLogEntry, event_id: int | None) -> list[dict]:
+        """The rows of ``SqlEventLogStorage._store_asset_check_evaluation_planned``, the event
+        serialized once for all of them."""
+        planned = event.get_dagster_event().event_specific_data
+        partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        common = dict(asset_key=planned.asset_key.to_string(), check_name=planned.check_name, run_id=event.run_id,
+                      execution_status=AssetCheckExecutionRecordStatus.PLANNED.value, evaluation_event=serialize_value(event),
+                      evaluation_event_timestamp=self._event_insert_timestamp(event), evaluation_event_storage_id=event_id)
+        return [{**common, "partition": key} for key in partition_keys]
+
 
 class PooledPostgresStorage(DagsterPostgresStorage):
     """``DagsterPostgresStorage`` with pooled connections (see the module docstring)."""
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
+        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
         super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider)
         self._event_log_storage = PooledPostgresEventLogStorage(postgres_url, False, token_provider=token_provider)
         for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
