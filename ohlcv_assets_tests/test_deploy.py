@@ -63,6 +63,7 @@ def test_the_production_instance_runs_on_postgres(production_home):
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 8
         assert instance.run_coordinator.dequeue_interval_seconds == 1
+        assert instance.run_coordinator.dequeue_use_threads and instance.run_coordinator.dequeue_num_workers == 4
         instance.add_dynamic_partitions("instruments_1m", ["binance.BTC-USDT"])
         assert instance.get_dynamic_partitions("instruments_1m") == ["binance.BTC-USDT"]
 
