@@ -6,8 +6,8 @@ peak RSS is its own) and a fresh database:
             checksums, vectorised parse, reconciliation against what is stored, COPY + merge)
   rest      the pipeline's REST path over the same days (no rate limit on loopback)
   dagster   the archive path inside one real Dagster run (``dg.materialize`` of the day range,
-            per-partition metadata and checks; an in-process run on a throwaway SQLite instance,
-            whose event log is slower than the production PostgreSQL one, not a daemon backfill)
+            per-partition metadata and checks; an in-process run on the production instance storage,
+            ``deploy/dagster.yaml`` on a fresh PostgreSQL database, not a daemon backfill)
   backfill  the same days launched as a backfill over GraphQL into ``dagster dev`` with the
             production instance (PostgreSQL storage), launch to done, daemon ticks included;
             ``--instruments N`` backfills N instruments at once (the multi-run policy, 8 runs at a time;
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -98,18 +99,22 @@ def run_dagster(warehouse_url: str, simulator: str, years: int) -> dict:
     import dagster as dg
 
     from ohlcv_assets.definitions import build_definitions
+    from ohlcv_assets.instance_storage import storage_env
     from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
     from ohlcv_assets.partitions import sync_instrument_partitions
     from ohlcv_assets.universe import parse_universe
     from ohlcv_assets.warehouse.store import Warehouse
 
     days = span(years)
+    storage = fresh_database(warehouse_url.rsplit("/", 1)[0] + "/postgres", "bench_archive_dagster_storage")
+    os.environ.update(storage_env(storage))
     with tempfile.TemporaryDirectory() as home:
         path = Path(home) / "universe.yaml"
         path.write_text(universe_text(simulator, days[0]))
+        Path(home, "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
         Warehouse(warehouse_url).migrate()
         defs = build_definitions(str(path), warehouse_url)
-        with dg.instance_for_test(temp_dir=home) as instance:
+        with dg.DagsterInstance.from_config(home) as instance:
             sync_instrument_partitions(instance, parse_universe(path.read_text(), str(path)))
             began = time.perf_counter()
             result = dg.materialize([defs.get_assets_def(candles_key("1m"))], instance=instance, resources=defs.resources,
