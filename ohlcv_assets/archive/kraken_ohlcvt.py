@@ -50,7 +50,7 @@ def read_ohlcvt(zip_path: str, member_name: str, lo_ms: int, hi_ms: int) -> tupl
             parts, first, last = [], None, None
             with zipped.open(members[0]) as stream:
                 reader = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(column_names=OHLCVT_COLUMNS, block_size=1 << 22),
-                                        convert_options=pacsv.ConvertOptions(column_types=_TYPES))
+                                        convert_options=pacsv.ConvertOptions(column_types=_TYPES), memory_pool=pa.system_memory_pool())
                 for batch in reader:
                     times = batch.column(0).to_numpy() * 1000
                     if len(times) == 0:
