@@ -15,6 +15,11 @@ year: 1,460 serializations of a 365-key subset): the backfill daemon spent about
 run of a year of 1m candles, one run after the other (profiled). Here a run's planned events are
 written as one batch, in one transaction, each serialized once: the same rows as stock.
 
+A running step's check evaluations (4 per partition) were 40 % of a year-long run's step time:
+stock, each is serialized twice (the event, then the check's execution row) and written in two
+transactions of SQLAlchemy-built statements. Here each is serialized once and written in one
+transaction of three fixed statements: the same rows as stock.
+
 Configured in ``deploy/dagster.yaml`` under ``storage: custom:`` with the same fields as
 ``storage: postgres:``.
 """
@@ -31,7 +36,9 @@ from dagster._core.storage.config import pg_config
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._serdes import serialize_value
+from dagster._core.errors import DagsterInvariantViolationError
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
+from dagster_postgres.event_log.event_log import CHANNEL_NAME
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 POOL_RECYCLE_SECONDS = 3600
@@ -40,6 +47,22 @@ MAX_OVERFLOW = 8
 # run's planned events are then one batch up to this many.
 EVENT_BATCH_SIZE = 2000
 PLANNED_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED}
+_INSERT_EVENT = sa.text(
+    "INSERT INTO event_logs (run_id, event, dagster_event_type, timestamp, step_key, asset_key, partition) "
+    "VALUES (:run_id, :event, :dagster_event_type, :timestamp, :step_key, :asset_key, :partition) RETURNING id")
+_NOTIFY = sa.text(f"NOTIFY {CHANNEL_NAME}, :notify_id")
+_EXECUTION_VALUES = ("execution_status = :execution_status, evaluation_event = :evaluation_event, "
+                     "evaluation_event_timestamp = :evaluation_event_timestamp, evaluation_event_storage_id = :evaluation_event_storage_id, "
+                     "materialization_event_storage_id = :materialization_event_storage_id")
+_UPDATE_EXECUTION = {  # by partition, or for an unpartitioned check (both use the unique index)
+    partitioned: sa.text(f"UPDATE asset_check_executions SET {_EXECUTION_VALUES} WHERE asset_key = :asset_key AND "
+                         f"check_name = :check_name AND run_id = :run_id AND partition {'= :partition' if partitioned else 'IS NULL'}")
+    for partitioned in (True, False)}
+_INSERT_EXECUTION = sa.text(
+    "INSERT INTO asset_check_executions (asset_key, check_name, run_id, partition, execution_status, evaluation_event, "
+    "evaluation_event_timestamp, evaluation_event_storage_id, materialization_event_storage_id) VALUES (:asset_key, "
+    ":check_name, :run_id, :partition, :execution_status, :evaluation_event, :evaluation_event_timestamp, "
+    ":evaluation_event_storage_id, :materialization_event_storage_id)")
 
 
 class PooledPostgresEventLogStorage(PostgresEventLogStorage):
@@ -57,6 +80,31 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         if found:
             self._tables_found.add(table_name)
         return found
+
+    def store_event(self, event: EventLogEntry) -> None:
+        if not (event.is_dagster_event and event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION and event.run_id):
+            super().store_event(event)
+            return
+        row = self._event_to_row(event)
+        evaluation = event.get_dagster_event().event_specific_data
+        target = evaluation.target_materialization_data
+        with self.index_transaction() as conn:
+            event_id = conn.execute(_INSERT_EVENT, row).scalar_one()
+            conn.execute(_NOTIFY, {"notify_id": f"{event.run_id}_{event_id}"})
+            execution = {
+                "asset_key": evaluation.asset_key.to_string(), "check_name": evaluation.check_name, "run_id": event.run_id,
+                "partition": evaluation.partition, "evaluation_event": row["event"], "evaluation_event_timestamp": row["timestamp"],
+                "execution_status": (AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed
+                                     else AssetCheckExecutionRecordStatus.FAILED).value,
+                "evaluation_event_storage_id": event_id, "materialization_event_storage_id": target.storage_id if target else None,
+            }
+            updated = conn.execute(_UPDATE_EXECUTION[evaluation.partition is not None], execution).rowcount
+            if updated == 0:  # no planned row (stock inserts one too)
+                conn.execute(_INSERT_EXECUTION, execution)
+            elif updated > 1:
+                raise DagsterInvariantViolationError(
+                    f"Updated {updated} rows for asset check evaluation {evaluation.asset_check_key} "
+                    "as a result of duplicate AssetCheckPlanned events.")
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         if not events or any(event.get_dagster_event().event_type not in PLANNED_EVENTS for event in events):

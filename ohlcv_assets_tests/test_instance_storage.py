@@ -1,6 +1,8 @@
 """The production instance storage (``instance_storage.PooledPostgresStorage``) writes a run's
-planned events in one batch; what it stores, and what Dagster reads back from it, must be what
-stock dagster-postgres stores."""
+planned events in one batch and each check evaluation in one transaction; what it stores, and
+what Dagster reads back from it, must be what stock dagster-postgres stores."""
+
+import re
 
 import dagster as dg
 import pytest
@@ -36,6 +38,12 @@ def toy_asset(fail: bool) -> dg.AssetsDefinition:
     return toy
 
 
+@dg.asset(code_version="1", check_specs=[dg.AssetCheckSpec("positive", asset="toy_whole")])
+def toy_whole():
+    """Unpartitioned, its check too."""
+    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="positive", passed=True)])
+
+
 def stock_home(tmp_path, url):
     parsed = sa.make_url(url)
     home = tmp_path / "stock"
@@ -55,7 +63,7 @@ def production_home(tmp_path, url, monkeypatch):
     return home
 
 
-def stored_rows(url: str, run_id: str) -> dict:
+def stored_rows(url: str, run_id: str, asset: str = "toy") -> dict:
     """What a run left in the event log, the check executions and the asset keys, without ids and
     timestamps; each check row's event resolved through its storage id."""
     engine = sa.create_engine(normalise_url(url))
@@ -66,18 +74,23 @@ def stored_rows(url: str, run_id: str) -> dict:
                               .where(SqlEventLogStorageTable.c.run_id == run_id)
                               .where(SqlEventLogStorageTable.c.dagster_event_type.like("ASSET_%"))).all()
         checks = conn.execute(sa.select(AssetCheckExecutionsTable).where(AssetCheckExecutionsTable.c.run_id == run_id)).all()
-        last_run = conn.execute(sa.select(AssetKeyTable.c.last_run_id).where(AssetKeyTable.c.asset_key == dg.AssetKey("toy").to_string())).scalar()
+        last_run = conn.execute(sa.select(AssetKeyTable.c.last_run_id).where(AssetKeyTable.c.asset_key == dg.AssetKey(asset).to_string())).scalar()
     engine.dispose()
     by_id = {row.id: row for row in events}
 
     def body(serialized: str):
+        """The event's type and data; the checked materialization's ids and time, which differ
+        between two instances, only as whether it is named."""
         entry = deserialize_value(serialized)
-        return entry.dagster_event.event_type_value, entry.dagster_event.event_specific_data
+        data = repr(entry.dagster_event.event_specific_data)
+        return entry.dagster_event.event_type_value, re.sub(r"AssetCheckEvaluationTargetMaterializationData\([^)]*\)", "<named>", data)
 
     return {
-        "events": sorted((row.dagster_event_type, row.asset_key, row.partition or "", repr(body(row.event)[1])) for row in events),
+        "events": sorted((row.dagster_event_type, row.asset_key, row.partition or "", body(row.event)[1]) for row in events),
         "checks": sorted((row.asset_key, row.check_name, row.partition, row.execution_status, repr(body(row.evaluation_event)),
-                          by_id[row.evaluation_event_storage_id].dagster_event_type) for row in checks),
+                          by_id[row.evaluation_event_storage_id].dagster_event_type,
+                          by_id[row.materialization_event_storage_id].dagster_event_type if row.materialization_event_storage_id else "")
+                         for row in checks),
         "last_run_id_is_the_run": last_run == run_id,
     }
 
@@ -101,7 +114,7 @@ def run_toy(home, fail: bool) -> tuple[str, dict, dict]:
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["succeeds", "fails"])
-def test_a_runs_planned_events_are_one_batch_storing_what_stock_dagster_postgres_stores(fail, new_postgres_database, tmp_path,
+def test_planned_events_and_check_evaluations_store_what_stock_dagster_postgres_stores(fail, new_postgres_database, tmp_path,
                                                                                         monkeypatch):
     stock_url, our_url = new_postgres_database(), new_postgres_database()
     ours = production_home(tmp_path, our_url, monkeypatch)
@@ -129,3 +142,11 @@ def test_a_runs_planned_events_are_one_batch_storing_what_stock_dagster_postgres
         assert statuses[("positive", KEYS[3])] == "FAILED" and statuses[("complete", KEYS[0])] == "SUCCEEDED"
     # stock: a statement round per planned event; ours: the planned events in one batch
     assert our_calls["store_event_batch"] >= 1 and our_calls["store_event"] < stock_calls["store_event"] - len(KEYS)
+
+    runs = {}
+    for name, home in (("ours", ours), ("stock", stock)):
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            runs[name] = dg.materialize([toy_whole], instance=instance).run_id
+    whole = stored_rows(our_url, runs["ours"], "toy_whole")
+    assert whole == stored_rows(stock_url, runs["stock"], "toy_whole")
+    assert [(c[1], c[2], c[3], c[6]) for c in whole["checks"]] == [("positive", None, "SUCCEEDED", "ASSET_MATERIALIZATION")]
