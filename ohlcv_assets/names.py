@@ -28,6 +28,7 @@ MAX_RUNTIME_TAG = "dagster/max_runtime"  # seconds; run monitoring ends a run th
 
 _INSTRUMENTS_PREFIX = "instruments_"
 MAX_PARTITIONS_PER_RUN = 366  # candles days per ranged run: a year; runs stream, so memory does not grow with the range
+INSTRUMENTS_PER_REFRESH_RUN = 500  # a today refresh of more instruments is split into runs side by side
 
 
 def candles_key(interval: str) -> dg.AssetKey:

@@ -1,8 +1,12 @@
-"""Keeps today's candles fresh for every instrument with one run per interval per tick.
+"""Keeps today's candles fresh for every instrument with one run per interval per tick (one per
+500 instruments beyond that).
 
 Each tick asks for a partition range: today's day for every registered instrument (multi-partition
 keys sort day first, so one day's instruments are contiguous). One run process then refreshes
 all of them, instead of one run per instrument, which would not scale to hundreds of instruments.
+A run refreshes its instruments one after the other, so beyond ``INSTRUMENTS_PER_REFRESH_RUN`` the
+instruments are cut into contiguous ranges refreshed by runs side by side: measured at 1,000
+instruments refreshed every minute, one run kept about 0.8 of 2 cores busy and was always behind.
 Each refresh re-fetches the whole day, so candles the exchange revised since they closed are
 stored corrected (counted in `candles_revised`, `max_revision_pct`). During an exchange's settlement
 window after midnight (`settlement_minutes`, default 60) the previous day is refreshed too.
@@ -19,6 +23,7 @@ import datetime as dt
 import dagster as dg
 
 from ohlcv_assets.names import (
+    INSTRUMENTS_PER_REFRESH_RUN,
     MAX_RUNTIME_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -48,6 +53,14 @@ def max_runtime_seconds(refresh_minutes: int) -> int:
     return max(15, 10 * refresh_minutes) * 60
 
 
+def refresh_runs(registered: list[str], per_run: int) -> list[list[str]]:
+    """The registered instruments, in their order, cut into as few contiguous runs of at most
+    ``per_run`` as possible, of even sizes."""
+    runs = -(-len(registered) // per_run)
+    size = -(-len(registered) // runs)
+    return [registered[at:at + size] for at in range(0, len(registered), size)]
+
+
 def today_cron(universe: Universe) -> str:
     return f"*/{universe.refresh_minutes} * * * *" if universe.refresh_minutes < 60 else "0 * * * *"
 
@@ -60,7 +73,7 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
         target=asset,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Re-fetches today's {interval} candles of every instrument every {universe.refresh_minutes} "
-                    "minutes, in one run per tick.",
+                    f"minutes, in one run per tick (one per {INSTRUMENTS_PER_REFRESH_RUN} instruments beyond that).",
     )
     def today_schedule(context: dg.ScheduleEvaluationContext):
         registered = context.instance.get_dynamic_partitions(instruments_partitions_name(interval))
@@ -79,12 +92,13 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
             yield dg.SkipReason(f"no {interval} instrument has started yet (the first starts on {first_day})")
             return
         for day in days:
-            first, last = partition_key(registered[0], day), partition_key(registered[-1], day)
-            yield dg.RunRequest(
-                run_key=f"{interval}|{day}|{context.scheduled_execution_time.isoformat()}",
-                asset_selection=[candles_key(interval)],
-                tags={RANGE_START_TAG: str(first), RANGE_END_TAG: str(last), REASON_TAG: "keep-today-fresh",
-                      REFRESH_TAG: interval, MAX_RUNTIME_TAG: str(max_runtime_seconds(universe.refresh_minutes))},
-            )
+            for n, instruments in enumerate(refresh_runs(registered, INSTRUMENTS_PER_REFRESH_RUN)):
+                first, last = partition_key(instruments[0], day), partition_key(instruments[-1], day)
+                yield dg.RunRequest(
+                    run_key=f"{interval}|{day}|{n}|{context.scheduled_execution_time.isoformat()}",
+                    asset_selection=[candles_key(interval)],
+                    tags={RANGE_START_TAG: str(first), RANGE_END_TAG: str(last), REASON_TAG: "keep-today-fresh",
+                          REFRESH_TAG: interval, MAX_RUNTIME_TAG: str(max_runtime_seconds(universe.refresh_minutes))},
+                )
 
     return today_schedule

@@ -1,5 +1,6 @@
 """The today schedule asks for one run per tick covering every registered instrument's current day
-(and yesterday after midnight)."""
+(and yesterday after midnight); more instruments than a run refreshes in time are cut into runs
+side by side."""
 
 import datetime as dt
 
@@ -9,6 +10,8 @@ from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
 from ohlcv_assets.names import MAX_RUNTIME_TAG, RANGE_END_TAG, RANGE_START_TAG, REFRESH_TAG, candles_key
 from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.schedules import today
+from ohlcv_assets.schedules.today import refresh_runs
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import simulator_candles, universe_yaml
@@ -34,6 +37,22 @@ def requests_at(when: dt.datetime, tmp_path, settlement_minutes: int = 60) -> li
 def test_midday_one_run_covers_today_for_every_registered_instrument(tmp_path):
     runs = requests_at(dt.datetime(2026, 11, 23, 14, 10, tzinfo=dt.timezone.utc), tmp_path)
     assert runs == [("2026-11-23|binance.BTC-USDT", "2026-11-23|binance.ETH-USDT")]
+
+
+def test_instruments_beyond_a_runs_share_are_cut_into_contiguous_runs_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.setattr(today, "INSTRUMENTS_PER_REFRESH_RUN", 1)
+    runs = requests_at(dt.datetime(2026, 11, 23, 14, 10, tzinfo=dt.timezone.utc), tmp_path)
+    assert runs == [("2026-11-23|binance.BTC-USDT", "2026-11-23|binance.BTC-USDT"),
+                    ("2026-11-23|binance.ETH-USDT", "2026-11-23|binance.ETH-USDT")]
+
+
+def test_refresh_runs_cover_every_instrument_once_in_order_and_evenly():
+    keys = [f"binance.C{n:04d}-USDT" for n in range(1001)]
+    assert refresh_runs(keys[:500], 500) == [keys[:500]]
+    runs = refresh_runs(keys, 500)
+    assert [len(r) for r in runs] == [334, 334, 333]
+    assert sum(runs, []) == keys
+    assert refresh_runs(keys[:3], 1) == [[k] for k in keys[:3]]
 
 
 def test_just_after_midnight_yesterday_is_completed_too(tmp_path):
