@@ -31,12 +31,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from dagster import DagsterEventType
+from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.event_api import EventLogEntry
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.config import pg_config
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._serdes import serialize_value
-from dagster._core.errors import DagsterInvariantViolationError
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
 from dagster_postgres.event_log.event_log import CHANNEL_NAME
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
@@ -82,6 +82,7 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         return found
 
     def store_event(self, event: EventLogEntry) -> None:
+        """A run's check evaluation in one transaction (see the module docstring); anything else as stock."""
         if not (event.is_dagster_event and event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION and event.run_id):
             super().store_event(event)
             return
@@ -107,6 +108,7 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
                     "as a result of duplicate AssetCheckPlanned events.")
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """A run's planned events in one transaction (see the module docstring); other batches as stock."""
         if not events or any(event.get_dagster_event().event_type not in PLANNED_EVENTS for event in events):
             super().store_event_batch(events)
             return
