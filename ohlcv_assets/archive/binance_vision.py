@@ -39,10 +39,11 @@ def archive_symbol(symbol: str) -> str:
 
 def parse_klines_csv(data: bytes) -> pd.DataFrame:
     """A klines CSV as a candle frame, vectorised (pyarrow's reader); the header, if any, is
-    skipped and microsecond open times become milliseconds. The system allocator, because
-    pyarrow's default pool keeps what each file freed (the archive benchmark's peak RSS: 356 → 349 MB)."""
+    skipped and microsecond open times become milliseconds. Read in place (no copy of the file
+    into the reader) and on the system allocator, because pyarrow's default pool keeps what each
+    file freed: the archive benchmark's peak RSS 356 → 336 MB, its Dagster run's 412 → 390 MB."""
     header = data[:1].isalpha()
-    table = pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(column_names=KLINE_COLUMNS, skip_rows=int(header)),
+    table = pacsv.read_csv(pa.BufferReader(data), read_options=pacsv.ReadOptions(column_names=KLINE_COLUMNS, skip_rows=int(header)),
                            convert_options=pacsv.ConvertOptions(column_types=_TYPES), memory_pool=pa.system_memory_pool())
     times = table["open_time"].to_numpy()
     times = np.where(times > MICROSECONDS_FROM, times // 1000, times)
