@@ -112,8 +112,9 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         if not events or any(event.get_dagster_event().event_type not in PLANNED_EVENTS for event in events):
             super().store_event_batch(events)
             return
+        rows = [self._event_to_row(event) for event in events]
         with self.index_transaction() as conn:
-            event_ids = list(conn.execute(self.prepare_insert_event_batch(events).returning(SqlEventLogStorageTable.c.id)).scalars())
+            event_ids = list(conn.execute(SqlEventLogStorageTable.insert().values(rows).returning(SqlEventLogStorageTable.c.id)).scalars())
             assets = [(event, event_id) for event, event_id in zip(events, event_ids)
                       if event.get_dagster_event().event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED]
             if assets:
@@ -121,23 +122,23 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
                 latest = {event.get_dagster_event().asset_key: (event, event_id) for event, event_id in assets}
                 for event, event_id in latest.values():
                     self._store_asset_event(conn, event, event_id)
-            checks = [row for event, event_id in zip(events, event_ids)
+            checks = [check for event, row, event_id in zip(events, rows, event_ids)
                       if event.get_dagster_event().event_type == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
-                      for row in self._planned_check_rows(event, event_id)]
+                      for check in self._planned_check_rows(event, event_id, row["event"])]
             if checks:
                 conn.execute(AssetCheckExecutionsTable.insert(), checks)
 
     def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
         with self.index_connection() as conn:
-            conn.execute(AssetCheckExecutionsTable.insert(), self._planned_check_rows(event, event_id))
+            conn.execute(AssetCheckExecutionsTable.insert(), self._planned_check_rows(event, event_id, serialize_value(event)))
 
-    def _planned_check_rows(self, event: EventLogEntry, event_id: int | None) -> list[dict]:
-        """The rows of ``SqlEventLogStorage._store_asset_check_evaluation_planned``, the event
-        serialized once for all of them."""
+    def _planned_check_rows(self, event: EventLogEntry, event_id: int | None, serialized: str) -> list[dict]:
+        """The rows of ``SqlEventLogStorage._store_asset_check_evaluation_planned``, all holding the
+        event as it was serialized once."""
         planned = event.get_dagster_event().event_specific_data
         partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
         common = dict(asset_key=planned.asset_key.to_string(), check_name=planned.check_name, run_id=event.run_id,
-                      execution_status=AssetCheckExecutionRecordStatus.PLANNED.value, evaluation_event=serialize_value(event),
+                      execution_status=AssetCheckExecutionRecordStatus.PLANNED.value, evaluation_event=serialized,
                       evaluation_event_timestamp=self._event_insert_timestamp(event), evaluation_event_storage_id=event_id)
         return [{**common, "partition": key} for key in partition_keys]
 

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.universe import parse_universe
@@ -137,3 +138,14 @@ def warehouse(warehouse_url):
     wh.migrate()
     yield wh
     wh.dispose()
+
+
+@pytest.fixture
+def production_home(tmp_path, postgres_url, monkeypatch):
+    """A DAGSTER_HOME with the production ``deploy/dagster.yaml``, its storage in ``postgres_url``."""
+    for key, value in storage_env(postgres_url).items():
+        monkeypatch.setenv(key, value)
+    home = tmp_path / "production_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
+    return home

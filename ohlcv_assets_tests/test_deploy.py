@@ -12,7 +12,6 @@ from dagster._config import process_config
 from dagster._core.launcher import RunLauncher
 from dagster_postgres import PostgresEventLogStorage
 
-from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets_tests.conftest import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -44,14 +43,6 @@ def test_the_image_carries_the_files_compose_uses():
     volumes = COMPOSE["services"]["postgres"]["volumes"]
     assert any(v.startswith("./deploy/postgres-init.sql:") for v in volumes)
     assert (REPO / "deploy" / "postgres-init.sql").exists()
-
-
-@pytest.fixture
-def production_home(tmp_path, postgres_url, monkeypatch):
-    for key, value in storage_env(postgres_url).items():
-        monkeypatch.setenv(key, value)
-    (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
-    return tmp_path
 
 
 def test_the_production_instance_runs_on_postgres(production_home):

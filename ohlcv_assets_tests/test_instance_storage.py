@@ -11,10 +11,8 @@ import yaml
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, AssetKeyTable, SqlEventLogStorageTable
 from dagster._serdes import deserialize_value
 
-from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG
 from ohlcv_assets.warehouse.store import normalise_url
-from ohlcv_assets_tests.conftest import REPO
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-13")
 KEYS = DAYS.get_partition_keys()
@@ -54,15 +52,6 @@ def stock_home(tmp_path, url):
     return home
 
 
-def production_home(tmp_path, url, monkeypatch):
-    for key, value in storage_env(url).items():
-        monkeypatch.setenv(key, value)
-    home = tmp_path / "ours"
-    home.mkdir()
-    home.joinpath("dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
-    return home
-
-
 def stored_rows(url: str, run_id: str, asset: str = "toy") -> dict:
     """What a run left in the event log, the check executions and the asset keys, without ids and
     timestamps; each check row's event resolved through its storage id."""
@@ -97,7 +86,7 @@ def stored_rows(url: str, run_id: str, asset: str = "toy") -> dict:
 
 def run_toy(home, fail: bool) -> tuple[str, dict, dict]:
     """A ranged run of every day of the toy; (run id, each partition's status, the calls to the storage)."""
-    calls = {"store_event": 0, "store_event_batch": 0}
+    calls = {"store_event": 0, "store_event_batch": 0, "_update_asset_check_evaluation": 0}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         storage = instance.event_log_storage
         for name in calls:
@@ -114,10 +103,10 @@ def run_toy(home, fail: bool) -> tuple[str, dict, dict]:
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["succeeds", "fails"])
-def test_planned_events_and_check_evaluations_store_what_stock_dagster_postgres_stores(fail, new_postgres_database, tmp_path,
-                                                                                        monkeypatch):
-    stock_url, our_url = new_postgres_database(), new_postgres_database()
-    ours = production_home(tmp_path, our_url, monkeypatch)
+def test_planned_events_and_check_evaluations_store_what_stock_dagster_postgres_stores(fail, production_home, postgres_url,
+                                                                                        new_postgres_database, tmp_path):
+    ours, our_url = production_home, postgres_url
+    stock_url = new_postgres_database()
     stock = stock_home(tmp_path, stock_url)
     for home in (ours, stock):
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -142,6 +131,9 @@ def test_planned_events_and_check_evaluations_store_what_stock_dagster_postgres_
         assert statuses[("positive", KEYS[3])] == "FAILED" and statuses[("complete", KEYS[0])] == "SUCCEEDED"
     # stock: a statement round per planned event; ours: the planned events in one batch
     assert our_calls["store_event_batch"] >= 1 and our_calls["store_event"] < stock_calls["store_event"] - len(KEYS)
+    # stock: each check evaluation's execution row written by a second transaction; ours: never
+    assert our_calls["_update_asset_check_evaluation"] == 0
+    assert stock_calls["_update_asset_check_evaluation"] == (0 if fail else len(KEYS) * len(CHECKS))
 
     runs = {}
     for name, home in (("ours", ours), ("stock", stock)):
