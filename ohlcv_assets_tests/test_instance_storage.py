@@ -42,6 +42,17 @@ def toy_whole():
     return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="positive", passed=True)])
 
 
+@dg.op
+def unplanned_check(context: dg.OpExecutionContext):
+    """A check evaluation the run did not plan (an external check): its execution row is inserted."""
+    context.log_event(dg.AssetCheckEvaluation(asset_key=dg.AssetKey("toy_whole"), check_name="external", passed=False))
+
+
+@dg.job
+def unplanned_check_job():
+    unplanned_check()
+
+
 def stock_home(tmp_path, url):
     parsed = sa.make_url(url)
     home = tmp_path / "stock"
@@ -139,6 +150,10 @@ def test_planned_events_and_check_evaluations_store_what_stock_dagster_postgres_
     for name, home in (("ours", ours), ("stock", stock)):
         with dg.DagsterInstance.from_config(str(home)) as instance:
             runs[name] = dg.materialize([toy_whole], instance=instance).run_id
+            runs[f"{name} unplanned"] = unplanned_check_job.execute_in_process(instance=instance).run_id
     whole = stored_rows(our_url, runs["ours"], "toy_whole")
     assert whole == stored_rows(stock_url, runs["stock"], "toy_whole")
     assert [(c[1], c[2], c[3], c[6]) for c in whole["checks"]] == [("positive", None, "SUCCEEDED", "ASSET_MATERIALIZATION")]
+    unplanned = stored_rows(our_url, runs["ours unplanned"], "toy_whole")
+    assert unplanned["checks"] == stored_rows(stock_url, runs["stock unplanned"], "toy_whole")["checks"]
+    assert [(c[1], c[2], c[3], c[5]) for c in unplanned["checks"]] == [("external", None, "FAILED", "ASSET_CHECK_EVALUATION")]
