@@ -98,3 +98,16 @@ def test_a_second_warehouse_object_writing_the_same_new_month_does_not_trip_over
     assert len(writers[1].read_candles("binance", "BTC/USDT", "1m", start, start + DAY_MS)) == 2
     for writer in writers:
         writer.dispose()
+
+
+def test_every_warehouse_connection_may_aggregate_partition_by_partition(postgres_warehouse):
+    """The status's count per instrument runs over the whole table; PostgreSQL may then aggregate
+    each partition on its own and combine the parts (off by default), on every pooled connection,
+    one whose first transaction was rolled back included. (Whether it does is the planner's choice
+    by size: 3.3 s -> 1.0 s on 10.5 M candles, README.)"""
+    postgres_warehouse.migrate()
+    postgres_warehouse.engine.dispose()
+    with postgres_warehouse.engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+        connection.rollback()
+        assert connection.execute(sa.text("SHOW enable_partitionwise_aggregate")).scalar() == "on"
