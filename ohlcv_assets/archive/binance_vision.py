@@ -70,7 +70,8 @@ class BinanceVisionArchive:
         assert config.archive is not None
         self.config, self.archive = config, config.archive
         self.stats = ArchiveStats()
-        self.downloader = Downloader(config.timeout_seconds, egress_address, self.stats)
+        self.downloader = Downloader(config.timeout_seconds, egress_address, self.stats,
+                                     retry_base_seconds=config.retry_base_seconds)
 
     def _file(self, symbol: str, interval: str, period: str, kind: str, days: list[dt.date]) -> ArchiveFile:
         sym = archive_symbol(symbol)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -21,11 +22,17 @@ def is_url(location: str) -> bool:
 
 
 class Downloader:
+    """GETs with retries. A host that could not be reached at all (every attempt of a file a
+    connection error or a timeout) is not asked again by this downloader (one run): each later file
+    of it is a hole at once, which REST fills, instead of another round of retries per file (with a
+    mirror down, minutes per file on a deep backfill)."""
+
     def __init__(self, timeout_seconds: float, egress_address: str | None, stats: ArchiveStats, attempts: int = 5,
                  retry_base_seconds: float = 0.5):
         self.session = bind_session(requests.Session(), egress_address)
         self.timeout, self.stats, self.attempts, self.retry_base = timeout_seconds, stats, attempts, retry_base_seconds
         self.rng = random.Random()
+        self.unreachable: dict[str, str] = {}  # host -> how it failed
 
     def get(self, location: str, checksum: bool = False) -> bytes:
         """The file's bytes; ArchiveUnavailable("not_published") if the archive has no such file.
@@ -35,25 +42,13 @@ class Downloader:
             if not path.is_file():
                 raise ArchiveUnavailable("not_published", f"{location} does not exist")
             return path.read_bytes()
-        for attempt in range(self.attempts):
-            try:
-                answer = self.session.get(location, timeout=self.timeout)
-            except requests.RequestException as err:
-                failure = f"{type(err).__name__}"
-            else:
-                if answer.status_code in NOT_PUBLISHED:
-                    raise ArchiveUnavailable("not_published", f"{location} answered {answer.status_code}")
-                if answer.status_code == 200:
-                    if checksum:
-                        self.stats.checksums_fetched += 1
-                    else:
-                        self.stats.files_downloaded += 1
-                        self.stats.bytes_downloaded += len(answer.content)
-                    return answer.content
-                failure = f"HTTP {answer.status_code}"
-            if attempt < self.attempts - 1:
-                time.sleep(backoff_seconds(attempt, self.retry_base, self.rng))
-        raise ArchiveUnavailable("download_failed", f"{location}: {failure} after {self.attempts} attempts")
+        content = self._fetch(location, lambda answer: answer.content)
+        if checksum:
+            self.stats.checksums_fetched += 1
+        else:
+            self.stats.files_downloaded += 1
+            self.stats.bytes_downloaded += len(content)
+        return content
 
     def save(self, location: str, target: Path) -> Path:
         """Streams a large file to ``target`` (kept: the next run reads it from there)."""
@@ -61,15 +56,38 @@ class Downloader:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(target.suffix + ".partial")
-        with self.session.get(location, timeout=self.timeout, stream=True) as answer:
-            if answer.status_code in NOT_PUBLISHED:
-                raise ArchiveUnavailable("not_published", f"{location} answered {answer.status_code}")
-            if answer.status_code != 200:
-                raise ArchiveUnavailable("download_failed", f"{location}: HTTP {answer.status_code}")
+
+        def stream(answer: requests.Response) -> int:
             with open(partial, "wb") as out:
                 for chunk in answer.iter_content(1 << 20):
                     out.write(chunk)
-                    self.stats.bytes_downloaded += len(chunk)
+            return partial.stat().st_size
+
+        self.stats.bytes_downloaded += self._fetch(location, stream, stream=True)
         self.stats.files_downloaded += 1
         partial.rename(target)
         return target
+
+    def _fetch(self, location: str, body, stream: bool = False):
+        """``body(answer)`` of the first 200 answer, retrying transient failures."""
+        host = urlsplit(location).netloc
+        if host in self.unreachable:
+            raise ArchiveUnavailable("download_failed", f"{location}: not tried, {host} was unreachable earlier "
+                                                        f"in this run ({self.unreachable[host]})")
+        reached = False
+        for attempt in range(self.attempts):
+            try:
+                with self.session.get(location, timeout=self.timeout, stream=stream) as answer:
+                    reached = True
+                    if answer.status_code in NOT_PUBLISHED:
+                        raise ArchiveUnavailable("not_published", f"{location} answered {answer.status_code}")
+                    if answer.status_code == 200:
+                        return body(answer)
+                    failure = f"HTTP {answer.status_code}"
+            except requests.RequestException as err:  # refused, timed out, or cut off mid-file
+                failure = type(err).__name__
+            if attempt < self.attempts - 1:
+                time.sleep(backoff_seconds(attempt, self.retry_base, self.rng))
+        if not reached:
+            self.unreachable[host] = f"{failure} after {self.attempts} attempts"
+        raise ArchiveUnavailable("download_failed", f"{location}: {failure} after {self.attempts} attempts")

@@ -84,7 +84,8 @@ class KrakenOhlcvtArchive:
         assert config.archive is not None
         self.config, self.archive = config, config.archive
         self.stats = ArchiveStats()
-        self.downloader = Downloader(config.timeout_seconds, egress_address, self.stats)
+        self.downloader = Downloader(config.timeout_seconds, egress_address, self.stats,
+                                     retry_base_seconds=config.retry_base_seconds)
 
     def _zips(self) -> list[str]:
         location = self.archive.url

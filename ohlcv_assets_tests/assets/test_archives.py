@@ -166,6 +166,32 @@ def test_a_monthly_file_that_disagrees_with_the_daily_files_is_recorded_and_repo
     assert status["disagreeing_candles"] == 5 and status["day_sources"] == {"archive": 30}  # what ohlcv-status shows
 
 
+def test_an_archive_that_cannot_be_reached_is_a_hole_rest_fills_and_is_asked_once_per_run(archive_sim, tmp_path, warehouse_url):
+    """The archives' host refuses every connection. Binance: every day from REST, exact, each saying
+    why; the host is tried with retries for one file only, the other 22 files are holes at once, not
+    another round of retries each. Kraken: the run still ends, its older days beyond history with the
+    archive named, not a failed run."""
+    archive_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True})
+    path = tmp_path / "universe.yaml"
+    path.write_text(archive_universe(archive_sim.url).replace(f"{archive_sim.url}/archive/", "http://127.0.0.1:1/archive/"))
+    universe = parse_universe(path.read_text(), str(path))
+    first, last = dt.date(2025, 5, 20), dt.date(2025, 7, 10)  # 12 daily files, June's monthly file, 10 daily files
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        defs = build_definitions(str(path), warehouse_url)
+        meta, checks = run_range(defs, instance, "1h", "binance.BTC-USDT", first, last)
+        kraken, _ = run_range(defs, instance, "1h", "kraken.BTC-USD", TODAY - dt.timedelta(days=40), TODAY - dt.timedelta(days=1))
+    assert stored(warehouse_url, "binance", "BTC/USDT", "1h", first, last).equals(truth(archive_sim, "binance", "BTC/USDT", "1h", first, last))
+    assert all(m["source"] == "rest" and "download_failed" in m["note"] and "127.0.0.1:1" in m["note"] for m in meta.values())
+    assert all(c["completeness"].passed for c in checks.values())
+    files = {m["note"].split(":")[0] for m in meta.values()}
+    retried = {m["note"].split(":")[0] for m in meta.values() if "not tried" not in m["note"]}
+    assert len(files) == 23 and len(retried) == 1, retried
+    beyond = [m for m in kraken.values() if "beyond history" in m.get("note", "")]
+    assert beyond and all("Kraken_OHLCVT.zip: download_failed" in m["note"] for m in beyond)
+    assert any(m.get("source") == "rest" for m in kraken.values())
+
+
 def test_rerunning_an_unchanged_month_downloads_and_writes_nothing(archive_sim, archive_setup, warehouse_url):
     _, defs, instance = archive_setup
     month = (dt.date(2025, 7, 1), dt.date(2025, 7, 31))
