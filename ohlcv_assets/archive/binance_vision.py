@@ -95,6 +95,9 @@ class BinanceVisionArchive:
 
     def parse(self, symbol: str, interval: str, file: ArchiveFile, data: bytes | str) -> LoadedFile:
         assert isinstance(data, bytes)
-        frame = parse_klines_csv(unzip_single(data, file.name))
+        try:
+            frame = parse_klines_csv(unzip_single(data, file.name))
+        except pa.ArrowInvalid as err:  # not the 12 columns of numbers: a hole, never a guess
+            raise ArchiveUnavailable("unreadable", f"{file.name}: {str(err).splitlines()[0][:160]}") from None
         lo, hi = day_bounds_ms(file.days[0])[0], day_bounds_ms(file.days[-1])[1]
         return LoadedFile(frame, "", (lo, hi))
