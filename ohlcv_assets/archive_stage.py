@@ -26,6 +26,7 @@ from ohlcv_assets.candle_frame import EXTRA_COLUMNS
 from ohlcv_assets.day_report import DayTodo, PartitionReport
 from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, interval_ms
 from ohlcv_assets.universe import Instrument
+from ohlcv_assets.validation import CandleValidationError
 from ohlcv_assets.warehouse import sources
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.sources import ARCHIVE, DaySource, Disagreement
@@ -109,9 +110,10 @@ class ArchiveStage:
                     yield [(d.day, self._unchanged(d, file, outcome)) for d in days]
                     continue
                 answered = self._answerable(days, outcome, file, notes)
-                yield from self._write(answered, outcome, file, stored)
-                for d in answered:
-                    del pending[d.day]
+                for written in self._write(answered, outcome, file, stored, notes):
+                    for day, _ in written:
+                        del pending[day]
+                    yield written
         self.leftover = [dataclasses.replace(d, note=notes.get(d.day, d.note)) for d in pending.values()]
 
     def _fetch(self, file: ArchiveFile, stored: dict) -> LoadedFile | str:
@@ -142,12 +144,14 @@ class ArchiveStage:
             answered.append(d)
         return answered
 
-    def _write(self, days: list[DayTodo], loaded: LoadedFile, file: ArchiveFile,
-               stored: dict) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
+    def _write(self, days: list[DayTodo], loaded: LoadedFile, file: ArchiveFile, stored: dict,
+               notes: dict) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
+        """Writes the file's days batch by batch; a batch whose candles break the candle schema (a
+        file read right but holding impossible candles) is not loaded: its days are REST's."""
         inst = self.instrument
         times = loaded.candles["open_time"].to_numpy()
         per_batch = max(1, BATCH_CANDLES * self.step // DAY_MS)
-        held = 0
+        held, written = 0, False
         for first in range(0, len(days), per_batch):
             started = time.perf_counter()
             batch = days[first:first + per_batch]
@@ -155,13 +159,19 @@ class ArchiveStage:
             for d in batch:
                 keep |= (times >= d.start) & (times < d.end)
             frame = loaded.candles[keep].reset_index(drop=True)
-            held += len(frame)
+            in_file = len(frame)
             lo, hi = day_bounds_ms(batch[0].day)[0], day_bounds_ms(batch[-1].day)[1]
             existing = self.warehouse.read_candles(inst.exchange, inst.symbol, self.interval, lo, hi, extras=True)
             frame, found = reconcile(existing, frame, batch, file.name, stored, self.today, self.config.prefer_archive_after_days)
+            try:
+                reports = self.write(batch, frame, self.now_ms, {}, started, DaySource(ARCHIVE, file.name, loaded.sha256))
+            except CandleValidationError as err:
+                for d in batch:
+                    notes[d.day] = f"archive {file.name}: invalid_candles ({str(err).splitlines()[0][:240]}); fetched from REST"
+                continue
+            held, written = held + in_file, True
             sources.record_disagreements(self.warehouse, inst.exchange, inst.symbol, self.interval, found, self.now_ms)
             disagreeing = {f.day: f.candles for f in found}
-            reports = self.write(batch, frame, self.now_ms, {}, started, DaySource(ARCHIVE, file.name, loaded.sha256))
             for day, report in reports:
                 report.sources_disagreeing = disagreeing.get(day, 0)
                 if day in disagreeing:
@@ -169,4 +179,5 @@ class ArchiveStage:
                     report.note = (report.note + "; " if report.note else "") + (
                         f"{disagreeing[day]} candle(s) differ between {file.name} and the stored candles; kept the {kept} values")
             yield reports
-        sources.record_file(self.warehouse, inst.exchange, inst.symbol, self.interval, file.name, loaded.sha256, held, self.now_ms)
+        if written:
+            sources.record_file(self.warehouse, inst.exchange, inst.symbol, self.interval, file.name, loaded.sha256, held, self.now_ms)

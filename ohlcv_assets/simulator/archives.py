@@ -14,7 +14,8 @@ Faults (``archive_faults``: ``{kind, file, count}``, ``file`` a substring of the
 the requests it fires on, all if left out): ``missing`` (404: not published yet), ``holey`` (rows
 left out), ``bad_checksum`` (bytes that do not match the published sha256), ``truncated`` (the zip
 cut short), ``disagree`` (some candles' volumes differ from the API's), ``malformed`` (a CSV
-of 13 columns, as a changed format would be; published as it is, so its checksum matches).
+of 13 columns, as a changed format would be), ``impossible`` (a candle's high below its low);
+these last three are published as they are, so their checksums match.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request,
 MICROSECONDS_FROM = dt.date(2025, 1, 1)
 FUTURES_HEADER_FROM = dt.date(2022, 1, 1)
 KLINE_HEADER = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore\n"
-ARCHIVE_FAULT_KINDS = {"missing", "holey", "bad_checksum", "truncated", "disagree", "malformed"}
+ARCHIVE_FAULT_KINDS = {"missing", "holey", "bad_checksum", "truncated", "disagree", "malformed", "impossible"}
 KRAKEN_MINUTES = (1, 5, 15, 60, 240, 720, 1440)
 _BINANCE_PATH = re.compile(r"/data/(spot|futures/um|futures/cm)/(daily|monthly)/klines/([A-Z0-9]+)/(\w+)/"
                            r"\3-\4-(\d{4}-\d{2}(?:-\d{2})?)\.zip(\.CHECKSUM)?")
@@ -108,6 +109,13 @@ def _disagreeing(c: CandleArrays) -> CandleArrays:
     return dataclasses.replace(c, volume=volume)
 
 
+def _impossible(c: CandleArrays) -> CandleArrays:
+    """One candle whose high is a tick below its low (a file read right, holding a candle no market makes)."""
+    high = c.high.copy()
+    high[20] = c.low[20] - 1
+    return dataclasses.replace(c, high=high)
+
+
 class Archives(Protocol):
     name = "archive"
     prefix = "/archive"
@@ -127,7 +135,7 @@ class Archives(Protocol):
             for fault in sim.archive_faults:
                 if is_checksum and fault.kind in ("bad_checksum", "truncated"):
                     continue  # these damage the bytes of a download, not what is published
-                if is_checksum and fault.kind in ("holey", "disagree", "malformed"):  # published as it is: the checksum matches
+                if is_checksum and fault.kind in ("holey", "disagree", "malformed", "impossible"):  # published as it is: the checksum matches
                     if fault.file in path and (fault.count is None or fault.fired < fault.count):
                         faults.append(fault)
                 elif fault.fires(path):
@@ -181,6 +189,8 @@ class Archives(Protocol):
                 c = _holey(c)
             if "disagree" in kinds:
                 c = _disagreeing(c)
+            if "impossible" in kinds:
+                c = _impossible(c)
             extra = ",0" if "malformed" in kinds else ""
             text = "".join(row + extra + "\n" for row in self._binance_rows(c, step, market, first))
             header = KLINE_HEADER if market != "spot" and first >= FUTURES_HEADER_FROM else ""

@@ -115,10 +115,11 @@ def test_history_to_today_is_daily_files_monthly_files_and_rest_and_exact(archiv
 
 def test_every_archive_fault_ends_exact_and_says_so(archive_sim, archive_setup, warehouse_url):
     """A file not published, a holey file, a checksum that never matches, one that matches on the
-    second download, a truncated zip, a CSV of another format (its checksum matching): REST fills
-    each hole, a damaged or unreadable file is never loaded."""
+    second download, a truncated zip, a CSV of another format and one holding a candle whose high is
+    below its low (both with matching checksums): REST fills each hole, a damaged, unreadable or
+    impossible file is never loaded."""
     _, defs, instance = archive_setup
-    first, last = dt.date(2025, 3, 3), dt.date(2025, 3, 9)
+    first, last = dt.date(2025, 3, 3), dt.date(2025, 3, 10)
     archive_sim.reconfigure({"archive_faults": [
         {"kind": "missing", "file": "BTCUSDT-1m-2025-03-03"},
         {"kind": "holey", "file": "BTCUSDT-1m-2025-03-04"},
@@ -126,6 +127,7 @@ def test_every_archive_fault_ends_exact_and_says_so(archive_sim, archive_setup, 
         {"kind": "bad_checksum", "file": "BTCUSDT-1m-2025-03-06", "count": 1},
         {"kind": "truncated", "file": "BTCUSDT-1m-2025-03-07"},
         {"kind": "malformed", "file": "BTCUSDT-1m-2025-03-08"},
+        {"kind": "impossible", "file": "BTCUSDT-1m-2025-03-09"},
     ]})
     meta, checks = run_range(defs, instance, "1m", "binance.BTC-USDT", first, last)
     assert stored(warehouse_url, "binance", "BTC/USDT", "1m", first, last).equals(truth(archive_sim, "binance", "BTC/USDT", "1m", first, last))
@@ -136,11 +138,13 @@ def test_every_archive_fault_ends_exact_and_says_so(archive_sim, archive_setup, 
     assert meta[dt.date(2025, 3, 6)]["source"] == "archive"  # the second download matched
     malformed = meta[dt.date(2025, 3, 8)]
     assert malformed["source"] == "rest" and "unreadable" in malformed["note"] and "13" in malformed["note"]
-    assert meta[dt.date(2025, 3, 9)]["source"] == "archive" and "note" not in meta[dt.date(2025, 3, 9)]
+    impossible = meta[dt.date(2025, 3, 9)]
+    assert impossible["source"] == "rest" and "invalid_candles" in impossible["note"] and "high is below" in impossible["note"]
+    assert meta[dt.date(2025, 3, 10)]["source"] == "archive" and "note" not in meta[dt.date(2025, 3, 10)]
     assert all(m["candles_new"] == 1440 for m in meta.values())
     assert all(c["completeness"].passed and c["sources_agree"].passed for c in checks.values())
-    # five days from REST in two stretches, 3 and 2 days (5 and 3 pages of 1,000), and the listing probe
-    assert archive_sim.stats["requests.klines"] == 5 + 3 + 1
+    # six days from REST in two stretches, 3 and 3 days (5 and 5 pages of 1,000), and the listing probe
+    assert archive_sim.stats["requests.klines"] == 5 + 5 + 1
 
 
 def test_a_monthly_file_that_disagrees_with_the_daily_files_is_recorded_and_reported(archive_sim, archive_setup, warehouse_url):
