@@ -113,5 +113,10 @@ class KrakenOhlcvtArchive:
     def parse(self, symbol: str, interval: str, file: ArchiveFile, data: bytes | str) -> LoadedFile:
         assert isinstance(data, str)
         lo, hi = day_bounds_ms(file.days[0])[0], day_bounds_ms(file.days[-1])[1]
-        frame, covers = read_ohlcvt(data, pair_file_name(symbol, interval), lo, hi)
+        try:
+            frame, covers = read_ohlcvt(data, pair_file_name(symbol, interval), lo, hi)
+        except ArchiveUnavailable:
+            if is_url(file.location):  # a download cut short is not kept: the next attempt fetches it again
+                Path(data).unlink(missing_ok=True)
+            raise
         return LoadedFile(frame, "", covers or (lo, lo))

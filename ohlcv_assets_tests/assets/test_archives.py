@@ -235,3 +235,16 @@ def test_kraken_history_beyond_its_720_candles_comes_from_its_archive(archive_si
     served = served[served["open_time"] >= horizon].reset_index(drop=True)
     assert stored(warehouse_url, "kraken", "BTC/USD", "1h", rest_days[0], last).equals(served)
     assert archive_sim.stats["requests.kraken.OHLC"] <= 3  # the listing probe and one 720-candle page, no loop
+
+
+def test_a_kraken_archive_cut_short_is_downloaded_again_not_kept(archive_sim, archive_setup, warehouse_url):
+    """The first download of Kraken's zip is cut short (a 200 answer with half the bytes; Kraken
+    publishes no checksum): unreadable, so the cached copy is dropped and the zip fetched again."""
+    _, defs, instance = archive_setup
+    quarter_end = dt.date(TODAY.year, 3 * ((TODAY.month - 1) // 3) + 1, 1)
+    first, last = quarter_end - dt.timedelta(days=3), quarter_end - dt.timedelta(days=1)
+    archive_sim.reconfigure({"archive_faults": [{"kind": "truncated", "file": "Kraken_OHLCVT.zip", "count": 1}]})
+    meta, _ = run_range(defs, instance, "1h", "kraken.BTC-USD", first, last)
+    assert all(m.get("source") == "archive" and m.get("archive_file") == "Kraken_OHLCVT.zip" for m in meta.values()), meta
+    assert stored(warehouse_url, "kraken", "BTC/USD", "1h", first, last).equals(truth(archive_sim, "kraken", "BTC/USD", "1h", first, last))
+    assert archive_sim.stats["archive.files_served"] == 2
