@@ -10,10 +10,12 @@ import time
 import dagster as dg
 import sqlalchemy as sa
 
+from ohlcv_assets.archive import ArchiveUnavailable
+from ohlcv_assets.archive.formats import build_archive
 from ohlcv_assets.dagster_internals import failing_check_partitions
 from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.gap_scan import settled_end_ms
-from ohlcv_assets.intervals import interval_ms, ms_to_iso
+from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms, utc_day
 from ohlcv_assets.names import (
     candles_key,
     freshness_windows,
@@ -208,6 +210,15 @@ def health(universe: Universe, warehouse: Warehouse | None, warehouse_problem: s
             report[f"exchange {name}"] = "ok"
         except Exception as err:  # any failure means unreachable; the message says which
             report[f"exchange {name}"] = f"FAIL unreachable: {type(err).__name__}"
+    for name, config in universe.exchanges.items():
+        instrument = next((i for i in universe.instruments if i.exchange == name), None)
+        if config.archive is None or instrument is None:
+            continue
+        archive = build_archive(config.model_copy(update={"timeout_seconds": 5}))
+        try:
+            report[f"archive {name}"] = f"ok ({archive.probe(instrument.symbol, instrument.intervals[0], utc_day(now_ms()))})"
+        except ArchiveUnavailable as err:
+            report[f"archive {name}"] = f"FAIL {err.reason}: {err.detail}"
     return report
 
 

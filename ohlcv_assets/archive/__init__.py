@@ -69,6 +69,10 @@ class CandleArchive(Protocol):
     def parse(self, symbol: str, interval: str, file: ArchiveFile, data: bytes | str) -> LoadedFile:
         """The candles of the file's days; raises ArchiveUnavailable on a file that is not a readable zip."""
 
+    def probe(self, symbol: str, interval: str, today: dt.date) -> str:
+        """What answered where a file of the instrument must be (one request, no retries, nothing
+        downloaded): for the health check. Raises ArchiveUnavailable when nothing does."""
+
 
 def sha256_of(data: bytes | str) -> str:
     """sha256 of bytes, or of the file at a path (read in chunks)."""

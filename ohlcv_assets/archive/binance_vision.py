@@ -89,6 +89,12 @@ class BinanceVisionArchive:
             raise ArchiveUnavailable("unreadable", f"{file.name}.CHECKSUM is not a sha256 line")
         return text[0].lower()
 
+    def probe(self, symbol: str, interval: str, today: dt.date) -> str:
+        """The checksum of the latest daily file certainly published (a day more than the lag):
+        a wrong URL or market answers 404 there, a host that is down not at all."""
+        day = today - dt.timedelta(days=self.archive.daily_lag_days + 1)
+        return self.downloader.check(self._file(symbol, interval, day.isoformat(), "daily", [day]).location + ".CHECKSUM")
+
     def read(self, symbol: str, interval: str, file: ArchiveFile) -> tuple[bytes, str]:
         data = self.downloader.get(file.location)
         return data, sha256_of(data)

@@ -50,6 +50,23 @@ class Downloader:
             self.stats.bytes_downloaded += len(content)
         return content
 
+    def check(self, location: str) -> str:
+        """One request, no retries, the body not read: what the location answers (a local path: that
+        it exists); ArchiveUnavailable if nothing is there."""
+        if not is_url(location):
+            if not Path(location).exists():
+                raise ArchiveUnavailable("not_published", f"{location} does not exist")
+            return f"{location} exists"
+        try:
+            with self.session.get(location, timeout=self.timeout, stream=True) as answer:
+                status = answer.status_code
+        except requests.RequestException as err:
+            raise ArchiveUnavailable("download_failed", f"{location}: {type(err).__name__}") from None
+        if status != 200:
+            raise ArchiveUnavailable("not_published" if status in NOT_PUBLISHED else "download_failed",
+                                     f"{location} answered {status}")
+        return f"{location} answered 200"
+
     def save(self, location: str, target: Path) -> Path:
         """Streams a large file to ``target`` (kept: the next run reads it from there)."""
         if target.is_file():

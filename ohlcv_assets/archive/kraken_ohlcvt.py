@@ -100,6 +100,10 @@ class KrakenOhlcvtArchive:
     def published_sha256(self, file: ArchiveFile) -> str | None:
         return None
 
+    def probe(self, symbol: str, interval: str, today: dt.date) -> str:
+        """The zip (or directory of zips) the universe names."""
+        return self.downloader.check(self.archive.url)
+
     def read(self, symbol: str, interval: str, file: ArchiveFile) -> tuple[str, str]:
         if is_url(file.location):
             cached = archive_cache_dir() / "kraken" / hashlib.sha256(file.location.encode()).hexdigest()[:16] / file.name

@@ -9,7 +9,7 @@ import pytest
 
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms, utc_day
-from ohlcv_assets.monitoring import instrument_rows
+from ohlcv_assets.monitoring import health, instrument_rows
 from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
@@ -248,3 +248,19 @@ def test_a_kraken_archive_cut_short_is_downloaded_again_not_kept(archive_sim, ar
     assert all(m.get("source") == "archive" and m.get("archive_file") == "Kraken_OHLCVT.zip" for m in meta.values()), meta
     assert stored(warehouse_url, "kraken", "BTC/USD", "1h", first, last).equals(truth(archive_sim, "kraken", "BTC/USD", "1h", first, last))
     assert archive_sim.stats["archive.files_served"] == 2
+
+
+def test_health_says_whether_each_archive_answers_where_its_files_must_be(archive_sim, tmp_path):
+    """`ohlcv-status --health`: the checksum of a daily file that must be published (Binance) and
+    the zip (Kraken) answer; a wrong archive path answers 404 and a host that is down not at all."""
+    def archive_report(text: str) -> dict:
+        report = health(parse_universe(text, str(tmp_path / "universe.yaml")), None, "not asked", None)
+        return {k: v for k, v in report.items() if k.startswith("archive ")}
+
+    good = archive_report(archive_universe(archive_sim.url))
+    assert good["archive binance"].startswith("ok (") and ".zip.CHECKSUM answered 200" in good["archive binance"]
+    assert good["archive kraken"] == f"ok ({archive_sim.url}/archive/kraken/Kraken_OHLCVT.zip answered 200)"
+    wrong = archive_report(archive_universe(archive_sim.url).replace("/archive/binance", "/archive/binanc"))
+    assert wrong["archive binance"].startswith("FAIL not_published:") and "answered 404" in wrong["archive binance"]
+    down = archive_report(archive_universe(archive_sim.url).replace(f"{archive_sim.url}/archive/", "http://127.0.0.1:1/archive/"))
+    assert all(v.startswith("FAIL download_failed:") and "ConnectionError" in v for v in down.values()) and len(down) == 2
