@@ -25,7 +25,7 @@ from ohlcv_assets.names import (
 from ohlcv_assets.partitions import candle_partitions
 from ohlcv_assets.quality import checks_for
 from ohlcv_assets.sessions import Sessions
-from ohlcv_assets.universe import Universe
+from ohlcv_assets.universe import ExchangeConfig, Instrument, Universe
 from ohlcv_assets.warehouse import delistings
 from ohlcv_assets.warehouse.schema import (
     CONFIRMED_EMPTY,
@@ -211,15 +211,24 @@ def health(universe: Universe, warehouse: Warehouse | None, warehouse_problem: s
         except Exception as err:  # any failure means unreachable; the message says which
             report[f"exchange {name}"] = f"FAIL unreachable: {type(err).__name__}"
     for name, config in universe.exchanges.items():
-        instrument = next((i for i in universe.instruments if i.exchange == name), None)
-        if config.archive is None or instrument is None:
-            continue
-        archive = build_archive(config.model_copy(update={"timeout_seconds": 5}))
-        try:
-            report[f"archive {name}"] = f"ok ({archive.probe(instrument.symbol, instrument.intervals[0], utc_day(now_ms()))})"
-        except ArchiveUnavailable as err:
-            report[f"archive {name}"] = f"FAIL {err.reason}: {err.detail}"
+        if config.archive is not None:
+            report[f"archive {name}"] = archive_health(config, [i for i in universe.instruments if i.exchange == name])
     return report
+
+
+def archive_health(config: ExchangeConfig, instruments: list[Instrument], tries: int = 3) -> str:
+    """``ok …`` if the archive answers where a file of one of the first ``tries`` instruments must
+    be (one may be delisted or newly listed: the next is asked), else what failed."""
+    archive = build_archive(config.model_copy(update={"timeout_seconds": 5}))
+    failure = "ok (not probed: no instrument of this exchange in the universe)"
+    for instrument in instruments[:tries]:
+        try:
+            return f"ok ({archive.probe(instrument.symbol, instrument.intervals[0], utc_day(now_ms()))})"
+        except ArchiveUnavailable as err:
+            failure = f"FAIL {err.reason}: {err.detail}"
+            if err.reason != "not_published":
+                break
+    return failure
 
 
 def healthy(report: dict[str, str]) -> bool:

@@ -252,7 +252,8 @@ def test_a_kraken_archive_cut_short_is_downloaded_again_not_kept(archive_sim, ar
 
 def test_health_says_whether_each_archive_answers_where_its_files_must_be(archive_sim, tmp_path):
     """`ohlcv-status --health`: the checksum of a daily file that must be published (Binance) and
-    the zip (Kraken) answer; a wrong archive path answers 404 and a host that is down not at all."""
+    the zip (Kraken) answer; an instrument without files (delisted, say) is passed over for the
+    next; a wrong archive path answers 404 and a host that is down not at all."""
     def archive_report(text: str) -> dict:
         report = health(parse_universe(text, str(tmp_path / "universe.yaml")), None, "not asked", None)
         return {k: v for k, v in report.items() if k.startswith("archive ")}
@@ -260,6 +261,9 @@ def test_health_says_whether_each_archive_answers_where_its_files_must_be(archiv
     good = archive_report(archive_universe(archive_sim.url))
     assert good["archive binance"].startswith("ok (") and ".zip.CHECKSUM answered 200" in good["archive binance"]
     assert good["archive kraken"] == f"ok ({archive_sim.url}/archive/kraken/Kraken_OHLCVT.zip answered 200)"
+    delisted_first = archive_universe(archive_sim.url).replace(
+        "instruments:\n", "instruments:\n  - {exchange: binance, symbol: OLD/USDT, intervals: [1h], start: 2024-12-15}\n")
+    assert archive_report(delisted_first)["archive binance"] == good["archive binance"]  # no file of OLD: the next instrument's
     wrong = archive_report(archive_universe(archive_sim.url).replace("/archive/binance", "/archive/binanc"))
     assert wrong["archive binance"].startswith("FAIL not_published:") and "answered 404" in wrong["archive binance"]
     down = archive_report(archive_universe(archive_sim.url).replace(f"{archive_sim.url}/archive/", "http://127.0.0.1:1/archive/"))
