@@ -14,8 +14,8 @@ Faults (``archive_faults``: ``{kind, file, count}``, ``file`` a substring of the
 the requests it fires on, all if left out): ``missing`` (404: not published yet), ``holey`` (rows
 left out), ``bad_checksum`` (bytes that do not match the published sha256), ``truncated`` (the zip
 cut short), ``disagree`` (some candles' volumes differ from the API's), ``malformed`` (a CSV
-of 13 columns, as a changed format would be), ``impossible`` (a candle's high below its low);
-these last three are published as they are, so their checksums match.
+of 13 columns, as a changed format would be), ``impossible`` (a candle's high below its low); holey, disagreeing, malformed and impossible
+files are published as they are, so their checksums match.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ MICROSECONDS_FROM = dt.date(2025, 1, 1)
 FUTURES_HEADER_FROM = dt.date(2022, 1, 1)
 KLINE_HEADER = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore\n"
 ARCHIVE_FAULT_KINDS = {"missing", "holey", "bad_checksum", "truncated", "disagree", "malformed", "impossible"}
+PUBLISHED_AS_THEY_ARE = ("holey", "disagree", "malformed", "impossible")  # the file is built so; others damage a download
 KRAKEN_MINUTES = (1, 5, 15, 60, 240, 720, 1440)
 _BINANCE_PATH = re.compile(r"/data/(spot|futures/um|futures/cm)/(daily|monthly)/klines/([A-Z0-9]+)/(\w+)/"
                            r"\3-\4-(\d{4}-\d{2}(?:-\d{2})?)\.zip(\.CHECKSUM)?")
@@ -135,7 +136,7 @@ class Archives(Protocol):
             for fault in sim.archive_faults:
                 if is_checksum and fault.kind in ("bad_checksum", "truncated"):
                     continue  # these damage the bytes of a download, not what is published
-                if is_checksum and fault.kind in ("holey", "disagree", "malformed", "impossible"):  # published as it is: the checksum matches
+                if is_checksum and fault.kind in PUBLISHED_AS_THEY_ARE:  # so the checksum matches
                     if fault.file in path and (fault.count is None or fault.fired < fault.count):
                         faults.append(fault)
                 elif fault.fires(path):
