@@ -174,10 +174,15 @@ class ArchiveStage:
             disagreeing = {f.day: f.candles for f in found}
             for day, report in reports:
                 report.sources_disagreeing = disagreeing.get(day, 0)
+                notes_now = [report.note] if report.note else []
+                before = stored.get(day)
+                if before is not None and before.file == file.name and before.sha256 != loaded.sha256:
+                    notes_now.append(f"{file.name} changed since it was ingested (sha256 {(before.sha256 or '')[:12]}… → "
+                                     f"{loaded.sha256[:12]}…): ingested again")
                 if day in disagreeing:
                     kept = next(f.kept for f in found if f.day == day)
-                    report.note = (report.note + "; " if report.note else "") + (
-                        f"{disagreeing[day]} candle(s) differ between {file.name} and the stored candles; kept the {kept} values")
+                    notes_now.append(f"{disagreeing[day]} candle(s) differ between {file.name} and the stored candles; kept the {kept} values")
+                report.note = "; ".join(notes_now)
             yield reports
         if written:
             sources.record_file(self.warehouse, inst.exchange, inst.symbol, self.interval, file.name, loaded.sha256, held, self.now_ms)

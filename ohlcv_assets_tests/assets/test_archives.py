@@ -6,6 +6,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms, utc_day
@@ -15,6 +16,7 @@ from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse import sources
+from ohlcv_assets.warehouse.schema import source_files
 from ohlcv_assets.warehouse.store import Warehouse
 
 TODAY = utc_day(now_ms())
@@ -212,6 +214,33 @@ def test_rerunning_an_unchanged_month_downloads_and_writes_nothing(archive_sim, 
     assert all(m["candles_new"] == m["candles_revised"] == m["candles_unchanged"] == 0 and m["note"].startswith("unchanged")
                for m in again.values())
     assert archive_sim.stats["requests.klines"] == asked  # and REST nothing (the stored days prove the listing)
+
+
+def test_a_file_published_again_with_other_bytes_is_ingested_again_and_its_revision_counted(archive_sim, archive_setup,
+                                                                                          warehouse_url):
+    """August 2025 from its monthly file; then the venue publishes that file again with five candles
+    changed (another sha256): the next run downloads and ingests it again, says so on each day, keeps
+    the archive's values on an old day (recorded as a disagreement) and counts one revision."""
+    _, defs, instance = archive_setup
+    month = (dt.date(2025, 8, 1), dt.date(2025, 8, 31))
+    first, _ = run_range(defs, instance, "1m", "binance.BTC-USDT", *month)
+    archive_sim.reconfigure({"archive_faults": [{"kind": "disagree", "file": "BTCUSDT-1m-2025-08.zip"}]})
+    again, _ = run_range(defs, instance, "1m", "binance.BTC-USDT", *month)
+    day = dt.date(2025, 8, 1)
+    assert again[day]["archive_sha256"] != first[day]["archive_sha256"]
+    assert all("changed since it was ingested" in m["note"] for m in again.values())
+    assert again[day]["candles_revised"] == 5 and again[day]["sources_disagreeing"] == 5
+    assert all(m["candles_revised"] == 0 for d, m in again.items() if d != day)
+    wh = Warehouse(warehouse_url)
+    try:
+        with wh.engine.connect() as conn:
+            row = conn.execute(sa.select(source_files).where(source_files.c.file.endswith("BTCUSDT-1m-2025-08.zip"))).one()
+        held = wh.read_candles("binance", "BTC/USDT", "1m", *day_bounds_ms(day))
+    finally:
+        wh.dispose()
+    assert row.revisions == 1 and row.sha256 == again[day]["archive_sha256"] and row.candles == 31 * 1440
+    api = truth(archive_sim, "binance", "BTC/USDT", "1m", day, day)
+    assert (held["volume"] != api["volume"]).sum() == 5  # the file's new values: an old day keeps the archive's
 
 
 def test_kraken_history_beyond_its_720_candles_comes_from_its_archive(archive_sim, archive_setup, warehouse_url):
