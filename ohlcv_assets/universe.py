@@ -44,7 +44,7 @@ class ArchiveConfig(BaseModel):
     prefer_archive_after_days: int = Field(
         default=7, ge=0, description="where the archive and the stored (API) candles disagree, days older than this keep "
                                      "the archive's values, younger ones the API's; either way the disagreement is recorded")
-    attempts: int = Field(default=3, ge=1, description="downloads of a file whose checksum or zip fails before it is a hole")
+    attempts: int = Field(default=3, ge=1, description="downloads of a file whose checksum, zip or CSV fails before it is a hole")
 
 
 class ExchangeConfig(BaseModel):
