@@ -68,8 +68,10 @@ class Downloader:
         return f"{location} answered 200"
 
     def save(self, location: str, target: Path) -> Path:
-        """Streams a large file to ``target`` (kept: the next run reads it from there)."""
-        if target.is_file():
+        """Streams a large file to ``target``, kept for the next runs while the location serves a
+        file of the same size (a full archive republished with more history is fetched again; a
+        location that does not answer leaves the kept copy in use)."""
+        if target.is_file() and self._published_size(location) in (None, target.stat().st_size):
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(target.suffix + ".partial")
@@ -84,6 +86,17 @@ class Downloader:
         self.stats.files_downloaded += 1
         partial.rename(target)
         return target
+
+    def _published_size(self, location: str) -> int | None:
+        """The size the location announces (one request, the body not read); None if unknown."""
+        if urlsplit(location).netloc in self.unreachable:
+            return None
+        try:
+            with self.session.get(location, timeout=self.timeout, stream=True) as answer:
+                length = answer.headers.get("Content-Length") if answer.status_code == 200 else None
+        except requests.RequestException:
+            return None
+        return int(length) if length and length.isdigit() else None
 
     def _fetch(self, location: str, body, stream: bool = False):
         """``body(answer)`` of the first 200 answer, retrying transient failures."""

@@ -297,3 +297,24 @@ def test_health_says_whether_each_archive_answers_where_its_files_must_be(archiv
     assert wrong["archive binance"].startswith("FAIL not_published:") and "answered 404" in wrong["archive binance"]
     down = archive_report(archive_universe(archive_sim.url).replace(f"{archive_sim.url}/archive/", "http://127.0.0.1:1/archive/"))
     assert all(v.startswith("FAIL download_failed:") and "ConnectionError" in v for v in down.values()) and len(down) == 2
+
+
+def test_a_kraken_archive_republished_with_more_history_is_fetched_again(archive_sim, archive_setup, warehouse_url):
+    """May 2026 is older than the kept Kraken zip (it starts 2026-06-01): beyond history. Kraken then
+    publishes the full zip again from 2026-05-01: the next run sees another size, fetches it again
+    and fills May from it; while the size stays the same the kept copy is used."""
+    _, defs, instance = archive_setup
+    first, last = dt.date(2026, 5, 10), dt.date(2026, 5, 12)
+    before, _ = run_range(defs, instance, "1h", "kraken.BTC-USD", first, last)
+    assert all("beyond history" in m["note"] for m in before.values())
+    archive_sim.reconfigure({"venues": {"kraken_archive": {"start": "2026-05-01"}}})
+    try:
+        served = archive_sim.stats["archive.files_served"]
+        after, _ = run_range(defs, instance, "1h", "kraken.BTC-USD", first, last)
+        assert all(m.get("source") == "archive" for m in after.values()), after
+        assert stored(warehouse_url, "kraken", "BTC/USD", "1h", first, last).equals(truth(archive_sim, "kraken", "BTC/USD", "1h", first, last))
+        downloads = archive_sim.stats["archive.files_served"] - served
+        run_range(defs, instance, "1h", "kraken.BTC-USD", first, last)
+        assert archive_sim.stats["archive.files_served"] - served == downloads + 1  # the size asked, the zip not fetched
+    finally:
+        archive_sim.reconfigure({"venues": {"kraken_archive": {"start": "2026-06-01"}}})
