@@ -51,15 +51,14 @@ class Downloader:
         return content
 
     def check(self, location: str) -> str:
-        """One request, no retries, the body not read: what the location answers (a local path: that
-        it exists); ArchiveUnavailable if nothing is there."""
+        """What the location answers to one request (a local path: that it exists); ArchiveUnavailable
+        if nothing is there."""
         if not is_url(location):
             if not Path(location).exists():
                 raise ArchiveUnavailable("not_published", f"{location} does not exist")
             return f"{location} exists"
         try:
-            with self.session.get(location, timeout=self.timeout, stream=True) as answer:
-                status = answer.status_code
+            status, _ = self._peek(location)
         except requests.RequestException as err:
             raise ArchiveUnavailable("download_failed", f"{location}: {type(err).__name__}") from None
         if status != 200:
@@ -88,15 +87,19 @@ class Downloader:
         return target
 
     def _published_size(self, location: str) -> int | None:
-        """The size the location announces (one request, the body not read); None if unknown."""
+        """The size the location announces; None if unknown or it does not answer."""
         if urlsplit(location).netloc in self.unreachable:
             return None
         try:
-            with self.session.get(location, timeout=self.timeout, stream=True) as answer:
-                length = answer.headers.get("Content-Length") if answer.status_code == 200 else None
+            status, length = self._peek(location)
         except requests.RequestException:
             return None
-        return int(length) if length and length.isdigit() else None
+        return int(length) if status == 200 and length and length.isdigit() else None
+
+    def _peek(self, location: str) -> tuple[int, str | None]:
+        """(status, Content-Length) of one request, no retries, the body not read."""
+        with self.session.get(location, timeout=self.timeout, stream=True) as answer:
+            return answer.status_code, answer.headers.get("Content-Length")
 
     def _fetch(self, location: str, body, stream: bool = False):
         """``body(answer)`` of the first 200 answer, retrying transient failures."""
