@@ -90,6 +90,26 @@ def test_before_listing_and_beyond_history_are_unfillable(simulator, universe, w
                               if r.status == "unfillable"}
 
 
+def test_beyond_history_is_one_record_as_the_horizon_moves_and_settled_once_stored(simulator, universe, warehouse):
+    """Each hour the venue's history starts an hour later: the scan's beyond-history range grows and
+    its record is replaced, not added to (the status sums the records), and once those candles are
+    stored (an archive, an import) the record is settled as filled."""
+    instrument = universe.instrument("binance.LATE-USDT").model_copy(update={"start": dt.date(2026, 10, 12)})
+    short = CcxtCandleSource("binance", universe.exchanges["binance"].model_copy(update={"history_candles": 3}))
+    listed = day_bounds_ms(dt.date(2026, 10, 12))[0]
+    for hours in (5, 6, 7):
+        now = listed + hours * HOUR
+        simulator.reconfigure({"frozen_now_ms": now})
+        scan(short, warehouse, instrument, "1h", now, REFRESH_MINUTES)
+    unfillable = [r for r in gap_records.instrument_gaps(warehouse, "binance", "LATE/USDT", "1h") if r.status == "unfillable"]
+    assert [(r.reason, r.start_ms, r.end_ms) for r in unfillable] == [(BEYOND_HISTORY, listed, now - 2 * HOUR)]
+    ingest_day(CcxtCandleSource("binance", universe.exchanges["binance"]), warehouse, instrument, "1h", dt.date(2026, 10, 12), now)
+    scan(short, warehouse, instrument, "1h", now, REFRESH_MINUTES)
+    records = gap_records.instrument_gaps(warehouse, "binance", "LATE/USDT", "1h")
+    assert not [r for r in records if r.status == "unfillable"]
+    assert [r.status for r in records if (r.reason, r.start_ms, r.end_ms) == (BEYOND_HISTORY, listed, now - 2 * HOUR)] == ["filled"]
+
+
 def test_failed_backfills_back_off_and_are_given_up(warehouse):
     gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [Gap(0, 10 * MINUTE_MS, FILLABLE)], MINUTE_MS, 1000)
     [record] = gap_records.due_for_backfill(warehouse, 1000, 10)
