@@ -15,6 +15,7 @@ from ohlcv_assets.gaps import (
     RETIRED,
     Gap,
     classify_known,
+    fillable_from_archive,
     empty_reason,
     find_gaps,
     split_by_presence,
@@ -135,6 +136,8 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
     classified.extend(ask_exchange(source, instrument.symbol, interval, unknown) if served
                       else [Gap(g.start_ms, g.end_ms, BEYOND_HISTORY) for g in unknown])
     classified.sort(key=lambda g: g.start_ms)
+    if source.config.archive is not None:
+        classified = fillable_from_archive(classified)
     changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms)
     first_expected = max(start, -(-listing // step) * step) if listing is not None else end
     expected = sessions.count(first_expected, end, step) if end > first_expected else 0

@@ -9,7 +9,8 @@ and classified by what the exchange says:
 - ``no_trades``: a shorter empty run on a venue that omits intervals without trades (Kraken,
   Coinbase, Polygon): the venue's answer is the confirmation, nothing to fetch, not incomplete;
 - ``before_listing``: before the symbol's first candle;
-- ``beyond_history``: older than the exchange serves (``history_candles`` in the universe);
+- ``beyond_history``: older than the exchange serves (``history_candles`` in the universe), unless
+  the exchange has an archive: then fillable (see ``fillable_from_archive``);
 - ``retired``: dropped on purpose by retention (see ``retention``), never asked for again;
 
 Outside a venue's trading sessions (``sessions``) no candle is expected, so nothing is a gap.
@@ -86,6 +87,24 @@ def classify_known(gaps: np.ndarray, listing_ms: int | None, history_start_ms: i
             parts = [p for g in parts for p in _mark_range(g, lo, hi, reason)]
         out.extend(parts)
     return out
+
+
+def fillable_from_archive(gaps: list[Gap]) -> list[Gap]:
+    """With an archive, what the exchange's REST no longer serves is fillable: a backfill reads the
+    archive (and reports as beyond history the days it lacks too, until the gap is given up). Such a
+    range is joined to the fillable gap it touches, so that its record does not move with the REST
+    horizon each hour. ``gaps`` sorted by start."""
+    out: list[tuple[Gap, bool]] = []  # each with whether it holds a converted range
+    for gap in gaps:
+        converted = gap.reason == BEYOND_HISTORY
+        gap = Gap(gap.start_ms, gap.end_ms, FILLABLE) if converted else gap
+        last, holds = out[-1] if out else (None, False)
+        if (last is not None and gap.reason == last.reason == FILLABLE and last.end_ms == gap.start_ms
+                and (converted or holds)):
+            out[-1] = (Gap(last.start_ms, gap.end_ms, FILLABLE), True)
+        else:
+            out.append((gap, converted))
+    return [gap for gap, _ in out]
 
 
 def _mark_range(gap: Gap, lo: int, hi: int, reason: str) -> list[Gap]:

@@ -7,8 +7,9 @@ import numpy as np
 
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.gap_scan import scan
-from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, Gap
+from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, Gap, fillable_from_archive
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
+from ohlcv_assets.universe import ArchiveConfig
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, ingest_day
@@ -108,6 +109,36 @@ def test_beyond_history_is_one_record_as_the_horizon_moves_and_settled_once_stor
     records = gap_records.instrument_gaps(warehouse, "binance", "LATE/USDT", "1h")
     assert not [r for r in records if r.status == "unfillable"]
     assert [r.status for r in records if (r.reason, r.start_ms, r.end_ms) == (BEYOND_HISTORY, listed, now - 2 * HOUR)] == ["filled"]
+
+
+def test_with_an_archive_what_rest_no_longer_serves_is_one_fillable_gap(simulator, universe, warehouse):
+    """The same venue with an archive: its days beyond the REST history are fillable (a backfill
+    reads the archive), joined to the fillable gap they touch, so the record holds still as the
+    horizon moves; a beyond-history record of an earlier scan is superseded, not left counting."""
+    instrument = universe.instrument("binance.LATE-USDT").model_copy(update={"start": dt.date(2026, 10, 12)})
+    config = universe.exchanges["binance"].model_copy(update={"history_candles": 3})
+    archived = config.model_copy(update={"archive": ArchiveConfig(url=f"{simulator.url}/archive/binance")})
+    listed = day_bounds_ms(dt.date(2026, 10, 12))[0]
+    now = listed + 5 * HOUR
+    simulator.reconfigure({"frozen_now_ms": now})
+    scan(CcxtCandleSource("binance", config), warehouse, instrument, "1h", now, REFRESH_MINUTES)
+    for hours in (5, 6):
+        now = listed + hours * HOUR
+        simulator.reconfigure({"frozen_now_ms": now})
+        result = scan(CcxtCandleSource("binance", archived), warehouse, instrument, "1h", now, REFRESH_MINUTES)
+        assert [(g.start_ms, g.end_ms, g.reason) for g in result.gaps] == [(listed, now - HOUR, FILLABLE)]
+    records = gap_records.instrument_gaps(warehouse, "binance", "LATE/USDT", "1h")
+    assert [(r.reason, r.status) for r in records if r.status not in ("superseded", "filled")] == [(FILLABLE, "detected")]
+    assert [r.start_ms for r in gap_records.due_for_backfill(warehouse, now, 10)] == [listed]
+
+
+def test_joining_what_rest_no_longer_serves_keeps_other_gaps_apart():
+    """Only a converted range joins its fillable neighbours; fillable gaps that merely touch stay two."""
+    gaps = [Gap(0, 10, BEFORE_LISTING), Gap(10, 20, BEYOND_HISTORY), Gap(20, 30, FILLABLE), Gap(30, 40, FILLABLE),
+            Gap(50, 60, FILLABLE), Gap(60, 70, EXCHANGE_DOWNTIME)]
+    assert fillable_from_archive(gaps) == [Gap(0, 10, BEFORE_LISTING), Gap(10, 40, FILLABLE), Gap(50, 60, FILLABLE),
+                                           Gap(60, 70, EXCHANGE_DOWNTIME)]
+    assert fillable_from_archive([Gap(0, 10, FILLABLE), Gap(10, 20, FILLABLE)]) == [Gap(0, 10, FILLABLE), Gap(10, 20, FILLABLE)]
 
 
 def test_failed_backfills_back_off_and_are_given_up(warehouse):
