@@ -15,8 +15,8 @@ from ohlcv_assets.gaps import (
     RETIRED,
     Gap,
     classify_known,
-    fillable_from_archive,
     empty_reason,
+    fillable_from_archive,
     find_gaps,
     split_by_presence,
 )

@@ -157,6 +157,12 @@ def test_failed_backfills_back_off_and_are_given_up(warehouse):
             now = record.next_attempt_ms
     assert record.status == "unfillable" and "gave up after 5" in record.note
     assert gap_records.due_for_backfill(warehouse, now * 2, 10) == []
+    # found again as it is, it stays given up; once its candles are stored (an import, a backfill of
+    # its days) it is filled, not left counting as missing
+    gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [Gap(0, 10 * MINUTE_MS, FILLABLE)], MINUTE_MS, now)
+    assert [r.status for r in gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")] == ["unfillable"]
+    gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [], MINUTE_MS, now)
+    assert [r.status for r in gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")] == ["filled"]
 
 
 def test_each_interval_gets_its_own_due_gaps(warehouse):

@@ -91,7 +91,10 @@ def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, 
         existing = _records(conn.execute(sa.select(gaps).where(_instrument(exchange, symbol, timeframe))))
         known = {(r.start_ms, r.end_ms, r.reason) for r in existing if r.status not in GAP_CLOSED_STATUSES}
         for record in existing:
-            if not _rederived(record) or (record.start_ms, record.end_ms, record.reason) in current:
+            # each scan states open and unfillable gaps anew (an unfillable range moves with a venue's
+            # history horizon, and is stored once an archive or an import fills it); a gap the scan
+            # finds exactly as recorded keeps its record, a given-up one too (it is not asked again)
+            if record.status not in (*GAP_OPEN_STATUSES, UNFILLABLE) or (record.start_ms, record.end_ms, record.reason) in current:
                 continue
             overlapped = any(g.start_ms < record.end_ms and record.start_ms < g.end_ms for g in found)
             status = SUPERSEDED if overlapped else FILLED
@@ -106,14 +109,6 @@ def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, 
             } for g in new])
         counts["new"] = len(new)
     return counts
-
-
-def _rederived(record: GapRecord) -> bool:
-    """A record each scan states anew, so one the scan no longer finds is settled: an open gap, or
-    an unfillable one the scan derives (before listing, beyond the venue's history, retired), whose
-    range moves with the history's horizon and is stored once an archive fills it. Not a gap given
-    up after backfills (unfillable, reason fillable): that stays, or it would be asked for again."""
-    return record.status in GAP_OPEN_STATUSES or (record.status == UNFILLABLE and record.reason != FILLABLE)
 
 
 def record_confirmed(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, found: list[Gap],
