@@ -91,8 +91,9 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
         if not days:
             yield dg.SkipReason(f"no {interval} instrument has started yet (the first starts on {first_day})")
             return
+        runs = refresh_runs(registered, INSTRUMENTS_PER_REFRESH_RUN)
         for day in days:
-            for n, instruments in enumerate(refresh_runs(registered, INSTRUMENTS_PER_REFRESH_RUN)):
+            for n, instruments in enumerate(runs):
                 first, last = partition_key(instruments[0], day), partition_key(instruments[-1], day)
                 yield dg.RunRequest(
                     run_key=f"{interval}|{day}|{n}|{context.scheduled_execution_time.isoformat()}",

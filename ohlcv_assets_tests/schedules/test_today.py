@@ -44,6 +44,9 @@ def test_instruments_beyond_a_runs_share_are_cut_into_contiguous_runs_side_by_si
     runs = requests_at(dt.datetime(2026, 11, 23, 14, 10, tzinfo=dt.timezone.utc), tmp_path)
     assert runs == [("2026-11-23|binance.BTC-USDT", "2026-11-23|binance.BTC-USDT"),
                     ("2026-11-23|binance.ETH-USDT", "2026-11-23|binance.ETH-USDT")]
+    after_midnight = requests_at(dt.datetime(2026, 11, 23, 0, 10, tzinfo=dt.timezone.utc), tmp_path)
+    assert after_midnight == [(f"{day}|binance.{s}-USDT", f"{day}|binance.{s}-USDT")
+                              for day in ("2026-11-22", "2026-11-23") for s in ("BTC", "ETH")]
 
 
 def test_refresh_runs_cover_every_instrument_once_in_order_and_evenly():
