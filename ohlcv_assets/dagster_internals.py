@@ -21,6 +21,11 @@ pins them, so an upgrade that moves them fails there, not in a sensor at 3 a.m.)
   costs O(partitions²) per call (a third of the code server's core in sensors at 73,000 partitions).
   The records are read incrementally (``after_storage_id``, as Dagster's own check state does), so a
   sensor tick reads what changed since the last one, not every partition's records.
+- A ranged run logs each batch of days' materializations, then their check evaluations, as event
+  batches (Dagster's ``DagsterEventBatchMetadata``, which it uses for a multi-partition output's
+  materializations): with ``DAGSTER_EVENT_BATCH_SIZE`` set, as the PostgreSQL instance storage sets
+  it, a batch is one write instead of one per event. A failed blocking check is yielded instead, so
+  that Dagster fails the step at its end as it does for any.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, DagsterEventType, generate_event_batch_id
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus, PartitionBackfill
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.instance.types import CachingDynamicPartitionsLoader
@@ -205,6 +211,35 @@ def latest_materializations(instance: dg.DagsterInstance, asset_key: dg.AssetKey
     for record in records:  # newest first
         out.setdefault(record.partition_key, record)
     return out
+
+
+def log_materializations(context: dg.AssetExecutionContext, materializations: list[dg.AssetMaterialization]) -> None:
+    """Logs materializations as one event batch (see the module docstring), in the step's event stream as ``log_event`` does."""
+    _log_batch(context, materializations, DagsterEvent.asset_materialization)
+
+
+def log_check_evaluations(context: dg.AssetExecutionContext, evaluations: list[dg.AssetCheckEvaluation]) -> list[dg.AssetCheckEvaluation]:
+    """Logs check evaluations as one event batch, except those that block (failed, ERROR,
+    blocking): they are returned for the step to yield, so that Dagster fails the step at its end
+    as it does for any blocking check that failed."""
+    def blocks(evaluation: dg.AssetCheckEvaluation) -> bool:
+        return not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR and evaluation.blocking
+
+    def event(step_context, evaluation: dg.AssetCheckEvaluation, batch: DagsterEventBatchMetadata) -> DagsterEvent:
+        message = (f"Asset check '{evaluation.check_name}' on '{evaluation.asset_key.to_user_string()}' "
+                   + ("passed." if evaluation.passed else "did not pass."))
+        return DagsterEvent.from_step(DagsterEventType.ASSET_CHECK_EVALUATION, step_context, evaluation, message, batch)
+
+    _log_batch(context, [e for e in evaluations if not blocks(e)], event)
+    return [e for e in evaluations if blocks(e)]
+
+
+def _log_batch(context: dg.AssetExecutionContext, events: list, make) -> None:
+    op_context = context.op_execution_context
+    step_context = op_context._step_execution_context  # noqa: SLF001
+    batch_id = generate_event_batch_id()
+    for n, event in enumerate(events):
+        op_context._events.append(make(step_context, event, DagsterEventBatchMetadata(batch_id, n == len(events) - 1)))  # noqa: SLF001
 
 
 def check_target(record: dg.EventLogRecord | None) -> AssetCheckEvaluationTargetMaterializationData | None:

@@ -87,11 +87,16 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
             super().store_event(event)
             return
         row = self._event_to_row(event)
-        evaluation = event.get_dagster_event().event_specific_data
-        target = evaluation.target_materialization_data
         with self.index_transaction() as conn:
             event_id = conn.execute(_INSERT_EVENT, row).scalar_one()
             conn.execute(_NOTIFY, {"notify_id": f"{event.run_id}_{event_id}"})
+            self._store_check_executions(conn, [(event, row, event_id)])
+
+    def _store_check_executions(self, conn: sa.Connection, stored: list[tuple[EventLogEntry, dict, int]]) -> None:
+        """Each stored evaluation into its check's execution row (the run's planned row, else a new one)."""
+        for event, row, event_id in stored:
+            evaluation = event.get_dagster_event().event_specific_data
+            target = evaluation.target_materialization_data
             execution = {
                 "asset_key": evaluation.asset_key.to_string(), "check_name": evaluation.check_name, "run_id": event.run_id,
                 "partition": evaluation.partition, "evaluation_event": row["event"], "evaluation_event_timestamp": row["timestamp"],
@@ -108,13 +113,21 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
                     "as a result of duplicate AssetCheckPlanned events.")
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        """A run's planned events in one transaction (see the module docstring); other batches as stock."""
-        if not events or any(event.get_dagster_event().event_type not in PLANNED_EVENTS for event in events):
+        """A run's planned events, or a step's batch of check evaluations, in one transaction (see
+        the module docstring); other batches as stock."""
+        kinds = {event.get_dagster_event().event_type for event in events}
+        if kinds == {DagsterEventType.ASSET_CHECK_EVALUATION} and all(event.run_id for event in events):
+            rows = [self._event_to_row(event) for event in events]
+            with self.index_transaction() as conn:
+                event_ids = self._insert_events(conn, rows)
+                self._store_check_executions(conn, list(zip(events, rows, event_ids)))
+            return
+        if not events or not kinds <= PLANNED_EVENTS:
             super().store_event_batch(events)
             return
         rows = [self._event_to_row(event) for event in events]
         with self.index_transaction() as conn:
-            event_ids = list(conn.execute(SqlEventLogStorageTable.insert().values(rows).returning(SqlEventLogStorageTable.c.id)).scalars())
+            event_ids = self._insert_events(conn, rows)
             assets = [(event, event_id) for event, event_id in zip(events, event_ids)
                       if event.get_dagster_event().event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED]
             if assets:
@@ -127,6 +140,11 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
                       for check in self._planned_check_rows(event, event_id, row["event"])]
             if checks:
                 conn.execute(AssetCheckExecutionsTable.insert(), checks)
+
+    @staticmethod
+    def _insert_events(conn: sa.Connection, rows: list[dict]) -> list[int]:
+        """One INSERT of the rows, their ids in the rows' order (as stock batches rely on too)."""
+        return list(conn.execute(SqlEventLogStorageTable.insert().values(rows).returning(SqlEventLogStorageTable.c.id)).scalars())
 
     def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
         with self.index_connection() as conn:

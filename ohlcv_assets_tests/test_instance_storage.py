@@ -1,6 +1,7 @@
 """The production instance storage (``instance_storage.PooledPostgresStorage``) writes a run's
-planned events in one batch and each check evaluation in one transaction; what it stores, and
-what Dagster reads back from it, must be what stock dagster-postgres stores."""
+planned events in one batch, a step's batch of check evaluations in one transaction, and each
+other check evaluation in one transaction; what it stores, and what Dagster reads back from it,
+must be what stock dagster-postgres stores."""
 
 import re
 
@@ -11,6 +12,7 @@ import yaml
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, AssetKeyTable, SqlEventLogStorageTable
 from dagster._serdes import deserialize_value
 
+from ohlcv_assets.dagster_internals import log_check_evaluations, log_materializations
 from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG
 from ohlcv_assets.warehouse.store import normalise_url
 
@@ -20,7 +22,8 @@ CHECKS = ["positive", "complete"]
 
 
 def toy_asset(fail: bool) -> dg.AssetsDefinition:
-    """A partitioned asset with two partitioned checks, run over a range as the candles are."""
+    """A partitioned asset with two partitioned checks, run over a range as the candles are: its
+    materializations, then its check evaluations, logged as event batches of half the range each."""
 
     @dg.multi_asset(specs=[dg.AssetSpec("toy", partitions_def=DAYS)], partitions_def=DAYS, can_subset=True,
                     check_specs=[dg.AssetCheckSpec(name, asset="toy", partitions_def=DAYS) for name in CHECKS],
@@ -28,10 +31,12 @@ def toy_asset(fail: bool) -> dg.AssetsDefinition:
     def toy(context: dg.AssetExecutionContext):
         if fail:
             raise dg.Failure("the toy fails", allow_retries=False)
-        for key in context.partition_keys:
-            context.log_event(dg.AssetMaterialization("toy", partition=key))
-            for name in CHECKS:
-                yield dg.AssetCheckEvaluation(asset_key=dg.AssetKey("toy"), check_name=name, passed=key != KEYS[3], partition=key)
+        keys = context.partition_keys
+        for half in (keys[:len(keys) // 2], keys[len(keys) // 2:]):
+            log_materializations(context, [dg.AssetMaterialization("toy", partition=key) for key in half])
+            yield from log_check_evaluations(context, [
+                dg.AssetCheckEvaluation(asset_key=dg.AssetKey("toy"), check_name=name, passed=key != KEYS[3], partition=key)
+                for key in half for name in CHECKS])
 
     return toy
 
@@ -140,8 +145,12 @@ def test_planned_events_and_check_evaluations_store_what_stock_dagster_postgres_
         assert set(statuses.values()) == {"PLANNED"}  # the run ended before any evaluation, as stock leaves them
     else:
         assert statuses[("positive", KEYS[3])] == "FAILED" and statuses[("complete", KEYS[0])] == "SUCCEEDED"
-    # stock: a statement round per planned event; ours: the planned events in one batch
-    assert our_calls["store_event_batch"] >= 1 and our_calls["store_event"] < stock_calls["store_event"] - len(KEYS)
+    # stock: planned events and check evaluations one by one (a batch of evaluations falls back);
+    # ours: the planned events in one batch, each half's check evaluations in one (materialization
+    # batches both write as batches)
+    assert our_calls["store_event_batch"] == (1 if fail else 5)
+    planned_one_by_one = len(KEYS) + len(CHECKS)
+    assert our_calls["store_event"] == stock_calls["store_event"] - planned_one_by_one - (0 if fail else len(KEYS) * len(CHECKS))
     # stock: each check evaluation's execution row written by a second transaction; ours: never
     assert our_calls["_update_asset_check_evaluation"] == 0
     assert stock_calls["_update_asset_check_evaluation"] == (0 if fail else len(KEYS) * len(CHECKS))

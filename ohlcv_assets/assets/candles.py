@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from ohlcv_assets.dagster_internals import check_target, latest_materializations, pool_slot
+from ohlcv_assets.dagster_internals import (check_target, latest_materializations, log_check_evaluations, log_materializations,
+                                            pool_slot)
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import now_ms
@@ -53,11 +54,13 @@ def check_evaluations(key: dg.AssetKey, partition: str, outcomes: list[CheckOutc
 
 
 def recheck_stored(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, warehouse: WarehouseResource, universe: Universe,
-                   instruments: list, interval: str, keys: dict, now: int, windows: tuple) -> Iterator[dg.AssetCheckEvaluation]:
+                   instruments: list, interval: str, keys: dict, now: int, windows: tuple) -> list[dg.AssetCheckEvaluation]:
     """Checks only (a run that selects the checks, not the asset): evaluates the stored days again
     against their latest materialization, asking the exchange nothing; used once a scan explained
-    a day's missing candles (confirmed downtime), so the day's completeness turns green."""
+    a day's missing candles (confirmed downtime), so the day's completeness turns green. Returns
+    the evaluations that block, for the step to yield."""
     targets = latest_materializations(context.instance, asset_key, [str(k) for k in keys.values()])
+    blocked = []
     for instrument in instruments:
         days = {day: key for (inst, day), key in keys.items() if inst == instrument.key and str(key) in targets}
         expected = {day: int(targets[str(key)].asset_materialization.metadata["expected_candles"].value)
@@ -66,8 +69,9 @@ def recheck_stored(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, wa
             continue
         checked = check_stored_days(warehouse.warehouse, instrument, interval, expected, now, windows,
                                     universe.exchanges[instrument.exchange].sessions)
-        for day in expected:
-            yield from check_evaluations(asset_key, str(days[day]), checked[day][0], targets[str(days[day])])
+        blocked += log_check_evaluations(context, [evaluation for day in expected for evaluation in check_evaluations(
+            asset_key, str(days[day]), checked[day][0], targets[str(days[day])])])
+    return blocked
 
 
 @dataclasses.dataclass
@@ -125,28 +129,33 @@ class ProgressReporter:
 
 def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, exchange: ExchangeResource,
                       warehouse: WarehouseResource, universe: Universe, instrument, interval: str, days: list[dt.date],
-                      keys: dict, now: int, windows: tuple, reporter: ProgressReporter) -> Iterator[dg.AssetCheckEvaluation]:
+                      keys: dict, now: int, windows: tuple, reporter: ProgressReporter) -> list[dg.AssetCheckEvaluation]:
     """One instrument's days of the run, batch by batch: written, checked, materialized with their
     metadata and their checks evaluated at once, so that a long ranged run's days turn green in the
     UI as they are written (the step yields no output for the asset: its days are not materialized
-    a second time), and the Dagster events of one batch are written while the next batch is."""
+    a second time), and the Dagster events of one batch are written while the next batch is: the
+    batch's materializations as one event batch, then its check evaluations as another. Returns
+    the evaluations that block, for the step to yield."""
     config = universe.exchanges[instrument.exchange]
+    blocked = []
     for batch in ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, days, now,
                              workers=config.fetch_concurrency, on_progress=lambda p: reporter.update(instrument.label(), p),
                              archive=exchange.archive(instrument.exchange)):
         checked = check_stored_days(warehouse.warehouse, instrument, interval,
                                     {day: report.expected_candles for day, report in batch}, now, windows, config.sessions)
-        partitions = []
+        partitions = {str(keys[(instrument.key, day)]): day for day, _ in batch}
+        log_materializations(context, [
+            dg.AssetMaterialization(asset_key=asset_key, partition=partition,
+                                    metadata={**report.as_metadata(), **checked[day][1].as_metadata()})
+            for partition, (day, report) in zip(partitions, batch)])
         for day, report in batch:
-            partition = str(keys[(instrument.key, day)])
-            partitions.append((partition, checked[day][0]))
-            context.log_event(dg.AssetMaterialization(asset_key=asset_key, partition=partition,
-                                                      metadata={**report.as_metadata(), **checked[day][1].as_metadata()}))
             if report.note:
                 context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
-        targets = latest_materializations(context.instance, asset_key, [partition for partition, _ in partitions])
-        for partition, day_outcomes in partitions:
-            yield from check_evaluations(asset_key, partition, day_outcomes, targets.get(partition))
+        targets = latest_materializations(context.instance, asset_key, list(partitions))
+        blocked += log_check_evaluations(context, [
+            evaluation for partition, day in partitions.items()
+            for evaluation in check_evaluations(asset_key, partition, checked[day][0], targets.get(partition))])
+    return blocked
 
 
 def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.AssetsDefinition:
@@ -201,6 +210,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
             with pool_slot(context, venue_pool(venue, egress_address())):
                 for instrument in venue_instruments:
                     try:
+                        # Dagster fails the step at its end for a blocking check that failed
                         yield from ingest_instrument(context, asset_key, exchange, warehouse, universe, instrument, interval,
                                                      days_by_instrument[instrument.key], keys, now, windows, reporter)
                     except (PermanentFetchError, CandleValidationError, FetchFailed) as err:

@@ -5,7 +5,8 @@ public calls per IP with a counter that decays (about one call per second)."""
 from ohlcv_assets.venues.profile import VenueProfile
 
 PROFILE = VenueProfile(
-    name="kraken", source="ccxt", page_limit=720, history_candles=720, omits_empty=True, calendar=None, intervals=None,
+    name="kraken", source="ccxt", page_limit=720, history_candles=720, omits_empty=True, calendar=None,
+    intervals=("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w", "2w"),
     weight_limit=15, weight_window_seconds=15.0, candles_weight=1, markets_weight=2, used_weight_header=None,
     symbol_pattern=r"[A-Z0-9]+/[A-Z0-9]+", symbol_example="BTC/USD",
     archive_format="kraken_ohlcvt",

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from ohlcv_assets.intervals import MINUTE_MS
 from ohlcv_assets.warehouse.schema import candle_features, candles, delistings, exported_files, gaps, rate_budget, retired_ranges
 from ohlcv_assets.candle_frame import EXTRA_COLUMNS
-from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.store import HEAD_REVISION, MIGRATIONS, Warehouse
 
 DAY_START = 1_790_000_000_000 // 86_400_000 * 86_400_000
 from ohlcv_assets_tests.helpers import merge_candles
@@ -53,6 +53,17 @@ def test_merging_twice_writes_nothing_twice(warehouse):
     assert stored(warehouse).equals(frame)
 
 
+def test_reads_are_ascending_typed_and_empty_when_nothing_is_stored(warehouse):
+    assert stored(warehouse).empty and stored(warehouse).dtypes.to_dict() == minute_frame(1).dtypes.to_dict()
+    frame = minute_frame(1440)
+    merge(warehouse, frame.sample(frac=1, random_state=7))
+    back = stored(warehouse)
+    assert back.equals(frame) and back.dtypes.to_dict() == frame.dtypes.to_dict()
+    before = warehouse.read_candles_before("binance", "BTC/USDT", "1m", int(frame["open_time"].iloc[1000]), 30)
+    assert before.equals(frame.iloc[970:1000].reset_index(drop=True))
+    assert warehouse.read_candles_before("binance", "BTC/USDT", "1m", DAY_START, 30).empty
+
+
 def test_revised_candles_are_updated_and_counted(warehouse):
     merge(warehouse, minute_frame(100))
     revised = minute_frame(100)
@@ -69,9 +80,16 @@ def test_rows_missing_from_a_new_fetch_are_kept(warehouse):
 
 
 def test_migrations_are_idempotent_and_versioned(warehouse):
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
     warehouse.migrate()
+    assert warehouse.schema_revision() == HEAD_REVISION
     with warehouse.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0009"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == HEAD_REVISION
         assert {"candles", "candle_features", "gaps", "rate_budget"} <= set(sa.inspect(conn).get_table_names())
 
 
@@ -103,7 +121,7 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, time
     import sqlalchemy as sa
     from ohlcv_assets_tests.warehouse.test_store import merge, minute_frame
-    from ohlcv_assets.warehouse.store import Warehouse
+    from ohlcv_assets.warehouse.store import HEAD_REVISION, MIGRATIONS, Warehouse
     wh = Warehouse(sys.argv[1])
 
     @sa.event.listens_for(wh.engine, "commit")
