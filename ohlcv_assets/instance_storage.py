@@ -143,8 +143,9 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
 
     @staticmethod
     def _insert_events(conn: sa.Connection, rows: list[dict]) -> list[int]:
-        """One INSERT of the rows, their ids in the rows' order (as stock batches rely on too)."""
-        return list(conn.execute(SqlEventLogStorageTable.insert().values(rows).returning(SqlEventLogStorageTable.c.id)).scalars())
+        """The rows in one INSERT (SQLAlchemy's "insertmanyvalues": one cached statement), their ids in the rows' order."""
+        statement = SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True)
+        return list(conn.execute(statement, rows).scalars())
 
     def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
         with self.index_connection() as conn:

@@ -114,11 +114,13 @@ def test_profiled_venues_offer_what_ccxt_says_they_offer():
 
 def test_loading_the_code_location_imports_neither_ccxt_nor_alembic():
     """Every run process loads it: ccxt (0.4 s) and Alembic (0.3 s) are imported when a venue's
-    REST source or a migration needs them, not before."""
+    REST source sends its first request or a migration runs, not before."""
     import subprocess
     import sys
 
     probe = ("import sys; from ohlcv_assets.definitions import build_definitions; build_definitions(); "
+             "from ohlcv_assets.exchange.sources import build_source; from ohlcv_assets.universe import load_universe; "
+             "build_source('binance', load_universe().exchanges['binance']); "
              "print(sorted({m.split('.')[0] for m in sys.modules} & {'ccxt', 'alembic'}))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

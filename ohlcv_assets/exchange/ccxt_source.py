@@ -11,13 +11,14 @@ Coinbase 300).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import ccxt
 import numpy as np
 import orjson
 
@@ -38,6 +39,17 @@ from ohlcv_assets.exchange.source import (
 )
 from ohlcv_assets.intervals import DAY_MS, interval_ms
 from ohlcv_assets.universe import ExchangeConfig
+
+if TYPE_CHECKING:
+    import ccxt
+
+
+def _ccxt():
+    """ccxt, imported on first use: its import (every exchange it knows) costs 0.4 s, and a run
+    that reads only archives never sends a request."""
+    import ccxt
+
+    return ccxt
 
 _PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410, 451}
 _DEFAULT_OPTIONS = {"binance": {"fetchMarkets": {"types": ["spot"]}}, "binanceus": {"fetchMarkets": {"types": ["spot"]}}}
@@ -73,11 +85,15 @@ class CcxtCandleSource:
         self._spares: list[ccxt.Exchange] = []
         self._first_open: dict[tuple[str, str], int | None] = {}
         self._markets_loaded = False
-        self.exchange = self._thread_exchange()
+
+    @functools.cached_property
+    def exchange(self) -> ccxt.Exchange:
+        """The instance holding the markets every other instance shares; built at first use, as ccxt is imported."""
+        return self._thread_exchange()
 
     def _build_exchange(self) -> ccxt.Exchange:
         options = {**_DEFAULT_OPTIONS.get(self.config.ccxt_id, {}), **self.config.options}
-        exchange = getattr(ccxt, self.config.ccxt_id)({
+        exchange = getattr(_ccxt(), self.config.ccxt_id)({
             "enableRateLimit": False,  # the shared budget throttles instead
             "timeout": int(self.config.timeout_seconds * 1000),
             "options": options,
@@ -97,11 +113,11 @@ class CcxtCandleSource:
             return body
 
         def strict_json(body):
-            if ccxt.Exchange.is_json_encoded_object(body):
+            if _ccxt().Exchange.is_json_encoded_object(body):
                 try:
                     return orjson.loads(body)
                 except orjson.JSONDecodeError:
-                    raise ccxt.BadResponse(f"{name}: truncated or invalid JSON ({len(body)} bytes)") from None
+                    raise _ccxt().BadResponse(f"{name}: truncated or invalid JSON ({len(body)} bytes)") from None
             return None
 
         exchange.on_rest_response = remember_status
@@ -214,10 +230,10 @@ class CcxtCandleSource:
         return self._caller.call(attempt, weight, self._classify, after=self._respect_used_weight)
 
     def _classify(self, err: Exception) -> Failure | None:
-        if not isinstance(err, ccxt.BaseError):
+        if not isinstance(err, _ccxt().BaseError):
             return None
         status = getattr(self._local, "status", None)
-        if status in (418, 429) or isinstance(err, ccxt.DDoSProtection):
+        if status in (418, 429) or isinstance(err, _ccxt().DDoSProtection):
             return Failure(RATE_LIMITED, self._last_header("Retry-After"))
         if _is_permanent(err, status):
             return Failure(PERMANENT)
@@ -257,7 +273,7 @@ def _is_permanent(err: ccxt.BaseError, status: int | None) -> bool:
         return True
     if status is not None and status >= 500:
         return False
-    retryable = (ccxt.NetworkError, ccxt.BadResponse, ccxt.OperationFailed)
+    retryable = (_ccxt().NetworkError, _ccxt().BadResponse, _ccxt().OperationFailed)
     return not isinstance(err, retryable)
 
 
@@ -265,15 +281,15 @@ def _kline_rows(raw, name: str) -> np.ndarray:
     """Binance klines ([t, o, h, l, c, v, close_time, quote_volume, trades, taker_buy_volume,
     taker_buy_quote_volume, ignore]) as candle rows with their extras."""
     if not isinstance(raw, list):
-        raise ccxt.BadResponse(f"{name}: unexpected candle answer of type {type(raw).__name__}")
+        raise _ccxt().BadResponse(f"{name}: unexpected candle answer of type {type(raw).__name__}")
     if not raw:
         return widen(np.empty((0, 6)))
     try:
         rows = np.array([r[:11] for r in raw], dtype=np.float64)  # one pass over the answer
     except (TypeError, ValueError, IndexError):
-        raise ccxt.BadResponse(f"{name}: malformed kline rows, e.g. {raw[:1]}") from None
+        raise _ccxt().BadResponse(f"{name}: malformed kline rows, e.g. {raw[:1]}") from None
     if rows.ndim != 2 or rows.shape[1] != 11 or np.isnan(rows[:, :6]).any():
-        raise ccxt.BadResponse(f"{name}: malformed kline rows, e.g. {raw[:1]}")
+        raise _ccxt().BadResponse(f"{name}: malformed kline rows, e.g. {raw[:1]}")
     return widen(rows[:, :6], quote_volume=rows[:, 7], trades=rows[:, 8], taker_buy_volume=rows[:, 9],
                  taker_buy_quote_volume=rows[:, 10])
 
@@ -288,7 +304,7 @@ def _with_kraken_extras(rows: np.ndarray, answer) -> np.ndarray:
     try:
         table = np.array([(float(r[0]) * 1000, float(r[5]), float(r[7])) for r in raw], dtype=np.float64)
     except (TypeError, ValueError, IndexError):
-        raise ccxt.BadResponse(f"kraken: malformed OHLC rows, e.g. {raw[:1]}") from None
+        raise _ccxt().BadResponse(f"kraken: malformed OHLC rows, e.g. {raw[:1]}") from None
     at = np.searchsorted(table[:, 0], rows[:, 0])
     found = (at < len(table)) & (table[np.minimum(at, len(table) - 1), 0] == rows[:, 0])
     rows[found, len(CANDLE_COLUMNS) + EXTRA_COLUMNS.index("vwap")] = table[at[found], 1]
@@ -299,13 +315,13 @@ def _with_kraken_extras(rows: np.ndarray, answer) -> np.ndarray:
 def _as_rows(raw, name: str) -> np.ndarray:
     """ccxt's [[t, o, h, l, c, v], ...] as a float array; anything malformed is a bad answer."""
     if not isinstance(raw, list):
-        raise ccxt.BadResponse(f"{name}: unexpected candle answer of type {type(raw).__name__}")
+        raise _ccxt().BadResponse(f"{name}: unexpected candle answer of type {type(raw).__name__}")
     if not raw:
         return np.empty((0, 6))
     try:
         rows = np.array([r[:6] for r in raw], dtype=np.float64)
     except (TypeError, ValueError, IndexError):
-        raise ccxt.BadResponse(f"{name}: malformed candle rows, e.g. {raw[:1]}") from None
+        raise _ccxt().BadResponse(f"{name}: malformed candle rows, e.g. {raw[:1]}") from None
     if rows.ndim != 2 or rows.shape[1] != 6 or np.isnan(rows).any():
-        raise ccxt.BadResponse(f"{name}: malformed candle rows, e.g. {raw[:1]}")
+        raise _ccxt().BadResponse(f"{name}: malformed candle rows, e.g. {raw[:1]}")
     return rows
