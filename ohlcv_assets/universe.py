@@ -35,8 +35,9 @@ class ArchiveConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(description="Binance: the archive's root (data.binance.vision's layout below it); Kraken: the OHLCVT "
-                                 "zip (a URL or a local path), or a directory holding the full and quarterly zips")
+    url: str | list[str] = Field(description="Binance: the archive's root (data.binance.vision's layout below it); Kraken: "
+                                             "the OHLCVT zip (a URL or a local path), a directory holding zips, or a list of "
+                                             "them (the full zip and the quarterly ones published after it)")
     market: Literal["spot", "futures/um", "futures/cm"] = Field(default="spot", description="Binance: which archive tree")
     daily_lag_days: int = Field(default=1, ge=0, description="a daily file is asked for once its day ended this many days ago")
     monthly_lag_days: int = Field(default=3, ge=0, description="a monthly file is asked for once its month ended this many days ago")
@@ -101,6 +102,11 @@ class ExchangeConfig(BaseModel):
             raise ValueError(f"venue {self.venue!r} is not a ccxt exchange: remove ccxt_id")
         if self.archive is not None and self.profile.archive_format is None:
             raise ValueError(f"venue {self.venue!r} has no bulk archive we read: remove archive")
+        if self.archive is not None and isinstance(self.archive.url, list):
+            if not self.profile.archive_is_files:
+                raise ValueError(f"archive.url: {self.venue}'s archive is one root URL, not a list of files")
+            if not self.archive.url:
+                raise ValueError("archive.url: the list of archive files is empty")
         return self
 
     @property

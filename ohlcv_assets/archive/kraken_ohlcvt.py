@@ -1,8 +1,9 @@
 """Kraken's downloadable OHLCVT archive: zips of ``{PAIR}_{minutes}.csv`` (no header:
 ``timestamp_s, open, high, low, close, volume, trades``; intervals without trades absent), one
 full file and quarterly incremental ones, which Kraken publishes for manual download. The universe
-points ``archive.url`` at one zip (a URL or a local path) or at a local directory of them; a zip
-from a URL is downloaded once into the cache (``OHLCV_ARCHIVE_CACHE``) and read from there.
+points ``archive.url`` at one zip (a URL or a local path), at a local directory of them, or lists
+several (the full zip and the quarterly ones published after it); a zip from a URL is downloaded
+once into the cache (``OHLCV_ARCHIVE_CACHE``) and read from there.
 
 This is how a Kraken instrument gets more than the 720 candles its REST API serves. The files
 have no published checksum: each day records the sha256 of the zip it came from. Their members
@@ -87,11 +88,17 @@ class KrakenOhlcvtArchive:
         self.downloader = Downloader(config.timeout_seconds, egress_address, self.stats,
                                      retry_base_seconds=config.retry_base_seconds)
 
+    def _locations(self) -> list[str]:
+        return self.archive.url if isinstance(self.archive.url, list) else [self.archive.url]
+
     def _zips(self) -> list[str]:
-        location = self.archive.url
-        if not is_url(location) and Path(location).is_dir():
-            return sorted(str(p) for p in Path(location).glob("*.zip"))
-        return [location]
+        zips = []
+        for location in self._locations():
+            if not is_url(location) and Path(location).is_dir():
+                zips += sorted(str(p) for p in Path(location).glob("*.zip"))
+            else:
+                zips.append(location)
+        return zips
 
     def plan(self, symbol: str, interval: str, days: list[dt.date], today: dt.date) -> list[ArchiveFile]:
         asked = tuple(sorted(set(days)))
@@ -101,8 +108,8 @@ class KrakenOhlcvtArchive:
         return None
 
     def probe(self, symbol: str, interval: str, today: dt.date) -> str:
-        """The zip (or directory of zips) the universe names."""
-        return self.downloader.check(self.archive.url)
+        """Each zip (or directory of zips) the universe names."""
+        return "; ".join(self.downloader.check(location) for location in self._locations())
 
     def read(self, symbol: str, interval: str, file: ArchiveFile) -> tuple[str, str]:
         if is_url(file.location):

@@ -7,7 +7,8 @@ archive and REST agree unless a fault says otherwise):
   ``daily_delay_minutes`` after its day, a monthly one ``monthly_delay_days`` after its month
   (``venues: {binance_archive: {...}}``).
 - Kraken OHLCVT (``<url>/archive/kraken/Kraken_OHLCVT.zip``: from ``start`` (default a year before
-  its end) to the end of the last complete quarter; ``Kraken_OHLCVT_<YYYY>Q<n>.zip``: one quarter),
+  its end) to the end of the last complete quarter, or to ``end`` for a full file published
+  earlier; ``Kraken_OHLCVT_<YYYY>Q<n>.zip``: one quarter),
   a ``{PAIR}_{minutes}.csv`` per pair and interval, no header, intervals without trades absent.
 
 Faults (``archive_faults``: ``{kind, file, count}``, ``file`` a substring of the path, ``count``
@@ -216,7 +217,7 @@ class Archives(Protocol):
             if end > quarter_end:
                 raise ApiError(404, 404, "The specified key does not exist.")
         else:
-            end = quarter_end
+            end = min(quarter_end, dt.date.fromisoformat(str(limits["end"]))) if "end" in limits else quarter_end
             start = dt.date.fromisoformat(str(limits["start"])) if "start" in limits else end - dt.timedelta(days=365)
         minutes = tuple(int(m) for m in limits.get("intervals", KRAKEN_MINUTES))
         lo, hi = day_bounds_ms(start)[0], day_bounds_ms(end)[0]

@@ -9,7 +9,7 @@ PROFILE = VenueProfile(
     intervals=("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w", "2w"),
     weight_limit=15, weight_window_seconds=15.0, candles_weight=1, markets_weight=2, used_weight_header=None,
     symbol_pattern=r"[A-Z0-9]+/[A-Z0-9]+", symbol_example="BTC/USD",
-    archive_format="kraken_ohlcvt",
+    archive_format="kraken_ohlcvt", archive_is_files=True,
     rate_limit_model="a per-IP call counter (max 15) that decays by 1 per second; over it: "
                      "HTTP 200 with {\"error\": [\"EAPI:Rate limit exceeded\"]}",
 )

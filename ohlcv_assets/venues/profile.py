@@ -28,6 +28,7 @@ class VenueProfile:
     finds_listing: bool = True  # candles asked from time 0 start at the symbol's first candle (not so: Coinbase's fixed windows)
     listing_search_from: str | None = None  # else: the first candle is searched for from this day (ISO date), daily pages forward
     archive_format: str | None = None  # the venue's bulk archive layout (``archive.formats.FORMATS``), None: it has none
+    archive_is_files: bool = False  # its archive is files the universe lists (Kraken's full and quarterly zips), not one root
 
     def check_symbol_form(self, symbol: str) -> str | None:
         """Why ``symbol`` is not in this venue's form, or None."""

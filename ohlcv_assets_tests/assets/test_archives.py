@@ -2,6 +2,7 @@
 archives over HTTP, with REST filling what the files do not hold, on both warehouses."""
 
 import datetime as dt
+import re
 
 import dagster as dg
 import pandas as pd
@@ -14,7 +15,7 @@ from ohlcv_assets.monitoring import health, instrument_rows
 from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
-from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.universe import UniverseError, parse_universe
 from ohlcv_assets.warehouse import sources
 from ohlcv_assets.warehouse.schema import source_files
 from ohlcv_assets.warehouse.store import Warehouse
@@ -264,6 +265,44 @@ def test_kraken_history_beyond_its_720_candles_comes_from_its_archive(archive_si
     served = served[served["open_time"] >= horizon].reset_index(drop=True)
     assert stored(warehouse_url, "kraken", "BTC/USD", "1h", rest_days[0], last).equals(served)
     assert archive_sim.stats["requests.kraken.OHLC"] <= 3  # the listing probe and one 720-candle page, no loop
+
+
+def test_a_kraken_archive_listed_as_files_reads_each_of_them(archive_sim, tmp_path, warehouse_url):
+    """The universe lists Kraken's full zip (published when June 2026 ended) and the quarterly zip
+    published after it: June's days come from the first, July's from the second, as the venue's."""
+    url = archive_sim.url
+    archive_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True,
+                             "venues": {"kraken_archive": {"end": "2026-07-01"}}})
+    try:
+        path = tmp_path / "universe.yaml"
+        path.write_text(archive_universe(url).replace(
+            f'archive: {{url: "{url}/archive/kraken/Kraken_OHLCVT.zip"}}',
+            f'archive: {{url: ["{url}/archive/kraken/Kraken_OHLCVT.zip", "{url}/archive/kraken/Kraken_OHLCVT_2026Q3.zip"]}}'))
+        universe = parse_universe(path.read_text(), str(path))
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            first, last = dt.date(2026, 6, 28), dt.date(2026, 7, 2)
+            meta, _ = run_range(build_definitions(str(path), warehouse_url), instance, "1h", "kraken.BTC-USD", first, last)
+        assert {d: (m.get("source"), m.get("archive_file")) for d, m in meta.items()} == {
+            **{dt.date(2026, 6, d): ("archive", "Kraken_OHLCVT.zip") for d in (28, 29, 30)},
+            **{dt.date(2026, 7, d): ("archive", "Kraken_OHLCVT_2026Q3.zip") for d in (1, 2)}}
+        assert stored(warehouse_url, "kraken", "BTC/USD", "1h", first, last).equals(truth(archive_sim, "kraken", "BTC/USD", "1h", first, last))
+        report = health(universe, None, "not asked", None)["archive kraken"]
+        assert report.startswith("ok (") and report.count("answered 200") == 2, report
+    finally:
+        archive_sim.reconfigure({"venues": {"kraken_archive": {"end": "9999-01-01"}}})  # the last complete quarter again
+
+
+def test_only_a_file_archive_may_be_a_list_of_files():
+    for venue, listed, problem in (("kraken", "[]", "the list of archive files is empty"),
+                                   ("binance", '["http://127.0.0.1:1/a"]', "binance's archive is one root URL, not a list of files")):
+        with pytest.raises(UniverseError, match=re.escape(problem)):
+            parse_universe(f"""
+exchanges:
+  {venue}: {{ccxt_id: {venue}, archive: {{url: {listed}}}}}
+instruments:
+  - {{exchange: {venue}, symbol: BTC/USD, intervals: [1h], start: 2025-01-01}}
+""", "universe.yaml")
 
 
 def test_a_kraken_archive_cut_short_is_downloaded_again_not_kept(archive_sim, archive_setup, warehouse_url):
