@@ -1,7 +1,8 @@
 """With the real daemon (`dagster dev` on the production instance config, Dagster's storage and the
-warehouse in PostgreSQL): an instrument added with a four-year start is registered, scanned, and its
-whole history backfilled by the gap sensor, from the simulator's Binance archive (monthly files,
-daily files) and REST for the days not published yet; it ends exact."""
+warehouse in PostgreSQL): instruments added with a four-year start are registered, scanned, and
+their whole history backfilled by the gap sensor; they end exact. On Binance from its archive
+(monthly files, daily files) and REST for the days not published yet; on Kraken, whose REST serves
+only its latest 720 candles (the scan's `beyond_history`), from its OHLCVT zip and REST."""
 
 import datetime as dt
 import json
@@ -16,7 +17,7 @@ import pandas as pd
 import yaml
 
 from ohlcv_assets.instance_storage import storage_env
-from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms
+from ohlcv_assets.intervals import DAY_MS, HOUR_MS, day_bounds_ms
 from ohlcv_assets.simulator.market import SimulatedMarket
 from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets.warehouse import gap_records, sources
@@ -28,10 +29,12 @@ YEARS = 4
 SETTLED = ("filled", "superseded", "confirmed_empty", "unfillable")
 
 
-def test_a_new_instrument_with_four_years_of_history_is_backfilled_from_the_archive_and_rest(tmp_path, new_postgres_database):
+def test_new_instruments_with_four_years_of_history_are_backfilled_from_the_archives_and_rest(tmp_path, new_postgres_database):
     today = dt.datetime.now(dt.timezone.utc).date()
     start = today.replace(year=today.year - YEARS)
-    sim_config = {"symbols": [{"base": "DEEP", "quote": "USDT", "listed": "2019-01-01", "price": 40}]}
+    sim_config = {"symbols": [{"base": "DEEP", "quote": "USDT", "listed": "2019-01-01", "price": 40},
+                              {"base": "DEEP", "quote": "USD", "listed": "2019-01-01", "price": 40, "venues": ["kraken"]}],
+                  "venues": {"kraken_archive": {"start": "2019-01-01", "intervals": [1440]}}}
     (tmp_path / "sim.yaml").write_text(yaml.safe_dump(sim_config))
     sim_port, ui_port = free_port(), free_port()
     (tmp_path / "universe.yaml").write_text(f"""
@@ -41,8 +44,14 @@ exchanges:
     api_url: "http://127.0.0.1:{sim_port}/api/v3"
     retry_base_seconds: 0.1
     archive: {{url: "http://127.0.0.1:{sim_port}/archive/binance"}}
+  kraken:
+    ccxt_id: kraken
+    api_url: "http://127.0.0.1:{sim_port}/kraken"
+    retry_base_seconds: 0.1
+    archive: {{url: "http://127.0.0.1:{sim_port}/archive/kraken/Kraken_OHLCVT.zip"}}
 instruments:
   - {{exchange: binance, symbol: DEEP/USDT, intervals: [1h], start: {start}}}
+  - {{exchange: kraken, symbol: DEEP/USD, intervals: [1d], start: {start}}}
 refresh_minutes: 10
 sensor_seconds: 5
 """)
@@ -66,18 +75,25 @@ sensor_seconds: 5
     lo, hi = day_bounds_ms(start)[0], day_bounds_ms(today)[0]
     expected = pd.DataFrame(market.candles(market.symbols["DEEPUSDT"], HOUR_MS, lo, hi, hi + HOUR_MS).as_floats())
     assert len(expected) == (today - start).days * 24
+    kraken_expected = pd.DataFrame(market.candles(market.symbols["DEEPUSD"], DAY_MS, lo, hi, hi + DAY_MS, omit_empty=True,
+                                                  venue="kraken").as_floats())
+    assert len(kraken_expected) > 720  # more than Kraken's REST serves
     with running(simulator, env, str(REPO), str(tmp_path / "sim.log")), \
          running(dagster, env, str(REPO), str(tmp_path / "dagster.log")):
         warehouse = Warehouse(warehouse_url)
 
         def history_filled():
-            try:
-                gaps = gap_records.instrument_gaps(warehouse, "binance", "DEEP/USDT", "1h")
-                stored = len(warehouse.read_open_times("binance", "DEEP/USDT", "1h", lo, hi))
-            except Exception:  # tables not migrated yet
-                return None
-            settled = gaps and stored >= len(expected) and all(g.status in SETTLED for g in gaps)
-            return gaps if settled and sources.sources_of(warehouse, "binance", "DEEP/USDT", "1h", [today]) else None
+            found = []
+            for venue, symbol, interval, candles in (("binance", "DEEP/USDT", "1h", expected), ("kraken", "DEEP/USD", "1d", kraken_expected)):
+                try:
+                    gaps = gap_records.instrument_gaps(warehouse, venue, symbol, interval)
+                    stored = len(warehouse.read_open_times(venue, symbol, interval, lo, hi))
+                except Exception:  # tables not migrated yet
+                    return None
+                if not (gaps and stored >= len(candles) and all(g.status in SETTLED for g in gaps)):
+                    return None
+                found += gaps
+            return found if sources.sources_of(warehouse, "binance", "DEEP/USDT", "1h", [today]) else None
 
         gaps = wait_until(history_filled, timeout_seconds=900, interval=5, what="four years backfilled by the gap sensor")
         with urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/sim/stats", timeout=10) as response:
@@ -94,4 +110,12 @@ sensor_seconds: 5
     assert "/daily/" in by_day[today - dt.timedelta(days=1)].file  # published the next day
     assert by_day[today].source == "rest", kinds  # not published yet
     assert stats.get("requests.klines", 0) < 60, stats  # REST for a few days only, not four years of pages
+
+    assert warehouse.read_candles("kraken", "DEEP/USD", "1d", lo, hi).equals(kraken_expected), log[-5000:]
+    kraken_days = sources.sources_of(warehouse, "kraken", "DEEP/USD", "1d")
+    quarter_end = dt.date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)  # where the simulator's zip ends
+    by_source = Counter((s.source, day < quarter_end) for day, s in kraken_days.items() if day < today)  # today: no closed 1d candle
+    # the zip's days (two years and more beyond REST's 720 days) from it, the days after it from REST
+    assert by_source == {("archive", True): (quarter_end - start).days, ("rest", False): (today - quarter_end).days}, by_source
+    assert {s.file for s in kraken_days.values() if s.source == "archive"} == {"Kraken_OHLCVT.zip"}
     warehouse.dispose()
