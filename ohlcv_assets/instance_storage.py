@@ -18,7 +18,10 @@ written as one batch, in one transaction, each serialized once: the same rows as
 A running step's check evaluations (4 per partition) were 40 % of a year-long run's step time:
 stock, each is serialized twice (the event, then the check's execution row) and written in two
 transactions of SQLAlchemy-built statements. Here each is serialized once and written in one
-transaction of three fixed statements: the same rows as stock.
+transaction of three fixed statements: the same rows as stock. A step that logs a batch of them as
+one event batch (``dagster_internals.log_check_evaluations``; stock refuses such batches and falls
+back to one write each) has the batch's events inserted by one statement and their execution rows
+written in the same transaction.
 
 Configured in ``deploy/dagster.yaml`` under ``storage: custom:`` with the same fields as
 ``storage: postgres:``.

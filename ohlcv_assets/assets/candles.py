@@ -143,17 +143,17 @@ def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey,
                              archive=exchange.archive(instrument.exchange)):
         checked = check_stored_days(warehouse.warehouse, instrument, interval,
                                     {day: report.expected_candles for day, report in batch}, now, windows, config.sessions)
-        partitions = {str(keys[(instrument.key, day)]): day for day, _ in batch}
+        written = [(str(keys[(instrument.key, day)]), day, report) for day, report in batch]
         log_materializations(context, [
             dg.AssetMaterialization(asset_key=asset_key, partition=partition,
                                     metadata={**report.as_metadata(), **checked[day][1].as_metadata()})
-            for partition, (day, report) in zip(partitions, batch)])
-        for day, report in batch:
+            for partition, day, report in written])
+        for _, day, report in written:
             if report.note:
                 context.log.info(f"{instrument.label()} {interval} {day}: {report.note}")
-        targets = latest_materializations(context.instance, asset_key, list(partitions))
+        targets = latest_materializations(context.instance, asset_key, [partition for partition, _, _ in written])
         blocked += log_check_evaluations(context, [
-            evaluation for partition, day in partitions.items()
+            evaluation for partition, day, _ in written
             for evaluation in check_evaluations(asset_key, partition, checked[day][0], targets.get(partition))])
     return blocked
 
