@@ -133,8 +133,9 @@ def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey,
     """One instrument's days of the run, batch by batch: written, checked, materialized with their
     metadata and their checks evaluated at once, so that a long ranged run's days turn green in the
     UI as they are written (the step yields no output for the asset: its days are not materialized
-    a second time), and the Dagster events of one batch are written while the next batch is: the
-    batch's materializations as one event batch, then its check evaluations as another. Returns
+    a second time), and the Dagster events of one batch are written while the next batch is fetched
+    (and, from REST, written): the batch's materializations as one event batch, then its check
+    evaluations as another. Returns
     the evaluations that block, for the step to yield."""
     config = universe.exchanges[instrument.exchange]
     blocked = []
