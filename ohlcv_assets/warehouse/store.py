@@ -264,7 +264,7 @@ class Warehouse:
         if connection is None:
             with self.engine.connect() as conn:
                 return self._frame(query, table, columns, conn)
-        if self.is_postgres and all(not table.c[c].nullable and type(table.c[c].type) in _BINARY_TYPES for c in columns):
+        if self.is_postgres and all(_binary_read(table.c[c]) for c in columns):
             return _pg_binary_read(connection, query, table, columns)
         rows = connection.execute(query).all()
         dtypes = {c: "float64" if table.c[c].nullable and type(table.c[c].type) is sa.BigInteger
@@ -358,28 +358,40 @@ def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
     return _PG_BINARY_HEADER + payload.tobytes() + _PG_BINARY_TRAILER
 
 
+def _binary_read(column: sa.Column) -> tuple[str, str, str] | None:
+    """How a column is read as a fixed-width array: (SQL expression, numpy kind, pandas dtype); a
+    nullable number as float8 with NaN for NULL, as pandas holds it anyway. None: not so readable."""
+    kind = _BINARY_TYPES.get(type(column.type))
+    if kind is None or (column.nullable and kind == "?"):
+        return None
+    if column.nullable:
+        return f"coalesce({column.name}::float8, 'NaN')", ">f8", "float64"
+    return column.name, kind, _PANDAS_TYPES[type(column.type)]
+
+
 def _pg_binary_read(connection: sa.Connection, query, table: sa.Table, columns: list[str]) -> pd.DataFrame:
-    """Reads NOT NULL fixed-width columns without a Python object per value: the server sends
-    each column as one array (binary COPY of a single row of ``array_agg``), numpy reads the
-    arrays in place. A COPY of the rows themselves costs a message, so a Python step, per row:
-    for a year of 1m candles more than the checks that read them. Rows come ascending by open_time."""
+    """Reads fixed-width columns without a Python object per value: the server sends each column
+    as one array (binary COPY of a single row of ``array_agg``), numpy reads the arrays in place.
+    A COPY of the rows themselves costs a message, so a Python step, per row, and SQLAlchemy rows
+    far more: for a year of 1m candles more than the checks that read them. Rows come ascending by
+    open_time."""
     sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
-    arrays = ", ".join(f"array_agg({c})" for c in columns)
+    reads = [_binary_read(table.c[c]) for c in columns]
+    arrays = ", ".join(f"array_agg({expression})" for expression, _, _ in reads)
     with connection.connection.driver_connection.cursor() as cursor:
         with cursor.copy(f"COPY (SELECT {arrays} FROM ({sql}) AS q) TO STDOUT (FORMAT BINARY)") as copy:
             data = b"".join(bytes(block) for block in copy)
     values, offset = {}, len(_PG_BINARY_HEADER) + 2
-    for c in columns:
-        kind = _BINARY_TYPES[type(table.c[c].type)]
+    for c, (_, kind, dtype) in zip(columns, reads):
         length = int(np.frombuffer(data, ">i4", 1, offset)[0])
         offset += 4
         if length < 0:  # no rows: array_agg is NULL
-            values[c] = np.empty(0, kind)
+            values[c] = np.empty(0, dtype)
             continue
         count = int(np.frombuffer(data, ">i4", 1, offset + 12)[0])
         elements = np.frombuffer(data, np.dtype([("length", ">i4"), ("value", kind)]), count, offset + 20)
-        values[c], offset = elements["value"], offset + length
-    frame = pd.DataFrame({c: values[c].astype(_PANDAS_TYPES[type(table.c[c].type)]) for c in columns}, columns=columns)
+        values[c], offset = elements["value"].astype(dtype), offset + length
+    frame = pd.DataFrame(values, columns=columns)
     times = frame["open_time"].to_numpy()
     if len(times) > 1 and not (times[1:] > times[:-1]).all():
         frame = frame.sort_values("open_time", kind="stable", ignore_index=True)
@@ -402,7 +414,9 @@ def _copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, 
                 copy.write(payload)
             else:
                 copy.set_types([_COPY_TYPES[type(c.type)] for c in table.columns])
-                for row in rows.astype(object).where(rows.notna(), None).itertuples(index=False, name=None):
+                # integers NULL in some rows arrive as floats (NaN for NULL): written as integers
+                exact = rows.astype({c.name: "Int64" for c in table.columns if isinstance(c.type, sa.BigInteger)})
+                for row in exact.astype(object).where(exact.notna(), None).itertuples(index=False, name=None):
                     copy.write_row(row)
     if all_new:
         return

@@ -64,6 +64,16 @@ def test_reads_are_ascending_typed_and_empty_when_nothing_is_stored(warehouse):
     assert warehouse.read_candles_before("binance", "BTC/USDT", "1m", DAY_START, 30).empty
 
 
+def test_the_venues_extras_read_back_with_nan_where_a_venue_gave_none(warehouse):
+    frame = minute_frame(1440).assign(**{c: np.nan for c in EXTRA_COLUMNS})
+    frame.loc[::3, "trades"] = np.arange(0, 1440, 3, dtype=np.float64) * 7  # some rows: a count, the others NULL
+    frame.loc[:99, "quote_volume"] = 1e9 + np.arange(100) / 8
+    merge(warehouse, frame)
+    back = warehouse.read_candles("binance", "BTC/USDT", "1m", DAY_START, DAY_START + 86_400_000, extras=True)
+    assert back.equals(frame[back.columns]) and set(back.dtypes.iloc[1:]) == {np.dtype("float64")}
+    assert back["trades"].isna().sum() == 960 and back["vwap"].isna().all()
+
+
 def test_revised_candles_are_updated_and_counted(warehouse):
     merge(warehouse, minute_frame(100))
     revised = minute_frame(100)
