@@ -224,14 +224,7 @@ class Warehouse:
 
     def read_open_times(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> np.ndarray:
         """Stored candle open times in [start_ms, end_ms), ascending."""
-        query = (
-            sa.select(candles.c.open_time)
-            .where(candles.c.exchange == exchange, candles.c.symbol == symbol, candles.c.timeframe == timeframe,
-                   candles.c.open_time >= start_ms, candles.c.open_time < end_ms)
-            .order_by(candles.c.open_time)
-        )
-        with self.engine.connect() as conn:
-            return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
+        return self.read_rows(candles, exchange, symbol, timeframe, start_ms, end_ms, columns=["open_time"])["open_time"].to_numpy()
 
     def latest_open_time(self, exchange: str, symbol: str, timeframe: str) -> int | None:
         """Open time of the instrument's latest stored candle, or None."""
