@@ -260,8 +260,7 @@ class Warehouse:
         if self.is_postgres and all(_binary_read(table.c[c]) for c in columns):
             return _pg_binary_read(connection, query, table, columns)
         rows = connection.execute(query).all()
-        dtypes = {c: "float64" if table.c[c].nullable and type(table.c[c].type) is sa.BigInteger
-                  else _PANDAS_TYPES[type(table.c[c].type)] for c in columns}
+        dtypes = {c: _pandas_dtype(table.c[c]) for c in columns}
         return pd.DataFrame(rows, columns=columns).astype(dtypes).sort_values("open_time", kind="stable", ignore_index=True)
 
     def merge_partition(self, table: sa.Table, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
@@ -351,15 +350,22 @@ def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
     return _PG_BINARY_HEADER + payload.tobytes() + _PG_BINARY_TRAILER
 
 
+def _pandas_dtype(column: sa.Column) -> str:
+    """A column's dtype in a frame: a nullable integer is float64 (NaN for NULL)."""
+    if column.nullable and type(column.type) is sa.BigInteger:
+        return "float64"
+    return _PANDAS_TYPES[type(column.type)]
+
+
 def _binary_read(column: sa.Column) -> tuple[str, str, str] | None:
     """How a column is read as a fixed-width array: (SQL expression, numpy kind, pandas dtype); a
-    nullable number as float8 with NaN for NULL, as pandas holds it anyway. None: not so readable."""
+    nullable number as float8 with NaN for NULL, as its frame dtype holds it. None: not so readable."""
     kind = _BINARY_TYPES.get(type(column.type))
     if kind is None or (column.nullable and kind == "?"):
         return None
     if column.nullable:
-        return f"coalesce({column.name}::float8, 'NaN')", ">f8", "float64"
-    return column.name, kind, _PANDAS_TYPES[type(column.type)]
+        return f"coalesce({column.name}::float8, 'NaN')", ">f8", _pandas_dtype(column)
+    return column.name, kind, _pandas_dtype(column)
 
 
 def _pg_binary_read(connection: sa.Connection, query, table: sa.Table, columns: list[str]) -> pd.DataFrame:
