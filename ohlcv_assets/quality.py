@@ -72,6 +72,9 @@ def _rows(frame: pd.DataFrame, mask) -> pd.DataFrame:
     return out
 
 
+_NO_SHORTFALL = pd.DataFrame({"stored": [], "explained_missing": [], "expected": []}, dtype="int64")  # read only
+
+
 def check_candles(frame: pd.DataFrame, step_ms: int, now_ms: int, expected: int, explained_missing: int,
                   minutes: pd.DataFrame | None = None, minutes_existing: pd.Series | None = None) -> list[CheckOutcome]:
     """All checks of one instrument-day's stored candles.
@@ -84,12 +87,19 @@ def check_candles(frame: pd.DataFrame, step_ms: int, now_ms: int, expected: int,
     c, t = frame["close"].to_numpy(), frame["open_time"].to_numpy()
     outcomes = [candles_valid(frame, step_ms, now_ms)]
     share = 1.0 if expected == 0 else min(1.0, (len(frame) + explained_missing) / expected)
-    shortfall = pd.DataFrame({"stored": [len(frame)], "explained_missing": [explained_missing], "expected": [expected]})
-    outcomes.append(CheckOutcome("completeness", shortfall.iloc[0:0] if share >= COMPLETENESS_THRESHOLD else shortfall,
-                                 f"{share:.2%} of {expected} expected candles stored or explained"))
+    shortfall = (_NO_SHORTFALL if share >= COMPLETENESS_THRESHOLD else
+                 pd.DataFrame({"stored": [len(frame)], "explained_missing": [explained_missing], "expected": [expected]}))
+    outcomes.append(CheckOutcome("completeness", shortfall, f"{share:.2%} of {expected} expected candles stored or explained"))
     outcomes.append(CheckOutcome("price_spikes", _rows(frame, spike_mask(c, t, step_ms))))
     outcomes.append(consistency(frame, minutes, step_ms, fine_existing=minutes_existing))
     return outcomes
+
+
+def repeated(values: np.ndarray) -> np.ndarray:
+    """Where a value occurs more than once (each occurrence), without a pandas Series per day."""
+    ordered = np.sort(values)
+    twice = ordered[1:][ordered[1:] == ordered[:-1]]
+    return np.isin(values, twice) if len(twice) else np.zeros(len(values), dtype=bool)
 
 
 def candles_valid(frame: pd.DataFrame, step_ms: int, now_ms: int) -> CheckOutcome:
@@ -99,7 +109,7 @@ def candles_valid(frame: pd.DataFrame, step_ms: int, now_ms: int) -> CheckOutcom
     broken = {
         "ohlc_valid": (l > np.minimum(o, c)) | (h < np.maximum(o, c)) | (l <= 0) | ~np.isfinite(o + h + l + c),
         "volume_non_negative": ~(v >= 0),
-        "open_times_on_grid": (t % step_ms != 0) | pd.Series(t).duplicated(keep=False).to_numpy(),
+        "open_times_on_grid": (t % step_ms != 0) | repeated(t),
         "only_closed_candles": t + step_ms > now_ms,
     }
     parts = [_rows(frame, mask).assign(rule=rule) for rule, mask in broken.items() if mask.any()]

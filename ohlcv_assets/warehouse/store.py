@@ -320,10 +320,12 @@ def _binary_rows(kinds: dict[str, str | None]) -> np.dtype:
     return np.dtype(fields)
 
 
-def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
-    """The rows as one PostgreSQL binary COPY payload, built with numpy (no per-row Python). A
-    column NULL in every row (a venue's missing extras) is written as NULLs; None when a column is
-    NULL in only some rows or a text column varies: those rows go through write_row."""
+def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> memoryview | None:
+    """The rows as one PostgreSQL binary COPY payload, built with numpy (no per-row Python) in a
+    single buffer that psycopg sends as it is (header and trailer in place: joining bytes copied
+    the payload twice, half the client's CPU of a COPY). A column NULL in every row (a venue's
+    missing extras) is written as NULLs; None when a column is NULL in only some rows or a text
+    column varies: those rows go through write_row."""
     kinds, values = {}, {"count": len(table.columns)}
     for column in table.columns:
         data = rows[column.name]
@@ -344,10 +346,14 @@ def pg_binary_copy(table: sa.Table, rows: pd.DataFrame) -> bytes | None:
         kinds[column.name] = kind
         values[f"{column.name}_length"] = np.dtype(kind).itemsize
         values[column.name] = value
-    payload = np.empty(len(rows), dtype=_binary_rows(kinds))
+    row = _binary_rows(kinds)
+    buffer = np.empty(len(_PG_BINARY_HEADER) + len(rows) * row.itemsize + len(_PG_BINARY_TRAILER), np.uint8)
+    buffer[:len(_PG_BINARY_HEADER)] = np.frombuffer(_PG_BINARY_HEADER, np.uint8)
+    buffer[len(buffer) - len(_PG_BINARY_TRAILER):] = np.frombuffer(_PG_BINARY_TRAILER, np.uint8)
+    payload = buffer[len(_PG_BINARY_HEADER):len(buffer) - len(_PG_BINARY_TRAILER)].view(row)
     for name, value in values.items():
         payload[name] = value
-    return _PG_BINARY_HEADER + payload.tobytes() + _PG_BINARY_TRAILER
+    return memoryview(buffer)
 
 
 def _pandas_dtype(column: sa.Column) -> str:
