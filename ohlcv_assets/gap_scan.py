@@ -138,7 +138,9 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
     classified.sort(key=lambda g: g.start_ms)
     if source.config.archive is not None:
         classified = fillable_from_archive(classified)
-    changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms)
+    archive = source.config.archive
+    changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms,
+                                    archive.signature() if archive is not None else "")
     first_expected = max(start, -(-listing // step) * step) if listing is not None else end
     expected = sessions.count(first_expected, end, step) if end > first_expected else 0
     return ScanResult(expected=expected, present=len(times), gaps=classified,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import os
 import re
 from importlib import resources
@@ -45,6 +46,10 @@ class ArchiveConfig(BaseModel):
         default=7, ge=0, description="where the archive and the stored (API) candles disagree, days older than this keep "
                                      "the archive's values, younger ones the API's; either way the disagreement is recorded")
     attempts: int = Field(default=3, ge=1, description="downloads of a file whose checksum, zip or CSV fails before it is a hole")
+
+    def signature(self) -> str:
+        """A fingerprint of the whole setting: a gap given up under one is tried again under another."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
 class ExchangeConfig(BaseModel):

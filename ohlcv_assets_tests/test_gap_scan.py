@@ -11,7 +11,7 @@ from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME,
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
 from ohlcv_assets.universe import ArchiveConfig
 from ohlcv_assets.warehouse import gap_records
-from ohlcv_assets.warehouse.schema import candles
+from ohlcv_assets.warehouse.schema import candles, gaps
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, ingest_day
 
 PLAIN_DAY_AFTER = PLAIN_DAY + dt.timedelta(days=10)
@@ -132,6 +132,52 @@ def test_with_an_archive_what_rest_no_longer_serves_is_one_fillable_gap(simulato
     assert [r.start_ms for r in gap_records.due_for_backfill(warehouse, now, 10)] == [listed]
 
 
+def give_up(warehouse, now):
+    for attempt in range(gap_records.MAX_BACKFILL_ATTEMPTS):
+        [record] = gap_records.due_for_backfill(warehouse, now + 10**12, 10)
+        gap_records.mark_requested(warehouse, [record.id], f"r{attempt}", now)
+        gap_records.mark_backfill_finished(warehouse, gap_records.in_flight(warehouse), True, "days beyond history", now)
+    assert gap_records.due_for_backfill(warehouse, now + 10**12, 10) == []
+
+
+def test_a_gap_given_up_is_tried_again_when_the_archive_setting_changes(simulator, universe, warehouse):
+    """Backfills that could not fill a gap from the archive give it up; the same archive setting
+    leaves it so, another one (a quarterly zip added, a mirror) makes it due again, once."""
+    instrument = universe.instrument("binance.LATE-USDT").model_copy(update={"start": dt.date(2026, 10, 12)})
+    config = universe.exchanges["binance"].model_copy(update={"history_candles": 3})
+    archived = config.model_copy(update={"archive": ArchiveConfig(url=f"{simulator.url}/archive/binance")})
+    mirrored = config.model_copy(update={"archive": ArchiveConfig(url=f"{simulator.url}/archive/binance/")})
+    listed = day_bounds_ms(dt.date(2026, 10, 12))[0]
+    now = listed + 5 * HOUR
+    simulator.reconfigure({"frozen_now_ms": now})
+    scan(CcxtCandleSource("binance", archived), warehouse, instrument, "1h", now, REFRESH_MINUTES)
+    give_up(warehouse, now)
+    [record] = [r for r in gap_records.instrument_gaps(warehouse, "binance", "LATE/USDT", "1h") if r.status == "unfillable"]
+    assert (record.reason, record.start_ms) == (FILLABLE, listed) and "gave up" in record.note
+
+    result = scan(CcxtCandleSource("binance", archived), warehouse, instrument, "1h", now, REFRESH_MINUTES)
+    assert result.changes["tried_again"] == 0 and gap_records.due_for_backfill(warehouse, now, 10) == []
+    result = scan(CcxtCandleSource("binance", mirrored), warehouse, instrument, "1h", now, REFRESH_MINUTES)
+    assert result.changes["tried_again"] == 1
+    [due] = gap_records.due_for_backfill(warehouse, now, 10)
+    assert (due.id, due.status, due.attempts) == (record.id, "detected", 0) and "archive setting changed" in due.note
+    again = scan(CcxtCandleSource("binance", mirrored), warehouse, instrument, "1h", now, REFRESH_MINUTES)
+    assert again.changes["tried_again"] == 0 and again.changes["new"] == 0
+    assert [r.id for r in gap_records.due_for_backfill(warehouse, now, 10)] == [record.id]
+
+
+def test_a_gap_given_up_before_archive_signatures_adopts_the_setting_without_a_retry(warehouse):
+    gap = Gap(0, 10 * MINUTE_MS, FILLABLE)
+    gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [gap], MINUTE_MS, 1000, "a")
+    give_up(warehouse, 1000)
+    with warehouse.engine.begin() as conn:  # as the migration leaves a record written before it
+        conn.execute(gaps.update().values(archive_signature=None))
+    assert gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [gap], MINUTE_MS, 2000, "b")["tried_again"] == 0
+    [record] = gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")
+    assert (record.status, record.archive_signature) == ("unfillable", "b")
+    assert gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [gap], MINUTE_MS, 3000, "")["tried_again"] == 1
+
+
 def test_joining_what_rest_no_longer_serves_keeps_other_gaps_apart():
     """Only a converted range joins its fillable neighbours; fillable gaps that merely touch stay two."""
     gaps = [Gap(0, 10, BEFORE_LISTING), Gap(10, 20, BEYOND_HISTORY), Gap(20, 30, FILLABLE), Gap(30, 40, FILLABLE),
@@ -224,7 +270,7 @@ def test_scattered_gaps_cost_one_request_per_page_and_are_not_asked_twice(simula
     before = simulator.stats["requests.klines"]
     again = scan(source, warehouse, instrument, "1m", now, REFRESH_MINUTES)
     assert simulator.stats["requests.klines"] - before <= 1  # at most the listing question (the source may remember it)
-    assert again.changes == {"new": 0, "filled": 0, "superseded": 0}
+    assert again.changes == {"new": 0, "filled": 0, "superseded": 0, "tried_again": 0}
 
 
 def test_gaps_whose_candles_are_stored_are_settled_without_asking(simulator, universe, warehouse):

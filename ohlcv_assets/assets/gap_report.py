@@ -46,6 +46,7 @@ def report_metadata(result: ScanResult, step: int) -> dict:
         "gaps": len(result.gaps),
         "new_gap_records": result.changes["new"],
         "gaps_closed": result.changes["filled"] + result.changes["superseded"],
+        "gaps_tried_again": result.changes["tried_again"],
         "coverage_by_day": dg.MetadataValue.md(coverage_chart(result)),
         "gap_list": dg.MetadataValue.md(gap_table(result, step)),
     }

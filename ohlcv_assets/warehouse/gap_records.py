@@ -3,7 +3,8 @@
 Lifecycle: a ``fillable`` gap is ``detected``, then ``backfill_requested`` (with the request id
 tagged on its backfill), then ``filled`` when a scan no longer finds it (``superseded`` when it
 was partly filled and smaller gaps replaced it). A failed backfill sends it back to ``detected``
-after an exponential delay, and after ``MAX_BACKFILL_ATTEMPTS`` it is ``unfillable``. Gaps the
+after an exponential delay, and after ``MAX_BACKFILL_ATTEMPTS`` it is ``unfillable`` (given up),
+until the venue's archive setting changes: a scan then makes it ``detected`` again. Gaps the
 exchange confirms empty are ``confirmed_empty`` and are never asked for again; gaps before listing
 or beyond the exchange's history, and candles retention retired, are ``unfillable`` from the start.
 """
@@ -51,6 +52,7 @@ class GapRecord:
     detected_ms: int
     updated_ms: int
     note: str
+    archive_signature: str | None
 
 
 def _records(rows) -> list[GapRecord]:
@@ -82,14 +84,31 @@ def instrument_gaps(warehouse: Warehouse, exchange: str, symbol: str, timeframe:
         return _records(conn.execute(query))
 
 
+def given_up(record: GapRecord) -> bool:
+    """A fillable gap its backfills did not fill (``unfillable`` from the start is another reason)."""
+    return record.status == UNFILLABLE and record.reason == FILLABLE
+
+
 def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, found: list[Gap],
-              step_ms: int, now_ms: int) -> dict[str, int]:
-    """Brings the records of one instrument and interval in line with a scan's gaps."""
+              step_ms: int, now_ms: int, archive_signature: str = "") -> dict[str, int]:
+    """Brings the records of one instrument and interval in line with a scan's gaps.
+    ``archive_signature`` names the venue's archive setting now (``ArchiveConfig.signature``): a
+    given-up gap found again is tried again once it differs from the setting its backfills had
+    (a record from before signatures adopts the current one)."""
     current = {(g.start_ms, g.end_ms, g.reason) for g in found}
-    counts = {"new": 0, "filled": 0, "superseded": 0}
+    counts = {"new": 0, "filled": 0, "superseded": 0, "tried_again": 0}
     with warehouse.engine.begin() as conn:
         existing = _records(conn.execute(sa.select(gaps).where(_instrument(exchange, symbol, timeframe))))
         known = {(r.start_ms, r.end_ms, r.reason) for r in existing if r.status not in GAP_CLOSED_STATUSES}
+        for record in existing:
+            if record.archive_signature == archive_signature or record.status not in (*GAP_OPEN_STATUSES, UNFILLABLE):
+                continue
+            values = {"archive_signature": archive_signature}
+            if given_up(record) and record.archive_signature is not None:
+                values.update(status=DETECTED, attempts=0, next_attempt_ms=None, request_id=None, updated_ms=now_ms,
+                              note="tried again: the archive setting changed since it was given up")
+                counts["tried_again"] += 1
+            conn.execute(gaps.update().where(gaps.c.id == record.id).values(**values))
         for record in existing:
             # each scan states open and unfillable gaps anew (an unfillable range moves with a venue's
             # history horizon, and is stored once an archive or an import fills it); a gap the scan
@@ -106,6 +125,7 @@ def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, 
                 "exchange": exchange, "symbol": symbol, "timeframe": timeframe, "start_ms": g.start_ms, "end_ms": g.end_ms,
                 "candles": g.candles(step_ms), "reason": g.reason, "status": _INITIAL_STATUS[g.reason], "request_id": None,
                 "attempts": 0, "next_attempt_ms": None, "detected_ms": now_ms, "updated_ms": now_ms, "note": "",
+                "archive_signature": archive_signature,
             } for g in new])
         counts["new"] = len(new)
     return counts

@@ -84,6 +84,8 @@ gaps = Table(
     Column("detected_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Column("note", String(500), nullable=False, default=""),
+    Column("archive_signature", String(64), nullable=True,
+           comment="fingerprint of the venue's archive setting when last tried; '' without one"),
     Index("ix_gaps_instrument", "exchange", "symbol", "timeframe", "status"),
 )
 
