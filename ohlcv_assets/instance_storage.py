@@ -21,14 +21,12 @@ transactions of SQLAlchemy-built statements. Here each is serialized once and wr
 transaction of three fixed statements: the same rows as stock. A step that logs a batch of them as
 one event batch (``dagster_internals.log_check_evaluations``; stock refuses such batches and falls
 back to one write each) has the batch's events inserted by one statement and their execution rows
-updated by one more (a year's evaluations were 1,460 UPDATEs, about 0.4 CPU-s between client and
-server), in the same transaction.
+written in the same transaction.
 
 Configured in ``deploy/dagster.yaml`` under ``storage: custom:`` with the same fields as
 ``storage: postgres:``.
 """
 
-import collections
 import os
 import weakref
 from collections.abc import Sequence
@@ -59,28 +57,10 @@ _NOTIFY = sa.text(f"NOTIFY {CHANNEL_NAME}, :notify_id")
 _EXECUTION_VALUES = ("execution_status = :execution_status, evaluation_event = :evaluation_event, "
                      "evaluation_event_timestamp = :evaluation_event_timestamp, evaluation_event_storage_id = :evaluation_event_storage_id, "
                      "materialization_event_storage_id = :materialization_event_storage_id")
-_UPDATE_UNPARTITIONED_EXECUTION = sa.text(f"UPDATE asset_check_executions SET {_EXECUTION_VALUES} WHERE asset_key = :asset_key AND "
-                                          "check_name = :check_name AND run_id = :run_id AND partition IS NULL")
-_EXECUTION_TYPES = {"asset_key": "TEXT", "check_name": "TEXT", "run_id": "TEXT", "partition": "TEXT", "execution_status": "TEXT",
-                    "evaluation_event": "TEXT", "evaluation_event_timestamp": "TIMESTAMP", "evaluation_event_storage_id": "BIGINT",
-                    "materialization_event_storage_id": "BIGINT"}
-
-
-def _update_partitioned_executions(executions: list[dict]) -> tuple[sa.TextClause, dict]:
-    """One UPDATE of the planned rows of many partitioned evaluations (the same rows as
-    ``_UPDATE_EXECUTION`` each, by the unique index), returning each updated row's position."""
-    names = list(_EXECUTION_TYPES)
-    rows, params = [], {}
-    for n, execution in enumerate(executions):
-        rows.append("(" + ", ".join([f"{n}", *(f"CAST(:{name}_{n} AS {_EXECUTION_TYPES[name]})" for name in names)]) + ")")
-        params.update({f"{name}_{n}": execution[name] for name in names})
-    values = ", ".join(f"{name} = v.{name}" for name in names if name not in ("asset_key", "check_name", "run_id", "partition"))
-    return sa.text(
-        f"UPDATE asset_check_executions AS e SET {values} FROM (VALUES {', '.join(rows)}) AS v(position, {', '.join(names)}) "
-        "WHERE e.asset_key = v.asset_key AND e.check_name = v.check_name AND e.run_id = v.run_id AND e.partition = v.partition "
-        "RETURNING v.position"), params
-
-
+_UPDATE_EXECUTION = {  # by partition, or for an unpartitioned check (both use the unique index)
+    partitioned: sa.text(f"UPDATE asset_check_executions SET {_EXECUTION_VALUES} WHERE asset_key = :asset_key AND "
+                         f"check_name = :check_name AND run_id = :run_id AND partition {'= :partition' if partitioned else 'IS NULL'}")
+    for partitioned in (True, False)}
 _INSERT_EXECUTION = sa.text(
     "INSERT INTO asset_check_executions (asset_key, check_name, run_id, partition, execution_status, evaluation_event, "
     "evaluation_event_timestamp, evaluation_event_storage_id, materialization_event_storage_id) VALUES (:asset_key, "
@@ -116,35 +96,23 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
             self._store_check_executions(conn, [(event, row, event_id)])
 
     def _store_check_executions(self, conn: sa.Connection, stored: list[tuple[EventLogEntry, dict, int]]) -> None:
-        """Each stored evaluation into its check's execution row (the run's planned row, else a new
-        one). The partitioned ones of a batch are updated by one statement (a year's 1,460 were as
-        many round trips), the others one by one."""
-        executions = []
+        """Each stored evaluation into its check's execution row (the run's planned row, else a new one)."""
         for event, row, event_id in stored:
             evaluation = event.get_dagster_event().event_specific_data
             target = evaluation.target_materialization_data
-            executions.append({
+            execution = {
                 "asset_key": evaluation.asset_key.to_string(), "check_name": evaluation.check_name, "run_id": event.run_id,
                 "partition": evaluation.partition, "evaluation_event": row["event"], "evaluation_event_timestamp": row["timestamp"],
                 "execution_status": (AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed
                                      else AssetCheckExecutionRecordStatus.FAILED).value,
                 "evaluation_event_storage_id": event_id, "materialization_event_storage_id": target.storage_id if target else None,
-            })
-        updated, partitioned = collections.Counter(), []
-        for n, execution in enumerate(executions):
-            if execution["partition"] is None:
-                updated[n] = conn.execute(_UPDATE_UNPARTITIONED_EXECUTION, execution).rowcount
-            else:
-                partitioned.append(n)
-        if partitioned:
-            statement, params = _update_partitioned_executions([executions[n] for n in partitioned])
-            updated.update(partitioned[i] for i in conn.execute(statement, params).scalars())
-        for n, execution in enumerate(executions):
-            if updated[n] == 0:  # no planned row (stock inserts one too)
+            }
+            updated = conn.execute(_UPDATE_EXECUTION[evaluation.partition is not None], execution).rowcount
+            if updated == 0:  # no planned row (stock inserts one too)
                 conn.execute(_INSERT_EXECUTION, execution)
-            elif updated[n] > 1:
+            elif updated > 1:
                 raise DagsterInvariantViolationError(
-                    f"Updated {updated[n]} rows for asset check evaluation {execution['asset_key']}:{execution['check_name']} "
+                    f"Updated {updated} rows for asset check evaluation {evaluation.asset_check_key} "
                     "as a result of duplicate AssetCheckPlanned events.")
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
