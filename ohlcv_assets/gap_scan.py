@@ -136,9 +136,9 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
     classified.extend(ask_exchange(source, instrument.symbol, interval, unknown) if served
                       else [Gap(g.start_ms, g.end_ms, BEYOND_HISTORY) for g in unknown])
     classified.sort(key=lambda g: g.start_ms)
-    if source.config.archive is not None:
-        classified = fillable_from_archive(classified)
     archive = source.config.archive
+    if archive is not None:
+        classified = fillable_from_archive(classified)
     changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms,
                                     archive.signature() if archive is not None else "")
     first_expected = max(start, -(-listing // step) * step) if listing is not None else end

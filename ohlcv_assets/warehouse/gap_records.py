@@ -104,7 +104,8 @@ def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, 
             if record.archive_signature == archive_signature or record.status not in (*GAP_OPEN_STATUSES, UNFILLABLE):
                 continue
             values = {"archive_signature": archive_signature}
-            if given_up(record) and record.archive_signature is not None:
+            found_again = (record.start_ms, record.end_ms, record.reason) in current
+            if given_up(record) and found_again and record.archive_signature is not None:
                 values.update(status=DETECTED, attempts=0, next_attempt_ms=None, request_id=None, updated_ms=now_ms,
                               note="tried again: the archive setting changed since it was given up")
                 counts["tried_again"] += 1
