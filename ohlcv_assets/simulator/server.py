@@ -131,6 +131,17 @@ def _downtime(raw: dict[str, Any]) -> Downtime:
     return Downtime(start=resolve_instant(raw["start"]), end=resolve_instant(raw["end"]), venue=raw.get("venue"))
 
 
+class _VenueServer(ThreadingHTTPServer):
+    """A client that hangs up before its request is read (its timeout, a killed run) is no fault
+    of the venue: nothing is printed for it (socketserver prints a traceback for any error)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class ExchangeSimulator:
     """The simulator's state: market, budgets, faults and counters; start() serves it over HTTP."""
 
@@ -233,8 +244,7 @@ class ExchangeSimulator:
     # --- HTTP -----------------------------------------------------------------------------
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serves in a background thread; returns the base URL."""
-        self.server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self.server.daemon_threads = True
+        self.server = _VenueServer((host, port), _handler_for(self))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         return self.url

@@ -1,6 +1,8 @@
 """The simulator behaves like Binance where our client depends on it, over real HTTP."""
 
 import datetime as dt
+import socket
+import struct
 import time
 
 import numpy as np
@@ -123,3 +125,16 @@ def test_a_fault_can_target_a_time_window(simulator):
     assert klines(simulator, symbol="BTCUSDT", interval="1m", startTime=start - DAY_MS, limit=1).status_code == 200
     assert klines(simulator, symbol="BTCUSDT", interval="1m", startTime=start, limit=1).status_code == 404
     assert klines(simulator, symbol="BTCUSDT", interval="1m", startTime=start, limit=1).status_code == 200
+
+
+def test_a_client_hanging_up_mid_request_prints_nothing_and_the_venue_serves_on(simulator, capfd):
+    """A client resetting its connection before its request line is read (a timeout, a killed run)
+    leaves no traceback in the simulator's output, and the next request is served."""
+    host, port = simulator.server.server_address[:2]
+    for _ in range(3):
+        with socket.create_connection((host, port)) as conn:
+            conn.sendall(b"GET /api/v3/ti")
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+    time.sleep(0.5)
+    assert requests.get(f"{simulator.url}/api/v3/time", timeout=10).status_code == 200
+    assert "Traceback" not in capfd.readouterr().err
