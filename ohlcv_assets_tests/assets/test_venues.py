@@ -257,6 +257,7 @@ def test_the_polygon_key_appears_in_no_log_event_or_error(venues_sim, venue_setu
     assert everything and not any(POLYGON_KEY in text for text in everything)
 
 
+@pytest.mark.parametrize("warehouse_url", ["postgresql"], indirect=True)  # about pools, not the warehouse: a minute of CI each
 def test_one_run_over_several_venues_holds_each_venues_pool_only_while_calling_it(venues_sim, venue_setup, warehouse_url):
     """Today's run covers every venue's instruments; with Kraken's pool full it writes Coinbase's
     day, waits for a Kraken slot without holding Coinbase's, and ends exact once one frees."""
