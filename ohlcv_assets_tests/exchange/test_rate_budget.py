@@ -78,6 +78,7 @@ def _hammer(api_url: str, warehouse_url: str | None, limit: int, window: float, 
         warehouse = Warehouse(warehouse_url)
         budget = SharedRateBudget(warehouse.engine, key, config)
     source = CcxtCandleSource("binance", config, budget, egress_address=egress)
+    assert source.exchange  # ccxt imported (at first use) and the client built before the clock starts
     start = day_bounds_ms(PLAIN_DAY)[0]
     try:
         began = time.time()
