@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ohlcv_assets.archive.formats import archive_signature
 from ohlcv_assets.exchange.source import CandleSource, history_start_ms
 from ohlcv_assets.gaps import (
     BEYOND_HISTORY,
@@ -140,7 +141,7 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
     if archive is not None:
         classified = fillable_from_archive(classified)
     changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms,
-                                    archive.signature() if archive is not None else "")
+                                    archive_signature(source.config))
     first_expected = max(start, -(-listing // step) * step) if listing is not None else end
     expected = sessions.count(first_expected, end, step) if end > first_expected else 0
     return ScanResult(expected=expected, present=len(times), gaps=classified,

@@ -5,11 +5,12 @@ import datetime as dt
 
 import numpy as np
 
+from ohlcv_assets.archive.formats import archive_signature
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.gap_scan import scan
 from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, Gap, fillable_from_archive
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
-from ohlcv_assets.universe import ArchiveConfig
+from ohlcv_assets.universe import ArchiveConfig, ExchangeConfig, parse_universe
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles, gaps
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, ingest_day
@@ -160,7 +161,7 @@ def test_a_gap_given_up_is_tried_again_when_the_archive_setting_changes(simulato
     result = scan(CcxtCandleSource("binance", mirrored), warehouse, instrument, "1h", now, REFRESH_MINUTES)
     assert result.changes["tried_again"] == 1
     [due] = gap_records.due_for_backfill(warehouse, now, 10)
-    assert (due.id, due.status, due.attempts) == (record.id, "detected", 0) and "archive setting changed" in due.note
+    assert (due.id, due.status, due.attempts) == (record.id, "detected", 0) and "archive changed" in due.note
     again = scan(CcxtCandleSource("binance", mirrored), warehouse, instrument, "1h", now, REFRESH_MINUTES)
     assert again.changes["tried_again"] == 0 and again.changes["new"] == 0
     assert [r.id for r in gap_records.due_for_backfill(warehouse, now, 10)] == [record.id]
@@ -176,6 +177,53 @@ def test_a_gap_given_up_before_archive_signatures_adopts_the_setting_without_a_r
     [record] = gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")
     assert (record.status, record.archive_signature) == ("unfillable", "b")
     assert gap_records.reconcile(warehouse, "binance", "BTC/USDT", "1m", [gap], MINUTE_MS, 3000, "")["tried_again"] == 1
+
+
+def kraken_with_archive(url) -> ExchangeConfig:
+    text = f"""
+exchanges:
+  kraken: {{ccxt_id: kraken, archive: {{url: {url!r}}}}}
+instruments:
+  - {{exchange: kraken, symbol: BTC/USD, intervals: [1h], start: 2024-01-01}}
+"""
+    return parse_universe(text).exchanges["kraken"]
+
+
+def test_a_gap_given_up_is_tried_again_when_a_zip_is_added_to_a_listed_directory(tmp_path, warehouse):
+    """Kraken publishes a quarterly zip; the user drops it beside the full one. The setting is the
+    same, the archive is not: the given-up gap is tried again, once."""
+    zips = tmp_path / "kraken"
+    zips.mkdir()
+    (zips / "Kraken_OHLCVT.zip").write_bytes(b"full")
+    config = kraken_with_archive(str(zips))
+    gap = Gap(0, 10 * HOUR, FILLABLE)
+    gap_records.reconcile(warehouse, "kraken", "BTC/USD", "1h", [gap], HOUR, 1000, archive_signature(config))
+    give_up(warehouse, 1000)
+    assert gap_records.reconcile(warehouse, "kraken", "BTC/USD", "1h", [gap], HOUR, 2000, archive_signature(config))["tried_again"] == 0
+    (zips / "Kraken_OHLCVT_2026Q3.zip").write_bytes(b"quarter")
+    assert gap_records.reconcile(warehouse, "kraken", "BTC/USD", "1h", [gap], HOUR, 3000, archive_signature(config))["tried_again"] == 1
+    [due] = gap_records.due_for_backfill(warehouse, 3000, 10)
+    assert (due.status, due.attempts) == ("detected", 0) and "archive changed" in due.note
+    assert gap_records.reconcile(warehouse, "kraken", "BTC/USD", "1h", [gap], HOUR, 4000, archive_signature(config))["tried_again"] == 0
+
+
+def test_what_changes_an_archive_signature(tmp_path):
+    """Kraken: the setting, and each local zip it names (added, replaced, appearing); a zip given as a
+    URL by its URL alone (no request is made). Binance: its setting."""
+    full = tmp_path / "Kraken_OHLCVT.zip"
+    by_path = kraken_with_archive(str(full))
+    absent = archive_signature(by_path)
+    full.write_bytes(b"one")
+    present = archive_signature(by_path)
+    assert present != absent and archive_signature(by_path) == present
+    full.write_bytes(b"newer, longer")
+    assert archive_signature(by_path) not in (absent, present)
+    by_url = kraken_with_archive("http://127.0.0.1:9/Kraken_OHLCVT.zip")
+    assert archive_signature(by_url) == archive_signature(kraken_with_archive("http://127.0.0.1:9/Kraken_OHLCVT.zip"))
+    assert archive_signature(by_url) != archive_signature(kraken_with_archive("http://127.0.0.1:9/Kraken_OHLCVT_2026Q3.zip"))
+    binance = ExchangeConfig(ccxt_id="binance", weight_limit=6000, archive=ArchiveConfig(url="http://127.0.0.1:9/archive"))
+    assert archive_signature(binance) == binance.archive.signature()
+    assert archive_signature(binance.model_copy(update={"archive": None})) == ""
 
 
 def test_joining_what_rest_no_longer_serves_keeps_other_gaps_apart():

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.universe import ArchiveConfig, ExchangeConfig
 
 
 class ArchiveUnavailable(Exception):
@@ -68,6 +68,11 @@ class CandleArchive(Protocol):
 
     def parse(self, symbol: str, interval: str, file: ArchiveFile, data: bytes | str) -> LoadedFile:
         """The candles of the file's days; raises ArchiveUnavailable on a file that is not a readable zip."""
+
+    @staticmethod
+    def signature_of(archive: ArchiveConfig) -> str:
+        """What the archive is now, as far as it can be told without a request (its setting; the
+        local files it names): the gap loop tries a given-up gap again when this changes."""
 
     def probe(self, symbol: str, interval: str, today: dt.date) -> str:
         """What answered where a file of the instrument must be (one request, no retries, nothing

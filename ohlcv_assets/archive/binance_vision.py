@@ -18,12 +18,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ohlcv_assets.archive import ArchiveFile, ArchiveStats, ArchiveUnavailable, LoadedFile, sha256_of
-from ohlcv_assets.archive.download import Downloader
+from ohlcv_assets.archive import ArchiveFile, ArchiveUnavailable, LoadedFile, sha256_of
+from ohlcv_assets.archive.download import DownloadingArchive
 from ohlcv_assets.archive.routing import route_days
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
 from ohlcv_assets.intervals import day_bounds_ms
-from ohlcv_assets.universe import ExchangeConfig
 
 KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
                  "taker_buy_volume", "taker_buy_quote_volume", "ignore"]
@@ -65,14 +64,7 @@ def unzip_single(data: bytes, name: str) -> bytes:
         raise ArchiveUnavailable("unreadable", f"{name}: {err}") from None
 
 
-class BinanceVisionArchive:
-    def __init__(self, config: ExchangeConfig, egress_address: str | None = None):
-        assert config.archive is not None
-        self.config, self.archive = config, config.archive
-        self.stats = ArchiveStats()
-        self.downloader = Downloader(config.timeout_seconds, egress_address, self.stats,
-                                     retry_base_seconds=config.retry_base_seconds)
-
+class BinanceVisionArchive(DownloadingArchive):
     def _file(self, symbol: str, interval: str, period: str, kind: str, days: list[dt.date]) -> ArchiveFile:
         sym = archive_symbol(symbol)
         name = f"data/{self.archive.market}/{kind}/klines/{sym}/{interval}/{sym}-{interval}-{period}.zip"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
@@ -13,6 +14,9 @@ import requests
 from ohlcv_assets.archive import ArchiveStats, ArchiveUnavailable
 from ohlcv_assets.exchange.egress import bind_session
 from ohlcv_assets.exchange.retrying import backoff_seconds
+
+if TYPE_CHECKING:
+    from ohlcv_assets.universe import ArchiveConfig, ExchangeConfig
 
 NOT_PUBLISHED = (403, 404)  # S3-backed archives answer 403 for a key that does not exist
 
@@ -124,3 +128,21 @@ class Downloader:
         if not reached:
             self.unreachable[host] = f"{failure} after {self.attempts} attempts"
         raise ArchiveUnavailable("download_failed", f"{location}: {failure} after {self.attempts} attempts")
+
+
+class DownloadingArchive:
+    """What every archive format holds, whatever its layout: the venue's universe entry and its
+    ``archive:`` setting, the counts of what was fetched, and the downloader its files come through."""
+
+    def __init__(self, config: ExchangeConfig, egress_address: str | None = None):
+        assert config.archive is not None
+        self.config, self.archive = config, config.archive
+        self.stats = ArchiveStats()
+        self.downloader = Downloader(config.timeout_seconds, egress_address, self.stats,
+                                     retry_base_seconds=config.retry_base_seconds)
+
+    @staticmethod
+    def signature_of(archive: ArchiveConfig) -> str:
+        """What the archive is now, as far as it can be told without a request: here its setting.
+        A gap given up under one signature is tried again under another."""
+        return archive.signature()

@@ -15,3 +15,8 @@ def build_archive(config: ExchangeConfig, egress_address: str | None = None) -> 
     if config.archive is None:
         return None
     return FORMATS[config.profile.archive_format](config, egress_address)
+
+
+def archive_signature(config: ExchangeConfig) -> str:
+    """The venue's archive as it is now ("" without one), by its format's ``signature_of``."""
+    return "" if config.archive is None else FORMATS[config.profile.archive_format].signature_of(config.archive)

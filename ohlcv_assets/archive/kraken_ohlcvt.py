@@ -22,12 +22,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ohlcv_assets.archive import ArchiveFile, ArchiveStats, ArchiveUnavailable, LoadedFile, sha256_of
-from ohlcv_assets.archive.download import Downloader, is_url
+from ohlcv_assets.archive import ArchiveFile, ArchiveUnavailable, LoadedFile, sha256_of
+from ohlcv_assets.archive.download import DownloadingArchive, is_url
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
 from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, interval_ms
 from ohlcv_assets.settings import archive_cache_dir
-from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.universe import ArchiveConfig
 
 OHLCVT_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "trades"]
 _TYPES = {**{c: pa.float64() for c in OHLCVT_COLUMNS}, "timestamp": pa.int64(), "trades": pa.int64()}
@@ -80,25 +80,41 @@ def _frame(times: np.ndarray, columns: dict) -> pd.DataFrame:
     return frame
 
 
-class KrakenOhlcvtArchive:
-    def __init__(self, config: ExchangeConfig, egress_address: str | None = None):
-        assert config.archive is not None
-        self.config, self.archive = config, config.archive
-        self.stats = ArchiveStats()
-        self.downloader = Downloader(config.timeout_seconds, egress_address, self.stats,
-                                     retry_base_seconds=config.retry_base_seconds)
+def _locations(archive: ArchiveConfig) -> list[str]:
+    return archive.url if isinstance(archive.url, list) else [archive.url]
 
-    def _locations(self) -> list[str]:
-        return self.archive.url if isinstance(self.archive.url, list) else [self.archive.url]
+
+def listed_zips(archive: ArchiveConfig) -> list[str]:
+    """The zips the setting names: its URLs and paths, a directory's zips in name order."""
+    zips = []
+    for location in _locations(archive):
+        if not is_url(location) and Path(location).is_dir():
+            zips += sorted(str(p) for p in Path(location).glob("*.zip"))
+        else:
+            zips.append(location)
+    return zips
+
+
+class KrakenOhlcvtArchive(DownloadingArchive):
+    @staticmethod
+    def signature_of(archive: ArchiveConfig) -> str:
+        """The setting and each local zip's name, size and modification time: a quarterly zip
+        dropped into a listed directory, or a full zip replaced by a newer one, changes it without
+        any change to the setting. A zip given as a URL counts by its URL only (no request)."""
+        parts = [archive.signature()]
+        for location in listed_zips(archive):
+            if is_url(location):
+                continue
+            try:
+                stat = Path(location).stat()
+            except OSError:
+                parts.append(f"{location} absent")
+            else:
+                parts.append(f"{location} {stat.st_size} {stat.st_mtime_ns}")
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def _zips(self) -> list[str]:
-        zips = []
-        for location in self._locations():
-            if not is_url(location) and Path(location).is_dir():
-                zips += sorted(str(p) for p in Path(location).glob("*.zip"))
-            else:
-                zips.append(location)
-        return zips
+        return listed_zips(self.archive)
 
     def plan(self, symbol: str, interval: str, days: list[dt.date], today: dt.date) -> list[ArchiveFile]:
         asked = tuple(sorted(set(days)))
@@ -109,7 +125,7 @@ class KrakenOhlcvtArchive:
 
     def probe(self, symbol: str, interval: str, today: dt.date) -> str:
         """Each zip (or directory of zips) the universe names."""
-        return "; ".join(self.downloader.check(location) for location in self._locations())
+        return "; ".join(self.downloader.check(location) for location in _locations(self.archive))
 
     def read(self, symbol: str, interval: str, file: ArchiveFile) -> tuple[str, str]:
         if is_url(file.location):

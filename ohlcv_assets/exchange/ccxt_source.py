@@ -24,19 +24,15 @@ import orjson
 
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS, widen
 from ohlcv_assets.exchange.egress import bind_session
-from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
+from ohlcv_assets.exchange.rate_budget import RateBudget
 from ohlcv_assets.exchange.retrying import (
     PERMANENT,
     RATE_LIMITED,
     TRANSIENT,
     Failure,
-    RetryingCaller,
+    RetryingSource,
 )
-from ohlcv_assets.exchange.source import (
-    FetchStats,
-    PermanentFetchError,
-    listing_within_history,
-)
+from ohlcv_assets.exchange.source import PermanentFetchError, listing_within_history
 from ohlcv_assets.intervals import DAY_MS, interval_ms
 from ohlcv_assets.universe import ExchangeConfig
 
@@ -62,7 +58,7 @@ class _Lease:
         self.exchange = exchange
 
 
-class CcxtCandleSource:
+class CcxtCandleSource(RetryingSource):
     """One exchange's candles. Thread-safe: each thread talks through its own ccxt instance (ccxt
     keeps the last response on the instance), all of them drawing on one shared rate budget. When
     a thread ends its instance goes back to the source for the next thread: building one costs more
@@ -71,14 +67,7 @@ class CcxtCandleSource:
     def __init__(self, name: str, config: ExchangeConfig, budget: RateBudget | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
                  egress_address: str | None = None):
-        self.name = name
-        self.config = config
-        self.egress_address = egress_address
-        self.page_limit = config.page_limit
-        self.stats = FetchStats()
-        self.budget = budget or LocalRateBudget(config)
-        self._caller = RetryingCaller(name, self.budget, config.max_attempts, config.retry_base_seconds, sleep,
-                                      rng or random.Random(), self.stats)
+        super().__init__(name, config, budget, sleep, rng, egress_address)
         self._lock = threading.Lock()
         self._markets_lock = threading.Lock()
         self._local = threading.local()

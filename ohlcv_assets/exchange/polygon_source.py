@@ -23,15 +23,15 @@ import requests
 
 from ohlcv_assets.candle_frame import empty_rows, widen
 from ohlcv_assets.exchange.egress import bind_session
-from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
+from ohlcv_assets.exchange.rate_budget import RateBudget
 from ohlcv_assets.exchange.retrying import (
     PERMANENT,
     RATE_LIMITED,
     TRANSIENT,
     Failure,
-    RetryingCaller,
+    RetryingSource,
 )
-from ohlcv_assets.exchange.source import FetchStats, PermanentFetchError
+from ohlcv_assets.exchange.source import PermanentFetchError
 from ohlcv_assets.intervals import interval_ms
 from ohlcv_assets.universe import ExchangeConfig
 
@@ -56,20 +56,13 @@ def aggregate_range(interval: str) -> tuple[int, str]:
     raise ValueError(f"interval {interval!r} is not a whole number of minutes")
 
 
-class PolygonCandleSource:
+class PolygonCandleSource(RetryingSource):
     """One Polygon API key's candles; thread-safe (a requests session per thread)."""
 
     def __init__(self, name: str, config: ExchangeConfig, budget: RateBudget | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
                  egress_address: str | None = None):
-        self.name = name
-        self.config = config
-        self.egress_address = egress_address
-        self.page_limit = config.page_limit
-        self.stats = FetchStats()
-        self.budget = budget or LocalRateBudget(config)
-        self._caller = RetryingCaller(name, self.budget, config.max_attempts, config.retry_base_seconds, sleep,
-                                      rng or random.Random(), self.stats)
+        super().__init__(name, config, budget, sleep, rng, egress_address)
         self._base = (config.api_url or DEFAULT_API_URL).rstrip("/")
         self._key = dg.EnvVar(config.api_key_env).get_value() if config.api_key_env else None
         self.adjusted = bool(config.options.get("adjusted", True))  # split-adjusted bars: a split rewrites history

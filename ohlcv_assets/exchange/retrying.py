@@ -10,16 +10,20 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from ohlcv_assets.exchange.rate_budget import RateBudget
+from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
 from ohlcv_assets.exchange.source import FetchFailed, FetchStats, PermanentFetchError
 
 BACKOFF_CAP_SECONDS = 30.0
 RETRY_AFTER_MARGIN_SECONDS = 0.25
 RATE_LIMITED, PERMANENT, TRANSIENT = "rate_limited", "permanent", "transient"
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from ohlcv_assets.universe import ExchangeConfig
 
 
 def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
@@ -78,3 +82,21 @@ class RetryingCaller:
                     self.stats.waited_seconds += wait
                 self._sleep(wait)
         raise AssertionError("unreachable")
+
+
+class RetryingSource:
+    """What every candle source over a venue's API holds, whatever its protocol: the venue's
+    universe entry, the budget its requests draw on (shared between processes, or this process's
+    own), its request counts, and the caller that applies the retry rules above."""
+
+    def __init__(self, name: str, config: ExchangeConfig, budget: RateBudget | None = None,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 egress_address: str | None = None):
+        self.name = name
+        self.config = config
+        self.egress_address = egress_address
+        self.page_limit = config.page_limit
+        self.stats = FetchStats()
+        self.budget = budget or LocalRateBudget(config)
+        self._caller = RetryingCaller(name, self.budget, config.max_attempts, config.retry_base_seconds, sleep,
+                                      rng or random.Random(), self.stats)

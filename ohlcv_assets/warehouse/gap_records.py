@@ -4,7 +4,8 @@ Lifecycle: a ``fillable`` gap is ``detected``, then ``backfill_requested`` (with
 tagged on its backfill), then ``filled`` when a scan no longer finds it (``superseded`` when it
 was partly filled and smaller gaps replaced it). A failed backfill sends it back to ``detected``
 after an exponential delay, and after ``MAX_BACKFILL_ATTEMPTS`` it is ``unfillable`` (given up),
-until the venue's archive setting changes: a scan then makes it ``detected`` again. Gaps the
+until the venue's archive changes (its setting, or the local zips it lists): a scan then makes it
+``detected`` again. Gaps the
 exchange confirms empty are ``confirmed_empty`` and are never asked for again; gaps before listing
 or beyond the exchange's history, and candles retention retired, are ``unfillable`` from the start.
 """
@@ -92,9 +93,9 @@ def given_up(record: GapRecord) -> bool:
 def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, found: list[Gap],
               step_ms: int, now_ms: int, archive_signature: str = "") -> dict[str, int]:
     """Brings the records of one instrument and interval in line with a scan's gaps.
-    ``archive_signature`` names the venue's archive setting now (``ArchiveConfig.signature``): a
-    given-up gap found again is tried again once it differs from the setting its backfills had
-    (a record from before signatures adopts the current one)."""
+    ``archive_signature`` names the venue's archive as it is now (``archive.formats.archive_signature``:
+    its setting, and for Kraken its local zips): a given-up gap found again is tried again once it
+    differs from the one its backfills had (a record from before signatures adopts the current one)."""
     current = {(g.start_ms, g.end_ms, g.reason) for g in found}
     counts = {"new": 0, "filled": 0, "superseded": 0, "tried_again": 0}
     with warehouse.engine.begin() as conn:
@@ -107,7 +108,7 @@ def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, 
             found_again = (record.start_ms, record.end_ms, record.reason) in current
             if given_up(record) and found_again and record.archive_signature is not None:
                 values.update(status=DETECTED, attempts=0, next_attempt_ms=None, request_id=None, updated_ms=now_ms,
-                              note="tried again: the archive setting changed since it was given up")
+                              note="tried again: the archive changed since it was given up")
                 counts["tried_again"] += 1
             conn.execute(gaps.update().where(gaps.c.id == record.id).values(**values))
         for record in existing:
