@@ -39,7 +39,8 @@ class ArchiveConfig(BaseModel):
     url: str | list[str] = Field(description="Binance: the archive's root (data.binance.vision's layout below it); Kraken: "
                                              "the OHLCVT zip (a URL or a local path), a directory holding zips, or a list of "
                                              "them (the full zip and the quarterly ones published after it)")
-    market: Literal["spot", "futures/um", "futures/cm"] = Field(default="spot", description="Binance: which archive tree")
+    market: Literal["spot", "futures/um", "futures/cm"] = Field(
+        default="spot", description="Binance: which archive tree; it must be the venue's own market (binance: spot)")
     daily_lag_days: int = Field(default=1, ge=0, description="a daily file is asked for once its day ended this many days ago")
     monthly_lag_days: int = Field(default=3, ge=0, description="a monthly file is asked for once its month ended this many days ago")
     prefer_archive_after_days: int = Field(
@@ -107,6 +108,10 @@ class ExchangeConfig(BaseModel):
             raise ValueError(f"venue {self.venue!r} is not a ccxt exchange: remove ccxt_id")
         if self.archive is not None and self.profile.archive_format is None:
             raise ValueError(f"venue {self.venue!r} has no bulk archive we read: remove archive")
+        if self.archive is not None and self.archive.market != self.profile.archive_market:
+            raise ValueError(f"archive.market: {self.venue}'s instruments are {self.profile.archive_market} markets "
+                             f"(symbols like {self.profile.symbol_example!r}), so its archive is the {self.profile.archive_market!r} "
+                             f"tree; {self.archive.market!r} would store another market's candles under their names")
         if self.archive is not None and isinstance(self.archive.url, list):
             if not self.profile.archive_is_files:
                 raise ValueError(f"archive.url: {self.venue}'s archive is one root URL, not a list of files")

@@ -43,6 +43,9 @@ def test_the_bundled_demo_universe_loads(monkeypatch):
     ("start: 2024-01-01}\n  - {exchange: kraken", "start: 2024-01-01, colour: red}\n  - {exchange: kraken",
      r"instruments\[0\] \(binance BTC/USDT\)\.colour: unknown key"),
     ("binance: {ccxt_id: binance,", "binance: {ccxt_id: binance, rate: 5,", r"exchanges\.binance\.rate: unknown key"),
+    ("binance: {ccxt_id: binance,", "binance: {ccxt_id: binance, archive: {url: 'http://127.0.0.1:1', market: futures/um},",
+     r"exchanges\.binance: .*archive\.market: binance's instruments are spot markets .*'futures/um' would store another "
+     r"market's candles"),
     ("exchange: kraken, symbol", "exchange: bitstamp, symbol",
      r"instruments\[1\] \(bitstamp ETH/USD\): exchange 'bitstamp' is not declared"),
 ])

@@ -29,6 +29,7 @@ class VenueProfile:
     listing_search_from: str | None = None  # else: the first candle is searched for from this day (ISO date), daily pages forward
     archive_format: str | None = None  # the venue's bulk archive layout (``archive.formats.FORMATS``), None: it has none
     archive_is_files: bool = False  # its archive is files the universe lists (Kraken's full and quarterly zips), not one root
+    archive_market: str = "spot"  # the archive tree holding this venue's instruments (Binance: spot, futures/um, futures/cm)
 
     def check_symbol_form(self, symbol: str) -> str | None:
         """Why ``symbol`` is not in this venue's form, or None."""

@@ -91,13 +91,17 @@ def futures_sim():
 
 
 def _archive(url: str, market: str) -> BinanceVisionArchive:
+    """The reader of one archive tree. A universe refuses a futures tree for the spot venue (it would
+    store futures candles under spot symbols), so the tree is set on the parsed entry: only the
+    reader's handling of that tree's files is under test here."""
     universe = parse_universe(f"""
 exchanges:
-  binance: {{ccxt_id: binance, api_url: "{url}/api/v3", archive: {{url: "{url}/archive/binance", market: {market}}}}}
+  binance: {{ccxt_id: binance, api_url: "{url}/api/v3", archive: {{url: "{url}/archive/binance"}}}}
 instruments:
   - {{exchange: binance, symbol: BTC/USDT, intervals: [1h], start: 2021-06-01}}
 """, "u")
-    return BinanceVisionArchive(universe.exchanges["binance"])
+    config = universe.exchanges["binance"]
+    return BinanceVisionArchive(config.model_copy(update={"archive": config.archive.model_copy(update={"market": market})}))
 
 
 @pytest.mark.parametrize("market,day,header", [("futures/um", dt.date(2021, 12, 31), False), ("futures/um", dt.date(2022, 1, 1), True),
