@@ -58,7 +58,7 @@ class ExchangeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    venue: str = Field(description="venue profile: binance, kraken, coinbaseexchange, polygon, or ccxt (any other ccxt exchange)")
+    venue: str = Field(description="venue profile: binance, binanceus, kraken, coinbaseexchange, polygon, or ccxt (any other ccxt exchange)")
     ccxt_id: str | None = Field(default=None, description="ccxt exchange id, e.g. 'binance' (ccxt venues)")
     api_url: str | None = Field(default=None, description="override of the public REST API base URL")
     api_key_env: str | None = Field(default=None, description="name of the environment variable holding the API key (never the key)")

@@ -7,14 +7,14 @@ reads its absence rule from it. A new venue is a new module beside these, added 
 
 from __future__ import annotations
 
-from ohlcv_assets.venues import binance, ccxt_generic, coinbase, kraken, polygon
+from ohlcv_assets.venues import binance, binanceus, ccxt_generic, coinbase, kraken, polygon
 from ohlcv_assets.venues.profile import VenueProfile
 
 __all__ = ["VenueProfile", "PROFILES", "GENERIC_CCXT", "profile_for"]
 
-PROFILES: dict[str, VenueProfile] = {p.name: p for p in (binance.PROFILE, kraken.PROFILE, coinbase.PROFILE, polygon.PROFILE)}
+PROFILES: dict[str, VenueProfile] = {
+    p.name: p for p in (binance.PROFILE, binanceus.PROFILE, kraken.PROFILE, coinbase.PROFILE, polygon.PROFILE)}
 GENERIC_CCXT = ccxt_generic.PROFILE
-CCXT_ALIASES = {"binanceus": "binance"}  # same protocol, other host
 
 
 def profile_for(venue: str | None, ccxt_id: str | None) -> VenueProfile:
@@ -24,5 +24,4 @@ def profile_for(venue: str | None, ccxt_id: str | None) -> VenueProfile:
         if venue not in PROFILES and venue != GENERIC_CCXT.name:
             raise KeyError(f"unknown venue {venue!r} (known: {', '.join([*PROFILES, GENERIC_CCXT.name])})")
         return PROFILES.get(venue, GENERIC_CCXT)
-    key = CCXT_ALIASES.get(ccxt_id or "", ccxt_id)
-    return PROFILES.get(key or "", GENERIC_CCXT)
+    return PROFILES.get(ccxt_id or "", GENERIC_CCXT)
