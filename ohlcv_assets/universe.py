@@ -39,8 +39,9 @@ class ArchiveConfig(BaseModel):
     url: str | list[str] = Field(description="Binance: the archive's root (data.binance.vision's layout below it); Kraken: "
                                              "the OHLCVT zip (a URL or a local path), a directory holding zips, or a list of "
                                              "them (the full zip and the quarterly ones published after it)")
-    market: Literal["spot", "futures/um", "futures/cm"] = Field(
-        default="spot", description="Binance: which archive tree; it must be the venue's own market (binance: spot)")
+    market: Literal["spot", "futures/um", "futures/cm"] | None = Field(
+        default=None, description="Binance: which archive tree; left out, the venue's own (binance: spot, binanceusdm: "
+                                  "futures/um), and no other is accepted")
     daily_lag_days: int = Field(default=1, ge=0, description="a daily file is asked for once its day ended this many days ago")
     monthly_lag_days: int = Field(default=3, ge=0, description="a monthly file is asked for once its month ended this many days ago")
     prefer_archive_after_days: int = Field(
@@ -58,7 +59,7 @@ class ExchangeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    venue: str = Field(description="venue profile: binance, binanceus, kraken, coinbaseexchange, polygon, or ccxt (any other ccxt exchange)")
+    venue: str = Field(description="venue profile: binance, binanceus, binanceusdm, kraken, coinbaseexchange, polygon, or ccxt (any other ccxt exchange)")
     ccxt_id: str | None = Field(default=None, description="ccxt exchange id, e.g. 'binance' (ccxt venues)")
     api_url: str | None = Field(default=None, description="override of the public REST API base URL")
     api_key_env: str | None = Field(default=None, description="name of the environment variable holding the API key (never the key)")
@@ -108,7 +109,7 @@ class ExchangeConfig(BaseModel):
             raise ValueError(f"venue {self.venue!r} is not a ccxt exchange: remove ccxt_id")
         if self.archive is not None and self.profile.archive_format is None:
             raise ValueError(f"venue {self.venue!r} has no bulk archive we read: remove archive")
-        if self.archive is not None and self.archive.market != self.profile.archive_market:
+        if self.archive is not None and self.archive.market not in (None, self.profile.archive_market):
             raise ValueError(f"archive.market: {self.venue}'s instruments are {self.profile.archive_market} markets "
                              f"(symbols like {self.profile.symbol_example!r}), so its archive is the {self.profile.archive_market!r} "
                              f"tree; {self.archive.market!r} would store another market's candles under their names")

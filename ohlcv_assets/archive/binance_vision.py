@@ -67,7 +67,8 @@ def unzip_single(data: bytes, name: str) -> bytes:
 class BinanceVisionArchive(DownloadingArchive):
     def _file(self, symbol: str, interval: str, period: str, kind: str, days: list[dt.date]) -> ArchiveFile:
         sym = archive_symbol(symbol)
-        name = f"data/{self.archive.market}/{kind}/klines/{sym}/{interval}/{sym}-{interval}-{period}.zip"
+        tree = self.archive.market or self.config.profile.archive_market
+        name = f"data/{tree}/{kind}/klines/{sym}/{interval}/{sym}-{interval}-{period}.zip"
         return ArchiveFile(name=name, location=f"{self.archive.url.rstrip('/')}/{name}", kind=kind, days=tuple(days))
 
     def plan(self, symbol: str, interval: str, days: list[dt.date], today: dt.date) -> list[ArchiveFile]:

@@ -92,7 +92,7 @@ class CcxtCandleSource(RetryingSource):
         if self.config.api_url:
             api = exchange.urls.get("api")
             if isinstance(api, dict):
-                api["public"] = self.config.api_url
+                api.update(dict.fromkeys(self.config.profile.api_url_keys, self.config.api_url))
             else:
                 exchange.urls["api"] = self.config.api_url
         local, name = self._local, self.name
@@ -197,14 +197,15 @@ class CcxtCandleSource(RetryingSource):
 
         def request():
             exchange = self._thread_exchange()
-            if hasattr(exchange, "publicGetKlines"):
-                params = {"symbol": self.exchange.market(symbol)["id"], "interval": exchange.timeframes.get(interval, interval),
-                          "limit": limit}
+            market = self.exchange.market(symbol)
+            klines = _raw_klines(exchange, market)
+            if klines is not None:
+                params = {"symbol": market["id"], "interval": exchange.timeframes.get(interval, interval), "limit": limit}
                 if since_ms is not None:
                     params["startTime"] = since_ms
                 if until_ms is not None:
                     params["endTime"] = until_ms
-                return _kline_rows(exchange.publicGetKlines(params), self.name)
+                return _kline_rows(klines(params), self.name)
             params = {} if until_ms is None else {"until": until_ms}
             rows = widen(_as_rows(exchange.fetch_ohlcv(symbol, interval, since_ms, limit, params), self.name))
             return _with_kraken_extras(rows, exchange.last_json_response) if self.config.ccxt_id == "kraken" else rows
@@ -264,6 +265,17 @@ def _is_permanent(err: ccxt.BaseError, status: int | None) -> bool:
         return False
     retryable = (_ccxt().NetworkError, _ccxt().BadResponse, _ccxt().OperationFailed)
     return not isinstance(err, retryable)
+
+
+def _raw_klines(exchange: ccxt.Exchange, market: dict) -> Callable | None:
+    """Binance's klines endpoint for the market, as ccxt's fetch_ohlcv picks it: spot, or USDⓈ-M
+    futures (the same rows). None for others (COIN-M rows count volume in contracts, options
+    differ): they go through fetch_ohlcv."""
+    if not hasattr(exchange, "publicGetKlines") or market.get("option"):
+        return None
+    if market.get("spot"):
+        return exchange.publicGetKlines
+    return exchange.fapiPublicGetKlines if market.get("linear") else None
 
 
 def _kline_rows(raw, name: str) -> np.ndarray:

@@ -44,6 +44,7 @@ KLINE_HEADER = "open_time,open,high,low,close,volume,close_time,quote_volume,cou
 ARCHIVE_FAULT_KINDS = {"missing", "holey", "bad_checksum", "truncated", "disagree", "malformed", "impossible"}
 PUBLISHED_AS_THEY_ARE = ("holey", "disagree", "malformed", "impossible")  # the file is built so; others damage a download
 KRAKEN_MINUTES = (1, 5, 15, 60, 240, 720, 1440)
+_BINANCE_TREES = {"spot": "binance", "futures/um": "binanceusdm", "futures/cm": "binancecoinm"}  # tree -> venue
 _BINANCE_PATH = re.compile(r"/data/(spot|futures/um|futures/cm)/(daily|monthly)/klines/([A-Z0-9]+)/(\w+)/"
                            r"\3-\4-(\d{4}-\d{2}(?:-\d{2})?)\.zip(\.CHECKSUM)?")
 _KRAKEN_PATH = re.compile(r"/Kraken_OHLCVT(?:_(\d{4})Q([1-4]))?\.zip")
@@ -165,7 +166,8 @@ class Archives(Protocol):
 
     def _binance(self, sim, match: re.Match, kinds: set[str]) -> bytes:
         market, kind, sym, interval, period, _ = match.groups()
-        symbol = sim.symbol("binance", sym)
+        venue = _BINANCE_TREES[market]
+        symbol = sim.symbol(venue, sym)
         if symbol is None or interval not in SUPPORTED_INTERVALS:
             raise ApiError(404, 404, "The specified key does not exist.")
         if kind == "daily":
@@ -184,7 +186,7 @@ class Archives(Protocol):
 
         def build() -> bytes:
             step = interval_ms(interval)
-            c = sim.market.candles(symbol, step, lo, hi, now, venue="binance")
+            c = sim.market.candles(symbol, step, lo, hi, now, venue=venue)
             if len(c) == 0:
                 raise ApiError(404, 404, "The specified key does not exist.")
             if "holey" in kinds:

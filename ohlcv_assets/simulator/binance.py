@@ -1,6 +1,8 @@
-"""Binance spot REST, the subset ccxt uses for markets and candles (``/api/v3/exchangeInfo``,
-``/api/v3/klines``): 1,000 klines per request, zero-volume candles where nothing traded, a rolling
-request-weight budget per IP (429 + Retry-After, then 418 bans for clients that keep hammering)."""
+"""Binance REST, the subset ccxt uses for markets and candles: spot (``/api/v3/exchangeInfo``,
+``/api/v3/klines``: 1,000 klines per request) and USDⓈ-M futures (``/fapi/v1/exchangeInfo``,
+``/fapi/v1/klines``: perpetual contracts, 1,500 klines per request weighing 1 to 10 by its limit),
+each with zero-volume candles where nothing traded and its own rolling request-weight budget per IP
+(429 + Retry-After, then 418 bans for clients that keep hammering)."""
 
 from __future__ import annotations
 
@@ -49,10 +51,21 @@ class WeightBudget(RollingWindow):
 class Binance(Protocol):
     name = "binance"
     prefix = ""  # every path no other venue claims: the API lives wherever api_url points
+    counter = ""  # requests are counted as requests.<counter><endpoint>
+    klines_max_limit = KLINES_MAX_LIMIT
+
+    def weight_limit(self, sim) -> int:
+        return sim.config.weight_limit
+
+    def endpoint_weight(self, endpoint: str, query: dict[str, str]) -> int | None:
+        return ENDPOINT_WEIGHT.get(endpoint)
+
+    def symbol_info(self, s: SimSymbol, now_ms: int) -> dict:
+        return _symbol_info(s, now_ms)
 
     def budget(self, sim):
         config = sim.config
-        return WeightBudget(config.weight_limit, config.weight_window_seconds, config.ban_seconds)
+        return WeightBudget(self.weight_limit(sim), config.weight_window_seconds, config.ban_seconds)
 
     def error(self, err: ApiError) -> Answer:
         headers = {"Retry-After": str(err.retry_after)} if err.retry_after else {}
@@ -60,11 +73,12 @@ class Binance(Protocol):
 
     def handle(self, sim, request: Request) -> Answer:
         endpoint = request.path.rsplit("/", 1)[-1]
-        sim.count(f"requests.{endpoint}")
-        if endpoint not in ENDPOINT_WEIGHT:
+        sim.count(f"requests.{self.counter}{endpoint}")
+        weight = self.endpoint_weight(endpoint, request.query)
+        if weight is None:
             raise ApiError(404, -1000, f"Unknown endpoint {request.path}")
-        used = sim.charge(self, request.client, ENDPOINT_WEIGHT[endpoint])
-        sim.count("weight", ENDPOINT_WEIGHT[endpoint])
+        used = sim.charge(self, request.client, weight)
+        sim.count(f"{self.counter}weight", weight)
         headers = {"X-MBX-USED-WEIGHT-1M": str(int(used))}
         start = int(request.query["startTime"]) if request.query.get("startTime", "").lstrip("-").isdigit() else None
         fault = sim.fire_fault(self.name, endpoint, start)
@@ -74,8 +88,8 @@ class Binance(Protocol):
         elif endpoint == "exchangeInfo":
             body = orjson.dumps({
                 "timezone": "UTC", "serverTime": sim.now(),
-                "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": sim.config.weight_limit}],
-                "exchangeFilters": [], "symbols": [_symbol_info(s, sim.now()) for s in sim.listed(self.name)],
+                "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.weight_limit(sim)}],
+                "exchangeFilters": [], "symbols": [self.symbol_info(s, sim.now()) for s in sim.listed(self.name)],
             })
         elif endpoint == "time":
             body = orjson.dumps({"serverTime": sim.now()})
@@ -96,20 +110,55 @@ class Binance(Protocol):
             end = int(query["endTime"]) if "endTime" in query else None
         except ValueError:
             raise ApiError(400, -1100, "Illegal characters found in a parameter.") from None
-        if not 1 <= limit <= KLINES_MAX_LIMIT:
+        if not 1 <= limit <= self.klines_max_limit:
             raise ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
         step = interval_ms(interval)
         now = sim.now()
         end = now if end is None else min(end, now)
-        return _select(sim, symbol, step, start, end, limit, now), step
+        return _select(sim, self.name, symbol, step, start, end, limit, now), step
 
 
-def _select(sim, symbol: SimSymbol, step: int, start: int | None, end: int, limit: int, now: int) -> CandleArrays:
+class BinanceUsdm(Binance):
+    """Binance USDⓈ-M futures (``/fapi/v1``): the klines rows of spot, up to 1,500 a request; its
+    exchangeInfo lists perpetual contracts; a 2,400 weight/min budget of its own per IP."""
+
+    name = "binanceusdm"
+    prefix = "/fapi"
+    counter = "fapi."
+    klines_max_limit = 1500
+
+    def weight_limit(self, sim) -> int:
+        return int(sim.config.venue(self.name).get("weight_limit", 2400))
+
+    def endpoint_weight(self, endpoint: str, query: dict[str, str]) -> int | None:
+        if endpoint != "klines":
+            return {"exchangeInfo": 1, "time": 1, "ping": 1}.get(endpoint)
+        limit = int(query["limit"]) if query.get("limit", "").isdigit() else 500
+        return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+    def symbol_info(self, s: SimSymbol, now_ms: int) -> dict:
+        return {
+            "symbol": s.exchange_symbol, "pair": s.exchange_symbol, "contractType": "PERPETUAL",
+            "deliveryDate": 4133404800000, "onboardDate": s.listed_ms,
+            "status": "TRADING" if s.trading(now_ms) else "SETTLING",
+            "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000",
+            "baseAsset": s.base, "quoteAsset": s.quote, "marginAsset": s.quote,
+            "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8, "quotePrecision": 8,
+            "underlyingType": "COIN", "underlyingSubType": [], "settlePlan": 0, "triggerProtect": "0.0500",
+            "filters": [
+                {"filterType": "PRICE_FILTER", "minPrice": "0.10", "maxPrice": "1000000", "tickSize": "0.10"},
+                {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
+            ],
+            "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK"],
+        }
+
+
+def _select(sim, venue: str, symbol: SimSymbol, step: int, start: int | None, end: int, limit: int, now: int) -> CandleArrays:
     """Binance semantics: the first `limit` candles from startTime, else the last before endTime."""
     chunk = step * limit
 
     def candles(lo, hi):
-        return sim.market.candles(symbol, step, lo, hi, now, venue="binance")
+        return sim.market.candles(symbol, step, lo, hi, now, venue=venue)
 
     if start is not None:
         lo = max(start, symbol.listed_ms // step * step)

@@ -27,6 +27,9 @@ VOLUME_DECIMALS = 5
 WIRE_DECIMALS = 8  # Binance sends every price and quantity with eight decimals
 
 
+CRYPTO_VENUES = ("binance", "binanceusdm", "kraken", "coinbase")  # where a symbol trades unless told
+
+
 @dataclasses.dataclass(frozen=True)
 class SimSymbol:
     base: str
@@ -35,7 +38,7 @@ class SimSymbol:
     price: float = 100.0
     quiet: float = 0.0  # share of minutes without trades
     calendar: str | None = None  # exchange-calendars code: trades only in sessions
-    venues: tuple[str, ...] = ("binance", "kraken", "coinbase")
+    venues: tuple[str, ...] = CRYPTO_VENUES
     split: tuple[dt.date, int] | None = None  # (day, ratio): a stock split; the market's prices are split-adjusted
     delisted: dt.datetime | None = None  # trading stopped: no candle opens from then on; markets say inactive
 

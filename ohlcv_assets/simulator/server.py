@@ -2,7 +2,8 @@
 venues, each close enough to the real API that ccxt's own code (or plain HTTP, for Polygon) runs
 against it unmodified:
 
-- Binance spot (``<url>/api/v3``, any path no other venue claims): see ``binance``;
+- Binance spot (``<url>/api/v3``, any path no other venue claims) and USDⓈ-M futures (``<url>/fapi/v1``):
+  see ``binance``;
 - Kraken (``<url>/kraken``): see ``kraken``;
 - Coinbase Exchange (``<url>/coinbase``): see ``coinbase``;
 - Polygon / Massive stocks (``<url>/polygon``): see ``polygon``;
@@ -37,14 +38,14 @@ import yaml
 
 from ohlcv_assets.intervals import now_ms, resolve_day, resolve_instant
 from ohlcv_assets.simulator.archives import ArchiveFault, Archives, FileCache
-from ohlcv_assets.simulator.binance import Binance
+from ohlcv_assets.simulator.binance import Binance, BinanceUsdm
 from ohlcv_assets.simulator.coinbase import Coinbase
 from ohlcv_assets.simulator.kraken import Kraken
-from ohlcv_assets.simulator.market import Downtime, SimSymbol, SimulatedMarket
+from ohlcv_assets.simulator.market import CRYPTO_VENUES, Downtime, SimSymbol, SimulatedMarket
 from ohlcv_assets.simulator.polygon import Polygon
 from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request
 
-PROTOCOLS: tuple[Protocol, ...] = (Archives(), Kraken(), Coinbase(), Polygon(), Binance())  # Binance last: it takes every other path
+PROTOCOLS: tuple[Protocol, ...] = (Archives(), Kraken(), Coinbase(), Polygon(), BinanceUsdm(), Binance())  # Binance spot last: it takes every other path
 FAULT_KINDS = {"status", "slow", "truncated", "rate_limit", "corrupt", "revise"}
 
 
@@ -105,7 +106,7 @@ class SimulatorConfig:
             split = entry.get("split")
             sym = SimSymbol(base=entry["base"], quote=entry.get("quote", ""), listed=resolve_day(entry["listed"]),
                             price=float(entry.get("price", 100)), quiet=float(entry.get("quiet", 0.0)), calendar=entry.get("calendar"),
-                            venues=tuple(entry.get("venues", ("polygon",) if entry.get("calendar") else ("binance", "kraken", "coinbase"))),
+                            venues=tuple(entry.get("venues", ("polygon",) if entry.get("calendar") else CRYPTO_VENUES)),
                             split=(resolve_day(split["day"]), int(split["ratio"])) if split else None,
                             delisted=resolve_instant(entry["delisted"]) if entry.get("delisted") else None)
             symbols[sym.exchange_symbol] = sym

@@ -7,13 +7,13 @@ reads its absence rule from it. A new venue is a new module beside these, added 
 
 from __future__ import annotations
 
-from ohlcv_assets.venues import binance, binanceus, ccxt_generic, coinbase, kraken, polygon
+from ohlcv_assets.venues import binance, binanceus, binanceusdm, ccxt_generic, coinbase, kraken, polygon
 from ohlcv_assets.venues.profile import VenueProfile
 
 __all__ = ["VenueProfile", "PROFILES", "GENERIC_CCXT", "profile_for"]
 
 PROFILES: dict[str, VenueProfile] = {
-    p.name: p for p in (binance.PROFILE, binanceus.PROFILE, kraken.PROFILE, coinbase.PROFILE, polygon.PROFILE)}
+    p.name: p for p in (binance.PROFILE, binanceus.PROFILE, binanceusdm.PROFILE, kraken.PROFILE, coinbase.PROFILE, polygon.PROFILE)}
 GENERIC_CCXT = ccxt_generic.PROFILE
 
 

@@ -30,6 +30,7 @@ class VenueProfile:
     archive_format: str | None = None  # the venue's bulk archive layout (``archive.formats.FORMATS``), None: it has none
     archive_is_files: bool = False  # its archive is files the universe lists (Kraken's full and quarterly zips), not one root
     archive_market: str = "spot"  # the archive tree holding this venue's instruments (Binance: spot, futures/um, futures/cm)
+    api_url_keys: tuple[str, ...] = ("public",)  # the ccxt ``urls['api']`` entries a universe's api_url replaces
 
     def check_symbol_form(self, symbol: str) -> str | None:
         """Why ``symbol`` is not in this venue's form, or None."""

@@ -77,7 +77,7 @@ def run_range(defs, instance, interval: str, instrument: str, first: dt.date, la
 def truth(sim, venue: str, symbol: str, interval: str, first: dt.date, last: dt.date) -> pd.DataFrame:
     step, now = interval_ms(interval), now_ms()
     lo, hi = day_bounds_ms(first)[0], min(day_bounds_ms(last)[1], now // step * step)
-    arrays = sim.market.candles(sim.config.symbols[symbol.replace("/", "")], step, lo, hi, now, omit_empty=venue != "binance",
+    arrays = sim.market.candles(sim.config.symbols[symbol.replace("/", "")], step, lo, hi, now, omit_empty=venue not in ("binance", "binanceusdm"),
                                 venue=venue)
     return pd.DataFrame(arrays.as_floats())
 
@@ -291,6 +291,45 @@ def test_a_kraken_archive_listed_as_files_reads_each_of_them(archive_sim, tmp_pa
         assert report.startswith("ok (") and report.count("answered 200") == 2, report
     finally:
         archive_sim.reconfigure({"venues": {"kraken_archive": {"end": "9999-01-01"}}})  # the last complete quarter again
+
+
+def test_a_usdm_perpetual_comes_from_the_futures_tree_and_the_futures_api_and_is_exact(archive_sim, tmp_path, warehouse_url):
+    """A Binance USDⓈ-M perpetual: February 2025 from the futures/um tree's monthly file (headered,
+    millisecond times), the range's edges and yesterday from its daily files, today from the futures
+    API (/fapi/v1). The spot market is down for three hours on a day of the range and the perpetual
+    is not: its candles are the futures market's, and neither the spot API nor the spot tree is asked."""
+    url = archive_sim.url
+    outage = {"start": "2025-02-10T02:00:00Z", "end": "2025-02-10T05:00:00Z", "venue": "binance"}
+    archive_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True, "downtime": [outage]})
+    try:
+        path = tmp_path / "universe.yaml"
+        path.write_text(f"""
+exchanges:
+  perps: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", timeout_seconds: 2, retry_base_seconds: 0.05,
+          archive: {{url: "{url}/archive/binance"}}}}
+instruments:
+  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1h], start: 2024-12-15}}
+""")
+        universe = parse_universe(path.read_text(), str(path))
+        first, last, yesterday = dt.date(2025, 1, 30), dt.date(2025, 3, 1), TODAY - dt.timedelta(days=1)
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(str(path), warehouse_url)
+            meta, checks = run_range(defs, instance, "1h", "perps.BTC-USDT_USDT", first, last)
+            recent, _ = run_range(defs, instance, "1h", "perps.BTC-USDT_USDT", yesterday, TODAY)
+        for a, b in ((first, last), (yesterday, TODAY)):
+            assert stored(warehouse_url, "perps", "BTC/USDT:USDT", "1h", a, b).equals(truth(archive_sim, "binanceusdm", "BTC/USDT", "1h", a, b))
+        assert meta[dt.date(2025, 2, 10)]["candles_new"] == 24  # the spot outage is not the perpetual's
+        assert len(truth(archive_sim, "binance", "BTC/USDT", "1h", dt.date(2025, 2, 10), dt.date(2025, 2, 10))) == 21
+        tree = "data/futures/um/{}/klines/BTCUSDT/1h/BTCUSDT-1h-{}.zip"
+        assert {meta[d]["archive_file"] for d in (dt.date(2025, 2, 1), dt.date(2025, 2, 28))} == {tree.format("monthly", "2025-02")}
+        assert [meta[d]["archive_file"] for d in (first, last)] == [tree.format("daily", first), tree.format("daily", last)]
+        assert recent[yesterday]["archive_file"] == tree.format("daily", yesterday) and recent[TODAY]["source"] == "rest"
+        assert all(e.passed for day in checks.values() for e in day.values())
+        assert archive_sim.stats["requests.fapi.klines"] >= 1 and archive_sim.stats["requests.fapi.exchangeInfo"] >= 1
+        assert archive_sim.stats["requests.klines"] == 0 and archive_sim.stats["requests.exchangeInfo"] == 0
+    finally:
+        archive_sim.reconfigure({"downtime": []})
 
 
 def test_only_a_file_archive_may_be_a_list_of_files():

@@ -1,0 +1,16 @@
+"""Binance USDⓈ-M futures REST (``/fapi/v1``): perpetual contracts (``BTC/USDT:USDT``), the klines
+rows of spot, zero-volume candles where nothing traded (a missing candle is downtime), 2,400
+request weight per minute per IP; a page of 1,000 klines weighs 5 (1,500 would weigh 10). Its
+public archive is the ``futures/um`` tree of Binance's public data."""
+
+from ohlcv_assets.venues.profile import VenueProfile
+
+PROFILE = VenueProfile(
+    name="binanceusdm", source="ccxt", page_limit=1000, history_candles=None, omits_empty=False, calendar=None,
+    intervals=("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"),
+    weight_limit=2400, weight_window_seconds=60.0, candles_weight=5, markets_weight=1,
+    used_weight_header="X-MBX-USED-WEIGHT-1M", symbol_pattern=r"[A-Z0-9]+/[A-Z0-9]+:[A-Z0-9]+", symbol_example="BTC/USDT:USDT",
+    archive_format="binance_vision", archive_market="futures/um", api_url_keys=("fapiPublic",),
+    rate_limit_model="rolling 1-minute request weight per IP: 2,400; klines cost 1-10 by limit (1,000: 5); "
+                     "429 with Retry-After, then 418 bans",
+)
