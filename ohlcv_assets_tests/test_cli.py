@@ -4,6 +4,7 @@ of days with `ohlcv backfill`; bad input is a clear error with a non-zero exit."
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,10 +45,17 @@ def test_register_materialize_and_backfill_from_a_fresh_instance(simulator, univ
     ranged = run([f"{BIN}/ohlcv", "backfill", "1m", "binance.ETH-USDT", str(first), str(last)], env, tmp_path)
     assert ranged.returncode == 0, ranged.stdout[-2000:] + ranged.stderr[-2000:]
     assert "succeeded, 3 partitions, 4,320 candles written" in ranged.stdout
+    after = PLAIN_DAY + dt.timedelta(days=1)
+    every = run([f"{BIN}/ohlcv", "backfill", "1m", "all", str(after)], env, tmp_path)
+    assert every.returncode == 0, every.stdout[-2000:] + every.stderr[-2000:]
+    for key, candles in (("binance.BTC-USDT", "1,440"), ("binance.ETH-USDT", "1,440"), ("binance.LATE-USDT", "0")):
+        assert re.search(rf"candles/1m {key} {after}..{after}: run \S+ succeeded, 1 partitions, {candles} candles written",
+                         every.stdout), (key, every.stdout[-2000:])
+    assert "candles/1m: 3 instruments, 2,880 candles written, every run succeeded" in every.stdout
 
     warehouse = Warehouse(f"sqlite:///{home / 'warehouse.db'}")  # the documented default: beside the instance
     try:
-        for symbol, days in (("BTC/USDT", [PLAIN_DAY]), ("ETH/USDT", [first, first + dt.timedelta(days=1), last])):
+        for symbol, days in (("BTC/USDT", [PLAIN_DAY, after]), ("ETH/USDT", [first, first + dt.timedelta(days=1), last, after])):
             for day in days:
                 stored = warehouse.read_candles("binance", symbol, "1m", *day_bounds_ms(day))
                 assert stored.equals(simulator_candles(simulator, symbol, "1m", day, now_ms())), (symbol, day)
@@ -76,6 +84,9 @@ def test_bad_backfill_arguments_are_clear_errors(universe_file, tmp_path, monkey
         (["backfill", "1m", "binance.DOGE-USDT", "2026-10-08"], "instrument 'binance.DOGE-USDT' is not in the universe"),
         (["backfill", "5m", "binance.BTC-USDT", "2026-10-08"], "is not configured for 5m"),
         (["backfill", "1m", "binance.BTC-USDT", "2026-10-08", "2026-10-01"], "first before last"),
+        (["backfill", "1m", "binance.BTC-USDT,binance.DOGE-USDT", "2026-10-08"], "instrument 'binance.DOGE-USDT' is not in the universe"),
+        (["backfill", "1m", "binance.ETH-USDT", "2026-09-30"], "days of binance.ETH-USDT must run from 2026-10-01"),
+        (["backfill", "1d", "all", "2026-09-01", "2026-09-30"], "no instrument of the universe has 1d candles from 2026-09-01"),
     ):
         with pytest.raises(SystemExit) as exit_:
             ohlcv_main(args)

@@ -4,6 +4,7 @@
     ohlcv backfill 1m binance.BTC-USDT 2026-11-01 [2026-11-07]
                                                        fetch and store those days (one ranged run per
                                                        366 days, executed here, recorded in Dagster)
+    ohlcv backfill 1m all 2026-01-01 2026-11-07        every instrument of 1m, each from its start
 
 A backfill registers the universe first, so it works on a fresh instance. Its runs are ordinary
 Dagster runs (the UI shows them, their partitions turn green); exit status 0 only if every run
@@ -27,7 +28,7 @@ from ohlcv_assets.names import (
     partition_key_string,
 )
 from ohlcv_assets.partitions import sync_instrument_partitions
-from ohlcv_assets.universe import Universe
+from ohlcv_assets.universe import Instrument, Universe
 
 
 def register(instance: dg.DagsterInstance, universe: Universe) -> None:
@@ -47,36 +48,62 @@ def day_ranges(first: dt.date, last: dt.date, days_per_run: int) -> list[tuple[d
     return ranges
 
 
-def backfill(instance: dg.DagsterInstance, universe: Universe, interval: str, instrument: str, first: dt.date,
+def backfill_targets(universe: Universe, interval: str, names: str, first: dt.date, last: dt.date
+                     ) -> list[tuple[Instrument, dt.date, dt.date]]:
+    """(instrument, first day, last day) to run. Named instruments (comma-separated) must hold the
+    whole range; ``all`` takes every instrument of the interval from its own start (those starting
+    after ``last`` are left out)."""
+    if names == "all":
+        chosen = [(i, max(first, i.start), last) for i in universe.instruments_for(interval) if i.start <= last]
+        if not chosen:
+            raise SystemExit(f"ohlcv: no instrument of the universe has {interval} candles from {first} to {last}")
+        return chosen
+    targets = []
+    for name in dict.fromkeys(n.strip() for n in names.split(",")):
+        try:
+            inst = universe.instrument(name)
+        except KeyError as err:
+            raise SystemExit(f"ohlcv: {err.args[0]}") from None
+        if interval not in inst.intervals:
+            raise SystemExit(f"ohlcv: {name} is not configured for {interval} (its intervals: {', '.join(inst.intervals)})")
+        if first < inst.start:
+            raise SystemExit(f"ohlcv: days of {name} must run from {inst.start} (the instrument's start); got {first}..{last}")
+        targets.append((inst, first, last))
+    return targets
+
+
+def backfill(instance: dg.DagsterInstance, universe: Universe, interval: str, instruments: str, first: dt.date,
              last: dt.date) -> bool:
     if interval not in universe.intervals:
         raise SystemExit(f"ohlcv: interval {interval!r} is not in the universe (intervals: {', '.join(universe.intervals)})")
-    try:
-        inst = universe.instrument(instrument)
-    except KeyError as err:
-        raise SystemExit(f"ohlcv: {err.args[0]}") from None
-    if interval not in inst.intervals:
-        raise SystemExit(f"ohlcv: {instrument} is not configured for {interval} (its intervals: {', '.join(inst.intervals)})")
     today = dt.datetime.now(dt.timezone.utc).date()
-    if first > last or first < inst.start or last > today:
-        raise SystemExit(f"ohlcv: days must run from {inst.start} (the instrument's start) to {today} (today), "
-                         f"first before last; got {first}..{last}")
+    if first > last or last > today:
+        raise SystemExit(f"ohlcv: days must run to {today} (today) at the latest, first before last; got {first}..{last}")
+    targets = backfill_targets(universe, interval, instruments, first, last)
     sync_instrument_partitions(instance, universe)
     defs = build_definitions()
     asset = defs.get_assets_def(candles_key(interval))
-    ok = True
-    for start, end in day_ranges(first, last, MAX_PARTITIONS_PER_RUN):
-        print(f"candles/{interval} {instrument} {start}..{end}: running", flush=True)
-        result = dg.materialize([asset], instance=instance, resources=defs.resources, raise_on_error=False, tags={
-            RANGE_START_TAG: partition_key_string(instrument, start), RANGE_END_TAG: partition_key_string(instrument, end),
-            REASON_TAG: "ohlcv backfill (command line)"})
-        written = sum(int(e.materialization.metadata[k].value) for e in result.get_asset_materialization_events()
-                      for k in ("candles_new", "candles_revised") if k in e.materialization.metadata)
-        state = "succeeded" if result.success else "FAILED"
-        print(f"candles/{interval} {instrument} {start}..{end}: run {result.run_id} {state}, "
-              f"{len(result.get_asset_materialization_events())} partitions, {written:,} candles written", flush=True)
-        ok &= result.success
-    return ok
+    failed, written_total = [], 0
+    for inst, first_day, last_day in targets:
+        if first_day > first:
+            print(f"candles/{interval} {inst.key}: from {first_day}, its configured start", flush=True)
+        for start, end in day_ranges(first_day, last_day, MAX_PARTITIONS_PER_RUN):
+            print(f"candles/{interval} {inst.key} {start}..{end}: running", flush=True)
+            result = dg.materialize([asset], instance=instance, resources=defs.resources, raise_on_error=False, tags={
+                RANGE_START_TAG: partition_key_string(inst.key, start), RANGE_END_TAG: partition_key_string(inst.key, end),
+                REASON_TAG: "ohlcv backfill (command line)"})
+            written = sum(int(e.materialization.metadata[k].value) for e in result.get_asset_materialization_events()
+                          for k in ("candles_new", "candles_revised") if k in e.materialization.metadata)
+            written_total += written
+            state = "succeeded" if result.success else "FAILED"
+            print(f"candles/{interval} {inst.key} {start}..{end}: run {result.run_id} {state}, "
+                  f"{len(result.get_asset_materialization_events())} partitions, {written:,} candles written", flush=True)
+            if not result.success:
+                failed.append(f"{inst.key} {start}..{end}")
+    if len(targets) > 1 or failed:
+        print(f"candles/{interval}: {len(targets)} instruments, {written_total:,} candles written, "
+              + (f"{len(failed)} runs FAILED ({'; '.join(failed)})" if failed else "every run succeeded"), flush=True)
+    return not failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("register", help="add the universe's instruments as partitions (remove those taken out)")
     fill = commands.add_parser("backfill", help="fetch and store days of one instrument and interval")
     fill.add_argument("interval", help="e.g. 1m")
-    fill.add_argument("instrument", help="partition key of the instrument, e.g. binance.BTC-USDT")
+    fill.add_argument("instrument", help="partition key of the instrument, e.g. binance.BTC-USDT; several, comma-separated; "
+                                         "or all (every instrument of the interval, each from its start)")
     fill.add_argument("first", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD (UTC)")
     fill.add_argument("last", type=dt.date.fromisoformat, nargs="?", help="last day (default: the first)")
     args = parser.parse_args(argv)
