@@ -14,6 +14,9 @@ peak RSS is its own) and a fresh database:
             the features automation stopped, as the README advises for a deep backfill), ``--days D``
             only the last D days of each; both print what grows with scale (event log, database sizes,
             each process's peak RSS, the partitions page in Chromium)
+  cli       the same instruments and days through ``ohlcv backfill 1m all FIRST LAST``: ranged Dagster
+            runs executed one after the other in that one process (no daemon, no run worker to
+            start per run), recorded in the production instance storage (PostgreSQL); start to exit
   raw       the limit: the same monthly zips downloaded, unzipped, parsed and binary-COPYed into
             an unindexed, unlogged table, one after the other, nothing else
   raw_candles  the same, COPYed straight into the warehouse's ``candles`` table (its key index,
@@ -130,11 +133,41 @@ def run_backfill(warehouse_url: str, simulator: str, years: int, instruments: in
 
     days = span(years)[-last_days:] if last_days else span(years)
     symbols = [f"S{n:03d}/USDT" for n in range(instruments)] if instruments > 1 else ["BTC/USDT"]
-    universe = universe_text(simulator, days[0]).split("instruments:")[0] + "instruments:\n" + "".join(
-        f"  - {{exchange: binance, symbol: {s}, intervals: [1m], start: {days[0]}}}\n" for s in symbols)
+    universe = instruments_universe(simulator, days, instruments)
     partitions = [f"{d}|binance.{s.replace('/', '-')}" for s in symbols for d in days]
     return backfill_through_dagster(warehouse_url, universe, ["candles", "1m"], partitions, title="archive benchmark",
                                     scale=instruments > 1, features=instruments == 1)
+
+
+def run_cli(warehouse_url: str, simulator: str, years: int, instruments: int) -> dict:
+    from ohlcv_assets.instance_storage import storage_env
+
+    days = span(years)
+    storage = fresh_database(warehouse_url.rsplit("/", 1)[0] + "/postgres", "bench_archive_cli_storage")
+    with tempfile.TemporaryDirectory() as home:
+        path = Path(home) / "universe.yaml"
+        path.write_text(instruments_universe(simulator, days, instruments))
+        Path(home, "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))}, "DAGSTER_HOME": home,
+               "OHLCV_UNIVERSE": str(path), "OHLCV_WAREHOUSE_URL": warehouse_url, **storage_env(storage)}
+        subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
+        began = time.perf_counter()
+        answer = subprocess.run([str(Path(sys.executable).parent / "ohlcv"), "backfill", "1m", "all", str(days[0]), str(days[-1])],
+                                env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - began
+    if answer.returncode:
+        raise SystemExit(f"ohlcv backfill failed:\n{answer.stdout[-2000:]}{answer.stderr[-2000:]}")
+    summary = answer.stdout.strip().splitlines()[-1]  # candles/1m: N instruments, C candles written, every run succeeded
+    candles = int(summary.split(", ")[1].split(" ")[0].replace(",", "")) if instruments > 1 else int(
+        summary.rsplit(", ", 1)[1].split(" ")[0].replace(",", ""))
+    return {"seconds": seconds, "candles": candles, "requests": 0,
+            "run_worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def instruments_universe(simulator: str, days: list[dt.date], instruments: int) -> str:
+    symbols = [f"S{n:03d}/USDT" for n in range(instruments)] if instruments > 1 else ["BTC/USDT"]
+    return universe_text(simulator, days[0]).split("instruments:")[0] + "instruments:\n" + "".join(
+        f"  - {{exchange: binance, symbol: {s}, intervals: [1m], start: {days[0]}}}\n" for s in symbols)
 
 
 def run_raw(warehouse_url: str, simulator: str, years: int, into_candles: bool) -> dict:
@@ -186,6 +219,8 @@ def child(args) -> None:
         out = run_dagster(args.warehouse, args.simulator, args.years)
     elif args.variant == "backfill":
         out = run_backfill(args.warehouse, args.simulator, args.years, args.instruments, args.days)
+    elif args.variant == "cli":
+        out = run_cli(args.warehouse, args.simulator, args.years, args.instruments)
     else:
         out = run_ingest(args.warehouse, args.simulator, args.years, archive=args.variant == "archive")
     print(json.dumps({**out, "peak_rss_mb": peak_rss_mb()}))
@@ -220,7 +255,7 @@ def main() -> None:
                     urllib.request.urlopen(url, timeout=60).read()
             for years in args.years:
                 for variant in args.variants.split(","):
-                    if variant in ("dagster", "backfill") and years > args.dagster_years:
+                    if variant in ("dagster", "backfill", "cli") and years > args.dagster_years:
                         continue
                     database = fresh_database(args.postgres, f"bench_archive_{variant}")
                     answer = subprocess.run([sys.executable, __file__, "--variant", variant, "--years", str(years),
@@ -229,7 +264,7 @@ def main() -> None:
                                             capture_output=True, text=True, cwd=REPO)
                     if answer.returncode:
                         raise SystemExit(f"{variant} ({years} years) failed:\n{answer.stderr[-3000:]}")
-                    label = f"backfill × {args.instruments}" if variant == "backfill" and args.instruments > 1 else variant
+                    label = f"{variant} × {args.instruments}" if variant in ("backfill", "cli") and args.instruments > 1 else variant
                     if variant == "backfill" and args.days:
                         label += f" ({args.days} days)"
                     results.append({"years": years, "variant": label, **json.loads(answer.stdout.strip().splitlines()[-1])})
