@@ -70,7 +70,10 @@ class CcxtCandleSource(RetryingSource):
         super().__init__(name, config, budget, sleep, rng, egress_address)
         self._lock = threading.Lock()
         self._markets_lock = threading.Lock()
-        self._local = threading.local()
+        self._local = threading.local()  # each thread's lease of a ccxt instance
+        # Each thread's last HTTP status, apart from the leases: ccxt's response hook holds it, and a
+        # hook reaching a lease would keep that lease, its finalizer and its ccxt instance alive for good.
+        self._statuses = threading.local()
         self._spares: list[ccxt.Exchange] = []
         self._first_open: dict[tuple[str, str], int | None] = {}
         self._markets_loaded = False
@@ -95,10 +98,10 @@ class CcxtCandleSource(RetryingSource):
                 api.update(dict.fromkeys(self.config.profile.api_url_keys, self.config.api_url))
             else:
                 exchange.urls["api"] = self.config.api_url
-        local, name = self._local, self.name
+        statuses, name = self._statuses, self.name
 
         def remember_status(code, reason, url, method, headers, body, *rest):
-            local.status = code
+            statuses.status = code
             return body
 
         def strict_json(body):
@@ -214,7 +217,7 @@ class CcxtCandleSource(RetryingSource):
 
     def _call(self, fn, weight: int):
         def attempt():
-            self._local.status = None
+            self._statuses.status = None
             return fn()
 
         return self._caller.call(attempt, weight, self._classify, after=self._respect_used_weight)
@@ -222,7 +225,7 @@ class CcxtCandleSource(RetryingSource):
     def _classify(self, err: Exception) -> Failure | None:
         if not isinstance(err, _ccxt().BaseError):
             return None
-        status = getattr(self._local, "status", None)
+        status = getattr(self._statuses, "status", None)
         if status in (418, 429) or isinstance(err, _ccxt().DDoSProtection):
             return Failure(RATE_LIMITED, self._last_header("Retry-After"))
         if _is_permanent(err, status):

@@ -119,3 +119,25 @@ def test_binance_klines_keep_quote_volume_and_trade_count(simulator):
     assert (frame["trades"].to_numpy() == sim.trades).all() and len(frame) == 24
     assert frame["quote_volume"].to_numpy() == pytest.approx((sim.volume * sim.close // 10**5) / 100, rel=1e-12)
     assert frame["vwap"].isna().all()
+
+
+def test_a_dropped_source_lets_its_ccxt_instances_go(universe):
+    """A source is built per run, and long-lived processes (Celery workers, `ohlcv backfill` over
+    many instruments, in-process runs) run many: once a source is dropped, its ccxt instances (each
+    holding the venue's parsed markets) must be freed, not kept alive by its own leases' finalizers
+    (they were, one per run: 2-3 MB each, until session 18)."""
+    import gc
+    import weakref
+
+    source = CcxtCandleSource("binance", universe.exchanges["binance"])
+    start = day_bounds_ms(PLAIN_DAY)[0]
+    with ThreadPoolExecutor(max_workers=3) as pool:  # fetch threads lease instances of their own
+        pages = list(pool.map(lambda n: source.fetch_page("BTC/USDT", "1h", start + n * 3_600_000, start + 5 * 3_600_000),
+                              range(3)))
+    assert [len(p) for p in pages] == [6, 5, 4]
+    source.fetch_page("BTC/USDT", "1h", start, start + 3_600_000)  # and the calling thread one
+    built = [weakref.ref(e) for e in [source.exchange, *source._spares]]
+    assert len(built) >= 2
+    del source, pages
+    gc.collect()
+    assert [ref() for ref in built] == [None] * len(built)
