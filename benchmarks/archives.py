@@ -34,6 +34,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -139,6 +140,9 @@ def run_backfill(warehouse_url: str, simulator: str, years: int, instruments: in
                                     scale=instruments > 1, features=instruments == 1)
 
 
+_RUN_LINE = re.compile(r": run \S+ succeeded, \d+ partitions, ([\d,]+) candles written")  # one per run ohlcv backfill ran
+
+
 def run_cli(warehouse_url: str, simulator: str, years: int, instruments: int) -> dict:
     from ohlcv_assets.instance_storage import storage_env
 
@@ -157,9 +161,7 @@ def run_cli(warehouse_url: str, simulator: str, years: int, instruments: int) ->
         seconds = time.perf_counter() - began
     if answer.returncode:
         raise SystemExit(f"ohlcv backfill failed:\n{answer.stdout[-2000:]}{answer.stderr[-2000:]}")
-    summary = answer.stdout.strip().splitlines()[-1]  # candles/1m: N instruments, C candles written, every run succeeded
-    candles = int(summary.split(", ")[1].split(" ")[0].replace(",", "")) if instruments > 1 else int(
-        summary.rsplit(", ", 1)[1].split(" ")[0].replace(",", ""))
+    candles = sum(int(m.group(1).replace(",", "")) for m in _RUN_LINE.finditer(answer.stdout))
     return {"seconds": seconds, "candles": candles, "requests": 0,
             "run_worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
