@@ -202,8 +202,8 @@ def test_days_turn_materialized_while_a_long_ranged_run_is_in_flight(topology):
     webserver, instance, tmp = topology["webserver"], topology["instance"], topology["tmp"]
     requests.post(f"{topology['sim']}/sim/config", timeout=5,
                   json={"faults": [{"kind": "slow", "endpoint": "klines", "every": 1, "seconds": 2.0}]}).raise_for_status()
-    # 87 pages, 4 in flight, 2 s each: the first batch (34 days) is written about 26 s before the run
-    # ends; at 1 s a page that window was ~10 s, which a busy CI machine's polling once missed.
+    # 87 pages, 4 in flight, 2 s each: the first batch (34 days, 51 pages) is written about 18 s before
+    # the last page arrives; at 1 s a page that window was ~9 s, which a busy CI machine's polling missed once.
     partitions = [f"{day}|binance.BTC-USDT" for day in PROGRESS_DAYS]
     with running(topology["daemon"], topology["env"], str(REPO), str(tmp / "daemon-progress.log")):
         backfill = launch_backfill(webserver, ["candles", "1m"], partitions, title="progress")
