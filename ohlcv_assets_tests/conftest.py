@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -18,20 +19,49 @@ from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse, normalise_url
 from ohlcv_assets_tests.helpers import SIMULATOR_CONFIG, universe_yaml
-from ohlcv_assets_tests.processes import missing_part
+from ohlcv_assets_tests.processes import TAG_ENV, missing_part, stop_leftovers
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_URL_ENV = "OHLCV_TEST_POSTGRES_URL"
 
 
-# The tests that run `dagster dev` (or several Dagster processes) take minutes each, the rest seconds:
-# started first, they run beside the short tests instead of leaving one worker alone at the end.
-LONG_MODULES = ("test_demo.py", "test_production.py", "test_archive_daemon.py", "test_gap_daemon.py",
-                "test_all_venues_demo.py", "test_celery.py")
+SESSION_TAG = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this process's (each xdist worker's) test session
 
 
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: (LONG_MODULES.index(item.path.name) if item.path.name in LONG_MODULES else len(LONG_MODULES)))
+    """The e2e tests (``dagster dev``, the daemon, the demo: minutes each, the rest seconds) first: they
+    start first and run beside the short tests instead of leaving one worker alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
+def pytest_configure(config):
+    """Started as a background job (CI), the tests have SIGINT ignored. Dagster's in-process execution
+    (``dg.materialize`` on the main thread) restores SIGINT's handler when it ends and copies it onto
+    SIGTERM (``dagster._utils.interrupts.setup_interrupt_handlers``): SIGTERM becomes ignored too, and
+    every process started afterwards inherits that. The compute-log ``tail -F`` of a later run in a
+    thread then ignored the SIGTERM meant to stop it and outlived the tests. Python's own SIGINT
+    handler instead, which a child does not inherit (and SIGTERM at its default)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Processes started from here on carry the test's id (``processes.TAG_ENV``)."""
+    os.environ[TAG_ENV] = f"{SESSION_TAG} {item.nodeid}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_running():
+    """After the last test of the session (of each xdist worker), once every other fixture is torn
+    down: no process a test started is still alive. Any that is is killed, and named here."""
+    yield
+    left = stop_leftovers(SESSION_TAG, os.getpid())
+    if left:
+        pytest.fail("processes started by the tests still alive after the session (now killed):\n"
+                    + "\n".join(f"  {pid} {what}" for pid, what in sorted(left.items())), pytrace=False)
 
 
 @pytest.fixture(scope="session")

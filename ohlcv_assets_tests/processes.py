@@ -3,6 +3,7 @@ process group, stopped with it (``ohlcv_assets.cli.processes``, as the demo does
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import pytest
 
 from ohlcv_assets.cli.processes import running
 
-__all__ = ["free_port", "missing_part", "running", "running_redis", "stop_features_automation", "wait_until"]
+__all__ = ["TAG_ENV", "free_port", "missing_part", "processes_started_by", "running", "running_redis", "stop_features_automation",
+           "stop_leftovers", "wait_until"]
 
 
 def free_port() -> int:
@@ -68,3 +70,71 @@ def stop_features_automation(env: dict[str, str], workspace: Path) -> None:
     feature runs following a big backfill's candles are load beside what is being measured or tested."""
     subprocess.run([sys.executable, "-m", "dagster", "sensor", "stop", "automation", "-w", str(workspace)],
                    env=env, check=True, capture_output=True)
+
+
+# Every process a test starts carries TAG_ENV (set in os.environ per test by conftest, inherited by
+# children, kept by the tests' env copies, which drop only DAGSTER_*/OHLCV_* names): "<session> <test id>".
+TAG_ENV = "PYTEST_PROCESS_TAG"
+
+
+def _proc_read(pid: str, name: str) -> bytes:
+    with open(f"/proc/{pid}/{name}", "rb") as f:
+        return f.read()
+
+
+def _stat(pid: str) -> tuple[str, int]:
+    """(state, parent pid) of a process, from /proc/PID/stat (the command may hold spaces and parentheses)."""
+    fields = _proc_read(pid, "stat").rsplit(b")", 1)[1].split()
+    return fields[0].decode(), int(fields[1])
+
+
+def processes_started_by(session: str, root: int) -> dict[int, str]:
+    """Live processes (zombies are not) tagged with ``session``, or descendants of ``root``, but not
+    ``root`` itself nor its ancestors: pid -> "cmdline (started during <test id>)"."""
+    parents, found = {}, {}
+    prefix = f"{TAG_ENV}={session} ".encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            state, ppid = _stat(pid)
+            if state in ("Z", "X"):
+                continue
+            parents[int(pid)] = ppid
+            tag = next((e for e in _proc_read(pid, "environ").split(b"\0") if e.startswith(prefix)), None)
+            if tag is not None:
+                found[int(pid)] = f"(started during {tag[len(prefix):].decode(errors='replace')})"
+        except (OSError, IndexError, ValueError):
+            continue
+    ancestors, pid = set(), root
+    while pid > 1 and pid not in ancestors:
+        ancestors.add(pid)
+        pid = parents.get(pid, 0)
+    for pid in parents:
+        p = parents[pid]
+        while p > 1 and p != root and p in parents:
+            p = parents[p]
+        if p == root and pid not in found:
+            found[pid] = f"(a descendant of pytest {root})"
+    described = {}
+    for pid, origin in found.items():
+        if pid in ancestors:
+            continue
+        try:
+            command = _proc_read(str(pid), "cmdline").replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+        except OSError:
+            continue
+        described[pid] = f"{command} {origin}"
+    return described
+
+
+def stop_leftovers(session: str, root: int, grace_seconds: float = 15.0) -> dict[int, str]:
+    """Waits up to ``grace_seconds`` for the processes the session started to be gone; SIGKILLs and
+    returns those still alive then (nothing else: the shared PostgreSQL carries no tag)."""
+    deadline = time.monotonic() + grace_seconds
+    while (left := processes_started_by(session, root)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return left

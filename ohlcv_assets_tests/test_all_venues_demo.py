@@ -10,6 +10,7 @@ import sys
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms
 from ohlcv_assets.monitoring import failing_checks
@@ -22,6 +23,8 @@ from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port
 from ohlcv_assets_tests.test_demo import processes_with_home
+
+pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
 
 UNIVERSE = REPO / "examples" / "all_venues_universe.yaml"
 SIMULATOR = REPO / "examples" / "all_venues_simulator.yaml"

@@ -15,6 +15,7 @@ import urllib.request
 from collections import Counter
 
 import pandas as pd
+import pytest
 import yaml
 
 from ohlcv_assets.instance_storage import storage_env
@@ -25,6 +26,8 @@ from ohlcv_assets.warehouse import gap_records, sources
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port, running, stop_features_automation, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
 
 YEARS = 4
 SETTLED = ("filled", "superseded", "confirmed_empty", "unfillable")

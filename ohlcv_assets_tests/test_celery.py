@@ -20,6 +20,8 @@ from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import missing_part, running, running_redis
 from ohlcv_assets_tests.test_production import DAYS, assert_exact, names, production_topology
 
+pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
+
 WORKER_ADDRESSES = ("127.0.0.2", "127.0.0.3")
 
 

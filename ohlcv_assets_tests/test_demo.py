@@ -12,6 +12,7 @@ import sys
 
 import dagster as dg
 import pandas as pd
+import pytest
 from dagster._core.definitions.freshness import FreshnessState
 
 from ohlcv_assets.intervals import day_bounds_ms, interval_ms
@@ -23,6 +24,8 @@ from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.processes import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
 
 
 def processes_with_home(home: str) -> list[str]:

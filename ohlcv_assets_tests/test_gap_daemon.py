@@ -12,6 +12,7 @@ import urllib.request
 
 import dagster as dg
 import pandas as pd
+import pytest
 import yaml
 
 from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills, wait_for_webserver
@@ -25,6 +26,8 @@ from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port, running, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
 
 QUIET_SECONDS = 25  # several ticks of every sensor that launches runs (sensor_seconds: 5)
 SETTLED = ("filled", "superseded", "confirmed_empty", "unfillable")

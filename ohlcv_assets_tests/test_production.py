@@ -29,6 +29,8 @@ from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port, missing_part, running, wait_until
 
+pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
+
 SCREENSHOT = REPO / "artifacts" / "ui-candles-1h-partitions.png"
 PARTITION_STATS = """
 query Stats($path: [String!]!) {
