@@ -27,4 +27,6 @@ fi
 echo "PostgreSQL for the tests: $OHLCV_TEST_POSTGRES_URL"
 
 .venv/bin/dg check defs
-.venv/bin/python -m pytest -n 2 --maxschedchunk=1 --durations=12 "$@"  # one test at a time to each worker: the long ones (first) spread over both
+# One test at a time to each worker: the e2e-marked ones (minutes each, ordered first by conftest.py)
+# spread over both. At the end each worker fails the run if a process a test started is still alive.
+.venv/bin/python -m pytest -n 2 --maxschedchunk=1 --durations=12 "$@"
