@@ -53,6 +53,19 @@ def pytest_runtest_setup(item):
     os.environ[TAG_ENV] = f"{SESSION_TAG} {item.nodeid}"
 
 
+@pytest.fixture(autouse=True)
+def _e2e_test_left_nothing_running(request):
+    """An e2e test stops what it started even when it fails (a demo killed at its timeout leaves its
+    servers, in their own process groups, behind): checked after each, the rest at the session's end."""
+    yield
+    if request.node.get_closest_marker("e2e") is None:
+        return
+    left = stop_leftovers(SESSION_TAG, os.getpid(), test=request.node.nodeid)
+    if left:
+        pytest.fail("processes started by the test still alive after it (now killed):\n"
+                    + "\n".join(f"  {pid} {what}" for pid, what in sorted(left.items())), pytrace=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _nothing_left_running():
     """After the last test of the session (of each xdist worker), once every other fixture is torn
@@ -121,7 +134,8 @@ def postgres_server_url():
     os.chmod(parent, 0o755)  # the server may run as `postgres`
     data_dir = os.path.join(parent, "data")
     script = str(REPO / "scripts" / "postgres.sh")
-    result = subprocess.run([script, "start", data_dir], capture_output=True, text=True)
+    env = {**os.environ, TAG_ENV: f"{SESSION_TAG} session fixture postgres_server_url"}  # not the first test's: it outlives it
+    result = subprocess.run([script, "start", data_dir], capture_output=True, text=True, env=env)
     if result.returncode != 0:
         missing_part(f"no PostgreSQL for the tests (set {POSTGRES_URL_ENV}): {result.stderr.strip()}")
     yield result.stdout.strip().splitlines()[-1]

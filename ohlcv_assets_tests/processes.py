@@ -88,9 +88,10 @@ def _stat(pid: str) -> tuple[str, int]:
     return fields[0].decode(), int(fields[1])
 
 
-def processes_started_by(session: str, root: int) -> dict[int, str]:
+def processes_started_by(session: str, root: int, test: str | None = None) -> dict[int, str]:
     """Live processes (zombies are not) tagged with ``session``, or descendants of ``root``, but not
-    ``root`` itself nor its ancestors: pid -> "cmdline (started during <test id>)"."""
+    ``root`` itself nor its ancestors: pid -> "cmdline (started during <test id>)". With ``test``:
+    only those tagged with that test's id."""
     parents, found = {}, {}
     prefix = f"{TAG_ENV}={session} ".encode()
     for pid in os.listdir("/proc"):
@@ -102,7 +103,7 @@ def processes_started_by(session: str, root: int) -> dict[int, str]:
                 continue
             parents[int(pid)] = ppid
             tag = next((e for e in _proc_read(pid, "environ").split(b"\0") if e.startswith(prefix)), None)
-            if tag is not None:
+            if tag is not None and (test is None or tag[len(prefix):].decode(errors="replace") == test):
                 found[int(pid)] = f"(started during {tag[len(prefix):].decode(errors='replace')})"
         except (OSError, IndexError, ValueError):
             continue
@@ -110,7 +111,7 @@ def processes_started_by(session: str, root: int) -> dict[int, str]:
     while pid > 1 and pid not in ancestors:
         ancestors.add(pid)
         pid = parents.get(pid, 0)
-    for pid in parents:
+    for pid in parents if test is None else ():
         p = parents[pid]
         while p > 1 and p != root and p in parents:
             p = parents[p]
@@ -128,11 +129,11 @@ def processes_started_by(session: str, root: int) -> dict[int, str]:
     return described
 
 
-def stop_leftovers(session: str, root: int, grace_seconds: float = 15.0) -> dict[int, str]:
-    """Waits up to ``grace_seconds`` for the processes the session started to be gone; SIGKILLs and
-    returns those still alive then (nothing else: the shared PostgreSQL carries no tag)."""
+def stop_leftovers(session: str, root: int, grace_seconds: float = 15.0, test: str | None = None) -> dict[int, str]:
+    """Waits up to ``grace_seconds`` for the processes the session (or its ``test``) started to be
+    gone; SIGKILLs and returns those still alive then (nothing else: the shared PostgreSQL carries no tag)."""
     deadline = time.monotonic() + grace_seconds
-    while (left := processes_started_by(session, root)) and time.monotonic() < deadline:
+    while (left := processes_started_by(session, root, test)) and time.monotonic() < deadline:
         time.sleep(0.5)
     for pid in left:
         with contextlib.suppress(OSError):

@@ -1,5 +1,6 @@
-"""The session's leak check (``conftest._nothing_left_running``) sees what a test leaves running:
-a process in its own session (as servers are started), one orphaned to init, and only those."""
+"""The leak checks (``conftest._nothing_left_running`` at the session's end, ``_e2e_test_left_nothing_running``
+after each e2e test) see what a test leaves running: a process in its own session (as servers are
+started) and one orphaned to init, with the test that started them."""
 
 import os
 import subprocess
@@ -22,6 +23,8 @@ def test_processes_a_test_leaves_behind_are_found_with_the_test_that_started_the
         assert found[own_session.pid] == f"sleep 300 (started during {request.node.nodeid})"
         assert found[orphan] == f"sleep 301 (started during {request.node.nodeid})"
         assert os.getpid() not in found
+        assert {own_session.pid, orphan} <= set(processes_started_by(SESSION_TAG, os.getpid(), test=request.node.nodeid))
+        assert not {own_session.pid, orphan} & set(processes_started_by(SESSION_TAG, os.getpid(), test="another::test"))
     finally:
         left = stop_leftovers(SESSION_TAG, os.getpid(), grace_seconds=0)
         own_session.wait()
