@@ -103,16 +103,6 @@ def resolve_environment(environ: dict | None = None, cwd: Path | None = None, da
     return changed
 
 
-def absolute_dagster_home(environ: Mapping[str, str] | None = None) -> str:
-    """For commands that hand ``DAGSTER_HOME`` to Dagster itself (which refuses a relative one):
-    the absolute form to use, as an error."""
-    env = os.environ if environ is None else environ
-    given = env.get(DAGSTER_HOME_ENV, "")
-    if given and not Path(given).is_absolute():
-        raise ConfigurationError(f"{DAGSTER_HOME_ENV} must be absolute: use {DAGSTER_HOME_ENV}={Path(given).resolve()}")
-    return given
-
-
 def warehouse_url_is_explicit(environ: Mapping[str, str] | None = None) -> bool:
     return bool((os.environ if environ is None else environ).get(WAREHOUSE_URL_ENV))
 

@@ -204,6 +204,10 @@ def test_relative_paths_are_resolved_where_the_command_was_typed(simulator, univ
     assert out.returncode == 0, out.stderr[-2000:]
     assert {(r["symbol"], r["interval"]): r for r in json.loads(out.stdout)}[("BTC/USDT", "1m")]["candles"] == 1440 - 90  # the downtime day
 
+    registered = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ohlcv"), "register"], env=env,
+                                capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert registered.returncode == 0 and "instrument partitions already match the universe" in registered.stdout, registered.stderr
+
     stderr = status_fails({**env, "OHLCV_WAREHOUSE_URL": f"sqlite:///{tmp_path}/nonexistent/dir/w.db"}, cwd=tmp_path)
     assert f"{tmp_path}/nonexistent/dir, which does not exist" in stderr, stderr
     assert not (tmp_path / "nonexistent").exists()
