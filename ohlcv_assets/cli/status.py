@@ -18,10 +18,9 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 import dagster as dg
-
-from pathlib import Path
 
 from ohlcv_assets.cli import universe_or_exit
 from ohlcv_assets.intervals import now_ms
