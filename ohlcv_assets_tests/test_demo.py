@@ -115,6 +115,7 @@ def test_each_demo_has_its_own_home_and_a_home_of_another_demo_is_refused(tmp_pa
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
     assert (f"holds the demo of the universe {universe_in_use(None)} on the simulated market {BUNDLED_SIMULATOR}; "
             f"this demo is the universe {REPO / universe} on {REPO / market}") in out.stderr, out.stderr
+    assert "leave out --home (this demo's own is .demo/all_venues_universe)" in out.stderr, out.stderr
     assert not (first / "dagster_home").exists()
 
 

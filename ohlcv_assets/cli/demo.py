@@ -73,8 +73,9 @@ def demo_record(universe: Path, simulator_config: Path | None) -> dict[str, str]
     return {"universe": str(universe), "simulator": str(market), "simulator_sha256": hashlib.sha256(market.read_bytes()).hexdigest()}
 
 
-def claim_home(home: Path, record: dict[str, str]) -> None:
-    """Records which demo the home holds; refuses a home another demo made."""
+def claim_home(home: Path, record: dict[str, str], own: Path | None = None) -> None:
+    """Records which demo the home holds; refuses a home another demo made (``own``: this demo's
+    default home, suggested instead)."""
     path = home / DEMO_RECORD
     if path.is_file():
         held = json.loads(path.read_text())
@@ -82,8 +83,9 @@ def claim_home(home: Path, record: dict[str, str]) -> None:
             raise ConfigurationError(
                 f"{home.resolve()} holds the demo of the universe {held.get('universe')} on the simulated market "
                 f"{held.get('simulator')}; this demo is the universe {record['universe']} on {record['simulator']}, "
-                "whose candles would disagree with those stored: give it another --home, or delete "
-                f"{home.resolve()} to start over")
+                "whose candles would disagree with those stored: "
+                + (f"leave out --home (this demo's own is {own}), give another, " if own and own != home else "give it another --home, ")
+                + f"or delete {home.resolve()} to start over")
     home.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
 
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if simulator_config is not None and not simulator_config.is_file():
             raise ConfigurationError(f"--simulator-config: {args.simulator_config} ({simulator_config}) does not exist")
-        claim_home(home, demo_record(universe_in_use(), simulator_config))
+        claim_home(home, demo_record(universe_in_use(), simulator_config), default_home(universe_path(), simulator_config))
     except ConfigurationError as err:
         print(f"ohlcv-demo: {err}", file=sys.stderr)
         return 2
