@@ -17,13 +17,16 @@ from ohlcv_assets.schedules.today import build_today_schedule
 from ohlcv_assets.sensors.alerts import alert_on_run_failure, alert_resource, build_quality_alert_sensor
 from ohlcv_assets.sensors.gap_backfill import build_gap_backfill_sensor
 from ohlcv_assets.sensors.instruments import build_instrument_sensor
-from ohlcv_assets.universe import UNIVERSE_ENV, load_universe
+from ohlcv_assets.settings import resolve_environment
+from ohlcv_assets.universe import UNIVERSE_ENV, load_universe, universe_in_use
 
 
 def build_definitions(universe_path: str | None = None, warehouse_url: str | None = None,
                       retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.Definitions:
     """The code location for one universe file (None: OHLCV_UNIVERSE or the bundled demo); the
-    exchange resource reads the same file, so partitions and runs always agree."""
+    exchange resource reads the same file (by its absolute path), so partitions and runs always
+    agree, and each candles materialization records which file it was."""
+    universe_path = str(universe_in_use(universe_path))
     universe = load_universe(universe_path)
     with beta_apis_in_use():
         candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
@@ -54,7 +57,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
             maintenance_schedule(),
         ],
         resources={
-            "exchange": ExchangeResource(universe_path=str(universe_path or ""), warehouse=warehouse),
+            "exchange": ExchangeResource(universe_path=universe_path, warehouse=warehouse),
             "warehouse": warehouse,
             "alerts": alert_resource(),
         },
@@ -63,5 +66,9 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Loaded when Dagster loads the code location, not when this module is imported."""
+    """Loaded when Dagster loads the code location, not when this module is imported. Relative
+    paths in the settings are made absolute here (against the working directory Dagster was
+    started from), so that the runs it launches read the same files; a missing universe file or
+    SQLite directory fails the load, naming the path."""
+    resolve_environment(dagster_home=False)
     return build_definitions(os.environ.get(UNIVERSE_ENV) or None)

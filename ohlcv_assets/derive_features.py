@@ -33,7 +33,7 @@ def features_for_days(warehouse: Warehouse, exchange: str, symbol: str, interval
     step = interval_ms(interval)
     start, end = day_bounds_ms(min(days))[0], day_bounds_ms(max(days))[1]
     candles = load_candles(exchange, symbol, interval, start, end, warmup=params.warmup_candles,
-                           warehouse=warehouse).reset_index(drop=True)
+                           warehouse=warehouse, strict=False).reset_index(drop=True)
     warmup = int((candles["open_time"] < start).sum())
     features = compute_features(candles, step, params).iloc[warmup:]
     day_of = features["open_time"].to_numpy() // DAY_MS

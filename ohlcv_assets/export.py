@@ -123,7 +123,7 @@ def _table(frame, time_column: str) -> pa.Table:
 def _export_file(warehouse: Warehouse, directory: Path, fmt: str, instrument: Instrument, interval: str, month: str,
                  path: str, bounds: tuple[int, int], fetched: int, now_ms: int, report: ExportReport) -> None:
     """Writes one file of the candles opening in [bounds), records it and counts it."""
-    frame = load_candles(instrument.exchange, instrument.symbol, interval, *bounds, warehouse=warehouse)
+    frame = load_candles(instrument.exchange, instrument.symbol, interval, *bounds, warehouse=warehouse, strict=False)
     if fmt == PARQUET:
         table = _table(frame, "open_time")
         report.bytes_written += _write_atomically(directory / path, lambda p: pq.write_table(table, p, compression="zstd"))

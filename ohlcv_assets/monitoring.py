@@ -4,8 +4,10 @@ the moving parts. Reads the warehouse and the Dagster instance; launches nothing
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
@@ -17,6 +19,8 @@ from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.gap_scan import settled_end_ms
 from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms, utc_day
 from ohlcv_assets.names import (
+    UNIVERSE_METADATA,
+    WAREHOUSE_METADATA,
     candles_key,
     freshness_windows,
     partition_key_string,
@@ -33,9 +37,10 @@ from ohlcv_assets.warehouse.schema import (
     candles,
     day_sources,
     gaps,
+    retired_ranges,
     source_disagreements,
 )
-from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.store import Warehouse, public_url
 
 HEARTBEAT_STALE_SECONDS = 300
 UNEXPLAINED = "unexplained"
@@ -82,6 +87,7 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
                                           gaps.c.start_ms, gaps.c.end_ms, gaps.c.candles)
                                 .where(gaps.c.status.in_(GAP_EXPLAINED_STATUSES))).all()
     delisted = delistings.delisted(warehouse)
+    dropped = retired(warehouse)
     rows = []
     for interval in universe.intervals:
         failing = failing_checks(instance, universe, interval) if instance else None
@@ -118,6 +124,7 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
                 "candles": s.n if s else 0,
                 "open_gaps": open_gaps,
                 "day_sources": day_counts.get((inst.exchange, inst.symbol, interval), {}),
+                "retired": dropped.get((inst.exchange, inst.symbol, interval), []),
                 "disagreeing_candles": disagreeing.get((inst.exchange, inst.symbol, interval), 0),
                 "failing_checks": None if failing is None else
                 [f"{name} ({', '.join(mine)})" for name, days in failing.items() if (mine := of_instrument(days, inst.key))],
@@ -125,6 +132,25 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
                 "last_run": run,
             })
     return rows
+
+
+def retired(warehouse: Warehouse) -> dict[tuple[str, str, str], list[str]]:
+    """Per (exchange, symbol, interval), the ranges retention dropped (``retired_ranges``), adjacent
+    spans merged: ``first..end (candles)``, end exclusive."""
+    with warehouse.engine.connect() as conn:
+        ranges = conn.execute(sa.select(retired_ranges.c.exchange, retired_ranges.c.symbol, retired_ranges.c.timeframe,
+                                        retired_ranges.c.start_ms, retired_ranges.c.end_ms, retired_ranges.c.candles)
+                              .order_by(retired_ranges.c.exchange, retired_ranges.c.symbol, retired_ranges.c.timeframe,
+                                        retired_ranges.c.start_ms)).all()
+    merged: dict[tuple[str, str, str], list[list[int]]] = {}
+    for r in ranges:
+        spans = merged.setdefault((r.exchange, r.symbol, r.timeframe), [])
+        if spans and r.start_ms <= spans[-1][1]:
+            spans[-1][1], spans[-1][2] = max(spans[-1][1], r.end_ms), spans[-1][2] + int(r.candles)
+        else:
+            spans.append([int(r.start_ms), int(r.end_ms), int(r.candles)])
+    return {key: [f"{ms_to_iso(start)}..{ms_to_iso(end)} ({n:,} candles)" for start, end, n in spans]
+            for key, spans in merged.items()}
 
 
 def stale_instruments(universe: Universe, warehouse: Warehouse, now: int) -> list[dict]:
@@ -175,15 +201,88 @@ def stored_instruments(warehouse: Warehouse, wanted: set[tuple[str, str, str]]) 
     return {key for key in wanted if warehouse.latest_open_time(*key) is not None}
 
 
+@dataclasses.dataclass(frozen=True)
+class RecordedSettings:
+    """The universe file and warehouse the instance's latest candles run read and wrote."""
+
+    universe: str
+    warehouse: str
+    asset: str
+    when: str
+
+    def describe(self) -> str:
+        return f"recorded by its latest {self.asset} materialization, {self.when}"
+
+
+def recorded_settings(instance: dg.DagsterInstance) -> RecordedSettings | None:
+    """What the newest candles materialization of any interval recorded (None: none recorded it)."""
+    newest = None
+    for key in instance.get_asset_keys(prefix=[candles_key("1m").path[0]]):
+        records = instance.fetch_materializations(key, limit=1).records
+        if not records:
+            continue
+        metadata = records[0].asset_materialization.metadata
+        if UNIVERSE_METADATA in metadata and WAREHOUSE_METADATA in metadata and (
+                newest is None or records[0].storage_id > newest[0].storage_id):
+            newest = (records[0], key, metadata)
+    if newest is None:
+        return None
+    record, key, metadata = newest
+    when = dt.datetime.fromtimestamp(record.timestamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return RecordedSettings(str(metadata[UNIVERSE_METADATA].value), str(metadata[WAREHOUSE_METADATA].value),
+                            key.to_user_string(), when)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingsInUse:
+    universe: Path | None  # None: the bundled demo universe
+    warehouse_url: str
+    universe_problem: str | None = None
+    warehouse_problem: str | None = None
+
+
+def settings_in_use(given_universe: Path | None, given_url: str, url_explicit: bool, recorded: RecordedSettings | None,
+                    home: str, bundled: Path) -> SettingsInUse:
+    """The universe and warehouse a reader of the instance in ``home`` must use: those given, when
+    they are what the instance recorded (or it recorded nothing); the recorded ones where none was
+    given (a universe file that exists here; a SQLite warehouse, whose URL is whole); otherwise a
+    problem naming both."""
+    if recorded is None:
+        return SettingsInUse(given_universe, given_url)
+    universe, universe_problem = given_universe, None
+    given = given_universe or bundled
+    if str(given) != recorded.universe:
+        if given_universe is None and Path(recorded.universe).is_file():
+            universe = Path(recorded.universe)
+        elif given_universe is None:
+            universe_problem = (f"the Dagster instance in {home} runs with the universe {recorded.universe} "
+                                f"({recorded.describe()}), which does not exist here: set OHLCV_UNIVERSE to its copy")
+        else:
+            universe_problem = (f"the Dagster instance in {home} runs with the universe {recorded.universe} "
+                                f"({recorded.describe()}), but OHLCV_UNIVERSE is {given_universe}: unset OHLCV_UNIVERSE "
+                                "to read the instance's own, or give that file")
+    url, warehouse_problem = given_url, None
+    if public_url(given_url) != recorded.warehouse:
+        if not url_explicit and recorded.warehouse.startswith("sqlite"):
+            url = recorded.warehouse
+        else:
+            warehouse_problem = (f"the Dagster instance in {home} runs with another warehouse: {recorded.warehouse} "
+                                 f"({recorded.describe()}), but this is {public_url(given_url)}: set OHLCV_WAREHOUSE_URL "
+                                 "to the instance's warehouse")
+    return SettingsInUse(universe, url, universe_problem, warehouse_problem)
+
+
 def materialized_anything(instance: dg.DagsterInstance, universe: Universe) -> bool:
     return any(instance.fetch_materializations(candles_key(i), limit=1).records for i in universe.intervals)
 
 
 def health(universe: Universe, warehouse: Warehouse | None, warehouse_problem: str | None,
-           instance: dg.DagsterInstance | None) -> dict[str, str]:
+           instance: dg.DagsterInstance | None, universe_problem: str | None = None) -> dict[str, str]:
     """Each part: ``ok …`` or what is wrong. A warehouse holding none of the universe's instruments
     while Dagster recorded materializations of them is wrong: the runs write somewhere else."""
     report: dict[str, str] = {}
+    if universe_problem:
+        report["universe"] = f"FAIL {universe_problem}"
     if warehouse is None:
         report["warehouse"] = f"FAIL {warehouse_problem}"
     else:

@@ -19,6 +19,10 @@ REASON_TAG = "ohlcv/reason"  # why a run exists, shown in the UI
 REQUEST_TAG = "ohlcv/gap_request"  # the gap request a backfill fills
 GAPS_TAG = "ohlcv/gaps"  # ids of the gap records a backfill fills
 REFRESH_TAG = "ohlcv/refresh"  # the interval a keep-today-fresh run refreshes
+# Metadata of every candles materialization: what the run read and wrote, so that `ohlcv-status`
+# reads the same universe and warehouse as the instance runs with (or says they differ).
+UNIVERSE_METADATA = "universe"  # absolute path of the universe file
+WAREHOUSE_METADATA = "warehouse"  # warehouse URL, password and query left out
 # Dagster's own run tags for a partition range (exported only from a private module).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

@@ -244,10 +244,10 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
     step = interval_ms(interval)
     days = sorted(expected_by_day)
     lo, hi = day_bounds_ms(days[0])[0], day_bounds_ms(days[-1])[1]
-    stored = load_candles(instrument.exchange, instrument.symbol, interval, lo, hi, warehouse=warehouse).reset_index(drop=True)
+    stored = load_candles(instrument.exchange, instrument.symbol, interval, lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
     minutes = minutes_existing = None
     if interval != "1m" and "1m" in instrument.intervals:
-        minutes = load_candles(instrument.exchange, instrument.symbol, "1m", lo, hi, warehouse=warehouse).reset_index(drop=True)
+        minutes = load_candles(instrument.exchange, instrument.symbol, "1m", lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
         minutes_existing = finer_candles_existing(lo, hi, step, sessions,
                                                   confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, "1m"))
     empty_ranges = confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval)

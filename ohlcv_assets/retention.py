@@ -20,12 +20,12 @@ import datetime as dt
 import pandas as pd
 import sqlalchemy as sa
 
-from ohlcv_assets.intervals import day_bounds_ms, interval_ms, ms_to_iso
+from ohlcv_assets.intervals import day_bounds_ms, interval_ms, ms_to_iso, utc_day
 from ohlcv_assets.quality import consistency
 from ohlcv_assets.read import load_candles
 from ohlcv_assets.universe import Universe
 from ohlcv_assets.warehouse.partitioning import Span, span_table, spans_covering, stored_spans
-from ohlcv_assets.warehouse.schema import candle_features, candles, retired_ranges
+from ohlcv_assets.warehouse.schema import candle_features, candles, day_sources, retired_ranges
 from ohlcv_assets.warehouse.store import Warehouse
 
 DROPPED, REFUSED = "dropped", "refused"
@@ -68,7 +68,7 @@ def missing_aggregates(warehouse: Warehouse, exchange: str, symbol: str, interva
     """Why the coarser interval does not yet summarise the span's ``fine`` candles, or '' when it does."""
     if fine.empty:
         return ""
-    coarse = load_candles(exchange, symbol, coarser, span.start_ms, span.end_ms, warehouse=warehouse).reset_index(drop=True)
+    coarse = load_candles(exchange, symbol, coarser, span.start_ms, span.end_ms, warehouse=warehouse, strict=False).reset_index(drop=True)
     step = interval_ms(coarser)
     buckets = set((fine["open_time"] // step * step).tolist())
     absent = sorted(buckets - set(coarse["open_time"].tolist()))
@@ -97,7 +97,7 @@ def _refusal(universe: Universe, warehouse: Warehouse, interval: str, span: Span
                     f"(declare one, or set retention.{interval}.requires: [] to drop without)")
         if not required:
             continue
-        fine = load_candles(exchange, symbol, interval, span.start_ms, span.end_ms, warehouse=warehouse).reset_index(drop=True)
+        fine = load_candles(exchange, symbol, interval, span.start_ms, span.end_ms, warehouse=warehouse, strict=False).reset_index(drop=True)
         for coarser in required:
             why = missing_aggregates(warehouse, exchange, symbol, interval, fine, coarser, span)
             if why:
@@ -118,6 +118,12 @@ def _drop(warehouse: Warehouse, interval: str, span: Span, stored: list[tuple[st
                 connection.execute(sa.delete(table).where(table.c.timeframe == interval, table.c.open_time >= span.start_ms,
                                                           table.c.open_time < span.end_ms))
         if stored:
+            # The retired days' sources go with their candles: `ohlcv-status` shows them as retired instead.
+            first, end = (utc_day(ms).isoformat() for ms in (span.start_ms, span.end_ms))  # days as YYYY-MM-DD sort as dates
+            for exchange, symbol, _ in stored:
+                connection.execute(sa.delete(day_sources).where(
+                    day_sources.c.exchange == exchange, day_sources.c.symbol == symbol, day_sources.c.timeframe == interval,
+                    day_sources.c.day >= first, day_sources.c.day < end))
             connection.execute(sa.insert(retired_ranges), [
                 {"exchange": e, "symbol": s, "timeframe": interval, "start_ms": span.start_ms, "end_ms": span.end_ms,
                  "candles": n, "retired_ms": now_ms, "detail": detail} for e, s, n in stored])

@@ -3,7 +3,12 @@
 
 ``OHLCV_WAREHOUSE_URL`` when set; otherwise SQLite in ``$DAGSTER_HOME/warehouse.db`` (the Dagster
 instance and its warehouse side by side); without ``DAGSTER_HOME``, ``./warehouse.db``.
-No Dagster here.
+
+Paths are resolved where the user typed them: ``resolve_environment`` turns a relative universe
+path, SQLite path, ``DAGSTER_HOME`` or archive cache into absolute ones against the caller's working
+directory, before a command starts any other process (``dagster dev`` runs its code location
+elsewhere), and refuses what cannot work (a missing universe file, a SQLite file whose directory
+does not exist). No Dagster here.
 """
 
 from __future__ import annotations
@@ -16,6 +21,86 @@ WAREHOUSE_URL_ENV = "OHLCV_WAREHOUSE_URL"
 EGRESS_ADDRESS_ENV = "OHLCV_EGRESS_ADDRESS"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 WAREHOUSE_FILE = "warehouse.db"
+UNIVERSE_ENV = "OHLCV_UNIVERSE"
+ARCHIVE_CACHE_ENV = "OHLCV_ARCHIVE_CACHE"
+
+
+class ConfigurationError(ValueError):
+    """A setting that cannot work (a path that does not exist, a URL that cannot be opened): the
+    message names the setting, the value as given and, for a path, where it was looked for."""
+
+
+def sqlite_path(url: str) -> str | None:
+    """The database file of a SQLite URL as written (None: not SQLite, or in memory)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = sa_url(url).database
+    return database if database and database != ":memory:" and not database.startswith("file:") else None
+
+
+def sa_url(url: str):
+    import sqlalchemy as sa  # only here: settings is imported by processes that never open a database
+
+    return sa.make_url(url)
+
+
+def resolve_sqlite_url(url: str, cwd: Path | None = None) -> str:
+    """A SQLite URL with its file made absolute against ``cwd`` (default: the working directory);
+    any other URL unchanged."""
+    database = sqlite_path(url)
+    if database is None or Path(database).is_absolute():
+        return url
+    absolute = ((cwd or Path.cwd()) / database).resolve()
+    return sa_url(url).set(database=str(absolute)).render_as_string(hide_password=False)
+
+
+def check_sqlite_directory(url: str) -> None:
+    """A SQLite warehouse is a file in a directory that exists: nothing creates the directory."""
+    database = sqlite_path(url)
+    if database is None:
+        return
+    directory = Path(database).resolve().parent
+    if not directory.is_dir():
+        raise ConfigurationError(f"the SQLite warehouse {url} is in {directory}, which does not exist: "
+                                 "create the directory or correct the path")
+
+
+def resolve_environment(environ: dict | None = None, cwd: Path | None = None, dagster_home: bool = True) -> dict[str, str]:
+    """Makes the path settings in ``environ`` (default ``os.environ``, changed in place) absolute
+    against ``cwd``, so that a process started elsewhere reads the same files; returns what it
+    changed. Raises ``ConfigurationError`` for a universe file that does not exist, a
+    ``DAGSTER_HOME`` that is not a directory (``dagster_home``: the command reads it) or a SQLite
+    warehouse whose directory does not exist."""
+    env = os.environ if environ is None else environ
+    base = cwd or Path.cwd()
+    changed: dict[str, str] = {}
+
+    def absolute(value: str) -> str:
+        return str((base / Path(value).expanduser()).resolve())
+
+    if env.get(UNIVERSE_ENV):
+        given = env[UNIVERSE_ENV]
+        path = absolute(given)
+        if not Path(path).is_file():
+            shown = given if given == path else f"{given} (from {base}: {path})"
+            raise ConfigurationError(f"{UNIVERSE_ENV}: universe file {shown} does not exist")
+        changed[UNIVERSE_ENV] = path
+    if dagster_home and env.get(DAGSTER_HOME_ENV):
+        given = env[DAGSTER_HOME_ENV]
+        path = absolute(given)
+        if not Path(path).is_dir():
+            raise ConfigurationError(f"{DAGSTER_HOME_ENV}={given}: {path} is not a directory (the Dagster instance's "
+                                     f"home must exist: mkdir -p {path} && cp dagster.yaml {path}/)")
+        changed[DAGSTER_HOME_ENV] = path
+    if env.get(WAREHOUSE_URL_ENV):
+        url = resolve_sqlite_url(env[WAREHOUSE_URL_ENV], base)
+        check_sqlite_directory(url)
+        changed[WAREHOUSE_URL_ENV] = url
+    if env.get(ARCHIVE_CACHE_ENV):
+        changed[ARCHIVE_CACHE_ENV] = absolute(env[ARCHIVE_CACHE_ENV])
+    changed = {k: v for k, v in changed.items() if env.get(k) != v}
+    env.update(changed)
+    return changed
 
 
 def warehouse_url_is_explicit(environ: Mapping[str, str] | None = None) -> bool:
@@ -60,8 +145,6 @@ def egress_address(environ: Mapping[str, str] | None = None) -> str | None:
     value = ((os.environ if environ is None else environ).get(EGRESS_ADDRESS_ENV) or "").strip()
     return value or None
 
-
-ARCHIVE_CACHE_ENV = "OHLCV_ARCHIVE_CACHE"
 
 
 def archive_cache_dir(environ: Mapping[str, str] | None = None) -> Path:

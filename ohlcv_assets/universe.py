@@ -21,13 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ohlcv_assets.intervals import interval_ms, resolve_day
 from ohlcv_assets.sessions import Sessions, sessions_for
+from ohlcv_assets.settings import UNIVERSE_ENV, ConfigurationError
 from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, profile_for
 
-UNIVERSE_ENV = "OHLCV_UNIVERSE"
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
-class UniverseError(ValueError):
+class UniverseError(ConfigurationError):
     """The universe file is invalid; the message names every offending entry."""
 
 
@@ -367,10 +367,23 @@ def universe_path() -> Path | None:
     return Path(value) if value else None
 
 
+BUNDLED_UNIVERSE = "demo_universe.yaml"
+
+
+def universe_in_use(path: str | Path | None = None) -> Path:
+    """The absolute path of the universe file a process reads: ``path``, else ``OHLCV_UNIVERSE``,
+    else the bundled demo universe (relative paths against the working directory)."""
+    chosen = Path(path) if path else universe_path()
+    if chosen is None:
+        return Path(str(resources.files("ohlcv_assets").joinpath(BUNDLED_UNIVERSE))).resolve()
+    return chosen.expanduser().resolve()
+
+
 def load_universe(path: str | Path | None = None) -> Universe:
     path = Path(path) if path else universe_path()
     if path is None:
-        return parse_universe(resources.files("ohlcv_assets").joinpath("demo_universe.yaml").read_text(), "demo_universe.yaml")
+        return parse_universe(resources.files("ohlcv_assets").joinpath(BUNDLED_UNIVERSE).read_text(), BUNDLED_UNIVERSE)
     if not path.exists():
-        raise UniverseError(f"universe file {path} does not exist (set {UNIVERSE_ENV})")
+        shown = path if path.is_absolute() else f"{path} (from {Path.cwd()}: {path.resolve()})"
+        raise UniverseError(f"universe file {shown} does not exist (set {UNIVERSE_ENV})")
     return parse_universe(path.read_text(), str(path))

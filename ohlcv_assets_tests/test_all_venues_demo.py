@@ -32,11 +32,13 @@ SIMULATOR = REPO / "examples" / "all_venues_simulator.yaml"
 
 def test_all_four_venues_run_under_the_daemon_and_end_exact(tmp_path, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k not in ("OHLCV_WAREHOUSE_URL", "DAGSTER_HOME")}
-    env.update({"OHLCV_UNIVERSE": str(UNIVERSE), "OHLCV_DEMO_POLYGON_KEY": "demo-key"})
+    # as the README writes it: paths relative to the checkout, where `dagster dev` (started in the
+    # demo's home) must still find them
+    env.update({"OHLCV_UNIVERSE": str(UNIVERSE.relative_to(REPO)), "OHLCV_DEMO_POLYGON_KEY": "demo-key"})
     home = tmp_path / "venues"
     demo = subprocess.run(
         [sys.executable, "-m", "ohlcv_assets.cli.demo", "--once", "--port", str(free_port()),
-         "--simulator-port", str(free_port()), "--home", str(home), "--simulator-config", str(SIMULATOR)],
+         "--simulator-port", str(free_port()), "--home", str(home), "--simulator-config", str(SIMULATOR.relative_to(REPO))],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )

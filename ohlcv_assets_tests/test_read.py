@@ -1,6 +1,7 @@
 """load_candles, the one read path, on both warehouses."""
 
 import datetime as dt
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,8 @@ import pytest
 from ohlcv_assets import load_candles
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS
 from ohlcv_assets.warehouse.schema import candles
-from ohlcv_assets.warehouse.store import Warehouse, WarehouseMissing
+from ohlcv_assets.read import OutsideStoredRange
+from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, WarehouseMissing
 
 JAN_31 = 1_738_281_600_000  # 2025-01-31T00:00Z: the rows cross a month (and, on PostgreSQL, a partition)
 
@@ -55,3 +57,29 @@ def test_load_candles_opens_the_configured_warehouse_and_never_invents_one(wareh
         load_candles("binance", "BTC/USDT", "7m", JAN_31, JAN_31 + DAY_MS)
     with pytest.raises(ValueError, match="before start"):
         load_candles("binance", "BTC/USDT", "1m", "2025-02-01", "2025-01-01")
+
+
+def test_load_candles_names_what_the_warehouse_holds_for_an_instrument_it_never_held(warehouse):
+    _store(warehouse, "BTC/USDT", 300)
+    _store(warehouse, "ETH/USDT", 50)
+    for exchange, symbol, interval in (("binance", "DOGE/USDT", "1m"), ("binnace", "BTC/USDT", "1m"), ("binance", "BTC/USDT", "1h")):
+        with pytest.raises(NotInWarehouse) as raised:
+            load_candles(exchange, symbol, interval, JAN_31, JAN_31 + DAY_MS, warehouse=warehouse)
+        message = str(raised.value)
+        assert f"holds no {interval} candles of {exchange} {symbol}" in message, message
+        assert "it holds binance BTC/USDT (1m); binance ETH/USDT (1m)" in message, message
+    # the pipeline's own reads (an instrument with no candles yet is normal there): an empty frame
+    assert load_candles("binance", "DOGE/USDT", "1m", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse, strict=False).empty
+
+
+def test_an_empty_range_of_a_held_instrument_warns_only_outside_the_stored_span(warehouse):
+    _store(warehouse, "BTC/USDT", 300)  # 00:00-04:59 on Jan 31, minutes 100-109 missing
+    with pytest.warns(OutsideStoredRange, match="holds this instrument's 1m candles from 2025-01-31T00:00"):
+        assert load_candles("binance", "BTC/USDT", "1m", "2024-01-01", "2024-02-01", warehouse=warehouse).empty
+    with pytest.warns(OutsideStoredRange):
+        assert load_candles("binance", "BTC/USDT", "1m", JAN_31 + DAY_MS, JAN_31 + 2 * DAY_MS, warehouse=warehouse).empty
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a hole inside the stored span is what is stored: no warning
+        assert load_candles("binance", "BTC/USDT", "1m", JAN_31 + 100 * MINUTE_MS, JAN_31 + 110 * MINUTE_MS,
+                            warehouse=warehouse).empty
+        assert len(load_candles("binance", "BTC/USDT", "1m", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse)) == 290

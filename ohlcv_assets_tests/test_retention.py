@@ -2,6 +2,10 @@
 are stored and agree, refused (and told why) otherwise, and the dropped range is `retired`, not a gap."""
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 
 import dagster as dg
 import numpy as np
@@ -12,7 +16,7 @@ from ohlcv_assets.assets.maintenance import build_retention_asset
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.gap_scan import scan
 from ohlcv_assets.gaps import FILLABLE, RETIRED
-from ohlcv_assets.intervals import DAY_MS, HOUR_MS, MINUTE_MS, day_bounds_ms, now_ms
+from ohlcv_assets.intervals import DAY_MS, HOUR_MS, MINUTE_MS, day_bounds_ms, ms_to_iso, now_ms
 from ohlcv_assets.quality import aggregate
 from ohlcv_assets.resources import WarehouseResource
 from ohlcv_assets.universe import parse_universe
@@ -164,3 +168,31 @@ def test_a_retired_range_is_reported_retired_not_missing(simulator, warehouse):
     assert all(g.start_ms >= month_end for g in result.gaps if g.reason == FILLABLE)
     records = gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m")
     assert [(r.reason, r.status) for r in records if r.reason == RETIRED] == [(RETIRED, "unfillable")]
+
+
+def test_status_shows_retired_ranges_and_counts_no_retired_day_as_a_source(simulator, warehouse, tmp_path):
+    """`ohlcv-status` (the installed command, reading this warehouse): the dropped month is listed
+    as retired, and its days leave `day_sources`; the kept day still counts."""
+    start = LAST_MONTH + dt.timedelta(days=20)
+    text = universe_yaml(simulator.url).replace("start: 2026-10-01", f"start: {start}") + \
+        "retention: {1m: {keep_days: %d}}\n" % KEEP_DAYS
+    universe = parse_universe(text)
+    instrument = universe.instrument("binance.BTC-USDT")
+    source = CcxtCandleSource("binance", universe.exchanges["binance"])
+    now = now_ms()
+    for day in (start, start + dt.timedelta(days=1), TODAY - dt.timedelta(days=1) if TODAY > THIS_MONTH else TODAY):
+        for interval in ("1m", "1h", "1d"):
+            ingest_day(source, warehouse, instrument, interval, day, now)
+    assert _retain(universe, warehouse.url).metadata["candles_dropped"].value == 2 * 1440
+
+    (tmp_path / "universe.yaml").write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env.update({"OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse.url})
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ohlcv-status"), "--json"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {(r["symbol"], r["interval"]): r for r in json.loads(out.stdout)}
+    btc = rows[("BTC/USDT", "1m")]
+    assert btc["retired"] == [f"{ms_to_iso(day_bounds_ms(LAST_MONTH)[0])}..{ms_to_iso(day_bounds_ms(THIS_MONTH)[0])} (2,880 candles)"]
+    assert btc["day_sources"] == {"rest": 1}, btc
+    assert rows[("BTC/USDT", "1h")]["retired"] == [] and rows[("BTC/USDT", "1h")]["day_sources"] == {"rest": 3}

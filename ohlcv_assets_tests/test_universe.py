@@ -1,6 +1,7 @@
 """Every bad universe fails at load time with one clear message naming the entry."""
 
 import datetime as dt
+import os
 
 import pytest
 
@@ -127,3 +128,22 @@ def test_loading_the_code_location_imports_neither_ccxt_nor_alembic():
              "print(sorted({m.split('.')[0] for m in sys.modules} & {'ccxt', 'alembic'}))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_code_location_resolves_relative_paths_where_dagster_was_started(universe_file, tmp_path, monkeypatch):
+    """`dagster dev` loads the code location in its own process; its runs start elsewhere: the
+    settings are made absolute at load, and a SQLite directory that does not exist fails the load."""
+    from ohlcv_assets import definitions
+    from ohlcv_assets.settings import ConfigurationError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OHLCV_UNIVERSE", universe_file.name)
+    monkeypatch.setenv("OHLCV_WAREHOUSE_URL", "sqlite:///w.db")
+    loaded = definitions.defs.load_fn()
+    assert os.environ["OHLCV_UNIVERSE"] == str(universe_file)
+    assert os.environ["OHLCV_WAREHOUSE_URL"] == f"sqlite:///{tmp_path / 'w.db'}"
+    assert loaded.resources["exchange"].universe_path == str(universe_file)
+    monkeypatch.setenv("OHLCV_WAREHOUSE_URL", "sqlite:///nowhere/w.db")
+    with pytest.raises(ConfigurationError, match=f"is in {tmp_path / 'nowhere'}, which does not exist"):
+        definitions.defs.load_fn()
+    assert not (tmp_path / "nowhere").exists()

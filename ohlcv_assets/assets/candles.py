@@ -15,13 +15,21 @@ from ohlcv_assets.dagster_internals import (check_target, latest_materialization
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import now_ms
-from ohlcv_assets.names import MAX_PARTITIONS_PER_RUN, candles_key, freshness_windows, venue_pool
+from ohlcv_assets.names import (
+    MAX_PARTITIONS_PER_RUN,
+    UNIVERSE_METADATA,
+    WAREHOUSE_METADATA,
+    candles_key,
+    freshness_windows,
+    venue_pool,
+)
 from ohlcv_assets.partitions import candle_partitions, split_key
 from ohlcv_assets.quality import CheckOutcome, check_stored_days, checks_for
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.settings import egress_address
-from ohlcv_assets.universe import Universe
+from ohlcv_assets.universe import Universe, universe_in_use
 from ohlcv_assets.validation import CandleValidationError
+from ohlcv_assets.warehouse.store import public_url
 
 CANDLES_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
@@ -138,6 +146,7 @@ def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey,
     evaluations as another. Returns
     the evaluations that block, for the step to yield."""
     config = universe.exchanges[instrument.exchange]
+    recorded = {UNIVERSE_METADATA: str(universe_in_use(exchange.universe_path or None)), WAREHOUSE_METADATA: public_url(warehouse.warehouse.url)}
     blocked = []
     for batch in ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, days, now,
                              workers=config.fetch_concurrency, on_progress=lambda p: reporter.update(instrument.label(), p),
@@ -147,7 +156,7 @@ def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey,
         written = [(str(keys[(instrument.key, day)]), day, report) for day, report in batch]
         log_materializations(context, [
             dg.AssetMaterialization(asset_key=asset_key, partition=partition,
-                                    metadata={**report.as_metadata(), **checked[day][1].as_metadata()})
+                                    metadata={**report.as_metadata(), **checked[day][1].as_metadata(), **recorded})
             for partition, day, report in written])
         for _, day, report in written:
             if report.note:

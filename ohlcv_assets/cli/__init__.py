@@ -2,13 +2,17 @@
 
 import sys
 
-from ohlcv_assets.universe import Universe, UniverseError, load_universe
+from ohlcv_assets.settings import ConfigurationError, resolve_environment
+from ohlcv_assets.universe import Universe, load_universe
 
 
-def universe_or_exit(prog: str) -> Universe:
-    """The universe, or a one-line error naming the offending entries and exit status 2."""
+def universe_or_exit(prog: str, dagster_home: bool = True) -> Universe:
+    """The universe, or a one-line error naming the offending entries and exit status 2. Path
+    settings are made absolute first (against the working directory the command was started in),
+    and a missing universe file, DAGSTER_HOME or SQLite directory is such an error too."""
     try:
+        resolve_environment(dagster_home=dagster_home)
         return load_universe()
-    except UniverseError as err:
+    except ConfigurationError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -6,6 +6,11 @@ instrument, so the partitions, the gap reports and the checks fill in the UI whi
     ohlcv-demo               # UI on http://127.0.0.1:3000, Ctrl-C stops everything
     ohlcv-demo --once        # run to the end, print the summary, stop everything, exit
 
+Each demo keeps its own home: the bundled one ``.demo``, one of another universe (``OHLCV_UNIVERSE``)
+or simulated market (``--simulator-config``) ``.demo/<file name>``. A home records which universe
+and market made it (``demo.json``): a demo of another one is refused there, naming both, since
+candles of two simulated markets under one name disagree.
+
 The demo owns every process it starts: each child runs in its own process group with SIGINT at
 its default (a demo started in the background inherits SIGINT ignored, which `dagster dev` would
 then ignore too); on the way out, runs still in flight are given time to finish, then the groups
@@ -15,6 +20,8 @@ last.
 
 import argparse
 import datetime as dt
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -26,6 +33,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ohlcv_assets.cli import universe_or_exit
 from ohlcv_assets.cli.dagster_api import (
     DagsterApiError,
     launch_backfill,
@@ -38,8 +46,8 @@ from ohlcv_assets.cli.processes import spawn, stop_group
 from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import REASON_TAG, instruments_partitions_name, partition_key_string, scan_job_name
 from ohlcv_assets.partitions import sync_instrument_partitions
-from ohlcv_assets.settings import DAGSTER_HOME_ENV, warehouse_url
-from ohlcv_assets.universe import Universe, load_universe
+from ohlcv_assets.settings import DAGSTER_HOME_ENV, ConfigurationError, warehouse_url
+from ohlcv_assets.universe import Universe, universe_in_use, universe_path
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -47,6 +55,39 @@ SIMULATOR_URL_ENV = "OHLCV_SIMULATOR_URL"
 PROJECT = Path(__file__).resolve().parents[2]  # dagster.yaml and workspace.yaml of the checkout
 DRAIN_SECONDS = 90
 RECHECK_SECONDS = 240
+DEMO_HOME = Path(".demo")
+DEMO_RECORD = "demo.json"
+BUNDLED_SIMULATOR = Path(__file__).resolve().parents[1] / "demo_simulator.yaml"
+
+
+def default_home(universe: Path | None, simulator_config: Path | None) -> Path:
+    """``.demo`` for the bundled demo; ``.demo/<universe file name>`` (else the market's) for another."""
+    chosen = universe or simulator_config
+    return DEMO_HOME if chosen is None else DEMO_HOME / chosen.stem
+
+
+def demo_record(universe: Path, simulator_config: Path | None) -> dict[str, str]:
+    """What makes a demo's candles: its universe file and its simulated market (by content: an
+    edited market serves other candles)."""
+    market = simulator_config or BUNDLED_SIMULATOR
+    return {"universe": str(universe), "simulator": str(market), "simulator_sha256": hashlib.sha256(market.read_bytes()).hexdigest()}
+
+
+def claim_home(home: Path, record: dict[str, str], own: Path | None = None) -> None:
+    """Records which demo the home holds; refuses a home another demo made (``own``: this demo's
+    default home, suggested instead)."""
+    path = home / DEMO_RECORD
+    if path.is_file():
+        held = json.loads(path.read_text())
+        if (held.get("universe"), held.get("simulator_sha256")) != (record["universe"], record["simulator_sha256"]):
+            raise ConfigurationError(
+                f"{home.resolve()} holds the demo of the universe {held.get('universe')} on the simulated market "
+                f"{held.get('simulator')}; this demo is the universe {record['universe']} on {record['simulator']}, "
+                "whose candles would disagree with those stored: "
+                + (f"leave out --home (this demo's own is {own}), give another, " if own and own != home else "give it another --home, ")
+                + f"or delete {home.resolve()} to start over")
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def declared_partitions(universe: Universe, interval: str, today: dt.date) -> list[str]:
@@ -129,35 +170,54 @@ def summary(universe: Universe, instance: dg.DagsterInstance, partitions: int, s
         f"  candles stored:        {stored:,}",
         "  missing candles found: " + (", ".join(f"{k}: {v}" for k, v in sorted(by_status.items())) or "none"),
         "  checks failing:        " + ("; ".join(f"{k} for {', '.join(v)}" for k, v in failing.items()) or "none"),
-        "", "  Inspect with:  DAGSTER_HOME=" + os.environ[DAGSTER_HOME_ENV] + " ohlcv-status", "",
+        "", "  Inspect with:  " + inspect_command(universe), "",
     ]
     return "\n".join(lines), ok
+
+
+def inspect_command(universe: Universe) -> str:
+    """The status command for this demo, as typed from anywhere: ohlcv-status reads the universe
+    and warehouse the instance recorded; API keys the universe names must be set as for the demo."""
+    keys = sorted({e.api_key_env for e in universe.exchanges.values() if e.api_key_env})
+    needs = f"   (with {', '.join(keys)} set as for the demo)" if keys else ""
+    return f"DAGSTER_HOME={os.environ[DAGSTER_HOME_ENV]} {Path(sys.executable).parent / 'ohlcv-status'}{needs}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the ohlcv_assets demo offline.")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port")
     parser.add_argument("--simulator-port", type=int, default=8765)
-    parser.add_argument("--home", default=".demo", help="where the demo keeps its Dagster instance and warehouse")
+    parser.add_argument("--home", help="where the demo keeps its Dagster instance and warehouse (default: .demo for the "
+                                       "bundled demo, .demo/<universe file name> for another universe)")
     parser.add_argument("--once", action="store_true", help="exit when the backfill and the gap scans have finished")
     parser.add_argument("--simulator-config", help="the simulated market and venues (default: the bundled Binance market); "
                                                    "pair it with OHLCV_UNIVERSE, e.g. examples/all_venues_*.yaml")
     args = parser.parse_args(argv)
 
-    dagster_home = (Path(args.home) / "dagster_home").resolve()
+    simulator_url = f"http://127.0.0.1:{args.simulator_port}"
+    os.environ[SIMULATOR_URL_ENV] = simulator_url  # before the universe: its api_url may refer to it
+    universe = universe_or_exit("ohlcv-demo", dagster_home=False)  # relative paths made absolute: children run elsewhere
+    simulator_config = Path(args.simulator_config).resolve() if args.simulator_config else None
+    home = Path(args.home) if args.home else default_home(universe_path(), simulator_config)
+    try:
+        if simulator_config is not None and not simulator_config.is_file():
+            raise ConfigurationError(f"--simulator-config: {args.simulator_config} ({simulator_config}) does not exist")
+        claim_home(home, demo_record(universe_in_use(), simulator_config), default_home(universe_path(), simulator_config))
+    except ConfigurationError as err:
+        print(f"ohlcv-demo: {err}", file=sys.stderr)
+        return 2
+    dagster_home = (home / "dagster_home").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT / "dagster.yaml", dagster_home / "dagster.yaml")
-    simulator_url = f"http://127.0.0.1:{args.simulator_port}"
-    os.environ.update({DAGSTER_HOME_ENV: str(dagster_home), SIMULATOR_URL_ENV: simulator_url})
+    os.environ[DAGSTER_HOME_ENV] = str(dagster_home)
     env = dict(os.environ)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
     children = ProcessGroups()
     code = 1
     with dg.DagsterInstance.get() as instance:
         try:
-            universe = load_universe()
             print(f"warehouse: {warehouse_url()}\nDagster instance: {dagster_home}\nlogs: {dagster_home}/*.log", flush=True)
-            market = ["--config", str(Path(args.simulator_config).resolve())] if args.simulator_config else []
+            market = ["--config", str(simulator_config)] if simulator_config else []
             children.start("simulator", ["-m", "ohlcv_assets.simulator", "--port", str(args.simulator_port), *market],
                            env, dagster_home, dagster_home / "simulator.log")
             wait_for_simulator(simulator_url)

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
+from ohlcv_assets.settings import check_sqlite_directory
 from ohlcv_assets.warehouse.partitioning import Span, ensure_partitions, spans_covering
 from ohlcv_assets.warehouse.schema import candles
 
@@ -42,6 +43,12 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+def public_url(url: str) -> str:
+    """The URL as it may be shown and recorded: driver, user, host, port, database; never the
+    password or the query (which may carry one)."""
+    return sa.make_url(normalise_url(url)).set(query={}).render_as_string(hide_password=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +99,43 @@ class WarehouseMissing(RuntimeError):
     """A read-only tool found no warehouse (or an empty one) where the settings point."""
 
 
+class NotInWarehouse(LookupError):
+    """Candles of an instrument or interval the warehouse has never held were asked for; the
+    message names the ones it holds."""
+
+
+HELD_SHOWN = 40  # instrument-intervals named in a message; the rest are counted
+
+
+def held_instruments(warehouse: Warehouse, limit: int = 10_000) -> list[tuple[str, str, str]]:
+    """The (exchange, symbol, interval) the warehouse holds candles of, in key order, found by
+    walking the primary key (one index probe per instrument-interval, never a scan of the
+    candles): for messages, not for a hot path."""
+    key = (candles.c.exchange, candles.c.symbol, candles.c.timeframe)
+    found: list[tuple[str, str, str]] = []
+    with warehouse.engine.connect() as conn:
+        while len(found) < limit:
+            query = sa.select(*key).order_by(*key).limit(1)
+            if found:
+                query = query.where(sa.tuple_(*key) > sa.tuple_(*(sa.literal(v) for v in found[-1])))
+            row = conn.execute(query).first()
+            if row is None:
+                break
+            found.append(tuple(row))
+    return found
+
+
+def describe_held(held: list[tuple[str, str, str]]) -> str:
+    """``binance BTC/USDT (1m, 1h); kraken BTC/USD (1h)``, the first ``HELD_SHOWN`` of them."""
+    if not held:
+        return "no candles"
+    by_instrument: dict[tuple[str, str], list[str]] = {}
+    for exchange, symbol, interval in held[:HELD_SHOWN]:
+        by_instrument.setdefault((exchange, symbol), []).append(interval)
+    text = "; ".join(f"{e} {s} ({', '.join(i)})" for (e, s), i in by_instrument.items())
+    return text + (f"; and {len(held) - HELD_SHOWN} more instrument-intervals" if len(held) > HELD_SHOWN else "")
+
+
 class Warehouse:
     def __init__(self, url: str):
         self.url = normalise_url(url)
@@ -138,9 +182,7 @@ class Warehouse:
                 dbapi_connection.commit()
 
             return engine
-        database = sa.make_url(self.url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite_directory(self.url)  # SQLite would create the file, never its directory: no quiet new tree
         engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
         @sa.event.listens_for(engine, "connect")
