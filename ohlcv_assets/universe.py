@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ohlcv_assets.errors import HopelessError
 from ohlcv_assets.intervals import interval_ms, resolve_day
 from ohlcv_assets.sessions import Sessions, sessions_for
 from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, profile_for
@@ -27,7 +28,7 @@ UNIVERSE_ENV = "OHLCV_UNIVERSE"
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
-class UniverseError(ValueError):
+class UniverseError(HopelessError, ValueError):
     """The universe file is invalid; the message names every offending entry."""
 
 
