@@ -291,5 +291,5 @@ def pool_slot(context: dg.AssetExecutionContext, pool: str, poll_seconds: float 
 def hopeless_failure(context: dg.AssetExecutionContext, description: str, metadata: dict | None = None) -> dg.Failure:
     """The failure of a step that no retry can heal: neither the step's RetryPolicy
     (``allow_retries=False``) nor run retries (its run is tagged first) try it again."""
-    context.instance.add_run_tags(context.run_id, {RETRY_ON_ASSET_OR_OP_FAILURE_TAG: "false"})
+    context.instance.add_run_tags(context.run.run_id, {RETRY_ON_ASSET_OR_OP_FAILURE_TAG: "false"})
     return dg.Failure(description=description, metadata=metadata, allow_retries=False)

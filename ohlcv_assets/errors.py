@@ -27,7 +27,7 @@ class AuthenticationFailed(HopelessError):
 
     def __init__(self, venue: str, message: str):
         super().__init__(f"{venue}: authentication failed: {message}")
-        self.venue = venue
+        self.venue, self.detail = venue, message
 
 
 class VenueUnreachable(HopelessError):

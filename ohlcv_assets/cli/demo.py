@@ -26,6 +26,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ohlcv_assets.cli import failure_cause, one_line_errors
 from ohlcv_assets.cli.dagster_api import (
     DagsterApiError,
     launch_backfill,
@@ -134,6 +135,26 @@ def summary(universe: Universe, instance: dg.DagsterInstance, partitions: int, s
     return "\n".join(lines), ok
 
 
+def failed_runs(instance: dg.DagsterInstance) -> dict[str, int]:
+    """The causes of the runs that failed, each with how many runs it failed."""
+    causes: dict[str, int] = {}
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE])):
+        events = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        cause = failure_cause(e.dagster_event for e in events if e.dagster_event is not None)
+        causes[cause] = causes.get(cause, 0) + 1
+    return causes
+
+
+def check_warehouse(url: str) -> None:
+    """A warehouse URL that cannot work (unknown scheme, nothing listening) is named before anything starts."""
+    warehouse = Warehouse(url)
+    try:
+        warehouse.open_and_migrate()
+    finally:
+        warehouse.dispose()
+
+
+@one_line_errors("ohlcv-demo")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the ohlcv_assets demo offline.")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port")
@@ -156,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.get() as instance:
         try:
             universe = load_universe()
+            check_warehouse(warehouse_url())
             print(f"warehouse: {warehouse_url()}\nDagster instance: {dagster_home}\nlogs: {dagster_home}/*.log", flush=True)
             market = ["--config", str(Path(args.simulator_config).resolve())] if args.simulator_config else []
             children.start("simulator", ["-m", "ohlcv_assets.simulator", "--port", str(args.simulator_port), *market],
@@ -201,6 +223,9 @@ def run_demo(universe: Universe, instance: dg.DagsterInstance, webserver: str, c
     drain(instance, DRAIN_SECONDS)
     text, ok = summary(universe, instance, partitions, statuses, scan_statuses)
     print(text, flush=True)
+    causes = failed_runs(instance)
+    if causes:  # the closing line says why
+        print("ohlcv-demo: runs failed: " + "; ".join(f"{c} ({n} runs)" for c, n in causes.items()), file=sys.stderr, flush=True)
     if once:
         return 0 if ok else 1
     while not children.dead():

@@ -15,7 +15,8 @@ import sys
 
 import dagster as dg
 
-from ohlcv_assets.cli import universe_or_exit
+from ohlcv_assets.cli import one_line_errors, universe_or_exit
+from ohlcv_assets.errors import ConfigurationError
 from ohlcv_assets.intervals import now_ms
 from ohlcv_assets.monitoring import health, healthy, instrument_rows
 from ohlcv_assets.settings import DAGSTER_HOME_ENV, describe_warehouse_setting, warehouse_url
@@ -42,6 +43,7 @@ def _cell(value) -> str:
     return str(value)
 
 
+@one_line_errors("ohlcv-status")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ohlcv-status", description="State of every instrument and interval.")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     warehouse, problem = None, None
     try:
         warehouse = Warehouse.open_existing(url)
-    except WarehouseMissing as err:
+    except (WarehouseMissing, ConfigurationError) as err:
         problem = f"{err} ({describe_warehouse_setting()})"
         if not args.health:
             print(f"ohlcv-status: {problem}", file=sys.stderr)
