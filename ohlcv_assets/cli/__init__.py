@@ -8,6 +8,7 @@ import dagster as dg
 
 from ohlcv_assets.errors import HopelessError
 from ohlcv_assets.universe import Universe, UniverseError, load_universe
+from ohlcv_assets.warehouse.store import Warehouse
 
 
 def universe_or_exit(prog: str) -> Universe:
@@ -53,3 +54,13 @@ def failure_cause(events: Iterable[dg.DagsterEvent], limit: int = 500) -> str:
             line = " ".join(text.split())
             return line if len(line) <= limit else line[:limit - 1] + "…"
     return "see the run's log"
+
+
+def check_warehouse(url: str) -> None:
+    """A warehouse URL that cannot work (unknown scheme, nothing listening at it) is named before
+    anything runs; otherwise its schema is brought to the head, as a run would."""
+    warehouse = Warehouse(url)
+    try:
+        warehouse.open_and_migrate()
+    finally:
+        warehouse.dispose()

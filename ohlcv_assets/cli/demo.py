@@ -26,7 +26,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ohlcv_assets.cli import failure_cause, one_line_errors
+from ohlcv_assets.cli import check_warehouse, failure_cause, one_line_errors
 from ohlcv_assets.cli.dagster_api import (
     DagsterApiError,
     launch_backfill,
@@ -143,15 +143,6 @@ def failed_runs(instance: dg.DagsterInstance) -> dict[str, int]:
         cause = failure_cause(e.dagster_event for e in events if e.dagster_event is not None)
         causes[cause] = causes.get(cause, 0) + 1
     return causes
-
-
-def check_warehouse(url: str) -> None:
-    """A warehouse URL that cannot work (unknown scheme, nothing listening) is named before anything starts."""
-    warehouse = Warehouse(url)
-    try:
-        warehouse.open_and_migrate()
-    finally:
-        warehouse.dispose()
 
 
 @one_line_errors("ohlcv-demo")

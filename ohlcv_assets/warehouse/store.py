@@ -142,7 +142,10 @@ class Warehouse:
                     raise WarehouseMissing(f"the warehouse at {shown} holds no candles yet")
         except sa.exc.SQLAlchemyError as err:
             warehouse.dispose()
-            raise WarehouseMissing(f"the warehouse at {shown} cannot be read: {type(err).__name__}: {getattr(err, 'orig', None) or err}"[:500]) from None
+            if connection_refused(err):
+                raise WarehouseMissing(f"no warehouse answers at {shown} (connection refused)") from None
+            detail = " ".join(str(getattr(err, "orig", None) or err).split())  # one line
+            raise WarehouseMissing(f"the warehouse at {shown} cannot be read: {type(err).__name__}: {detail}"[:500]) from None
         except WarehouseMissing:
             warehouse.dispose()
             raise
