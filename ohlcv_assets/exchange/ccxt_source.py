@@ -5,8 +5,8 @@ ccxt raises on the first failure; here every request goes through the shared ret
 ``EAPI:Rate limit exceeded`` comes with HTTP 200) wait, transient failures (5xx, timeouts, network
 errors, truncated JSON) back off, and errors that cannot succeed (unknown symbol, bad interval,
 other 4xx) fail at once; refused credentials or permissions (ccxt's ``AuthenticationError`` and
-``PermissionDenied``, from each venue's own error form) fail the run as ``AuthenticationFailed``. Pages are as long as the venue's profile says (Binance 1,000, Kraken 720,
-Coinbase 300).
+``PermissionDenied``, from each venue's own error form) fail the run as ``AuthenticationFailed``.
+Pages are as long as the venue's profile says (Binance 1,000, Kraken 720, Coinbase 300).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import numpy as np
 import orjson
 
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS, widen
+from ohlcv_assets.errors import AuthenticationFailed
 from ohlcv_assets.exchange.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import RateBudget
-from ohlcv_assets.errors import AuthenticationFailed
 from ohlcv_assets.exchange.retrying import (
     AUTH,
     PERMANENT,
