@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from ohlcv_assets.cli.ohlcv import main as ohlcv_main
+from ohlcv_assets.cli.status import main as status_main
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
 from ohlcv_assets.names import candles_key
 from ohlcv_assets.warehouse.store import Warehouse
@@ -165,17 +166,18 @@ def test_hopeless_errors_fail_the_first_attempt_with_the_cause_on_the_closing_li
             assert failed.tags.get("dagster/will_retry") == "false"
 
 
-def test_a_configuration_error_is_one_line_from_every_cli(tmp_path):
-    """A missing API key (a universe error) and an unknown warehouse scheme: each command says so
-    in one line, exit status 2, no traceback, before it starts anything (the demo: no simulator,
-    no Dagster)."""
+def test_a_configuration_error_is_one_line_from_every_cli(tmp_path, monkeypatch, capsys):
+    """A missing API key (a universe error), an unknown warehouse scheme, nothing listening at the
+    warehouse: each command says so in one line, exit status 2, no traceback, before it starts
+    anything (the demo: no simulator, no Dagster). The installed commands run as subprocesses for
+    the first case and the demo; the rest call their main() in this process (the same code)."""
     missing_key = tmp_path / "universe.yaml"
     missing_key.write_text("exchanges:\n  polygon: {venue: polygon, api_key_env: OHLCV_TEST_UNSET_KEY}\ninstruments:\n"
                            "  - {exchange: polygon, symbol: AAPL, intervals: [1m], start: 2026-10-01}\n")
     crypto = tmp_path / "crypto.yaml"
     crypto.write_text(universe_yaml(f"http://127.0.0.1:{closed_port()}"))
-    base = {k: v for k, v in os.environ.items() if k not in ("OHLCV_WAREHOUSE_URL", "OHLCV_TEST_UNSET_KEY")}
     port = closed_port()
+    mains = {"ohlcv": ohlcv_main, "ohlcv-status": status_main}
     for n, (extra, message) in enumerate((
         ({"OHLCV_UNIVERSE": str(missing_key)}, "the API key variable OHLCV_TEST_UNSET_KEY is not set"),
         ({"OHLCV_UNIVERSE": str(crypto), "OHLCV_WAREHOUSE_URL": "sqllite:///w.db"},
@@ -183,16 +185,24 @@ def test_a_configuration_error_is_one_line_from_every_cli(tmp_path):
         ({"OHLCV_UNIVERSE": str(crypto), "OHLCV_WAREHOUSE_URL": f"postgresql://postgres@127.0.0.1:{port}/ohlcv"},
          f"no warehouse answers at postgresql+psycopg://postgres@127.0.0.1:{port}/ohlcv (connection refused)"),
     )):
-        env = {**base, **extra, "DAGSTER_HOME": str(tmp_path / f"home{n}")}
-        (tmp_path / f"home{n}").mkdir()
-        shutil.copyfile(REPO / "dagster.yaml", tmp_path / f"home{n}" / "dagster.yaml")
-        for command in (["ohlcv", "backfill", "1m", "all", str(PLAIN_DAY)], ["ohlcv-status"], ["ohlcv-status", "--health"],
+        home = tmp_path / f"home{n}"
+        home.mkdir()
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+        env = {**{k: v for k, v in os.environ.items() if k not in ("OHLCV_WAREHOUSE_URL", "OHLCV_TEST_UNSET_KEY")},
+               **extra, "DAGSTER_HOME": str(home)}
+        for command in (["ohlcv", "backfill", "1m", "all", str(PLAIN_DAY)], ["ohlcv-status"],
                         ["ohlcv-demo", "--once", "--home", str(tmp_path / f"demo{n}"), "--port", str(closed_port())]):
-            out = run([f"{BIN}/{command[0]}", *command[1:]], env, tmp_path)
-            if command[-1] == "--health" and "warehouse" in message:  # the health report names it beside the other parts
-                assert out.returncode == 1 and f"warehouse                FAIL {message}" in out.stdout, out.stdout
-                continue
-            assert out.returncode == 2 and "Traceback" not in out.stderr, (command, out.stderr[-2000:])
-            [line] = out.stderr.strip().splitlines()
+            if n == 0 or command[0] == "ohlcv-demo":
+                out = run([f"{BIN}/{command[0]}", *command[1:]], env, tmp_path)
+                code, stderr = out.returncode, out.stderr
+            else:
+                monkeypatch.delenv("OHLCV_WAREHOUSE_URL", raising=False)
+                for key, value in {**extra, "DAGSTER_HOME": str(home)}.items():
+                    monkeypatch.setenv(key, value)
+                code, stderr = mains[command[0]](command[1:]), capsys.readouterr().err
+            assert code == 2 and "Traceback" not in stderr, (command, stderr[-2000:])
+            [line] = stderr.strip().splitlines()
             assert line.startswith(f"{command[0]}: ") and message in line, (command, line)
         assert not (tmp_path / f"demo{n}" / "dagster_home" / "simulator.log").exists()
+        if n == 1:  # the health report names it beside the other parts
+            assert status_main(["--health"]) == 1 and f"warehouse                FAIL {message}" in capsys.readouterr().out
