@@ -26,6 +26,10 @@ pins them, so an upgrade that moves them fails there, not in a sensor at 3 a.m.)
   materializations): with ``DAGSTER_EVENT_BATCH_SIZE`` set, as the PostgreSQL instance storage sets
   it, a batch is one write instead of one per event. A failed blocking check is yielded instead, so
   that Dagster fails the step at its end as it does for any.
+- A step that fails for a reason no retry can heal tells run retries (``run_retries`` in
+  dagster.yaml) not to relaunch its run: Dagster decides when the run's failure is stored, from the
+  run's tags, and a step failure is not retried when ``dagster/retry_on_asset_or_op_failure`` is
+  false, so the step sets that tag on its own run before it fails.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.instance.types import CachingDynamicPartitionsLoader
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 from dagster_shared.check import CheckError
 
 from ohlcv_assets.names import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
@@ -281,3 +286,10 @@ def pool_slot(context: dg.AssetExecutionContext, pool: str, poll_seconds: float 
             yield
         finally:
             slots.free_step(claim_key)
+
+
+def hopeless_failure(context: dg.AssetExecutionContext, description: str, metadata: dict | None = None) -> dg.Failure:
+    """The failure of a step that no retry can heal: neither the step's RetryPolicy
+    (``allow_retries=False``) nor run retries (its run is tagged first) try it again."""
+    context.instance.add_run_tags(context.run.run_id, {RETRY_ON_ASSET_OR_OP_FAILURE_TAG: "false"})
+    return dg.Failure(description=description, metadata=metadata, allow_retries=False)

@@ -26,7 +26,7 @@ from ohlcv_assets.day_report import DayTodo, PartitionReport
 from ohlcv_assets.exchange.source import (
     CandleSource,
     FetchStats,
-    PermanentFetchError,
+    NotListed,
     fetch_closed_candles,
     history_start_ms,
 )
@@ -111,13 +111,16 @@ def fetch_windows(source: CandleSource, symbol: str, interval: str, windows: Ite
 
 def find_delisting(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
                    now_ms: int) -> Delisting | None:
-    """Whether the venue stopped trading the instrument, recorded in the warehouse either way. A
-    symbol the venue marks inactive ends with the last candle it serves; one gone from its markets
-    ends with the last candle stored (with none stored, it is a symbol the venue never had: an error)."""
+    """Whether the venue stopped trading the instrument, recorded in the warehouse either way, from
+    positive evidence only: the venue's market (or ticker) list loaded and marks the symbol inactive
+    or does not hold it (``NotListed``); any error (refused credentials, a venue out of reach) is
+    raised, nothing recorded. A symbol the venue marks inactive ends with the last candle it serves;
+    one gone from its markets ends with the last candle stored (with none stored, it is a symbol
+    the venue never had: an error)."""
     step = interval_ms(interval)
     try:
         trading = source.check_symbol(instrument.symbol)
-    except PermanentFetchError:
+    except NotListed:
         last = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
         if last is None:
             raise

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from ohlcv_assets.archive import ArchiveUnavailable
 from ohlcv_assets.archive.formats import build_archive
 from ohlcv_assets.dagster_internals import failing_check_partitions
+from ohlcv_assets.errors import AuthenticationFailed
 from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.gap_scan import settled_end_ms
 from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms, utc_day
@@ -307,7 +308,9 @@ def health(universe: Universe, warehouse: Warehouse | None, warehouse_problem: s
         try:
             build_source(name, config.model_copy(update={"timeout_seconds": 5})).ping()
             report[f"exchange {name}"] = "ok"
-        except Exception as err:  # any failure means unreachable; the message says which
+        except AuthenticationFailed as err:  # the venue answered, and refused the key or the plan
+            report[f"exchange {name}"] = f"FAIL authentication failed: {err.detail}"
+        except Exception as err:  # any other failure means unreachable; the message says which
             report[f"exchange {name}"] = f"FAIL unreachable: {type(err).__name__}"
     for name, config in universe.exchanges.items():
         if config.archive is not None:

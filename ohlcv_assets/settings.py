@@ -17,17 +17,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ohlcv_assets.errors import ConfigurationError
+
 WAREHOUSE_URL_ENV = "OHLCV_WAREHOUSE_URL"
 EGRESS_ADDRESS_ENV = "OHLCV_EGRESS_ADDRESS"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 WAREHOUSE_FILE = "warehouse.db"
 UNIVERSE_ENV = "OHLCV_UNIVERSE"
 ARCHIVE_CACHE_ENV = "OHLCV_ARCHIVE_CACHE"
-
-
-class ConfigurationError(ValueError):
-    """A setting that cannot work (a path that does not exist, a URL that cannot be opened): the
-    message names the setting, the value as given and, for a path, where it was looked for."""
 
 
 def sqlite_path(url: str) -> str | None:

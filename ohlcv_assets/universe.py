@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ohlcv_assets.intervals import interval_ms, resolve_day
 from ohlcv_assets.sessions import Sessions, sessions_for
-from ohlcv_assets.settings import UNIVERSE_ENV, ConfigurationError
+from ohlcv_assets.errors import ConfigurationError
+from ohlcv_assets.settings import UNIVERSE_ENV
 from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, profile_for
 
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -13,11 +14,12 @@ import dagster as dg
 import pytest
 
 from ohlcv_assets.cli.ohlcv import main as ohlcv_main
+from ohlcv_assets.cli.status import main as status_main
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
 from ohlcv_assets.names import candles_key
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles
+from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles, universe_yaml
 
 BIN = os.path.dirname(sys.executable)
 
@@ -104,3 +106,103 @@ def test_a_broken_universe_is_named_by_every_cli(tmp_path):
         assert out.returncode == 2, out.stderr[-1000:]
         assert out.stderr.startswith(f"{command[0]}: {broken}: instruments[0] (binance BTC/USDT)"), out.stderr[-1000:]
         assert "Traceback" not in out.stderr
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound once by the system's choice, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def step_attempts(home) -> list[int]:
+    """Per run of the instance: how many times its step started (1: no step retry)."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return [len(instance.all_logs(r.run_id, of_type=dg.DagsterEventType.STEP_START)) for r in instance.get_runs()]
+
+
+def test_hopeless_errors_fail_the_first_attempt_with_the_cause_on_the_closing_line(simulator, tmp_path):
+    """Nothing listening at the venue, a symbol the venue does not list, a warehouse URL with an
+    unknown scheme or nothing listening at it: no retry can heal them, so the run fails on its first
+    attempt (one step start, no step retries: the warehouse cases took a minute of them before) and
+    run retries (on in dagster.yaml) will not relaunch it; the cause is ``ohlcv backfill``'s closing
+    line, and the failure Dagster's own CLI prints."""
+    venue_port, warehouse_port = closed_port(), closed_port()
+    venue_down = tmp_path / "venue_down.yaml"
+    venue_down.write_text(universe_yaml(f"http://127.0.0.1:{venue_port}"))
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(universe_yaml(simulator.url, "  - {exchange: binance, symbol: DOGE/USDT, intervals: [1m], start: 2026-10-01}\n"))
+    good = tmp_path / "universe.yaml"
+    good.write_text(universe_yaml(simulator.url))
+    cases = [  # command, universe, warehouse URL (None: the default), what the cause says
+        ("ohlcv", venue_down, None, f"binance: no venue answers at http://127.0.0.1:{venue_port}/api/v3 (connection refused)"),
+        ("ohlcv", unknown, None, "binance (binance) does not list 'DOGE/USDT'"),
+        ("dagster", good, "sqllite:///" + str(tmp_path / "w.db"), f"warehouse URL sqllite:///{tmp_path / 'w.db'}: unknown scheme 'sqllite'"),
+        ("dagster", good, f"postgresql://postgres@127.0.0.1:{warehouse_port}/ohlcv",
+         f"no warehouse answers at postgresql+psycopg://postgres@127.0.0.1:{warehouse_port}/ohlcv (connection refused)"),
+    ]
+    for n, (command, universe, url, cause) in enumerate(cases):
+        home = tmp_path / f"home{n}"
+        home.mkdir()
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+        env = {k: v for k, v in os.environ.items() if k != "OHLCV_WAREHOUSE_URL"}
+        env.update({"DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe), **({"OHLCV_WAREHOUSE_URL": url} if url else {})})
+        if command == "ohlcv":
+            instrument = "binance.DOGE-USDT" if universe == unknown else "binance.BTC-USDT"
+            out = run([f"{BIN}/ohlcv", "backfill", "1m", instrument, str(PLAIN_DAY)], env, tmp_path)
+            closing = out.stdout.strip().splitlines()[-1]
+            assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+            assert closing.startswith(f"candles/1m: 1 instruments, 0 candles written, 1 runs FAILED ({instrument} {PLAIN_DAY}..{PLAIN_DAY}: ")
+            assert cause in closing, closing
+        else:
+            assert run([f"{BIN}/ohlcv", "register"], {**env, "OHLCV_WAREHOUSE_URL": ""}, tmp_path).returncode == 0
+            out = run([f"{BIN}/dagster", "asset", "materialize", "-m", "ohlcv_assets.definitions", "--select", "candles/1m",
+                       "--partition", f"{PLAIN_DAY}|binance.BTC-USDT"], env, tmp_path)
+            assert out.returncode == 1 and f"Failure: {cause}" in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+        assert step_attempts(home) == [1], cause
+        with dg.DagsterInstance.from_config(str(home)) as instance:  # nor will run retries (dagster.yaml) relaunch it
+            [failed] = instance.get_runs()
+            assert failed.tags.get("dagster/retry_on_asset_or_op_failure") == "false"
+            assert failed.tags.get("dagster/will_retry") == "false"
+
+
+def test_a_configuration_error_is_one_line_from_every_cli(tmp_path, monkeypatch, capsys):
+    """A missing API key (a universe error), an unknown warehouse scheme, nothing listening at the
+    warehouse: each command says so in one line, exit status 2, no traceback, before it starts
+    anything (the demo: no simulator, no Dagster). The installed commands run as subprocesses for
+    the first case and the demo; the rest call their main() in this process (the same code)."""
+    missing_key = tmp_path / "universe.yaml"
+    missing_key.write_text("exchanges:\n  polygon: {venue: polygon, api_key_env: OHLCV_TEST_UNSET_KEY}\ninstruments:\n"
+                           "  - {exchange: polygon, symbol: AAPL, intervals: [1m], start: 2026-10-01}\n")
+    crypto = tmp_path / "crypto.yaml"
+    crypto.write_text(universe_yaml(f"http://127.0.0.1:{closed_port()}"))
+    port = closed_port()
+    mains = {"ohlcv": ohlcv_main, "ohlcv-status": status_main}
+    for n, (extra, message) in enumerate((
+        ({"OHLCV_UNIVERSE": str(missing_key)}, "the API key variable OHLCV_TEST_UNSET_KEY is not set"),
+        ({"OHLCV_UNIVERSE": str(crypto), "OHLCV_WAREHOUSE_URL": "sqllite:///w.db"},
+         "warehouse URL sqllite:///w.db: unknown scheme 'sqllite'"),
+        ({"OHLCV_UNIVERSE": str(crypto), "OHLCV_WAREHOUSE_URL": f"postgresql://postgres@127.0.0.1:{port}/ohlcv"},
+         f"no warehouse answers at postgresql+psycopg://postgres@127.0.0.1:{port}/ohlcv (connection refused)"),
+    )):
+        home = tmp_path / f"home{n}"
+        home.mkdir()
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+        env = {**{k: v for k, v in os.environ.items() if k not in ("OHLCV_WAREHOUSE_URL", "OHLCV_TEST_UNSET_KEY")},
+               **extra, "DAGSTER_HOME": str(home)}
+        for command in (["ohlcv", "backfill", "1m", "all", str(PLAIN_DAY)], ["ohlcv-status"],
+                        ["ohlcv-demo", "--once", "--home", str(tmp_path / f"demo{n}"), "--port", str(closed_port())]):
+            if n == 0 or command[0] == "ohlcv-demo":
+                out = run([f"{BIN}/{command[0]}", *command[1:]], env, tmp_path)
+                code, stderr = out.returncode, out.stderr
+            else:
+                monkeypatch.delenv("OHLCV_WAREHOUSE_URL", raising=False)
+                for key, value in {**extra, "DAGSTER_HOME": str(home)}.items():
+                    monkeypatch.setenv(key, value)
+                code, stderr = mains[command[0]](command[1:]), capsys.readouterr().err
+            assert code == 2 and "Traceback" not in stderr, (command, stderr[-2000:])
+            [line] = stderr.strip().splitlines()
+            assert line.startswith(f"{command[0]}: ") and message in line, (command, line)
+        assert not (tmp_path / f"demo{n}" / "dagster_home" / "simulator.log").exists()
+        if n == 1:  # the health report names it beside the other parts
+            assert status_main(["--health"]) == 1 and f"warehouse                FAIL {message}" in capsys.readouterr().out

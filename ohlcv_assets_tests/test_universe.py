@@ -134,7 +134,7 @@ def test_the_code_location_resolves_relative_paths_where_dagster_was_started(uni
     """`dagster dev` loads the code location in its own process; its runs start elsewhere: the
     settings are made absolute at load, and a SQLite directory that does not exist fails the load."""
     from ohlcv_assets import definitions
-    from ohlcv_assets.settings import ConfigurationError
+    from ohlcv_assets.errors import ConfigurationError
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OHLCV_UNIVERSE", universe_file.name)

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from ohlcv_assets.dagster_internals import (check_target, latest_materializations, log_check_evaluations, log_materializations,
-                                            pool_slot)
+from ohlcv_assets.dagster_internals import (check_target, hopeless_failure, latest_materializations, log_check_evaluations,
+                                            log_materializations, pool_slot)
+from ohlcv_assets.errors import HopelessError
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import now_ms
@@ -194,6 +195,13 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
                                        description=spec.description, partitions_def=partitions) for spec in checks_for(interval)],
     )
     def candles(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource):
+        try:
+            yield from candles_of_run(context, exchange, warehouse)
+        except HopelessError as err:  # a setting or a venue's refusal: the run fails now, on its first attempt
+            context.log.error(str(err))
+            raise hopeless_failure(context, str(err)) from None
+
+    def candles_of_run(context: dg.AssetExecutionContext, exchange: ExchangeResource, warehouse: WarehouseResource):
         keys: dict[tuple[str, dt.date], str] = {}
         for key in context.partition_keys:
             keys[split_key(key)] = key
@@ -205,9 +213,9 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
             try:
                 instrument = universe.instrument(instrument_key)
             except KeyError as err:
-                raise dg.Failure(description=str(err), allow_retries=False) from None
+                raise hopeless_failure(context, str(err)) from None
             if interval not in instrument.intervals:
-                raise dg.Failure(f"{instrument_key} is not configured for {interval}", allow_retries=False)
+                raise hopeless_failure(context, f"{instrument_key} is not configured for {interval}")
             instruments.append(instrument)
         now = now_ms()
         windows = tuple(w.total_seconds() * 1000 for w in freshness_windows(interval, universe.refresh_minutes))
@@ -228,6 +236,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
                         context.log.error(f"{instrument.label()} {interval}: {failures[-1].description()}")
         reporter.finish()
         if failures:
-            raise instruments_failed(interval, failures, len(instruments))
+            failure = instruments_failed(interval, failures, len(instruments))
+            raise failure if failure.allow_retries else hopeless_failure(context, failure.description, failure.metadata)
 
     return candles

@@ -1,9 +1,15 @@
 """Command-line tools: ohlcv (register, backfill), ohlcv-status, ohlcv-demo."""
 
+import functools
 import sys
+from collections.abc import Callable, Iterable
 
-from ohlcv_assets.settings import ConfigurationError, resolve_environment
+import dagster as dg
+
+from ohlcv_assets.errors import ConfigurationError, HopelessError
+from ohlcv_assets.settings import resolve_environment
 from ohlcv_assets.universe import Universe, load_universe
+from ohlcv_assets.warehouse.store import Warehouse
 
 
 def universe_or_exit(prog: str, dagster_home: bool = True) -> Universe:
@@ -16,3 +22,49 @@ def universe_or_exit(prog: str, dagster_home: bool = True) -> Universe:
     except ConfigurationError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def one_line_errors(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """A command's ``main`` whose configuration errors (and venues' refusals: anything a retry cannot
+    heal) end it with one line on stderr, ``<prog>: <cause>``, and exit status 2: no traceback."""
+
+    def wrap(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def run(argv: list[str] | None = None) -> int:
+            try:
+                return main(argv)
+            except HopelessError as err:
+                print(f"{prog}: {err}", file=sys.stderr, flush=True)
+                return 2
+
+        return run
+
+    return wrap
+
+
+def failure_cause(events: Iterable[dg.DagsterEvent], limit: int = 500) -> str:
+    """Why a run failed, from its first failed step's event: the step's failure description, or
+    the innermost error's message (one line, at most ``limit`` characters)."""
+    for event in events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                text = data.user_failure_data.description
+            else:
+                error = data.error
+                while error is not None and error.cause is not None:
+                    error = error.cause
+                text = error.message if error is not None else ""
+            line = " ".join(text.split())
+            return line if len(line) <= limit else line[:limit - 1] + "…"
+    return "see the run's log"
+
+
+def check_warehouse(url: str) -> None:
+    """A warehouse URL that cannot work (unknown scheme, nothing listening at it) is named before
+    anything runs; otherwise its schema is brought to the head, as a run would."""
+    warehouse = Warehouse(url)
+    try:
+        warehouse.open_and_migrate()
+    finally:
+        warehouse.dispose()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ohlcv_assets.cli import universe_or_exit
+from ohlcv_assets.cli import check_warehouse, failure_cause, one_line_errors, universe_or_exit
 from ohlcv_assets.cli.dagster_api import (
     DagsterApiError,
     launch_backfill,
@@ -46,7 +46,8 @@ from ohlcv_assets.cli.processes import spawn, stop_group
 from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import REASON_TAG, instruments_partitions_name, partition_key_string, scan_job_name
 from ohlcv_assets.partitions import sync_instrument_partitions
-from ohlcv_assets.settings import DAGSTER_HOME_ENV, ConfigurationError, warehouse_url
+from ohlcv_assets.errors import ConfigurationError
+from ohlcv_assets.settings import DAGSTER_HOME_ENV, warehouse_url
 from ohlcv_assets.universe import Universe, universe_in_use, universe_path
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
@@ -183,6 +184,18 @@ def inspect_command(universe: Universe) -> str:
     return f"DAGSTER_HOME={os.environ[DAGSTER_HOME_ENV]} {Path(sys.executable).parent / 'ohlcv-status'}{needs}"
 
 
+
+def failed_runs(instance: dg.DagsterInstance) -> dict[str, int]:
+    """The causes of the runs that failed, each with how many runs it failed."""
+    causes: dict[str, int] = {}
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE])):
+        events = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        cause = failure_cause(e.dagster_event for e in events if e.dagster_event is not None)
+        causes[cause] = causes.get(cause, 0) + 1
+    return causes
+
+
+@one_line_errors("ohlcv-demo")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the ohlcv_assets demo offline.")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port")
@@ -216,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 1
     with dg.DagsterInstance.get() as instance:
         try:
+            check_warehouse(warehouse_url())
             print(f"warehouse: {warehouse_url()}\nDagster instance: {dagster_home}\nlogs: {dagster_home}/*.log", flush=True)
             market = ["--config", str(simulator_config)] if simulator_config else []
             children.start("simulator", ["-m", "ohlcv_assets.simulator", "--port", str(args.simulator_port), *market],
@@ -261,6 +275,9 @@ def run_demo(universe: Universe, instance: dg.DagsterInstance, webserver: str, c
     drain(instance, DRAIN_SECONDS)
     text, ok = summary(universe, instance, partitions, statuses, scan_statuses)
     print(text, flush=True)
+    causes = failed_runs(instance)
+    if causes:  # the closing line says why
+        print("ohlcv-demo: runs failed: " + "; ".join(f"{c} ({n} runs)" for c, n in causes.items()), file=sys.stderr, flush=True)
     if once:
         return 0 if ok else 1
     while not children.dead():

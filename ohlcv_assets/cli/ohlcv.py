@@ -17,7 +17,7 @@ import sys
 
 import dagster as dg
 
-from ohlcv_assets.cli import universe_or_exit
+from ohlcv_assets.cli import check_warehouse, failure_cause, one_line_errors, universe_or_exit
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.names import (
     MAX_PARTITIONS_PER_RUN,
@@ -28,6 +28,7 @@ from ohlcv_assets.names import (
     partition_key_string,
 )
 from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.settings import warehouse_url
 from ohlcv_assets.universe import Instrument, Universe
 
 
@@ -80,6 +81,7 @@ def backfill(instance: dg.DagsterInstance, universe: Universe, interval: str, in
     if first > last or last > today:
         raise SystemExit(f"ohlcv: days must run to {today} (today) at the latest, first before last; got {first}..{last}")
     targets = backfill_targets(universe, interval, instruments, first, last)
+    check_warehouse(warehouse_url())
     sync_instrument_partitions(instance, universe)
     defs = build_definitions()
     asset = defs.get_assets_def(candles_key(interval))
@@ -99,13 +101,14 @@ def backfill(instance: dg.DagsterInstance, universe: Universe, interval: str, in
             print(f"candles/{interval} {inst.key} {start}..{end}: run {result.run_id} {state}, "
                   f"{len(result.get_asset_materialization_events())} partitions, {written:,} candles written", flush=True)
             if not result.success:
-                failed.append(f"{inst.key} {start}..{end}")
+                failed.append(f"{inst.key} {start}..{end}: {failure_cause(result.all_events)}")
     if len(targets) > 1 or failed:
         print(f"candles/{interval}: {len(targets)} instruments, {written_total:,} candles written, "
               + (f"{len(failed)} runs FAILED ({'; '.join(failed)})" if failed else "every run succeeded"), flush=True)
     return not failed
 
 
+@one_line_errors("ohlcv")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ohlcv", description="Register instruments and backfill candles without the daemon.")
     commands = parser.add_subparsers(dest="command", required=True)

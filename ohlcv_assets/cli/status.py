@@ -22,7 +22,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from ohlcv_assets.cli import universe_or_exit
+from ohlcv_assets.cli import one_line_errors, universe_or_exit
+from ohlcv_assets.errors import ConfigurationError
 from ohlcv_assets.intervals import now_ms
 from ohlcv_assets.monitoring import (
     health,
@@ -35,7 +36,6 @@ from ohlcv_assets.monitoring import (
 from ohlcv_assets.settings import (
     DAGSTER_HOME_ENV,
     UNIVERSE_ENV,
-    ConfigurationError,
     describe_warehouse_setting,
     resolve_environment,
     warehouse_url,
@@ -65,6 +65,7 @@ def _cell(value) -> str:
     return str(value)
 
 
+@one_line_errors("ohlcv-status")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ohlcv-status", description="State of every instrument and interval.")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if problem is None:
             try:
                 warehouse = Warehouse.open_existing(use.warehouse_url)
-            except WarehouseMissing as err:
+            except (WarehouseMissing, ConfigurationError) as err:
                 problem = f"{err} ({describe_warehouse_setting() if use.warehouse_url == warehouse_url() else recorded.describe()})"
         if args.health:
             result = health(universe, warehouse, problem, instance, use.universe_problem)

@@ -4,8 +4,9 @@ ccxt raises on the first failure; here every request goes through the shared ret
 (``retrying``): 429/418 answers and the venue's own rate-limit errors (Kraken's
 ``EAPI:Rate limit exceeded`` comes with HTTP 200) wait, transient failures (5xx, timeouts, network
 errors, truncated JSON) back off, and errors that cannot succeed (unknown symbol, bad interval,
-other 4xx) fail at once. Pages are as long as the venue's profile says (Binance 1,000, Kraken 720,
-Coinbase 300).
+other 4xx) fail at once; refused credentials or permissions (ccxt's ``AuthenticationError`` and
+``PermissionDenied``, from each venue's own error form) fail the run as ``AuthenticationFailed``.
+Pages are as long as the venue's profile says (Binance 1,000, Kraken 720, Coinbase 300).
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ import numpy as np
 import orjson
 
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS, widen
+from ohlcv_assets.errors import AuthenticationFailed
 from ohlcv_assets.exchange.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import RateBudget
 from ohlcv_assets.exchange.retrying import (
+    AUTH,
     PERMANENT,
     RATE_LIMITED,
     TRANSIENT,
     Failure,
     RetryingSource,
 )
-from ohlcv_assets.exchange.source import PermanentFetchError, listing_within_history
+from ohlcv_assets.exchange.source import NotListed, listing_within_history
 from ohlcv_assets.intervals import DAY_MS, interval_ms
 from ohlcv_assets.universe import ExchangeConfig
 
@@ -98,6 +101,9 @@ class CcxtCandleSource(RetryingSource):
                 api.update(dict.fromkeys(self.config.profile.api_url_keys, self.config.api_url))
             else:
                 exchange.urls["api"] = self.config.api_url
+        if self._caller.url is None:
+            api = exchange.urls.get("api")
+            self._caller.url = api.get(self.config.profile.api_url_keys[0]) if isinstance(api, dict) else api
         statuses, name = self._statuses, self.name
 
         def remember_status(code, reason, url, method, headers, body, *rest):
@@ -134,7 +140,7 @@ class CcxtCandleSource(RetryingSource):
         self._load_markets()
         if symbol not in self.exchange.markets:
             listed = sorted(self.exchange.markets)
-            raise PermanentFetchError(
+            raise NotListed(
                 f"{self.name} ({self.config.ccxt_id}) does not list {symbol!r}; it lists {len(listed)} markets, e.g. {listed[:5]}"
             )
         return self.exchange.markets[symbol].get("active") is not False
@@ -183,8 +189,15 @@ class CcxtCandleSource(RetryingSource):
         return first_day
 
     def ping(self) -> None:
-        """One plain request, outside the budget (the health check); raises if the venue cannot be reached."""
-        self.exchange.fetch_time()
+        """One plain request, outside the budget (the health check); raises if the venue cannot be
+        reached, ``AuthenticationFailed`` if it refuses the credentials."""
+        try:
+            self.exchange.fetch_time()
+        except Exception as err:
+            failure = self._classify(err)
+            if failure is not None and failure.kind == AUTH:
+                raise AuthenticationFailed(self.name, str(err)) from None
+            raise
 
     # --- requests -------------------------------------------------------------------------
     def _load_markets(self) -> None:
@@ -228,6 +241,8 @@ class CcxtCandleSource(RetryingSource):
         status = getattr(self._statuses, "status", None)
         if status in (418, 429) or isinstance(err, _ccxt().DDoSProtection):
             return Failure(RATE_LIMITED, self._last_header("Retry-After"))
+        if status == 401 or isinstance(err, (_ccxt().AuthenticationError, _ccxt().PermissionDenied, _ccxt().AccountSuspended)):
+            return Failure(AUTH)
         if _is_permanent(err, status):
             return Failure(PERMANENT)
         return Failure(TRANSIENT)

@@ -4,7 +4,9 @@ Not a ccxt venue: this is the second ``CandleSource`` beside ``ccxt_source``, wi
 discipline and shared budget. One page is one aggregates request and every ``next_url`` after it
 (Polygon cuts an answer at ``limit`` bars and says where the rest is). The API key comes from the
 environment variable the universe names (``dg.EnvVar``), travels only in the ``Authorization``
-header, and is scrubbed from every error message, so no log, event or exception carries it.
+header, and is scrubbed from every error message, so no log, event or exception carries it. A key
+refused (401) or not entitled to the data (403) fails the run as ``AuthenticationFailed``; only a
+ticker Polygon answers 404 for is one it does not list (``NotListed``).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from ohlcv_assets.candle_frame import empty_rows, widen
 from ohlcv_assets.exchange.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import RateBudget
 from ohlcv_assets.exchange.retrying import (
+    AUTH,
     PERMANENT,
     RATE_LIMITED,
     TRANSIENT,
     Failure,
     RetryingSource,
 )
-from ohlcv_assets.exchange.source import PermanentFetchError
+from ohlcv_assets.exchange.source import NotListed, PermanentFetchError
 from ohlcv_assets.intervals import interval_ms
 from ohlcv_assets.universe import ExchangeConfig
 
@@ -64,6 +67,7 @@ class PolygonCandleSource(RetryingSource):
                  egress_address: str | None = None):
         super().__init__(name, config, budget, sleep, rng, egress_address)
         self._base = (config.api_url or DEFAULT_API_URL).rstrip("/")
+        self._caller.url = self._base
         self._key = dg.EnvVar(config.api_key_env).get_value() if config.api_key_env else None
         self.adjusted = bool(config.options.get("adjusted", True))  # split-adjusted bars: a split rewrites history
         self._local = threading.local()
@@ -108,7 +112,7 @@ class PolygonCandleSource(RetryingSource):
                 body = self._get(f"{self._base}/v3/reference/tickers/{quote(symbol, safe='')}", self.config.markets_weight)
             except PermanentFetchError as err:
                 if isinstance(err.__cause__, VenueAnswerError) and err.__cause__.status == 404:
-                    raise PermanentFetchError(f"{self.name} does not list {symbol!r} (no such ticker)") from None
+                    raise NotListed(f"{self.name} does not list {symbol!r} (no such ticker)") from None
                 raise
             self._tickers[symbol] = body.get("results") or {}
         return self._tickers[symbol]
@@ -150,6 +154,8 @@ def _classify(err: Exception) -> Failure | None:
         return None
     if err.status == 429:
         return Failure(RATE_LIMITED, err.retry_after)
+    if err.status in (401, 403):  # a key refused, or a plan not entitled to the data
+        return Failure(AUTH)
     if err.status is not None and 400 <= err.status < 500:
         return Failure(PERMANENT)
     return Failure(TRANSIENT)

@@ -2,7 +2,10 @@
 
 Every request draws on the venue's shared budget; rate-limit answers wait for ``Retry-After``
 (and push the shared budget back, so every process backs off); transient failures back off
-exponentially with jitter; failures a retry cannot fix fail at once.
+exponentially with jitter; failures a retry cannot fix fail at once: credentials the venue refuses
+(``AuthenticationFailed``), and a refused connection at the source's first contact with the venue
+(``VenueUnreachable``: nothing listens at the URL; once the venue has answered, a refused
+connection is transient).
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from ohlcv_assets.errors import AuthenticationFailed, VenueUnreachable, connection_refused, public_url
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
 from ohlcv_assets.exchange.source import FetchFailed, FetchStats, PermanentFetchError
 
 BACKOFF_CAP_SECONDS = 30.0
 RETRY_AFTER_MARGIN_SECONDS = 0.25
-RATE_LIMITED, PERMANENT, TRANSIENT = "rate_limited", "permanent", "transient"
+RATE_LIMITED, PERMANENT, TRANSIENT, AUTH = "rate_limited", "permanent", "transient", "auth"
 T = TypeVar("T")
 
 if TYPE_CHECKING:
@@ -33,7 +37,7 @@ def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Failure:
-    kind: str  # RATE_LIMITED, PERMANENT or TRANSIENT
+    kind: str  # RATE_LIMITED, PERMANENT, TRANSIENT or AUTH
     retry_after: float | None = None  # seconds the venue asked for (rate limits)
 
 
@@ -47,6 +51,8 @@ class RetryingCaller:
         self.max_attempts, self.retry_base_seconds = max_attempts, retry_base_seconds
         self._sleep, self._rng, self.stats = sleep, rng, stats
         self._lock = threading.Lock()
+        self.url: str | None = None  # the venue's base URL, named when nothing answers there
+        self.answered = False  # the venue answered a request of this source (a refused connection is then transient)
 
     def call(self, fn: Callable[[], T], weight: int, classify: Callable[[Exception], Failure | None],
              after: Callable[[], None] | None = None) -> T:
@@ -58,6 +64,7 @@ class RetryingCaller:
                 self.stats.requests += 1
             try:
                 result = fn()
+                self.answered = True
                 if after is not None:
                     after()
                 return result
@@ -65,7 +72,12 @@ class RetryingCaller:
                 failure = classify(err)
                 if failure is None:
                     raise
+                if connection_refused(err) and not self.answered:
+                    raise VenueUnreachable(self.name, public_url(self.url or "")) from None
+                self.answered = True
                 backoff = backoff_seconds(attempt, self.retry_base_seconds, self._rng)
+                if failure.kind == AUTH:
+                    raise AuthenticationFailed(self.name, str(err)) from None
                 if failure.kind == PERMANENT:
                     raise PermanentFetchError(f"{self.name}: {err}") from err
                 if failure.kind == RATE_LIMITED:
@@ -100,3 +112,4 @@ class RetryingSource:
         self.budget = budget or LocalRateBudget(config)
         self._caller = RetryingCaller(name, self.budget, config.max_attempts, config.retry_base_seconds, sleep,
                                       rng or random.Random(), self.stats)
+        self._caller.url = config.api_url

@@ -22,6 +22,11 @@ class PermanentFetchError(Exception):
     """A request that cannot succeed by retrying (unknown symbol, bad interval, 4xx)."""
 
 
+class NotListed(PermanentFetchError):
+    """The venue's market or ticker list loaded and does not hold the symbol: with a symbol marked
+    inactive, the only evidence of a delisting (an error, refused credentials above all, is none)."""
+
+
 class FetchFailed(Exception):
     """A request window that still failed after all its retries: the partition must fail."""
 
@@ -49,7 +54,8 @@ class CandleSource(Protocol):
 
     def check_symbol(self, symbol: str) -> bool:
         """True if the symbol trades, False if the venue lists it as no longer trading (delisted);
-        raises PermanentFetchError if the venue does not list it at all."""
+        raises NotListed if the venue's list loaded and does not hold it, and other errors (refused
+        credentials, a venue that cannot be reached) as they come."""
 
     def fetch_page(self, symbol: str, interval: str, since_ms: int, until_ms: int) -> np.ndarray:
         """Up to page_limit candles opening in [since_ms, until_ms], ascending, as an (n, 6) float array."""

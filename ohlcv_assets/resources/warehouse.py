@@ -24,8 +24,9 @@ class WarehouseResource(dg.ConfigurableResource):
     def warehouse(self) -> Warehouse:
         """Opened (and its schema migrated) on first use, in runs and sensors alike."""
         if self._warehouse is None:
-            self._warehouse = Warehouse(self.url)
-            self._warehouse.migrate()
+            warehouse = Warehouse(self.url)
+            warehouse.open_and_migrate()
+            self._warehouse = warehouse
         return self._warehouse
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

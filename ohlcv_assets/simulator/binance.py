@@ -17,6 +17,7 @@ from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request,
 
 KLINES_MAX_LIMIT = 1000
 SUPPORTED_INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
+AUTH_MESSAGES = {-2015: "Invalid API-key, IP, or permissions for action.", -2014: "API-key format invalid."}
 ENDPOINT_WEIGHT = {"klines": 2, "exchangeInfo": 20, "time": 1, "ping": 1}
 
 
@@ -68,6 +69,9 @@ class Binance(Protocol):
         return WeightBudget(self.weight_limit(sim), config.weight_window_seconds, config.ban_seconds)
 
     def error(self, err: ApiError) -> Answer:
+        if err.kind == "auth":  # a key refused: 401 with -2015 (or -2014, a key of the wrong form)
+            code = err.code if isinstance(err.code, int) else -2015
+            return Answer(401, orjson.dumps({"code": code, "msg": AUTH_MESSAGES.get(code, AUTH_MESSAGES[-2015])}))
         headers = {"Retry-After": str(err.retry_after)} if err.retry_after else {}
         return Answer(err.status, orjson.dumps({"code": err.code, "msg": err.msg}), headers)
 

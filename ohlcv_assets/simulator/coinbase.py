@@ -39,6 +39,8 @@ class Coinbase(Protocol):
         return RollingWindow(float(limits.get("requests_per_second", 10)), 1.0, "Public rate limit exceeded")
 
     def error(self, err: ApiError) -> Answer:
+        if err.kind == "auth":
+            return Answer(401, orjson.dumps({"message": "Unauthorized."}))
         message = "Public rate limit exceeded" if err.kind == "rate_limited" else err.msg
         return Answer(err.status, orjson.dumps({"message": message}))
 

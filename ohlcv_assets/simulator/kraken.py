@@ -71,6 +71,8 @@ class Kraken(Protocol):
                            int(limits.get("lockout_after", 5)), float(limits.get("lockout_seconds", 60)))
 
     def error(self, err: ApiError) -> Answer:
+        if err.kind == "auth":  # with HTTP 200, as every Kraken error
+            return Answer(200, orjson.dumps({"error": [err.code if isinstance(err.code, str) else "EAPI:Invalid key"]}))
         status = 200 if err.kind in ("rate_limited", "ban") or err.status < 500 else err.status
         message = "EAPI:Rate limit exceeded" if err.kind == "rate_limited" else err.code if isinstance(err.code, str) else err.msg
         return Answer(status, orjson.dumps({"error": [message]}))

@@ -1,6 +1,6 @@
 """Polygon (now Massive) stocks REST: aggregates ``/v2/aggs/ticker/{T}/range/{m}/{span}/{from}/{to}``
 (``limit`` up to 50,000, ``next_url`` for the rest, bars only where trades happened inside NYSE
-sessions, ``adjusted`` for splits) and ``/v3/reference/tickers/{T}``; an API key on every request
+sessions, ``adjusted`` for splits), ``/v3/reference/tickers/{T}`` and the ticker list ``/v3/reference/tickers``; an API key on every request
 (``apiKey`` or ``Authorization: Bearer``), requests counted per key per minute (429 beyond)."""
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ class Polygon(Protocol):
         return RollingWindow(float(limits.get("requests_per_minute", 5)), 60.0, self.budget_message)
 
     def error(self, err: ApiError) -> Answer:
+        if err.kind == "auth" and err.status == 403:  # a key whose plan does not cover the data
+            return Answer(403, orjson.dumps({"status": "NOT_AUTHORIZED", "request_id": uuid.uuid4().hex,
+                                             "message": "You are not entitled to this data. Please upgrade your plan."}))
+        if err.kind == "auth":
+            return Answer(401, orjson.dumps({"status": "ERROR", "request_id": uuid.uuid4().hex, "error": "Unknown API Key"}))
         status = "NOT_FOUND" if err.status == 404 else "ERROR"
         message = self.budget_message if err.kind == "rate_limited" else err.msg
         return Answer(err.status, orjson.dumps({"status": status, "request_id": uuid.uuid4().hex, "error": message}))
@@ -72,6 +77,13 @@ class Polygon(Protocol):
                 "currency_name": "usd", "list_date": symbol.listed.isoformat()}}
             if not symbol.trading(sim.now()):
                 body["results"]["delisted_utc"] = symbol.delisted.strftime("%Y-%m-%dT%H:%M:%SZ")
+        elif endpoint == "tickers" and len(parts) == 3:  # the list (the health check asks for one)
+            fault = sim.fire_fault(self.name, endpoint, None)
+            limit = int(request.query.get("limit", 100)) if request.query.get("limit", "").isdigit() else 100
+            listed = [{"ticker": s.exchange_symbol, "name": s.exchange_symbol, "market": "stocks", "locale": "us",
+                       "primary_exchange": "XNYS", "type": "CS", "active": s.trading(sim.now()), "currency_name": "usd"}
+                      for s in sim.listed(self.name)][:limit]
+            body = {"request_id": uuid.uuid4().hex, "status": "OK", "count": len(listed), "results": listed}
         else:
             raise ApiError(404, "NOT_FOUND", "Route not found.")
         return Answer(200, sim.truncate(orjson.dumps(body), fault))

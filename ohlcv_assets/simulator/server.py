@@ -12,7 +12,8 @@ against it unmodified:
 With the failure modes real venues have: listing dates, downtime (per venue or all), minutes
 without trades, exchange sessions, a still-forming last candle, each venue's rate limit counted
 per client address (per API key for Polygon), and injectable faults (5xx, slow answers, truncated
-bodies, rate-limit answers, corrupt or revised candles) rendered in the venue's own error format.
+bodies, rate-limit answers, refused credentials, corrupt or revised candles) rendered in the venue's
+own error format.
 
 Run it with ``python -m ohlcv_assets.simulator --port 8765 [--config sim.yaml]``.
 ``GET /sim/stats`` reports what it served; ``POST /sim/config`` changes faults, downtime and the
@@ -46,19 +47,20 @@ from ohlcv_assets.simulator.polygon import Polygon
 from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request
 
 PROTOCOLS: tuple[Protocol, ...] = (Archives(), Kraken(), Coinbase(), Polygon(), BinanceUsdm(), Binance())  # Binance spot last: it takes every other path
-FAULT_KINDS = {"status", "slow", "truncated", "rate_limit", "corrupt", "revise"}
+FAULT_KINDS = {"status", "slow", "truncated", "rate_limit", "auth", "corrupt", "revise"}
 
 
 @dataclasses.dataclass
 class Fault:
     """Fires on matching requests: the first ``count`` of them, or every ``every``-th one."""
 
-    kind: str  # "status" | "slow" | "truncated" | "rate_limit" | "corrupt" | "revise"
+    kind: str  # "status" | "slow" | "truncated" | "rate_limit" | "auth" | "corrupt" | "revise"
     endpoint: str = "klines"  # the venue's endpoint name (klines, OHLC, candles, aggs) or "*"
     venue: str = "*"  # binance, kraken, coinbase, polygon or "*"
     count: int | None = None
     every: int | None = None
-    status: int = 503
+    status: int = 503  # "status": the answer's HTTP status; "auth": 403 for a plan not entitled (Polygon), else a refused key
+    code: int | str | None = None  # "auth": the venue's error code, e.g. Binance -2014 (default -2015)
     seconds: float = 1.0
     start_between: tuple[int, int] | None = None  # only requests whose window starts in [lo, hi) (ms)
     seen: int = 0
@@ -213,6 +215,8 @@ class ExchangeSimulator:
             raise ApiError(fault.status, -1001, "Internal error; unable to process your request. Please try again.", kind="injected")
         if fault.kind == "rate_limit":
             raise ApiError(429, -1003, "Too much request weight used (injected).", 1, kind="rate_limited")
+        if fault.kind == "auth":  # each protocol answers in its venue's own form (``error``)
+            raise ApiError(403 if fault.status == 403 else 401, fault.code, "credentials refused (injected)", kind="auth")
         if fault.kind == "slow":
             time.sleep(fault.seconds)
         return fault

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
 from ohlcv_assets.settings import check_sqlite_directory
+from ohlcv_assets.errors import ConfigurationError, connection_refused
 from ohlcv_assets.warehouse.partitioning import Span, ensure_partitions, spans_covering
 from ohlcv_assets.warehouse.schema import candles
 
@@ -134,18 +135,42 @@ def describe_held(held: list[tuple[str, str, str]]) -> str:
         by_instrument.setdefault((exchange, symbol), []).append(interval)
     text = "; ".join(f"{e} {s} ({', '.join(i)})" for (e, s), i in by_instrument.items())
     return text + (f"; and {len(held) - HELD_SHOWN} more instrument-intervals" if len(held) > HELD_SHOWN else "")
+def shown_url(url: str) -> str:
+    """The warehouse URL as it may be shown (no password), even when SQLAlchemy cannot parse it."""
+    try:
+        return sa.make_url(normalise_url(url)).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url.split("://", 1)[0] + "://…" if "://" in url else "(not a URL)"
 
 
 class Warehouse:
     def __init__(self, url: str):
         self.url = normalise_url(url)
-        self.engine = self._create_engine()
+        try:
+            self.engine = self._create_engine()
+        except sa.exc.ArgumentError as err:
+            problem = (f"unknown scheme {url.split('://', 1)[0]!r}" if isinstance(err, sa.exc.NoSuchModuleError)
+                       else "not a database URL")
+            raise ConfigurationError(f"warehouse URL {shown_url(url)}: {problem} (expected "
+                                     "postgresql://user@host:port/database or sqlite:////absolute/path.db)") from None
         self._ready_spans: set[tuple[str, str, Span]] = set()
+
+    def open_and_migrate(self) -> None:
+        """The first contact of a run: the schema brought to the head. Nothing listening at the
+        warehouse's address now cannot heal by retrying the run's step (``ConfigurationError``);
+        later, a warehouse that goes away is transient."""
+        try:
+            self.migrate()
+        except sa.exc.OperationalError as err:
+            if connection_refused(err):
+                self.dispose()
+                raise ConfigurationError(f"no warehouse answers at {shown_url(self.url)} (connection refused)") from None
+            raise
 
     @classmethod
     def open_existing(cls, url: str) -> Warehouse:
         """For tools that only read: never creates a database, fails when none (or no candle) is there."""
-        shown = sa.make_url(normalise_url(url)).render_as_string(hide_password=True)
+        shown = shown_url(url)
         if url.startswith("sqlite"):
             database = sa.make_url(url).database
             if not database or database == ":memory:" or not Path(database).is_file():
@@ -159,7 +184,10 @@ class Warehouse:
                     raise WarehouseMissing(f"the warehouse at {shown} holds no candles yet")
         except sa.exc.SQLAlchemyError as err:
             warehouse.dispose()
-            raise WarehouseMissing(f"the warehouse at {shown} cannot be read: {type(err).__name__}: {getattr(err, 'orig', None) or err}"[:500]) from None
+            if connection_refused(err):
+                raise WarehouseMissing(f"no warehouse answers at {shown} (connection refused)") from None
+            detail = " ".join(str(getattr(err, "orig", None) or err).split())  # one line
+            raise WarehouseMissing(f"the warehouse at {shown} cannot be read: {type(err).__name__}: {detail}"[:500]) from None
         except WarehouseMissing:
             warehouse.dispose()
             raise

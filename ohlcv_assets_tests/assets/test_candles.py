@@ -10,9 +10,11 @@ from ohlcv_assets.assets.candles import ProgressReporter
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, now_ms
+from ohlcv_assets.monitoring import health
 from ohlcv_assets.names import MAX_PARTITIONS_PER_RUN, RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.warehouse import delistings
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, ingest_day, merge_candles, simulator_candles, universe_yaml
 
@@ -129,6 +131,32 @@ def test_a_symbol_the_exchange_does_not_list_fails_clearly(simulator, instance, 
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "does not list 'DOGE/USDT'" in str(failure.event_specific_data.error)
     assert stored(warehouse_url, "DOGE/USDT", "1h", PLAIN_DAY).empty
+
+
+def test_a_refused_binance_key_on_a_stored_instrument_fails_the_run_at_once_and_is_no_delisting(
+        simulator, universe, universe_file, instance, warehouse_url):
+    """Binance's 401 {"code": -2015}: before, ccxt's AuthenticationError on loading the markets was
+    a "permanent" error, which the delisting probe took for an instrument gone from the venue."""
+    sync_instrument_partitions(instance, universe)
+    materialize(build_definitions(str(universe_file), warehouse_url), instance, "1h", "binance.BTC-USDT", PLAIN_DAY)
+    simulator.reconfigure({"faults": [{"kind": "auth", "endpoint": "*", "every": 1}], "reset_stats": True})
+    defs = build_definitions(str(universe_file), warehouse_url)  # markets loaded afresh, as in a new run process
+    day = PLAIN_DAY + dt.timedelta(days=1)
+    result = materialize(defs, instance, "1h", "binance.BTC-USDT", day, raise_on_error=False)
+    assert not result.success
+    events = [e.event_type_value for e in result.all_events]
+    assert events.count("STEP_START") == 1 and "STEP_UP_FOR_RETRY" not in events
+    [failure] = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+    assert failure.user_failure_data.description.startswith("binance: authentication failed: binance {\"code\":-2015,")
+    assert simulator.stats["requests.exchangeInfo"] == 1 and simulator.stats["requests.klines"] == 0
+    wh = Warehouse(warehouse_url)
+    try:
+        assert delistings.delisted(wh) == {}
+        report = health(universe, wh, None, None)
+    finally:
+        wh.dispose()
+    assert stored(warehouse_url, "BTC/USDT", "1h", day).empty and len(stored(warehouse_url, "BTC/USDT", "1h", PLAIN_DAY)) == 24
+    assert report["exchange binance"].startswith("FAIL authentication failed: binance {\"code\":-2015,")
 
 
 def test_a_broken_candle_fails_the_run_naming_it_and_nothing_is_written(simulator, defs, instance, warehouse_url):

@@ -16,7 +16,7 @@ from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.gap_scan import scan
 from ohlcv_assets.gaps import BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, NO_TRADES
 from ohlcv_assets.ingest import ingest_days
-from ohlcv_assets.monitoring import instrument_rows
+from ohlcv_assets.monitoring import health, instrument_rows
 from ohlcv_assets.intervals import HOUR_MS, MINUTE_MS, day_bounds_ms, interval_ms, now_ms, utc_day
 from ohlcv_assets.assets.features import warmup_mapping
 from ohlcv_assets.names import DAY, RANGE_END_TAG, RANGE_START_TAG, candles_key, features_key
@@ -24,6 +24,7 @@ from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.quality import check_stored_days
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.warehouse import delistings
 from ohlcv_assets.warehouse.schema import candle_features
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -459,3 +460,52 @@ def test_today_stores_only_closed_candles_though_the_venue_sends_the_forming_one
     assert len(rows) > 0 or now - day_bounds_ms(today)[0] < HOUR_MS
     assert rows["open_time"].iloc[-1] + HOUR_MS <= now  # the forming hour was served and left out
     assert "day still in progress" in meta["note"]
+
+
+REFUSALS = [  # exchange, symbol, interval, a day stored before, the day asked with the key refused, simulator change, the venue's words
+    ("kraken", "BTC/USD", "1h", PLAIN_DAY, PLAIN_DAY + dt.timedelta(days=1),
+     {"faults": [{"kind": "auth", "venue": "kraken", "endpoint": "*", "every": 1}]}, "EAPI:Invalid key"),
+    ("coinbase", "BTC/USD", "1h", PLAIN_DAY, PLAIN_DAY + dt.timedelta(days=1),
+     {"faults": [{"kind": "auth", "venue": "coinbase", "endpoint": "*", "every": 1}]}, "Unauthorized."),
+    ("polygon", "AAPL", "1h", dt.date(2025, 11, 26), EARLY_CLOSE,  # the key revoked: Polygon no longer knows it
+     {"venues": {"polygon": {"api_key": POLYGON_KEY + "-rotated"}}}, "Unknown API Key"),
+    ("polygon", "AAPL", "1h", dt.date(2025, 11, 26), EARLY_CLOSE,  # the key valid, its plan not entitled to the data
+     {"faults": [{"kind": "auth", "status": 403, "venue": "polygon", "endpoint": "*", "every": 1}]}, "not entitled"),
+]
+
+
+@pytest.mark.parametrize("exchange,symbol,interval,stored_day,day,change,words", REFUSALS)
+def test_a_refused_key_fails_the_run_at_once_and_is_never_a_delisting(venues_sim, venue_setup, warehouse_url, tmp_path,
+                                                                       exchange, symbol, interval, stored_day, day, change, words):
+    """An instrument with stored candles, asked with credentials the venue refuses (each venue's
+    own form: Kraken's EAPI:Invalid key with HTTP 200, Coinbase's 401, Polygon's 401 and its 403
+    NOT_AUTHORIZED): the run fails on its first attempt, after one request, with the venue's
+    words and no key; it writes no candle and no delisting, tells run retries not to relaunch it,
+    and the health report says authentication failed."""
+    universe, defs, instance = venue_setup
+    instrument = f"{exchange}.{symbol.replace('/', '-')}"
+    materialize(defs, instance, interval, instrument, stored_day)
+    venues_sim.reconfigure({**change, "reset_stats": True})
+    fresh = build_definitions(str(tmp_path / "universe.yaml"), warehouse_url)  # a new process would load the markets again
+    result = dg.materialize([fresh.get_assets_def(candles_key(interval))], partition_key=partition_key(instrument, day),
+                            instance=instance, resources=fresh.resources, raise_on_error=False)
+    assert not result.success
+    kinds = [e.event_type for e in result.all_events]
+    assert kinds.count(dg.DagsterEventType.STEP_FAILURE) == 1 and dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds
+    venue = "coinbase" if exchange == "coinbase" else exchange
+    assert sum(v for k, v in venues_sim.stats.items() if k.startswith(f"requests.{venue}.")) == 1  # no request retried
+    [failure] = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+    cause = failure.user_failure_data.description
+    assert cause.startswith(f"{exchange}: authentication failed:") and words in cause, cause
+    assert instance.get_run_by_id(result.run_id).tags.get("dagster/retry_on_asset_or_op_failure") == "false"
+    wh = Warehouse(warehouse_url)
+    try:
+        assert delistings.delisted(wh) == {}
+        assert wh.read_candles(exchange, symbol, interval, *day_bounds_ms(day)).empty
+        assert len(wh.read_candles(exchange, symbol, interval, *day_bounds_ms(stored_day))) > 0
+        report = health(universe, wh, None, None)
+    finally:
+        wh.dispose()
+    assert report[f"exchange {exchange}"].startswith("FAIL authentication failed:") and words in report[f"exchange {exchange}"]
+    everything = [cause, *report.values(), *(str(e) for e in instance.all_logs(result.run_id))]
+    assert not any(POLYGON_KEY in text for text in everything)

@@ -1,15 +1,25 @@
 """ccxt against the simulator over HTTP: exact pagination, retries that end exact, no 418s."""
 
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS
+from ohlcv_assets.errors import AuthenticationFailed, VenueUnreachable
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError, fetch_closed_candles
 from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, interval_ms
 from ohlcv_assets.universe import ExchangeConfig
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles
+
+
+@pytest.fixture
+def unused_port():
+    """A port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def fetch_day(source, symbol, interval, day, now_ms):
@@ -100,6 +110,42 @@ def test_errors_that_cannot_succeed_are_not_retried(simulator, source):
     with pytest.raises(PermanentFetchError):
         source.fetch_page("BTC/USDT", "2m", 0, 10**13)  # ccxt rejects, the exchange would too
     assert source.stats.retries == 0
+
+
+@pytest.mark.parametrize("code,message", [(None, "-2015"), (-2014, "API-key format invalid.")])
+def test_a_refused_key_fails_at_once_with_binances_words(simulator, universe, code, message):
+    """Binance refuses a key with HTTP 401 and {"code": -2015 | -2014, "msg": ...}: ccxt's own
+    error handling says AuthenticationError, and nothing is retried."""
+    simulator.reconfigure({"faults": [{"kind": "auth", "endpoint": "*", "every": 1, "code": code}]})
+    slept = []
+    source = CcxtCandleSource("binance", universe.exchanges["binance"], sleep=slept.append)
+    with pytest.raises(AuthenticationFailed, match=f"binance: authentication failed: .*{message}"):
+        source.check_symbol("BTC/USDT")
+    assert source.stats.requests == 1 and not slept and simulator.stats["status.401"] == 1
+    with pytest.raises(AuthenticationFailed, match=message):
+        source.ping()  # the health check's request
+
+
+def test_nothing_listening_at_the_venue_is_said_at_the_first_contact(universe, unused_port):
+    """Connection refused when a source first calls the venue (loading its markets): no retry, no
+    wait, the URL named; once the venue has answered, a refused connection is transient (retried)."""
+    config = universe.exchanges["binance"].model_copy(update={"api_url": f"http://127.0.0.1:{unused_port}/api/v3"})
+    slept = []
+    source = CcxtCandleSource("binance", config, sleep=slept.append)
+    with pytest.raises(VenueUnreachable, match=rf"binance: no venue answers at http://127.0.0.1:{unused_port}/api/v3 \(connection refused\)"):
+        source.check_symbol("BTC/USDT")
+    assert source.stats.requests == 1 and not slept
+
+
+def test_a_venue_that_goes_away_mid_run_is_transient(simulator, universe, unused_port):
+    config = universe.exchanges["binance"].model_copy(update={"max_attempts": 3})
+    slept = []
+    source = CcxtCandleSource("binance", config, sleep=slept.append)
+    assert source.check_symbol("BTC/USDT")  # the venue answered
+    source.exchange.urls["api"]["public"] = f"http://127.0.0.1:{unused_port}/api/v3"  # ... and then went away
+    with pytest.raises(FetchFailed, match="after 3 attempts"):
+        source.fetch_page("BTC/USDT", "1h", *day_bounds_ms(PLAIN_DAY))
+    assert len(slept) == 2 and source.stats.retries == 2
 
 
 def test_a_window_still_failing_after_its_retries_fails(simulator, universe):
