@@ -14,10 +14,11 @@ import pytest
 
 from ohlcv_assets.cli.ohlcv import main as ohlcv_main
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
+from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import candles_key
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles
 
 BIN = os.path.dirname(sys.executable)
 
@@ -68,6 +69,30 @@ def test_register_materialize_and_backfill_from_a_fresh_instance(simulator, univ
 
     status = run([f"{BIN}/ohlcv-status", "--json"], env, tmp_path)
     assert status.returncode == 0, status.stderr[-2000:]
+
+
+def test_a_downtime_day_backfilled_from_the_command_line_turns_green_once_scanned(simulator, universe, universe_file,
+                                                                                 postgres_url, tmp_path):
+    """Without the daemon: `ohlcv backfill` of a day with exchange downtime leaves its completeness
+    failing (nothing explains the missing candles yet); the gap scan run with Dagster's own CLI
+    confirms the downtime and evaluates the day's checks again, so the latest evaluation passes."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file), "OHLCV_WAREHOUSE_URL": postgres_url}
+    filled = run([f"{BIN}/ohlcv", "backfill", "1m", "binance.BTC-USDT", str(DOWNTIME_DAY)], env, tmp_path)
+    assert filled.returncode == 0, filled.stdout[-2000:] + filled.stderr[-2000:]
+    pk = f"{DOWNTIME_DAY}|binance.BTC-USDT"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert failing_checks(instance, universe, "1m") == {"completeness": [pk]}
+    scanned = run([f"{BIN}/dagster", "asset", "materialize", "-m", "ohlcv_assets.definitions", "--select", "gap_report/1m",
+                   "--partition", "binance.BTC-USDT"], env, tmp_path)
+    assert scanned.returncode == 0, scanned.stderr[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert failing_checks(instance, universe, "1m") == {}
+        [info] = instance.event_log_storage.get_asset_check_partition_info(
+            [dg.AssetCheckKey(candles_key("1m"), "completeness")], partition_keys=[pk])
+        assert info.latest_execution_status.value == "SUCCEEDED" and info.is_current
 
 
 def test_bad_backfill_arguments_are_clear_errors(universe_file, tmp_path, monkeypatch):
