@@ -27,7 +27,7 @@ POSTGRES_URL_ENV = "OHLCV_TEST_POSTGRES_URL"
 # The tests that run `dagster dev` (or several Dagster processes) take minutes each, the rest seconds:
 # started first, they run beside the short tests instead of leaving one worker alone at the end.
 LONG_MODULES = ("test_demo.py", "test_production.py", "test_archive_daemon.py", "test_gap_daemon.py",
-                "test_all_venues_demo.py", "test_celery.py")
+                "test_all_venues_demo.py", "test_celery.py", "test_postgres_restart.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -14,8 +14,10 @@ import time
 
 import dagster as dg
 import pytest
+import requests
 import sqlalchemy as sa
 
+from ohlcv_assets.cli.dagster_api import launch_backfill
 from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
 from ohlcv_assets.names import candles_key
@@ -23,7 +25,7 @@ from ohlcv_assets.quality import checks_for
 from ohlcv_assets.warehouse.store import Warehouse, normalise_url
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles
-from ohlcv_assets_tests.processes import missing_part, wait_until
+from ohlcv_assets_tests.processes import missing_part, running, wait_until
 
 BIN = os.path.dirname(sys.executable)
 SCRIPT = str(REPO / "scripts" / "postgres.sh")
@@ -119,3 +121,48 @@ def test_a_backfill_survives_a_fast_restart_of_its_postgresql(simulator, univers
     finally:
         for key in storage_env(instance_url):
             os.environ.pop(key, None)
+
+
+def test_a_daemon_backfill_survives_a_fast_restart_of_its_postgresql(own_postgres, tmp_path, monkeypatch):
+    """The production processes (code server, webserver, daemon, run workers; deploy/dagster.yaml)
+    on the test's own server, which restarts while the backfill's run fetches: the backfill
+    completes, every run records its end (none left STARTED), the candles are exact."""
+    from ohlcv_assets_tests.test_production import assert_exact, names, production_topology
+
+    instance_url, restart = own_postgres
+    admin = sa.create_engine(normalise_url(instance_url), isolation_level="AUTOCOMMIT")
+
+    def new_database() -> str:
+        name = f"t_{os.urandom(6).hex()}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        return sa.make_url(normalise_url(instance_url)).set(database=name).render_as_string(hide_password=False)
+
+    days = [dt.date(2026, 10, 12) + dt.timedelta(days=n) for n in range(4)]
+    try:
+        with production_topology(tmp_path, new_database, monkeypatch) as topology:
+            webserver, instance = topology["webserver"], topology["instance"]
+            requests.post(f"{topology['sim']}/sim/config", timeout=5,
+                          json={"faults": [{"kind": "slow", "endpoint": "klines", "every": 1, "seconds": 1.0}]}).raise_for_status()
+            with running(topology["daemon"], topology["env"], str(REPO), str(tmp_path / "daemon.log")):
+                backfill = launch_backfill(webserver, ["candles", "1m"], names(days), title="restart")
+                wait_until(lambda: [r for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill}))
+                                    if r.status == dg.DagsterRunStatus.STARTED], 300, 0.5, "a run of the backfill started")
+                time.sleep(2)
+                restart()
+                requests.post(f"{topology['sim']}/sim/config", timeout=5, json={"faults": []}).raise_for_status()
+
+                def finished():
+                    try:  # a poll that meets the restart's end is asked again
+                        status = instance.get_backfill(backfill).status.value
+                    except Exception:  # noqa: BLE001
+                        return None
+                    return status if status not in ("REQUESTED", "CANCELING", "FAILING") else None
+
+                assert wait_until(finished, 600, 2, "the backfill to end") == "COMPLETED_SUCCESS"
+                runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill}))
+                assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.run_id, r.status) for r in runs]
+            assert_exact(topology["warehouse"], "1m", days)
+            topology["warehouse"].dispose()
+    finally:
+        admin.dispose()
