@@ -7,7 +7,9 @@ pins them, so an upgrade that moves them fails there, not in a sensor at 3 a.m.)
 - Backfills are looked up by tag and status, and their target partitions read, through the
   internal backfill types.
 - A check evaluation logged per partition by a ranged run names the materialization it checked,
-  so that Dagster's per-partition check state counts it as current.
+  so that Dagster's per-partition check state counts it as current. A gap scan's step logs the
+  candles' check evaluations too (a day whose missing candles it confirmed, checked again): the
+  storage records an evaluation without a planned row as a new execution of the check.
 - A step that calls several venues holds each venue's concurrency pool only while it calls it:
   slots are claimed at runtime through the executor's own claim loop (``InstanceConcurrencyContext``),
   under the step key plus the pool name, so the UI's pool page shows them and a finished run's
@@ -223,12 +225,25 @@ def log_materializations(context: dg.AssetExecutionContext, materializations: li
     _log_batch(context, materializations, DagsterEvent.asset_materialization)
 
 
-def log_check_evaluations(context: dg.AssetExecutionContext, evaluations: list[dg.AssetCheckEvaluation]) -> list[dg.AssetCheckEvaluation]:
+def failing_among(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, partitions: list[str]) -> list[str]:
+    """Which of ``partitions`` fail ``check_key``: their latest evaluation of their latest
+    materialization failed (one query, for these partitions only)."""
+    if not partitions:
+        return []
+    infos = instance.event_log_storage.get_asset_check_partition_info([check_key], partition_keys=partitions)
+    return sorted(i.partition_key for i in infos
+                  if i.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED and i.is_current)
+
+
+def log_check_evaluations(context: dg.AssetExecutionContext, evaluations: list[dg.AssetCheckEvaluation],
+                          of_this_step: bool = True) -> list[dg.AssetCheckEvaluation]:
     """Logs check evaluations as one event batch, except those that block (failed, ERROR,
     blocking): they are returned for the step to yield, so that Dagster fails the step at its end
-    as it does for any blocking check that failed."""
+    as it does for any blocking check that failed. Checks of an asset the step does not compute
+    (``of_this_step=False``: a gap scan evaluating the candles' checks again) are all logged."""
     def blocks(evaluation: dg.AssetCheckEvaluation) -> bool:
-        return not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR and evaluation.blocking
+        return (of_this_step and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+                and evaluation.blocking)
 
     def event(step_context, evaluation: dg.AssetCheckEvaluation, batch: DagsterEventBatchMetadata) -> DagsterEvent:
         message = (f"Asset check '{evaluation.check_name}' on '{evaluation.asset_key.to_user_string()}' "

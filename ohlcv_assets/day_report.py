@@ -33,6 +33,8 @@ class PartitionReport:
     expected_candles: int = 0
     missing_candles: int = 0
     no_trade_candles: int = 0  # of the missing ones: intervals an omitting venue (Kraken, ...) had no trades in
+    downtime_candles: int = 0  # of the missing ones: empty in two answers of the venue (asked again after a pause)
+    unexplained_candles: int = 0  # of the missing ones: only an empty answer at the edge of the run covered them (a gap to fill)
     delisted: str = ""  # the venue stopped trading the instrument: its last candle's end
     source: str = ""  # archive or rest: where the day's candles came from
     archive_file: str = ""

@@ -30,7 +30,7 @@ from ohlcv_assets.exchange.source import (
     fetch_closed_candles,
     history_start_ms,
 )
-from ohlcv_assets.gaps import find_gaps, no_trade_runs
+from ohlcv_assets.gaps import FILLABLE, Gap, empty_reason, find_gaps, no_trade_runs, split_by_presence
 from ohlcv_assets.intervals import (
     DAY_MS,
     MINUTE_MS,
@@ -47,6 +47,7 @@ from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 
 BATCH_CANDLES = 50_000  # a batch of 1m is 34 days: each batch also costs a few queries and Dagster events
+ASK_AGAIN_PAUSE_BASES = 2  # the pause before asking again about an empty span, in the venue's retry_base_seconds
 
 
 @dataclasses.dataclass
@@ -85,23 +86,28 @@ def page_windows(start_ms: int, end_ms: int, step_ms: int, limit: int) -> list[t
 
 
 def fetch_windows(source: CandleSource, symbol: str, interval: str, windows: Iterable[tuple[int, int]],
-                  now_ms: int, workers: int, lookahead: int) -> Iterator[tuple[tuple[int, int], pd.DataFrame]]:
+                  now_ms: int, workers: int, lookahead: int,
+                  empty_answers: list[tuple[int, int]] | None = None) -> Iterator[tuple[tuple[int, int], pd.DataFrame]]:
     """Each window's closed candles, in window order, with ``workers`` requests in flight and at
-    most ``lookahead`` windows fetched ahead of the consumer."""
+    most ``lookahead`` windows fetched ahead of the consumer; the spans answered empty are
+    appended to ``empty_answers`` by the time their window is yielded."""
     step = interval_ms(interval)
     windows = iter(windows)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
     pending: collections.deque = collections.deque()
 
     def submit(window):
-        pending.append((window, pool.submit(fetch_closed_candles, source, symbol, interval, step, *window, now_ms)))
+        spans: list[tuple[int, int]] = []
+        pending.append((window, pool.submit(fetch_closed_candles, source, symbol, interval, step, *window, now_ms, spans), spans))
 
     try:
         for window in itertools.islice(windows, lookahead):
             submit(window)
         while pending:
-            window, future = pending.popleft()
+            window, future, spans = pending.popleft()
             frame = future.result()
+            if empty_answers is not None:
+                empty_answers.extend(spans)
             for nxt in itertools.islice(windows, 1):
                 submit(nxt)
             yield window, frame
@@ -223,7 +229,8 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
     lookahead = max(2 * workers, -(-BATCH_CANDLES // source.page_limit) + workers)
     try:
         try:
-            for (_, window_end), frame in fetch_windows(source, instrument.symbol, interval, windows, now_ms, workers, lookahead):
+            for (_, window_end), frame in fetch_windows(source, instrument.symbol, interval, windows, now_ms, workers, lookahead,
+                                                        writer.empty_answers):
                 writer.frames.append(frame)
                 progress.pages_done += 1
                 while remaining and remaining[0].end <= window_end:
@@ -255,6 +262,8 @@ class _BatchWriter:
         self.stats_before, self.batch_started = stats_before, batch_started  # the first batch counts the listing probes too
         self.writing: Future | None = None
         self.delisted = delisted
+        self.last_candle_ms: int | None = None  # the last candle handed to the writer (a left side for the next batch)
+        self.empty_answers: list[tuple[int, int]] = []  # spans the venue answered empty, not yet handed to the writer
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
 
     def submit_ready(self) -> None:
@@ -263,13 +272,17 @@ class _BatchWriter:
         written_until = self.ready[-1].end
         batch = fetched[fetched["open_time"] < written_until].reset_index(drop=True)
         self.frames = [fetched[fetched["open_time"] >= written_until]]
+        after = int(self.frames[0]["open_time"].iloc[0]) if len(self.frames[0]) else None
+        sides, self.last_candle_ms = (self.last_candle_ms, after), (int(batch["open_time"].iloc[-1]) if len(batch) else self.last_candle_ms)
+        empty = [(a, min(b, written_until)) for a, b in self.empty_answers if a < written_until]
+        self.empty_answers[:] = [(max(a, written_until), b) for a, b in self.empty_answers if b > written_until]
         stats = dataclasses.replace(self.source.stats)
         delta = stats.since(self.stats_before)
         counts = {"batch_days": len(self.ready), "requests": delta.requests, "retries": delta.retries,
                   "rate_limit_waits": delta.rate_limit_waits, "delisted": self.delisted}
         self.stats_before = stats
         self.writing = self.pool.submit(_write_batch, self.source.config, self.warehouse, self.instrument, self.interval, list(self.ready), batch,
-                                        self.now_ms, counts, self.batch_started, DaySource(REST))
+                                        self.now_ms, counts, self.batch_started, DaySource(REST), self.source, sides, empty)
         self.batch_started = time.perf_counter()
         self.ready.clear()
 
@@ -312,10 +325,77 @@ def beyond_history(instrument: Instrument, interval: str, config: ExchangeConfig
                                  f"{interval} candles, from {ms_to_iso(oldest)}{archive})"))
 
 
+def suspicious_spans(config: ExchangeConfig, days: list[DayTodo], times, step: int, empty_answers: list[tuple[int, int]],
+                     sides: tuple[int | None, int | None]) -> tuple[list[Gap], list[Gap]]:
+    """The spans of a batch's days that only an empty answer covered (a hole inside an answer is
+    the venue's word, confirmed later by the gap scan; a short answer was followed by another
+    request), unless simply no trades (on a venue that omits them, a run shorter than an outage):
+    those with a candle of this run on both sides (``sides``: the last candle before the batch,
+    the first after it), to ask about again; and those without (at the edge of what the run
+    fetched), unexplained. The still-forming end of a day in progress is neither."""
+    before, after = sides
+    omits, downtime_min_ms = config.profile.omits_empty, config.downtime_min_minutes * MINUTE_MS
+    ask, unexplained = [], []
+    for d in days:
+        day_end = day_bounds_ms(d.day)[1]
+        for lo, hi in empty_answers:
+            lo, hi = max(lo, d.start), min(hi, d.end)
+            if lo >= hi:
+                continue
+            inside = times[(times >= lo) & (times < hi)]
+            for start, end, _ in config.sessions.clip(find_gaps(inside, lo, hi, step), step).tolist():
+                if omits and end - start < downtime_min_ms:
+                    continue  # no trades (``no_trade_runs``)
+                if end == d.end < day_end:
+                    continue  # the day is in progress: its latest candles may still come
+                left = bool(len(times) and times[0] < start) or (before is not None and before < start)
+                right = bool(len(times) and times[-1] >= end) or after is not None
+                (ask if left and right else unexplained).append(Gap(int(start), int(end)))
+    return ask, unexplained
+
+
+def ask_again(source: CandleSource, symbol: str, interval: str, spans: list[Gap], now_ms: int) -> tuple[pd.DataFrame, list[Gap]]:
+    """Asks the venue once more about spans its first answers left empty, after a pause (a venue
+    that answered 200 with nothing, or too little, for a moment: a lagging replica, a cache):
+    what it has now, and the parts still empty in this second answer (confirmed: downtime, or no
+    trades on a venue that omits them, as the gap scan confirms them)."""
+    step = interval_ms(interval)
+    time.sleep(ASK_AGAIN_PAUSE_BASES * source.config.retry_base_seconds)
+    omits, downtime_min_ms = source.config.profile.omits_empty, source.config.downtime_min_minutes * MINUTE_MS
+    found, confirmed = [], []
+    for span in spans:
+        frame = fetch_closed_candles(source, symbol, interval, step, span.start_ms, span.end_ms, now_ms)
+        found.append(frame)
+        _, empty = split_by_presence(span, frame["open_time"].to_numpy(), step)
+        confirmed += [Gap(g.start_ms, g.end_ms, empty_reason(g, omits, downtime_min_ms)) for g in empty]
+    return pd.concat(found, ignore_index=True) if found else empty_candles(), confirmed
+
+
+def _in_day(gaps: list[Gap], start: int, end: int, step: int, config: ExchangeConfig) -> int:
+    return sum(config.sessions.count(max(g.start_ms, start), min(g.end_ms, end), step) for g in gaps
+               if max(g.start_ms, start) < min(g.end_ms, end))
+
+
 def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instrument, interval: str, days: list[DayTodo],
                  frame: pd.DataFrame, now_ms: int, counts: dict, started: float,
-                 day_source: DaySource) -> list[tuple[dt.date, PartitionReport]]:
+                 day_source: DaySource, source: CandleSource | None = None,
+                 sides: tuple[int | None, int | None] = (None, None),
+                 empty_answers: list[tuple[int, int]] = ()) -> list[tuple[dt.date, PartitionReport]]:
+    """Writes a batch of whole days. From REST (``source`` given), the spans that empty answers
+    covered are first asked about again (``suspicious_spans``, ``ask_again``): what comes now is
+    written, what is still empty is recorded as confirmed empty, and what could not be asked
+    about (at the edge of the run) is recorded as an open (fillable) gap for the gap loop."""
     step = interval_ms(interval)
+    confirmed: list[Gap] = []
+    unexplained: list[Gap] = []
+    if source is not None and empty_answers:
+        ask, unexplained = suspicious_spans(config, days, frame["open_time"].to_numpy(), step, list(empty_answers), sides)
+        if ask:
+            found, confirmed = ask_again(source, instrument.symbol, interval, ask, now_ms)
+            if len(found):
+                frame = pd.concat([frame, found], ignore_index=True).sort_values("open_time", kind="stable").reset_index(drop=True)
+        gap_records.record_confirmed(warehouse, instrument.exchange, instrument.symbol, interval,
+                                     confirmed + [Gap(g.start_ms, g.end_ms, FILLABLE) for g in unexplained], step, now_ms)
     validate_candles(frame, step, now_ms)
     bounds = [day_bounds_ms(d.day) for d in days]
     merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
@@ -342,6 +422,8 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
             expected_candles=d.expected,
             missing_candles=d.expected - len(day_times),
             no_trade_candles=sum(g.candles(step) for g in quiet),
+            downtime_candles=_in_day(confirmed, d.start, d.end, step, config),
+            unexplained_candles=_in_day(unexplained, d.start, d.end, step, config),
             seconds=seconds,
             source=day_source.source if d.start < d.end else "",
             archive_file=day_source.file or "",
@@ -352,11 +434,16 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
         if len(day_times):
             report.first_open_time = ms_to_iso(int(day_times[0]))
             report.last_open_time = ms_to_iso(int(day_times[-1]))
-        unexplained = report.missing_candles - report.no_trade_candles
+        not_returned = report.missing_candles - report.no_trade_candles - report.downtime_candles
         if report.no_trade_candles:
             report.note = (report.note + "; " if report.note else "") + f"{report.no_trade_candles} candle(s) had no trades ({instrument.exchange} omits them)"
-        if unexplained:
-            report.note = (report.note + "; " if report.note else "") + f"{unexplained} expected candle(s) were not returned by the exchange"
+        if report.downtime_candles:
+            report.note = ((report.note + "; " if report.note else "") + f"{report.downtime_candles} candle(s) missing from two "
+                           "answers of the exchange (asked again after a pause): confirmed empty")
+        if not_returned:
+            report.note = ((report.note + "; " if report.note else "") + f"{not_returned} expected candle(s) were not returned by the exchange"
+                           + (f" ({report.unexplained_candles} of them in an empty answer at the edge of what this run fetched: "
+                              "recorded as a gap to fill)" if report.unexplained_candles else ""))
         if d.end < end:
             report.note = (report.note + "; " if report.note else "") + "day still in progress: closed candles so far"
         reports.append((d.day, report))

@@ -23,13 +23,24 @@ one event batch (``dagster_internals.log_check_evaluations``; stock refuses such
 back to one write each) has the batch's events inserted by one statement and their execution rows
 written in the same transaction.
 
+A pooled connection outlives a server restart: stock, every statement opened a fresh connection
+(retried while the server was starting up), so a restart cost nothing; a pool hands out the dead
+connection and the statement fails ("server closed the connection unexpectedly"). Here every pooled
+connection is tested before use (``pool_pre_ping``, as the warehouse's engine does) and re-opened
+if the server went away, and the writes a run cannot do without (its events; its status, which
+its end records) are retried until the server is back (``RECONNECT_SECONDS``), so a run that
+spans a PostgreSQL restart loses no event and records its own end.
+
 Configured in ``deploy/dagster.yaml`` under ``storage: custom:`` with the same fields as
 ``storage: postgres:``.
 """
 
+import logging
 import os
+import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import sqlalchemy as sa
 
@@ -40,12 +51,13 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.config import pg_config
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._serdes import serialize_value
-from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
+from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage, PostgresRunStorage
 from dagster_postgres.event_log.event_log import CHANNEL_NAME
-from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+from dagster_postgres.utils import DagsterPostgresException, create_pg_engine, get_token_provider_from_config, pg_url_from_config
 
 POOL_RECYCLE_SECONDS = 3600
 MAX_OVERFLOW = 8
+RECONNECT_SECONDS = 120  # how long a run's write waits for a restarting server (a fast restart takes seconds)
 # Dagster hands planned events to ``store_event_batch`` only when this variable is positive; a
 # run's planned events are then one batch up to this many.
 EVENT_BATCH_SIZE = 2000
@@ -68,6 +80,55 @@ _INSERT_EXECUTION = sa.text(
     ":evaluation_event_storage_id, :materialization_event_storage_id)")
 
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def server_went_away(err: Exception) -> bool:
+    """The server closed the connection, or refused new ones (restarting, shutting down): worth
+    waiting for. ``DagsterPostgresException`` is dagster-postgres giving up connecting."""
+    if isinstance(err, DagsterPostgresException):
+        return True
+    return isinstance(err, sa.exc.DBAPIError) and (err.connection_invalidated or isinstance(err, sa.exc.OperationalError))
+
+
+def until_reconnected(write: Callable[[], T], what: str, seconds: float = RECONNECT_SECONDS) -> T:
+    """``write()``, again (each time on a connection tested first) while the server is away, for
+    up to ``seconds``. Each write retried here is one transaction, or an idempotent update."""
+    deadline, delay = time.monotonic() + seconds, 0.25
+    while True:
+        try:
+            return write()
+        except (sa.exc.DBAPIError, DagsterPostgresException) as err:
+            if not server_went_away(err) or time.monotonic() > deadline:
+                raise
+            log.warning("the Dagster storage lost its PostgreSQL connection while writing %s; retrying in %.1f s: %s",
+                        what, delay, str(err).splitlines()[0])
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
+def pool_tested_connections(storage) -> None:
+    """The storage's engine replaced by a pooled one (one held connection, more on demand) that
+    tests each connection before handing it out: the webserver's settings
+    (``optimize_for_webserver``) plus ``pool_pre_ping``."""
+    kwargs: dict = {"isolation_level": "AUTOCOMMIT", "pool_size": 1, "pool_recycle": POOL_RECYCLE_SECONDS,
+                    "max_overflow": MAX_OVERFLOW, "pool_pre_ping": True}
+    options = storage._engine.url.query.get("options")
+    if options:
+        kwargs["connect_args"] = {"options": options}
+    old, storage._engine = storage._engine, create_pg_engine(storage.postgres_url, storage._token_provider, **kwargs)
+    old.dispose()
+
+
+class PooledPostgresRunStorage(PostgresRunStorage):
+    """Records a run's status changes (started, success, failure) even across a server restart."""
+
+    def handle_run_event(self, run_id, event, update_timestamp=None) -> None:
+        until_reconnected(lambda: super(PooledPostgresRunStorage, self).handle_run_event(run_id, event, update_timestamp),
+                          f"the status of run {run_id}")
+
+
 class PooledPostgresEventLogStorage(PostgresEventLogStorage):
     """Remembers the tables it found: stock, every check evaluation asks the catalog whether the
     check table exists (a quarter of the statements a ranged run sends). Tables are only ever added."""
@@ -85,6 +146,12 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         return found
 
     def store_event(self, event: EventLogEntry) -> None:
+        until_reconnected(lambda: self._store_event(event), f"a {event.dagster_event_type or 'log'} event")
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        until_reconnected(lambda: self._store_event_batch(events), f"{len(events)} events")
+
+    def _store_event(self, event: EventLogEntry) -> None:
         """A run's check evaluation in one transaction (see the module docstring); anything else as stock."""
         if not (event.is_dagster_event and event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION and event.run_id):
             super().store_event(event)
@@ -115,7 +182,7 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
                     f"Updated {updated} rows for asset check evaluation {evaluation.asset_check_key} "
                     "as a result of duplicate AssetCheckPlanned events.")
 
-    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+    def _store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """A run's planned events, or a step's batch of check evaluations, in one transaction (see
         the module docstring); other batches as stock."""
         kinds = {event.get_dagster_event().event_type for event in events}
@@ -171,9 +238,10 @@ class PooledPostgresStorage(DagsterPostgresStorage):
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
         os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
         super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider)
+        self._run_storage = PooledPostgresRunStorage(postgres_url, False, token_provider=token_provider)
         self._event_log_storage = PooledPostgresEventLogStorage(postgres_url, False, token_provider=token_provider)
         for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
-            storage.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS, max_overflow=MAX_OVERFLOW)
+            pool_tested_connections(storage)
         forget_in_forked_child(self)
 
     @classmethod

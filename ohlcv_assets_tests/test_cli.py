@@ -16,10 +16,12 @@ import pytest
 from ohlcv_assets.cli.ohlcv import main as ohlcv_main
 from ohlcv_assets.cli.status import main as status_main
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
+from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import candles_key
+from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles, universe_yaml
+from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles, universe_yaml
 
 BIN = os.path.dirname(sys.executable)
 
@@ -70,6 +72,89 @@ def test_register_materialize_and_backfill_from_a_fresh_instance(simulator, univ
 
     status = run([f"{BIN}/ohlcv-status", "--json"], env, tmp_path)
     assert status.returncode == 0, status.stderr[-2000:]
+
+
+def test_a_downtime_day_backfilled_from_the_command_line_turns_green_once_scanned(simulator, universe, universe_file,
+                                                                                 postgres_url, tmp_path):
+    """Without the daemon: `ohlcv backfill` of a day with exchange downtime leaves its completeness
+    failing (nothing explains the missing candles yet); the gap scan run with Dagster's own CLI
+    confirms the downtime and evaluates the day's checks again, so the latest evaluation passes."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file), "OHLCV_WAREHOUSE_URL": postgres_url}
+    filled = run([f"{BIN}/ohlcv", "backfill", "1m", "binance.BTC-USDT", str(DOWNTIME_DAY)], env, tmp_path)
+    assert filled.returncode == 0, filled.stdout[-2000:] + filled.stderr[-2000:]
+    pk = f"{DOWNTIME_DAY}|binance.BTC-USDT"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert failing_checks(instance, universe, "1m") == {"completeness": [pk]}
+    scanned = run([f"{BIN}/dagster", "asset", "materialize", "-m", "ohlcv_assets.definitions", "--select", "gap_report/1m",
+                   "--partition", "binance.BTC-USDT"], env, tmp_path)
+    assert scanned.returncode == 0, scanned.stderr[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert failing_checks(instance, universe, "1m") == {}
+        [info] = instance.event_log_storage.get_asset_check_partition_info(
+            [dg.AssetCheckKey(candles_key("1m"), "completeness")], partition_keys=[pk])
+        assert info.latest_execution_status.value == "SUCCEEDED" and info.is_current
+
+
+def _cli_env(universe_file, postgres_url, tmp_path) -> dict:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    return {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(universe_file), "OHLCV_WAREHOUSE_URL": postgres_url}
+
+
+def _empty_answers(*window_starts: int, count: int) -> dict:
+    """Binance klines answered 200 with `[]` for requests starting at these instants."""
+    return {"faults": [{"kind": "empty", "count": count, "start_between": [t, t + 1]} for t in window_starts]}
+
+
+def test_empty_answers_between_candles_are_asked_again_and_the_days_end_exact(simulator, universe_file, postgres_url, tmp_path):
+    """Two requests in the middle of a three-day run answered 200 with `[]` (candles before and
+    after them): each is asked again after a pause, and every day is stored exactly."""
+    env = _cli_env(universe_file, postgres_url, tmp_path)
+    first, last = PLAIN_DAY - dt.timedelta(days=2), PLAIN_DAY
+    start = day_bounds_ms(first)[0]
+    page = 1000 * 60_000  # the request windows of a ranged run: 1000 candles of 1m from the first day's start
+    simulator.reconfigure(_empty_answers(start + page, start + 3 * page, count=1))
+    filled = run([f"{BIN}/ohlcv", "backfill", "1m", "binance.BTC-USDT", str(first), str(last)], env, tmp_path)
+    assert filled.returncode == 0, filled.stdout[-2000:] + filled.stderr[-2000:]
+    assert "succeeded, 3 partitions, 4,320 candles written" in filled.stdout and "INCOMPLETE" not in filled.stdout
+    assert simulator.stats["requests.klines"] >= 5 + 2  # five windows, two asked again
+    warehouse = Warehouse(postgres_url)
+    try:
+        for day in (first, first + dt.timedelta(days=1), last):
+            stored = warehouse.read_candles("binance", "BTC/USDT", "1m", *day_bounds_ms(day))
+            assert stored.equals(simulator_candles(simulator, "BTC/USDT", "1m", day, now_ms())), day
+        assert gap_records.instrument_gaps(warehouse, "binance", "BTC/USDT", "1m") == []  # nothing confirmed empty
+    finally:
+        warehouse.dispose()
+
+
+def test_a_day_left_incomplete_by_an_empty_answer_is_named_and_fails_unless_allowed(simulator, universe_file, postgres_url,
+                                                                                    tmp_path):
+    """The last request of a one-day run answered `[]`: no candle after it, so nothing to judge it
+    by. The day is not a plain success: the closing line names it, the exit status is 1 (0 with
+    --allow-incomplete), and a fillable gap record holds its missing candles for the gap loop."""
+    env = _cli_env(universe_file, postgres_url, tmp_path)
+    day = PLAIN_DAY - dt.timedelta(days=3)
+    start, end = day_bounds_ms(day)
+    simulator.reconfigure(_empty_answers(start + 1000 * 60_000, count=2))
+    partial = run([f"{BIN}/ohlcv", "backfill", "1m", "binance.BTC-USDT", str(day)], env, tmp_path)
+    assert partial.returncode == 1, partial.stdout[-2000:] + partial.stderr[-2000:]
+    named = f"1 day(s) INCOMPLETE, missing candles the exchange answered empty at the edge of the run, recorded as gaps to fill: " \
+            f"{day}|binance.BTC-USDT (440 of 1,440 candles)"
+    assert named in partial.stdout, partial.stdout[-2000:]
+    allowed = run([f"{BIN}/ohlcv", "backfill", "1m", "binance.BTC-USDT", str(day), "--allow-incomplete"], env, tmp_path)
+    assert allowed.returncode == 0 and named in allowed.stdout and "(allowed by --allow-incomplete)" in allowed.stdout, \
+        allowed.stdout[-2000:] + allowed.stderr[-2000:]
+    warehouse = Warehouse(postgres_url)
+    try:
+        [gap] = gap_records.due_for_backfill(warehouse, now_ms(), 10, "1m")
+        assert (gap.start_ms, gap.end_ms, gap.reason, gap.status) == (start + 1000 * 60_000, end, "fillable", "detected")
+    finally:
+        warehouse.dispose()
 
 
 def test_bad_backfill_arguments_are_clear_errors(universe_file, tmp_path, monkeypatch):

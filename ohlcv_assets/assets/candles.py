@@ -63,11 +63,12 @@ def check_evaluations(key: dg.AssetKey, partition: str, outcomes: list[CheckOutc
 
 
 def recheck_stored(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, warehouse: WarehouseResource, universe: Universe,
-                   instruments: list, interval: str, keys: dict, now: int, windows: tuple) -> list[dg.AssetCheckEvaluation]:
-    """Checks only (a run that selects the checks, not the asset): evaluates the stored days again
-    against their latest materialization, asking the exchange nothing; used once a scan explained
-    a day's missing candles (confirmed downtime), so the day's completeness turns green. Returns
-    the evaluations that block, for the step to yield."""
+                   instruments: list, interval: str, keys: dict, now: int, windows: tuple,
+                   of_this_step: bool = True) -> list[dg.AssetCheckEvaluation]:
+    """Checks only (a run that selects the checks, not the asset; or a gap scan that confirmed a
+    day's missing candles as downtime, ``of_this_step=False``): evaluates the stored days again
+    against their latest materialization, asking the exchange nothing, so that a day whose missing
+    candles are now explained turns green. Returns the evaluations that block, for the step to yield."""
     targets = latest_materializations(context.instance, asset_key, [str(k) for k in keys.values()])
     blocked = []
     for instrument in instruments:
@@ -79,7 +80,7 @@ def recheck_stored(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, wa
         checked = check_stored_days(warehouse.warehouse, instrument, interval, expected, now, windows,
                                     universe.exchanges[instrument.exchange].sessions)
         blocked += log_check_evaluations(context, [evaluation for day in expected for evaluation in check_evaluations(
-            asset_key, str(days[day]), checked[day][0], targets[str(days[day])])])
+            asset_key, str(days[day]), checked[day][0], targets[str(days[day])])], of_this_step)
     return blocked
 
 

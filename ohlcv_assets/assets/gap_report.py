@@ -1,13 +1,27 @@
 """The ``gap_report/<interval>`` assets: per instrument, every missing candle found and explained."""
 
+import datetime as dt
+
 import dagster as dg
 
+from ohlcv_assets.assets.candles import recheck_stored
+from ohlcv_assets.dagster_internals import failing_among
 from ohlcv_assets.gap_scan import ScanResult, scan
 from ohlcv_assets.gaps import GAP_CLASSES
-from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms
-from ohlcv_assets.names import INSTRUMENT, candles_key, gap_report_key, instruments_partitions_name, scan_job_name
+from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms, utc_day
+from ohlcv_assets.names import (
+    INSTRUMENT,
+    candles_key,
+    freshness_windows,
+    gap_report_key,
+    instruments_partitions_name,
+    partition_key_string,
+    scan_job_name,
+)
 from ohlcv_assets.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.universe import Universe
+from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY
 
 REPORT_DAYS = 31
 BAR_WIDTH = 20
@@ -52,6 +66,31 @@ def report_metadata(result: ScanResult, step: int) -> dict:
     }
 
 
+def recheck_explained_days(context: dg.AssetExecutionContext, warehouse: WarehouseResource, universe: Universe,
+                           instrument, interval: str) -> int:
+    """The one path that turns a day green once its missing candles are confirmed as downtime (or
+    no trades): every scan, however it was launched (the daemon's schedule or sensors, `dagster
+    asset materialize`, the UI), evaluates the candles' checks again for the instrument's stored
+    days that fail ``completeness`` and hold a confirmed-empty range, from the warehouse only
+    (nothing is fetched). A day materialized after the confirmation is checked against it at once.
+    Returns how many days were checked again."""
+    days: set[dt.date] = set()
+    for record in gap_records.instrument_gaps(warehouse.warehouse, instrument.exchange, instrument.symbol, interval):
+        if record.status == CONFIRMED_EMPTY:
+            first, last = utc_day(record.start_ms), utc_day(record.end_ms - 1)
+            days.update(first + dt.timedelta(days=n) for n in range((last - first).days + 1))
+    keys = {(instrument.key, day): partition_key_string(instrument.key, day) for day in sorted(days)}
+    failing = set(failing_among(context.instance, dg.AssetCheckKey(candles_key(interval), "completeness"), list(keys.values())))
+    keys = {k: partition for k, partition in keys.items() if partition in failing}
+    if keys:
+        windows = tuple(w.total_seconds() * 1000 for w in freshness_windows(interval, universe.refresh_minutes))
+        recheck_stored(context, candles_key(interval), warehouse, universe, [instrument], interval, keys, now_ms(), windows,
+                       of_this_step=False)
+        context.log.info(f"{instrument.label()} {interval}: checked again {len(keys)} day(s) whose completeness failed "
+                         f"before their missing candles were confirmed: {', '.join(str(day) for _, day in keys)}")
+    return len(keys)
+
+
 def build_gap_report_asset(universe: Universe, interval: str) -> dg.AssetsDefinition:
     step = interval_ms(interval)
     key = gap_report_key(interval)
@@ -87,6 +126,7 @@ def build_gap_report_asset(universe: Universe, interval: str) -> dg.AssetsDefini
                              f"missing by reason {result.candles_by_reason(step)}, records {result.changes}")
             context.log_event(dg.AssetMaterialization(asset_key=key, partition=instrument.key,
                                                       metadata=report_metadata(result, step)))
+            recheck_explained_days(context, warehouse, universe, instrument, interval)
         yield from ()
 
     return gap_report

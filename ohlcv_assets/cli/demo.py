@@ -268,7 +268,7 @@ def run_demo(universe: Universe, instance: dg.DagsterInstance, webserver: str, c
     print(f"gap scans: {len(scans)} runs of {', '.join(scan_job_name(i) for i in universe.intervals)} check every "
           "instrument's history for missing candles", flush=True)
     scan_statuses = wait_for_runs(webserver, scans, timeout_seconds=600, alive=lambda: not children.dead())
-    # The gap sensor re-checks days whose missing candles the scans confirmed as downtime.
+    # Each scan re-checks the days whose missing candles it confirmed as downtime.
     deadline = time.monotonic() + RECHECK_SECONDS
     while any(failing_checks(instance, universe, i) for i in universe.intervals) and time.monotonic() < deadline:
         time.sleep(3)

@@ -87,12 +87,15 @@ def history_start_ms(config: ExchangeConfig, step_ms: int, now: int) -> int | No
 
 
 def fetch_closed_candles(source: CandleSource, symbol: str, interval: str, step_ms: int,
-                         start_ms: int, end_ms: int, now_ms: int) -> pd.DataFrame:
+                         start_ms: int, end_ms: int, now_ms: int, empty_answers: list[tuple[int, int]] | None = None) -> pd.DataFrame:
     """Every closed candle opening in [start_ms, end_ms), paginated without gaps or overlaps.
 
     A candle is closed when its close time (open + interval) is not in the future, so the
     still-forming candle is never returned. Pagination asks page-sized windows, each from the
-    last candle received (or the end of an empty window), until the range is covered.
+    last candle received (or the end of an empty window), until the range is covered: a short
+    answer is followed by a request from its last candle, so the only spans asked about once are
+    those an empty answer covered, appended to ``empty_answers`` (the caller asks about them
+    again where candles on both sides make an empty answer suspicious: ``ingest.ask_again``).
     """
     end = min(end_ms, now_ms // step_ms * step_ms)
     cursor, pages = start_ms, []
@@ -106,7 +109,9 @@ def fetch_closed_candles(source: CandleSource, symbol: str, interval: str, step_
             raise FetchFailed(f"{symbol} {interval}: the source ignored the requested start {cursor}")
         rows = rows[(times >= cursor) & (times < end)] if len(rows) else rows
         if len(rows) == 0:
-            cursor = window_end  # nothing in this window (an outage, or no trades): on to the next
+            if empty_answers is not None:
+                empty_answers.append((cursor, window_end))
+            cursor = window_end  # nothing in this window (an outage, or no trades; or a venue's glitch): on to the next
             continue
         pages.append(rows)
         cursor = int(rows[-1, 0]) + step_ms

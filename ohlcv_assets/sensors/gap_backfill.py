@@ -5,6 +5,8 @@ Nothing loops: a gap whose candles are stored (by a gap backfill, a user's backf
 schedule) is ``filled`` from the warehouse, without asking the exchange; partitions that a running
 backfill or an unfinished run will write are not requested again; a gap in flight is never
 requested twice; a gap still missing after a backfill backs off exponentially until given up.
+A day whose completeness failed before a scan confirmed its missing candles is checked again by
+that scan (``assets/gap_report.recheck_explained_days``), not from here: so also without the daemon.
 """
 
 import collections
@@ -16,24 +18,17 @@ import dagster as dg
 
 from ohlcv_assets.dagster_internals import backfill_run_request, backfill_state, backfills_tagged, partitions_in_flight
 from ohlcv_assets.intervals import now_ms, utc_day
-from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import (
     GAPS_TAG,
-    RANGE_END_TAG,
-    RANGE_START_TAG,
     REASON_TAG,
     REQUEST_TAG,
     candles_key,
     gap_report_key,
-    instruments_partitions_name,
     partition_key_string,
-    split_partition_key_string,
 )
-from ohlcv_assets.quality import checks_for
 from ohlcv_assets.resources import WarehouseResource
 from ohlcv_assets.universe import Universe, instrument_key
 from ohlcv_assets.warehouse import gap_records
-from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY
 
 MAX_GAPS_PER_TICK = 200
 MAX_PARTITIONS_PER_TICK = 1500  # a new instrument's four years of history in one backfill, not four ticks apart
@@ -63,7 +58,6 @@ def build_gap_backfill_sensor(universe: Universe, interval: str, candles: dg.Ass
         store, now = warehouse.warehouse, now_ms()
         cursor = json.loads(context.cursor) if context.cursor else {"submitted": [], "backfills_requested": 0}
         requests = follow_requests(context, store, interval, now, set(cursor["submitted"]))
-        requests += recheck_requests(context.instance, store, universe, interval)
         due = gap_records.settle_stored(store, gap_records.due_for_backfill(store, now, MAX_GAPS_PER_TICK, interval),
                                         "found stored before its backfill", now)
         busy = partitions_in_flight(context.instance, candles_key(interval), candles.partitions_def) if due else set()
@@ -122,49 +116,3 @@ def follow_requests(context: dg.SensorEvaluationContext, store, interval: str, n
             rescans[key] = dg.RunRequest(run_key=f"rescan-{request_id}-{key}", asset_selection=[gap_report_key(interval)],
                                          partition_key=key, tags={REASON_TAG: "re-scan after a gap backfill"})
     return list(rescans.values())
-
-
-def contiguous_groups(keys: list[str], order: list[str]) -> list[list[str]]:
-    """``keys`` cut into runs of neighbours in ``order`` (each run a range that holds nothing else)."""
-    position = {key: n for n, key in enumerate(order)}
-    groups: list[list[str]] = []
-    for key in sorted(keys, key=lambda k: position.get(k, -1)):
-        if groups and key in position and position.get(groups[-1][-1], -2) == position[key] - 1:
-            groups[-1].append(key)
-        else:
-            groups.append([key])
-    return groups
-
-
-def recheck_requests(instance: dg.DagsterInstance, store, universe: Universe, interval: str) -> list[dg.RunRequest]:
-    """A day whose completeness failed before a scan confirmed its missing candles as downtime is
-    checked again (checks only: nothing is fetched), once per confirmation, so it turns green; the
-    failing days of neighbouring instruments on the same day are checked again in one run."""
-    failing = failing_checks(instance, universe, interval).get("completeness", [])
-    confirmed: dict[str, list] = {}
-    due: dict[dt.date, dict[str, int]] = collections.defaultdict(dict)
-    for partition in failing:
-        key, day = split_partition_key_string(partition)
-        if key not in confirmed:
-            try:
-                inst = universe.instrument(key)
-            except KeyError:
-                continue
-            confirmed[key] = [r for r in gap_records.instrument_gaps(store, inst.exchange, inst.symbol, interval)
-                              if r.status == CONFIRMED_EMPTY]
-        on_day = [r for r in confirmed[key] if partition in gap_partitions(r)]
-        if on_day:
-            due[day][key] = max(r.id for r in on_day)
-    registered = instance.get_dynamic_partitions(instruments_partitions_name(interval)) if due else []
-    requests = []
-    for day, latest in sorted(due.items()):
-        for group in contiguous_groups(list(latest), registered):
-            first, last = partition_key_string(group[0], day), partition_key_string(group[-1], day)
-            # A partition range even for one day: Dagster resolves a run's partitions from its assets,
-            # and a checks-only run selects none.
-            requests.append(dg.RunRequest(
-                run_key=f"recheck-{first}-{last}-{max(latest[k] for k in group)}", asset_selection=[],
-                asset_check_keys=[dg.AssetCheckKey(candles_key(interval), spec.name) for spec in checks_for(interval)],
-                tags={RANGE_START_TAG: first, RANGE_END_TAG: last,
-                      REASON_TAG: "re-check: missing candles confirmed as exchange downtime"}))
-    return requests

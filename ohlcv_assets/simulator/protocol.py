@@ -95,9 +95,15 @@ class RollingWindow:
 
 def apply_candle_fault(candles: CandleArrays, fault: Fault | None) -> CandleArrays:
     """``corrupt``: the first candle's high below its low; ``revise``: volumes 1 % short (before
-    late trades arrived: the venue corrects them later)."""
+    late trades arrived: the venue corrects them later); ``empty``: no candle at all, ``short``:
+    only the first tenth of them (a venue answering 200 with less than it has, as a lagging
+    replica or a cache does), each rendered by the protocol in its venue's own format."""
     if fault is None or len(candles) == 0:
         return candles
+    if fault.kind == "empty":
+        return candles.take(slice(0, 0))
+    if fault.kind == "short":
+        return candles.take(slice(0, max(1, len(candles) // 10)))
     if fault.kind == "corrupt":
         high = candles.high.copy()
         high[0] = 1

@@ -12,8 +12,8 @@ against it unmodified:
 With the failure modes real venues have: listing dates, downtime (per venue or all), minutes
 without trades, exchange sessions, a still-forming last candle, each venue's rate limit counted
 per client address (per API key for Polygon), and injectable faults (5xx, slow answers, truncated
-bodies, rate-limit answers, refused credentials, corrupt or revised candles) rendered in the venue's
-own error format.
+bodies, rate-limit answers, refused credentials, corrupt or revised candles, 200 answers with no or
+too few candles) rendered in the venue's own format.
 
 Run it with ``python -m ohlcv_assets.simulator --port 8765 [--config sim.yaml]``.
 ``GET /sim/stats`` reports what it served; ``POST /sim/config`` changes faults, downtime and the
@@ -47,14 +47,14 @@ from ohlcv_assets.simulator.polygon import Polygon
 from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request
 
 PROTOCOLS: tuple[Protocol, ...] = (Archives(), Kraken(), Coinbase(), Polygon(), BinanceUsdm(), Binance())  # Binance spot last: it takes every other path
-FAULT_KINDS = {"status", "slow", "truncated", "rate_limit", "auth", "corrupt", "revise"}
+FAULT_KINDS = {"status", "slow", "truncated", "rate_limit", "auth", "corrupt", "revise", "empty", "short"}
 
 
 @dataclasses.dataclass
 class Fault:
     """Fires on matching requests: the first ``count`` of them, or every ``every``-th one."""
 
-    kind: str  # "status" | "slow" | "truncated" | "rate_limit" | "auth" | "corrupt" | "revise"
+    kind: str  # "status" | "slow" | "truncated" | "rate_limit" | "auth" | "corrupt" | "revise" | "empty" | "short"
     endpoint: str = "klines"  # the venue's endpoint name (klines, OHLC, candles, aggs) or "*"
     venue: str = "*"  # binance, kraken, coinbase, polygon or "*"
     count: int | None = None

@@ -135,13 +135,15 @@ def reconcile(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, 
 
 def record_confirmed(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str, found: list[Gap],
                      step_ms: int, now_ms: int) -> int:
-    """Records empty ranges a venue's answer confirmed while ingesting (``no_trades``), unless
-    already recorded; returns how many are new. Open records they cover are settled by the scan."""
+    """Records what ingesting found: empty ranges a venue's answers confirmed (``no_trades``,
+    ``exchange_downtime``), and ranges a run could not settle (``fillable``: open, for the gap
+    loop), unless already recorded as confirmed or open; returns how many are new. Open records
+    they cover are settled by the scan."""
     if not found:
         return 0
     with warehouse.engine.begin() as conn:
         known = {(int(a), int(b)) for a, b in conn.execute(sa.select(gaps.c.start_ms, gaps.c.end_ms).where(
-            _instrument(exchange, symbol, timeframe), gaps.c.status == CONFIRMED_EMPTY,
+            _instrument(exchange, symbol, timeframe), gaps.c.status.in_((CONFIRMED_EMPTY, *GAP_OPEN_STATUSES)),
             gaps.c.start_ms >= min(g.start_ms for g in found), gaps.c.end_ms <= max(g.end_ms for g in found)))}
         new = [g for g in found if (g.start_ms, g.end_ms) not in known]
         if new:

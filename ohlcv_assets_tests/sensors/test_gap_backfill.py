@@ -13,7 +13,6 @@ from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
 from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
-from ohlcv_assets.sensors.gap_backfill import contiguous_groups
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY
 
@@ -117,9 +116,11 @@ def test_a_multi_day_multi_instrument_gap_fill_ends_filled_in_one_backfill(simul
         assert third.run_requests == []  # nothing loops
 
 
-def test_a_day_failing_completeness_is_rechecked_once_its_downtime_is_confirmed(simulator, universe, universe_file, warehouse_url):
-    """Checks only: the day's completeness failed before the scan; once the scan confirms the
-    downtime, the sensor asks for a checks-only run (no fetch), and the day turns green."""
+def test_a_day_failing_completeness_is_rechecked_by_the_scan_that_confirms_its_downtime(simulator, universe, universe_file,
+                                                                                        warehouse_url):
+    """Checks only: the day's completeness failed before the scan; the scan that confirms the
+    downtime evaluates the day's checks again from the warehouse (no request of its own for it),
+    so the day is green as soon as the scan ends, and the sensor has nothing left to ask for."""
     defs = build_definitions(str(universe_file), warehouse_url)
     asset = defs.get_assets_def(candles_key("1m"))
     pk = partition_key("binance.BTC-USDT", DOWNTIME_DAY)
@@ -128,18 +129,19 @@ def test_a_day_failing_completeness_is_rechecked_once_its_downtime_is_confirmed(
         dg.materialize([asset], partition_key=pk, instance=instance, resources=defs.resources)
         assert failing_checks(instance, universe, "1m") == {"completeness": [str(pk)]}
         assert evaluate(defs, instance, "1m").run_requests == []  # nothing explains it yet
-        dg.materialize([defs.get_assets_def(dg.AssetKey(["gap_report", "1m"])), asset], selection=[dg.AssetKey(["gap_report", "1m"])],
-                       partition_key="binance.BTC-USDT", instance=instance, resources=defs.resources)
-        # (the scan also found the other days of the instrument's history missing: a gap backfill for them)
-        [recheck] = [r for r in evaluate(defs, instance, "1m").run_requests if r.asset_check_keys]
-        assert recheck.tags["dagster/asset_partition_range_start"] == recheck.tags["dagster/asset_partition_range_end"] == str(pk)
-        assert recheck.asset_selection == []
-        weight = simulator.stats["weight"]
-        result = dg.materialize([asset], selection=dg.AssetSelection.checks(*recheck.asset_check_keys), tags=recheck.tags,
-                                instance=instance, resources=defs.resources)
-        assert result.success and simulator.stats["weight"] == weight  # checked from the warehouse only
+        scan = dg.materialize([defs.get_assets_def(dg.AssetKey(["gap_report", "1m"])), asset],
+                              selection=[dg.AssetKey(["gap_report", "1m"])],
+                              partition_key="binance.BTC-USDT", instance=instance, resources=defs.resources)
+        rechecked = [e for e in scan.get_asset_check_evaluations() if e.asset_key == candles_key("1m")]
+        assert {(e.check_name, e.partition, e.passed) for e in rechecked if e.check_name == "completeness"} == {
+            ("completeness", str(pk), True)}
         assert failing_checks(instance, universe, "1m") == {}
+        # (the scan also found the other days of the instrument's history missing: a gap backfill for them, no re-check)
         assert not [r for r in evaluate(defs, instance, "1m").run_requests if r.asset_check_keys]
+        again = dg.materialize([defs.get_assets_def(dg.AssetKey(["gap_report", "1m"])), asset],
+                               selection=[dg.AssetKey(["gap_report", "1m"])],
+                               partition_key="binance.BTC-USDT", instance=instance, resources=defs.resources)
+        assert not [e for e in again.get_asset_check_evaluations() if e.asset_key == candles_key("1m")]  # green: not again
 
 
 def add_backfill(instance, defs, backfill_id, partitions, tags, status) -> PartitionBackfill:
@@ -152,11 +154,3 @@ def add_backfill(instance, defs, backfill_id, partitions, tags, status) -> Parti
             asset_graph_subset=subset, title=None, description=None, run_config=None).with_status(status)
     instance.add_backfill(backfill)
     return backfill
-
-
-def test_rechecks_of_neighbouring_instruments_share_a_run_and_never_cover_another_instrument():
-    order = ["a", "b", "c", "d", "e"]
-    assert contiguous_groups(["d", "a", "b", "e"], order) == [["a", "b"], ["d", "e"]]
-    assert contiguous_groups(["c"], order) == [["c"]]
-    assert contiguous_groups(["a", "c", "e"], order) == [["a"], ["c"], ["e"]]
-    assert contiguous_groups(["x", "a", "b"], order) == [["x"], ["a", "b"]]  # unregistered: alone
