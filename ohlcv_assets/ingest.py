@@ -310,15 +310,17 @@ def beyond_history(instrument: Instrument, interval: str, config: ExchangeConfig
 
 
 def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instrument, interval: str, days: list[DayTodo],
-                 frame: pd.DataFrame, now_ms: int, counts: dict, started: float,
-                 day_source: DaySource) -> list[tuple[dt.date, PartitionReport]]:
+                 frame: pd.DataFrame, now_ms: int, counts: dict, started: float, day_source: DaySource,
+                 mixed: dict[dt.date, DaySource] | None = None) -> list[tuple[dt.date, PartitionReport]]:
+    """Writes the batch's candles and records each day's source: ``day_source``, or for the days in
+    ``mixed`` that source with some candles keeping the stored values (counted as present: their
+    values are in ``frame``, the stored ones)."""
     step = interval_ms(interval)
     validate_candles(frame, step, now_ms)
     bounds = [day_bounds_ms(d.day) for d in days]
     merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
-    sources.record_days(warehouse, instrument.exchange, instrument.symbol, interval, [d.day for d in days if d.start < d.end],
-                        day_source, now_ms)
     seconds = round(time.perf_counter() - started, 3)
+    recorded: dict[dt.date, DaySource] = {}
     times = frame["open_time"].to_numpy()
     sessions = config.sessions
     reports = []
@@ -330,6 +332,9 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
             quiet = no_trade_runs(missing, int(day_times[-1]) if len(day_times) else None, d.end == end,
                                   config.downtime_min_minutes * MINUTE_MS)
             gap_records.record_confirmed(warehouse, instrument.exchange, instrument.symbol, interval, quiet, step, now_ms)
+        held = (mixed or {}).get(d.day, day_source)
+        if d.start < d.end:
+            recorded[d.day] = dataclasses.replace(held, candles=len(day_times) - held.kept_candles)
         report = PartitionReport(
             candles_new=result.inserted,
             candles_revised=result.revised,
@@ -340,12 +345,14 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
             missing_candles=d.expected - len(day_times),
             no_trade_candles=sum(g.candles(step) for g in quiet),
             seconds=seconds,
-            source=day_source.source if d.start < d.end else "",
+            source=held.source if d.start < d.end else "",
             archive_file=day_source.file or "",
             archive_sha256=day_source.sha256 or "",
             note=d.note,
             **counts,
         )
+        if d.note and day_source.source == REST and d.start < d.end:  # why the day came to REST, and what REST did
+            report.note += "; fetched from REST" if len(day_times) else "; REST returned none of its candles"
         if len(day_times):
             report.first_open_time = ms_to_iso(int(day_times[0]))
             report.last_open_time = ms_to_iso(int(day_times[-1]))
@@ -353,9 +360,11 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
         if report.no_trade_candles:
             report.note = (report.note + "; " if report.note else "") + f"{report.no_trade_candles} candle(s) had no trades ({instrument.exchange} omits them)"
         if unexplained:
-            report.note = (report.note + "; " if report.note else "") + f"{unexplained} expected candle(s) were not returned by the exchange"
+            absent = "were not returned by the exchange" if day_source.source == REST else f"are not in {day_source.describe()}"
+            report.note = (report.note + "; " if report.note else "") + f"{unexplained} expected candle(s) {absent}"
         if d.end < end:
             report.note = (report.note + "; " if report.note else "") + "day still in progress: closed candles so far"
         reports.append((d.day, report))
+    sources.record_days(warehouse, instrument.exchange, instrument.symbol, interval, recorded, now_ms)
     return reports
 
