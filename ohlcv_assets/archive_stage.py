@@ -6,7 +6,11 @@ file holds only part of (a holey file) is left to REST, and a file already inges
 sha256 for the same days is neither downloaded nor written again. Where the warehouse already
 holds candles for the day (from REST, or another file), the two are compared first: a
 disagreement is recorded, never silently overwritten, and resolved by the venue's rule (days
-older than ``prefer_archive_after_days`` keep the archive's values, younger ones the stored ones).
+older than ``prefer_archive_after_days`` keep the archive's values, younger ones the stored ones;
+a day that keeps stored values on some candles is recorded as mixed, those candles counted as present).
+A file that fails is a hole for its own days only (REST's); the downloader decides when its host
+is not asked again (``archive.download``). Notes say what was done with the file; that REST then
+fetched the day is said where it did (``ingest``).
 """
 
 from __future__ import annotations
@@ -34,14 +38,16 @@ from ohlcv_assets.warehouse.store import Warehouse, row_changes, value_columns
 
 BATCH_CANDLES = 50_000
 
-WriteBatch = Callable[[list[DayTodo], pd.DataFrame, int, dict, float, DaySource], list[tuple[dt.date, PartitionReport]]]
+WriteBatch = Callable[[list[DayTodo], pd.DataFrame, int, dict, float, DaySource, dict[dt.date, DaySource]],
+                      list[tuple[dt.date, PartitionReport]]]
 
 
 def reconcile(stored: pd.DataFrame, incoming: pd.DataFrame, days: list[DayTodo], file: str, stored_sources: dict,
               today: dt.date, prefer_archive_after_days: int) -> tuple[pd.DataFrame, list[Disagreement]]:
     """Compares a file's candles with the stored ones of the same days. Columns the file lacks
     (all NaN: Kraken's files have no VWAP) keep the stored values. Returns the candles to write
-    (differing ones dropped where the rule keeps the stored values) and the disagreements per day."""
+    (differing ones holding the stored values where the rule keeps them: still present, unchanged)
+    and the disagreements per day."""
     if stored.empty or incoming.empty:
         return incoming, []
     lacking = [c for c in EXTRA_COLUMNS if incoming[c].isna().all()]
@@ -66,7 +72,12 @@ def reconcile(stored: pd.DataFrame, incoming: pd.DataFrame, days: list[DayTodo],
         found.append(Disagreement(day=d.day, source=file, other=other.describe() if other else "stored", candles=int(differs.sum()),
                                   max_diff_pct=round(100 * float(changes.revision[differs].max()), 6),
                                   first_open_time=int(times[differs][0]), kept="archive" if keep_archive else "stored"))
-    return incoming[~drop].reset_index(drop=True), found
+    if drop.any():
+        kept = stored.set_index("open_time").loc[times[drop]]
+        incoming = incoming.copy()
+        for column in incoming.columns.drop("open_time"):
+            incoming.loc[drop, column] = kept[column].to_numpy()
+    return incoming, found
 
 
 class ArchiveStage:
@@ -100,14 +111,14 @@ class ArchiveStage:
                     outcome = fetched.result()
                 except ArchiveUnavailable as err:
                     for d in days:
-                        notes[d.day] = f"archive {file.name}: {err.reason} ({err.detail}); fetched from REST"
+                        notes[d.day] = f"archive {file.name}: {err.reason} ({err.detail})"
                     continue
                 if not days:
                     continue
                 if isinstance(outcome, str):
                     for d in days:
                         del pending[d.day]
-                    yield [(d.day, self._unchanged(d, file, outcome)) for d in days]
+                    yield [(d.day, self._unchanged(d, file, outcome, stored[d.day])) for d in days]
                     continue
                 answered = self._answerable(days, outcome, file, notes)
                 for written in self._write(answered, outcome, file, stored, notes):
@@ -119,14 +130,14 @@ class ArchiveStage:
     def _fetch(self, file: ArchiveFile, stored: dict) -> LoadedFile | str:
         """The file's candles, or its sha256 if every asked day already holds this very file."""
         published = self.archive.published_sha256(file)
-        if published and all(stored.get(day) == DaySource(ARCHIVE, file.name, published) for day in file.days):
+        if published and all(day in stored and stored[day].holds(file.name, published) for day in file.days):
             return published
         return load_verified(self.archive, self.instrument.symbol, self.interval, file, published, self.config.attempts)
 
-    def _unchanged(self, d: DayTodo, file: ArchiveFile, sha: str) -> PartitionReport:
-        return PartitionReport(expected_candles=d.expected, source=ARCHIVE, archive_file=file.name, archive_sha256=sha,
+    def _unchanged(self, d: DayTodo, file: ArchiveFile, sha: str, held: DaySource) -> PartitionReport:
+        return PartitionReport(expected_candles=d.expected, source=held.source, archive_file=file.name, archive_sha256=sha,
                                note=f"unchanged: the day holds {file.name} (sha256 {sha[:12]}…), which is what the archive "
-                                    "still publishes; nothing downloaded or written")
+                                    "still publishes (its checksum says); the file not downloaded, nothing written")
 
     def _answerable(self, days: list[DayTodo], loaded: LoadedFile, file: ArchiveFile, notes: dict) -> list[DayTodo]:
         """The days the file answers whole: inside what it covers and, on a venue that sends every
@@ -139,7 +150,7 @@ class ArchiveStage:
                 continue
             held = int(np.count_nonzero((times >= d.start) & (times < d.end)))
             if not self.archive.config.profile.omits_empty and held < d.expected:
-                notes[d.day] = f"archive {file.name} holds {held} of the day's {d.expected} candles; fetched from REST"
+                notes[d.day] = f"archive {file.name} holds {held} of the day's {d.expected} candles: not loaded"
                 continue
             answered.append(d)
         return answered
@@ -163,11 +174,13 @@ class ArchiveStage:
             lo, hi = day_bounds_ms(batch[0].day)[0], day_bounds_ms(batch[-1].day)[1]
             existing = self.warehouse.read_candles(inst.exchange, inst.symbol, self.interval, lo, hi, extras=True)
             frame, found = reconcile(existing, frame, batch, file.name, stored, self.today, self.config.prefer_archive_after_days)
+            source = DaySource(ARCHIVE, file.name, loaded.sha256)
+            mixed = {f.day: source.keeping(stored.get(f.day), f.candles) for f in found if f.kept == "stored"}
             try:
-                reports = self.write(batch, frame, self.now_ms, {}, started, DaySource(ARCHIVE, file.name, loaded.sha256))
+                reports = self.write(batch, frame, self.now_ms, {}, started, source, mixed)
             except CandleValidationError as err:
                 for d in batch:
-                    notes[d.day] = f"archive {file.name}: invalid_candles ({str(err).splitlines()[0][:240]}); fetched from REST"
+                    notes[d.day] = f"archive {file.name}: invalid_candles ({str(err).splitlines()[0][:240]}): not loaded"
                 continue
             held, written = held + in_file, True
             sources.record_disagreements(self.warehouse, inst.exchange, inst.symbol, self.interval, found, self.now_ms)
@@ -181,7 +194,8 @@ class ArchiveStage:
                                      f"{loaded.sha256[:12]}…): ingested again")
                 if day in disagreeing:
                     kept = next(f.kept for f in found if f.day == day)
-                    notes_now.append(f"{disagreeing[day]} candle(s) differ between {file.name} and the stored candles; kept the {kept} values")
+                    notes_now.append(f"{disagreeing[day]} candle(s) differ between {file.name} and the stored candles; kept the {kept} values"
+                                     + (f" (from {mixed[day].kept_from})" if day in mixed else ""))
                 report.note = "; ".join(notes_now)
             yield reports
         if written:

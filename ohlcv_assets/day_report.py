@@ -15,7 +15,7 @@ class DayTodo:
     start: int
     end: int  # exclusive end of what can be fetched: the day's end or the last closed candle's end
     expected: int
-    note: str = ""  # why the day came to this source (an archive file that could not answer it)
+    note: str = ""  # why the day came to this source (an archive file that could not answer it, and why): what was done only
 
 
 @dataclasses.dataclass
@@ -36,7 +36,7 @@ class PartitionReport:
     downtime_candles: int = 0  # of the missing ones: empty in two answers of the venue (asked again after a pause)
     unexplained_candles: int = 0  # of the missing ones: only an empty answer at the edge of the run covered them (a gap to fill)
     delisted: str = ""  # the venue stopped trading the instrument: its last candle's end
-    source: str = ""  # archive or rest: where the day's candles came from
+    source: str = ""  # archive or rest: where the day's candles came from; archive+rest: a file's, some kept from REST (note)
     archive_file: str = ""
     archive_sha256: str = ""
     sources_disagreeing: int = 0  # candles the archive and the stored candles disagreed on (see source_disagreements)

@@ -282,7 +282,8 @@ class _BatchWriter:
                   "rate_limit_waits": delta.rate_limit_waits, "delisted": self.delisted}
         self.stats_before = stats
         self.writing = self.pool.submit(_write_batch, self.source.config, self.warehouse, self.instrument, self.interval, list(self.ready), batch,
-                                        self.now_ms, counts, self.batch_started, DaySource(REST), self.source, sides, empty)
+                                        self.now_ms, counts, self.batch_started, DaySource(REST), source=self.source, sides=sides,
+                                        empty_answers=empty)
         self.batch_started = time.perf_counter()
         self.ready.clear()
 
@@ -377,13 +378,15 @@ def _in_day(gaps: list[Gap], start: int, end: int, step: int, config: ExchangeCo
 
 
 def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instrument, interval: str, days: list[DayTodo],
-                 frame: pd.DataFrame, now_ms: int, counts: dict, started: float,
-                 day_source: DaySource, source: CandleSource | None = None,
+                 frame: pd.DataFrame, now_ms: int, counts: dict, started: float, day_source: DaySource,
+                 mixed: dict[dt.date, DaySource] | None = None, source: CandleSource | None = None,
                  sides: tuple[int | None, int | None] = (None, None),
                  empty_answers: list[tuple[int, int]] = ()) -> list[tuple[dt.date, PartitionReport]]:
-    """Writes a batch of whole days. From REST (``source`` given), the spans that empty answers
-    covered are first asked about again (``suspicious_spans``, ``ask_again``): what comes now is
-    written, what is still empty is recorded as confirmed empty, and what could not be asked
+    """Writes a batch of whole days and records each day's source: ``day_source``, or for the days
+    in ``mixed`` that source with some candles keeping the stored values (counted as present: their
+    values are in ``frame``, the stored ones). From REST (``source`` given), the spans that empty
+    answers covered are first asked about again (``suspicious_spans``, ``ask_again``): what comes now
+    is written, what is still empty is recorded as confirmed empty, and what could not be asked
     about (at the edge of the run) is recorded as an open (fillable) gap for the gap loop."""
     step = interval_ms(interval)
     confirmed: list[Gap] = []
@@ -399,9 +402,8 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
     validate_candles(frame, step, now_ms)
     bounds = [day_bounds_ms(d.day) for d in days]
     merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
-    sources.record_days(warehouse, instrument.exchange, instrument.symbol, interval, [d.day for d in days if d.start < d.end],
-                        day_source, now_ms)
     seconds = round(time.perf_counter() - started, 3)
+    recorded: dict[dt.date, DaySource] = {}
     times = frame["open_time"].to_numpy()
     sessions = config.sessions
     reports = []
@@ -413,6 +415,9 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
             quiet = no_trade_runs(missing, int(day_times[-1]) if len(day_times) else None, d.end == end,
                                   config.downtime_min_minutes * MINUTE_MS)
             gap_records.record_confirmed(warehouse, instrument.exchange, instrument.symbol, interval, quiet, step, now_ms)
+        held = (mixed or {}).get(d.day, day_source)
+        if d.start < d.end:
+            recorded[d.day] = dataclasses.replace(held, candles=len(day_times) - held.kept_candles)
         report = PartitionReport(
             candles_new=result.inserted,
             candles_revised=result.revised,
@@ -425,12 +430,14 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
             downtime_candles=_in_day(confirmed, d.start, d.end, step, config),
             unexplained_candles=_in_day(unexplained, d.start, d.end, step, config),
             seconds=seconds,
-            source=day_source.source if d.start < d.end else "",
+            source=held.source if d.start < d.end else "",
             archive_file=day_source.file or "",
             archive_sha256=day_source.sha256 or "",
             note=d.note,
             **counts,
         )
+        if d.note and day_source.source == REST and d.start < d.end:  # why the day came to REST, and what REST did
+            report.note += "; fetched from REST" if len(day_times) else "; REST returned none of its candles"
         if len(day_times):
             report.first_open_time = ms_to_iso(int(day_times[0]))
             report.last_open_time = ms_to_iso(int(day_times[-1]))
@@ -441,11 +448,13 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
             report.note = ((report.note + "; " if report.note else "") + f"{report.downtime_candles} candle(s) missing from two "
                            "answers of the exchange (asked again after a pause): confirmed empty")
         if not_returned:
-            report.note = ((report.note + "; " if report.note else "") + f"{not_returned} expected candle(s) were not returned by the exchange"
+            absent = "were not returned by the exchange" if day_source.source == REST else f"are not in {day_source.describe()}"
+            report.note = ((report.note + "; " if report.note else "") + f"{not_returned} expected candle(s) {absent}"
                            + (f" ({report.unexplained_candles} of them in an empty answer at the edge of what this run fetched: "
                               "recorded as a gap to fill)" if report.unexplained_candles else ""))
         if d.end < end:
             report.note = (report.note + "; " if report.note else "") + "day still in progress: closed candles so far"
         reports.append((d.day, report))
+    sources.record_days(warehouse, instrument.exchange, instrument.symbol, interval, recorded, now_ms)
     return reports
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from ohlcv_assets.archive import ArchiveStats, ArchiveUnavailable
 from ohlcv_assets.exchange.egress import bind_session
@@ -25,18 +26,41 @@ def is_url(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
+HOST_FAILURE_FILES = 3
+"""Files in a row whose every download attempt failed (timeouts, 5xx, answers cut off) after which
+the host is not asked again in the run. One or two such files are the files' problem (a slow or
+damaged object on a CDN that serves the files beside it): only their days come from REST. Three
+different files in a row, each failing all its attempts, mean the host is not serving files now;
+asking on would cost ``attempts`` × the timeout per remaining file (hours on a deep backfill of
+daily files) for days REST fills anyway. A host that was never connected to (refused, DNS, connect
+timeout) is skipped after its first file."""
+
+
+def is_host_failure(err: requests.RequestException) -> bool:
+    """Whether a failed request never reached the host: its name did not resolve, the connection was
+    refused or not accepted within the timeout. A timeout while the answer is read, an error status
+    or an answer cut off mid-file is the file's failure, not the host's."""
+    if isinstance(err, requests.ConnectTimeout):
+        return True
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    return isinstance(err, requests.ConnectionError) and isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
 class Downloader:
-    """GETs with retries. A host that could not be reached at all (every attempt of a file a
-    connection error or a timeout) is not asked again by this downloader (one run): each later file
-    of it is a hole at once, which REST fills, instead of another round of retries per file (with a
-    mirror down, minutes per file on a deep backfill)."""
+    """GETs with retries. A file whose attempts all fail is that file's failure (its days are a hole
+    REST fills); the host is not asked again by this downloader (one run) only after a host-level
+    failure: a file none of whose attempts could connect (refused, DNS, connect timeout), or
+    ``HOST_FAILURE_FILES`` files in a row failing. Each later file of a skipped host is then a hole at
+    once, instead of another round of retries per file (with a mirror down, minutes per file on a
+    deep backfill)."""
 
     def __init__(self, timeout_seconds: float, egress_address: str | None, stats: ArchiveStats, attempts: int = 5,
                  retry_base_seconds: float = 0.5):
         self.session = bind_session(requests.Session(), egress_address)
         self.timeout, self.stats, self.attempts, self.retry_base = timeout_seconds, stats, attempts, retry_base_seconds
         self.rng = random.Random()
-        self.unreachable: dict[str, str] = {}  # host -> how it failed
+        self.skipped: dict[str, str] = {}  # host -> why it is not asked again in this run
+        self.failing: dict[str, int] = {}  # host -> files failed in a row since the last file it served
 
     def get(self, location: str, checksum: bool = False) -> bytes:
         """The file's bytes; ArchiveUnavailable("not_published") if the archive has no such file.
@@ -46,7 +70,7 @@ class Downloader:
             if not path.is_file():
                 raise ArchiveUnavailable("not_published", f"{location} does not exist")
             return path.read_bytes()
-        content = self._fetch(location, lambda answer: answer.content)
+        content = self._fetch(location, lambda answer: answer.content, checksum=checksum)
         if checksum:
             self.stats.checksums_fetched += 1
         else:
@@ -92,7 +116,7 @@ class Downloader:
 
     def _published_size(self, location: str) -> int | None:
         """The size the location announces; None if unknown or it does not answer."""
-        if urlsplit(location).netloc in self.unreachable:
+        if urlsplit(location).netloc in self.skipped:
             return None
         try:
             status, length = self._peek(location)
@@ -105,29 +129,40 @@ class Downloader:
         with self.session.get(location, timeout=self.timeout, stream=True) as answer:
             return answer.status_code, answer.headers.get("Content-Length")
 
-    def _fetch(self, location: str, body, stream: bool = False):
-        """``body(answer)`` of the first 200 answer, retrying transient failures."""
+    def _fetch(self, location: str, body, stream: bool = False, checksum: bool = False):
+        """``body(answer)`` of the first 200 answer, retrying transient failures. A data file served
+        (not a ``checksum``) ends the host's run of failing files."""
         host = urlsplit(location).netloc
-        if host in self.unreachable:
-            raise ArchiveUnavailable("download_failed", f"{location}: not tried, {host} was unreachable earlier "
-                                                        f"in this run ({self.unreachable[host]})")
-        reached = False
+        if host in self.skipped:
+            raise ArchiveUnavailable("download_failed", f"{location}: not tried: {host} is not asked again in this run "
+                                                        f"({self.skipped[host]})")
+        connected = False
         for attempt in range(self.attempts):
             try:
                 with self.session.get(location, timeout=self.timeout, stream=stream) as answer:
-                    reached = True
+                    connected = True
                     if answer.status_code in NOT_PUBLISHED:
                         raise ArchiveUnavailable("not_published", f"{location} answered {answer.status_code}")
                     if answer.status_code == 200:
-                        return body(answer)
+                        result = body(answer)
+                        if not checksum:
+                            self.failing[host] = 0
+                        return result
                     failure = f"HTTP {answer.status_code}"
             except requests.RequestException as err:  # refused, timed out, or cut off mid-file
+                connected = connected or not is_host_failure(err)
                 failure = type(err).__name__
             if attempt < self.attempts - 1:
                 time.sleep(backoff_seconds(attempt, self.retry_base, self.rng))
-        if not reached:
-            self.unreachable[host] = f"{failure} after {self.attempts} attempts"
-        raise ArchiveUnavailable("download_failed", f"{location}: {failure} after {self.attempts} attempts")
+        detail = f"{location}: {failure} after {self.attempts} attempts"
+        self.failing[host] = self.failing.get(host, 0) + 1
+        if not connected:
+            self.skipped[host] = f"it could not be connected to: {failure} on each of {self.attempts} attempts"
+        elif self.failing[host] >= HOST_FAILURE_FILES:
+            self.skipped[host] = f"{self.failing[host]} files in a row failed, the last with {failure} after {self.attempts} attempts"
+        if host in self.skipped:
+            detail += f"; {host} is not asked again in this run"
+        raise ArchiveUnavailable("download_failed", detail)
 
 
 class DownloadingArchive:

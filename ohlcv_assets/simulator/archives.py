@@ -15,8 +15,10 @@ Faults (``archive_faults``: ``{kind, file, count}``, ``file`` a substring of the
 the requests it fires on, all if left out): ``missing`` (404: not published yet), ``holey`` (rows
 left out), ``bad_checksum`` (bytes that do not match the published sha256), ``truncated`` (the zip
 cut short), ``disagree`` (some candles' volumes differ from the API's), ``malformed`` (a CSV
-of 13 columns, as a changed format would be), ``impossible`` (a candle's high below its low); holey, disagreeing, malformed and impossible
-files are published as they are, so their checksums match.
+of 13 columns, as a changed format would be), ``impossible`` (a candle's high below its low),
+``slow`` (the file's download answered only after ``seconds``, its checksum at once: past the
+client's timeout, a file that times out while the files beside it are served); holey, disagreeing,
+malformed and impossible files are published as they are, so their checksums match.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import hashlib
 import io
 import re
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -41,7 +44,7 @@ from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request,
 MICROSECONDS_FROM = dt.date(2025, 1, 1)
 FUTURES_HEADER_FROM = dt.date(2022, 1, 1)
 KLINE_HEADER = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore\n"
-ARCHIVE_FAULT_KINDS = {"missing", "holey", "bad_checksum", "truncated", "disagree", "malformed", "impossible"}
+ARCHIVE_FAULT_KINDS = {"missing", "holey", "bad_checksum", "truncated", "disagree", "malformed", "impossible", "slow"}
 PUBLISHED_AS_THEY_ARE = ("holey", "disagree", "malformed", "impossible")  # the file is built so; others damage a download
 KRAKEN_MINUTES = (1, 5, 15, 60, 240, 720, 1440)
 _BINANCE_TREES = {"spot": "binance", "futures/um": "binanceusdm", "futures/cm": "binancecoinm"}  # tree -> venue
@@ -55,6 +58,7 @@ class ArchiveFault:
     kind: str
     file: str
     count: int | None = None
+    seconds: float = 1.0  # slow: how long the answer waits
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -136,8 +140,8 @@ class Archives(Protocol):
         faults = []
         with sim.lock:
             for fault in sim.archive_faults:
-                if is_checksum and fault.kind in ("bad_checksum", "truncated"):
-                    continue  # these damage the bytes of a download, not what is published
+                if is_checksum and fault.kind in ("bad_checksum", "truncated", "slow"):
+                    continue  # these damage (or delay) the download of a file, not what is published
                 if is_checksum and fault.kind in PUBLISHED_AS_THEY_ARE:  # so the checksum matches
                     if fault.file in path and (fault.count is None or fault.fired < fault.count):
                         faults.append(fault)
@@ -145,10 +149,12 @@ class Archives(Protocol):
                     faults.append(fault)
         kinds = {f.kind for f in faults}
         sim.count("archive.requests")
+        if "slow" in kinds:
+            time.sleep(max(f.seconds for f in faults if f.kind == "slow"))
         if "missing" in kinds:
             raise ApiError(404, 404, "The specified key does not exist.")
         if (match := _BINANCE_PATH.fullmatch(path.removeprefix("/binance"))) is not None and path.startswith("/binance/"):
-            data = self._binance(sim, match, kinds - {"truncated", "bad_checksum"})
+            data = self._binance(sim, match, kinds - {"truncated", "bad_checksum", "slow"})
             if match.group(6):  # the .CHECKSUM of the file as built (faults that damage bytes come after)
                 name = path.rsplit("/", 1)[-1].removesuffix(".CHECKSUM")
                 return Answer(200, f"{hashlib.sha256(data).hexdigest()}  {name}\n".encode(), {"Content-Type": "text/plain"})

@@ -143,10 +143,15 @@ day_sources = Table(
     Column("symbol", String(64), primary_key=True),
     Column("timeframe", String(8), primary_key=True),
     Column("day", String(10), primary_key=True, comment="UTC day, YYYY-MM-DD"),
-    Column("source", String(16), nullable=False, comment="archive or rest: where the day's candles were last written from"),
+    Column("source", String(16), nullable=False, comment="archive or rest: where the day's candles were last written from; "
+                                                         "archive+rest: a mixed day (see kept_from)"),
     Column("file", String(500), nullable=True, comment="archive: the file's path below the archive's root"),
     Column("sha256", String(64), nullable=True, comment="archive: the file's sha256"),
     Column("recorded_ms", BigInteger, nullable=False),
+    Column("candles", BigInteger, nullable=True, comment="the day's candles holding the values of source (file); NULL: before 0011"),
+    Column("kept_from", String(500), nullable=True,
+           comment="a mixed day: rest, or an archive file, whose stored values some candles kept (the file disagreed)"),
+    Column("kept_candles", BigInteger, nullable=False, server_default="0", comment="a mixed day: candles holding kept_from's values"),
 )
 
 source_files = Table(
@@ -155,8 +160,8 @@ source_files = Table(
     Column("exchange", String(64), primary_key=True),
     Column("file", String(500), primary_key=True, comment="path below the archive's root"),
     Column("sha256", String(64), nullable=False, comment="of the version last ingested"),
-    Column("symbol", String(64), nullable=False),
-    Column("timeframe", String(8), nullable=False),
+    Column("symbol", String(64), primary_key=True, comment="one record per instrument and interval the file served"),
+    Column("timeframe", String(8), primary_key=True),
     Column("candles", BigInteger, nullable=False, comment="candles of the asked days it held when last ingested"),
     Column("revisions", Integer, nullable=False, comment="times a version with another sha256 was ingested after the first"),
     Column("first_ingested_ms", BigInteger, nullable=False),

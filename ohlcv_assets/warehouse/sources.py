@@ -1,7 +1,8 @@
 """Where stored candles came from: the source of each instrument-day (an archive file and its
-sha256, or REST), the archive files ingested (a file already ingested with the same sha256 is not
-downloaded again; a changed one is re-ingested and counted as a revision), and the candles on
-which two sources disagreed."""
+sha256, or REST; a mixed day also names the source whose values some of its candles kept, and how
+many), the archive files ingested, one record per file, instrument and interval (a file already
+ingested with the same sha256 is not downloaded again; a changed one is re-ingested and counted as
+a revision), and the candles on which two sources disagreed."""
 
 from __future__ import annotations
 
@@ -19,12 +20,30 @@ ARCHIVE, REST = "archive", "rest"
 
 @dataclasses.dataclass(frozen=True)
 class DaySource:
-    source: str  # ARCHIVE or REST
+    """Where a day's candles came from. Two are the same source when source, file and sha256 are;
+    the counts say how the day's candles split between this source and the one kept on some."""
+
+    source: str  # ARCHIVE or REST; a mixed day ARCHIVE+REST (or ARCHIVE when the kept values are another file's)
     file: str | None = None
     sha256: str | None = None
+    candles: int | None = dataclasses.field(default=None, compare=False)  # the day's candles holding this source's values
+    kept_from: str | None = dataclasses.field(default=None, compare=False)  # a mixed day: rest, or the archive file kept on some
+    kept_candles: int = dataclasses.field(default=0, compare=False)  # a mixed day: candles holding kept_from's values
 
     def describe(self) -> str:
-        return self.file if self.source == ARCHIVE and self.file else self.source
+        return self.file or self.source
+
+    def holds(self, file: str, sha256: str) -> bool:
+        """Whether the day was written from this very file (alone, or mixed with what it kept)."""
+        return self.source.startswith(ARCHIVE) and self.file == file and self.sha256 == sha256
+
+    def keeping(self, stored: DaySource | None, candles: int) -> DaySource:
+        """This source on a day where ``candles`` candles kept the stored values (of ``stored``: REST,
+        another archive file, or unknown for candles stored before sources were recorded)."""
+        kind = ARCHIVE if stored is not None and stored.file else (REST if stored is not None else "stored")
+        source = self.source if kind == self.source else f"{self.source}+{kind}"
+        return dataclasses.replace(self, source=source, kept_from=stored.describe() if stored is not None else "stored",
+                                   kept_candles=candles)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,16 +61,17 @@ def _instrument(table: sa.Table, exchange: str, symbol: str, interval: str):
     return (table.c.exchange == exchange) & (table.c.symbol == symbol) & (table.c.timeframe == interval)
 
 
-def record_days(warehouse: Warehouse, exchange: str, symbol: str, interval: str, days: list[dt.date], source: DaySource,
+def record_days(warehouse: Warehouse, exchange: str, symbol: str, interval: str, days: dict[dt.date, DaySource],
                 now_ms: int) -> None:
     if not days:
         return
-    names = [d.isoformat() for d in days]
     with warehouse.engine.begin() as conn:
-        conn.execute(sa.delete(day_sources).where(_instrument(day_sources, exchange, symbol, interval), day_sources.c.day.in_(names)))
+        conn.execute(sa.delete(day_sources).where(_instrument(day_sources, exchange, symbol, interval),
+                                                  day_sources.c.day.in_([d.isoformat() for d in days])))
         conn.execute(sa.insert(day_sources), [
-            {"exchange": exchange, "symbol": symbol, "timeframe": interval, "day": name, "source": source.source,
-             "file": source.file, "sha256": source.sha256, "recorded_ms": now_ms} for name in names])
+            {"exchange": exchange, "symbol": symbol, "timeframe": interval, "day": day.isoformat(), "source": s.source,
+             "file": s.file, "sha256": s.sha256, "candles": s.candles, "kept_from": s.kept_from, "kept_candles": s.kept_candles,
+             "recorded_ms": now_ms} for day, s in days.items()])
 
 
 def sources_of(warehouse: Warehouse, exchange: str, symbol: str, interval: str,
@@ -60,13 +80,16 @@ def sources_of(warehouse: Warehouse, exchange: str, symbol: str, interval: str,
     if days is not None:
         query = query.where(day_sources.c.day.in_([d.isoformat() for d in days]))
     with warehouse.engine.connect() as conn:
-        return {dt.date.fromisoformat(r.day): DaySource(r.source, r.file, r.sha256) for r in conn.execute(query)}
+        return {dt.date.fromisoformat(r.day): DaySource(r.source, r.file, r.sha256, r.candles, r.kept_from, r.kept_candles)
+                for r in conn.execute(query)}
 
 
 def record_file(warehouse: Warehouse, exchange: str, symbol: str, interval: str, file: str, sha256: str, candles: int,
                 now_ms: int) -> int:
-    """Records an ingested file; returns its revisions (versions after the first with another sha256)."""
-    key = (source_files.c.exchange == exchange) & (source_files.c.file == file)
+    """Records a file ingested for an instrument and interval (a Kraken zip serves many: one record
+    each); returns its revisions (versions after the first with another sha256)."""
+    key = (source_files.c.exchange == exchange) & (source_files.c.file == file) & (source_files.c.symbol == symbol) & (
+        source_files.c.timeframe == interval)
     with warehouse.engine.begin() as conn:
         known = conn.execute(sa.select(source_files).where(key)).first()
         if known is None:

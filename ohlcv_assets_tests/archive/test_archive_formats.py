@@ -11,6 +11,7 @@ import pytest
 
 from ohlcv_assets.archive import ArchiveUnavailable, load_verified
 from ohlcv_assets.archive.binance_vision import BinanceVisionArchive, parse_klines_csv
+from ohlcv_assets.archive.download import HOST_FAILURE_FILES, Downloader
 from ohlcv_assets.archive.kraken_ohlcvt import pair_file_name, read_ohlcvt
 from ohlcv_assets.archive.routing import route_days
 from ohlcv_assets.archive_stage import reconcile
@@ -60,9 +61,9 @@ def test_a_disagreement_is_recorded_and_resolved_by_the_age_rule(age_days, kept)
     written, [found] = reconcile(stored, incoming, todo, "f.zip", {}, today, prefer_archive_after_days=7)
     assert (found.candles, found.kept, found.first_open_time) == (1, kept, start + 120_000)
     assert round(found.max_diff_pct, 6) == 10.0
-    assert len(written) == (5 if kept == "archive" else 4)  # the stored value is kept by leaving the candle out
-    vwap = [10.1, 10.2, 10.3, 10.4, -1] if kept == "archive" else [10.1, 10.2, 10.4, -1]  # the file's lack filled from the stored
-    assert written["vwap"].fillna(-1).tolist() == vwap
+    assert len(written) == 5  # a candle whose stored values are kept is still written (unchanged): it is present
+    assert written["volume"].tolist() == ([1, 2, 3.3, 4, 5] if kept == "archive" else [1, 2, 3, 4, 5])
+    assert written["vwap"].fillna(-1).tolist() == [10.1, 10.2, 10.3, 10.4, -1]  # the file's lack filled from the stored
 
 
 def test_kraken_file_names_and_a_streamed_member_cut_to_the_asked_days(tmp_path):
@@ -130,6 +131,39 @@ def test_a_file_that_never_matches_its_checksum_is_never_loaded(futures_sim):
         assert archive.stats.checksum_failures == 3 and archive.stats.files_downloaded == 3
     finally:
         futures_sim.reconfigure({"archive_faults": []})
+
+
+def test_a_file_that_times_out_is_its_own_failure_and_only_files_failing_in_a_row_skip_the_host(futures_sim):
+    """Daily files over HTTP, some answered only after the client's timeout. Each is that file's
+    failure; a file served in between ends the run of failures; HOST_FAILURE_FILES failing in a row
+    skip the host for the rest of the downloader's run, and the next file is not asked at all."""
+    assert HOST_FAILURE_FILES == 3
+    archive = _archive(futures_sim.url, "spot")
+    downloader = Downloader(0.5, None, archive.stats, attempts=2, retry_base_seconds=0.01)
+    days = [dt.date(2024, 6, d) for d in range(3, 10)]
+    slow = [dt.date(2024, 6, d) for d in (3, 4, 6, 7, 8)]  # the 5th is served; the 9th comes after three failing in a row
+    futures_sim.reconfigure({"reset_stats": True, "archive_faults": [
+        {"kind": "slow", "file": f"BTCUSDT-1h-{d}.zip", "seconds": 1.5} for d in slow]})
+    try:
+        outcome = {}
+        for day in days:
+            [file] = archive.plan("BTC/USDT", "1h", [day], dt.date(2026, 1, 1))
+            try:
+                downloader.get(file.location)
+                outcome[day] = "served"
+            except ArchiveUnavailable as err:
+                outcome[day] = f"{err.reason}: {err.detail}"
+        asked = futures_sim.stats["archive.requests"]
+    finally:
+        futures_sim.reconfigure({"archive_faults": []})
+    host = futures_sim.url.split("//", 1)[1]
+    assert outcome[dt.date(2024, 6, 5)] == "served"
+    for day in slow:
+        assert outcome[day].startswith("download_failed: ") and outcome[day].endswith("ReadTimeout after 2 attempts" + (
+            f"; {host} is not asked again in this run" if day == dt.date(2024, 6, 8) else "")), outcome[day]
+    assert outcome[dt.date(2024, 6, 9)].endswith(f"not tried: {host} is not asked again in this run (3 files in a row failed, "
+                                                 "the last with ReadTimeout after 2 attempts)"), outcome[dt.date(2024, 6, 9)]
+    assert asked == 2 * len(slow) + 1  # two attempts per slow file, one for the served one, none for the last
 
 
 def test_an_archive_on_a_venue_without_one_is_a_load_time_error():

@@ -199,9 +199,119 @@ def test_an_archive_that_cannot_be_reached_is_a_hole_rest_fills_and_is_asked_onc
     files = {m["note"].split(":")[0] for m in meta.values()}
     retried = {m["note"].split(":")[0] for m in meta.values() if "not tried" not in m["note"]}
     assert len(files) == 23 and len(retried) == 1, retried
+    assert all("127.0.0.1:1 is not asked again in this run" in m["note"] and m["note"].endswith("; fetched from REST")
+               for m in meta.values())
+    assert all("(it could not be connected to: ConnectionError on each of 5 attempts)" in m["note"]
+               for m in meta.values() if "not tried" in m["note"])
     beyond = [m for m in kraken.values() if "beyond history" in m.get("note", "")]
-    assert beyond and all("Kraken_OHLCVT.zip: download_failed" in m["note"] for m in beyond)
+    assert beyond and all("Kraken_OHLCVT.zip: download_failed" in m["note"] and "REST" not in m["note"] for m in beyond)
     assert any(m.get("source") == "rest" for m in kraken.values())
+
+
+def test_a_file_that_times_out_is_its_days_from_rest_and_the_other_files_still_the_archive(archive_sim, archive_setup, warehouse_url):
+    """February 2025's monthly file answers only after the client's timeout, every time. Its days
+    come from REST, saying why; the host served January's file and still serves March's and April's,
+    so those months come from their files, not from REST. Every candle exact."""
+    _, defs, instance = archive_setup
+    first, last = dt.date(2025, 1, 1), dt.date(2025, 4, 30)
+    archive_sim.reconfigure({"archive_faults": [{"kind": "slow", "file": "BTCUSDT-1h-2025-02.zip", "seconds": 3}]})
+    meta, checks = run_range(defs, instance, "1h", "binance.BTC-USDT", first, last)
+    assert stored(warehouse_url, "binance", "BTC/USDT", "1h", first, last).equals(truth(archive_sim, "binance", "BTC/USDT", "1h", first, last))
+    february = [m for d, m in meta.items() if d.month == 2]
+    assert len(february) == 28 and all(
+        m["source"] == "rest" and m["note"].startswith("archive data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2025-02.zip: "
+                                                       "download_failed (") and "ReadTimeout after 5 attempts)" in m["note"]
+        and m["note"].endswith("; fetched from REST") and "not asked again" not in m["note"] for m in february), february[0]
+    others = {d: m for d, m in meta.items() if d.month != 2}
+    assert len(others) == 31 + 31 + 30 and all(m["source"] == "archive" and m["archive_file"].endswith(f"-2025-{d.month:02d}.zip")
+                                           and m["candles_new"] == 24 for d, m in others.items())
+    assert all(c["completeness"].passed for c in checks.values())
+    assert archive_sim.stats["requests.klines"] == 2  # the listing probe and February's one page: no other month from REST
+
+
+def test_a_day_keeping_its_stored_candles_against_a_file_counts_them_and_is_recorded_as_mixed(archive_sim, archive_setup,
+                                                                                             warehouse_url):
+    """A recent day first from REST (its daily file not published yet), then from its daily file,
+    which differs on five candles: the day is young, so the stored (REST) values are kept. All 1,440
+    candles are stored, exact and counted as present (none missing, no note saying the exchange did
+    not return some); the day is recorded as archive+rest with how many candles came from each."""
+    universe, defs, instance = archive_setup
+    day = TODAY - dt.timedelta(days=3)
+    name = f"data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-{day}.zip"
+    archive_sim.reconfigure({"archive_faults": [{"kind": "missing", "file": name}]})
+    before, _ = run_range(defs, instance, "1m", "binance.BTC-USDT", day, day)
+    assert before[day]["source"] == "rest" and before[day]["candles_new"] == 1440
+    archive_sim.reconfigure({"archive_faults": [{"kind": "disagree", "file": name}]})
+    meta, checks = run_range(defs, instance, "1m", "binance.BTC-USDT", day, day)
+    report = meta[day]
+    assert report["source"] == "archive+rest" and report["archive_file"] == name and report["sources_disagreeing"] == 5
+    assert report["candles_fetched"] == report["expected_candles"] == report["candles_unchanged"] == 1440
+    assert report["missing_candles"] == 0 and report["candles_new"] == report["candles_revised"] == 0
+    assert report["note"] == f"5 candle(s) differ between {name} and the stored candles; kept the stored values (from rest)"
+    assert checks[day]["completeness"].passed and not checks[day]["sources_agree"].passed
+    assert stored(warehouse_url, "binance", "BTC/USDT", "1m", day, day).equals(truth(archive_sim, "binance", "BTC/USDT", "1m", day, day))
+    wh = Warehouse(warehouse_url)
+    try:
+        recorded = sources.sources_of(wh, "binance", "BTC/USDT", "1m", [day])[day]
+        status = {(r["symbol"], r["interval"]): r for r in instrument_rows(universe, wh, None, now_ms())}[("BTC/USDT", "1m")]
+    finally:
+        wh.dispose()
+    assert (recorded.source, recorded.file, recorded.candles, recorded.kept_from, recorded.kept_candles) == (
+        "archive+rest", name, 1435, "rest", 5)
+    assert status["day_sources"] == {"archive+rest": 1}
+    again, _ = run_range(defs, instance, "1m", "binance.BTC-USDT", day, day)  # the same file again: known, not read again
+    assert again[day]["source"] == "archive+rest" and again[day]["note"].startswith("unchanged")
+
+
+def test_a_kraken_zip_serving_two_intervals_keeps_a_record_for_each(archive_sim, tmp_path, warehouse_url):
+    """Kraken's zip holds the pair's 1h and 4h members; a 1h run and then a 4h run read the same zip:
+    source_files keeps one record per interval, each with its own candle count."""
+    url = archive_sim.url
+    archive_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True, "venues": {"kraken_archive": {"intervals": [60, 240]}}})
+    try:
+        path = tmp_path / "universe.yaml"
+        path.write_text(archive_universe(url).replace("{exchange: kraken, symbol: BTC/USD, intervals: [1h]",
+                                                      "{exchange: kraken, symbol: BTC/USD, intervals: [1h, 4h]"))
+        universe = parse_universe(path.read_text(), str(path))
+        quarter_end = dt.date(TODAY.year, 3 * ((TODAY.month - 1) // 3) + 1, 1)
+        first, last = quarter_end - dt.timedelta(days=5), quarter_end - dt.timedelta(days=1)
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(str(path), warehouse_url)
+            for interval in ("1h", "4h"):
+                meta, _ = run_range(defs, instance, interval, "kraken.BTC-USD", first, last)
+                assert all(m.get("archive_file") == "Kraken_OHLCVT.zip" for m in meta.values()), meta
+        counts = {i: len(stored(warehouse_url, "kraken", "BTC/USD", i, first, last)) for i in ("1h", "4h")}
+        wh = Warehouse(warehouse_url)
+        try:
+            with wh.engine.connect() as conn:
+                rows = conn.execute(sa.select(source_files).where(source_files.c.file == "Kraken_OHLCVT.zip")).all()
+        finally:
+            wh.dispose()
+        assert sorted((r.symbol, r.timeframe, r.candles, r.revisions) for r in rows) == [
+            ("BTC/USD", "1h", counts["1h"], 0), ("BTC/USD", "4h", counts["4h"], 0)]
+        assert counts["1h"] > counts["4h"] > 0
+    finally:
+        archive_sim.reconfigure({"venues": {"kraken_archive": {"intervals": [60]}}})
+
+
+def test_a_kraken_day_beyond_rest_whose_zip_is_unreadable_is_not_said_to_come_from_rest(archive_sim, archive_setup, warehouse_url):
+    """Kraken's zip is cut short on every download: days beyond the 720 candles REST serves say the
+    zip was unreadable and that nothing was fetched; only the days REST did fetch say so."""
+    _, defs, instance = archive_setup
+    archive_sim.reconfigure({"archive_faults": [{"kind": "truncated", "file": "Kraken_OHLCVT.zip"}]})
+    first, last = TODAY - dt.timedelta(days=33), TODAY - dt.timedelta(days=1)
+    meta, _ = run_range(defs, instance, "1h", "kraken.BTC-USD", first, last)
+    horizon = (now_ms() // HOUR_MS - 719) * HOUR_MS
+    beyond = {d: m for d, m in meta.items() if day_bounds_ms(d)[1] <= horizon}
+    fetched = {d: m for d, m in meta.items() if day_bounds_ms(d)[1] > horizon}
+    assert len(beyond) >= 2 and fetched
+    assert all(m["note"].startswith("nothing to do: beyond history (") and "archive Kraken_OHLCVT.zip: unreadable (" in m["note"]
+               and "REST" not in m["note"] and "source" not in m for m in beyond.values()), beyond
+    assert all(m["source"] == "rest" and "archive Kraken_OHLCVT.zip: unreadable (" in m["note"] and "; fetched from REST" in m["note"]
+               for m in fetched.values())
+    served = truth(archive_sim, "kraken", "BTC/USD", "1h", first, last)
+    assert stored(warehouse_url, "kraken", "BTC/USD", "1h", first, last).equals(served[served["open_time"] >= horizon].reset_index(drop=True))
 
 
 def test_rerunning_an_unchanged_month_downloads_and_writes_nothing(archive_sim, archive_setup, warehouse_url):

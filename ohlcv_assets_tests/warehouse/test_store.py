@@ -1,5 +1,6 @@
 """The warehouse on SQLite and PostgreSQL: exact round trips, idempotent merges, atomic partitions."""
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -11,7 +12,17 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ohlcv_assets.intervals import MINUTE_MS
-from ohlcv_assets.warehouse.schema import candle_features, candles, delistings, exported_files, gaps, rate_budget, retired_ranges
+from ohlcv_assets.warehouse.schema import (
+    candle_features,
+    candles,
+    day_sources,
+    delistings,
+    exported_files,
+    gaps,
+    rate_budget,
+    retired_ranges,
+    source_files,
+)
 from ohlcv_assets.candle_frame import EXTRA_COLUMNS
 from ohlcv_assets.warehouse.store import HEAD_REVISION, MIGRATIONS, Warehouse
 
@@ -105,7 +116,7 @@ def test_migrations_are_idempotent_and_versioned(warehouse):
 
 def test_the_migrated_schema_matches_the_table_definitions(warehouse):
     with warehouse.engine.connect() as conn:
-        for table in (candles, candle_features, gaps, rate_budget, retired_ranges, exported_files, delistings):
+        for table in (candles, candle_features, gaps, rate_budget, retired_ranges, exported_files, delistings, day_sources, source_files):
             migrated = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
             assert migrated == {c.name for c in table.columns}, table.name
 
@@ -125,6 +136,49 @@ def test_upgrading_from_the_first_release_keeps_the_candles(warehouse_url):
     extras = old.read_candles("binance", "BTC/USDT", "1m", DAY_START, DAY_START + 86_400_000, extras=True)
     assert extras[EXTRA_COLUMNS].isna().all().all()  # added as NULL: nothing invented
     old.dispose()
+
+
+def test_upgrading_to_per_interval_file_records_keeps_the_sources_recorded(warehouse_url):
+    """A warehouse at 0010 with a file record and a day's source upgrades in place: both kept (the
+    day with no kept candles), and the file may then hold a record per interval; a downgrade keeps
+    the newest record of each file."""
+    from alembic import command
+    from alembic.config import Config
+
+    from ohlcv_assets.warehouse import sources
+
+    old = Warehouse(warehouse_url)
+    old.migrate("0010")
+    with old.engine.begin() as conn:
+        conn.execute(sa.table("source_files", *(sa.column(c) for c in (
+            "exchange", "file", "sha256", "symbol", "timeframe", "candles", "revisions", "first_ingested_ms", "ingested_ms"))).insert(),
+            [{"exchange": "kraken", "file": "Kraken_OHLCVT.zip", "sha256": "a" * 64, "symbol": "BTC/USD", "timeframe": "1h",
+              "candles": 120, "revisions": 1, "first_ingested_ms": 1, "ingested_ms": 2}])
+        conn.execute(sa.table("day_sources", *(sa.column(c) for c in (
+            "exchange", "symbol", "timeframe", "day", "source", "file", "sha256", "recorded_ms"))).insert(),
+            [{"exchange": "kraken", "symbol": "BTC/USD", "timeframe": "1h", "day": "2026-06-01", "source": "archive",
+              "file": "Kraken_OHLCVT.zip", "sha256": "a" * 64, "recorded_ms": 2}])
+    old.migrate()
+    try:
+        [day] = sources.sources_of(old, "kraken", "BTC/USD", "1h").items()
+        assert day == (dt.date(2026, 6, 1), sources.DaySource("archive", "Kraken_OHLCVT.zip", "a" * 64))
+        assert (day[1].candles, day[1].kept_from, day[1].kept_candles) == (None, None, 0)
+        assert sources.record_file(old, "kraken", "BTC/USD", "4h", "Kraken_OHLCVT.zip", "a" * 64, 30, 3) == 0
+        assert sources.record_file(old, "kraken", "BTC/USD", "1h", "Kraken_OHLCVT.zip", "b" * 64, 121, 4) == 2
+        with old.engine.connect() as conn:
+            rows = conn.execute(sa.select(source_files.c.timeframe, source_files.c.candles, source_files.c.revisions)
+                                .order_by(source_files.c.timeframe)).all()
+        assert [tuple(r) for r in rows] == [("1h", 121, 2), ("4h", 30, 0)]
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with old.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")
+        with old.engine.connect() as conn:
+            assert [tuple(r) for r in conn.exec_driver_sql("SELECT timeframe, candles FROM source_files")] == [("1h", 121)]
+            assert "kept_from" not in {c["name"] for c in sa.inspect(conn).get_columns("day_sources")}
+    finally:
+        old.dispose()
 
 
 KILLED_WRITER = textwrap.dedent("""
