@@ -14,16 +14,19 @@ push the shared state forward, so every process backs off, not only the one that
 
 A 429 (or 418, or a venue's own rate-limit error) also declares a hold: until its Retry-After
 (plus margin) has passed nobody on that budget sends, whatever slots it has already leased. The
-hold's end is kept in the warehouse beside the budget (row ``<key> hold``) and announced to every
-process at once; each request checks it just before it is sent, and a hold cuts the checking
-process's lease short. The check costs no round trip on PostgreSQL: processes LISTEN on
-``HOLD_CHANNEL`` and the check drains the notifications already on the socket (a few µs); SQLite
-(one host) reads the row from the local file. Only requests already on the wire when the 429
-arrived are sent inside a hold.
+hold's end is kept beside the budget and reaches every process at once; each request checks it
+just before it is sent, and a hold cuts the checking process's lease short. The check costs no
+round trip: on PostgreSQL the hold is a row of ``rate_budget`` (``<key> hold``) announced on
+``HOLD_CHANNEL``, which every process LISTENs on, and the check drains the notifications already
+on the socket (a few µs); an SQLite warehouse (one host) keeps its holds in a small database file
+beside it (``<warehouse>-holds``), read locally, and written without waiting for the warehouse's
+write lock (which a candle write may hold for a while). Only requests already on the wire when
+the 429 arrived are sent inside a hold.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import weakref
@@ -205,6 +208,26 @@ class _HoldListener:
                 self._synced.add(key)
 
 
+class _SqliteHoldFile:
+    """Holds beside an SQLite warehouse: one row per budget in ``<warehouse>-holds``."""
+
+    def __init__(self, path: str):
+        self._connection = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("CREATE TABLE IF NOT EXISTS holds (budget TEXT PRIMARY KEY, until REAL NOT NULL)")
+
+    def declare(self, key: str, until: float) -> None:
+        with self._lock:
+            self._connection.execute("INSERT INTO holds VALUES (?, ?) ON CONFLICT (budget) DO UPDATE SET until = "
+                                     "max(until, excluded.until)", (key, until))
+
+    def until(self, key: str) -> float:
+        with self._lock:
+            row = self._connection.execute("SELECT until FROM holds WHERE budget = ?", (key,)).fetchone()
+        return float(row[0]) if row else 0.0
+
+
 class SharedRateBudget(RateBudget):
     """The budget of one exchange, kept in the warehouse so that all run processes share it.
 
@@ -224,6 +247,8 @@ class SharedRateBudget(RateBudget):
         self._greatest = sa.func.greatest if engine.dialect.name == "postgresql" else sa.func.max
         self._hold_engine = engine  # the hold's row and its notification commit together
         self._listener = _HoldListener.for_engine(engine) if engine.dialect.name == "postgresql" else None
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._hold_file = _SqliteHoldFile(f"{database}-holds") if database and database != ":memory:" else None
 
     def _upsert(self, key: str, floor: float, add: float):
         statement = self._insert(rate_budget).values(exchange=key, tat=floor + add)
@@ -236,14 +261,21 @@ class SharedRateBudget(RateBudget):
             return float(connection.execute(self._upsert(self._exchange, floor, add)).scalar_one())
 
     def _declare_hold(self, until: float) -> None:
+        if self._hold_file is not None:
+            self._hold_file.declare(self._exchange, until)
+            return
         if self._listener is not None:
             self._listener.remember(self._exchange, until)
         with self._hold_engine.begin() as connection:
-            connection.execute(self._upsert(hold_key(self._exchange), until, 0.0))
             if self._listener is not None:
+                # Announced at commit, which then need not wait for the disk: every ms counts here.
+                connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 connection.execute(sa.select(sa.func.pg_notify(HOLD_CHANNEL, f"{self._exchange} {until!r}")))
+            connection.execute(self._upsert(hold_key(self._exchange), until, 0.0))
 
     def _fleet_hold_until(self) -> float:
+        if self._hold_file is not None:
+            return self._hold_file.until(self._exchange)
         if self._listener is not None:
             announced = self._listener.until(self._exchange)
             if announced is not None:
@@ -251,8 +283,8 @@ class SharedRateBudget(RateBudget):
         return self._read_hold()
 
     def _read_hold(self) -> float:
-        """The hold row, read outside any transaction (on SQLite, without the write lock the
-        warehouse's transactions take)."""
+        """The hold row, read outside any transaction (on an in-memory SQLite warehouse, without
+        the write lock the warehouse's transactions take)."""
         connection = self._hold_engine.raw_connection()
         try:
             cursor = connection.cursor()
