@@ -81,7 +81,7 @@ class RateBudget:
             slot = self._lease_start + self._lease_used * self._seconds_per_weight
             self._lease_used += weight
             self._lease_left -= weight
-            return max(0.0, slot - now)
+            return max(0.0, slot - now, self._hold_until - now)
 
     def hold_left(self) -> float:
         """Seconds until the hold that any process declared on this budget ends (0: none): checked
@@ -105,7 +105,9 @@ class RateBudget:
             self._hold_until = max(self._hold_until, until)
             self._lease_left = 0.0  # slots already leased must not outrun the hold
             self._declare_hold(until)
-            self._advance(until + self._burst_seconds, 0.0)
+            # The schedule resumes at the hold's end with its burst allowance: what the hold kept
+            # from being sent may follow at once, as no window then holds more than its share.
+            self._advance(until, 0.0)
 
 
 class LocalRateBudget(RateBudget):
