@@ -91,6 +91,7 @@ def _reset_simulator(request):
     if "simulator" in request.fixturenames:
         sim = request.getfixturevalue("simulator")
         sim.reconfigure({"faults": [], "weight_limit": SIMULATOR_CONFIG["weight_limit"], "weight_window_seconds": 60,
+                         "ban_seconds": SIMULATOR_CONFIG["ban_seconds"], "max_ban_seconds": None, "hold_grace_seconds": 0.25,
                          "frozen_now_ms": None, "reset_stats": True})
     yield
 

@@ -1,7 +1,8 @@
 """The retry discipline every candle source shares, whatever its protocol.
 
 Every request draws on the venue's shared budget; rate-limit answers wait for ``Retry-After``
-(and push the shared budget back, so every process backs off); transient failures back off
+and declare a hold on the budget that stops every process drawing on it (each request checks
+the hold just before it is sent, after waiting for its slot); transient failures back off
 exponentially with jitter; failures a retry cannot fix fail at once: credentials the venue refuses
 (``AuthenticationFailed``), and a refused connection at the source's first contact with the venue
 (``VenueUnreachable``: nothing listens at the URL; once the venue has answered, a refused
@@ -57,9 +58,7 @@ class RetryingCaller:
     def call(self, fn: Callable[[], T], weight: int, classify: Callable[[Exception], Failure | None],
              after: Callable[[], None] | None = None) -> T:
         for attempt in range(self.max_attempts):
-            wait = self.budget.reserve(weight)
-            if wait > 0:
-                self._sleep(wait)
+            self._wait_for_turn(weight)
             with self._lock:
                 self.stats.requests += 1
             try:
@@ -94,6 +93,20 @@ class RetryingCaller:
                     self.stats.waited_seconds += wait
                 self._sleep(wait)
         raise AssertionError("unreachable")
+
+    def _wait_for_turn(self, weight: int) -> None:
+        """Waits for a slot of the budget, then for the end of any hold declared meanwhile (by
+        this process or another): a slot reserved before a hold is given up, and a new one taken."""
+        while True:
+            wait = self.budget.reserve(weight)
+            if wait > 0:
+                self._sleep(wait)
+            held = self.budget.hold_left()
+            if held <= 0:
+                return
+            with self._lock:
+                self.stats.waited_seconds += held
+            self._sleep(held)
 
 
 class RetryingSource:

@@ -13,7 +13,16 @@ import orjson
 
 from ohlcv_assets.intervals import interval_ms
 from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, WIRE_DECIMALS, CandleArrays, SimSymbol
-from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request, RollingWindow, apply_candle_fault, concat
+from ohlcv_assets.simulator.protocol import (
+    VIOLATION,
+    Answer,
+    ApiError,
+    Protocol,
+    Request,
+    RollingWindow,
+    apply_candle_fault,
+    concat,
+)
 
 KLINES_MAX_LIMIT = 1000
 SUPPORTED_INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
@@ -23,12 +32,18 @@ ENDPOINT_WEIGHT = {"klines": 2, "exchangeInfo": 20, "time": 1, "ping": 1}
 
 class WeightBudget(RollingWindow):
     """Binance's rolling request weight: 429 with Retry-After, and a 418 ban for a client that
-    sends again before the Retry-After it was given."""
+    sends again before the Retry-After it was given (requests on the wire when the 429 was answered
+    excepted: see ``RollingWindow``). Bans grow for repeat offenders: ``ban_seconds``, doubled
+    at each new ban up to ``max_ban_seconds`` (on the venue 2 minutes up to 3 days); requests
+    inside a ban are answered 418 with the ban's remaining time."""
 
-    def __init__(self, limit: int, window_seconds: float, ban_seconds: float):
-        super().__init__(limit, window_seconds, "Too much request weight used; please use WebSocket Streams for live updates.")
+    def __init__(self, limit: int, window_seconds: float, ban_seconds: float, max_ban_seconds: float | None = None,
+                 grace_seconds: float = 0.0):
+        super().__init__(limit, window_seconds, "Too much request weight used; please use WebSocket Streams for live updates.",
+                         grace_seconds)
         self.ban_seconds = ban_seconds
-        self.retry_after_until = 0.0
+        self.max_ban_seconds = max(ban_seconds, max_ban_seconds if max_ban_seconds is not None else ban_seconds)
+        self.bans = 0
         self.banned_until = 0.0
 
     def charge(self, weight: float) -> float:
@@ -36,13 +51,20 @@ class WeightBudget(RollingWindow):
             now = time.monotonic()
             self._expire(now)
             if now < self.banned_until:
-                raise ApiError(418, -1003, "Way too many requests; IP banned.", math.ceil(self.banned_until - now), kind="ban")
-            if now < self.retry_after_until:
-                self.banned_until = now + self.ban_seconds
-                raise ApiError(418, -1003, "Way too many requests; IP banned.", math.ceil(self.ban_seconds), kind="ban")
+                raise ApiError(418, -1003, "Way too many requests; IP banned.", math.ceil(self.banned_until - now), kind="ban",
+                               in_hold=VIOLATION)
+            try:
+                self._refuse_inside_hold(now)
+            except ApiError as err:
+                if err.in_hold != VIOLATION:
+                    raise
+                self.bans += 1
+                ban = min(self.ban_seconds * 2 ** (self.bans - 1), self.max_ban_seconds)
+                self.banned_until = now + ban
+                raise ApiError(418, -1003, "Way too many requests; IP banned.", math.ceil(ban), kind="ban", in_hold=VIOLATION) from None
             if self.used + weight > self.limit:
                 retry_after = max(1, math.ceil(self._wait_for(weight, now) if self.window else 1.0))
-                self.retry_after_until = now + retry_after
+                self.hold(retry_after, now)
                 raise ApiError(429, -1003, self.message, retry_after, kind="rate_limited")
             self.window.append((now, weight))
             self.used += weight
@@ -66,7 +88,8 @@ class Binance(Protocol):
 
     def budget(self, sim):
         config = sim.config
-        return WeightBudget(self.weight_limit(sim), config.weight_window_seconds, config.ban_seconds)
+        return WeightBudget(self.weight_limit(sim), config.weight_window_seconds, config.first_ban_seconds,
+                            config.longest_ban_seconds, config.hold_grace_seconds)
 
     def error(self, err: ApiError) -> Answer:
         if err.kind == "auth":  # a key refused: 401 with -2015 (or -2014, a key of the wrong form)
@@ -85,7 +108,7 @@ class Binance(Protocol):
         sim.count(f"{self.counter}weight", weight)
         headers = {"X-MBX-USED-WEIGHT-1M": str(int(used))}
         start = int(request.query["startTime"]) if request.query.get("startTime", "").lstrip("-").isdigit() else None
-        fault = sim.fire_fault(self.name, endpoint, start)
+        fault = sim.fire_fault(self.name, endpoint, start, client=request.client)
         if endpoint == "klines":
             candles, step = self._klines(sim, request.query)
             body = _klines_body(apply_candle_fault(candles, fault), step)

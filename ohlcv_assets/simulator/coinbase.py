@@ -36,7 +36,7 @@ class Coinbase(Protocol):
 
     def budget(self, sim):
         limits = sim.config.venue("coinbase")
-        return RollingWindow(float(limits.get("requests_per_second", 10)), 1.0, "Public rate limit exceeded")
+        return RollingWindow(float(limits.get("requests_per_second", 10)), 1.0, "Public rate limit exceeded", sim.config.hold_grace_seconds)
 
     def error(self, err: ApiError) -> Answer:
         if err.kind == "auth":
@@ -50,7 +50,7 @@ class Coinbase(Protocol):
         sim.count(f"requests.coinbase.{endpoint}")
         sim.charge(self, request.client, 1)
         start = request.query.get("start")
-        fault = sim.fire_fault(self.name, endpoint, _instant_ms(start) if start else None)
+        fault = sim.fire_fault(self.name, endpoint, _instant_ms(start) if start else None, client=request.client)
         if parts == ["products"]:
             body = [_product(s, sim.now()) for s in sim.listed(self.name)]
         elif parts == ["currencies"]:

@@ -40,7 +40,7 @@ class Polygon(Protocol):
 
     def budget(self, sim):
         limits = sim.config.venue("polygon")
-        return RollingWindow(float(limits.get("requests_per_minute", 5)), 60.0, self.budget_message)
+        return RollingWindow(float(limits.get("requests_per_minute", 5)), 60.0, self.budget_message, sim.config.hold_grace_seconds)
 
     def error(self, err: ApiError) -> Answer:
         if err.kind == "auth" and err.status == 403:  # a key whose plan does not cover the data
@@ -64,10 +64,10 @@ class Polygon(Protocol):
         sim.charge(self, key, 1)  # Polygon counts per key, wherever the requests come from
         if endpoint == "aggs" and len(parts) == 9:
             ticker, mult, span, lo, hi = parts[3], parts[5], parts[6], parts[7], parts[8]
-            fault = sim.fire_fault(self.name, endpoint, _bound_ms(lo, False))
+            fault = sim.fire_fault(self.name, endpoint, _bound_ms(lo, False), client=key)
             body = self._aggs(sim, ticker, mult, span, _bound_ms(lo, False), _bound_ms(hi, True), request.query, fault)
         elif endpoint == "tickers" and len(parts) == 4:
-            fault = sim.fire_fault(self.name, endpoint, None)
+            fault = sim.fire_fault(self.name, endpoint, None, client=key)
             symbol = sim.symbol(self.name, parts[3])
             if symbol is None:
                 raise ApiError(404, "NOT_FOUND", "Ticker not found.")

@@ -24,9 +24,14 @@ if TYPE_CHECKING:
 class ApiError(Exception):
     """An error answer; the protocol that raised it renders the body in its venue's format."""
 
-    def __init__(self, status: int, code: int | str, msg: str, retry_after: int | None = None, kind: str = "error"):
+    def __init__(self, status: int, code: int | str, msg: str, retry_after: int | None = None, kind: str = "error",
+                 in_hold: str | None = None):
         super().__init__(msg)
         self.status, self.code, self.msg, self.retry_after, self.kind = status, code, msg, retry_after, kind
+        self.in_hold = in_hold  # a request inside a client's Retry-After or ban: IN_FLIGHT or VIOLATION
+
+
+IN_FLIGHT, VIOLATION = "in_flight", "violation"
 
 
 @dataclasses.dataclass
@@ -62,13 +67,32 @@ class Protocol:
 
 class RollingWindow:
     """A rolling window of request weight per client, answering 429 beyond its limit (Coinbase,
-    Polygon; Binance adds its 418 ban on top)."""
+    Polygon; Binance adds its 418 ban on top).
 
-    def __init__(self, limit: float, window_seconds: float, message: str):
+    A 429 (the window's own or an injected one) puts the client on hold for its Retry-After. A
+    request arriving inside the hold is a violation, unless it arrives within ``grace_seconds`` of
+    the 429: then it was on the wire when the 429 was answered (another connection of the client)."""
+
+    def __init__(self, limit: float, window_seconds: float, message: str, grace_seconds: float = 0.0):
         self.limit, self.window_seconds, self.message = limit, window_seconds, message
+        self.grace_seconds = grace_seconds
         self.window: collections.deque[tuple[float, float]] = collections.deque()
         self.used = 0.0
+        self.hold_from = self.hold_until = 0.0
         self.lock = threading.Lock()
+
+    def hold(self, retry_after: float, now: float | None = None) -> None:
+        """The client was answered 429 with ``retry_after``: it must not send before then."""
+        now = time.monotonic() if now is None else now
+        if now >= self.hold_until:
+            self.hold_from = now
+        self.hold_until = max(self.hold_until, now + retry_after)
+
+    def _refuse_inside_hold(self, now: float) -> None:
+        """Raises if ``now`` is inside the client's hold: 429 again (in flight, or a violation)."""
+        if now < self.hold_until:
+            in_hold = IN_FLIGHT if now < self.hold_from + self.grace_seconds else VIOLATION
+            raise ApiError(429, 429, self.message, max(1, math.ceil(self.hold_until - now)), kind="rate_limited", in_hold=in_hold)
 
     def _expire(self, now: float) -> None:
         while self.window and self.window[0][0] <= now - self.window_seconds:
@@ -86,8 +110,11 @@ class RollingWindow:
         with self.lock:
             now = time.monotonic()
             self._expire(now)
+            self._refuse_inside_hold(now)
             if self.used + weight > self.limit:
-                raise ApiError(429, 429, self.message, max(1, math.ceil(self._wait_for(weight, now))), kind="rate_limited")
+                retry_after = max(1, math.ceil(self._wait_for(weight, now)))
+                self.hold(retry_after, now)
+                raise ApiError(429, 429, self.message, retry_after, kind="rate_limited")
             self.window.append((now, weight))
             self.used += weight
             return self.used

@@ -15,6 +15,13 @@ per client address (per API key for Polygon), and injectable faults (5xx, slow a
 bodies, rate-limit answers, refused credentials, corrupt or revised candles, 200 answers with no or
 too few candles) rendered in the venue's own format.
 
+A 429 (the budget's or an injected one) puts the client on hold for its Retry-After: on Binance a
+request inside it is banned (418, ``ban_seconds`` doubling per ban up to ``max_ban_seconds``: by
+default 2 and 4,320 weight windows, the venue's 2 minutes and 3 days), elsewhere answered 429
+again. Requests arriving within ``hold_grace_seconds`` of the 429 were on the wire when it was
+answered and are let off; every other request inside a hold or ban counts in ``/sim/stats`` as
+``violations`` (and ``violations_by_client.<address>``).
+
 Run it with ``python -m ohlcv_assets.simulator --port 8765 [--config sim.yaml]``.
 ``GET /sim/stats`` reports what it served; ``POST /sim/config`` changes faults, downtime and the
 budgets at run time (tests and benchmarks use both).
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import math
 import sys
 import threading
 import time
@@ -44,7 +52,7 @@ from ohlcv_assets.simulator.coinbase import Coinbase
 from ohlcv_assets.simulator.kraken import Kraken
 from ohlcv_assets.simulator.market import CRYPTO_VENUES, Downtime, SimSymbol, SimulatedMarket
 from ohlcv_assets.simulator.polygon import Polygon
-from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request
+from ohlcv_assets.simulator.protocol import IN_FLIGHT, VIOLATION, Answer, ApiError, Protocol, Request
 
 PROTOCOLS: tuple[Protocol, ...] = (Archives(), Kraken(), Coinbase(), Polygon(), BinanceUsdm(), Binance())  # Binance spot last: it takes every other path
 FAULT_KINDS = {"status", "slow", "truncated", "rate_limit", "auth", "corrupt", "revise", "empty", "short"}
@@ -61,7 +69,7 @@ class Fault:
     every: int | None = None
     status: int = 503  # "status": the answer's HTTP status; "auth": 403 for a plan not entitled (Polygon), else a refused key
     code: int | str | None = None  # "auth": the venue's error code, e.g. Binance -2014 (default -2015)
-    seconds: float = 1.0
+    seconds: float = 1.0  # how long a slow answer takes, or a rate_limit answer's Retry-After
     start_between: tuple[int, int] | None = None  # only requests whose window starts in [lo, hi) (ms)
     seen: int = 0
     fired: int = 0
@@ -93,13 +101,23 @@ class SimulatorConfig:
     faults: list[Fault] = dataclasses.field(default_factory=list)
     weight_limit: int = 6000  # Binance's request weight per window and client
     weight_window_seconds: float = 60.0
-    ban_seconds: float = 120.0
+    ban_seconds: float | None = None  # the first ban; None: 2 weight windows (Binance: 2 minutes)
+    max_ban_seconds: float | None = None  # the longest ban of a repeat offender; None: 4,320 windows (3 days)
+    hold_grace_seconds: float = 0.25  # after a 429, how long requests still count as on the wire
     seed: int = 7
     venues: dict[str, dict] = dataclasses.field(default_factory=dict)  # per-venue limits and keys (see each protocol)
     archive_faults: list[ArchiveFault] = dataclasses.field(default_factory=list)
 
     def venue(self, name: str) -> dict:
         return self.venues.get(name, {})
+
+    @property
+    def first_ban_seconds(self) -> float:
+        return self.ban_seconds if self.ban_seconds is not None else 2 * self.weight_window_seconds
+
+    @property
+    def longest_ban_seconds(self) -> float:
+        return self.max_ban_seconds if self.max_ban_seconds is not None else 4320 * self.weight_window_seconds
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> SimulatorConfig:
@@ -118,7 +136,9 @@ class SimulatorConfig:
             faults=[Fault(**f) for f in raw.get("faults", [])],
             weight_limit=int(raw.get("weight_limit", 6000)),
             weight_window_seconds=float(raw.get("weight_window_seconds", 60)),
-            ban_seconds=float(raw.get("ban_seconds", 120)),
+            ban_seconds=float(raw["ban_seconds"]) if raw.get("ban_seconds") is not None else None,
+            max_ban_seconds=float(raw["max_ban_seconds"]) if raw.get("max_ban_seconds") is not None else None,
+            hold_grace_seconds=float(raw.get("hold_grace_seconds", 0.25)),
             seed=int(raw.get("seed", 7)),
             venues={k: dict(v or {}) for k, v in (raw.get("venues") or {}).items()},
             archive_faults=[ArchiveFault(**f) for f in raw.get("archive_faults", [])],
@@ -171,9 +191,13 @@ class ExchangeSimulator:
                 self.config.downtime = [_downtime(d) for d in raw["downtime"]]
                 self.market.downtime = list(self.config.downtime)
                 self.archive_cache = FileCache()
-            if "weight_limit" in raw or "weight_window_seconds" in raw or "venues" in raw:
+            if {"weight_limit", "weight_window_seconds", "venues", "ban_seconds", "max_ban_seconds", "hold_grace_seconds"} & raw.keys():
                 self.config.weight_limit = int(raw.get("weight_limit", self.config.weight_limit))
                 self.config.weight_window_seconds = float(raw.get("weight_window_seconds", self.config.weight_window_seconds))
+                for name in ("ban_seconds", "max_ban_seconds"):
+                    if name in raw:
+                        setattr(self.config, name, None if raw[name] is None else float(raw[name]))
+                self.config.hold_grace_seconds = float(raw.get("hold_grace_seconds", self.config.hold_grace_seconds))
                 for name, limits in (raw.get("venues") or {}).items():
                     self.config.venues[name] = {**self.config.venue(name), **limits}
                 self.budgets.clear()
@@ -194,19 +218,29 @@ class ExchangeSimulator:
             self.stats[name] += n
 
     def charge(self, protocol: Protocol, client: str, weight: float) -> float:
-        """Charges the protocol's budget of this client (address, or key) or raises its rate-limit error."""
+        """Charges the protocol's budget of this client (address, or key) or raises its rate-limit
+        error; counts the requests that arrive inside the client's hold or ban."""
         with self.lock:
             key = (protocol.name, client)
             if key not in self.budgets:
                 self.budgets[key] = protocol.budget(self)
             budget = self.budgets[key]
-        used = budget.charge(weight)
+        try:
+            used = budget.charge(weight)
+        except ApiError as err:
+            if err.in_hold == VIOLATION:
+                self.count("violations")
+                self.count(f"violations_by_client.{client}")
+            elif err.in_hold == IN_FLIGHT:
+                self.count("in_flight_at_hold")
+            raise
         self.count(f"weight_by_client.{client}", int(weight))  # charged and answered: what each address used
         return used
 
-    def fire_fault(self, venue: str, endpoint: str, start_ms: int | None):
-        """The fault that fires on this request, if any: status and rate-limit faults raise here,
-        slow ones wait; those that change the answer are returned to the protocol."""
+    def fire_fault(self, venue: str, endpoint: str, start_ms: int | None, client: str | None = None):
+        """The fault that fires on this request, if any: status and rate-limit faults raise here
+        (a rate-limit answer puts ``client`` on hold, as the venue's own would), slow ones wait;
+        those that change the answer are returned to the protocol."""
         with self.lock:
             fault = next((f for f in self.config.faults if f.fires(venue, endpoint, start_ms)), None)
         if fault is None:
@@ -214,7 +248,13 @@ class ExchangeSimulator:
         if fault.kind == "status":
             raise ApiError(fault.status, -1001, "Internal error; unable to process your request. Please try again.", kind="injected")
         if fault.kind == "rate_limit":
-            raise ApiError(429, -1003, "Too much request weight used (injected).", 1, kind="rate_limited")
+            retry_after = max(1, math.ceil(fault.seconds))
+            with self.lock:
+                budget = self.budgets.get((venue, client))
+            if budget is not None and hasattr(budget, "hold"):
+                with budget.lock:
+                    budget.hold(retry_after)
+            raise ApiError(429, -1003, "Too much request weight used (injected).", retry_after, kind="rate_limited")
         if fault.kind == "auth":  # each protocol answers in its venue's own form (``error``)
             raise ApiError(403 if fault.status == 403 else 401, fault.code, "credentials refused (injected)", kind="auth")
         if fault.kind == "slow":

@@ -67,6 +67,36 @@ def test_a_hold_back_delays_everyone(budget_and_clock):
     assert budget.reserve(2) == pytest.approx(7.0)
 
 
+def test_a_hold_declared_elsewhere_cuts_a_leased_lease_short(warehouse_url):
+    """Two budgets on one warehouse (as two processes): the first leases 8 slots and sends one;
+    the second is told 429 and holds back 5 s. The first's remaining slots are not sent: its
+    check before each request says how long the hold still lasts, and its next slot lies after it."""
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    clock = Clock()
+    try:
+        first = SharedRateBudget(warehouse.engine, "binance", CONFIG, clock)
+        second = SharedRateBudget(warehouse.engine, "binance", CONFIG, clock)
+        assert first.reserve(2) == 0.0 and first.hold_left() == 0.0
+        second.hold_back(5.0)
+        assert first.hold_left() == pytest.approx(5.0)
+        assert first.reserve(2) >= 5.0
+        clock.now += 5.0
+        assert first.hold_left() == 0.0
+    finally:
+        warehouse.dispose()
+
+
+def test_a_hold_keeps_the_burst_for_after_it():
+    """What a hold kept from being sent may follow at once when it ends (the burst), never before."""
+    clock = Clock()
+    budget = LocalRateBudget(CONFIG, clock)
+    budget.hold_back(7.0)
+    clock.now += 7.0
+    waits = reservations(budget, 16)
+    assert waits == [0.0] * 16 and budget.hold_left() == 0.0
+
+
 def _hammer(api_url: str, warehouse_url: str | None, limit: int, window: float, pages: int, queue,
             egress: str | None = None, key: str = "binance") -> None:
     # One attempt: a 429 (or a 418 ban) ends the process instead of waiting it out. The used-weight

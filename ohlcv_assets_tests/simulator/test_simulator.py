@@ -11,6 +11,7 @@ import requests
 
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
 from ohlcv_assets.simulator.market import Downtime, SimSymbol, SimulatedMarket
+from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY
 
 
@@ -79,7 +80,7 @@ def test_the_last_candle_forms_until_it_closes(simulator):
 
 
 def test_weight_budget_answers_429_then_418_to_hammering(simulator):
-    simulator.reconfigure({"weight_limit": 10})
+    simulator.reconfigure({"weight_limit": 10, "hold_grace_seconds": 0})  # no request of this client is on the wire
     statuses = [klines(simulator, symbol="BTCUSDT", interval="1m", limit=1).status_code for _ in range(6)]
     assert statuses[:5] == [200] * 5
     assert statuses[5] == 429
@@ -87,6 +88,44 @@ def test_weight_budget_answers_429_then_418_to_hammering(simulator):
     assert hammered.status_code == 418 and int(hammered.headers["Retry-After"]) > 0
     stats = requests.get(f"{simulator.url}/sim/stats", timeout=5).json()
     assert stats["status.429"] == 1 and stats["status.418"] == 1
+
+
+def test_an_injected_429_holds_the_client_and_bans_grow_for_repeat_offenders(simulator):
+    """As on Binance: after a 429 the address must wait its Retry-After. A request arriving within
+    the grace was on the wire (429 again, not counted); later ones inside the hold are banned
+    (418), each new ban twice as long, up to the longest; every request inside a hold or a ban
+    counts as a violation, by address."""
+    simulator.reconfigure({"hold_grace_seconds": 0.3, "ban_seconds": 1, "max_ban_seconds": 2,
+                           "faults": [{"kind": "rate_limit", "count": 3, "seconds": 2}]})
+    ask = lambda: klines(simulator, symbol="BTCUSDT", interval="1m", limit=1)  # noqa: E731
+    limited = ask()
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "2"
+    on_the_wire = ask()
+    assert on_the_wire.status_code == 429
+    time.sleep(0.4)
+    banned = ask()
+    assert banned.status_code == 418 and banned.headers["Retry-After"] == "1"
+    assert ask().status_code == 418  # inside the ban
+    stats = requests.get(f"{simulator.url}/sim/stats", timeout=5).json()
+    assert stats["violations"] == 2 and stats["violations_by_client.127.0.0.1"] == 2 and stats["in_flight_at_hold"] == 1
+    time.sleep(2.0)  # the hold and the ban are over
+    assert ask().status_code == 429  # the second injected 429: a new hold
+    time.sleep(0.4)
+    assert ask().headers["Retry-After"] == "2"  # the second ban: twice the first
+    time.sleep(2.1)
+    assert ask().status_code == 429  # the third injected 429
+    time.sleep(0.4)
+    assert ask().headers["Retry-After"] == "2"  # no longer than the longest
+    time.sleep(2.1)
+    assert ask().status_code == 200
+    stats = requests.get(f"{simulator.url}/sim/stats", timeout=5).json()
+    assert stats["violations"] == 4 and stats["status.418"] == 4
+
+
+def test_bans_scale_with_the_weight_window_by_default():
+    config = SimulatorConfig.from_mapping({"weight_window_seconds": 4})
+    assert (config.first_ban_seconds, config.longest_ban_seconds) == (8, 4 * 4320)  # Binance: 2 min and 3 days per 60 s
+    assert SimulatorConfig.from_mapping({"ban_seconds": 600}).first_ban_seconds == 600
 
 
 def test_429_carries_retry_after_and_weight_is_reported(simulator):
