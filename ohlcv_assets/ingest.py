@@ -40,7 +40,7 @@ from ohlcv_assets.intervals import (
 )
 from ohlcv_assets.universe import ExchangeConfig, Instrument
 from ohlcv_assets.validation import validate_candles
-from ohlcv_assets.warehouse import delistings, gap_records, sources
+from ohlcv_assets.warehouse import delistings, gap_records, sources, venue_counters
 from ohlcv_assets.warehouse.delistings import Delisting
 from ohlcv_assets.warehouse.sources import REST, DaySource
 from ohlcv_assets.warehouse.schema import candles
@@ -189,7 +189,8 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
         todo.append(DayTodo(day, first, last, sessions.count(max(start, listed), last, step) if first < last else 0))
     if archive is not None and todo:
         stage = ArchiveStage(archive, warehouse, instrument, interval, now_ms,
-                             functools.partial(_write_batch, source.config, warehouse, instrument, interval))
+                             functools.partial(_write_batch, source.config, warehouse, instrument, interval,
+                                               egress=getattr(source, "egress_address", None)))
         yield from stage.run(todo)
         todo = stage.leftover
     if oldest is not None:  # what the archive did not answer, within the venue's REST history
@@ -229,6 +230,7 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
                     yield from writer.handover()
         except Exception:
             yield from writer.written()  # the batch already handed to the writer is reported before failing
+            writer.count_unwritten()
             raise
         writer.ready.extend(remaining)  # days with no closed candle yet: nothing to fetch, still reported
         if writer.ready:
@@ -266,7 +268,8 @@ class _BatchWriter:
                   "rate_limit_waits": delta.rate_limit_waits, "delisted": self.delisted}
         self.stats_before = stats
         self.writing = self.pool.submit(_write_batch, self.source.config, self.warehouse, self.instrument, self.interval, list(self.ready), batch,
-                                        self.now_ms, counts, self.batch_started, DaySource(REST))
+                                        self.now_ms, counts, self.batch_started, DaySource(REST),
+                                        egress=getattr(self.source, "egress_address", None), fetched=delta)
         self.batch_started = time.perf_counter()
         self.ready.clear()
 
@@ -294,6 +297,16 @@ class _BatchWriter:
             self.on_progress(self.progress)
         return reports
 
+    def count_unwritten(self) -> None:
+        """The requests since the last batch (those of a failing window), counted although no batch is
+        written: a venue that stops answering shows in the counters. Never masks the failure."""
+        try:
+            venue_counters.add(self.warehouse, self.instrument.exchange, getattr(self.source, "egress_address", None),
+                               self.source.stats.since(self.stats_before), 0, self.now_ms)
+            self.stats_before = dataclasses.replace(self.source.stats)
+        except Exception:  # the warehouse itself may be what failed
+            pass
+
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
@@ -311,11 +324,13 @@ def beyond_history(instrument: Instrument, interval: str, config: ExchangeConfig
 
 def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instrument, interval: str, days: list[DayTodo],
                  frame: pd.DataFrame, now_ms: int, counts: dict, started: float,
-                 day_source: DaySource) -> list[tuple[dt.date, PartitionReport]]:
+                 day_source: DaySource, egress: str | None = None,
+                 fetched: FetchStats | None = None) -> list[tuple[dt.date, PartitionReport]]:
     step = interval_ms(interval)
     validate_candles(frame, step, now_ms)
     bounds = [day_bounds_ms(d.day) for d in days]
     merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
+    venue_counters.add(warehouse, instrument.exchange, egress, fetched, len(frame), now_ms)
     sources.record_days(warehouse, instrument.exchange, instrument.symbol, interval, [d.day for d in days if d.start < d.end],
                         day_source, now_ms)
     seconds = round(time.perf_counter() - started, 3)

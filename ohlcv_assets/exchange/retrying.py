@@ -35,6 +35,7 @@ def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
 class Failure:
     kind: str  # RATE_LIMITED, PERMANENT or TRANSIENT
     retry_after: float | None = None  # seconds the venue asked for (rate limits)
+    status: int | None = None  # the HTTP status of the answer, if there was one (counted in the stats)
 
 
 class RetryingCaller:
@@ -65,6 +66,7 @@ class RetryingCaller:
                 failure = classify(err)
                 if failure is None:
                     raise
+                self._count(failure)
                 backoff = backoff_seconds(attempt, self.retry_base_seconds, self._rng)
                 if failure.kind == PERMANENT:
                     raise PermanentFetchError(f"{self.name}: {err}") from err
@@ -82,6 +84,16 @@ class RetryingCaller:
                     self.stats.waited_seconds += wait
                 self._sleep(wait)
         raise AssertionError("unreachable")
+
+    def _count(self, failure: Failure) -> None:
+        with self._lock:
+            self.stats.errors += 1
+            if failure.status == 418:
+                self.stats.http_418 += 1
+            elif failure.kind == RATE_LIMITED:
+                self.stats.http_429 += 1
+            elif failure.status is not None and failure.status >= 500:
+                self.stats.http_5xx += 1
 
 
 class RetryingSource:
