@@ -9,6 +9,7 @@ the windows in flight are in memory, whatever the length of the range.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -136,11 +137,40 @@ def find_delisting(source: CandleSource, warehouse: Warehouse, instrument: Instr
     return found
 
 
+class _Uncounted:
+    """The source's request counts not yet added to the warehouse's ``venue_counters``: each batch
+    takes its share when it is handed to the writer (and adds it when it commits); what is left when
+    the ingestion ends (a failure, probes of days with nothing to fetch) is added then."""
+
+    def __init__(self, source: CandleSource):
+        self.source = source
+        self.before = dataclasses.replace(source.stats)
+
+    def take(self) -> FetchStats:
+        now = dataclasses.replace(self.source.stats)
+        delta, self.before = now.since(self.before), now
+        return delta
+
+
 def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
                 days: Iterable[dt.date], now_ms: int, workers: int = 1,
                 on_progress: Callable[[Progress], None] | None = None,
                 archive: CandleArchive | None = None) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
     """Ingests the days of one instrument; yields each batch's (day, report) once it is written.
+    The requests it sent and the candles it wrote are counted in ``venue_counters``, whatever the
+    outcome (a venue that stops answering shows there)."""
+    uncounted = _Uncounted(source)
+    try:
+        yield from _ingest_days(source, warehouse, instrument, interval, days, now_ms, workers, on_progress, archive, uncounted)
+    finally:
+        with contextlib.suppress(Exception):  # never masks the ingestion's own failure (the warehouse may be it)
+            venue_counters.add(warehouse, instrument.exchange, getattr(source, "egress_address", None), uncounted.take(), 0, now_ms)
+
+
+def _ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
+                 days: Iterable[dt.date], now_ms: int, workers: int, on_progress: Callable[[Progress], None] | None,
+                 archive: CandleArchive | None, uncounted: _Uncounted) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
+    """``ingest_days``.
 
     Days with nothing to fetch (before the configured start or the listing, older than the venue's
     history and its archive, not begun, after a delisting) are reported with a note and no request.
@@ -152,7 +182,6 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
     closed_end = now_ms // step * step
     sessions = source.config.sessions
     oldest = history_start_ms(source.config, step, now_ms)
-    stats_before = dataclasses.replace(source.stats)
     batch_started = time.perf_counter()
     todo: list[DayTodo] = []
     listed: int | None = None
@@ -216,7 +245,7 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
     progress = Progress(pages_total=len(windows))
     batch_days = max(1, BATCH_CANDLES * step // DAY_MS)
     remaining = collections.deque(todo)
-    writer = _BatchWriter(source, warehouse, instrument, interval, now_ms, progress, on_progress, stats_before, batch_started,
+    writer = _BatchWriter(source, warehouse, instrument, interval, now_ms, progress, on_progress, uncounted, batch_started,
                           delisted)
     lookahead = max(2 * workers, -(-BATCH_CANDLES // source.page_limit) + workers)
     try:
@@ -230,7 +259,6 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
                     yield from writer.handover()
         except Exception:
             yield from writer.written()  # the batch already handed to the writer is reported before failing
-            writer.count_unwritten()
             raise
         writer.ready.extend(remaining)  # days with no closed candle yet: nothing to fetch, still reported
         if writer.ready:
@@ -245,13 +273,13 @@ class _BatchWriter:
     the days ready to write, the batch being written, and the request counts since the last batch."""
 
     def __init__(self, source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str, now_ms: int,
-                 progress: Progress, on_progress: Callable[[Progress], None] | None, stats_before: FetchStats,
+                 progress: Progress, on_progress: Callable[[Progress], None] | None, uncounted: _Uncounted,
                  batch_started: float, delisted: str):
         self.source, self.warehouse, self.instrument, self.interval, self.now_ms = source, warehouse, instrument, interval, now_ms
         self.progress, self.on_progress = progress, on_progress
         self.frames: list[pd.DataFrame] = []
         self.ready: list[DayTodo] = []
-        self.stats_before, self.batch_started = stats_before, batch_started  # the first batch counts the listing probes too
+        self.uncounted, self.batch_started = uncounted, batch_started  # the first batch counts the listing probes too
         self.writing: Future | None = None
         self.delisted = delisted
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
@@ -262,11 +290,9 @@ class _BatchWriter:
         written_until = self.ready[-1].end
         batch = fetched[fetched["open_time"] < written_until].reset_index(drop=True)
         self.frames = [fetched[fetched["open_time"] >= written_until]]
-        stats = dataclasses.replace(self.source.stats)
-        delta = stats.since(self.stats_before)
+        delta = self.uncounted.take()
         counts = {"batch_days": len(self.ready), "requests": delta.requests, "retries": delta.retries,
                   "rate_limit_waits": delta.rate_limit_waits, "delisted": self.delisted}
-        self.stats_before = stats
         self.writing = self.pool.submit(_write_batch, self.source.config, self.warehouse, self.instrument, self.interval, list(self.ready), batch,
                                         self.now_ms, counts, self.batch_started, DaySource(REST),
                                         egress=getattr(self.source, "egress_address", None), fetched=delta)
@@ -296,16 +322,6 @@ class _BatchWriter:
         if self.on_progress:
             self.on_progress(self.progress)
         return reports
-
-    def count_unwritten(self) -> None:
-        """The requests since the last batch (those of a failing window), counted although no batch is
-        written: a venue that stops answering shows in the counters. Never masks the failure."""
-        try:
-            venue_counters.add(self.warehouse, self.instrument.exchange, getattr(self.source, "egress_address", None),
-                               self.source.stats.since(self.stats_before), 0, self.now_ms)
-            self.stats_before = dataclasses.replace(self.source.stats)
-        except Exception:  # the warehouse itself may be what failed
-            pass
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.exchange.egress import budget_key
@@ -144,8 +145,14 @@ def test_promtool_accepts_the_alert_rules_and_the_scrape_config():
 
 
 def test_each_alert_fires_on_the_series_it_is_about(tmp_path):
-    """promtool's rule unit tests: each alert on synthetic series, firing and not."""
-    (tmp_path / "rules.yml").write_text(RULES.read_text())
+    """promtool's rule unit tests: each alert on synthetic series, firing and not (the texts are
+    compared for the stale-data alert only: the others' are dropped from the copy tested)."""
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if rule["alert"] != "OhlcvCandlesStale":
+                del rule["annotations"]
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
     (tmp_path / "alerts_test.yml").write_text(ALERT_TESTS)
     result = subprocess.run([_promtool(), "test", "rules", "alerts_test.yml"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -186,7 +193,13 @@ tests:
       - alertname: OhlcvCandlesStale
         eval_time: 20m
         exp_alerts:
-          - exp_labels: {{severity: critical, venue: binance, symbol: BTC/USDT, interval: 1m, job: ohlcv, instance: "m:9464"}}
+          - exp_labels: {{severity: critical, venue: binance, symbol: BTC/USDT, interval: 1m}}
+            exp_annotations:
+              summary: binance BTC/USDT 1m candles are stale
+              description: >-
+                The newest stored 1m candle of BTC/USDT on binance closed 41m 40s ago, beyond its freshness target.
+                The today schedule is not keeping it up to date: check the daemon, the latest runs of candles/1m in the
+                Dagster UI, and whether the venue answers (`ohlcv-status --health`).
       - alertname: OhlcvCandlesStale
         eval_time: 14m
         exp_alerts: []
