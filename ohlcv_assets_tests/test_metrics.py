@@ -100,10 +100,10 @@ def test_a_scrape_reports_freshness_gaps_counters_and_budgets(simulator, univers
     assert first[("ohlcv_freshness_seconds", eth)] > first[("ohlcv_freshness_target_seconds", eth)]  # a past day: stale
     assert ("ohlcv_freshness_seconds", ("binance", "LATE/USDT", "1m")) not in first  # nothing stored
     assert ("ohlcv_freshness_target_seconds", ("binance", "LATE/USDT", "1m")) in first
-    assert first[("ohlcv_gaps_open", eth + ("fillable",))] == 1  # the filled one is closed
-    assert first[("ohlcv_gap_candles_missing", eth + ("fillable",))] == 12
-    assert first[("ohlcv_gaps_open", eth + ("downtime",))] == 1
-    assert first[("ohlcv_gaps_open", btc + ("no_trades",))] == 0
+    assert first[("ohlcv_gaps_open", ("binance", "5m", "fillable"))] == 1  # the filled one is closed
+    assert first[("ohlcv_gap_candles_missing", ("binance", "5m", "fillable"))] == 12
+    assert first[("ohlcv_gaps_open", ("binance", "5m", "downtime"))] == 1
+    assert first[("ohlcv_gaps_open", ("binance", "1h", "no_trades"))] == 0
     assert first[("ohlcv_candles_written_total", ("binance", "default"))] == 288 + 24 + now_s // hour % 24
     assert first[("ohlcv_venue_requests_total", ("binance", "default"))] == _requests_served(simulator)
     assert first[("ohlcv_venue_http_429_total", ("binance", "default"))] == 0

@@ -91,13 +91,13 @@ def test_prometheus_scrapes_the_exporter_and_the_stale_data_alert_fires(simulato
             wait_until(lambda: _ready(f"http://127.0.0.1:{exporter_port}/metrics"), 30, 0.2, "the exporter")
             wait_until(lambda: _ready(f"{api.url}/-/ready"), 30, 0.2, "prometheus")
 
-            # A short ingestion: today's 1m BTC/USDT (fresh) meets two 429s; a past day of 5m ETH/USDT (stale).
+            # A short ingestion: yesterday's and today's 1m BTC/USDT (fresh) meets two 429s; a past day of 5m ETH/USDT (stale).
             simulator.reconfigure({"faults": [{"kind": "rate_limit", "count": 2}]})
             source = CcxtCandleSource("binance", universe.exchanges["binance"])
             today = dt.datetime.now(dt.timezone.utc).date()
-            for symbol, interval, day in [("BTC/USDT", "1m", today), ("ETH/USDT", "5m", PLAIN_DAY)]:
+            for symbol, interval, days in [("BTC/USDT", "1m", [today - dt.timedelta(days=1), today]), ("ETH/USDT", "5m", [PLAIN_DAY])]:
                 instrument = next(i for i in universe.instruments if i.symbol == symbol)
-                for _ in ingest_days(source, warehouse, instrument, interval, [day], now_ms()):
+                for _ in ingest_days(source, warehouse, instrument, interval, days, now_ms()):
                     pass
             served = requests.get(f"{simulator.url}/sim/stats", timeout=5).json()
             assert served["status.429"] == 2
