@@ -58,17 +58,24 @@ class Sources:
 
 
 class Collector:
-    """prometheus_client collector: reads everything at scrape time."""
+    """prometheus_client collector: reads everything at scrape time. A problem is logged once, not
+    at every scrape while it lasts."""
 
     def __init__(self, universe, sources: Sources):
         self.universe, self.sources = universe, sources
         self.last_samples: list = []
+        self._logged: set[str] = set()
 
     def collect(self):
         from ohlcv_assets.metrics import metric_families, read_samples
 
         instance = self.sources.instance if os.environ.get(DAGSTER_HOME_ENV) else None
-        self.last_samples = read_samples(self.universe, self.sources.warehouse, instance)
+        problems: list[str] = []
+        self.last_samples = read_samples(self.universe, self.sources.warehouse, instance, log=problems.append)
+        for message in problems:
+            if message not in self._logged:
+                print(message, file=sys.stderr, flush=True)
+        self._logged = set(problems)
         return metric_families(self.last_samples)
 
 
