@@ -308,3 +308,17 @@ def hopeless_failure(context: dg.AssetExecutionContext, description: str, metada
     (``allow_retries=False``) nor run retries (its run is tagged first) try it again."""
     context.instance.add_run_tags(context.run.run_id, {RETRY_ON_ASSET_OR_OP_FAILURE_TAG: "false"})
     return dg.Failure(description=description, metadata=metadata, allow_retries=False)
+
+
+def failed_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> list[str]:
+    """The partitions whose latest materialization attempt's run failed and that were not
+    materialized since: what Dagster's partition status calls failed, read as its status cache
+    reads it (planned materializations without a materialization, and their runs' status)."""
+    attempts = instance.event_log_storage.get_latest_asset_partition_materialization_attempts_without_materializations(asset_key)
+    if not attempts:
+        return []
+    run_ids = sorted({run_id for run_id, _ in attempts.values()})
+    failed: set[str] = set()
+    for at in range(0, len(run_ids), 100):
+        failed |= {r.run_id for r in instance.get_runs(dg.RunsFilter(run_ids=run_ids[at:at + 100], statuses=[dg.DagsterRunStatus.FAILURE]))}
+    return sorted(partition for partition, (run_id, _) in attempts.items() if run_id in failed)

@@ -9,6 +9,7 @@ the windows in flight are in memory, whatever the length of the range.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -40,7 +41,7 @@ from ohlcv_assets.intervals import (
 )
 from ohlcv_assets.universe import ExchangeConfig, Instrument
 from ohlcv_assets.validation import validate_candles
-from ohlcv_assets.warehouse import delistings, gap_records, sources
+from ohlcv_assets.warehouse import delistings, gap_records, sources, venue_counters
 from ohlcv_assets.warehouse.delistings import Delisting
 from ohlcv_assets.warehouse.sources import REST, DaySource
 from ohlcv_assets.warehouse.schema import candles
@@ -145,11 +146,40 @@ def find_delisting(source: CandleSource, warehouse: Warehouse, instrument: Instr
     return found
 
 
+class _Uncounted:
+    """The source's request counts not yet added to the warehouse's ``venue_counters``: each batch
+    takes its share when it is handed to the writer (and adds it when it commits); what is left when
+    the ingestion ends (a failure, probes of days with nothing to fetch) is added then."""
+
+    def __init__(self, source: CandleSource):
+        self.source = source
+        self.before = dataclasses.replace(source.stats)
+
+    def take(self) -> FetchStats:
+        now = dataclasses.replace(self.source.stats)
+        delta, self.before = now.since(self.before), now
+        return delta
+
+
 def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
                 days: Iterable[dt.date], now_ms: int, workers: int = 1,
                 on_progress: Callable[[Progress], None] | None = None,
                 archive: CandleArchive | None = None) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
     """Ingests the days of one instrument; yields each batch's (day, report) once it is written.
+    The requests it sent and the candles it wrote are counted in ``venue_counters``, whatever the
+    outcome (a venue that stops answering shows there)."""
+    uncounted = _Uncounted(source)
+    try:
+        yield from _ingest_days(source, warehouse, instrument, interval, days, now_ms, workers, on_progress, archive, uncounted)
+    finally:
+        with contextlib.suppress(Exception):  # never masks the ingestion's own failure (the warehouse may be it)
+            venue_counters.add(warehouse, instrument.exchange, getattr(source, "egress_address", None), uncounted.take(), 0, now_ms)
+
+
+def _ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
+                 days: Iterable[dt.date], now_ms: int, workers: int, on_progress: Callable[[Progress], None] | None,
+                 archive: CandleArchive | None, uncounted: _Uncounted) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
+    """``ingest_days``.
 
     Days with nothing to fetch (before the configured start or the listing, older than the venue's
     history and its archive, not begun, after a delisting) are reported with a note and no request.
@@ -161,7 +191,6 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
     closed_end = now_ms // step * step
     sessions = source.config.sessions
     oldest = history_start_ms(source.config, step, now_ms)
-    stats_before = dataclasses.replace(source.stats)
     batch_started = time.perf_counter()
     todo: list[DayTodo] = []
     listed: int | None = None
@@ -198,7 +227,8 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
         todo.append(DayTodo(day, first, last, sessions.count(max(start, listed), last, step) if first < last else 0))
     if archive is not None and todo:
         stage = ArchiveStage(archive, warehouse, instrument, interval, now_ms,
-                             functools.partial(_write_batch, source.config, warehouse, instrument, interval))
+                             functools.partial(_write_batch, source.config, warehouse, instrument, interval,
+                                               egress=getattr(source, "egress_address", None)))
         yield from stage.run(todo)
         todo = stage.leftover
     if oldest is not None:  # what the archive did not answer, within the venue's REST history
@@ -224,7 +254,7 @@ def ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrume
     progress = Progress(pages_total=len(windows))
     batch_days = max(1, BATCH_CANDLES * step // DAY_MS)
     remaining = collections.deque(todo)
-    writer = _BatchWriter(source, warehouse, instrument, interval, now_ms, progress, on_progress, stats_before, batch_started,
+    writer = _BatchWriter(source, warehouse, instrument, interval, now_ms, progress, on_progress, uncounted, batch_started,
                           delisted)
     lookahead = max(2 * workers, -(-BATCH_CANDLES // source.page_limit) + workers)
     try:
@@ -253,13 +283,13 @@ class _BatchWriter:
     the days ready to write, the batch being written, and the request counts since the last batch."""
 
     def __init__(self, source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str, now_ms: int,
-                 progress: Progress, on_progress: Callable[[Progress], None] | None, stats_before: FetchStats,
+                 progress: Progress, on_progress: Callable[[Progress], None] | None, uncounted: _Uncounted,
                  batch_started: float, delisted: str):
         self.source, self.warehouse, self.instrument, self.interval, self.now_ms = source, warehouse, instrument, interval, now_ms
         self.progress, self.on_progress = progress, on_progress
         self.frames: list[pd.DataFrame] = []
         self.ready: list[DayTodo] = []
-        self.stats_before, self.batch_started = stats_before, batch_started  # the first batch counts the listing probes too
+        self.uncounted, self.batch_started = uncounted, batch_started  # the first batch counts the listing probes too
         self.writing: Future | None = None
         self.delisted = delisted
         self.last_candle_ms: int | None = None  # the last candle handed to the writer (a left side for the next batch)
@@ -276,14 +306,12 @@ class _BatchWriter:
         sides, self.last_candle_ms = (self.last_candle_ms, after), (int(batch["open_time"].iloc[-1]) if len(batch) else self.last_candle_ms)
         empty = [(a, min(b, written_until)) for a, b in self.empty_answers if a < written_until]
         self.empty_answers[:] = [(max(a, written_until), b) for a, b in self.empty_answers if b > written_until]
-        stats = dataclasses.replace(self.source.stats)
-        delta = stats.since(self.stats_before)
+        delta = self.uncounted.take()
         counts = {"batch_days": len(self.ready), "requests": delta.requests, "retries": delta.retries,
                   "rate_limit_waits": delta.rate_limit_waits, "delisted": self.delisted}
-        self.stats_before = stats
         self.writing = self.pool.submit(_write_batch, self.source.config, self.warehouse, self.instrument, self.interval, list(self.ready), batch,
                                         self.now_ms, counts, self.batch_started, DaySource(REST), source=self.source, sides=sides,
-                                        empty_answers=empty)
+                                        empty_answers=empty, egress=getattr(self.source, "egress_address", None), fetched=delta)
         self.batch_started = time.perf_counter()
         self.ready.clear()
 
@@ -380,8 +408,8 @@ def _in_day(gaps: list[Gap], start: int, end: int, step: int, config: ExchangeCo
 def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instrument, interval: str, days: list[DayTodo],
                  frame: pd.DataFrame, now_ms: int, counts: dict, started: float, day_source: DaySource,
                  mixed: dict[dt.date, DaySource] | None = None, source: CandleSource | None = None,
-                 sides: tuple[int | None, int | None] = (None, None),
-                 empty_answers: list[tuple[int, int]] = ()) -> list[tuple[dt.date, PartitionReport]]:
+                 sides: tuple[int | None, int | None] = (None, None), empty_answers: list[tuple[int, int]] = (),
+                 egress: str | None = None, fetched: FetchStats | None = None) -> list[tuple[dt.date, PartitionReport]]:
     """Writes a batch of whole days and records each day's source: ``day_source``, or for the days
     in ``mixed`` that source with some candles keeping the stored values (counted as present: their
     values are in ``frame``, the stored ones). From REST (``source`` given), the spans that empty
@@ -402,6 +430,7 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
     validate_candles(frame, step, now_ms)
     bounds = [day_bounds_ms(d.day) for d in days]
     merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
+    venue_counters.add(warehouse, instrument.exchange, egress, fetched, len(frame), now_ms)
     seconds = round(time.perf_counter() - started, 3)
     recorded: dict[dt.date, DaySource] = {}
     times = frame["open_time"].to_numpy()

@@ -55,9 +55,14 @@ def freshness(last_open_ms: int | None, interval: str, now: int, refresh_minutes
         return "delisted"
     if last_open_ms is None:
         return "no data"
-    age = dt.timedelta(milliseconds=sessions.last_trading_ms(now) - (last_open_ms + interval_ms(interval)))
+    age = dt.timedelta(milliseconds=candle_age_ms(last_open_ms, interval, now, sessions))
     warn, fail = freshness_windows(interval, refresh_minutes)
     return "fresh" if age <= warn else "aging" if age <= fail else "stale"
+
+
+def candle_age_ms(last_open_ms: int, interval: str, now: int, sessions: Sessions = Sessions()) -> int:
+    """Milliseconds since the close of the candle opening at ``last_open_ms``, in time the venue traded."""
+    return sessions.last_trading_ms(now) - (last_open_ms + interval_ms(interval))
 
 
 def instrument_freshness(universe: Universe, exchange: str, interval: str, last_open_ms: int | None,

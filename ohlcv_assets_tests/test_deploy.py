@@ -3,6 +3,7 @@ real PostgreSQL, and the compose file's wiring of environment, files and ports."
 
 import importlib
 import re
+from pathlib import PurePosixPath
 
 import dagster as dg
 import pytest
@@ -108,3 +109,75 @@ def test_a_run_workers_instance_reuses_its_connections(production_home):
                 worker.report_runless_asset_event(dg.AssetObservation(asset_key="pool_probe", metadata={"n": n}))
             assert len(worker.fetch_observations(dg.AssetKey("pool_probe"), limit=100).records) == 50
             assert len(opened) <= 2  # stock: a new connection for every statement
+
+
+MONITORING = {"metrics", "prometheus", "grafana"}
+PROMQL_METRIC = re.compile(r"\b(ohlcv_[a-z0-9_]+)")
+
+
+def _mounted(service: str) -> dict[str, str]:
+    """Container path -> host file of a service's bind mounts, each checked to exist."""
+    mounts = {}
+    for volume in COMPOSE["services"][service].get("volumes", []):
+        host, container = volume.split(":")[:2]
+        if host.startswith("./"):
+            assert (REPO / host).exists(), f"{service} mounts {host}, which does not exist"
+            mounts[container] = host
+    return mounts
+
+
+def _dashboard() -> dict:
+    import json
+
+    return json.loads((REPO / "deploy" / "grafana" / "dashboards" / "ohlcv.json").read_text())
+
+
+def test_compose_runs_the_exporter_prometheus_and_grafana_with_the_projects_files():
+    from ohlcv_assets.cli.metrics import DEFAULT_PORT
+
+    services = COMPOSE["services"]
+    assert MONITORING <= set(services)
+    exporter = services["metrics"]
+    assert exporter["command"][0] == "ohlcv-metrics" and "ohlcv-metrics" in (REPO / "pyproject.toml").read_text()
+    port = exporter["command"][exporter["command"].index("--port") + 1]
+    assert {"OHLCV_WAREHOUSE_URL", "DAGSTER_PG_HOST"} <= set(exporter["environment"])  # the same warehouse and instance as Dagster
+    assert services["prometheus"]["image"].startswith("prom/prometheus:")
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
+
+    prometheus = _mounted("prometheus")
+    config_path = next(arg.split("=", 1)[1] for arg in services["prometheus"]["command"] if arg.startswith("--config.file="))
+    config = yaml.safe_load((REPO / prometheus[config_path]).read_text())
+    for rule_file in config["rule_files"]:  # relative to the config file, inside the container
+        container = str(PurePosixPath(config_path).parent / rule_file)
+        assert container in prometheus, f"{rule_file} is not mounted next to the config"
+        assert (REPO / prometheus[container]).resolve() == (REPO / "deploy" / "prometheus" / "rules.yml").resolve()
+    [target] = [t for job in config["scrape_configs"] for static in job["static_configs"] for t in static["targets"]]
+    assert target == f"metrics:{port}" and int(port) == DEFAULT_PORT
+
+    grafana = _mounted("grafana")
+    assert {"/etc/grafana/provisioning/datasources", "/etc/grafana/provisioning/dashboards"} <= set(grafana)
+    [datasource] = yaml.safe_load((REPO / grafana["/etc/grafana/provisioning/datasources"] / "prometheus.yml").read_text())["datasources"]
+    assert datasource["url"] == "http://prometheus:9090" and datasource["type"] == "prometheus"
+    [provider] = yaml.safe_load((REPO / grafana["/etc/grafana/provisioning/dashboards"] / "ohlcv.yml").read_text())["providers"]
+    dashboards = grafana[provider["options"]["path"]]
+    assert (REPO / dashboards / "ohlcv.json").is_file()
+    assert all(panel["datasource"]["uid"] == datasource["uid"] for panel in _dashboard()["panels"])
+
+
+def test_the_dashboard_and_the_alert_rules_query_only_metrics_the_exporter_serves():
+    from ohlcv_assets.metrics import METRIC
+
+    dashboard = _dashboard()
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    queries += [dashboard["templating"]["list"][0]["definition"]]
+    rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "rules.yml").read_text())
+    queries += [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    named = {name for query in queries for name in PROMQL_METRIC.findall(query)}
+    assert named and named <= set(METRIC), named - set(METRIC)
+    titles = " ".join(panel["title"].lower() for panel in dashboard["panels"])
+    for wanted in ("freshness heatmap", "gaps by class", "requests by venue", "429", "runs", "candles written per hour"):
+        assert wanted in titles
+    alerts = {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"]}
+    assert {"OhlcvCandlesStale", "OhlcvVenueBanned", "OhlcvRateLimitedSustained", "OhlcvVenueUnreachable",
+            "OhlcvChecksFailing", "OhlcvDaemonDown"} <= set(alerts)
+    assert all(rule["annotations"]["summary"] and rule["annotations"]["description"] for rule in alerts.values())

@@ -240,12 +240,12 @@ class CcxtCandleSource(RetryingSource):
             return None
         status = getattr(self._statuses, "status", None)
         if status in (418, 429) or isinstance(err, _ccxt().DDoSProtection):
-            return Failure(RATE_LIMITED, self._last_header("Retry-After"))
+            return Failure(RATE_LIMITED, self._last_header("Retry-After"), status)
         if status == 401 or isinstance(err, (_ccxt().AuthenticationError, _ccxt().PermissionDenied, _ccxt().AccountSuspended)):
-            return Failure(AUTH)
+            return Failure(AUTH, status=status)
         if _is_permanent(err, status):
-            return Failure(PERMANENT)
-        return Failure(TRANSIENT)
+            return Failure(PERMANENT, status=status)
+        return Failure(TRANSIENT, status=status)
 
     def _respect_used_weight(self) -> None:
         """When the exchange has counted more weight in its window than our share allows (other

@@ -153,12 +153,12 @@ def _classify(err: Exception) -> Failure | None:
     if not isinstance(err, VenueAnswerError):
         return None
     if err.status == 429:
-        return Failure(RATE_LIMITED, err.retry_after)
+        return Failure(RATE_LIMITED, err.retry_after, err.status)
     if err.status in (401, 403):  # a key refused, or a plan not entitled to the data
-        return Failure(AUTH)
+        return Failure(AUTH, status=err.status)
     if err.status is not None and 400 <= err.status < 500:
-        return Failure(PERMANENT)
-    return Failure(TRANSIENT)
+        return Failure(PERMANENT, status=err.status)
+    return Failure(TRANSIENT, status=err.status)
 
 
 def _as_rows(results: list, name: str) -> np.ndarray:

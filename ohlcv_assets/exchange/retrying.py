@@ -40,6 +40,7 @@ def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
 class Failure:
     kind: str  # RATE_LIMITED, PERMANENT, TRANSIENT or AUTH
     retry_after: float | None = None  # seconds the venue asked for (rate limits)
+    status: int | None = None  # the HTTP status of the answer, if there was one (counted in the stats)
 
 
 class RetryingCaller:
@@ -71,6 +72,7 @@ class RetryingCaller:
                 failure = classify(err)
                 if failure is None:
                     raise
+                self._count(failure)
                 if connection_refused(err) and not self.answered:
                     raise VenueUnreachable(self.name, public_url(self.url or "")) from None
                 self.answered = True
@@ -107,6 +109,16 @@ class RetryingCaller:
             with self._lock:
                 self.stats.waited_seconds += held
             self._sleep(held)
+
+    def _count(self, failure: Failure) -> None:
+        with self._lock:
+            self.stats.errors += 1
+            if failure.status == 418:
+                self.stats.http_418 += 1
+            elif failure.kind == RATE_LIMITED:
+                self.stats.http_429 += 1
+            elif failure.status is not None and failure.status >= 500:
+                self.stats.http_5xx += 1
 
 
 class RetryingSource:

@@ -38,6 +38,10 @@ class FetchStats:
     rate_limit_waits: int = 0
     waited_seconds: float = 0.0
     used_weight_holds: int = 0
+    http_429: int = 0  # rate-limit answers: HTTP 429, or the venue's own rate-limit error
+    http_418: int = 0  # bans
+    http_5xx: int = 0
+    errors: int = 0  # requests that got no usable answer, whatever the reason
 
     def since(self, before: FetchStats) -> FetchStats:
         """What happened between ``before`` (an earlier copy) and now."""

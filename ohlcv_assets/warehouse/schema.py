@@ -97,6 +97,23 @@ rate_budget = Table(
            comment="GCRA theoretical arrival time (epoch seconds) of the exchange's shared request budget"),
 )
 
+venue_counters = Table(
+    "venue_counters",
+    metadata,
+    Column("exchange", String(64), primary_key=True),
+    Column("egress", String(64), primary_key=True, comment="the egress address requests left from; '' for the system's choice"),
+    Column("requests", BigInteger, nullable=False, comment="requests sent, retries included"),
+    Column("retries", BigInteger, nullable=False),
+    Column("http_429", BigInteger, nullable=False, comment="rate-limit answers (HTTP 429 or the venue's own rate-limit error)"),
+    Column("http_418", BigInteger, nullable=False, comment="bans (HTTP 418)"),
+    Column("http_5xx", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False, comment="requests that got no usable answer (any failure above, timeouts, bad bodies)"),
+    Column("waited_seconds", Float(53), nullable=False, comment="time spent waiting before retries (backoff and Retry-After)"),
+    Column("candles_written", BigInteger, nullable=False, comment="candles merged into the warehouse (REST and archive)"),
+    Column("updated_ms", BigInteger, nullable=False),
+    comment="Counters of the ingest path per venue and egress address, added at every batch commit: they survive restarts",
+)
+
 retired_ranges = Table(
     "retired_ranges",
     metadata,
