@@ -13,11 +13,14 @@ import sys
 import dagster as dg
 import pytest
 
+from ohlcv_assets.cli.demo import failed_runs
 from ohlcv_assets.cli.ohlcv import main as ohlcv_main
 from ohlcv_assets.cli.status import main as status_main
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
+from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import candles_key
+from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
@@ -291,3 +294,16 @@ def test_a_configuration_error_is_one_line_from_every_cli(tmp_path, monkeypatch,
         assert not (tmp_path / f"demo{n}" / "dagster_home" / "simulator.log").exists()
         if n == 1:  # the health report names it beside the other parts
             assert status_main(["--health"]) == 1 and f"warehouse                FAIL {message}" in capsys.readouterr().out
+
+
+def test_the_demo_closes_with_why_its_runs_failed(universe, universe_file, instance, tmp_path):
+    """The demo's closing line names the cause of each failed run of this demo (not older ones)."""
+    before = dt.datetime.now(dt.timezone.utc)
+    sync_instrument_partitions(instance, universe)
+    defs = build_definitions(str(universe_file), "sqllite:///" + str(tmp_path / "w.db"))
+    for day in (PLAIN_DAY, PLAIN_DAY + dt.timedelta(days=1)):
+        dg.materialize([defs.get_assets_def(candles_key("1m"))], partition_key=f"{day}|binance.BTC-USDT", instance=instance,
+                       resources=defs.resources, raise_on_error=False)
+    cause = f"warehouse URL sqllite:///{tmp_path / 'w.db'}: unknown scheme 'sqllite' (expected postgresql://user@host:port/database or sqlite:////absolute/path.db)"
+    assert failed_runs(instance, before) == {cause: 2}
+    assert failed_runs(instance, dt.datetime.now(dt.timezone.utc)) == {}

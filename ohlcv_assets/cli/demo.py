@@ -184,11 +184,10 @@ def inspect_command(universe: Universe) -> str:
     return f"DAGSTER_HOME={os.environ[DAGSTER_HOME_ENV]} {Path(sys.executable).parent / 'ohlcv-status'}{needs}"
 
 
-
-def failed_runs(instance: dg.DagsterInstance) -> dict[str, int]:
-    """The causes of the runs that failed, each with how many runs it failed."""
+def failed_runs(instance: dg.DagsterInstance, since: dt.datetime) -> dict[str, int]:
+    """The causes of the runs created since ``since`` that failed, each with how many runs it failed."""
     causes: dict[str, int] = {}
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE])):
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_after=since)):
         events = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
         cause = failure_cause(e.dagster_event for e in events if e.dagster_event is not None)
         causes[cause] = causes.get(cause, 0) + 1
@@ -252,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_demo(universe: Universe, instance: dg.DagsterInstance, webserver: str, children: ProcessGroups, once: bool) -> int:
-    today = dt.datetime.now(dt.timezone.utc).date()
+    started = dt.datetime.now(dt.timezone.utc)
+    today = started.date()
     backfills, partitions = [], 0
     for interval in universe.intervals:
         names = declared_partitions(universe, interval, today)
@@ -275,7 +275,7 @@ def run_demo(universe: Universe, instance: dg.DagsterInstance, webserver: str, c
     drain(instance, DRAIN_SECONDS)
     text, ok = summary(universe, instance, partitions, statuses, scan_statuses)
     print(text, flush=True)
-    causes = failed_runs(instance)
+    causes = failed_runs(instance, started)
     if causes:  # the closing line says why
         print("ohlcv-demo: runs failed: " + "; ".join(f"{c} ({n} runs)" for c, n in causes.items()), file=sys.stderr, flush=True)
     if once:
