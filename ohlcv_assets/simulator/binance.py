@@ -14,6 +14,7 @@ import orjson
 from ohlcv_assets.intervals import interval_ms
 from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, WIRE_DECIMALS, CandleArrays, SimSymbol
 from ohlcv_assets.simulator.protocol import (
+    IN_FLIGHT,
     VIOLATION,
     Answer,
     ApiError,
@@ -44,15 +45,16 @@ class WeightBudget(RollingWindow):
         self.ban_seconds = ban_seconds
         self.max_ban_seconds = max(ban_seconds, max_ban_seconds if max_ban_seconds is not None else ban_seconds)
         self.bans = 0
-        self.banned_until = 0.0
+        self.banned_from = self.banned_until = 0.0
 
     def charge(self, weight: float) -> float:
         with self.lock:
             now = time.monotonic()
             self._expire(now)
             if now < self.banned_until:
+                in_hold = IN_FLIGHT if now < self.banned_from + self.grace_seconds else VIOLATION  # sent before the ban
                 raise ApiError(418, -1003, "Way too many requests; IP banned.", math.ceil(self.banned_until - now), kind="ban",
-                               in_hold=VIOLATION)
+                               in_hold=in_hold)
             try:
                 self._refuse_inside_hold(now)
             except ApiError as err:
@@ -60,7 +62,7 @@ class WeightBudget(RollingWindow):
                     raise
                 self.bans += 1
                 ban = min(self.ban_seconds * 2 ** (self.bans - 1), self.max_ban_seconds)
-                self.banned_until = now + ban
+                self.banned_from, self.banned_until = now, now + ban
                 raise ApiError(418, -1003, "Way too many requests; IP banned.", math.ceil(ban), kind="ban", in_hold=VIOLATION) from None
             if self.used + weight > self.limit:
                 retry_after = max(1, math.ceil(self._wait_for(weight, now) if self.window else 1.0))
