@@ -75,6 +75,7 @@ def stop_features_automation(env: dict[str, str], workspace: Path) -> None:
 # Every process a test starts carries TAG_ENV (set in os.environ per test by conftest, inherited by
 # children, kept by the tests' env copies, which drop only DAGSTER_*/OHLCV_* names): "<session> <test id>".
 TAG_ENV = "PYTEST_PROCESS_TAG"
+RESOURCE_TRACKER = "from multiprocessing.resource_tracker import main"
 
 
 def _proc_read(pid: str, name: str) -> bytes:
@@ -125,6 +126,8 @@ def processes_started_by(session: str, root: int, test: str | None = None) -> di
             command = _proc_read(str(pid), "cmdline").replace(b"\0", b" ").decode(errors="replace").strip()[:200]
         except OSError:
             continue
+        if parents.get(pid) == root and RESOURCE_TRACKER in command:
+            continue  # this process's multiprocessing helper: it ends with it (at the end of its pipe)
         described[pid] = f"{command} {origin}"
     return described
 
