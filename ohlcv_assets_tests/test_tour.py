@@ -120,16 +120,38 @@ class Shell:
         self.cwd, self.env, self.state = cwd, dict(env), state
 
     def run(self, step: Step) -> str:
+        """The block in its own process group: one that overruns is stopped with everything it started
+        (SIGTERM first, which the demo treats as Ctrl-C)."""
         script = f"set -e\n{step.command}\nenv -0 > {self.state}.env\npwd > {self.state}.pwd\n"
-        out = subprocess.run(["bash", "-c", script], cwd=self.cwd, env=self.env, capture_output=True, text=True,
-                             timeout=STEP_SECONDS, stdin=subprocess.DEVNULL)
-        shown = f"$ {step.command}\n--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-3000:]}"
-        assert out.returncode == 0, shown
+        seconds = DEMO_SECONDS if "ohlcv-demo" in step.command else STEP_SECONDS
+        proc = subprocess.Popen(["bash", "-c", script], cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            stop_group(proc)
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"$ {step.command}\ndid not end within {seconds}s\n{stdout[-3000:]}\n{stderr[-3000:]}") from None
+        shown = f"$ {step.command}\n--- stdout\n{stdout[-3000:]}\n--- stderr\n{stderr[-3000:]}"
+        assert proc.returncode == 0, shown
         self.env = dict(e.split("=", 1) for e in Path(f"{self.state}.env").read_text().split("\0") if "=" in e)
         self.cwd = Path(Path(f"{self.state}.pwd").read_text().strip())
         for text in step.expect:
-            assert text in out.stdout + out.stderr, f"expected {text!r}\n{shown}"
-        return out.stdout + out.stderr
+            assert text in stdout + stderr, f"expected {text!r}\n{shown}"
+        return stdout + stderr
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 300), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def check_expectations_are_shown(markdown: str, found: list[Step]) -> None:
