@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import yaml
 from dagster._config import process_config
 from dagster._core.launcher import RunLauncher
-from dagster_postgres import PostgresEventLogStorage
+from dagster_postgres import PostgresRunStorage, PostgresEventLogStorage
 
 from ohlcv_assets_tests.conftest import REPO
 
@@ -48,7 +48,7 @@ def test_the_image_carries_the_files_compose_uses():
 
 def test_the_production_instance_runs_on_postgres(production_home):
     with dg.DagsterInstance.from_config(str(production_home)) as instance:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert isinstance(instance.run_storage, PostgresRunStorage)  # pooled (ohlcv_assets.instance_storage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert instance.get_ref().storage_data.class_name == "PooledPostgresStorage"

@@ -47,8 +47,8 @@ from ohlcv_assets.monitoring import failing_checks
 from ohlcv_assets.names import REASON_TAG, instruments_partitions_name, partition_key_string, scan_job_name
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.errors import ConfigurationError
-from ohlcv_assets.settings import DAGSTER_HOME_ENV, warehouse_url
-from ohlcv_assets.universe import Universe, universe_in_use, universe_path
+from ohlcv_assets.settings import DAGSTER_HOME_ENV, WAREHOUSE_URL_ENV, warehouse_url
+from ohlcv_assets.universe import UNIVERSE_ENV, Universe, universe_in_use, universe_path
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -145,6 +145,25 @@ def wait_for_simulator(url: str, seconds: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise DagsterApiError(f"the simulator at {url} did not answer within {seconds}s") from None
             time.sleep(0.3)
+
+
+def terminal_env(environ: dict | None = None) -> str:
+    """The settings another terminal needs to reach this demo's instance, warehouse and venues, as
+    ``NAME=value`` words, paths absolute."""
+    env = os.environ if environ is None else environ
+    words = [f"{DAGSTER_HOME_ENV}={env[DAGSTER_HOME_ENV]}", f"{SIMULATOR_URL_ENV}={env[SIMULATOR_URL_ENV]}"]
+    if env.get(UNIVERSE_ENV):
+        words.append(f"{UNIVERSE_ENV}={Path(env[UNIVERSE_ENV]).resolve()}")
+    return " ".join(words)
+
+
+def second_terminal(universe: Universe, environ: dict | None = None) -> str:
+    """What to type in another terminal to use the command-line tools on this demo (secrets by name)."""
+    venv = f". {Path(sys.prefix) / 'bin' / 'activate'} && " if sys.prefix != sys.base_prefix else ""
+    secrets = [WAREHOUSE_URL_ENV, *sorted({e.api_key_env for e in universe.exchanges.values() if e.api_key_env})]
+    kept = [k for k in secrets if (os.environ if environ is None else environ).get(k)]
+    also = f"  (and {', '.join(kept)} as set here)" if kept else ""
+    return f"  In another terminal:  {venv}export {terminal_env(environ)}{also}"
 
 
 def summary(universe: Universe, instance: dg.DagsterInstance, partitions: int, statuses: dict[str, str],
@@ -259,7 +278,7 @@ def run_demo(universe: Universe, instance: dg.DagsterInstance, webserver: str, c
         partitions += len(names)
         backfills.append(launch_backfill(webserver, ["candles", interval], names, title=f"demo: candles/{interval}"))
         print(f"backfill {backfills[-1]}: {len(names)} partitions of candles/{interval}", flush=True)
-    print(f"\n  Dagster UI: {webserver}/assets/candles  (Ctrl-C stops the demo)\n", flush=True)
+    print(f"\n  Dagster UI: {webserver}/assets/candles  (Ctrl-C stops the demo)\n{second_terminal(universe)}\n", flush=True)
     statuses = wait_for_backfills(webserver, backfills, timeout_seconds=1800, alive=lambda: not children.dead())
     scans = []
     for interval in universe.intervals:
