@@ -307,3 +307,25 @@ def test_the_demo_closes_with_why_its_runs_failed(universe, universe_file, insta
     cause = f"warehouse URL sqllite:///{tmp_path / 'w.db'}: unknown scheme 'sqllite' (expected postgresql://user@host:port/database or sqlite:////absolute/path.db)"
     assert failed_runs(instance, before) == {cause: 2}
     assert failed_runs(instance, dt.datetime.now(dt.timezone.utc)) == {}
+
+
+def test_a_backfill_started_in_the_background_can_still_be_terminated(simulator, universe_file, tmp_path, monkeypatch):
+    """A background job starts with SIGINT ignored; Dagster's in-process execution copies SIGINT's
+    handler onto SIGTERM when it ends, so `ohlcv backfill` ignored `kill` (and so did every process
+    it started) after its first run, until sigterm_kept put SIGTERM's handler back."""
+    import signal
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("OHLCV_UNIVERSE", str(universe_file))
+    monkeypatch.setenv("OHLCV_WAREHOUSE_URL", f"sqlite:///{tmp_path / 'w.db'}")
+    interrupt, terminate = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        assert ohlcv_main(["backfill", "1h", "binance.BTC-USDT", str(PLAIN_DAY)]) == 0
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGTERM, terminate)

@@ -1,7 +1,10 @@
 """Command-line tools: ohlcv (register, backfill), ohlcv-status, ohlcv-demo."""
 
+import contextlib
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 
 import dagster as dg
@@ -68,3 +71,20 @@ def check_warehouse(url: str) -> None:
         warehouse.open_and_migrate()
     finally:
         warehouse.dispose()
+
+
+@contextlib.contextmanager
+def sigterm_kept():
+    """Runs Dagster in this process without losing SIGTERM. When an in-process execution ends,
+    Dagster restores SIGINT's handler and copies it onto SIGTERM (``setup_interrupt_handlers``):
+    started in the background (SIGINT ignored), a command that ran ``dg.materialize`` would ignore
+    SIGTERM afterwards, and so would every process it starts (`kill` could no longer stop it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is not handler:
+            signal.signal(signal.SIGTERM, handler)

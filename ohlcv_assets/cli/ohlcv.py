@@ -18,7 +18,7 @@ import sys
 
 import dagster as dg
 
-from ohlcv_assets.cli import check_warehouse, failure_cause, one_line_errors, universe_or_exit
+from ohlcv_assets.cli import check_warehouse, failure_cause, one_line_errors, sigterm_kept, universe_or_exit
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.names import (
     MAX_PARTITIONS_PER_RUN,
@@ -105,9 +105,10 @@ def backfill(instance: dg.DagsterInstance, universe: Universe, interval: str, in
             print(f"candles/{interval} {inst.key}: from {first_day}, its configured start", flush=True)
         for start, end in day_ranges(first_day, last_day, MAX_PARTITIONS_PER_RUN):
             print(f"candles/{interval} {inst.key} {start}..{end}: running", flush=True)
-            result = dg.materialize([asset], instance=instance, resources=defs.resources, raise_on_error=False, tags={
-                RANGE_START_TAG: partition_key_string(inst.key, start), RANGE_END_TAG: partition_key_string(inst.key, end),
-                REASON_TAG: "ohlcv backfill (command line)"})
+            with sigterm_kept():
+                result = dg.materialize([asset], instance=instance, resources=defs.resources, raise_on_error=False, tags={
+                    RANGE_START_TAG: partition_key_string(inst.key, start), RANGE_END_TAG: partition_key_string(inst.key, end),
+                    REASON_TAG: "ohlcv backfill (command line)"})
             written = sum(int(e.materialization.metadata[k].value) for e in result.get_asset_materialization_events()
                           for k in ("candles_new", "candles_revised") if k in e.materialization.metadata)
             written_total += written
