@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ohlcv_assets.exchange.source import FetchStats
 from ohlcv_assets.warehouse.schema import venue_counters
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -33,9 +32,10 @@ class VenueCounts:
     updated_ms: int
 
 
-def add(warehouse: Warehouse, exchange: str, egress: str | None, fetched: FetchStats | None, candles_written: int,
+def add(warehouse: Warehouse, exchange: str, egress: str | None, fetched: object | None, candles_written: int,
         now_ms: int, connection: sa.Connection | None = None) -> None:
-    """Adds one batch's counts (nothing is written when there is nothing to add)."""
+    """Adds one batch's counts (nothing is written when there is nothing to add). ``fetched`` has the
+    counted attributes (an ``exchange.source.FetchStats``; the warehouse does not import the sources)."""
     values = {name: getattr(fetched, name) if fetched is not None else 0 for name in COUNTED if name != "candles_written"}
     values["candles_written"] = candles_written
     if not any(values.values()):
