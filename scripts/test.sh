@@ -9,7 +9,7 @@ missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # the Celery broker of test_celery.py
-command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)  # prometheus and promtool, for test_metrics.py
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)  # prometheus and promtool, for test_prometheus.py
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
