@@ -13,7 +13,7 @@ import pandas as pd
 from ohlcv_assets.dagster_internals import (check_target, hopeless_failure, latest_materializations, log_check_evaluations,
                                             log_materializations, pool_slot)
 from ohlcv_assets.errors import HopelessError
-from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
+from ohlcv_assets.exchange.source import FetchFailed, NotListed, PermanentFetchError
 from ohlcv_assets.ingest import Progress, ingest_days
 from ohlcv_assets.intervals import now_ms
 from ohlcv_assets.names import (
@@ -238,6 +238,8 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
         reporter.finish()
         if failures:
             failure = instruments_failed(interval, failures, len(instruments))
-            raise failure if failure.allow_retries else hopeless_failure(context, failure.description, failure.metadata)
+            if all(isinstance(f.error, NotListed) for f in failures):  # the venue's market list lacks every one
+                raise hopeless_failure(context, failure.description, failure.metadata)
+            raise failure  # a 404 or bad candles: no step retry, but run retries may still heal them
 
     return candles
