@@ -48,8 +48,11 @@ def normalise_url(url: str) -> str:
 
 def public_url(url: str) -> str:
     """The URL as it may be shown and recorded: driver, user, host, port, database; never the
-    password or the query (which may carry one)."""
-    return sa.make_url(normalise_url(url)).set(query={}).render_as_string(hide_password=True)
+    password or the query (which may carry one), even when SQLAlchemy cannot parse it."""
+    try:
+        return sa.make_url(normalise_url(url)).set(query={}).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url.split("://", 1)[0] + "://…" if "://" in url else "(not a URL)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,14 +138,6 @@ def describe_held(held: list[tuple[str, str, str]]) -> str:
         by_instrument.setdefault((exchange, symbol), []).append(interval)
     text = "; ".join(f"{e} {s} ({', '.join(i)})" for (e, s), i in by_instrument.items())
     return text + (f"; and {len(held) - HELD_SHOWN} more instrument-intervals" if len(held) > HELD_SHOWN else "")
-def shown_url(url: str) -> str:
-    """The warehouse URL as it may be shown (no password), even when SQLAlchemy cannot parse it."""
-    try:
-        return sa.make_url(normalise_url(url)).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url.split("://", 1)[0] + "://…" if "://" in url else "(not a URL)"
-
-
 class Warehouse:
     def __init__(self, url: str):
         self.url = normalise_url(url)
@@ -151,7 +146,7 @@ class Warehouse:
         except sa.exc.ArgumentError as err:
             problem = (f"unknown scheme {url.split('://', 1)[0]!r}" if isinstance(err, sa.exc.NoSuchModuleError)
                        else "not a database URL")
-            raise ConfigurationError(f"warehouse URL {shown_url(url)}: {problem} (expected "
+            raise ConfigurationError(f"warehouse URL {public_url(url)}: {problem} (expected "
                                      "postgresql://user@host:port/database or sqlite:////absolute/path.db)") from None
         self._ready_spans: set[tuple[str, str, Span]] = set()
 
@@ -164,13 +159,13 @@ class Warehouse:
         except sa.exc.OperationalError as err:
             if connection_refused(err):
                 self.dispose()
-                raise ConfigurationError(f"no warehouse answers at {shown_url(self.url)} (connection refused)") from None
+                raise ConfigurationError(f"no warehouse answers at {public_url(self.url)} (connection refused)") from None
             raise
 
     @classmethod
     def open_existing(cls, url: str) -> Warehouse:
         """For tools that only read: never creates a database, fails when none (or no candle) is there."""
-        shown = shown_url(url)
+        shown = public_url(url)
         if url.startswith("sqlite"):
             database = sa.make_url(url).database
             if not database or database == ":memory:" or not Path(database).is_file():
