@@ -202,10 +202,13 @@ def test_days_turn_materialized_while_a_long_ranged_run_is_in_flight(topology):
     materialized (by that very run) while the run is still STARTED, as the UI's partitions view
     does; a screenshot of that view is taken mid-run."""
     webserver, instance, tmp = topology["webserver"], topology["instance"], topology["tmp"]
-    requests.post(f"{topology['sim']}/sim/config", timeout=5,
-                  json={"faults": [{"kind": "slow", "endpoint": "klines", "every": 1, "seconds": 2.0}]}).raise_for_status()
-    # 87 pages, 4 in flight, 2 s each: the first batch (34 days, 51 pages) is written about 18 s before
-    # the last page arrives; at 1 s a page that window was ~9 s, which a busy CI machine's polling missed once.
+    late = [int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp() * 1000) for d in (PROGRESS_DAYS[40], PROGRESS_DAYS[-1] + dt.timedelta(days=1))]
+    requests.post(f"{topology['sim']}/sim/config", timeout=5, json={"faults": [
+        {"kind": "slow", "endpoint": "klines", "every": 1, "seconds": 6.0, "start_between": late},
+        {"kind": "slow", "endpoint": "klines", "every": 1, "seconds": 2.0}]}).raise_for_status()
+    # 87 pages, 4 in flight, 2 s each, the last 20 days' pages 6 s (under the 10 s client timeout): the
+    # first batch (34 days, 51 pages) is written about 45 s before the last page arrives. With 2 s
+    # for every page that window was ~18 s, which a CI machine busy with another e2e test missed once.
     partitions = [f"{day}|binance.BTC-USDT" for day in PROGRESS_DAYS]
     with running(topology["daemon"], topology["env"], str(REPO), str(tmp / "daemon-progress.log")):
         backfill = launch_backfill(webserver, ["candles", "1m"], partitions, title="progress")
