@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
+
+from ohlcv_assets.venues.ccxt_candles import CcxtCandles, fetch_ohlcv_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +34,10 @@ class VenueProfile:
     archive_is_files: bool = False  # its archive is files the universe lists (Kraken's full and quarterly zips), not one root
     archive_market: str = "spot"  # the archive tree holding this venue's instruments (Binance: spot, futures/um, futures/cm)
     api_url_keys: tuple[str, ...] = ("public",)  # the ccxt ``urls['api']`` entries a universe's api_url replaces
+    # ccxt venues: what the shared ccxt client (``exchange.ccxt_source``) does differently for this venue
+    ccxt_settings: Mapping[str, object] = dataclasses.field(default_factory=dict, hash=False)  # ccxt constructor settings
+    # (``options`` merged under the universe's own, e.g. Binance: spot markets only)
+    ccxt_candles: CcxtCandles = fetch_ohlcv_rows  # how a page of candles is asked for and read (``venues.ccxt_candles``)
 
     def check_symbol_form(self, symbol: str) -> str | None:
         """Why ``symbol`` is not in this venue's form, or None."""
