@@ -97,7 +97,7 @@ class ExchangeConfig(BaseModel):
                     "used_weight_header": profile.used_weight_header, "history_candles": profile.history_candles,
                     "downtime_min_minutes": profile.downtime_min_minutes}
         if profile.source == "ccxt" and profile.name != GENERIC_CCXT.name:
-            defaults["ccxt_id"] = profile.name
+            defaults["ccxt_id"] = profile.ccxt_class
         return {**defaults, **raw}
 
     @model_validator(mode="after")
@@ -348,7 +348,7 @@ def _semantic_problems(universe: Universe, today: dt.date, environ=None) -> list
 def is_ccxt_exchange(ccxt_id: str) -> bool:
     """Whether ccxt knows the exchange id. The venues we profile are known without importing
     ccxt: every process loads the universe, and ccxt's import (every exchange) costs 0.4 s."""
-    if ccxt_id in PROFILES and PROFILES[ccxt_id].source == "ccxt":
+    if any(profile.ccxt_class == ccxt_id for profile in PROFILES.values()):
         return True
     import ccxt
 

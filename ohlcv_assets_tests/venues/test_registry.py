@@ -21,10 +21,10 @@ from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles
 
 # All a plain ccxt venue needs, as a new file in ``ohlcv_assets/venues/`` would hold it. The simulator
-# speaks Binance's protocol, so the universe gives ccxt's ``binance`` class as its ccxt id; nothing
-# of Binance's own profile (raw klines, spot-only markets) comes with it: its candles go through
-# ccxt's fetch_ohlcv, and its markets are asked for spot only here, as a real venue module would
-# declare what its venue needs.
+# speaks Binance's protocol, so the venue's ccxt class is ccxt's ``binance`` (a venue named as its
+# ccxt id, the usual case, leaves ``ccxt_id`` out); nothing of Binance's own profile (raw klines,
+# spot-only markets) comes with it: its candles go through ccxt's fetch_ohlcv, and it asks for spot
+# markets only, as a real venue module declares what its venue needs.
 NEW_VENUE = '''
 """A Binance-protocol venue known to no other file (the test's)."""
 
@@ -34,7 +34,7 @@ PROFILE = VenueProfile(
     name="klinemirror", source="ccxt", page_limit=500, history_candles=None, omits_empty=False, calendar=None,
     intervals=None, weight_limit=6000, weight_window_seconds=60.0, candles_weight=2, markets_weight=20,
     used_weight_header=None, symbol_pattern=r"[A-Z0-9]+/[A-Z0-9]+", symbol_example="BTC/USDT",
-    rate_limit_model="the simulator's", ccxt_settings={"options": {"fetchMarkets": {"types": ["spot"]}}},
+    rate_limit_model="the simulator's", ccxt_id="binance", ccxt_settings={"options": {"fetchMarkets": {"types": ["spot"]}}},
 )
 '''
 
@@ -42,8 +42,7 @@ PROFILE = VenueProfile(
 def new_venue_universe(url: str) -> str:
     return textwrap.dedent(f"""
         exchanges:
-          mirror: {{venue: klinemirror, ccxt_id: binance, api_url: "{url}/api/v3", timeout_seconds: 2, weight_limit: 100000,
-                    retry_base_seconds: 0.05}}
+          mirror: {{venue: klinemirror, api_url: "{url}/api/v3", timeout_seconds: 2, weight_limit: 100000, retry_base_seconds: 0.05}}
         instruments:
           - {{exchange: mirror, symbol: BTC/USDT, intervals: [1h], start: 2026-10-01}}
         """)
@@ -77,6 +76,8 @@ def test_a_plain_ccxt_venue_is_one_new_file(simulator, venue_file, tmp_path, war
     universe = parse_universe(path.read_text(), str(path))
     config = universe.exchanges["mirror"]
     assert (config.venue, config.ccxt_id, config.page_limit) == ("klinemirror", "binance", 500)
+    with pytest.raises(UniverseError, match="unknown ccxt exchange id 'klinemirror'"):  # a venue's name is not a ccxt class
+        parse_universe(path.read_text().replace("venue: klinemirror", "venue: klinemirror, ccxt_id: klinemirror"), str(path))
 
     with dg.instance_for_test() as instance:
         sync_instrument_partitions(instance, universe)
