@@ -79,7 +79,7 @@ def month_urls(simulator: str, days: list[dt.date], symbol: str = "BTCUSDT") -> 
 
 def run_ingest(warehouse_url: str, simulator: str, years: int, archive: bool) -> dict:
     from ohlcv_assets.archive.formats import build_archive
-    from ohlcv_assets.exchange.sources import build_source
+    from ohlcv_assets.exchange.registry import build_source
     from ohlcv_assets.ingest import ingest_days
     from ohlcv_assets.intervals import now_ms
     from ohlcv_assets.universe import parse_universe

@@ -37,7 +37,7 @@ def universe_text(simulator: str, bases: list[str], today: dt.date) -> str:
 def time_pipeline(universe_path: Path, warehouse_url: str, refreshes: int) -> list[float]:
     from ohlcv_assets.exchange.egress import budget_key
     from ohlcv_assets.exchange.rate_budget import SharedRateBudget
-    from ohlcv_assets.exchange.sources import build_source
+    from ohlcv_assets.exchange.registry import build_source
     from ohlcv_assets.ingest import ingest_days
     from ohlcv_assets.intervals import now_ms
     from ohlcv_assets.names import freshness_windows

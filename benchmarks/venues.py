@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import fresh_database
 
-from ohlcv_assets.exchange.sources import build_source
+from ohlcv_assets.exchange.registry import build_source
 from ohlcv_assets.ingest import ingest_days
 from ohlcv_assets.intervals import now_ms, utc_day
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig

@@ -16,7 +16,7 @@ from ohlcv_assets.archive import ArchiveUnavailable
 from ohlcv_assets.archive.formats import build_archive
 from ohlcv_assets.dagster_internals import failing_check_partitions
 from ohlcv_assets.errors import AuthenticationFailed
-from ohlcv_assets.exchange.sources import build_source
+from ohlcv_assets.exchange.registry import build_source
 from ohlcv_assets.gap_scan import settled_end_ms
 from ohlcv_assets.intervals import interval_ms, ms_to_iso, now_ms, utc_day
 from ohlcv_assets.names import (

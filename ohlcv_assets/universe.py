@@ -23,7 +23,7 @@ from ohlcv_assets.intervals import interval_ms, resolve_day
 from ohlcv_assets.sessions import Sessions, sessions_for
 from ohlcv_assets.errors import ConfigurationError
 from ohlcv_assets.settings import UNIVERSE_ENV
-from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, profile_for
+from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, known_venues, profile_for
 
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
@@ -60,7 +60,7 @@ class ExchangeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    venue: str = Field(description="venue profile: binance, binanceus, binanceusdm, kraken, coinbaseexchange, polygon, or ccxt (any other ccxt exchange)")
+    venue: str = Field(description=f"venue profile: {known_venues()}")
     ccxt_id: str | None = Field(default=None, description="ccxt exchange id, e.g. 'binance' (ccxt venues)")
     api_url: str | None = Field(default=None, description="override of the public REST API base URL")
     api_key_env: str | None = Field(default=None, description="name of the environment variable holding the API key (never the key)")
@@ -97,7 +97,7 @@ class ExchangeConfig(BaseModel):
                     "used_weight_header": profile.used_weight_header, "history_candles": profile.history_candles,
                     "downtime_min_minutes": profile.downtime_min_minutes}
         if profile.source == "ccxt" and profile.name != GENERIC_CCXT.name:
-            defaults["ccxt_id"] = profile.name
+            defaults["ccxt_id"] = profile.ccxt_class
         return {**defaults, **raw}
 
     @model_validator(mode="after")
@@ -348,7 +348,7 @@ def _semantic_problems(universe: Universe, today: dt.date, environ=None) -> list
 def is_ccxt_exchange(ccxt_id: str) -> bool:
     """Whether ccxt knows the exchange id. The venues we profile are known without importing
     ccxt: every process loads the universe, and ccxt's import (every exchange) costs 0.4 s."""
-    if ccxt_id in PROFILES and PROFILES[ccxt_id].source == "ccxt":
+    if any(profile.ccxt_class == ccxt_id for profile in PROFILES.values()):
         return True
     import ccxt
 

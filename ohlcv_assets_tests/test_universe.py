@@ -123,7 +123,7 @@ def test_loading_the_code_location_imports_neither_ccxt_nor_alembic():
     import sys
 
     probe = ("import sys; from ohlcv_assets.definitions import build_definitions; build_definitions(); "
-             "from ohlcv_assets.exchange.sources import build_source; from ohlcv_assets.universe import load_universe; "
+             "from ohlcv_assets.exchange.registry import build_source; from ohlcv_assets.universe import load_universe; "
              "build_source('binance', load_universe().exchanges['binance']); "
              "print(sorted({m.split('.')[0] for m in sys.modules} & {'ccxt', 'alembic'}))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pandas as pd
 
@@ -52,7 +53,13 @@ class LoadedFile:
     covers: tuple[int, int]  # [start, end) ms the file holds candles for: days outside are not its to answer
 
 
-class CandleArchive(Protocol):
+Content = TypeVar("Content", bytes, Path)  # what a format reads a file into: its bytes, or the local path it is saved at
+
+
+class CandleArchive(Protocol[Content]):
+    """One venue's archive in one format; ``Content`` is how a file reaches ``parse`` (Binance's
+    zips as bytes, Kraken's multi-gigabyte zips as a local path, streamed from there)."""
+
     config: ExchangeConfig
     stats: ArchiveStats
 
@@ -63,10 +70,10 @@ class CandleArchive(Protocol):
         """The sha256 the venue publishes for the file (None: the format has none); raises
         ArchiveUnavailable if the file is not published."""
 
-    def read(self, symbol: str, interval: str, file: ArchiveFile) -> tuple[bytes | str, str]:
-        """(the file's bytes, or a local path to it; its sha256)."""
+    def read(self, symbol: str, interval: str, file: ArchiveFile) -> tuple[Content, str]:
+        """(the file's content, as the format reads it; its sha256)."""
 
-    def parse(self, symbol: str, interval: str, file: ArchiveFile, data: bytes | str) -> LoadedFile:
+    def parse(self, symbol: str, interval: str, file: ArchiveFile, data: Content) -> LoadedFile:
         """The candles of the file's days; raises ArchiveUnavailable on a file that is not a readable zip."""
 
     @staticmethod
@@ -79,7 +86,7 @@ class CandleArchive(Protocol):
         downloaded): for the health check. Raises ArchiveUnavailable when nothing does."""
 
 
-def sha256_of(data: bytes | str) -> str:
+def sha256_of(data: bytes | Path) -> str:
     """sha256 of bytes, or of the file at a path (read in chunks)."""
     if isinstance(data, bytes):
         return hashlib.sha256(data).hexdigest()
@@ -90,7 +97,7 @@ def sha256_of(data: bytes | str) -> str:
     return digest.hexdigest()
 
 
-def load_verified(archive: CandleArchive, symbol: str, interval: str, file: ArchiveFile, published: str | None,
+def load_verified(archive: CandleArchive[Content], symbol: str, interval: str, file: ArchiveFile, published: str | None,
                   attempts: int) -> LoadedFile:
     """The file's candles, downloaded again (up to ``attempts`` times) while its sha256 differs from
     the published one or it is not a readable zip; then ArchiveUnavailable: never loaded."""

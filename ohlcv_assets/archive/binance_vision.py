@@ -92,8 +92,7 @@ class BinanceVisionArchive(DownloadingArchive):
         data = self.downloader.get(file.location)
         return data, sha256_of(data)
 
-    def parse(self, symbol: str, interval: str, file: ArchiveFile, data: bytes | str) -> LoadedFile:
-        assert isinstance(data, bytes)
+    def parse(self, symbol: str, interval: str, file: ArchiveFile, data: bytes) -> LoadedFile:
         try:
             frame = parse_klines_csv(unzip_single(data, file.name))
         except pa.ArrowInvalid as err:  # not the 12 columns of numbers: a hole, never a guess

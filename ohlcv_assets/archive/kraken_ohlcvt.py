@@ -40,7 +40,7 @@ def pair_file_name(symbol: str, interval: str) -> str:
     return f"{_ALTNAMES.get(base, base)}{_ALTNAMES.get(quote, quote)}_{interval_ms(interval) // 60_000}.csv"
 
 
-def read_ohlcvt(zip_path: str, member_name: str, lo_ms: int, hi_ms: int) -> tuple[pd.DataFrame, tuple[int, int] | None]:
+def read_ohlcvt(zip_path: str | Path, member_name: str, lo_ms: int, hi_ms: int) -> tuple[pd.DataFrame, tuple[int, int] | None]:
     """The member's candles opening in [lo_ms, hi_ms), read in blocks and stopped once past hi_ms;
     with the span of days the member holds within [lo_ms, hi_ms) (None: no candle there)."""
     try:
@@ -127,23 +127,23 @@ class KrakenOhlcvtArchive(DownloadingArchive):
         """Each zip (or directory of zips) the universe names."""
         return "; ".join(self.downloader.check(location) for location in _locations(self.archive))
 
-    def read(self, symbol: str, interval: str, file: ArchiveFile) -> tuple[str, str]:
+    def read(self, symbol: str, interval: str, file: ArchiveFile) -> tuple[Path, str]:
+        """The zip's local path: a URL's download in the cache, or the local file named."""
         if is_url(file.location):
             cached = archive_cache_dir() / "kraken" / hashlib.sha256(file.location.encode()).hexdigest()[:16] / file.name
-            path = str(self.downloader.save(file.location, cached))
+            path = self.downloader.save(file.location, cached)
         else:
-            path = file.location
-            if not Path(path).is_file():
+            path = Path(file.location)
+            if not path.is_file():
                 raise ArchiveUnavailable("not_published", f"{path} does not exist")
         return path, sha256_of(path)
 
-    def parse(self, symbol: str, interval: str, file: ArchiveFile, data: bytes | str) -> LoadedFile:
-        assert isinstance(data, str)
+    def parse(self, symbol: str, interval: str, file: ArchiveFile, data: Path) -> LoadedFile:
         lo, hi = day_bounds_ms(file.days[0])[0], day_bounds_ms(file.days[-1])[1]
         try:
             frame, covers = read_ohlcvt(data, pair_file_name(symbol, interval), lo, hi)
         except ArchiveUnavailable:
             if is_url(file.location):  # a download cut short is not kept: the next attempt fetches it again
-                Path(data).unlink(missing_ok=True)
+                data.unlink(missing_ok=True)
             raise
         return LoadedFile(frame, "", covers or (lo, lo))

@@ -6,7 +6,9 @@ ccxt raises on the first failure; here every request goes through the shared ret
 errors, truncated JSON) back off, and errors that cannot succeed (unknown symbol, bad interval,
 other 4xx) fail at once; refused credentials or permissions (ccxt's ``AuthenticationError`` and
 ``PermissionDenied``, from each venue's own error form) fail the run as ``AuthenticationFailed``.
-Pages are as long as the venue's profile says (Binance 1,000, Kraken 720, Coinbase 300).
+Pages are as long as the venue's profile says (Binance 1,000, Kraken 720, Coinbase 300). What a
+venue does differently through ccxt (its ccxt settings, how its candles are read: Binance's raw
+klines, Kraken's vwap) is declared in its ``venues`` module, never branched on here.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import orjson
 
-from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS, widen
 from ohlcv_assets.errors import AuthenticationFailed
 from ohlcv_assets.exchange.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import RateBudget
@@ -51,7 +52,6 @@ def _ccxt():
     return ccxt
 
 _PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410, 451}
-_DEFAULT_OPTIONS = {"binance": {"fetchMarkets": {"types": ["spot"]}}, "binanceus": {"fetchMarkets": {"types": ["spot"]}}}
 
 
 class _Lease:
@@ -87,12 +87,13 @@ class CcxtCandleSource(RetryingSource):
         return self._thread_exchange()
 
     def _build_exchange(self) -> ccxt.Exchange:
-        options = {**_DEFAULT_OPTIONS.get(self.config.ccxt_id, {}), **self.config.options}
+        venue = self.config.profile.ccxt_settings
         exchange = getattr(_ccxt(), self.config.ccxt_id)({
             "enableRateLimit": False,  # the shared budget throttles instead
             "timeout": int(self.config.timeout_seconds * 1000),
-            "options": options,
-            "enableLastJsonResponse": self.config.ccxt_id == "kraken",  # its vwap and trade count (see _with_kraken_extras)
+            "enableLastJsonResponse": False,  # unless the venue reads more of an answer than ccxt's parse
+            **venue,
+            "options": {**venue.get("options", {}), **self.config.options},
         })
         bind_session(exchange.session, self.egress_address)
         if self.config.api_url:
@@ -207,24 +208,13 @@ class CcxtCandleSource(RetryingSource):
                 self._markets_loaded = True
 
     def _candles(self, symbol: str, interval: str, since_ms: int | None, limit: int, until_ms: int | None) -> np.ndarray:
-        """Binance-protocol exchanges are asked for raw klines, parsed in bulk (ccxt's per-candle
-        parsing costs more than the request); others go through ccxt's fetch_ohlcv."""
+        """A page as the venue's profile reads it (``ccxt_candles``: ccxt's fetch_ohlcv unless its
+        module says otherwise), through this thread's ccxt instance."""
         self._load_markets()
+        read = self.config.profile.ccxt_candles
 
         def request():
-            exchange = self._thread_exchange()
-            market = self.exchange.market(symbol)
-            klines = _raw_klines(exchange, market)
-            if klines is not None:
-                params = {"symbol": market["id"], "interval": exchange.timeframes.get(interval, interval), "limit": limit}
-                if since_ms is not None:
-                    params["startTime"] = since_ms
-                if until_ms is not None:
-                    params["endTime"] = until_ms
-                return _kline_rows(klines(params), self.name)
-            params = {} if until_ms is None else {"until": until_ms}
-            rows = widen(_as_rows(exchange.fetch_ohlcv(symbol, interval, since_ms, limit, params), self.name))
-            return _with_kraken_extras(rows, exchange.last_json_response) if self.config.ccxt_id == "kraken" else rows
+            return read(self._thread_exchange(), self.exchange.market(symbol), interval, since_ms, limit, until_ms, self.name)
 
         return self._call(request, self.config.candles_weight)
 
@@ -283,64 +273,3 @@ def _is_permanent(err: ccxt.BaseError, status: int | None) -> bool:
         return False
     retryable = (_ccxt().NetworkError, _ccxt().BadResponse, _ccxt().OperationFailed)
     return not isinstance(err, retryable)
-
-
-def _raw_klines(exchange: ccxt.Exchange, market: dict) -> Callable | None:
-    """Binance's klines endpoint for the market, as ccxt's fetch_ohlcv picks it: spot, or USDⓈ-M
-    futures (the same rows). None for others (COIN-M rows count volume in contracts, options
-    differ): they go through fetch_ohlcv."""
-    if not hasattr(exchange, "publicGetKlines") or market.get("option"):
-        return None
-    if market.get("spot"):
-        return exchange.publicGetKlines
-    return exchange.fapiPublicGetKlines if market.get("linear") else None
-
-
-def _kline_rows(raw, name: str) -> np.ndarray:
-    """Binance klines ([t, o, h, l, c, v, close_time, quote_volume, trades, taker_buy_volume,
-    taker_buy_quote_volume, ignore]) as candle rows with their extras."""
-    if not isinstance(raw, list):
-        raise _ccxt().BadResponse(f"{name}: unexpected candle answer of type {type(raw).__name__}")
-    if not raw:
-        return widen(np.empty((0, 6)))
-    try:
-        rows = np.array([r[:11] for r in raw], dtype=np.float64)  # one pass over the answer
-    except (TypeError, ValueError, IndexError):
-        raise _ccxt().BadResponse(f"{name}: malformed kline rows, e.g. {raw[:1]}") from None
-    if rows.ndim != 2 or rows.shape[1] != 11 or np.isnan(rows[:, :6]).any():
-        raise _ccxt().BadResponse(f"{name}: malformed kline rows, e.g. {raw[:1]}")
-    return widen(rows[:, :6], quote_volume=rows[:, 7], trades=rows[:, 8], taker_buy_volume=rows[:, 9],
-                 taker_buy_quote_volume=rows[:, 10])
-
-
-def _with_kraken_extras(rows: np.ndarray, answer) -> np.ndarray:
-    """Kraken's OHLC rows carry vwap and a trade count that ccxt's candles leave out: taken from
-    the same answer (``last_json_response``), matched by open time."""
-    result = answer.get("result") if isinstance(answer, dict) else None
-    raw = next((v for k, v in (result or {}).items() if k != "last" and isinstance(v, list)), None)
-    if not raw or not len(rows):
-        return rows
-    try:
-        table = np.array([(float(r[0]) * 1000, float(r[5]), float(r[7])) for r in raw], dtype=np.float64)
-    except (TypeError, ValueError, IndexError):
-        raise _ccxt().BadResponse(f"kraken: malformed OHLC rows, e.g. {raw[:1]}") from None
-    at = np.searchsorted(table[:, 0], rows[:, 0])
-    found = (at < len(table)) & (table[np.minimum(at, len(table) - 1), 0] == rows[:, 0])
-    rows[found, len(CANDLE_COLUMNS) + EXTRA_COLUMNS.index("vwap")] = table[at[found], 1]
-    rows[found, len(CANDLE_COLUMNS) + EXTRA_COLUMNS.index("trades")] = table[at[found], 2]
-    return rows
-
-
-def _as_rows(raw, name: str) -> np.ndarray:
-    """ccxt's [[t, o, h, l, c, v], ...] as a float array; anything malformed is a bad answer."""
-    if not isinstance(raw, list):
-        raise _ccxt().BadResponse(f"{name}: unexpected candle answer of type {type(raw).__name__}")
-    if not raw:
-        return np.empty((0, 6))
-    try:
-        rows = np.array([r[:6] for r in raw], dtype=np.float64)
-    except (TypeError, ValueError, IndexError):
-        raise _ccxt().BadResponse(f"{name}: malformed candle rows, e.g. {raw[:1]}") from None
-    if rows.ndim != 2 or rows.shape[1] != 6 or np.isnan(rows).any():
-        raise _ccxt().BadResponse(f"{name}: malformed candle rows, e.g. {raw[:1]}")
-    return rows

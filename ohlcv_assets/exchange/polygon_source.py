@@ -3,7 +3,7 @@
 Not a ccxt venue: this is the second ``CandleSource`` beside ``ccxt_source``, with the same retry
 discipline and shared budget. One page is one aggregates request and every ``next_url`` after it
 (Polygon cuts an answer at ``limit`` bars and says where the rest is). The API key comes from the
-environment variable the universe names (``dg.EnvVar``), travels only in the ``Authorization``
+environment variable the universe names (``api_key_env``), travels only in the ``Authorization``
 header, and is scrubbed from every error message, so no log, event or exception carries it. A key
 refused (401) or not entitled to the data (403) fails the run as ``AuthenticationFailed``; only a
 ticker Polygon answers 404 for is one it does not list (``NotListed``).
@@ -12,13 +12,13 @@ ticker Polygon answers 404 for is one it does not list (``NotListed``).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import threading
 import time
 from collections.abc import Callable
 from urllib.parse import quote
 
-import dagster as dg
 import numpy as np
 import orjson
 import requests
@@ -68,7 +68,7 @@ class PolygonCandleSource(RetryingSource):
         super().__init__(name, config, budget, sleep, rng, egress_address)
         self._base = (config.api_url or DEFAULT_API_URL).rstrip("/")
         self._caller.url = self._base
-        self._key = dg.EnvVar(config.api_key_env).get_value() if config.api_key_env else None
+        self._key = os.environ.get(config.api_key_env) if config.api_key_env else None  # dg.EnvVar's reading, without Dagster
         self.adjusted = bool(config.options.get("adjusted", True))  # split-adjusted bars: a split rewrites history
         self._local = threading.local()
         self._tickers: dict[str, dict] = {}

@@ -71,6 +71,10 @@ class CandleSource(Protocol):
         """End of the newest candle the venue serves for the symbol (asked of delisted symbols),
         or None if it serves none."""
 
+    def ping(self) -> None:
+        """One cheap request (the health check): returns if the venue answered; raises
+        ``AuthenticationFailed`` if it refused the credentials, any other error if it cannot be reached."""
+
 
 def listing_within_history(open_times: np.ndarray | None, interval: str, config: ExchangeConfig) -> int | None:
     """The listing of a symbol on a venue that serves only its latest ``history_candles``, from the

@@ -9,7 +9,7 @@ from ohlcv_assets.archive.formats import build_archive
 from ohlcv_assets.exchange.egress import budget_key
 from ohlcv_assets.exchange.rate_budget import SharedRateBudget
 from ohlcv_assets.exchange.source import CandleSource
-from ohlcv_assets.exchange.sources import build_source
+from ohlcv_assets.exchange.registry import build_source
 from ohlcv_assets.resources.warehouse import WarehouseResource
 from ohlcv_assets.settings import egress_address
 from ohlcv_assets.universe import Universe, load_universe

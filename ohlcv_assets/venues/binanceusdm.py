@@ -1,8 +1,11 @@
 """Binance USDⓈ-M futures REST (``/fapi/v1``): perpetual contracts (``BTC/USDT:USDT``), the klines
 rows of spot, zero-volume candles where nothing traded (a missing candle is downtime), 2,400
 request weight per minute per IP; a page of 1,000 klines weighs 5 (1,500 would weigh 10). Its
-public archive is the ``futures/um`` tree of Binance's public data."""
+public archive is the ``futures/um`` tree of Binance's public data. Its klines are read as spot's
+(``binance.klines_rows``: bulk-parsed, with quote volume and trade count); ccxt's ``binanceusdm``
+loads only these markets by itself."""
 
+from ohlcv_assets.venues.binance import klines_rows
 from ohlcv_assets.venues.profile import VenueProfile
 
 PROFILE = VenueProfile(
@@ -13,4 +16,5 @@ PROFILE = VenueProfile(
     archive_format="binance_vision", archive_market="futures/um", api_url_keys=("fapiPublic",),
     rate_limit_model="rolling 1-minute request weight per IP: 2,400; klines cost 1-10 by limit (1,000: 5); "
                      "429 with Retry-After, then 418 bans",
+    ccxt_candles=klines_rows,
 )

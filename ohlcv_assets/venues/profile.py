@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
+
+from ohlcv_assets.venues.ccxt_candles import CcxtCandles, fetch_ohlcv_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +34,17 @@ class VenueProfile:
     archive_is_files: bool = False  # its archive is files the universe lists (Kraken's full and quarterly zips), not one root
     archive_market: str = "spot"  # the archive tree holding this venue's instruments (Binance: spot, futures/um, futures/cm)
     api_url_keys: tuple[str, ...] = ("public",)  # the ccxt ``urls['api']`` entries a universe's api_url replaces
+    # ccxt venues: which ccxt class speaks its API, and what the shared ccxt client (``exchange.ccxt_source``) does
+    # differently for it
+    ccxt_id: str | None = None  # the ccxt exchange id; None: the venue's name (``ccxt_class``)
+    ccxt_settings: Mapping[str, object] = dataclasses.field(default_factory=dict, hash=False)  # ccxt constructor settings
+    # (``options`` merged under the universe's own, e.g. Binance: spot markets only)
+    ccxt_candles: CcxtCandles = fetch_ohlcv_rows  # how a page of candles is asked for and read (``venues.ccxt_candles``)
+
+    @property
+    def ccxt_class(self) -> str | None:
+        """The ccxt exchange id a universe entry of this venue defaults to (None: not a ccxt venue)."""
+        return (self.ccxt_id or self.name) if self.source == "ccxt" else None
 
     def check_symbol_form(self, symbol: str) -> str | None:
         """Why ``symbol`` is not in this venue's form, or None."""

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.exchange.sources import build_source
+from ohlcv_assets.exchange.registry import build_source
 from ohlcv_assets.gap_scan import scan
 from ohlcv_assets.gaps import BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, NO_TRADES
 from ohlcv_assets.ingest import ingest_days

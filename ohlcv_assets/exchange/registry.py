@@ -1,4 +1,6 @@
-"""Which ``CandleSource`` implementation talks to a venue: its profile says (``ccxt`` or ``polygon``)."""
+"""The registry of candle sources: which ``CandleSource`` implementation talks to a venue (its
+profile's ``source``: ``ccxt`` or ``polygon``), and the one way to build a venue's source. What a
+venue is like (its profile) is the ``venues`` package's registry, not this one."""
 
 from __future__ import annotations
 

@@ -1,0 +1,58 @@
+"""A page of candles through ccxt, the way every ccxt venue takes unless its module declares its
+own (``VenueProfile.ccxt_candles``): ccxt's ``fetch_ohlcv``. And the one check every ccxt answer
+passes, whoever parses it (``candle_rows``): a venue's own parser (Binance's raw klines) checks its
+rows with it too, so a malformed answer is the same retryable ``BadResponse`` from every venue.
+
+Not a venue: it declares no ``PROFILE``, so the registry passes it by.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ohlcv_assets.candle_frame import widen
+
+if TYPE_CHECKING:
+    import ccxt
+
+
+class CcxtCandles(Protocol):
+    """Up to ``limit`` candles of ``market`` opening from ``since_ms`` (None: the latest) until
+    ``until_ms`` (None: no end), ascending, as candle rows with their extras (``widen``); through
+    the thread's ccxt instance ``exchange``. ``name`` is the universe's name of the venue, for errors."""
+
+    def __call__(self, exchange: ccxt.Exchange, market: dict, interval: str, since_ms: int | None, limit: int,
+                 until_ms: int | None, name: str) -> np.ndarray: ...
+
+
+def fetch_ohlcv_rows(exchange: ccxt.Exchange, market: dict, interval: str, since_ms: int | None, limit: int,
+                     until_ms: int | None, name: str) -> np.ndarray:
+    """ccxt's unified ``fetch_ohlcv`` ([[t, o, h, l, c, v], ...]), checked; no extras."""
+    params = {} if until_ms is None else {"until": until_ms}
+    return widen(candle_rows(exchange.fetch_ohlcv(market["symbol"], interval, since_ms, limit, params), name, 6, "candle"))
+
+
+def candle_rows(raw, name: str, width: int, what: str) -> np.ndarray:
+    """A venue's answer of candle rows ([t, o, h, l, c, v, ...], each at least ``width`` long) as an
+    (n, width) float array; an answer that is not a list of such rows, or has a missing or
+    non-numeric time or price or volume, is ccxt's ``BadResponse`` (retried: a truncated or garbled
+    answer is transient). ``what`` names the rows in the message (candle, kline)."""
+    if not isinstance(raw, list):
+        raise _bad_response(f"{name}: unexpected candle answer of type {type(raw).__name__}")
+    if not raw:
+        return np.empty((0, width))
+    try:
+        rows = np.array([r[:width] for r in raw], dtype=np.float64)  # one pass over the answer
+    except (TypeError, ValueError, IndexError):
+        raise _bad_response(f"{name}: malformed {what} rows, e.g. {raw[:1]}") from None
+    if rows.ndim != 2 or rows.shape[1] != width or np.isnan(rows[:, :6]).any():
+        raise _bad_response(f"{name}: malformed {what} rows, e.g. {raw[:1]}")
+    return rows
+
+
+def _bad_response(message: str) -> Exception:
+    import ccxt  # imported already: only a ccxt answer gets here
+
+    return ccxt.BadResponse(message)
