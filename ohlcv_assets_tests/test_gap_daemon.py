@@ -25,7 +25,7 @@ from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.processes import free_port, running, wait_until
+from ohlcv_assets_tests.processes import free_port, quick_daemon_ticks, running, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
 
@@ -60,8 +60,8 @@ sensor_seconds: 5
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
     warehouse_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"),
-           "OHLCV_WAREHOUSE_URL": warehouse_url}
+    env = quick_daemon_ticks({**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"),
+                              "OHLCV_WAREHOUSE_URL": warehouse_url})
     simulator = ["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")]
     dagster = ["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)]
     with running(simulator, env, str(REPO), str(tmp_path / "sim.log")), \
