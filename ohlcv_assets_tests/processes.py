@@ -15,8 +15,10 @@ import pytest
 
 from ohlcv_assets.cli.processes import running
 
-__all__ = ["TAG_ENV", "free_port", "missing_part", "processes_started_by", "running", "running_redis", "stop_features_automation",
-           "stop_leftovers", "wait_until"]
+__all__ = ["TAG_ENV", "free_port", "missing_part", "processes_started_by", "quick_daemon_ticks", "running", "running_redis",
+           "stop_features_automation", "stop_leftovers", "wait_until"]
+
+BACKFILL_DAEMON_SECONDS = 5  # Dagster's own: 30, hard-coded
 
 
 def free_port() -> int:
@@ -31,6 +33,14 @@ def missing_part(message: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def quick_daemon_ticks(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for the processes of a test that runs the daemon, whose backfill daemon then evaluates
+    backfills every ``BACKFILL_DAEMON_SECONDS`` instead of every 30 s (``daemon_ticks/sitecustomize.py``):
+    each backfill a test waits for cost up to two of Dagster's 30 s ticks, to start and to be seen done."""
+    path = os.pathsep.join(p for p in (str(Path(__file__).parent / "daemon_ticks"), env.get("PYTHONPATH")) if p)
+    return {**env, "PYTHONPATH": path, "OHLCV_TEST_BACKFILL_DAEMON_SECONDS": str(BACKFILL_DAEMON_SECONDS)}
 
 
 def wait_until(condition, timeout_seconds: float, interval: float = 2.0, what: str = "condition"):

@@ -25,7 +25,7 @@ from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets.warehouse import gap_records, sources
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.processes import free_port, running, stop_features_automation, wait_until
+from ohlcv_assets_tests.processes import free_port, quick_daemon_ticks, running, stop_features_automation, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
 
@@ -66,9 +66,10 @@ sensor_seconds: 5
     home.mkdir()
     shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     warehouse_url = new_postgres_database()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
-           "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url,
-           "OHLCV_ARCHIVE_CACHE": str(tmp_path / "archive-cache"), **storage_env(new_postgres_database())}
+    env = quick_daemon_ticks({**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
+                              "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"),
+                              "OHLCV_WAREHOUSE_URL": warehouse_url, "OHLCV_ARCHIVE_CACHE": str(tmp_path / "archive-cache"),
+                              **storage_env(new_postgres_database())})
     subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
     # Features of four years would follow the candles (about 50 runs): not what this test is about, and
     # load enough to slow every other test of the suite running beside it.

@@ -66,6 +66,7 @@ def test_the_local_instance_is_sqlite_with_modest_concurrency_and_run_retries(tm
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
         assert instance.run_retries_enabled
+        assert instance.run_coordinator.dequeue_interval_seconds == 1  # a queued run starts within a second, as in production
 
 
 def test_the_services_wait_for_the_storage_migration():

@@ -25,7 +25,7 @@ from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.processes import free_port, running, wait_until
+from ohlcv_assets_tests.processes import free_port, quick_daemon_ticks, running, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
 
@@ -60,8 +60,8 @@ sensor_seconds: 5
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
     warehouse_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"),
-           "OHLCV_WAREHOUSE_URL": warehouse_url}
+    env = quick_daemon_ticks({**os.environ, "DAGSTER_HOME": str(home), "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"),
+                              "OHLCV_WAREHOUSE_URL": warehouse_url})
     simulator = ["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")]
     dagster = ["-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)]
     with running(simulator, env, str(REPO), str(tmp_path / "sim.log")), \
@@ -83,7 +83,7 @@ sensor_seconds: 5
             done = gap and late and all(r.status in SETTLED for r in gap + late)
             return (gap, late) if closed and confirmed and done else None
 
-        gap, late = wait_until(settled, timeout_seconds=600, interval=5, what="gaps filled and downtime confirmed")
+        gap, late = wait_until(settled, timeout_seconds=600, interval=1, what="gaps filled and downtime confirmed")
         assert [(r.start_ms, r.end_ms) for r in gap if r.status == "confirmed_empty"] == [(outage, outage + HOUR_MS)]
         assert all(r.attempts <= 1 for r in gap + late)  # each gap backfilled at most once
         assert [(r.reason, r.status) for r in late if r.reason == "before_listing"] == [("before_listing", "unfillable")]
@@ -102,7 +102,7 @@ sensor_seconds: 5
             fresh = [r for r in records("GAP/USDT") if r.start_ms in (day_start + 3 * HOUR_MS, day_start + 7 * HOUR_MS)]
             return fresh if len(fresh) == 2 and all(r.status == "filled" for r in fresh) else None
 
-        refilled = wait_until(deleted_refilled, timeout_seconds=300, interval=5, what="deleted rows filled again")
+        refilled = wait_until(deleted_refilled, timeout_seconds=300, interval=1, what="deleted rows filled again")
         assert sorted(r.candles for r in refilled) == [1, 2] and all(r.attempts == 0 for r in refilled)
 
         # Convergence: once the refill's backfill has ended and been followed (one re-scan of the

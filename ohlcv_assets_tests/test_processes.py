@@ -4,9 +4,10 @@ started) and one orphaned to init, with the test that started them."""
 
 import os
 import subprocess
+import sys
 
 from ohlcv_assets_tests.conftest import SESSION_TAG
-from ohlcv_assets_tests.processes import TAG_ENV, processes_started_by, stop_leftovers, wait_until
+from ohlcv_assets_tests.processes import BACKFILL_DAEMON_SECONDS, TAG_ENV, processes_started_by, quick_daemon_ticks, stop_leftovers, wait_until
 
 
 def test_processes_a_test_leaves_behind_are_found_with_the_test_that_started_them(request):
@@ -30,3 +31,13 @@ def test_processes_a_test_leaves_behind_are_found_with_the_test_that_started_the
         own_session.wait()
     assert {own_session.pid, orphan} <= set(left)
     wait_until(lambda: not processes_started_by(SESSION_TAG, os.getpid()), 10, interval=0.1, what="both killed")
+
+
+def test_quick_daemon_ticks_shorten_the_backfill_daemons_sleep_only_where_asked():
+    """``quick_daemon_ticks``: in a process started with it, the interval Dagster's backfill daemon
+    sleeps between iterations is ``BACKFILL_DAEMON_SECONDS``; without it, Dagster's own 30 s."""
+    read = [sys.executable, "-c", "from dagster._daemon import backfill, controller; print(controller.DEFAULT_DAEMON_INTERVAL_SECONDS)"]
+    env = {k: v for k, v in os.environ.items() if k != "OHLCV_TEST_BACKFILL_DAEMON_SECONDS"}
+    quick = subprocess.run(read, env=quick_daemon_ticks(env), capture_output=True, text=True, check=True)
+    plain = subprocess.run(read, env=env, capture_output=True, text=True, check=True)
+    assert (int(quick.stdout), int(plain.stdout)) == (BACKFILL_DAEMON_SECONDS, 30), quick.stderr + plain.stderr

@@ -27,7 +27,7 @@ from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.processes import free_port, missing_part, running, wait_until
+from ohlcv_assets_tests.processes import free_port, missing_part, quick_daemon_ticks, running, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
 
@@ -90,9 +90,10 @@ instruments:
   - {{exchange: binance, symbol: BTC/USDT, intervals: [1m, 1h], start: 2026-10-01}}
   - {{exchange: binance, symbol: ETH/USDT, intervals: [1m, 1h], start: 2026-10-01}}
 """)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
-           "DAGSTER_HOME": str(home), **storage_env(storage_url),
-           "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url, **(extra_env or {})}
+    env = quick_daemon_ticks({**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "OHLCV_"))},
+                              "DAGSTER_HOME": str(home), **storage_env(storage_url),
+                              "OHLCV_UNIVERSE": str(tmp_path / "universe.yaml"), "OHLCV_WAREHOUSE_URL": warehouse_url,
+                              **(extra_env or {})})
     ws = str(tmp_path / "workspace.yaml")
     commands = {
         "simulator": ["-m", "ohlcv_assets.simulator", "--port", str(sim_port), "--config", str(tmp_path / "sim.yaml")],

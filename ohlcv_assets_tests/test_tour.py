@@ -16,6 +16,10 @@ checked against the page:
   started as a background job would be (``exec``'d, SIGINT ignored, no stdin) and stopped with
   SIGTERM, which the demo treats as Ctrl-C.
 
+Both demos run with the daemon tests' shorter backfill daemon tick (``processes.quick_daemon_ticks``:
+5 s instead of Dagster's 30), which changes no command and nothing they print, only how long the
+demos wait between a backfill's runs and its end.
+
 The all-venues demo runs beside the tour (its docs run it with ``--once``), so the suite pays for the
 two demos' waits on Dagster's daemon ticks once. This module replaces test_demo.py and
 test_all_venues_demo.py: every assertion of both is here.
@@ -46,7 +50,7 @@ from ohlcv_assets.universe import load_universe
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
-from ohlcv_assets_tests.processes import free_port
+from ohlcv_assets_tests.processes import free_port, quick_daemon_ticks
 
 pytestmark = pytest.mark.e2e
 
@@ -238,7 +242,7 @@ def test_the_readme_tour_and_the_all_venues_demo_run_as_written(tmp_path, monkey
     env = fresh_env(home)
 
     # The all-venues demo, beside the tour: its page's commands in a terminal with the venv on PATH.
-    venues_env = {**env, "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"}
+    venues_env = quick_daemon_ticks({**env, "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"})
     venues_ports = free_port(), free_port()
     venues_steps = [dataclasses.replace(s, command=with_ports(s.command, *venues_ports)) if "ohlcv-demo" in s.command else s
                     for s in venues]
@@ -258,7 +262,7 @@ def run_the_tour(tour: list[Step], clone: Path, env: dict[str, str], tmp_path: P
     demo_step = dataclasses.replace(tour[1], command=with_ports(tour[1].command, port, simulator_port))
     wait_text = re.search(r'waits for "(.*)"', tour[1].marker).group(1)
     demo_log = tmp_path / "demo.log"
-    demo = start_demo(demo_step, clone, env, demo_log)
+    demo = start_demo(demo_step, clone, quick_daemon_ticks(env), demo_log)
     dagster_home = str(clone / ".demo" / "dagster_home")
     try:
         wait_for_text(demo, demo_log, wait_text, DEMO_SECONDS)
