@@ -78,7 +78,7 @@ def recheck_stored(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, wa
         if not expected:
             continue
         checked = check_stored_days(warehouse.warehouse, instrument, interval, expected, now, windows,
-                                    universe.sessions_of(instrument))
+                                    universe.sessions_of(instrument), universe.exchanges[instrument.exchange].profile.official_daily)
         blocked += log_check_evaluations(context, [evaluation for day in expected for evaluation in check_evaluations(
             asset_key, str(days[day]), checked[day][0], targets[str(days[day])])], of_this_step)
     return blocked
@@ -155,7 +155,7 @@ def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey,
                              archive=exchange.archive(instrument.exchange)):
         checked = check_stored_days(warehouse.warehouse, instrument, interval,
                                     {day: report.expected_candles for day, report in batch}, now, windows,
-                                    config.sessions_of(instrument))
+                                    config.sessions_of(instrument), config.profile.official_daily)
         written = [(str(keys[(instrument.key, day)]), day, report) for day, report in batch]
         log_materializations(context, [
             dg.AssetMaterialization(asset_key=asset_key, partition=partition,

@@ -12,7 +12,7 @@ PROFILE = VenueProfile(
     weight_limit=5, weight_window_seconds=60.0, candles_weight=1, markets_weight=1, used_weight_header=None,
     symbol_pattern=r"[A-Z][A-Z0-9.]{0,9}", symbol_example="AAPL",
     rate_limit_model="per API key: free plan 5 requests per minute, paid plans unlimited (keep under 100/s); 429 beyond",
-    api_key_required=True,
+    api_key_required=True, official_daily=True,
 )
 
 NEW_YORK = "America/New_York"
