@@ -87,7 +87,7 @@ def as_frame(bars: list[dict], open_times) -> pd.DataFrame:
 def stored(warehouse_url, exchange, interval, lo, hi) -> pd.DataFrame:
     wh = Warehouse(warehouse_url)
     try:
-        return wh.read_candles(exchange, "AAPL", interval, lo, hi)
+        return wh.read_candles(exchange, "AAPL", interval, lo, hi, extras=True)
     finally:
         wh.dispose()
 
