@@ -443,7 +443,7 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
         if ask:
             found, confirmed = ask_again(source, instrument.symbol, interval, ask, now_ms)
             found, more = in_window(found, sessions, step)
-            outside += more
+            outside = pd.concat([outside, more], ignore_index=True) if len(more) else outside
             if len(found):
                 frame = pd.concat([frame, found], ignore_index=True).sort_values("open_time", kind="stable").reset_index(drop=True)
         gap_records.record_confirmed(warehouse, instrument.exchange, instrument.symbol, interval,
