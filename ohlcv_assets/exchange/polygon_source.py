@@ -92,6 +92,7 @@ class PolygonCandleSource(RetryingSource):
                     rows[:, 0] = trading_day_open_times(rows[:, 0])
                 except ValueError as err:
                     raise PermanentFetchError(f"{self.name} {symbol}: {err}") from None
+                rows = rows[rows[:, 0] >= since_ms]  # Polygon snaps ``from`` back to the New York day it falls in
             pages.append(rows)
             url = body.get("next_url")
         return np.concatenate(pages) if pages else empty_rows()

@@ -36,6 +36,18 @@ def _bound_ms(value: str, end: bool) -> int:
     return start + DAY_MS - 1 if end else start
 
 
+def _day_bound_ms(value: str) -> int:
+    """A from/to path part of a ``day`` request snapped to its day (Polygon snaps ``from`` to the
+    start of its resolution and ``to`` to the end): the midnight New York stamp of that date (a date
+    string) or of the New York date the instant falls in (epoch ms)."""
+    if value.isdigit():
+        day = pd.Timestamp(int(value), unit="ms", tz="UTC").tz_convert(NEW_YORK).date()
+    else:
+        _bound_ms(value, False)  # the same error for a bad value
+        day = dt.date.fromisoformat(value)
+    return int(pd.Timestamp(day).tz_localize(NEW_YORK).value // 1_000_000)
+
+
 class Polygon(Protocol):
     name = "polygon"
     prefix = "/polygon"
@@ -69,7 +81,8 @@ class Polygon(Protocol):
         if endpoint == "aggs" and len(parts) == 9:
             ticker, mult, span, lo, hi = parts[3], parts[5], parts[6], parts[7], parts[8]
             fault = sim.fire_fault(self.name, endpoint, _bound_ms(lo, False), client=key)
-            body = self._aggs(sim, ticker, mult, span, _bound_ms(lo, False), _bound_ms(hi, True), request.query, fault)
+            bounds = (_day_bound_ms(lo), _day_bound_ms(hi)) if span == "day" else (_bound_ms(lo, False), _bound_ms(hi, True))
+            body = self._aggs(sim, ticker, mult, span, *bounds, request.query, fault)
         elif endpoint == "tickers" and len(parts) == 4:
             fault = sim.fire_fault(self.name, endpoint, None, client=key)
             symbol = sim.symbol(self.name, parts[3])
