@@ -139,10 +139,21 @@ def test_a_daily_bar_is_not_a_roll_up_of_the_minutes_and_is_not_checked_against_
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "consistent_with_1m"]
     assert check.passed and "official figures" in check.metadata["detail"].value
     [daily] = stored(warehouse_url, "polygon", "1d", *day_bounds_ms(PLAIN)).to_dict("records")
-    minutes = vendor(sim, "minute", str(PLAIN), str(PLAIN))
+    minutes = vendor(sim, "minute", str(ny_midnight_ms(PLAIN)), str(ny_midnight_ms(PLAIN + dt.timedelta(days=1)) - 1))
     regular = [m for m in minutes if dt.time(9, 30) <= dt.datetime.fromtimestamp(m["t"] / 1000, NEW_YORK).time() < dt.time(16)]
     assert daily["volume"] > sum(m["v"] for m in minutes) * 1.01
     assert (daily["open"], daily["close"]) != (regular[0]["o"], regular[-1]["c"])
+
+
+def test_polygon_snaps_a_day_request_to_new_york_days_and_the_client_keeps_only_the_days_asked(sim, setup):
+    """Asked from 00:00 UTC of Thanksgiving (19:00 New York the day before), Polygon answers from
+    Wednesday's midnight; the client returns nothing for the holiday, Wednesday's bar for Wednesday."""
+    universe, _, _ = setup
+    holiday, wednesday = day_bounds_ms(dt.date(2025, 11, 27)), day_bounds_ms(PLAIN)
+    assert [b["t"] for b in vendor(sim, "day", str(holiday[0]), str(holiday[1] - 1))] == [ny_midnight_ms(PLAIN)]
+    source = build_source("polygon", universe.exchanges["polygon"])
+    assert len(source.fetch_page("AAPL", "1d", holiday[0], holiday[1] - 1)) == 0
+    assert source.fetch_page("AAPL", "1d", wednesday[0], wednesday[1] - 1)[:, 0].tolist() == [wednesday[0]]
 
 
 def test_a_missing_daily_bar_is_a_gap_and_a_weekend_is_not(sim, setup, warehouse_url):
