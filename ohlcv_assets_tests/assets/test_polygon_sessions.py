@@ -15,9 +15,9 @@ import requests
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.exchange.sources import build_source
 from ohlcv_assets.gap_scan import scan
-from ohlcv_assets.gaps import FILLABLE, NO_TRADES
+from ohlcv_assets.gaps import FILLABLE
 from ohlcv_assets.ingest import ingest_days
-from ohlcv_assets.intervals import DAY_MS, HOUR_MS, MINUTE_MS, day_bounds_ms
+from ohlcv_assets.intervals import HOUR_MS, day_bounds_ms, now_ms
 from ohlcv_assets.names import candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
@@ -112,12 +112,20 @@ def test_the_simulator_stamps_daily_bars_as_polygon_documents(sim):
 
 
 def test_daily_bars_are_the_vendors_own_under_their_trading_date(sim, setup, warehouse_url):
-    """A week of 1d partitions: one bar per session (the holiday and the weekend expect none, the
-    early close one), each exactly the vendor's bar, stored at 00:00 UTC of its trading date."""
+    """A week of 1d days: one bar per session (the holiday and the weekend expect none, the early
+    close one), each exactly the vendor's bar, stored at 00:00 UTC of its trading date; through
+    Dagster the early close's partition is complete and valid."""
     universe, defs, instance = setup
-    metas = {day: materialize(defs, instance, "1d", "polygon.AAPL", day)[0] for day in WEEK}
-    assert {day: m["expected_candles"] for day, m in metas.items()} == {day: int(day in SESSIONS) for day in WEEK}
-    assert all(m["missing_candles"] == 0 and m["quality_completeness"] == 1.0 for m in metas.values())
+    source = build_source("polygon", universe.exchanges["polygon"])
+    instrument = universe.instrument("polygon.AAPL")
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    try:
+        reports = dict(r for batch in ingest_days(source, wh, instrument, "1d", WEEK + [SUMMER], now_ms()) for r in batch)
+    finally:
+        wh.dispose()
+    assert {day: reports[day].expected_candles for day in WEEK} == {day: int(day in SESSIONS) for day in WEEK}
+    assert all(reports[day].missing_candles == 0 for day in WEEK)
     bars = vendor(sim, "day", "2025-11-24", "2025-11-30")
     expected = as_frame(bars, [day_bounds_ms(dt.datetime.fromtimestamp(b["t"] / 1000, NEW_YORK).date())[0] for b in bars])
     got = stored(warehouse_url, "polygon", "1d", day_bounds_ms(WEEK[0])[0], day_bounds_ms(WEEK[-1])[1])
@@ -125,9 +133,11 @@ def test_daily_bars_are_the_vendors_own_under_their_trading_date(sim, setup, war
     assert list(got["open_time"]) == [day_bounds_ms(d)[0] for d in sorted(SESSIONS)]
     assert list(got["vwap"]) == [b["vw"] for b in bars] and list(got["trades"]) == [b["n"] for b in bars]
     # summer: the bar stamped 04:00 UTC is the same trading date's
-    summer, _ = materialize(defs, instance, "1d", "polygon.AAPL", SUMMER)
-    assert summer["candles_new"] == summer["expected_candles"] == 1
+    assert reports[SUMMER].candles_fetched == reports[SUMMER].expected_candles == 1
     assert list(stored(warehouse_url, "polygon", "1d", *day_bounds_ms(SUMMER))["open_time"]) == [day_bounds_ms(SUMMER)[0]]
+    meta, _ = materialize(defs, instance, "1d", "polygon.AAPL", EARLY_CLOSE)
+    assert meta["expected_candles"] == 1 and meta["missing_candles"] == 0
+    assert meta["quality_completeness"] == meta["quality_validity"] == 1.0
 
 
 def test_a_daily_bar_is_not_a_roll_up_of_the_minutes_and_is_not_checked_against_one(sim, setup, warehouse_url):
