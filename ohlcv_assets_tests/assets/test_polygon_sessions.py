@@ -195,8 +195,10 @@ def test_extended_hours_keep_every_minute_the_vendor_serves_in_the_window(sim, s
     served = [m for m in served if lo <= m["t"] < hi]
     got = stored(warehouse_url, "polygonx", "1m", lo, hi)
     assert got[["open_time", "open", "high", "low", "close", "volume"]].equals(as_frame(served, [m["t"] for m in served]))
-    first = pd.Timestamp(min(m["t"] for m in served), unit="ms", tz="UTC").tz_convert(NEW_YORK)
-    assert first.hour < 9 and any(pd.Timestamp(m["t"], unit="ms", tz="UTC").tz_convert(NEW_YORK).hour >= 16 for m in served)
+    local = [dt.datetime.fromtimestamp(m["t"] / 1000, NEW_YORK) for m in served]
+    assert any(t.date() == PLAIN and t.time() < dt.time(9, 30) for t in local)  # pre-market
+    assert any(t.date() == PLAIN and t.time() >= dt.time(16) for t in local)  # after-hours
+    assert any(t.date() == PLAIN - dt.timedelta(days=1) for t in local)  # the evening before, after 00:00 UTC
     assert meta["expected_candles"] == 960  # 09:00 UTC to midnight, and 00:00-01:00 UTC of the evening before
     assert meta["candles_fetched"] == len(served) and meta["missing_candles"] == meta["no_trade_candles"] > 0
     assert meta["quality_completeness"] == 1.0
