@@ -126,7 +126,7 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
     served = delisting is None or delisting.served
     listing = source.first_open_time(instrument.symbol, interval) if served else 0
     history_start = history_start_ms(source.config, step, now_ms)
-    sessions = source.config.sessions
+    sessions = source.config.sessions_of(instrument)
     records = gap_records.instrument_gaps(warehouse, instrument.exchange, instrument.symbol, interval)
     known = [(lo, hi, RETIRED) for lo, hi in gap_records.retired_spans(warehouse, instrument.exchange, instrument.symbol, interval)]
     known += [(r.start_ms, r.end_ms, r.reason if r.status == CONFIRMED_EMPTY else FILLABLE) for r in records

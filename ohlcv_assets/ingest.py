@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import pandas as pd
 
 from ohlcv_assets.archive import CandleArchive
@@ -39,6 +40,7 @@ from ohlcv_assets.intervals import (
     interval_ms,
     ms_to_iso,
 )
+from ohlcv_assets.sessions import Sessions
 from ohlcv_assets.universe import ExchangeConfig, Instrument
 from ohlcv_assets.validation import validate_candles
 from ohlcv_assets.warehouse import delistings, gap_records, sources, venue_counters
@@ -189,7 +191,7 @@ def _ingest_days(source: CandleSource, warehouse: Warehouse, instrument: Instrum
     """
     step = interval_ms(interval)
     closed_end = now_ms // step * step
-    sessions = source.config.sessions
+    sessions = source.config.sessions_of(instrument)
     oldest = history_start_ms(source.config, step, now_ms)
     batch_started = time.perf_counter()
     todo: list[DayTodo] = []
@@ -355,13 +357,15 @@ def beyond_history(instrument: Instrument, interval: str, config: ExchangeConfig
 
 
 def suspicious_spans(config: ExchangeConfig, days: list[DayTodo], times, step: int, empty_answers: list[tuple[int, int]],
-                     sides: tuple[int | None, int | None]) -> tuple[list[Gap], list[Gap]]:
+                     sides: tuple[int | None, int | None], sessions: Sessions | None = None) -> tuple[list[Gap], list[Gap]]:
     """The spans of a batch's days that only an empty answer covered (a hole inside an answer is
     the venue's word, confirmed later by the gap scan; a short answer was followed by another
     request), unless simply no trades (on a venue that omits them, a run shorter than an outage):
     those with a candle of this run on both sides (``sides``: the last candle before the batch,
     the first after it), to ask about again; and those without (at the edge of what the run
-    fetched), unexplained. The still-forming end of a day in progress is neither."""
+    fetched), unexplained. The still-forming end of a day in progress is neither. ``sessions``: the
+    instrument's (default: the venue's regular ones)."""
+    sessions = sessions or config.sessions
     before, after = sides
     omits, downtime_min_ms = config.profile.omits_empty, config.downtime_min_minutes * MINUTE_MS
     ask, unexplained = [], []
@@ -372,7 +376,7 @@ def suspicious_spans(config: ExchangeConfig, days: list[DayTodo], times, step: i
             if lo >= hi:
                 continue
             inside = times[(times >= lo) & (times < hi)]
-            for start, end, _ in config.sessions.clip(find_gaps(inside, lo, hi, step), step).tolist():
+            for start, end, _ in sessions.clip(find_gaps(inside, lo, hi, step), step).tolist():
                 if omits and end - start < downtime_min_ms:
                     continue  # no trades (``no_trade_runs``)
                 if end == d.end < day_end:
@@ -400,9 +404,22 @@ def ask_again(source: CandleSource, symbol: str, interval: str, spans: list[Gap]
     return pd.concat(found, ignore_index=True) if found else empty_candles(), confirmed
 
 
-def _in_day(gaps: list[Gap], start: int, end: int, step: int, config: ExchangeConfig) -> int:
-    return sum(config.sessions.count(max(g.start_ms, start), min(g.end_ms, end), step) for g in gaps
+def _in_day(gaps: list[Gap], start: int, end: int, step: int, sessions: Sessions) -> int:
+    return sum(sessions.count(max(g.start_ms, start), min(g.end_ms, end), step) for g in gaps
                if max(g.start_ms, start) < min(g.end_ms, end))
+
+
+def in_window(frame: pd.DataFrame, sessions: Sessions, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The candles of the instrument's session window (an equity's regular or extended hours: the
+    expected grid), and those outside it, which are not kept (Polygon serves pre-market and
+    after-hours bars whatever the window). Around the clock: all of them."""
+    if len(frame) == 0 or type(sessions) is Sessions:
+        return frame, frame.iloc[0:0]
+    times = frame["open_time"].to_numpy()
+    inside = np.isin(times, sessions.expected(int(times.min()), int(times.max()) + step, step))
+    if inside.all():
+        return frame, frame.iloc[0:0]
+    return frame[inside].reset_index(drop=True), frame[~inside].reset_index(drop=True)
 
 
 def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instrument, interval: str, days: list[DayTodo],
@@ -417,12 +434,16 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
     is written, what is still empty is recorded as confirmed empty, and what could not be asked
     about (at the edge of the run) is recorded as an open (fillable) gap for the gap loop."""
     step = interval_ms(interval)
+    sessions = config.sessions_of(instrument)
+    frame, outside = in_window(frame, sessions, step)
     confirmed: list[Gap] = []
     unexplained: list[Gap] = []
     if source is not None and empty_answers:
-        ask, unexplained = suspicious_spans(config, days, frame["open_time"].to_numpy(), step, list(empty_answers), sides)
+        ask, unexplained = suspicious_spans(config, days, frame["open_time"].to_numpy(), step, list(empty_answers), sides, sessions)
         if ask:
             found, confirmed = ask_again(source, instrument.symbol, interval, ask, now_ms)
+            found, more = in_window(found, sessions, step)
+            outside = pd.concat([outside, more], ignore_index=True) if len(more) else outside
             if len(found):
                 frame = pd.concat([frame, found], ignore_index=True).sort_values("open_time", kind="stable").reset_index(drop=True)
         gap_records.record_confirmed(warehouse, instrument.exchange, instrument.symbol, interval,
@@ -434,7 +455,7 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
     seconds = round(time.perf_counter() - started, 3)
     recorded: dict[dt.date, DaySource] = {}
     times = frame["open_time"].to_numpy()
-    sessions = config.sessions
+    outside_times = outside["open_time"].to_numpy() if len(outside) else None
     reports = []
     for d, (start, end), result in zip(days, bounds, merged):
         day_times = times[(times >= start) & (times < end)]
@@ -456,8 +477,8 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
             expected_candles=d.expected,
             missing_candles=d.expected - len(day_times),
             no_trade_candles=sum(g.candles(step) for g in quiet),
-            downtime_candles=_in_day(confirmed, d.start, d.end, step, config),
-            unexplained_candles=_in_day(unexplained, d.start, d.end, step, config),
+            downtime_candles=_in_day(confirmed, d.start, d.end, step, sessions),
+            unexplained_candles=_in_day(unexplained, d.start, d.end, step, sessions),
             seconds=seconds,
             source=held.source if d.start < d.end else "",
             archive_file=day_source.file or "",
@@ -481,6 +502,10 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
             report.note = ((report.note + "; " if report.note else "") + f"{not_returned} expected candle(s) {absent}"
                            + (f" ({report.unexplained_candles} of them in an empty answer at the edge of what this run fetched: "
                               "recorded as a gap to fill)" if report.unexplained_candles else ""))
+        left_out = 0 if outside_times is None else int(((outside_times >= start) & (outside_times < end)).sum())
+        if left_out:
+            report.note = ((report.note + "; " if report.note else "") + f"{left_out} candle(s) outside the instrument's "
+                           f"{instrument.session} session ({sessions.name}) not kept")
         if d.end < end:
             report.note = (report.note + "; " if report.note else "") + "day still in progress: closed candles so far"
         reports.append((d.day, report))

@@ -26,7 +26,7 @@ from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME,
 from ohlcv_assets.monitoring import candle_age_ms, failing_checks
 from ohlcv_assets.names import candles_key, freshness_windows, split_partition_key_string
 from ohlcv_assets.quality import checks_for
-from ohlcv_assets.universe import Universe
+from ohlcv_assets.universe import Universe, instrument_key
 from ohlcv_assets.warehouse import delistings, venue_counters
 from ohlcv_assets.warehouse.schema import GAP_EXPLAINED_STATUSES, candles, gaps, rate_budget
 from ohlcv_assets.warehouse.store import Warehouse
@@ -139,7 +139,8 @@ def freshness_samples(universe: Universe, warehouse: Warehouse, now_ms: int) -> 
         samples.append(Sample("ohlcv_freshness_target_seconds", labels,
                               freshness_windows(interval, universe.refresh_minutes)[1].total_seconds()))
         if (exchange, symbol, interval) in last and (exchange, symbol) not in delisted:
-            age = candle_age_ms(last[(exchange, symbol, interval)], interval, now_ms, universe.exchanges[exchange].sessions)
+            age = candle_age_ms(last[(exchange, symbol, interval)], interval, now_ms,
+                                universe.sessions_of(universe.instrument(instrument_key(exchange, symbol))))
             samples.append(Sample("ohlcv_freshness_seconds", labels, _seconds(age)))
     return samples
 

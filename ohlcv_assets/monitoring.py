@@ -65,10 +65,10 @@ def candle_age_ms(last_open_ms: int, interval: str, now: int, sessions: Sessions
     return sessions.last_trading_ms(now) - (last_open_ms + interval_ms(interval))
 
 
-def instrument_freshness(universe: Universe, exchange: str, interval: str, last_open_ms: int | None,
+def instrument_freshness(universe: Universe, instrument: Instrument, interval: str, last_open_ms: int | None,
                          delisting, now: int) -> str:
-    """``freshness`` with the instrument's venue sessions, the universe's refresh and its delisting."""
-    return freshness(last_open_ms, interval, now, universe.refresh_minutes, universe.exchanges[exchange].sessions,
+    """``freshness`` with the instrument's sessions, the universe's refresh and its delisting."""
+    return freshness(last_open_ms, interval, now, universe.refresh_minutes, universe.sessions_of(instrument),
                      delisting and delisting.delisted_ms)
 
 
@@ -104,7 +104,7 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
             open_gaps: dict[str, int] = {}
             expected = 0
             delisting = delisted.get((inst.exchange, inst.symbol))
-            sessions = universe.exchanges[inst.exchange].sessions
+            sessions = universe.sessions_of(inst)
             if s:
                 end = settled_end_ms(now, step, universe.refresh_minutes, s.last)
                 if delisting is not None:
@@ -123,7 +123,7 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
             run, quality = last_run(instance, interval, inst.key) if instance else (None, None)
             rows.append({
                 "exchange": inst.exchange, "symbol": inst.symbol, "interval": interval,
-                "freshness": instrument_freshness(universe, inst.exchange, interval, s.last if s else None, delisting, now),
+                "freshness": instrument_freshness(universe, inst, interval, s.last if s else None, delisting, now),
                 "delisted": ms_to_iso(delisting.delisted_ms) if delisting else None,
                 "last_candle": ms_to_iso(s.last) if s else None,
                 "coverage_pct": round(100 * min(s.n, expected) / expected, 3) if s and expected else None,
@@ -169,7 +169,7 @@ def stale_instruments(universe: Universe, warehouse: Warehouse, now: int) -> lis
         for inst in universe.instruments_for(interval):
             last = warehouse.latest_open_time(inst.exchange, inst.symbol, interval)
             delisting = delisted.get((inst.exchange, inst.symbol))
-            if instrument_freshness(universe, inst.exchange, interval, last, delisting, now) == "stale":
+            if instrument_freshness(universe, inst, interval, last, delisting, now) == "stale":
                 stale.append({"exchange": inst.exchange, "symbol": inst.symbol, "interval": interval,
                               "last_candle": ms_to_iso(last) if last is not None else None})
     return stale

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
+from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
 from ohlcv_assets.read import load_candles
 from ohlcv_assets.sessions import Sessions
 from ohlcv_assets.warehouse import delistings, sources
@@ -235,18 +235,21 @@ def quality_score(frame: pd.DataFrame, outcomes: list[CheckOutcome], expected: i
 
 
 def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dict, now_ms: int,
-                      freshness_windows_ms: tuple[float, float], sessions: Sessions = Sessions()) -> dict:
+                      freshness_windows_ms: tuple[float, float], sessions: Sessions = Sessions(),
+                      official_daily: bool = False) -> dict:
     """Reads instrument-days back from the warehouse (one query per table for all of them), checks
     and scores each day; ``expected_by_day`` maps each day to its expected closed candle count.
     Freshness counts only time the venue traded (``sessions``): a weekend does not age an equity,
-    and a delisted instrument stops ageing at its last candle.
+    and a delisted instrument stops ageing at its last candle. ``official_daily``: the venue's daily
+    candles hold official figures, not a roll-up of its minutes, so they are not compared with the 1m.
     Returns {day: (outcomes, QualityScore)}."""
     step = interval_ms(interval)
     days = sorted(expected_by_day)
     lo, hi = day_bounds_ms(days[0])[0], day_bounds_ms(days[-1])[1]
     stored = load_candles(instrument.exchange, instrument.symbol, interval, lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
     minutes = minutes_existing = None
-    if interval != "1m" and "1m" in instrument.intervals:
+    official = official_daily and step >= DAY_MS
+    if interval != "1m" and "1m" in instrument.intervals and not official:
         minutes = load_candles(instrument.exchange, instrument.symbol, "1m", lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
         minutes_existing = finer_candles_existing(lo, hi, step, sessions,
                                                   confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, "1m"))
@@ -267,11 +270,15 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         frame = _within(stored, start, end)
         outcomes = check_candles(frame, step, now_ms, expected_by_day[day], explained,
                                  None if minutes is None else _within(minutes, start, end), minutes_existing)
+        if official and "1m" in instrument.intervals:
+            outcomes = [CheckOutcome(o.name, o.offending, OFFICIAL_DAILY) if o.name == "consistent_with_1m" else o for o in outcomes]
         outcomes.append(sources_agree(disagreeing.get(day.isoformat(), NO_DISAGREEMENT)))
         results[day] = (outcomes, quality_score(frame, outcomes, expected_by_day[day], explained, freshness))
     return results
 
 
+OFFICIAL_DAILY = ("not compared: the venue's daily bars hold its official figures (auction open and close, all volume), "
+                  "not a roll-up of its minute bars")
 NO_DISAGREEMENT = pd.DataFrame(columns=["source", "other", "candles", "max_diff_pct", "first_open_time_utc", "kept"])
 
 

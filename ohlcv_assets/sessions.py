@@ -43,19 +43,33 @@ class Sessions:
         return -(-candles * step_ms // DAY_MS)
 
 
+REGULAR = "regular"
+EXTENDED = "extended"
+SESSION_WINDOWS = (REGULAR, EXTENDED)
+# Extended hours around each regular session (US equities: pre-market from 04:00 New York, 5 h 30
+# before the 09:30 open; after-hours until 20:00, 4 h after the 16:00 close, 17:00 after an early close).
+EXTENDED_BEFORE_MS = 330 * 60_000
+EXTENDED_AFTER_MS = 240 * 60_000
+
+
 class ExchangeSessions(Sessions):
     """Sessions of an exchange calendar (``exchange-calendars``, e.g. XNYS: 09:30-16:00 New York,
     early closes at 13:00, exchange holidays). A candle is expected when its interval overlaps a
-    session."""
+    session. With ``extended``, each session runs from pre-market to after-hours (04:00-20:00 New
+    York); daily candles are one per session either way (``DAY_MS`` steps use the regular sessions)."""
 
-    def __init__(self, code: str):
+    def __init__(self, code: str, extended: bool = False):
         import exchange_calendars
 
-        self.name = code
+        self.name = f"{code} {EXTENDED}" if extended else code
         self._calendar = exchange_calendars.get_calendar(code)
         schedule = self._calendar.schedule
         self._opens = (schedule["open"].astype("int64") // 1_000_000).to_numpy()
         self._closes = (schedule["close"].astype("int64") // 1_000_000).to_numpy()
+        self._daily = sessions_for(code) if extended else self  # one candle per session, extended or not
+        if extended:
+            self._opens = self._opens - EXTENDED_BEFORE_MS
+            self._closes = self._closes + EXTENDED_AFTER_MS
 
     def _sessions(self, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
         lo = np.searchsorted(self._closes, start_ms, side="right")
@@ -63,6 +77,8 @@ class ExchangeSessions(Sessions):
         return self._opens[lo:hi], self._closes[lo:hi]
 
     def expected(self, start_ms: int, end_ms: int, step_ms: int) -> np.ndarray:
+        if step_ms >= DAY_MS and self._daily is not self:
+            return self._daily.expected(start_ms, end_ms, step_ms)
         opens, closes = self._sessions(start_ms, end_ms)
         parts = []
         for open_ms, close_ms in zip(opens.tolist(), closes.tolist()):
@@ -74,6 +90,8 @@ class ExchangeSessions(Sessions):
         return len(self.expected(start_ms, end_ms, step_ms))
 
     def clip(self, gaps: np.ndarray, step_ms: int) -> np.ndarray:
+        if step_ms >= DAY_MS and self._daily is not self:
+            return self._daily.clip(gaps, step_ms)
         rows = []
         for start, end, _ in gaps.tolist():
             for open_ms, close_ms in zip(*(a.tolist() for a in self._sessions(start, end))):
@@ -86,6 +104,8 @@ class ExchangeSessions(Sessions):
     def lookback_days(self, candles: int, step_ms: int) -> int:
         """The most calendar days any session's ``candles`` previous session candles span, over
         the whole calendar (weekends, holidays and early closes included)."""
+        if step_ms >= DAY_MS and self._daily is not self:
+            return self._daily.lookback_days(candles, step_ms)
         first = self._opens // step_ms * step_ms
         per_session = -(-(self._closes - first) // step_ms)
         before = np.concatenate([[0], np.cumsum(per_session)])  # candles of the sessions before each one
@@ -102,7 +122,10 @@ class ExchangeSessions(Sessions):
 
 
 @functools.cache
-def sessions_for(calendar: str | None) -> Sessions:
-    """The sessions of a venue's calendar code (None: around the clock); built once per process."""
-    return Sessions() if calendar is None else ExchangeSessions(calendar)
+def sessions_for(calendar: str | None, window: str = REGULAR) -> Sessions:
+    """The sessions of a venue's calendar code (None: around the clock) in the instrument's
+    window (``regular`` or ``extended`` hours); built once per process."""
+    if window not in SESSION_WINDOWS:
+        raise ValueError(f"session {window!r} is not one of {', '.join(SESSION_WINDOWS)}")
+    return Sessions() if calendar is None else ExchangeSessions(calendar, extended=window == EXTENDED)
 

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ohlcv_assets.intervals import interval_ms, resolve_day
-from ohlcv_assets.sessions import Sessions, sessions_for
+from ohlcv_assets.sessions import REGULAR, Sessions, sessions_for
 from ohlcv_assets.errors import ConfigurationError
 from ohlcv_assets.settings import UNIVERSE_ENV
 from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, known_venues, profile_for
@@ -134,6 +134,11 @@ class ExchangeConfig(BaseModel):
         """When the venue trades: the expected candles, gaps and freshness follow it."""
         return sessions_for(self.profile.calendar)
 
+    def sessions_of(self, instrument: "Instrument") -> Sessions:
+        """When ``instrument`` is expected to trade on this venue: its ``session`` window of the
+        venue's calendar (around the clock on a venue without one)."""
+        return sessions_for(self.profile.calendar, instrument.session)
+
 
 class Instrument(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -142,6 +147,10 @@ class Instrument(BaseModel):
     symbol: str = Field(description="ccxt unified symbol, e.g. 'BTC/USDT'")
     intervals: Annotated[tuple[str, ...], Field(min_length=1)]
     start: dt.date
+    session: Literal["regular", "extended"] = Field(
+        default=REGULAR, description="equities: the trading hours whose candles are expected and kept: regular (09:30-16:00 "
+                                     "New York) or extended (pre-market and after-hours too, 04:00-20:00); daily bars are "
+                                     "one per session either way")
 
     @field_validator("start", mode="before")
     @classmethod
@@ -226,6 +235,10 @@ class Universe(BaseModel):
         if instrument is None:
             return ()
         return tuple(i for i in instrument.intervals if interval_ms(i) > interval_ms(interval))
+
+    def sessions_of(self, instrument: Instrument) -> Sessions:
+        """When ``instrument`` is expected to trade (its venue's calendar in its session window)."""
+        return self.exchanges[instrument.exchange].sessions_of(instrument)
 
     def instruments_for(self, interval: str) -> list[Instrument]:
         return [inst for inst in self.instruments if interval in inst.intervals]
@@ -338,6 +351,9 @@ def _semantic_problems(universe: Universe, today: dt.date, environ=None) -> list
             problems.append(f"{where}: {form}")
         if exchange.ccxt_id is not None and not is_ccxt_exchange(exchange.ccxt_id):
             continue
+        if inst.session != REGULAR and exchange.profile.calendar is None:
+            problems.append(f"{where}: session {inst.session!r}: {exchange.venue} trades around the clock; "
+                            f"only venues with exchange sessions (equities) take a session")
         offered = exchange.profile.intervals or exchange_timeframes(exchange.ccxt_id)
         for interval in inst.intervals:
             if offered and interval not in offered:

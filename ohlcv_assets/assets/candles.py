@@ -78,7 +78,7 @@ def recheck_stored(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, wa
         if not expected:
             continue
         checked = check_stored_days(warehouse.warehouse, instrument, interval, expected, now, windows,
-                                    universe.exchanges[instrument.exchange].sessions)
+                                    universe.sessions_of(instrument), universe.exchanges[instrument.exchange].profile.official_daily)
         blocked += log_check_evaluations(context, [evaluation for day in expected for evaluation in check_evaluations(
             asset_key, str(days[day]), checked[day][0], targets[str(days[day])])], of_this_step)
     return blocked
@@ -154,7 +154,8 @@ def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey,
                              workers=config.fetch_concurrency, on_progress=lambda p: reporter.update(instrument.label(), p),
                              archive=exchange.archive(instrument.exchange)):
         checked = check_stored_days(warehouse.warehouse, instrument, interval,
-                                    {day: report.expected_candles for day, report in batch}, now, windows, config.sessions)
+                                    {day: report.expected_candles for day, report in batch}, now, windows,
+                                    config.sessions_of(instrument), config.profile.official_daily)
         written = [(str(keys[(instrument.key, day)]), day, report) for day, report in batch]
         log_materializations(context, [
             dg.AssetMaterialization(asset_key=asset_key, partition=partition,

@@ -37,9 +37,10 @@ from ohlcv_assets.exchange.retrying import (
 from ohlcv_assets.exchange.source import NotListed, PermanentFetchError
 from ohlcv_assets.intervals import interval_ms
 from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.venues.polygon import trading_day_open_times
 
 DEFAULT_API_URL = "https://api.polygon.io"
-_TIMESPANS = (("hour", 3_600_000), ("minute", 60_000))
+_TIMESPANS = (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000))
 
 
 class VenueAnswerError(Exception):
@@ -51,7 +52,7 @@ class VenueAnswerError(Exception):
 
 
 def aggregate_range(interval: str) -> tuple[int, str]:
-    """Polygon's multiplier and timespan of an interval: 1m -> (1, minute), 1h -> (1, hour)."""
+    """Polygon's multiplier and timespan of an interval: 1m -> (1, minute), 1h -> (1, hour), 1d -> (1, day)."""
     step = interval_ms(interval)
     for span, span_ms in _TIMESPANS:
         if step % span_ms == 0:
@@ -85,7 +86,14 @@ class PolygonCandleSource(RetryingSource):
         while url:
             body = self._get(url, self.config.candles_weight)
             results = body.get("results") or []
-            pages.append(_as_rows(results, self.name))
+            rows = _as_rows(results, self.name)
+            if span == "day" and len(rows):
+                try:
+                    rows[:, 0] = trading_day_open_times(rows[:, 0])
+                except ValueError as err:
+                    raise PermanentFetchError(f"{self.name} {symbol}: {err}") from None
+                rows = rows[rows[:, 0] >= since_ms]  # Polygon snaps ``from`` back to the New York day it falls in
+            pages.append(rows)
             url = body.get("next_url")
         return np.concatenate(pages) if pages else empty_rows()
 

@@ -8,7 +8,8 @@ intervals is exact, as on a real exchange.
 Some minutes have no trades (a symbol's ``quiet`` share): venues that emit them (Binance) send a
 flat zero-volume candle, venues that omit them (Kraken, Coinbase, Polygon) send nothing and
 aggregate longer intervals from the minutes that traded. A symbol with a ``calendar`` (equities)
-trades only inside that exchange's sessions.
+trades only inside that exchange's sessions, and with ``extended_hours`` also before and after
+them (pre-market and after-hours, 04:00-20:00 New York), where most minutes see no trade.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import zlib
 import numpy as np
 
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
-from ohlcv_assets.sessions import sessions_for
+from ohlcv_assets.sessions import EXTENDED, REGULAR, sessions_for
 
 PRICE_DECIMALS = 2
 VOLUME_DECIMALS = 5
 WIRE_DECIMALS = 8  # Binance sends every price and quantity with eight decimals
 
 
+EXTENDED_HOURS_QUIET = 0.6  # share of pre-market and after-hours minutes without trades
 CRYPTO_VENUES = ("binance", "binanceusdm", "kraken", "coinbase")  # where a symbol trades unless told
 
 
@@ -38,6 +40,7 @@ class SimSymbol:
     price: float = 100.0
     quiet: float = 0.0  # share of minutes without trades
     calendar: str | None = None  # exchange-calendars code: trades only in sessions
+    extended_hours: bool = False  # with a calendar: trades in pre-market and after-hours too (sparsely)
     venues: tuple[str, ...] = CRYPTO_VENUES
     split: tuple[dt.date, int] | None = None  # (day, ratio): a stock split; the market's prices are split-adjusted
     delisted: dt.datetime | None = None  # trading stopped: no candle opens from then on; markets say inactive
@@ -149,10 +152,15 @@ class SimulatedMarket:
             if outage.venue is None or venue is None or outage.venue == venue:
                 lo, hi = outage.bounds_ms
                 t = t[(t < lo) | (t >= hi)]
+        quiet = np.full(len(t), symbol.quiet)
         if symbol.calendar is not None and len(t):
-            t = t[np.isin(t, sessions_for(symbol.calendar).expected(int(t[0]), int(t[-1]) + MINUTE_MS, MINUTE_MS), assume_unique=True)]
+            window = EXTENDED if symbol.extended_hours else REGULAR
+            t = t[np.isin(t, sessions_for(symbol.calendar, window).expected(int(t[0]), int(t[-1]) + MINUTE_MS, MINUTE_MS), assume_unique=True)]
+            regular = np.isin(t, sessions_for(symbol.calendar).expected(int(t[0]), int(t[-1]) + MINUTE_MS, MINUTE_MS), assume_unique=True) \
+                if len(t) else np.zeros(0, dtype=bool)
+            quiet = np.where(regular, symbol.quiet, max(symbol.quiet, EXTENDED_HOURS_QUIET))
         salt = self._salt(symbol)
-        traded = _uniform(self.seed, salt + 4, t) >= symbol.quiet
+        traded = _uniform(self.seed, salt + 4, t) >= quiet
         close_t = np.minimum(t + MINUTE_MS, now_ms)  # a forming candle closes at "now" so far
         elapsed = (close_t - t) / MINUTE_MS
         opens = self._price_ticks(symbol, t)

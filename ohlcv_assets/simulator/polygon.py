@@ -10,14 +10,18 @@ import datetime as dt
 import uuid
 from urllib.parse import urlencode
 
+import numpy as np
 import orjson
+import pandas as pd
 
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, HOUR_MS
-from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, CandleArrays
+from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, HOUR_MS, day_bounds_ms, utc_day
+from ohlcv_assets.sessions import sessions_for
+from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, CandleArrays, _uniform
 from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request, RollingWindow, apply_candle_fault
 
 MAX_LIMIT = 50_000
-TIMESPAN_MS = {"minute": MINUTE_MS, "hour": HOUR_MS}
+TIMESPAN_MS = {"minute": MINUTE_MS, "hour": HOUR_MS, "day": DAY_MS}
+NEW_YORK = "America/New_York"
 
 
 def _bound_ms(value: str, end: bool) -> int:
@@ -30,6 +34,18 @@ def _bound_ms(value: str, end: bool) -> int:
         raise ApiError(400, "ERROR", f"Could not parse the time parameter: {value!r}") from None
     start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
     return start + DAY_MS - 1 if end else start
+
+
+def _day_bound_ms(value: str) -> int:
+    """A from/to path part of a ``day`` request snapped to its day (Polygon snaps ``from`` to the
+    start of its resolution and ``to`` to the end): the midnight New York stamp of that date (a date
+    string) or of the New York date the instant falls in (epoch ms)."""
+    if value.isdigit():
+        day = pd.Timestamp(int(value), unit="ms", tz="UTC").tz_convert(NEW_YORK).date()
+    else:
+        _bound_ms(value, False)  # the same error for a bad value
+        day = dt.date.fromisoformat(value)
+    return int(pd.Timestamp(day).tz_localize(NEW_YORK).value // 1_000_000)
 
 
 class Polygon(Protocol):
@@ -65,7 +81,8 @@ class Polygon(Protocol):
         if endpoint == "aggs" and len(parts) == 9:
             ticker, mult, span, lo, hi = parts[3], parts[5], parts[6], parts[7], parts[8]
             fault = sim.fire_fault(self.name, endpoint, _bound_ms(lo, False), client=key)
-            body = self._aggs(sim, ticker, mult, span, _bound_ms(lo, False), _bound_ms(hi, True), request.query, fault)
+            bounds = (_day_bound_ms(lo), _day_bound_ms(hi)) if span == "day" else (_bound_ms(lo, False), _bound_ms(hi, True))
+            body = self._aggs(sim, ticker, mult, span, *bounds, request.query, fault)
         elif endpoint == "tickers" and len(parts) == 4:
             fault = sim.fire_fault(self.name, endpoint, None, client=key)
             symbol = sim.symbol(self.name, parts[3])
@@ -102,7 +119,12 @@ class Polygon(Protocol):
         if symbol is None:
             return {**out, "queryCount": 0, "resultsCount": 0, "status": "OK", "count": 0}
         now = sim.now()
-        c = sim.market.candles(symbol, step, lo, min(hi, now) + 1, now, omit_empty=True, venue=self.name)
+        if span == "day":
+            if int(mult) != 1:
+                raise ApiError(400, "ERROR", f"Unsupported range {mult}/{span}")
+            c = daily_bars(sim, symbol, lo, min(hi, now), now)
+        else:
+            c = sim.market.candles(symbol, step, lo, min(hi, now) + 1, now, omit_empty=True, venue=self.name)
         if query.get("sort", "asc") == "desc":
             c = c.take(slice(None, None, -1))
         page, rest = c.take(slice(0, limit)), c.take(slice(limit, None))
@@ -117,6 +139,46 @@ class Polygon(Protocol):
             cursor = int(rest.open_time[0])
             out["next_url"] = f"{sim.url}{self.prefix}/v2/aggs/ticker/{ticker}/range/{mult}/{span}/{cursor}/{hi}?{urlencode(params)}"
         return out
+
+
+def daily_bars(sim, symbol, lo: int, hi: int, now: int) -> CandleArrays:
+    """Polygon's ``1/day`` bars stamped in [lo, hi]: one per trading date with a trade, stamped at
+    midnight New York of that date, with the vendor's official figures, which no roll-up of its
+    minute bars gives: the open and close of the opening and closing auctions (a little off the
+    first and last regular-session minute), high and low over the whole day (extended hours
+    included) and the auction prices, and the volume and trade count with the off-exchange and
+    late prints the minute bars lack (a few percent more)."""
+    first, last = utc_day(lo) - dt.timedelta(days=1), utc_day(max(lo, hi)) + dt.timedelta(days=1)
+    minutes = sim.market.candles(symbol, MINUTE_MS, day_bounds_ms(first)[0], day_bounds_ms(last)[1], now,
+                                 omit_empty=True, venue="polygon")
+    if len(minutes) == 0:
+        return minutes
+    local = pd.to_datetime(minutes.open_time, unit="ms", utc=True).tz_convert(NEW_YORK)
+    dates = local.tz_localize(None).normalize()
+    stamps = dates.tz_localize(NEW_YORK).as_unit("ms").asi8.astype(np.int64)
+    keep = (stamps >= lo) & (stamps <= hi)
+    minutes, stamps = minutes.take(keep), stamps[keep]
+    if len(minutes) == 0:
+        return minutes
+    regular = np.isin(minutes.open_time, sessions_for(symbol.calendar or "XNYS").expected(
+        int(minutes.open_time[0]), int(minutes.open_time[-1]) + MINUTE_MS, MINUTE_MS), assume_unique=True)
+    starts = np.flatnonzero(np.r_[True, stamps[1:] != stamps[:-1]])
+    ends = np.r_[starts[1:], len(stamps)]
+    salt = sim.market._salt(symbol)
+    t = stamps[starts]
+    opens, closes = np.empty(len(t), np.int64), np.empty(len(t), np.int64)
+    for n, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+        inside = np.flatnonzero(regular[a:b]) + a
+        opens[n] = minutes.open[inside[0] if len(inside) else a]
+        closes[n] = minutes.close[inside[-1] if len(inside) else b - 1]
+    opens = np.maximum(1, np.round(opens * (1 + 0.002 * (_uniform(sim.market.seed, salt + 11, t) - 0.5)))).astype(np.int64)
+    closes = np.maximum(1, np.round(closes * (1 + 0.002 * (_uniform(sim.market.seed, salt + 12, t) - 0.5)))).astype(np.int64)
+    highs = np.maximum(np.maximum.reduceat(minutes.high, starts), np.maximum(opens, closes))
+    lows = np.minimum(np.minimum.reduceat(minutes.low, starts), np.minimum(opens, closes))
+    extra = 1.02 + 0.06 * _uniform(sim.market.seed, salt + 13, t)  # off-exchange and late prints
+    volume = np.round(np.add.reduceat(minutes.volume, starts) * extra).astype(np.int64)
+    trades = np.round(np.add.reduceat(minutes.trades, starts) * extra).astype(np.int64)
+    return CandleArrays(t, opens, highs, lows, closes, volume, trades)
 
 
 def _unadjusted(symbol, c: CandleArrays) -> CandleArrays:

@@ -126,6 +126,7 @@ class SimulatorConfig:
             split = entry.get("split")
             sym = SimSymbol(base=entry["base"], quote=entry.get("quote", ""), listed=resolve_day(entry["listed"]),
                             price=float(entry.get("price", 100)), quiet=float(entry.get("quiet", 0.0)), calendar=entry.get("calendar"),
+                            extended_hours=bool(entry.get("extended_hours", False)),
                             venues=tuple(entry.get("venues", ("polygon",) if entry.get("calendar") else CRYPTO_VENUES)),
                             split=(resolve_day(split["day"]), int(split["ratio"])) if split else None,
                             delisted=resolve_instant(entry["delisted"]) if entry.get("delisted") else None)

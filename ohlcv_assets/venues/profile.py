@@ -28,6 +28,7 @@ class VenueProfile:
     rate_limit_model: str  # for people: how the venue counts
     downtime_min_minutes: int = 60  # an omitting venue's empty run this long or longer is downtime, not quiet trading
     api_key_required: bool = False
+    official_daily: bool = False  # its 1d candles hold official figures (auctions, all volume), not a roll-up of its minutes
     finds_listing: bool = True  # candles asked from time 0 start at the symbol's first candle (not so: Coinbase's fixed windows)
     listing_search_from: str | None = None  # else: the first candle is searched for from this day (ISO date), daily pages forward
     archive_format: str | None = None  # the venue's bulk archive layout (``archive.formats.FORMATS``), None: it has none
