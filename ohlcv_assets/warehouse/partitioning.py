@@ -110,6 +110,17 @@ def ensure_partitions(connection: sa.Connection, table: str, interval: str, star
 
 
 CREATE_PARTITION_FUNCTION = "ohlcv_create_partition(text, text, text, bigint, bigint)"
+DROP_PARTITION_FUNCTION = "ohlcv_drop_partition(text)"
+
+
+def drop_partition(connection: sa.Connection, name: str) -> None:
+    """Drops one time partition (retention) if it exists: through ``ohlcv_drop_partition``
+    (migration 0014; it drops nothing but time partitions of the candle tables), or by plain DDL
+    before it."""
+    if connection.execute(sa.select(sa.func.to_regprocedure(DROP_PARTITION_FUNCTION))).scalar() is not None:
+        connection.execute(sa.text("SELECT ohlcv_drop_partition(:name)"), {"name": name})
+    else:
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
 
 
 def _partition_creator(connection: sa.Connection):

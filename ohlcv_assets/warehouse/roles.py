@@ -2,9 +2,10 @@
 by ``ohlcv-db-setup``, idempotently (run it at every deploy; a changed password is set again):
 
 - **owner** owns the warehouse database and its tables, and alone runs the migrations (DDL);
-- **ingest** (the code location, its runs, the daemon) reads and writes rows and creates the
-  partitions it writes into through ``ohlcv_create_partition`` (migration 0014, a SECURITY DEFINER
-  function of the owner); it cannot create, alter, truncate or drop a table;
+- **ingest** (the code location, its runs, the daemon) reads and writes rows, creates the
+  partitions it writes into and drops the time partitions retention retires, through
+  ``ohlcv_create_partition`` and ``ohlcv_drop_partition`` (migration 0014, SECURITY DEFINER
+  functions of the owner); it cannot create, alter, truncate or drop a table itself;
 - **reader** (``load_candles``, exports, the metrics exporter, dashboards) reads every table and
   writes only the export's own bookkeeping (``exported_files``: which files it wrote);
 - **dagster** owns Dagster's own storage, a database of its own the other roles cannot connect to.
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 
 import sqlalchemy as sa
 
-from ohlcv_assets.warehouse.partitioning import CREATE_PARTITION_FUNCTION
+from ohlcv_assets.warehouse.partitioning import CREATE_PARTITION_FUNCTION, DROP_PARTITION_FUNCTION
 from ohlcv_assets.warehouse.schema import exported_files
 from ohlcv_assets.warehouse.store import Warehouse, normalise_url
 
@@ -127,7 +128,7 @@ def grant_privileges(connection: sa.Connection, layout: Layout) -> None:
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {ingest}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}",
         f"GRANT INSERT, DELETE ON {exported_files.name} TO {reader}",
-        f"GRANT EXECUTE ON FUNCTION {CREATE_PARTITION_FUNCTION} TO {ingest}",
+        f"GRANT EXECUTE ON FUNCTION {CREATE_PARTITION_FUNCTION}, {DROP_PARTITION_FUNCTION} TO {ingest}",
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {ingest}",
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {ingest}",
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT ON TABLES TO {reader}",

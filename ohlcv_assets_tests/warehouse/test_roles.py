@@ -19,6 +19,8 @@ from ohlcv_assets.export import export_universe
 from ohlcv_assets.intervals import day_bounds_ms, now_ms
 from ohlcv_assets.names import candles_key
 from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.retention import apply_retention
+from ohlcv_assets.universe import parse_universe
 from ohlcv_assets.warehouse.roles import DAGSTER, INGEST, OWNER, READER, ROLES, Layout, setup_database
 from ohlcv_assets.warehouse.store import HEAD_REVISION, INSUFFICIENT_PRIVILEGE, Warehouse, normalise_url
 from ohlcv_assets_tests.helpers import simulator_candles
@@ -104,7 +106,17 @@ def test_the_ingest_role_backfills_end_to_end_and_cannot_change_the_schema(roles
         conn.execute(sa.text("SELECT ohlcv_create_partition('alembic_version', 'alembic_version_x', 'x', NULL, NULL)"))
     with pytest.raises(sa.exc.ProgrammingError, match="not a partition name"), engine.begin() as conn:
         conn.execute(sa.text("SELECT ohlcv_create_partition('candles_1m', 'gaps', NULL, 0, 1)"))
+    with pytest.raises(sa.exc.ProgrammingError, match="not a time partition"), engine.begin() as conn:
+        conn.execute(sa.text("SELECT ohlcv_drop_partition('candles_1m')"))  # a whole interval: no
     engine.dispose()
+    # retention retires a month of 1m candles as the ingest role (through ohlcv_drop_partition)
+    retaining = parse_universe(universe_file.read_text() + "retention: {1m: {keep_days: 30, requires: []}}\n", str(universe_file))
+    warehouse = Warehouse(urls[INGEST])
+    outcomes = apply_retention(retaining, warehouse, dt.datetime.now(dt.timezone.utc).date(), now_ms())
+    warehouse.dispose()
+    assert [(o.interval, o.action, o.candles) for o in outcomes] == [("1m", "dropped", 2 * 1440)]
+    left = partitions_of(urls[OWNER])
+    assert "candles_1m_2026_10" not in left and "candle_features_1m_2026_10" not in left and "candles_1h_2026" in left
     # Dagster's storage is a database of its own: neither warehouse role may connect to it
     for kind in (INGEST, READER):
         url = sa.make_url(normalise_url(urls[kind])).set(database=layout.dagster_db)
