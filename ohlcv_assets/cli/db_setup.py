@@ -7,6 +7,10 @@ environment is set again (rotation).
     OHLCV_PG_OWNER_PASSWORD=... OHLCV_PG_INGEST_PASSWORD=... OHLCV_PG_READER_PASSWORD=... \\
     OHLCV_PG_DAGSTER_PASSWORD=... ohlcv-db-setup
 
+Where the roles are made by someone else (a managed PostgreSQL's administrator), ``ohlcv-db-setup
+--migrate`` only brings the warehouse's schema to the head, connecting with ``OHLCV_OWNER_URL``
+(else ``OHLCV_WAREHOUSE_URL``).
+
 Exit 2 naming the variable that is not set; passwords are never printed.
 """
 
@@ -22,6 +26,8 @@ PASSWORD_ENVS = {"owner": "OHLCV_PG_OWNER_PASSWORD", "ingest": "OHLCV_PG_INGEST_
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--migrate"]:
+        return migrate_only()
     if argv:
         print(__doc__.strip())
         return 0 if argv[0] in ("-h", "--help") else 2
@@ -37,6 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     for kind, url in urls.items():
         print(f"{kind}: {public_url(url)}")
     print(f"warehouse schema at revision {HEAD_REVISION}; roles and grants up to date")
+    return 0
+
+
+def migrate_only() -> int:
+    from ohlcv_assets.settings import OWNER, describe_warehouse_setting, warehouse_url
+    from ohlcv_assets.warehouse.store import HEAD_REVISION, Warehouse, public_url
+
+    url = warehouse_url(role=OWNER)
+    warehouse = Warehouse(url)
+    try:
+        warehouse.open_and_migrate()
+    finally:
+        warehouse.dispose()
+    print(f"warehouse {public_url(url)} ({describe_warehouse_setting(role=OWNER)}) at schema revision {HEAD_REVISION}")
     return 0
 
 

@@ -179,7 +179,7 @@ def test_setup_is_idempotent_and_sets_changed_passwords(roles, postgres_server_u
     assert sa.make_url(urls[DAGSTER]).database == layout.dagster_db
 
 
-def test_a_schema_behind_the_code_is_migrated_only_by_the_owner(roles):
+def test_a_schema_behind_the_code_is_migrated_only_by_the_owner(roles, monkeypatch, capsys):
     _, _, urls = roles
     owner = sa.create_engine(normalise_url(urls[OWNER]))
     with owner.begin() as conn:
@@ -189,8 +189,13 @@ def test_a_schema_behind_the_code_is_migrated_only_by_the_owner(roles):
     ingest = Warehouse(urls[INGEST])
     with pytest.raises(ConfigurationError, match="schema revision 0012, this code needs .* owner") as caught:
         ingest.open_and_migrate()
-    ingest.dispose()
     assert sa.make_url(urls[INGEST]).password not in str(caught.value)
+    monkeypatch.setenv("OHLCV_OWNER_URL", urls[OWNER])
+    assert db_setup.main(["--migrate"]) == 0
+    assert "t_owner_" in capsys.readouterr().out
+    ingest.open_and_migrate()  # at the head again: nothing to do, no error
+    assert ingest.schema_revision() == HEAD_REVISION
+    ingest.dispose()
 
 
 def test_db_setup_refuses_to_run_without_every_password(monkeypatch, capsys):
