@@ -5,7 +5,7 @@
 instance and its warehouse side by side); without ``DAGSTER_HOME``, ``./warehouse.db``.
 
 One URL per database role (docs/security.md): the pipeline writes with ``OHLCV_WAREHOUSE_URL`` (the
-ingest role), the readers (``load_candles``, ``ohlcv-status``, the exporter of metrics) read with
+ingest role), the readers (``load_candles``, the metrics exporter ``ohlcv-metrics``) read with
 ``OHLCV_READER_URL`` (the read-only role) and migrations run with ``OHLCV_OWNER_URL`` (the owner);
 each falls back to ``OHLCV_WAREHOUSE_URL`` (one role for everything, as on a laptop).
 

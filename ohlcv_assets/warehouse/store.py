@@ -24,8 +24,8 @@ from ohlcv_assets.warehouse.partitioning import Span, ensure_partitions, spans_c
 from ohlcv_assets.warehouse.schema import candles
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0014"
-INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"  # the newest migration (a test holds it to Alembic's head)
+HEAD_REVISION = "0014"  # the newest migration (a test holds it to Alembic's head)
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 _PG_MIGRATION_LOCK = 0x0B1C5  # pg_advisory_xact_lock key serialising concurrent migrations
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _KEY = ["exchange", "symbol", "timeframe", "open_time"]
