@@ -15,7 +15,7 @@ import warnings
 import pandas as pd
 
 from ohlcv_assets.intervals import interval_ms, ms_to_iso
-from ohlcv_assets.settings import warehouse_url
+from ohlcv_assets.settings import READER, warehouse_url
 from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, describe_held, held_instruments, public_url
 
 TimeLike = str | dt.date | dt.datetime | pd.Timestamp | int
@@ -44,7 +44,7 @@ def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end
 
     Columns ``open_time`` (epoch ms, int64), ``open``, ``high``, ``low``, ``close``, ``volume``
     (float64); the index is the open time as a UTC timestamp, named ``time``. Without a
-    ``warehouse``, the one the settings resolve (``OHLCV_WAREHOUSE_URL`` …) is opened read-only:
+    ``warehouse``, the one the settings resolve for readers (``OHLCV_READER_URL``, else ``OHLCV_WAREHOUSE_URL`` …) is opened read-only:
     a missing or empty warehouse raises ``WarehouseMissing`` instead of returning nothing.
     Candles are only what is stored: a missing candle is a missing row, never filled in.
 
@@ -59,7 +59,7 @@ def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end
     if end_ms < start_ms:
         raise ValueError(f"end {end!r} is before start {start!r}")
     owned = warehouse is None
-    warehouse = Warehouse.open_existing(warehouse_url()) if owned else warehouse
+    warehouse = Warehouse.open_existing(warehouse_url(role=READER)) if owned else warehouse
     try:
         frame = warehouse.read_candles(exchange, symbol, interval, start_ms, end_ms)
         if strict and frame.empty:

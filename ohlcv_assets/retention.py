@@ -24,7 +24,7 @@ from ohlcv_assets.intervals import day_bounds_ms, interval_ms, ms_to_iso, utc_da
 from ohlcv_assets.quality import consistency
 from ohlcv_assets.read import load_candles
 from ohlcv_assets.universe import Universe
-from ohlcv_assets.warehouse.partitioning import Span, span_table, spans_covering, stored_spans
+from ohlcv_assets.warehouse.partitioning import Span, drop_partition, span_table, spans_covering, stored_spans
 from ohlcv_assets.warehouse.schema import candle_features, candles, day_sources, retired_ranges
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -111,7 +111,7 @@ def _drop(warehouse: Warehouse, interval: str, span: Span, stored: list[tuple[st
         if warehouse.is_postgres:
             detail = f"dropped partition {span_table(candles.name, interval, span)}"
             for table in (candles.name, candle_features.name):
-                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {span_table(table, interval, span)}")
+                drop_partition(connection, span_table(table, interval, span))
         else:
             detail = "deleted rows"
             for table in (candles, candle_features):

@@ -4,6 +4,11 @@
 ``OHLCV_WAREHOUSE_URL`` when set; otherwise SQLite in ``$DAGSTER_HOME/warehouse.db`` (the Dagster
 instance and its warehouse side by side); without ``DAGSTER_HOME``, ``./warehouse.db``.
 
+One URL per database role (docs/security.md): the pipeline writes with ``OHLCV_WAREHOUSE_URL`` (the
+ingest role), the readers (``load_candles``, the metrics exporter ``ohlcv-metrics``) read with
+``OHLCV_READER_URL`` (the read-only role) and migrations run with ``OHLCV_OWNER_URL`` (the owner);
+each falls back to ``OHLCV_WAREHOUSE_URL`` (one role for everything, as on a laptop).
+
 Paths are resolved where the user typed them: ``resolve_environment`` turns a relative universe
 path, SQLite path, ``DAGSTER_HOME`` or archive cache into absolute ones against the caller's working
 directory, before a command starts any other process (``dagster dev`` runs its code location
@@ -20,6 +25,10 @@ from pathlib import Path
 from ohlcv_assets.errors import ConfigurationError
 
 WAREHOUSE_URL_ENV = "OHLCV_WAREHOUSE_URL"
+READER_URL_ENV = "OHLCV_READER_URL"
+OWNER_URL_ENV = "OHLCV_OWNER_URL"
+INGEST, READER, OWNER = "ingest", "reader", "owner"
+ROLE_URL_ENVS = {INGEST: WAREHOUSE_URL_ENV, READER: READER_URL_ENV, OWNER: OWNER_URL_ENV}
 EGRESS_ADDRESS_ENV = "OHLCV_EGRESS_ADDRESS"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 WAREHOUSE_FILE = "warehouse.db"
@@ -89,10 +98,11 @@ def resolve_environment(environ: dict | None = None, cwd: Path | None = None, da
             raise ConfigurationError(f"{DAGSTER_HOME_ENV}={given}: {path} is not a directory (the Dagster instance's "
                                      f"home must exist: mkdir -p {path} && cp dagster.yaml {path}/)")
         changed[DAGSTER_HOME_ENV] = path
-    if env.get(WAREHOUSE_URL_ENV):
-        url = resolve_sqlite_url(env[WAREHOUSE_URL_ENV], base)
-        check_sqlite_directory(url)
-        changed[WAREHOUSE_URL_ENV] = url
+    for name in ROLE_URL_ENVS.values():
+        if env.get(name):
+            url = resolve_sqlite_url(env[name], base)
+            check_sqlite_directory(url)
+            changed[name] = url
     if env.get(ARCHIVE_CACHE_ENV):
         changed[ARCHIVE_CACHE_ENV] = absolute(env[ARCHIVE_CACHE_ENV])
     changed = {k: v for k, v in changed.items() if env.get(k) != v}
@@ -104,17 +114,23 @@ def warehouse_url_is_explicit(environ: Mapping[str, str] | None = None) -> bool:
     return bool((os.environ if environ is None else environ).get(WAREHOUSE_URL_ENV))
 
 
-def warehouse_url(environ: Mapping[str, str] | None = None) -> str:
+def warehouse_url(environ: Mapping[str, str] | None = None, role: str = INGEST) -> str:
+    """The warehouse URL ``role`` (ingest, reader or owner) connects with: its own variable, else
+    ``OHLCV_WAREHOUSE_URL``, else the SQLite default."""
     env = os.environ if environ is None else environ
+    if env.get(ROLE_URL_ENVS[role]):
+        return env[ROLE_URL_ENVS[role]]
     if env.get(WAREHOUSE_URL_ENV):
         return env[WAREHOUSE_URL_ENV]
     home = env.get(DAGSTER_HOME_ENV) or "."
     return f"sqlite:///{Path(home).resolve() / WAREHOUSE_FILE}"
 
 
-def describe_warehouse_setting(environ: Mapping[str, str] | None = None) -> str:
+def describe_warehouse_setting(environ: Mapping[str, str] | None = None, role: str = INGEST) -> str:
     """Why this URL: said in every error about a missing warehouse."""
     env = os.environ if environ is None else environ
+    if env.get(ROLE_URL_ENVS[role]):
+        return f"from {ROLE_URL_ENVS[role]}"
     if env.get(WAREHOUSE_URL_ENV):
         return f"from {WAREHOUSE_URL_ENV}"
     if env.get(DAGSTER_HOME_ENV):

@@ -157,9 +157,11 @@ def partition_stats(webserver: str) -> dict:
     return graphql(webserver, PARTITION_STATS, {"path": ["candles", "1h"]})["assetNodeOrError"]["partitionStats"]
 
 
-def check_ui_in_browser(webserver: str, materialized: int | None, path: tuple = ("candles", "1h"), screenshot=SCREENSHOT) -> None:
+def check_ui_in_browser(webserver: str, materialized: int | None, path: tuple = ("candles", "1h"), screenshot=SCREENSHOT,
+                        credentials: tuple[str, str] | None = None) -> dict[str, int]:
     """Headless Chromium (Debian's) shows the asset's partitions as materialized, as GraphQL says
-    (``materialized`` None: whatever count, as in the middle of a run)."""
+    (``materialized`` None: whatever count, as in the middle of a run). ``credentials``: the basic-auth
+    login of a proxy in front of the webserver. Returns the frames received per websocket the page opened."""
     chromium = shutil.which("chromium")
     if chromium is None:
         missing_part("Debian's chromium is not installed (scripts/test.sh installs it as root)")
@@ -170,7 +172,14 @@ def check_ui_in_browser(webserver: str, materialized: int | None, path: tuple = 
         browser = playwright.chromium.launch(executable_path=chromium, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        login = {"http_credentials": {"username": credentials[0], "password": credentials[1]}} if credentials else {}
+        page = browser.new_page(viewport={"width": 1600, "height": 1000}, **login)
+        frames: dict[str, int] = {}
+
+        def count_frames(socket):
+            frames[socket.url] = 0
+            socket.on("framereceived", lambda _payload: frames.__setitem__(socket.url, frames[socket.url] + 1))
+        page.on("websocket", count_frames)
         page.goto(f"{webserver}/assets/{'/'.join(path)}?view=partitions", wait_until="networkidle")
         page.get_by_text(f"Materialized ({'' if materialized is None else materialized}", exact=False).first.wait_for(timeout=60_000)
         skip = page.get_by_role("button", name="Skip")  # the first-visit newsletter dialog
@@ -182,6 +191,7 @@ def check_ui_in_browser(webserver: str, materialized: int | None, path: tuple = 
         text = page.inner_text("body")
         browser.close()
     assert "Failed (0)" in text and (materialized is None or f"Materialized ({materialized})" in text)
+    return frames
 
 
 MATERIALIZED_PARTITIONS = """

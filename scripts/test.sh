@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (the project into .venv; as root, Debian's PostgreSQL server,
-# Chromium, redis-server and Prometheus when missing), starts a throwaway PostgreSQL (unless OHLCV_TEST_POSTGRES_URL is set),
+# Chromium, redis-server, Prometheus and Caddy when missing), starts a throwaway PostgreSQL (unless OHLCV_TEST_POSTGRES_URL is set),
 # checks that the Dagster definitions load, and runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # the Celery broker of test_celery.py
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)  # prometheus and promtool, for test_prometheus.py
+command -v caddy >/dev/null 2>&1 || missing+=(caddy)  # the login proxy of deploy/Caddyfile, for test_proxy.py
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -1,10 +1,14 @@
 """The few calls to Dagster's webserver GraphQL API that the UI itself makes, for the demo and
 end-to-end tests: wait for the webserver, launch a partition backfill or a run of a job, follow
-them to the end."""
+them to the end. Behind the login of docker-compose.yml (a proxy with basic auth), give the webserver
+as ``http://user:password@host:port``: the credentials go into the Authorization header, and only the
+URL without them appears in messages."""
 
+import base64
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
@@ -63,17 +67,27 @@ class DagsterApiError(RuntimeError):
     pass
 
 
+def _request(webserver: str, path: str, data: bytes | None = None, headers: dict | None = None) -> tuple[urllib.request.Request, str]:
+    """The request to ``webserver`` + ``path``, credentials in the URL moved into a basic-auth
+    header; and the URL as it may be shown (without them)."""
+    parts = urllib.parse.urlsplit(webserver)
+    headers = dict(headers or {})
+    if parts.username is not None:
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        webserver = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return urllib.request.Request(f"{webserver}{path}", data=data, headers=headers), webserver
+
+
 def graphql(webserver: str, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"{webserver}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
+    request, shown = _request(webserver, "/graphql", json.dumps({"query": query, "variables": variables}).encode(),
+                              {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             body = json.loads(response.read())
     except urllib.error.HTTPError as err:
-        raise DagsterApiError(f"{webserver}/graphql answered {err.code}: {err.read()[:2000]!r}") from None
+        raise DagsterApiError(f"{shown}/graphql answered {err.code}: {err.read()[:2000]!r}") from None
     if body.get("errors"):
         raise DagsterApiError(json.dumps(body["errors"])[:2000])
     return body["data"]
@@ -81,13 +95,21 @@ def graphql(webserver: str, query: str, variables: dict) -> dict:
 
 def wait_for_webserver(webserver: str, timeout_seconds: float) -> None:
     deadline = time.monotonic() + timeout_seconds
+    request, shown = _request(webserver, "/server_info")
     while True:
         try:
-            with urllib.request.urlopen(f"{webserver}/server_info", timeout=5):
+            with urllib.request.urlopen(request, timeout=5):
                 return
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):
+                raise DagsterApiError(f"the Dagster webserver at {shown} answered {err.code}: give the login's user and "
+                                      "password in the URL (http://user:password@host:port)") from None
+            if time.monotonic() > deadline:
+                raise DagsterApiError(f"the Dagster webserver at {shown} did not answer within {timeout_seconds}s") from None
+            time.sleep(1)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             if time.monotonic() > deadline:
-                raise DagsterApiError(f"the Dagster webserver at {webserver} did not answer within {timeout_seconds}s") from None
+                raise DagsterApiError(f"the Dagster webserver at {shown} did not answer within {timeout_seconds}s") from None
             time.sleep(1)
 
 

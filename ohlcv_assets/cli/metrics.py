@@ -1,5 +1,5 @@
 """`ohlcv-metrics`: the Prometheus exporter. Serves the Prometheus text format on ``/metrics``,
-read at each scrape from the warehouse (``OHLCV_WAREHOUSE_URL``, as everywhere: see settings) and
+read at each scrape from the warehouse (``OHLCV_READER_URL``, else ``OHLCV_WAREHOUSE_URL``: see settings) and
 the Dagster instance (``DAGSTER_HOME``); the universe from ``OHLCV_UNIVERSE``. A long-running
 service: a warehouse that does not exist yet (or cannot be read) is reported as
 ``ohlcv_warehouse_up 0`` and asked again at the next scrape.
@@ -18,7 +18,7 @@ import sys
 import threading
 
 from ohlcv_assets.cli import universe_or_exit
-from ohlcv_assets.settings import DAGSTER_HOME_ENV, describe_warehouse_setting, warehouse_url
+from ohlcv_assets.settings import DAGSTER_HOME_ENV, READER, describe_warehouse_setting, warehouse_url
 
 DEFAULT_PORT = 9464
 
@@ -37,9 +37,9 @@ class Sources:
         with self._lock:
             if self._warehouse is None:
                 try:
-                    self._warehouse = Warehouse.open_existing(warehouse_url())
+                    self._warehouse = Warehouse.open_existing(warehouse_url(role=READER))
                 except WarehouseMissing as err:
-                    raise WarehouseMissing(f"{err} ({describe_warehouse_setting()})") from None
+                    raise WarehouseMissing(f"{err} ({describe_warehouse_setting(role=READER)})") from None
             return self._warehouse
 
     def instance(self):

@@ -96,18 +96,49 @@ def ensure_partitions(connection: sa.Connection, table: str, interval: str, star
         "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ANY(:parents)"),
         {"parents": [table, interval_table(table, interval)]}).scalars())
     created = []
+    create = _partition_creator(connection)
     parent = interval_table(table, interval)
     if parent not in existing:
-        connection.exec_driver_sql(
-            f"CREATE TABLE {parent} PARTITION OF {table} FOR VALUES IN ('{interval}') PARTITION BY RANGE (open_time)")
+        create(table, parent, interval, None, None)
         created.append(parent)
     for span in spans_covering(interval, start_ms, end_ms):
         name = span_table(table, interval, span)
         if name not in existing:
-            connection.exec_driver_sql(
-                f"CREATE TABLE {name} PARTITION OF {parent} FOR VALUES FROM ({span.start_ms}) TO ({span.end_ms})")
+            create(parent, name, None, span.start_ms, span.end_ms)
             created.append(name)
     return created
+
+
+CREATE_PARTITION_FUNCTION = "ohlcv_create_partition(text, text, text, bigint, bigint)"
+DROP_PARTITION_FUNCTION = "ohlcv_drop_partition(text)"
+
+
+def drop_partition(connection: sa.Connection, name: str) -> None:
+    """Drops one time partition (retention) if it exists: through ``ohlcv_drop_partition``
+    (migration 0014; it drops nothing but time partitions of the candle tables), or by plain DDL
+    before it."""
+    if connection.execute(sa.select(sa.func.to_regprocedure(DROP_PARTITION_FUNCTION))).scalar() is not None:
+        connection.execute(sa.text("SELECT ohlcv_drop_partition(:name)"), {"name": name})
+    else:
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+
+
+def _partition_creator(connection: sa.Connection):
+    """How partitions are created: through ``ohlcv_create_partition`` (migration 0014, a function
+    owned by the warehouse's owner: the ingest role has no DDL of its own), or by plain DDL in the
+    migrations before it."""
+    if connection.execute(sa.select(sa.func.to_regprocedure(CREATE_PARTITION_FUNCTION))).scalar() is not None:
+        def create(parent: str, child: str, list_value: str | None, start_ms: int | None, end_ms: int | None) -> None:
+            connection.execute(sa.text("SELECT ohlcv_create_partition(:parent, :child, :list_value, "
+                                       "CAST(:start_ms AS bigint), CAST(:end_ms AS bigint))"),
+                               {"parent": parent, "child": child, "list_value": list_value,
+                                "start_ms": start_ms, "end_ms": end_ms})
+        return create
+
+    def create_by_ddl(parent: str, child: str, list_value: str | None, start_ms: int | None, end_ms: int | None) -> None:
+        bounds = f"IN ('{list_value}') PARTITION BY RANGE (open_time)" if list_value else f"FROM ({start_ms}) TO ({end_ms})"
+        connection.exec_driver_sql(f"CREATE TABLE {child} PARTITION OF {parent} FOR VALUES {bounds}")
+    return create_by_ddl
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,8 @@ from ohlcv_assets.warehouse.partitioning import Span, ensure_partitions, spans_c
 from ohlcv_assets.warehouse.schema import candles
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0012"  # the newest migration (a test holds it to Alembic's head)
+HEAD_REVISION = "0014"  # the newest migration (a test holds it to Alembic's head)
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 _PG_MIGRATION_LOCK = 0x0B1C5  # pg_advisory_xact_lock key serialising concurrent migrations
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _KEY = ["exchange", "symbol", "timeframe", "open_time"]
@@ -229,18 +230,28 @@ class Warehouse:
         """Brings the schema to the newest migration (or to ``revision``, for upgrade tests and
         benchmarks of an older schema); safe to call from concurrent runs. A schema already at the
         head costs one query: every run process migrates, and Alembic's import alone is 0.3 s."""
-        if revision == "head" and self.schema_revision() == HEAD_REVISION:
+        current = self.schema_revision()
+        if revision == "head" and current == HEAD_REVISION:
             return
         from alembic import command
         from alembic.config import Config
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
-            if self.is_postgres:
-                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+        try:
+            with self.engine.begin() as connection:
+                if self.is_postgres:
+                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+        except sa.exc.ProgrammingError as err:
+            if getattr(err.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+                raise
+            # the ingest role (no DDL) meets a schema older than this code: only the owner migrates
+            raise ConfigurationError(
+                f"the warehouse at {public_url(self.url)} is at schema revision {current}, this code needs {HEAD_REVISION}, "
+                "and this role may not change the schema: run the migration as the warehouse's owner "
+                "(ohlcv-db-setup, or OHLCV_OWNER_URL; see docs/security.md)") from None
 
     def schema_revision(self) -> str | None:
         """The migration the schema is at (None before the first)."""
