@@ -94,7 +94,7 @@ class CcxtCandleSource(RetryingSource):
             "options": options,
             "enableLastJsonResponse": self.config.ccxt_id == "kraken",  # its vwap and trade count (see _with_kraken_extras)
         })
-        bind_session(exchange.session, self.egress_address)
+        bind_session(exchange.session, self.egress_address, self._caller)
         if self.config.api_url:
             api = exchange.urls.get("api")
             if isinstance(api, dict):
