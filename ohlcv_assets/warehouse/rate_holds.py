@@ -82,9 +82,9 @@ class HoldListener:
         the caller then reads the row and passes it to ``remember``."""
         import psycopg
 
-        if not self._lock.acquire(blocking=False):  # another thread is draining: what is known will do
-            return self._marks.get(key, 0.0) if self._connection is not None and key in self._synced else None
-        try:
+        # Waits for a thread that is draining: it may be reading the very hold this request must
+        # not outrun (a few µs; or one round trip while this process announces a hold).
+        with self._lock:
             if self._connection is None:
                 if time.monotonic() < self._retry_at:
                     return None
@@ -101,8 +101,6 @@ class HoldListener:
                 self._connection, self._retry_at = None, time.monotonic() + RELISTEN_SECONDS
                 return None
             return self._marks.get(key, 0.0)
-        finally:
-            self._lock.release()
 
     def announce(self, key: str, until: float) -> bool:
         """Tells every listening process (this one too) of a hold: one round trip on this
