@@ -89,6 +89,11 @@ class RateBudget:
             self._advance(0.0, -self._lease_left * self._seconds_per_weight)
         self._lease_left = 0.0
 
+    def release(self, weight: float) -> None:
+        """Gives back a slot reserved and not sent (a hold began before its turn came)."""
+        with self._lock:
+            self._advance(0.0, -weight * self._seconds_per_weight)
+
     def hold_left(self) -> float:
         """Seconds until the hold that any process declared on this budget ends (0: none): checked
         just before each request is sent. A hold cuts this process's lease short (``_cut_lease``)."""

@@ -98,7 +98,8 @@ class RetryingCaller:
                 if after is not None:
                     after()
                 return result
-            except HeldBack:  # not sent: wait for the hold's end, then take a new slot
+            except HeldBack:  # not sent: its slot goes back; wait for the hold's end, then take a new one
+                self.budget.release(weight)
                 with self._lock:
                     self.stats.requests -= 1
                 continue
@@ -134,7 +135,7 @@ class RetryingCaller:
 
     def _wait_for_turn(self, weight: int) -> None:
         """Waits for a slot of the budget, then for the end of any hold declared meanwhile (by
-        this process or another): a slot reserved before a hold is given up, and a new one taken."""
+        this process or another): a slot reserved before a hold is given back, and a new one taken."""
         while True:
             wait = self.budget.reserve(weight)
             if wait > 0:
@@ -142,6 +143,7 @@ class RetryingCaller:
             held = self.budget.hold_left()
             if held <= 0:
                 return
+            self.budget.release(weight)  # the slot is not used: the schedule closes up behind the hold
             with self._lock:
                 self.stats.waited_seconds += held
             self._sleep(held)
