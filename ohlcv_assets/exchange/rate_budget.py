@@ -100,9 +100,10 @@ class RateBudget:
         until = max(self._hold_until, self._fleet_hold_until())
         with self._lock:
             now = self._clock()
+            until = max(self._hold_until, until)  # a hold this process declared meanwhile
             if until <= now:
                 return 0.0
-            self._hold_until = max(self._hold_until, until)
+            self._hold_until = until
             self._cut_lease()
             return until - now
 
@@ -113,11 +114,12 @@ class RateBudget:
         declared or learned of that lasts as long is not declared again. Returns the hold's end."""
         with self._lock:
             until = (self._clock() if since is None else since) + seconds
-            self._cut_lease()  # slots already leased must not outrun the hold
             if until <= self._hold_until:
+                self._cut_lease()
                 return until
-            self._hold_until = until
-            self._declare_hold(until)
+            self._hold_until = until  # this process's threads stop at once,
+            self._declare_hold(until)  # then the others: nothing may come before this round trip
+            self._cut_lease()  # slots already leased must not outrun the hold
             # The schedule resumes at the hold's end with its burst allowance: what the hold kept
             # from being sent may follow at once, as no window then holds more than its share.
             self._advance(until, 0.0)
