@@ -95,7 +95,7 @@ class CcxtCandleSource(RetryingSource):
             **venue,
             "options": {**venue.get("options", {}), **self.config.options},
         })
-        bind_session(exchange.session, self.egress_address)
+        bind_session(exchange.session, self.egress_address, self._caller)
         if self.config.api_url:
             api = exchange.urls.get("api")
             if isinstance(api, dict):

@@ -1,27 +1,50 @@
 """Requests that leave from one local address: a worker host with several addresses (or several
 workers on one host, as in the tests on 127.0.0.2 and 127.0.0.3) uses each as its own egress IP,
-and venues, which count weight per IP, see them apart."""
+and venues, which count weight per IP, see them apart. The same adapter is where a venue's
+rate-limit holds are kept: the last check before a request is written to the socket, and the
+first look at each answer's status."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
 
 
-class SourceAddressAdapter(HTTPAdapter):
-    def __init__(self, address: str, **kwargs):
-        self._address = address
+class SendGate(Protocol):
+    def before_send(self) -> None:
+        """Called just before a request is written; raises to keep it from being sent."""
+
+    def on_answer(self, status: int, headers: Mapping[str, str]) -> None:
+        """Called as soon as an answer's status line and headers are read, before its body."""
+
+
+class EgressAdapter(HTTPAdapter):
+    def __init__(self, address: str | None = None, gate: SendGate | None = None, **kwargs):
+        self._address, self._gate = address, gate
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self._address, 0)
+        if self._address:
+            kwargs["source_address"] = (self._address, 0)
         super().init_poolmanager(*args, **kwargs)
 
+    def send(self, request, *args, **kwargs):
+        if self._gate is not None:
+            self._gate.before_send()
+        response = super().send(request, *args, **kwargs)
+        if self._gate is not None:
+            self._gate.on_answer(response.status_code, response.headers)
+        return response
 
-def bind_session(session: requests.Session, address: str | None) -> requests.Session:
-    """Makes every connection of ``session`` leave from ``address`` (None: unchanged)."""
-    if address:
-        adapter = SourceAddressAdapter(address)
+
+def bind_session(session: requests.Session, address: str | None, gate: SendGate | None = None) -> requests.Session:
+    """Makes every connection of ``session`` leave from ``address`` (None: unchanged), and every
+    request pass ``gate`` (None: none)."""
+    if address or gate is not None:
+        adapter = EgressAdapter(address, gate)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
     return session

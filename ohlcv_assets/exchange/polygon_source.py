@@ -128,7 +128,7 @@ class PolygonCandleSource(RetryingSource):
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = bind_session(requests.Session(), self.egress_address)
+            session = self._local.session = bind_session(requests.Session(), self.egress_address, self._caller)
             if self._key:
                 session.headers["Authorization"] = f"Bearer {self._key}"
         return session

@@ -1,8 +1,11 @@
 """The retry discipline every candle source shares, whatever its protocol.
 
 Every request draws on the venue's shared budget; rate-limit answers wait for ``Retry-After``
-and declare a hold on the budget that stops every process drawing on it (each request checks
-the hold just before it is sent, after waiting for its slot); transient failures back off
+and declare a hold on the budget that stops every process drawing on it: the hold is declared as
+soon as a 429 or 418 status line is read (``on_answer``), and each request checks the hold at the
+last moment, just before it is written to the socket (``before_send``; both called by the HTTP
+adapter, see ``egress``); a request stopped there waits for the hold's end and takes a new slot,
+without counting as an attempt; transient failures back off
 exponentially with jitter; failures a retry cannot fix fail at once: credentials the venue refuses
 (``AuthenticationFailed``), and a refused connection at the source's first contact with the venue
 (``VenueUnreachable``: nothing listens at the URL; once the venue has answered, a refused
@@ -26,6 +29,11 @@ BACKOFF_CAP_SECONDS = 30.0
 RETRY_AFTER_MARGIN_SECONDS = 0.25
 RATE_LIMITED, PERMANENT, TRANSIENT, AUTH = "rate_limited", "permanent", "transient", "auth"
 T = TypeVar("T")
+HOLD_STATUSES = (418, 429)  # answers that hold the fleet before anything else is read
+
+
+class HeldBack(Exception):
+    """A request was stopped just before it was written: a hold began after it took its slot."""
 
 if TYPE_CHECKING:
     from ohlcv_assets.universe import ExchangeConfig
@@ -53,13 +61,35 @@ class RetryingCaller:
         self.max_attempts, self.retry_base_seconds = max_attempts, retry_base_seconds
         self._sleep, self._rng, self.stats = sleep, rng, stats
         self._lock = threading.Lock()
+        self._answers = threading.local()  # when this thread's last answer declared a hold (budget clock)
         self.url: str | None = None  # the venue's base URL, named when nothing answers there
         self.answered = False  # the venue answered a request of this source (a refused connection is then transient)
 
+    def before_send(self) -> None:
+        """The last check before a request is written (from the HTTP adapter): a hold declared
+        since the request took its slot keeps it from being sent."""
+        if self.budget.hold_left() > 0:
+            raise HeldBack()
+
+    def on_answer(self, status: int, headers) -> None:
+        """A 429 or 418 holds the fleet the moment its status line is read, before the answer is
+        parsed: its Retry-After (1 s if absent) plus ``RETRY_AFTER_MARGIN_SECONDS``."""
+        self._answers.hold_from = None
+        if status not in HOLD_STATUSES:
+            return
+        try:
+            retry_after = float(headers.get("Retry-After", 1.0))
+        except ValueError:
+            retry_after = 1.0
+        seconds = retry_after + RETRY_AFTER_MARGIN_SECONDS
+        self._answers.hold_from = self.budget.hold_back(seconds) - seconds
+
     def call(self, fn: Callable[[], T], weight: int, classify: Callable[[Exception], Failure | None],
              after: Callable[[], None] | None = None) -> T:
-        for attempt in range(self.max_attempts):
+        attempt = 0
+        while attempt < self.max_attempts:
             self._wait_for_turn(weight)
+            self._answers.hold_from = None
             with self._lock:
                 self.stats.requests += 1
             try:
@@ -68,6 +98,11 @@ class RetryingCaller:
                 if after is not None:
                     after()
                 return result
+            except HeldBack:  # not sent: its slot goes back; wait for the hold's end, then take a new one
+                self.budget.release(weight)
+                with self._lock:
+                    self.stats.requests -= 1
+                continue
             except Exception as err:
                 failure = classify(err)
                 if failure is None:
@@ -83,7 +118,8 @@ class RetryingCaller:
                     raise PermanentFetchError(f"{self.name}: {err}") from err
                 if failure.kind == RATE_LIMITED:
                     wait = max((1.0 if failure.retry_after is None else failure.retry_after) + RETRY_AFTER_MARGIN_SECONDS, backoff)
-                    self.budget.hold_back(wait)
+                    # Declared already if on_answer saw the status (then from when it was read).
+                    self.budget.hold_back(wait, since=self._answers.hold_from)
                     with self._lock:
                         self.stats.rate_limit_waits += 1
                 else:
@@ -94,11 +130,12 @@ class RetryingCaller:
                     self.stats.retries += 1
                     self.stats.waited_seconds += wait
                 self._sleep(wait)
+                attempt += 1
         raise AssertionError("unreachable")
 
     def _wait_for_turn(self, weight: int) -> None:
         """Waits for a slot of the budget, then for the end of any hold declared meanwhile (by
-        this process or another): a slot reserved before a hold is given up, and a new one taken."""
+        this process or another): a slot reserved before a hold is given back, and a new one taken."""
         while True:
             wait = self.budget.reserve(weight)
             if wait > 0:
@@ -106,6 +143,7 @@ class RetryingCaller:
             held = self.budget.hold_left()
             if held <= 0:
                 return
+            self.budget.release(weight)  # the slot is not used: the schedule closes up behind the hold
             with self._lock:
                 self.stats.waited_seconds += held
             self._sleep(held)

@@ -87,6 +87,28 @@ def test_a_hold_declared_elsewhere_cuts_a_leased_lease_short(warehouse_url):
         warehouse.dispose()
 
 
+def test_slots_not_sent_before_a_hold_go_back_to_the_fleet(warehouse_url):
+    """Two processes hold leases of 8 slots (no burst, so that nothing hides a lost slot); the
+    first sends one request and is told 429 (1 s). Neither sends the rest of its lease, nor the
+    slot the second had reserved: all of it goes back to the shared schedule, so that a process
+    asking when the hold ends is served at once. The hold costs the fleet its own length, no more."""
+    config = ExchangeConfig(ccxt_id="binance", weight_limit=600, weight_window_seconds=60, budget_use=0.9, budget_burst=0.0)
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    clock = Clock()
+    try:
+        first, second, third = (SharedRateBudget(warehouse.engine, "binance", config, clock) for _ in range(3))
+        assert first.reserve(2) == 0.0  # sent at once
+        assert second.reserve(2) == pytest.approx(16 / 9)  # its lease follows the first's
+        first.hold_back(1.0)
+        assert second.hold_left() == pytest.approx(1.0)  # its lease is cut short
+        second.release(2)  # and the slot it had reserved is given back (as RetryingCaller does)
+        clock.now += 1.0
+        assert third.hold_left() == 0.0 and third.reserve(2) == 0.0
+    finally:
+        warehouse.dispose()
+
+
 def test_a_hold_keeps_the_burst_for_after_it():
     """What a hold kept from being sent may follow at once when it ends (the burst), never before."""
     clock = Clock()
