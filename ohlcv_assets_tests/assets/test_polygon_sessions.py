@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.exchange.sources import build_source
+from ohlcv_assets.exchange.registry import build_source
 from ohlcv_assets.gap_scan import scan
 from ohlcv_assets.gaps import FILLABLE
 from ohlcv_assets.ingest import ingest_days
