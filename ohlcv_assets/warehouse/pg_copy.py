@@ -109,7 +109,7 @@ def copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, a
     transaction-local staging table, inserted where no row has their key (``ON CONFLICT DO
     NOTHING ... RETURNING``: exactly the rows this statement inserted, even when a concurrent
     writer stored some since they were read; PostgreSQL cannot return ``xmax`` from a partitioned
-    table to tell an upsert's inserts from its updates), then the stored rows updated."""
+    table to tell an upsert's inserts from its updates), then the stored rows that differ updated."""
     columns = [c.name for c in table.columns]
     target = table.name if all_new else f"{table.name}_staging"
     driver_connection = connection.connection.driver_connection
@@ -138,6 +138,7 @@ def copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, a
     instrument = [table.c.exchange == first["exchange"], table.c.symbol == first["symbol"],
                   table.c.timeframe == first["timeframe"], table.c.open_time >= int(times.min()),
                   table.c.open_time <= int(times.max())]  # prunes the partitions
-    connection.execute(sa.update(table).where(*same_key, *instrument, table.c.fetched_at != staged.c.fetched_at)
-                       .values(**{c: staged.c[c] for c in upsert_set(table, staged.c)}))
+    updated = list(upsert_set(table, staged.c))  # the rows just inserted hold these values already
+    differs = sa.tuple_(*(table.c[c] for c in updated)).is_distinct_from(sa.tuple_(*(staged.c[c] for c in updated)))
+    connection.execute(sa.update(table).where(*same_key, *instrument, differs).values(**{c: staged.c[c] for c in updated}))
     return np.array(inserted, dtype=np.int64)
