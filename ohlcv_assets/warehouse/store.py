@@ -222,8 +222,12 @@ class Warehouse:
             times = frame["open_time"].to_numpy()
             self.ensure_partitions(table.name, timeframe, int(times.min()), int(times.max()) + 1)
         frame = frame.assign(**{c: np.nan for c in value_columns(table) if c not in frame})  # e.g. extras a venue lacks
+        times = frame["open_time"].to_numpy()
+        # the stored rows of every incoming one, even one outside the bounds: what is new is then exact
+        first, end = (bounds[0][0], bounds[-1][1]) if not len(times) else (
+            min(bounds[0][0], int(times.min())), max(bounds[-1][1], int(times.max()) + 1))
         with self.engine.begin() as connection:
-            existing = self.read_rows(table, exchange, symbol, timeframe, bounds[0][0], bounds[-1][1], connection)
+            existing = self.read_rows(table, exchange, symbol, timeframe, first, end, connection)
             changes = row_changes(existing, frame, value_columns(table))
             changed = frame[changes.changed]
             if len(changed):
@@ -232,7 +236,6 @@ class Warehouse:
                 inserted = self.dialect.merge_rows(connection, table, rows, changes.is_new[changes.changed])
                 if table is candles:
                     candle_days.add(connection, self.dialect, exchange, symbol, timeframe, inserted)
-        times = frame["open_time"].to_numpy()
         return [changes.result((times >= start) & (times < end)) for start, end in bounds]
 
     def delete_candles(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> int:
