@@ -177,7 +177,7 @@ class PostgreSQL(Dialect):
         return super().read_frame(connection, query, table, columns)
 
     def merge_rows(self, connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, is_new: np.ndarray) -> np.ndarray:
-        return pg_copy.copy_merge(connection, table, rows, all_new=bool(is_new.all()))
+        return pg_copy.copy_merge(connection, table, rows, is_new)
 
     def month_of(self, open_time) -> sa.ColumnElement:
         return sa.func.to_char(sa.func.timezone("UTC", sa.func.to_timestamp(open_time / 1000)), "YYYY-MM")

@@ -102,14 +102,16 @@ def binary_read(connection: sa.Connection, query, table: sa.Table, columns: list
     return frame
 
 
-def copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, all_new: bool) -> np.ndarray:
-    """Writes one instrument's rows (one fetched_at); returns the open times it inserted. Rows that
-    are all new go straight into the table by binary COPY (a concurrent writer of the same rows
-    makes the transaction fail on the key, and the retry merges). Otherwise they are COPYed into a
-    transaction-local staging table, inserted where no row has their key (``ON CONFLICT DO
-    NOTHING ... RETURNING``: exactly the rows this statement inserted, even when a concurrent
-    writer stored some since they were read; PostgreSQL cannot return ``xmax`` from a partitioned
-    table to tell an upsert's inserts from its updates), then the stored rows that differ updated."""
+def copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, is_new: np.ndarray) -> np.ndarray:
+    """Writes one instrument's rows (``is_new``: not stored when read in this transaction); returns
+    the open times it inserted. Rows that are all new go straight into the table by binary COPY (a
+    concurrent writer of the same rows makes the transaction fail on the key, and the retry
+    merges). Otherwise they are COPYed into a transaction-local staging table and merged with
+    INSERT ... ON CONFLICT DO UPDATE; when some are new, first inserted where no row has their key
+    (``ON CONFLICT DO NOTHING ... RETURNING``: exactly the rows this statement inserted, even when
+    a concurrent writer stored some since they were read; PostgreSQL cannot return ``xmax`` from
+    a partitioned table to tell an upsert's inserts from its updates)."""
+    all_new = bool(is_new.all())
     columns = [c.name for c in table.columns]
     target = table.name if all_new else f"{table.name}_staging"
     driver_connection = connection.connection.driver_connection
@@ -129,16 +131,17 @@ def copy_merge(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, a
     if all_new:
         return rows["open_time"].to_numpy()
     staged = sa.table(target, *(sa.column(c) for c in columns))
-    inserted = connection.execute(
-        pg_insert(table).from_select(columns, sa.select(*(staged.c[c] for c in columns)))
-        .on_conflict_do_nothing(index_elements=KEY).returning(table.c.open_time)).scalars().all()
-    first = rows.iloc[0]
-    times = rows["open_time"].to_numpy()
-    same_key = [table.c[c] == staged.c[c] for c in KEY]
-    instrument = [table.c.exchange == first["exchange"], table.c.symbol == first["symbol"],
-                  table.c.timeframe == first["timeframe"], table.c.open_time >= int(times.min()),
-                  table.c.open_time <= int(times.max())]  # prunes the partitions
-    updated = list(upsert_set(table, staged.c))  # the rows just inserted hold these values already
-    differs = sa.tuple_(*(table.c[c] for c in updated)).is_distinct_from(sa.tuple_(*(staged.c[c] for c in updated)))
-    connection.execute(sa.update(table).where(*same_key, *instrument, differs).values(**{c: staged.c[c] for c in updated}))
+    inserted = []
+    if is_new.any():  # (rows stored when read stay stored: only retention deletes, whole old spans)
+        inserted = connection.execute(
+            pg_insert(table).from_select(columns, sa.select(*(staged.c[c] for c in columns)))
+            .on_conflict_do_nothing(index_elements=KEY).returning(table.c.open_time)).scalars().all()
+    # Every staged key is stored now: this updates the rows whose values differ (not those just
+    # inserted), by the key's index like the insert (an UPDATE joined with the staging table is not).
+    updated = upsert_set(table, staged.c)
+    merge = pg_insert(table).from_select(columns, sa.select(*(staged.c[c] for c in columns)))
+    merge = merge.on_conflict_do_update(
+        index_elements=KEY, set_=upsert_set(table, merge.excluded),
+        where=sa.tuple_(*(table.c[c] for c in updated)).is_distinct_from(sa.tuple_(*(merge.excluded[c] for c in updated))))
+    connection.execute(merge)
     return np.array(inserted, dtype=np.int64)
