@@ -182,7 +182,8 @@ def run_raw(warehouse_url: str, simulator: str, years: int, into_candles: bool) 
 
     from ohlcv_assets.archive.binance_vision import parse_klines_csv, unzip_single
     from ohlcv_assets.warehouse.schema import candles
-    from ohlcv_assets.warehouse.store import Warehouse, pg_binary_copy
+    from ohlcv_assets.warehouse.pg_copy import pg_binary_copy
+    from ohlcv_assets.warehouse.store import Warehouse
 
     columns = ["open_time", "open", "high", "low", "close", "volume"]
     if into_candles:

@@ -31,9 +31,9 @@ from ohlcv_assets.day_report import DayTodo, PartitionReport
 from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, interval_ms
 from ohlcv_assets.universe import Instrument
 from ohlcv_assets.validation import CandleValidationError
-from ohlcv_assets.warehouse import sources
+from ohlcv_assets.warehouse import provenance
 from ohlcv_assets.warehouse.schema import candles
-from ohlcv_assets.warehouse.sources import ARCHIVE, DaySource, Disagreement
+from ohlcv_assets.warehouse.provenance import ARCHIVE, DaySource, Disagreement
 from ohlcv_assets.warehouse.store import Warehouse, row_changes, value_columns
 
 BATCH_CANDLES = 50_000
@@ -97,7 +97,7 @@ class ArchiveStage:
         while the current one is written (at most two files in memory)."""
         pending = {d.day: d for d in todo}
         notes: dict[dt.date, str] = {}
-        stored = sources.sources_of(self.warehouse, self.instrument.exchange, self.instrument.symbol, self.interval, list(pending))
+        stored = provenance.sources_of(self.warehouse, self.instrument.exchange, self.instrument.symbol, self.interval, list(pending))
         asked = [d.day for d in todo if d.start < d.end]
         files = [f for f in self.archive.plan(self.instrument.symbol, self.interval, asked, self.today) if asked]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive") as pool:
@@ -183,7 +183,7 @@ class ArchiveStage:
                     notes[d.day] = f"archive {file.name}: invalid_candles ({str(err).splitlines()[0][:240]}): not loaded"
                 continue
             held, written = held + in_file, True
-            sources.record_disagreements(self.warehouse, inst.exchange, inst.symbol, self.interval, found, self.now_ms)
+            provenance.record_disagreements(self.warehouse, inst.exchange, inst.symbol, self.interval, found, self.now_ms)
             disagreeing = {f.day: f.candles for f in found}
             for day, report in reports:
                 report.sources_disagreeing = disagreeing.get(day, 0)
@@ -199,4 +199,4 @@ class ArchiveStage:
                 report.note = "; ".join(notes_now)
             yield reports
         if written:
-            sources.record_file(self.warehouse, inst.exchange, inst.symbol, self.interval, file.name, loaded.sha256, held, self.now_ms)
+            provenance.record_file(self.warehouse, inst.exchange, inst.symbol, self.interval, file.name, loaded.sha256, held, self.now_ms)

@@ -30,11 +30,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 
 from ohlcv_assets.read import load_candles
 from ohlcv_assets.universe import Instrument, Universe
-from ohlcv_assets.warehouse.schema import candles, exported_files
+from ohlcv_assets.warehouse.exports import month_signatures, record_export, recorded_exports
 from ohlcv_assets.warehouse.store import Warehouse
 
 PARQUET, FREQTRADE = "parquet", "freqtrade"
@@ -67,41 +66,6 @@ def parquet_path(instrument: Instrument, interval: str, month: str) -> str:
     return f"parquet/exchange={instrument.exchange}/symbol={symbol}/interval={interval}/month={month}/candles.parquet"
 
 
-def _month_expression(dialect: str):
-    seconds = candles.c.open_time / 1000
-    if dialect == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", sa.func.to_timestamp(seconds)), "YYYY-MM")
-    return sa.func.strftime("%Y-%m", sa.cast(candles.c.open_time / 1000, sa.Integer), "unixepoch")
-
-
-def month_signatures(warehouse: Warehouse, exchange: str, symbol: str, interval: str) -> dict[str, tuple[int, int, int, int]]:
-    """Per month (YYYY-MM): rows, newest fetched_at, first and last open time (one aggregate query)."""
-    month = _month_expression(warehouse.engine.dialect.name).label("month")
-    query = (sa.select(month, sa.func.count(), sa.func.max(candles.c.fetched_at), sa.func.min(candles.c.open_time),
-                       sa.func.max(candles.c.open_time))
-             .where(candles.c.exchange == exchange, candles.c.symbol == symbol, candles.c.timeframe == interval)
-             .group_by(month))
-    with warehouse.engine.connect() as connection:
-        return {m: (int(n), int(f), int(lo), int(hi)) for m, n, f, lo, hi in connection.execute(query)}
-
-
-def _recorded(warehouse: Warehouse, fmt: str, instrument: Instrument, interval: str) -> dict[str, tuple[int, int]]:
-    t = exported_files.c
-    query = sa.select(t.month, t.rows, t.max_fetched_at).where(
-        t.format == fmt, t.exchange == instrument.exchange, t.symbol == instrument.symbol, t.timeframe == interval)
-    with warehouse.engine.connect() as connection:
-        return {m: (int(n), int(f)) for m, n, f in connection.execute(query)}
-
-
-def _record(warehouse: Warehouse, fmt: str, instrument: Instrument, interval: str, month: str, path: str,
-            rows: int, max_fetched_at: int, now_ms: int) -> None:
-    key = {"format": fmt, "exchange": instrument.exchange, "symbol": instrument.symbol, "timeframe": interval, "month": month}
-    values = {"path": path, "rows": rows, "max_fetched_at": max_fetched_at, "written_ms": now_ms}
-    with warehouse.engine.begin() as connection:
-        connection.execute(sa.delete(exported_files).where(*(exported_files.c[k] == v for k, v in key.items())))
-        connection.execute(sa.insert(exported_files).values(**key, **values))
-
-
 def _write_atomically(target: Path, write) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -130,7 +94,7 @@ def _export_file(warehouse: Warehouse, directory: Path, fmt: str, instrument: In
     else:
         table = _table(frame, "date")
         report.bytes_written += _write_atomically(directory / path, lambda p: feather.write_feather(table, p, compression="lz4"))
-    _record(warehouse, fmt, instrument, interval, month, path, len(frame), fetched, now_ms)
+    record_export(warehouse, fmt, instrument.exchange, instrument.symbol, interval, month, path, len(frame), fetched, now_ms)
     report.files_written += 1
     report.rows_written += len(frame)
     report.written.append(path)
@@ -142,7 +106,7 @@ def export_instrument(warehouse: Warehouse, directory: Path, instrument: Instrum
     if not months:
         return
     if PARQUET in formats:
-        recorded = _recorded(warehouse, PARQUET, instrument, interval)
+        recorded = recorded_exports(warehouse, PARQUET, instrument.exchange, instrument.symbol, interval)
         for month, (rows, fetched, first, last) in sorted(months.items()):
             path = parquet_path(instrument, interval, month)
             if recorded.get(month) == (rows, fetched) and (directory / path).exists():
@@ -154,7 +118,7 @@ def export_instrument(warehouse: Warehouse, directory: Path, instrument: Instrum
         rows = sum(m[0] for m in months.values())
         fetched = max(m[1] for m in months.values())
         path = f"freqtrade/{instrument.exchange}/{freqtrade_pair_file(instrument.symbol, interval)}"
-        if _recorded(warehouse, FREQTRADE, instrument, interval).get("") == (rows, fetched) and (directory / path).exists():
+        if recorded_exports(warehouse, FREQTRADE, instrument.exchange, instrument.symbol, interval).get("") == (rows, fetched) and (directory / path).exists():
             report.files_unchanged += 1
             return
         bounds = (min(m[2] for m in months.values()), max(m[3] for m in months.values()) + 1)

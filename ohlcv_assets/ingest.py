@@ -43,9 +43,9 @@ from ohlcv_assets.intervals import (
 from ohlcv_assets.sessions import Sessions
 from ohlcv_assets.universe import ExchangeConfig, Instrument
 from ohlcv_assets.validation import validate_candles
-from ohlcv_assets.warehouse import delistings, gap_records, sources, venue_counters
+from ohlcv_assets.warehouse import delistings, gap_records, provenance, venue_counters
 from ohlcv_assets.warehouse.delistings import Delisting
-from ohlcv_assets.warehouse.sources import REST, DaySource
+from ohlcv_assets.warehouse.provenance import REST, DaySource
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -509,6 +509,6 @@ def _write_batch(config: ExchangeConfig, warehouse: Warehouse, instrument: Instr
         if d.end < end:
             report.note = (report.note + "; " if report.note else "") + "day still in progress: closed candles so far"
         reports.append((d.day, report))
-    sources.record_days(warehouse, instrument.exchange, instrument.symbol, interval, recorded, now_ms)
+    provenance.record_days(warehouse, instrument.exchange, instrument.symbol, interval, recorded, now_ms)
     return reports
 

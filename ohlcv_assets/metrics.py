@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 import dagster as dg
-import sqlalchemy as sa
 
 from ohlcv_assets.dagster_internals import failed_partitions
 from ohlcv_assets.exchange.egress import budget_key
@@ -28,8 +27,8 @@ from ohlcv_assets.names import candles_key, freshness_windows, split_partition_k
 from ohlcv_assets.quality import checks_for
 from ohlcv_assets.universe import Universe, instrument_key
 from ohlcv_assets.warehouse import delistings, venue_counters
-from ohlcv_assets.warehouse.schema import GAP_EXPLAINED_STATUSES, candles, gaps, rate_budget
 from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.summaries import budget_states, latest_open_times, open_gaps_by_venue
 
 GAUGE, COUNTER = "gauge", "counter"
 DEFAULT_EGRESS = "default"  # the egress label of requests that leave from the system's choice of address
@@ -101,34 +100,6 @@ def _seconds(ms: float) -> float:
     return ms / 1000.0
 
 
-_LATEST_PG = sa.text(
-    "SELECT k.e AS exchange, k.s AS symbol, (SELECT max(c.open_time) FROM candles c "
-    "WHERE c.exchange = k.e AND c.symbol = k.s AND c.timeframe = :interval) AS last "
-    "FROM unnest(CAST(:exchanges AS text[]), CAST(:symbols AS text[])) AS k(e, s)")
-
-
-def latest_open_times(warehouse: Warehouse, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
-    """Open time of the newest stored candle of each (exchange, symbol, interval) that has one: a
-    max() per key, answered from the primary-key index (on PostgreSQL from the newest partition of
-    the interval). On PostgreSQL one statement per interval (a subplan per instrument: 500
-    instruments in ~0.1 s, where a statement per key or a union of them spends seconds planning)."""
-    by_interval: dict[str, list[tuple[str, str]]] = {}
-    for exchange, symbol, interval in keys:
-        by_interval.setdefault(interval, []).append((exchange, symbol))
-    found: dict[tuple[str, str, str], int] = {}
-    with warehouse.engine.connect() as conn:
-        for interval, instruments in by_interval.items():
-            if warehouse.is_postgres:
-                rows = conn.execute(_LATEST_PG, {"interval": interval, "exchanges": [e for e, _ in instruments],
-                                                 "symbols": [s for _, s in instruments]}).all()
-            else:
-                query = sa.select(sa.func.max(candles.c.open_time)).where(
-                    candles.c.exchange == sa.bindparam("e"), candles.c.symbol == sa.bindparam("s"), candles.c.timeframe == interval)
-                rows = [(e, s, conn.execute(query, {"e": e, "s": s}).scalar()) for e, s in instruments]
-            found.update({(e, s, interval): int(last) for e, s, last in rows if last is not None})
-    return found
-
-
 def freshness_samples(universe: Universe, warehouse: Warehouse, now_ms: int) -> list[Sample]:
     keys = [(inst.exchange, inst.symbol, interval) for interval in universe.intervals for inst in universe.instruments_for(interval)]
     last = latest_open_times(warehouse, keys)
@@ -148,16 +119,11 @@ def freshness_samples(universe: Universe, warehouse: Warehouse, now_ms: int) -> 
 def gap_samples(universe: Universe, warehouse: Warehouse) -> list[Sample]:
     """Per venue, interval and class, the open gap records and their candles (0 where none); which
     instruments they are on, ``ohlcv-status`` says."""
-    with warehouse.engine.connect() as conn:
-        rows = conn.execute(sa.select(gaps.c.exchange, gaps.c.timeframe, gaps.c.reason,
-                                      sa.func.count().label("n"), sa.func.sum(gaps.c.candles).label("candles"))
-                            .where(gaps.c.status.in_(GAP_EXPLAINED_STATUSES))
-                            .group_by(gaps.c.exchange, gaps.c.timeframe, gaps.c.reason)).all()
     found: dict[tuple[str, str, str], tuple[int, int]] = {}
-    for r in rows:
-        key = (r.exchange, r.timeframe, GAP_CLASSES.get(r.reason, r.reason))
+    for exchange, interval, reason, records, candles in open_gaps_by_venue(warehouse):
+        key = (exchange, interval, GAP_CLASSES.get(reason, reason))
         n, missing = found.get(key, (0, 0))
-        found[key] = (n + int(r.n), missing + int(r.candles or 0))
+        found[key] = (n + records, missing + candles)
     wanted = {(inst.exchange, interval, cls) for interval in universe.intervals
               for inst in universe.instruments_for(interval) for cls in GAP_CLASSES.values()}
     samples = []
@@ -180,8 +146,7 @@ def counter_samples(warehouse: Warehouse) -> list[Sample]:
 
 def budget_samples(universe: Universe, warehouse: Warehouse, now_s: float) -> list[Sample]:
     """Each venue's shared budget (one row per venue and egress address, keyed as ``budget_key``)."""
-    with warehouse.engine.connect() as conn:
-        states = {r.exchange: float(r.tat) for r in conn.execute(sa.select(rate_budget))}
+    states = budget_states(warehouse)
     samples = []
     for key, tat in sorted(states.items()):
         venue, _, egress = key.partition("@")

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import sqlalchemy as sa
 
 from ohlcv_assets.archive import ArchiveUnavailable
 from ohlcv_assets.archive.formats import build_archive
@@ -32,16 +31,9 @@ from ohlcv_assets.quality import checks_for
 from ohlcv_assets.sessions import Sessions
 from ohlcv_assets.universe import ExchangeConfig, Instrument, Universe
 from ohlcv_assets.warehouse import delistings
-from ohlcv_assets.warehouse.schema import (
-    CONFIRMED_EMPTY,
-    GAP_EXPLAINED_STATUSES,
-    candles,
-    day_sources,
-    gaps,
-    retired_ranges,
-    source_disagreements,
-)
+from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY
 from ohlcv_assets.warehouse.store import Warehouse, public_url
+from ohlcv_assets.warehouse.summaries import instrument_summaries, retired_ranges_by_instrument
 
 HEARTBEAT_STALE_SECONDS = 300
 UNEXPLAINED = "unexplained"
@@ -75,23 +67,8 @@ def instrument_freshness(universe: Universe, instrument: Instrument, interval: s
 def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.DagsterInstance | None, now: int) -> list[dict]:
     """One row per instrument and interval. ``open_gaps`` counts missing candles by class;
     candles missing from the settled grid that no scan has explained yet count as ``unexplained``."""
-    with warehouse.engine.connect() as conn:
-        stored = {(r.exchange, r.symbol, r.timeframe): r for r in conn.execute(
-            sa.select(candles.c.exchange, candles.c.symbol, candles.c.timeframe, sa.func.count().label("n"),
-                      sa.func.min(candles.c.open_time).label("first"), sa.func.max(candles.c.open_time).label("last"))
-            .group_by(candles.c.exchange, candles.c.symbol, candles.c.timeframe))}
-        day_counts: dict = {}
-        for r in conn.execute(sa.select(day_sources.c.exchange, day_sources.c.symbol, day_sources.c.timeframe, day_sources.c.source,
-                                        sa.func.count().label("n"))
-                              .group_by(day_sources.c.exchange, day_sources.c.symbol, day_sources.c.timeframe, day_sources.c.source)):
-            day_counts.setdefault((r.exchange, r.symbol, r.timeframe), {})[r.source] = int(r.n)
-        disagreeing = {(r.exchange, r.symbol, r.timeframe): int(r.n) for r in conn.execute(
-            sa.select(source_disagreements.c.exchange, source_disagreements.c.symbol, source_disagreements.c.timeframe,
-                      sa.func.sum(source_disagreements.c.candles).label("n"))
-            .group_by(source_disagreements.c.exchange, source_disagreements.c.symbol, source_disagreements.c.timeframe))}
-        recorded = conn.execute(sa.select(gaps.c.exchange, gaps.c.symbol, gaps.c.timeframe, gaps.c.reason, gaps.c.status,
-                                          gaps.c.start_ms, gaps.c.end_ms, gaps.c.candles)
-                                .where(gaps.c.status.in_(GAP_EXPLAINED_STATUSES))).all()
+    summaries = instrument_summaries(warehouse)
+    stored = summaries.stored  # from the per-day counts: no scan of the candles
     delisted = delistings.delisted(warehouse)
     dropped = retired(warehouse)
     rows = []
@@ -100,7 +77,7 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
         step = interval_ms(interval)
         for inst in universe.instruments_for(interval):
             s = stored.get((inst.exchange, inst.symbol, interval))
-            mine = [g for g in recorded if (g.exchange, g.symbol, g.timeframe) == (inst.exchange, inst.symbol, interval)]
+            mine = summaries.gaps.get((inst.exchange, inst.symbol, interval), [])
             open_gaps: dict[str, int] = {}
             expected = 0
             delisting = delisted.get((inst.exchange, inst.symbol))
@@ -129,9 +106,9 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
                 "coverage_pct": round(100 * min(s.n, expected) / expected, 3) if s and expected else None,
                 "candles": s.n if s else 0,
                 "open_gaps": open_gaps,
-                "day_sources": day_counts.get((inst.exchange, inst.symbol, interval), {}),
+                "day_sources": summaries.day_sources.get((inst.exchange, inst.symbol, interval), {}),
                 "retired": dropped.get((inst.exchange, inst.symbol, interval), []),
-                "disagreeing_candles": disagreeing.get((inst.exchange, inst.symbol, interval), 0),
+                "disagreeing_candles": summaries.disagreeing.get((inst.exchange, inst.symbol, interval), 0),
                 "failing_checks": None if failing is None else
                 [f"{name} ({', '.join(mine)})" for name, days in failing.items() if (mine := of_instrument(days, inst.key))],
                 "quality_score": quality,
@@ -143,26 +120,21 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
 def retired(warehouse: Warehouse) -> dict[tuple[str, str, str], list[str]]:
     """Per (exchange, symbol, interval), the ranges retention dropped (``retired_ranges``), adjacent
     spans merged: ``first..end (candles)``, end exclusive."""
-    with warehouse.engine.connect() as conn:
-        ranges = conn.execute(sa.select(retired_ranges.c.exchange, retired_ranges.c.symbol, retired_ranges.c.timeframe,
-                                        retired_ranges.c.start_ms, retired_ranges.c.end_ms, retired_ranges.c.candles)
-                              .order_by(retired_ranges.c.exchange, retired_ranges.c.symbol, retired_ranges.c.timeframe,
-                                        retired_ranges.c.start_ms)).all()
     merged: dict[tuple[str, str, str], list[list[int]]] = {}
-    for r in ranges:
-        spans = merged.setdefault((r.exchange, r.symbol, r.timeframe), [])
-        if spans and r.start_ms <= spans[-1][1]:
-            spans[-1][1], spans[-1][2] = max(spans[-1][1], r.end_ms), spans[-1][2] + int(r.candles)
-        else:
-            spans.append([int(r.start_ms), int(r.end_ms), int(r.candles)])
+    for key, ranges in retired_ranges_by_instrument(warehouse).items():
+        spans = merged.setdefault(key, [])
+        for start_ms, end_ms, candles in ranges:
+            if spans and start_ms <= spans[-1][1]:
+                spans[-1][1], spans[-1][2] = max(spans[-1][1], end_ms), spans[-1][2] + candles
+            else:
+                spans.append([start_ms, end_ms, candles])
     return {key: [f"{ms_to_iso(start)}..{ms_to_iso(end)} ({n:,} candles)" for start, end, n in spans]
             for key, spans in merged.items()}
 
 
 def stale_instruments(universe: Universe, warehouse: Warehouse, now: int) -> list[dict]:
     """The stale instruments, from each one's latest candle alone: one index lookup per instrument,
-    so the alert sensor's tick stays short however much history is stored (``instrument_rows``
-    counts every candle, a full read of the table)."""
+    so the alert sensor's tick stays short however much history is stored."""
     delisted = delistings.delisted(warehouse)
     stale = []
     for interval in universe.intervals:
@@ -294,7 +266,7 @@ def health(universe: Universe, warehouse: Warehouse | None, warehouse_problem: s
     else:
         wanted = {(i.exchange, i.symbol, interval) for interval in universe.intervals for i in universe.instruments_for(interval)}
         have = stored_instruments(warehouse, wanted)
-        shown = sa.make_url(warehouse.url).render_as_string(hide_password=True)
+        shown = public_url(warehouse.url)
         if not wanted & have and instance is not None and materialized_anything(instance, universe):
             report["warehouse"] = (f"FAIL {shown} holds none of the universe's instruments, but the Dagster instance has "
                                    "materializations of them: the runs wrote to another warehouse")

@@ -9,7 +9,7 @@ import pandas as pd
 from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
 from ohlcv_assets.read import load_candles
 from ohlcv_assets.sessions import Sessions
-from ohlcv_assets.warehouse import delistings, sources
+from ohlcv_assets.warehouse import delistings, provenance
 from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
 
 COMPLETENESS_THRESHOLD = 0.99
@@ -260,7 +260,7 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         until = min(until, delisting.delisted_ms)
     age = None if latest is None else max(0, until - (latest + step))
     freshness = freshness_share(age, *freshness_windows_ms)
-    disagreements = sources.disagreements(warehouse, instrument.exchange, instrument.symbol, interval, days)
+    disagreements = provenance.disagreements(warehouse, instrument.exchange, instrument.symbol, interval, days)
     disagreeing = dict(iter(disagreements.groupby("day"))) if len(disagreements) else {}
     results = {}
     for day in days:

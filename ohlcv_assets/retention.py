@@ -18,14 +18,14 @@ import dataclasses
 import datetime as dt
 
 import pandas as pd
-import sqlalchemy as sa
 
-from ohlcv_assets.intervals import day_bounds_ms, interval_ms, ms_to_iso, utc_day
+from ohlcv_assets.intervals import day_bounds_ms, interval_ms, ms_to_iso
 from ohlcv_assets.quality import consistency
 from ohlcv_assets.read import load_candles
 from ohlcv_assets.universe import Universe
-from ohlcv_assets.warehouse.partitioning import Span, drop_partition, span_table, spans_covering, stored_spans
-from ohlcv_assets.warehouse.schema import candle_features, candles, day_sources, retired_ranges
+from ohlcv_assets.warehouse import retirement
+from ohlcv_assets.warehouse.partitioning import Span
+from ohlcv_assets.warehouse.schema import candle_features, candles
 from ohlcv_assets.warehouse.store import Warehouse
 
 DROPPED, REFUSED = "dropped", "refused"
@@ -51,18 +51,6 @@ def cutoff_ms(keep_days: int, today: dt.date) -> int:
     return day_bounds_ms(today - dt.timedelta(days=keep_days))[0]
 
 
-def expired_spans(warehouse: Warehouse, interval: str, cutoff: int) -> list[Span]:
-    """Whole spans of an interval ending at or before the cutoff that may hold candles."""
-    if warehouse.is_postgres:
-        with warehouse.engine.connect() as connection:
-            return [s.span for s in stored_spans(connection, candles.name) if s.interval == interval and s.span.end_ms <= cutoff]
-    with warehouse.engine.connect() as connection:
-        first = connection.execute(sa.select(sa.func.min(candles.c.open_time)).where(candles.c.timeframe == interval)).scalar()
-    if first is None:
-        return []
-    return [s for s in spans_covering(interval, int(first), cutoff) if s.end_ms <= cutoff]
-
-
 def missing_aggregates(warehouse: Warehouse, exchange: str, symbol: str, interval: str, fine: pd.DataFrame,
                        coarser: str, span: Span) -> str:
     """Why the coarser interval does not yet summarise the span's ``fine`` candles, or '' when it does."""
@@ -78,14 +66,6 @@ def missing_aggregates(warehouse: Warehouse, exchange: str, symbol: str, interva
     if len(compared.offending):
         return f"{len(compared.offending)} {coarser} candles differ from the {interval} candles, first {ms_to_iso(int(compared.offending['open_time'].iloc[0]))}"
     return ""
-
-
-def _stored_instruments(warehouse: Warehouse, interval: str, span: Span) -> list[tuple[str, str, int]]:
-    query = (sa.select(candles.c.exchange, candles.c.symbol, sa.func.count())
-             .where(candles.c.timeframe == interval, candles.c.open_time >= span.start_ms, candles.c.open_time < span.end_ms)
-             .group_by(candles.c.exchange, candles.c.symbol).order_by(candles.c.exchange, candles.c.symbol))
-    with warehouse.engine.connect() as connection:
-        return [(e, s, int(n)) for e, s, n in connection.execute(query)]
 
 
 def _refusal(universe: Universe, warehouse: Warehouse, interval: str, span: Span, stored: list[tuple[str, str, int]]) -> str:
@@ -105,44 +85,19 @@ def _refusal(universe: Universe, warehouse: Warehouse, interval: str, span: Span
     return ""
 
 
-def _drop(warehouse: Warehouse, interval: str, span: Span, stored: list[tuple[str, str, int]], now_ms: int) -> None:
-    """Removes the span (candles and features) and records it, in one transaction."""
-    with warehouse.engine.begin() as connection:
-        if warehouse.is_postgres:
-            detail = f"dropped partition {span_table(candles.name, interval, span)}"
-            for table in (candles.name, candle_features.name):
-                drop_partition(connection, span_table(table, interval, span))
-        else:
-            detail = "deleted rows"
-            for table in (candles, candle_features):
-                connection.execute(sa.delete(table).where(table.c.timeframe == interval, table.c.open_time >= span.start_ms,
-                                                          table.c.open_time < span.end_ms))
-        if stored:
-            # The retired days' sources go with their candles: `ohlcv-status` shows them as retired instead.
-            first, end = (utc_day(ms).isoformat() for ms in (span.start_ms, span.end_ms))  # days as YYYY-MM-DD sort as dates
-            for exchange, symbol, _ in stored:
-                connection.execute(sa.delete(day_sources).where(
-                    day_sources.c.exchange == exchange, day_sources.c.symbol == symbol, day_sources.c.timeframe == interval,
-                    day_sources.c.day >= first, day_sources.c.day < end))
-            connection.execute(sa.insert(retired_ranges), [
-                {"exchange": e, "symbol": s, "timeframe": interval, "start_ms": span.start_ms, "end_ms": span.end_ms,
-                 "candles": n, "retired_ms": now_ms, "detail": detail} for e, s, n in stored])
-    warehouse.forget_partitions()
-
-
 def apply_retention(universe: Universe, warehouse: Warehouse, today: dt.date, now_ms: int) -> list[SpanOutcome]:
     """Drops every expired span whose aggregates are in place; refuses (and says why) the others."""
     outcomes = []
     for interval in sorted(universe.retention, key=interval_ms):
         cutoff = cutoff_ms(universe.retention[interval].keep_days, today)
-        for span in expired_spans(warehouse, interval, cutoff):
-            stored = _stored_instruments(warehouse, interval, span)
+        for span in retirement.expired_spans(warehouse, interval, cutoff):
+            stored = retirement.instruments_in_span(warehouse, interval, span)
             count = sum(n for _, _, n in stored)
             why = _refusal(universe, warehouse, interval, span, stored)
             if why:
                 outcomes.append(SpanOutcome(interval, span, REFUSED, count, len(stored), why))
                 continue
-            _drop(warehouse, interval, span, stored, now_ms)
+            retirement.drop_span(warehouse, interval, span, stored, now_ms)
             if stored:
                 outcomes.append(SpanOutcome(interval, span, DROPPED, count, len(stored)))
     return outcomes

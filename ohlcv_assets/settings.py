@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ohlcv_assets.errors import ConfigurationError
+from ohlcv_assets.warehouse.urls import check_sqlite_directory, resolve_sqlite_url
 
 WAREHOUSE_URL_ENV = "OHLCV_WAREHOUSE_URL"
 READER_URL_ENV = "OHLCV_READER_URL"
@@ -34,41 +35,6 @@ DAGSTER_HOME_ENV = "DAGSTER_HOME"
 WAREHOUSE_FILE = "warehouse.db"
 UNIVERSE_ENV = "OHLCV_UNIVERSE"
 ARCHIVE_CACHE_ENV = "OHLCV_ARCHIVE_CACHE"
-
-
-def sqlite_path(url: str) -> str | None:
-    """The database file of a SQLite URL as written (None: not SQLite, or in memory)."""
-    if not url.startswith("sqlite"):
-        return None
-    database = sa_url(url).database
-    return database if database and database != ":memory:" and not database.startswith("file:") else None
-
-
-def sa_url(url: str):
-    import sqlalchemy as sa  # only here: settings is imported by processes that never open a database
-
-    return sa.make_url(url)
-
-
-def resolve_sqlite_url(url: str, cwd: Path | None = None) -> str:
-    """A SQLite URL with its file made absolute against ``cwd`` (default: the working directory);
-    any other URL unchanged."""
-    database = sqlite_path(url)
-    if database is None or Path(database).is_absolute():
-        return url
-    absolute = ((cwd or Path.cwd()) / database).resolve()
-    return sa_url(url).set(database=str(absolute)).render_as_string(hide_password=False)
-
-
-def check_sqlite_directory(url: str) -> None:
-    """A SQLite warehouse is a file in a directory that exists: nothing creates the directory."""
-    database = sqlite_path(url)
-    if database is None:
-        return
-    directory = Path(database).resolve().parent
-    if not directory.is_dir():
-        raise ConfigurationError(f"the SQLite warehouse {url} is in {directory}, which does not exist: "
-                                 "create the directory or correct the path")
 
 
 def resolve_environment(environ: dict | None = None, cwd: Path | None = None, dagster_home: bool = True) -> dict[str, str]:

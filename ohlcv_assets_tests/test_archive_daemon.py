@@ -22,7 +22,7 @@ from ohlcv_assets.instance_storage import storage_env
 from ohlcv_assets.intervals import DAY_MS, HOUR_MS, day_bounds_ms
 from ohlcv_assets.simulator.market import SimulatedMarket
 from ohlcv_assets.simulator.server import SimulatorConfig
-from ohlcv_assets.warehouse import gap_records, sources
+from ohlcv_assets.warehouse import gap_records, provenance
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port, quick_daemon_ticks, running, stop_features_automation, wait_until
@@ -100,7 +100,7 @@ sensor_seconds: 5
                 if not (gaps and stored >= len(candles) and all(g.status in SETTLED for g in gaps)):
                     return None
                 found += gaps
-            return found if sources.sources_of(warehouse, "binance", "DEEP/USDT", "1h", [today]) else None
+            return found if provenance.sources_of(warehouse, "binance", "DEEP/USDT", "1h", [today]) else None
 
         gaps = wait_until(history_filled, timeout_seconds=900, interval=5, what="four years backfilled by the gap sensor")
         with urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/sim/stats", timeout=10) as response:
@@ -110,7 +110,7 @@ sensor_seconds: 5
 
     assert warehouse.read_candles("binance", "DEEP/USDT", "1h", lo, hi).equals(expected), log[-5000:]
 
-    by_day = sources.sources_of(warehouse, "binance", "DEEP/USDT", "1h")
+    by_day = provenance.sources_of(warehouse, "binance", "DEEP/USDT", "1h")
     kinds = Counter(s.file.split("/")[2] if s.file else s.source for s in by_day.values())  # data/spot/{monthly|daily}/…
     assert kinds["monthly"] >= 28 * (YEARS * 12 - 2), kinds  # whole published months from monthly files
     assert kinds["daily"] >= 1, kinds  # the edges of the range: days of months not whole or not published yet
@@ -119,7 +119,7 @@ sensor_seconds: 5
     assert stats.get("requests.klines", 0) < 60, stats  # REST for a few days only, not four years of pages
 
     assert warehouse.read_candles("kraken", "DEEP/USD", "1d", kraken_lo, hi).equals(kraken_expected), log[-5000:]
-    kraken_days = sources.sources_of(warehouse, "kraken", "DEEP/USD", "1d")
+    kraken_days = provenance.sources_of(warehouse, "kraken", "DEEP/USD", "1d")
     quarter_end = dt.date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)  # where the simulator's zip ends
     by_source = Counter((s.source, day < quarter_end) for day, s in kraken_days.items() if day < today)  # today: no closed 1d candle
     # the zip's days (the 20 beyond REST's 720 days among them) from it, the days after it from REST

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ohlcv-db-setup: {', '.join(missing)} not set (no default password: see .env.example)", file=sys.stderr)
         return 2
     from ohlcv_assets.warehouse.roles import Layout, setup_database
-    from ohlcv_assets.warehouse.store import HEAD_REVISION, public_url
+    from ohlcv_assets.warehouse.engine import HEAD_REVISION
+    from ohlcv_assets.warehouse.urls import public_url
 
     layout = Layout()
     urls = setup_database(os.environ[ADMIN_URL_ENV], {kind: os.environ[name] for kind, name in PASSWORD_ENVS.items()}, layout)
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def migrate_only() -> int:
     from ohlcv_assets.settings import OWNER, describe_warehouse_setting, warehouse_url
-    from ohlcv_assets.warehouse.store import HEAD_REVISION, Warehouse, public_url
+    from ohlcv_assets.warehouse.engine import HEAD_REVISION
+    from ohlcv_assets.warehouse.store import Warehouse
+    from ohlcv_assets.warehouse.urls import public_url
 
     url = warehouse_url(role=OWNER)
     warehouse = Warehouse(url)

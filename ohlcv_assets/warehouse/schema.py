@@ -202,3 +202,17 @@ source_disagreements = Table(
     Column("detected_ms", BigInteger, nullable=False),
     Index("ix_disagreements_instrument", "exchange", "symbol", "timeframe", "day"),
 )
+
+candle_days = Table(
+    "candle_days",
+    metadata,
+    Column("exchange", String(64), primary_key=True),
+    Column("symbol", String(64), primary_key=True),
+    Column("timeframe", String(8), primary_key=True),
+    Column("day_ms", BigInteger, primary_key=True, comment="the UTC day's start, epoch milliseconds"),
+    Column("candles", BigInteger, nullable=False, comment="candles stored that open in the day"),
+    Column("first_open", BigInteger, nullable=False, comment="open time of the day's first stored candle"),
+    Column("last_open", BigInteger, nullable=False, comment="open time of the day's last stored candle"),
+    comment="Per instrument, interval and UTC day, the candles stored: kept by every write and delete of candles "
+            "(warehouse/candle_days.py), so counts never need a scan of the candles",
+)

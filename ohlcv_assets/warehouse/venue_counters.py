@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ohlcv_assets.warehouse.schema import venue_counters
 from ohlcv_assets.warehouse.store import Warehouse
@@ -40,8 +38,7 @@ def add(warehouse: Warehouse, exchange: str, egress: str | None, fetched: object
     values["candles_written"] = candles_written
     if not any(values.values()):
         return
-    insert = pg_insert if warehouse.is_postgres else sqlite_insert
-    statement = insert(venue_counters).values(exchange=exchange, egress=egress or "", updated_ms=now_ms, **values)
+    statement = warehouse.dialect.insert(venue_counters).values(exchange=exchange, egress=egress or "", updated_ms=now_ms, **values)
     statement = statement.on_conflict_do_update(
         index_elements=["exchange", "egress"],
         set_={**{name: venue_counters.c[name] + statement.excluded[name] for name in COUNTED}, "updated_ms": statement.excluded.updated_ms})

@@ -16,7 +16,7 @@ from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.partitions import sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.universe import UniverseError, parse_universe
-from ohlcv_assets.warehouse import sources
+from ohlcv_assets.warehouse import provenance
 from ohlcv_assets.warehouse.schema import source_files
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -110,10 +110,10 @@ def test_history_to_today_is_daily_files_monthly_files_and_rest_and_exact(archiv
     assert archive_sim.stats["requests.klines"] == 2  # the listing probe of the first run, and today's page
     wh = Warehouse(warehouse_url)
     try:
-        recorded = sources.sources_of(wh, "binance", "BTC/USDT", "1h")
+        recorded = provenance.sources_of(wh, "binance", "BTC/USDT", "1h")
     finally:
         wh.dispose()
-    assert recorded[TODAY] == sources.DaySource("rest") and recorded[dt.date(2025, 2, 3)].file.endswith("2025-02.zip")
+    assert recorded[TODAY] == provenance.DaySource("rest") and recorded[dt.date(2025, 2, 3)].file.endswith("2025-02.zip")
 
 
 def test_every_archive_fault_ends_exact_and_says_so(archive_sim, archive_setup, warehouse_url):
@@ -166,7 +166,7 @@ def test_a_monthly_file_that_disagrees_with_the_daily_files_is_recorded_and_repo
     assert meta[dt.date(2025, 4, 30)]["candles_new"] == 1440 and meta[dt.date(2025, 4, 2)]["candles_unchanged"] == 1440
     wh = Warehouse(warehouse_url)
     try:
-        [row] = sources.disagreements(wh, "binance", "BTC/USDT", "1m").to_dict("records")
+        [row] = provenance.disagreements(wh, "binance", "BTC/USDT", "1m").to_dict("records")
         held = wh.read_candles("binance", "BTC/USDT", "1m", *day_bounds_ms(day))
         status = {(r["symbol"], r["interval"]): r for r in instrument_rows(universe, wh, None, now_ms())}[("BTC/USDT", "1m")]
     finally:
@@ -252,7 +252,7 @@ def test_a_day_keeping_its_stored_candles_against_a_file_counts_them_and_is_reco
     assert stored(warehouse_url, "binance", "BTC/USDT", "1m", day, day).equals(truth(archive_sim, "binance", "BTC/USDT", "1m", day, day))
     wh = Warehouse(warehouse_url)
     try:
-        recorded = sources.sources_of(wh, "binance", "BTC/USDT", "1m", [day])[day]
+        recorded = provenance.sources_of(wh, "binance", "BTC/USDT", "1m", [day])[day]
         status = {(r["symbol"], r["interval"]): r for r in instrument_rows(universe, wh, None, now_ms())}[("BTC/USDT", "1m")]
     finally:
         wh.dispose()

@@ -24,7 +24,8 @@ from ohlcv_assets.warehouse.schema import (
     source_files,
 )
 from ohlcv_assets.candle_frame import EXTRA_COLUMNS
-from ohlcv_assets.warehouse.store import HEAD_REVISION, MIGRATIONS, Warehouse
+from ohlcv_assets.warehouse.engine import HEAD_REVISION, MIGRATIONS
+from ohlcv_assets.warehouse.store import Warehouse
 
 DAY_START = 1_790_000_000_000 // 86_400_000 * 86_400_000
 from ohlcv_assets_tests.helpers import merge_candles
@@ -145,7 +146,7 @@ def test_upgrading_to_per_interval_file_records_keeps_the_sources_recorded(wareh
     from alembic import command
     from alembic.config import Config
 
-    from ohlcv_assets.warehouse import sources
+    from ohlcv_assets.warehouse import provenance
 
     old = Warehouse(warehouse_url)
     old.migrate("0010")
@@ -160,11 +161,11 @@ def test_upgrading_to_per_interval_file_records_keeps_the_sources_recorded(wareh
               "file": "Kraken_OHLCVT.zip", "sha256": "a" * 64, "recorded_ms": 2}])
     old.migrate()
     try:
-        [day] = sources.sources_of(old, "kraken", "BTC/USD", "1h").items()
-        assert day == (dt.date(2026, 6, 1), sources.DaySource("archive", "Kraken_OHLCVT.zip", "a" * 64))
+        [day] = provenance.sources_of(old, "kraken", "BTC/USD", "1h").items()
+        assert day == (dt.date(2026, 6, 1), provenance.DaySource("archive", "Kraken_OHLCVT.zip", "a" * 64))
         assert (day[1].candles, day[1].kept_from, day[1].kept_candles) == (None, None, 0)
-        assert sources.record_file(old, "kraken", "BTC/USD", "4h", "Kraken_OHLCVT.zip", "a" * 64, 30, 3) == 0
-        assert sources.record_file(old, "kraken", "BTC/USD", "1h", "Kraken_OHLCVT.zip", "b" * 64, 121, 4) == 2
+        assert provenance.record_file(old, "kraken", "BTC/USD", "4h", "Kraken_OHLCVT.zip", "a" * 64, 30, 3) == 0
+        assert provenance.record_file(old, "kraken", "BTC/USD", "1h", "Kraken_OHLCVT.zip", "b" * 64, 121, 4) == 2
         with old.engine.connect() as conn:
             rows = conn.execute(sa.select(source_files.c.timeframe, source_files.c.candles, source_files.c.revisions)
                                 .order_by(source_files.c.timeframe)).all()
@@ -185,7 +186,8 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, time
     import sqlalchemy as sa
     from ohlcv_assets_tests.warehouse.test_store import merge, minute_frame
-    from ohlcv_assets.warehouse.store import HEAD_REVISION, MIGRATIONS, Warehouse
+    from ohlcv_assets.warehouse.engine import HEAD_REVISION, MIGRATIONS
+    from ohlcv_assets.warehouse.store import Warehouse
     wh = Warehouse(sys.argv[1])
 
     @sa.event.listens_for(wh.engine, "commit")
