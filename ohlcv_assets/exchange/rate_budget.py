@@ -36,7 +36,7 @@ from ohlcv_assets.universe import ExchangeConfig
 from ohlcv_assets.warehouse.rate_holds import BudgetRows
 
 if TYPE_CHECKING:
-    import sqlalchemy as sa
+    from ohlcv_assets.warehouse.rate_holds import Engine
 
 
 class RateBudget:
@@ -145,7 +145,7 @@ class SharedRateBudget(RateBudget):
     requests. What a process leaves of its last lease is lost to the others: at most one lease.
     Holds reach every process on the budget (see the module's docstring)."""
 
-    def __init__(self, engine: sa.Engine, exchange: str, config: ExchangeConfig, clock: Callable[[], float] = time.time,
+    def __init__(self, engine: Engine, exchange: str, config: ExchangeConfig, clock: Callable[[], float] = time.time,
                  lease_weight: float | None = None):
         super().__init__(config, clock, lease_weight if lease_weight is not None
                          else max(8 * config.candles_weight, 0.01 * config.weight_limit))

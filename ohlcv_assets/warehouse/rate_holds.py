@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ohlcv_assets.warehouse.schema import rate_budget
 
+Engine = sa.Engine  # what the rate budget's callers hand down, named here so exchange/ needs no SQLAlchemy
 HOLD_CHANNEL = "ohlcv_rate_hold"  # PostgreSQL notifications: "<budget key> <hold end, epoch seconds>"
 RELISTEN_SECONDS = 1.0  # how often a process whose listening connection failed tries again
 

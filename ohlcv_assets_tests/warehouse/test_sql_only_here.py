@@ -20,8 +20,6 @@ SQL_TEXT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|TRUNC
 ALLOWED = {
     "instance_storage.py": "Dagster's instance-storage adapter: it writes Dagster's own tables (event log, "
                            "check executions) in Dagster's database, not the warehouse",
-    "rate_budget.py": "exchange/rate_budget.py's hold rows (holds table, pg_notify): moved into a warehouse "
-                      "module by the hold2 branch; remove this entry when it lands",
 }
 
 
