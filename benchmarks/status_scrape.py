@@ -26,10 +26,10 @@ import dagster as dg
 import sqlalchemy as sa
 from common import fresh_database
 
-from ohlcv_assets.intervals import DAY_MS, HOUR_MS, MINUTE_MS, now_ms
-from ohlcv_assets.metrics import read_samples
-from ohlcv_assets.monitoring import instrument_rows
-from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, MINUTE_MS, now_ms
+from ohlcv_assets.defs.metrics import read_samples
+from ohlcv_assets.defs.monitoring import instrument_rows
+from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse import candle_days
 from ohlcv_assets.warehouse.candle_days import Stored
 from ohlcv_assets.warehouse.store import Warehouse

@@ -19,7 +19,7 @@ import requests
 from ohlcv_assets.cli.dagster_api import DagsterApiError, graphql, launch_backfill, wait_for_backfills, wait_for_webserver
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import free_port, missing_part, running, wait_until
-from ohlcv_assets_tests.test_production import DAYS, check_ui_in_browser, names, partition_stats, production_topology
+from ohlcv_assets_tests.e2e.test_production import DAYS, check_ui_in_browser, names, partition_stats, production_topology
 
 CADDYFILE = REPO / "deploy" / "Caddyfile"
 PROXY_SH = REPO / "deploy" / "proxy.sh"

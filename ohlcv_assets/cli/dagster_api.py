@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
-from ohlcv_assets.names import partition_tags
+from ohlcv_assets.core.names import partition_tags
 
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def migrate_only() -> int:
-    from ohlcv_assets.settings import OWNER, describe_warehouse_setting, warehouse_url
+    from ohlcv_assets.core.settings import OWNER, describe_warehouse_setting, warehouse_url
     from ohlcv_assets.warehouse.engine import HEAD_REVISION
     from ohlcv_assets.warehouse.store import Warehouse
     from ohlcv_assets.warehouse.urls import public_url

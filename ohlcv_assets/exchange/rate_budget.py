@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.core.universe import ExchangeConfig
 from ohlcv_assets.warehouse.rate_holds import BudgetRows
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, HOUR_MS, day_bounds_ms, utc_day
-from ohlcv_assets.sessions import sessions_for
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, HOUR_MS, day_bounds_ms, utc_day
+from ohlcv_assets.core.sessions import sessions_for
 from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, CandleArrays, _uniform
 from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request, RollingWindow, apply_candle_fault
 

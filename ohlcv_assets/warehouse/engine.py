@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ohlcv_assets.errors import ConfigurationError
+from ohlcv_assets.core.errors import ConfigurationError
 from ohlcv_assets.warehouse.dialect import Dialect
 from ohlcv_assets.warehouse.urls import public_url
 

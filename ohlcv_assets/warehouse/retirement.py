@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ohlcv_assets.intervals import utc_day
+from ohlcv_assets.core.intervals import utc_day
 from ohlcv_assets.warehouse import candle_days
 from ohlcv_assets.warehouse.partitioning import Span
 from ohlcv_assets.warehouse.schema import candle_features, candles, day_sources, retired_ranges

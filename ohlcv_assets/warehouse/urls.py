@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ohlcv_assets.errors import ConfigurationError
+from ohlcv_assets.core.errors import ConfigurationError
 
 
 def parse_url(url: str):

@@ -13,10 +13,10 @@ import ohlcv_assets.venues as venues
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.exchange.registry import SOURCE_CLASSES, build_source, source_class
 from ohlcv_assets.exchange.source import CandleSource
-from ohlcv_assets.intervals import day_bounds_ms, now_ms
-from ohlcv_assets.names import candles_key
-from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
-from ohlcv_assets.universe import ExchangeConfig, UniverseError, parse_universe
+from ohlcv_assets.core.intervals import day_bounds_ms, now_ms
+from ohlcv_assets.core.names import candles_key
+from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.core.universe import ExchangeConfig, UniverseError, parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles
 

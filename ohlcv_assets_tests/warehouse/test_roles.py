@@ -14,13 +14,13 @@ import sqlalchemy as sa
 from ohlcv_assets import load_candles
 from ohlcv_assets.cli import db_setup
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.errors import ConfigurationError
-from ohlcv_assets.export import export_universe
-from ohlcv_assets.intervals import day_bounds_ms, now_ms
-from ohlcv_assets.names import candles_key
-from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
-from ohlcv_assets.retention import apply_retention
-from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.core.errors import ConfigurationError
+from ohlcv_assets.ops.export import export_universe
+from ohlcv_assets.core.intervals import day_bounds_ms, now_ms
+from ohlcv_assets.core.names import candles_key
+from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.ops.retention import apply_retention
+from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse.roles import DAGSTER, INGEST, OWNER, READER, ROLES, Layout, setup_database
 from ohlcv_assets.warehouse.engine import HEAD_REVISION, INSUFFICIENT_PRIVILEGE
 from ohlcv_assets.warehouse.store import Warehouse, normalise_url
