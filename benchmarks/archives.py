@@ -45,7 +45,7 @@ from pathlib import Path
 
 from common import REPO, fresh_database, running_simulator
 
-from ohlcv_assets.intervals import day_bounds_ms
+from ohlcv_assets.core.intervals import day_bounds_ms
 
 LAST_DAY = dt.date(2026, 10, 31)
 MAX_INSTRUMENTS = 200
@@ -80,9 +80,9 @@ def month_urls(simulator: str, days: list[dt.date], symbol: str = "BTCUSDT") -> 
 def run_ingest(warehouse_url: str, simulator: str, years: int, archive: bool) -> dict:
     from ohlcv_assets.archive.formats import build_archive
     from ohlcv_assets.exchange.sources import build_source
-    from ohlcv_assets.ingest import ingest_days
-    from ohlcv_assets.intervals import now_ms
-    from ohlcv_assets.universe import parse_universe
+    from ohlcv_assets.ingest.days import ingest_days
+    from ohlcv_assets.core.intervals import now_ms
+    from ohlcv_assets.core.universe import parse_universe
     from ohlcv_assets.warehouse.store import Warehouse
 
     days = span(years)
@@ -103,10 +103,10 @@ def run_dagster(warehouse_url: str, simulator: str, years: int) -> dict:
     import dagster as dg
 
     from ohlcv_assets.definitions import build_definitions
-    from ohlcv_assets.instance_storage import storage_env
-    from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
-    from ohlcv_assets.partitions import sync_instrument_partitions
-    from ohlcv_assets.universe import parse_universe
+    from ohlcv_assets.defs.instance_storage import storage_env
+    from ohlcv_assets.core.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
+    from ohlcv_assets.defs.partitions import sync_instrument_partitions
+    from ohlcv_assets.core.universe import parse_universe
     from ohlcv_assets.warehouse.store import Warehouse
 
     days = span(years)
@@ -144,7 +144,7 @@ _RUN_LINE = re.compile(r": run \S+ succeeded, \d+ partitions, ([\d,]+) candles w
 
 
 def run_cli(warehouse_url: str, simulator: str, years: int, instruments: int) -> dict:
-    from ohlcv_assets.instance_storage import storage_env
+    from ohlcv_assets.defs.instance_storage import storage_env
 
     days = span(years)
     storage = fresh_database(warehouse_url.rsplit("/", 1)[0] + "/postgres", "bench_archive_cli_storage")

@@ -36,7 +36,7 @@ from common import REPO, fresh_database, production_dagster_dev, running_simulat
 
 from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
 from ohlcv_assets.cli.processes import running
-from ohlcv_assets.names import partition_key_string
+from ohlcv_assets.core.names import partition_key_string
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.processes import running_redis
 

@@ -82,9 +82,9 @@ def production_dagster_dev(tmp: Path, universe_text: str, warehouse_url: str, st
     being measured use the machine."""
     from dagster import DagsterInstance
 
-    from ohlcv_assets.instance_storage import storage_env
-    from ohlcv_assets.partitions import sync_instrument_partitions
-    from ohlcv_assets.universe import load_universe
+    from ohlcv_assets.defs.instance_storage import storage_env
+    from ohlcv_assets.defs.partitions import sync_instrument_partitions
+    from ohlcv_assets.core.universe import load_universe
     from ohlcv_assets.warehouse.store import Warehouse
     from ohlcv_assets_tests.processes import stop_features_automation
 

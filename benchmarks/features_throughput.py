@@ -10,8 +10,8 @@ import time
 
 import pandas as pd
 
-from ohlcv_assets.features import compute_features
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
+from ohlcv_assets.features.compute import compute_features
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
 from ohlcv_assets.simulator.market import SimSymbol, SimulatedMarket
 
 

@@ -30,8 +30,8 @@ import contextlib
 from common import REPO, fresh_database, production_dagster_dev, running_dagster_dev, running_simulator
 from dagster import DagsterInstance
 
-from ohlcv_assets.partitions import sync_instrument_partitions
-from ohlcv_assets.universe import load_universe
+from ohlcv_assets.defs.partitions import sync_instrument_partitions
+from ohlcv_assets.core.universe import load_universe
 from ohlcv_assets.warehouse.store import Warehouse
 
 def cpu_seconds(pid: int | None = None) -> float:

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from ohlcv_assets.gaps import find_gaps
+from ohlcv_assets.core.gaps import find_gaps
 
 STEP = 60_000
 

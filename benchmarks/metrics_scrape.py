@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from ohlcv_assets.cli.metrics import Collector, Sources
 from ohlcv_assets.exchange.source import FetchStats
-from ohlcv_assets.intervals import DAY_MS, HOUR_MS, MINUTE_MS, now_ms
-from ohlcv_assets.metrics import GAP_CLASSES, read_samples
-from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, MINUTE_MS, now_ms
+from ohlcv_assets.defs.metrics import GAP_CLASSES, read_samples
+from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse import venue_counters
 from ohlcv_assets.warehouse.schema import gaps
 from ohlcv_assets.warehouse.store import Warehouse

@@ -14,10 +14,10 @@ from pathlib import Path
 import dagster as dg
 
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.names import candles_key
-from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.core.names import candles_key
+from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
-from ohlcv_assets.universe import load_universe
+from ohlcv_assets.core.universe import load_universe
 
 
 def main() -> None:

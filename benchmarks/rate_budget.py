@@ -48,11 +48,11 @@ def one_run(universe_path: str, warehouse_url: str, symbol: str, first: dt.date)
     """One real Dagster run of candles/1m over [first, LAST_DAY] of one instrument."""
     import dagster as dg
 
-    from ohlcv_assets.assets.candles import candles_key
+    from ohlcv_assets.defs.assets.candles import candles_key
     from ohlcv_assets.definitions import build_definitions
-    from ohlcv_assets.partitions import sync_instrument_partitions
-    from ohlcv_assets.schedules.today import RANGE_END_TAG, RANGE_START_TAG
-    from ohlcv_assets.universe import load_universe
+    from ohlcv_assets.defs.partitions import sync_instrument_partitions
+    from ohlcv_assets.defs.schedules.today import RANGE_END_TAG, RANGE_START_TAG
+    from ohlcv_assets.core.universe import load_universe
 
     defs = build_definitions(universe_path, warehouse_url)
     key = f"binance.{symbol}-USDT"

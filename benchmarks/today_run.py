@@ -35,14 +35,14 @@ def universe_text(simulator: str, bases: list[str], today: dt.date) -> str:
 
 
 def time_pipeline(universe_path: Path, warehouse_url: str, refreshes: int) -> list[float]:
-    from ohlcv_assets.exchange.egress import budget_key
+    from ohlcv_assets.http.egress import budget_key
     from ohlcv_assets.exchange.rate_budget import SharedRateBudget
     from ohlcv_assets.exchange.sources import build_source
-    from ohlcv_assets.ingest import ingest_days
-    from ohlcv_assets.intervals import now_ms
-    from ohlcv_assets.names import freshness_windows
-    from ohlcv_assets.quality import check_stored_days
-    from ohlcv_assets.universe import load_universe
+    from ohlcv_assets.ingest.days import ingest_days
+    from ohlcv_assets.core.intervals import now_ms
+    from ohlcv_assets.core.names import freshness_windows
+    from ohlcv_assets.quality.checks import check_stored_days
+    from ohlcv_assets.core.universe import load_universe
     from ohlcv_assets.warehouse.store import Warehouse
 
     universe = load_universe(universe_path)
@@ -67,10 +67,10 @@ def time_dagster(universe_path: Path, warehouse_url: str, storage_url: str, refr
     import dagster as dg
 
     from ohlcv_assets.definitions import build_definitions
-    from ohlcv_assets.instance_storage import storage_env
-    from ohlcv_assets.names import RANGE_END_TAG, RANGE_START_TAG, candles_key, instruments_partitions_name
-    from ohlcv_assets.partitions import partition_key, sync_instrument_partitions
-    from ohlcv_assets.universe import load_universe
+    from ohlcv_assets.defs.instance_storage import storage_env
+    from ohlcv_assets.core.names import RANGE_END_TAG, RANGE_START_TAG, candles_key, instruments_partitions_name
+    from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
+    from ohlcv_assets.core.universe import load_universe
 
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())

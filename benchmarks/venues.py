@@ -17,10 +17,10 @@ from pathlib import Path
 from common import fresh_database
 
 from ohlcv_assets.exchange.sources import build_source
-from ohlcv_assets.ingest import ingest_days
-from ohlcv_assets.intervals import now_ms, utc_day
+from ohlcv_assets.ingest.days import ingest_days
+from ohlcv_assets.core.intervals import now_ms, utc_day
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
-from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
 
 KEY_ENV = "OHLCV_BENCH_POLYGON_KEY"

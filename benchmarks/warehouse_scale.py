@@ -34,11 +34,11 @@ from common import fresh_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ohlcv_assets.export import ExportReport, export_instrument  # noqa: E402
-from ohlcv_assets.gaps import find_gaps  # noqa: E402
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms  # noqa: E402
-from ohlcv_assets.read import load_candles  # noqa: E402
-from ohlcv_assets.universe import Instrument  # noqa: E402
+from ohlcv_assets.ops.export import ExportReport, export_instrument  # noqa: E402
+from ohlcv_assets.core.gaps import find_gaps  # noqa: E402
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms  # noqa: E402
+from ohlcv_assets.warehouse.read import load_candles  # noqa: E402
+from ohlcv_assets.core.universe import Instrument  # noqa: E402
 from ohlcv_assets.warehouse.partitioning import span_of, span_table  # noqa: E402
 from ohlcv_assets.warehouse.schema import candles  # noqa: E402
 from ohlcv_assets.warehouse.store import Warehouse  # noqa: E402

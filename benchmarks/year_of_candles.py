@@ -47,16 +47,16 @@ def days(count: int) -> list[dt.date]:
 
 
 def exchange_config(simulator: str):
-    from ohlcv_assets.universe import ExchangeConfig
+    from ohlcv_assets.core.universe import ExchangeConfig
     return ExchangeConfig(ccxt_id="binance", api_url=f"{simulator}/api/v3", weight_limit=1_000_000_000)
 
 
 def run_pipeline(warehouse_url: str, simulator: str, count: int) -> dict:
     from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
     from ohlcv_assets.exchange.rate_budget import SharedRateBudget
-    from ohlcv_assets.ingest import ingest_days
-    from ohlcv_assets.intervals import now_ms
-    from ohlcv_assets.universe import Instrument
+    from ohlcv_assets.ingest.days import ingest_days
+    from ohlcv_assets.core.intervals import now_ms
+    from ohlcv_assets.core.universe import Instrument
     from ohlcv_assets.warehouse.store import Warehouse
 
     warehouse = Warehouse(warehouse_url)
@@ -104,7 +104,7 @@ def run_naive(warehouse_url: str, simulator: str, count: int) -> dict:
 
 
 def run_raw(warehouse_url: str, simulator: str, count: int) -> dict:
-    from ohlcv_assets.candle_frame import rows_to_frame, widen
+    from ohlcv_assets.core.candle_frame import rows_to_frame, widen
     from ohlcv_assets.warehouse.schema import candles
     from ohlcv_assets.warehouse.store import pg_binary_copy
 

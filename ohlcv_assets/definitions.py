@@ -6,19 +6,19 @@ import os
 
 import dagster as dg
 
-from ohlcv_assets.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
-from ohlcv_assets.assets.features import build_features_asset
-from ohlcv_assets.assets.gap_report import build_gap_report_asset, gap_scan_job
-from ohlcv_assets.assets.maintenance import build_export_asset, build_retention_asset, maintenance_schedule
-from ohlcv_assets.dagster_internals import beta_apis_in_use
-from ohlcv_assets.resources import ExchangeResource, WarehouseResource
-from ohlcv_assets.schedules.gap_scan import build_gap_scan_schedule
-from ohlcv_assets.schedules.today import build_today_schedule
-from ohlcv_assets.sensors.alerts import alert_on_run_failure, alert_resource, build_quality_alert_sensor
-from ohlcv_assets.sensors.gap_backfill import build_gap_backfill_sensor
-from ohlcv_assets.sensors.instruments import build_instrument_sensor
-from ohlcv_assets.settings import resolve_environment
-from ohlcv_assets.universe import UNIVERSE_ENV, load_universe, universe_in_use
+from ohlcv_assets.defs.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
+from ohlcv_assets.defs.assets.features import build_features_asset
+from ohlcv_assets.defs.assets.gap_report import build_gap_report_asset, gap_scan_job
+from ohlcv_assets.defs.assets.maintenance import build_export_asset, build_retention_asset, maintenance_schedule
+from ohlcv_assets.defs.dagster_internals import beta_apis_in_use
+from ohlcv_assets.defs.resources import ExchangeResource, WarehouseResource
+from ohlcv_assets.defs.schedules.gap_scan import build_gap_scan_schedule
+from ohlcv_assets.defs.schedules.today import build_today_schedule
+from ohlcv_assets.defs.sensors.alerts import alert_on_run_failure, alert_resource, build_quality_alert_sensor
+from ohlcv_assets.defs.sensors.gap_backfill import build_gap_backfill_sensor
+from ohlcv_assets.defs.sensors.instruments import build_instrument_sensor
+from ohlcv_assets.core.settings import resolve_environment
+from ohlcv_assets.core.universe import UNIVERSE_ENV, load_universe, universe_in_use
 
 
 def build_definitions(universe_path: str | None = None, warehouse_url: str | None = None,

@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.instance_storage import storage_env
-from ohlcv_assets.partitions import sync_instrument_partitions
+from ohlcv_assets.defs.instance_storage import storage_env
+from ohlcv_assets.defs.partitions import sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
-from ohlcv_assets.universe import parse_universe
+from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse.store import Warehouse, normalise_url
 from ohlcv_assets_tests.helpers import SIMULATOR_CONFIG, universe_yaml
 from ohlcv_assets_tests.processes import TAG_ENV, missing_part, stop_leftovers

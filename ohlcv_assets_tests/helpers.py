@@ -4,8 +4,8 @@ import datetime as dt
 
 import pandas as pd
 
-from ohlcv_assets.ingest import ingest_days
-from ohlcv_assets.intervals import day_bounds_ms, interval_ms
+from ohlcv_assets.ingest.days import ingest_days
+from ohlcv_assets.core.intervals import day_bounds_ms, interval_ms
 from ohlcv_assets.simulator.server import ExchangeSimulator
 from ohlcv_assets.warehouse.schema import candles
 

@@ -48,7 +48,7 @@ def test_the_image_carries_the_files_compose_uses():
 
 def test_the_production_instance_runs_on_postgres(production_home):
     with dg.DagsterInstance.from_config(str(production_home)) as instance:
-        assert isinstance(instance.run_storage, PostgresRunStorage)  # pooled (ohlcv_assets.instance_storage)
+        assert isinstance(instance.run_storage, PostgresRunStorage)  # pooled (ohlcv_assets.defs.instance_storage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert instance.get_ref().storage_data.class_name == "PooledPostgresStorage"
@@ -165,7 +165,7 @@ def test_compose_runs_the_exporter_prometheus_and_grafana_with_the_projects_file
 
 
 def test_the_dashboard_and_the_alert_rules_query_only_metrics_the_exporter_serves():
-    from ohlcv_assets.metrics import METRIC
+    from ohlcv_assets.defs.metrics import METRIC
 
     dashboard = _dashboard()
     queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]

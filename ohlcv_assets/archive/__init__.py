@@ -16,7 +16,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from ohlcv_assets.universe import ArchiveConfig, ExchangeConfig
+from ohlcv_assets.core.universe import ArchiveConfig, ExchangeConfig
 
 
 class ArchiveUnavailable(Exception):

@@ -13,11 +13,11 @@ import requests
 import urllib3
 
 from ohlcv_assets.archive import ArchiveStats, ArchiveUnavailable
-from ohlcv_assets.exchange.egress import bind_session
+from ohlcv_assets.http.egress import bind_session
 from ohlcv_assets.exchange.retrying import backoff_seconds
 
 if TYPE_CHECKING:
-    from ohlcv_assets.universe import ArchiveConfig, ExchangeConfig
+    from ohlcv_assets.core.universe import ArchiveConfig, ExchangeConfig
 
 NOT_PUBLISHED = (403, 404)  # S3-backed archives answer 403 for a key that does not exist
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ohlcv_assets.archive import CandleArchive
 from ohlcv_assets.archive.binance_vision import BinanceVisionArchive
 from ohlcv_assets.archive.kraken_ohlcvt import KrakenOhlcvtArchive
-from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.core.universe import ExchangeConfig
 
 FORMATS = {"binance_vision": BinanceVisionArchive, "kraken_ohlcvt": KrakenOhlcvtArchive}
 

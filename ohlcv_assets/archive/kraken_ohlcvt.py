@@ -24,10 +24,10 @@ import pyarrow.csv as pacsv
 
 from ohlcv_assets.archive import ArchiveFile, ArchiveUnavailable, LoadedFile, sha256_of
 from ohlcv_assets.archive.download import DownloadingArchive, is_url
-from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
-from ohlcv_assets.intervals import DAY_MS, day_bounds_ms, interval_ms
-from ohlcv_assets.settings import archive_cache_dir
-from ohlcv_assets.universe import ArchiveConfig
+from ohlcv_assets.core.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
+from ohlcv_assets.core.intervals import DAY_MS, day_bounds_ms, interval_ms
+from ohlcv_assets.core.settings import archive_cache_dir
+from ohlcv_assets.core.universe import ArchiveConfig
 
 OHLCVT_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "trades"]
 _TYPES = {**{c: pa.float64() for c in OHLCVT_COLUMNS}, "timestamp": pa.int64(), "trades": pa.int64()}

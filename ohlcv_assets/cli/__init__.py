@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable
 
 import dagster as dg
 
-from ohlcv_assets.errors import ConfigurationError, HopelessError
-from ohlcv_assets.settings import resolve_environment
-from ohlcv_assets.universe import Universe, load_universe
+from ohlcv_assets.core.errors import ConfigurationError, HopelessError
+from ohlcv_assets.core.settings import resolve_environment
+from ohlcv_assets.core.universe import Universe, load_universe
 from ohlcv_assets.warehouse.store import Warehouse
 
 

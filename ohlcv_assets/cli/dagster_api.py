@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from ohlcv_assets.names import partition_tags
+from ohlcv_assets.core.names import partition_tags
 
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {

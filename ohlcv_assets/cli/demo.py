@@ -43,12 +43,12 @@ from ohlcv_assets.cli.dagster_api import (
     wait_for_webserver,
 )
 from ohlcv_assets.cli.processes import spawn, stop_group
-from ohlcv_assets.monitoring import failing_checks
-from ohlcv_assets.names import REASON_TAG, instruments_partitions_name, partition_key_string, scan_job_name
-from ohlcv_assets.partitions import sync_instrument_partitions
-from ohlcv_assets.errors import ConfigurationError
-from ohlcv_assets.settings import DAGSTER_HOME_ENV, WAREHOUSE_URL_ENV, warehouse_url
-from ohlcv_assets.universe import UNIVERSE_ENV, Universe, universe_in_use, universe_path
+from ohlcv_assets.defs.monitoring import failing_checks
+from ohlcv_assets.core.names import REASON_TAG, instruments_partitions_name, partition_key_string, scan_job_name
+from ohlcv_assets.defs.partitions import sync_instrument_partitions
+from ohlcv_assets.core.errors import ConfigurationError
+from ohlcv_assets.core.settings import DAGSTER_HOME_ENV, WAREHOUSE_URL_ENV, warehouse_url
+from ohlcv_assets.core.universe import UNIVERSE_ENV, Universe, universe_in_use, universe_path
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
 

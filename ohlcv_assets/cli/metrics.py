@@ -18,7 +18,7 @@ import sys
 import threading
 
 from ohlcv_assets.cli import universe_or_exit
-from ohlcv_assets.settings import DAGSTER_HOME_ENV, describe_warehouse_setting, warehouse_url
+from ohlcv_assets.core.settings import DAGSTER_HOME_ENV, describe_warehouse_setting, warehouse_url
 
 DEFAULT_PORT = 9464
 
@@ -67,7 +67,7 @@ class Collector:
         self._logged: set[str] = set()
 
     def collect(self):
-        from ohlcv_assets.metrics import metric_families, read_samples
+        from ohlcv_assets.defs.metrics import metric_families, read_samples
 
         instance = self.sources.instance if os.environ.get(DAGSTER_HOME_ENV) else None
         problems: list[str] = []

@@ -20,7 +20,7 @@ import dagster as dg
 
 from ohlcv_assets.cli import check_warehouse, failure_cause, one_line_errors, sigterm_kept, universe_or_exit
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.names import (
+from ohlcv_assets.core.names import (
     MAX_PARTITIONS_PER_RUN,
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -28,9 +28,9 @@ from ohlcv_assets.names import (
     candles_key,
     partition_key_string,
 )
-from ohlcv_assets.partitions import sync_instrument_partitions
-from ohlcv_assets.settings import warehouse_url
-from ohlcv_assets.universe import Instrument, Universe
+from ohlcv_assets.defs.partitions import sync_instrument_partitions
+from ohlcv_assets.core.settings import warehouse_url
+from ohlcv_assets.core.universe import Instrument, Universe
 
 
 def register(instance: dg.DagsterInstance, universe: Universe) -> None:

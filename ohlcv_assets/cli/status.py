@@ -23,9 +23,9 @@ from pathlib import Path
 import dagster as dg
 
 from ohlcv_assets.cli import one_line_errors, universe_or_exit
-from ohlcv_assets.errors import ConfigurationError
-from ohlcv_assets.intervals import now_ms
-from ohlcv_assets.monitoring import (
+from ohlcv_assets.core.errors import ConfigurationError
+from ohlcv_assets.core.intervals import now_ms
+from ohlcv_assets.defs.monitoring import (
     health,
     healthy,
     instrument_rows,
@@ -33,7 +33,7 @@ from ohlcv_assets.monitoring import (
     settings_in_use,
     stored_instruments,
 )
-from ohlcv_assets.settings import (
+from ohlcv_assets.core.settings import (
     DAGSTER_HOME_ENV,
     UNIVERSE_ENV,
     describe_warehouse_setting,
@@ -41,7 +41,7 @@ from ohlcv_assets.settings import (
     warehouse_url,
     warehouse_url_is_explicit,
 )
-from ohlcv_assets.universe import Universe, universe_in_use, universe_path
+from ohlcv_assets.core.universe import Universe, universe_in_use, universe_path
 from ohlcv_assets.warehouse.store import Warehouse, WarehouseMissing, describe_held, held_instruments, public_url
 
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import orjson
 
-from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS, widen
-from ohlcv_assets.errors import AuthenticationFailed
-from ohlcv_assets.exchange.egress import bind_session
+from ohlcv_assets.core.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS, widen
+from ohlcv_assets.core.errors import AuthenticationFailed
+from ohlcv_assets.http.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import RateBudget
 from ohlcv_assets.exchange.retrying import (
     AUTH,
@@ -36,8 +36,8 @@ from ohlcv_assets.exchange.retrying import (
     RetryingSource,
 )
 from ohlcv_assets.exchange.source import NotListed, listing_within_history
-from ohlcv_assets.intervals import DAY_MS, interval_ms
-from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.core.intervals import DAY_MS, interval_ms
+from ohlcv_assets.core.universe import ExchangeConfig
 
 if TYPE_CHECKING:
     import ccxt

@@ -23,8 +23,8 @@ import numpy as np
 import orjson
 import requests
 
-from ohlcv_assets.candle_frame import empty_rows, widen
-from ohlcv_assets.exchange.egress import bind_session
+from ohlcv_assets.core.candle_frame import empty_rows, widen
+from ohlcv_assets.http.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import RateBudget
 from ohlcv_assets.exchange.retrying import (
     AUTH,
@@ -35,8 +35,8 @@ from ohlcv_assets.exchange.retrying import (
     RetryingSource,
 )
 from ohlcv_assets.exchange.source import NotListed, PermanentFetchError
-from ohlcv_assets.intervals import interval_ms
-from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.core.intervals import interval_ms
+from ohlcv_assets.core.universe import ExchangeConfig
 
 DEFAULT_API_URL = "https://api.polygon.io"
 _TIMESPANS = (("hour", 3_600_000), ("minute", 60_000))

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.core.universe import ExchangeConfig
 from ohlcv_assets.warehouse.schema import rate_budget
 
 

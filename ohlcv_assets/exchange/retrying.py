@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ohlcv_assets.errors import AuthenticationFailed, VenueUnreachable, connection_refused, public_url
+from ohlcv_assets.core.errors import AuthenticationFailed, VenueUnreachable, connection_refused, public_url
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
 from ohlcv_assets.exchange.source import FetchFailed, FetchStats, PermanentFetchError
 
@@ -28,7 +28,7 @@ RATE_LIMITED, PERMANENT, TRANSIENT, AUTH = "rate_limited", "permanent", "transie
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from ohlcv_assets.universe import ExchangeConfig
+    from ohlcv_assets.core.universe import ExchangeConfig
 
 
 def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:

@@ -6,7 +6,7 @@ import importlib
 
 from ohlcv_assets.exchange.rate_budget import RateBudget
 from ohlcv_assets.exchange.source import CandleSource
-from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.core.universe import ExchangeConfig
 
 # Imported when a venue needs it: ccxt's import (every exchange it knows) costs 0.4 s, and a run
 # that reads only archives, or only Polygon, never needs it.

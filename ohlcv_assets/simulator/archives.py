@@ -35,7 +35,7 @@ import zipfile
 
 import numpy as np
 
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms
 from ohlcv_assets.simulator.binance import CSV_KLINE, SUPPORTED_INTERVALS, kline_rows
 from ohlcv_assets.simulator.kraken import asset_id
 from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, CandleArrays

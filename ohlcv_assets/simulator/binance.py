@@ -11,7 +11,7 @@ import time
 
 import orjson
 
-from ohlcv_assets.intervals import interval_ms
+from ohlcv_assets.core.intervals import interval_ms
 from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, WIRE_DECIMALS, CandleArrays, SimSymbol
 from ohlcv_assets.simulator.protocol import (
     IN_FLIGHT,

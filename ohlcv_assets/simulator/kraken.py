@@ -11,7 +11,7 @@ import time
 
 import orjson
 
-from ohlcv_assets.intervals import MINUTE_MS
+from ohlcv_assets.core.intervals import MINUTE_MS
 from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, SimSymbol
 from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request, apply_candle_fault, fixed_point
 

@@ -19,8 +19,8 @@ import zlib
 
 import numpy as np
 
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
-from ohlcv_assets.sessions import sessions_for
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
+from ohlcv_assets.core.sessions import sessions_for
 
 PRICE_DECIMALS = 2
 VOLUME_DECIMALS = 5

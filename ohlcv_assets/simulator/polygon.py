@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, HOUR_MS
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, HOUR_MS
 from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, CandleArrays
 from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request, RollingWindow, apply_candle_fault
 

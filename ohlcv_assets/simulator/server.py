@@ -45,7 +45,7 @@ from urllib.parse import parse_qs, urlparse
 import orjson
 import yaml
 
-from ohlcv_assets.intervals import now_ms, resolve_day, resolve_instant
+from ohlcv_assets.core.intervals import now_ms, resolve_day, resolve_instant
 from ohlcv_assets.simulator.archives import ArchiveFault, Archives, FileCache
 from ohlcv_assets.simulator.binance import Binance, BinanceUsdm
 from ohlcv_assets.simulator.coinbase import Coinbase

@@ -8,7 +8,7 @@ import dataclasses
 
 import sqlalchemy as sa
 
-from ohlcv_assets.intervals import ms_to_iso
+from ohlcv_assets.core.intervals import ms_to_iso
 from ohlcv_assets.warehouse.schema import delistings
 from ohlcv_assets.warehouse.store import Warehouse
 

@@ -14,7 +14,7 @@ import dataclasses
 
 import sqlalchemy as sa
 
-from ohlcv_assets.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, NO_TRADES, RETIRED, Gap
+from ohlcv_assets.core.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, NO_TRADES, RETIRED, Gap
 from ohlcv_assets.warehouse.schema import (
     BACKFILL_REQUESTED,
     CONFIRMED_EMPTY,

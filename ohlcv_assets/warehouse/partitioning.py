@@ -25,7 +25,7 @@ import zlib
 
 import sqlalchemy as sa
 
-from ohlcv_assets.intervals import HOUR_MS, interval_ms, ms_to_datetime
+from ohlcv_assets.core.intervals import HOUR_MS, interval_ms, ms_to_datetime
 
 PARTITIONED_TABLES = ("candles", "candle_features")
 _NAME_PART = re.compile(r"[^a-z0-9]")

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
-from ohlcv_assets.settings import check_sqlite_directory
-from ohlcv_assets.errors import ConfigurationError, connection_refused
+from ohlcv_assets.core.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
+from ohlcv_assets.core.settings import check_sqlite_directory
+from ohlcv_assets.core.errors import ConfigurationError, connection_refused
 from ohlcv_assets.warehouse.partitioning import Span, ensure_partitions, spans_covering
 from ohlcv_assets.warehouse.schema import candles
 

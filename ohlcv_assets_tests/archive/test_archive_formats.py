@@ -14,12 +14,12 @@ from ohlcv_assets.archive.binance_vision import BinanceVisionArchive, parse_klin
 from ohlcv_assets.archive.download import HOST_FAILURE_FILES, Downloader
 from ohlcv_assets.archive.kraken_ohlcvt import pair_file_name, read_ohlcvt
 from ohlcv_assets.archive.routing import route_days
-from ohlcv_assets.archive_stage import reconcile
-from ohlcv_assets.candle_frame import rows_to_frame, widen
-from ohlcv_assets.day_report import DayTodo
-from ohlcv_assets.intervals import day_bounds_ms
+from ohlcv_assets.ingest.archive_path import reconcile
+from ohlcv_assets.core.candle_frame import rows_to_frame, widen
+from ohlcv_assets.ingest.report import DayTodo
+from ohlcv_assets.core.intervals import day_bounds_ms
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
-from ohlcv_assets.universe import UniverseError, parse_universe
+from ohlcv_assets.core.universe import UniverseError, parse_universe
 
 SPOT_MS = b"1735603200000,93000.01000000,93100.00000000,92900.00000000,93050.50000000,1.50000000,1735603259999,139575.75,42,0.5,46500.1,0\n"
 SPOT_US = b"1735689600000000,93050.50000000,93060.00000000,93000.00000000,93010.00000000,2.00000000,1735689659999999,186020.0,7,1.0,93010.0,0\n"

@@ -5,12 +5,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ohlcv_assets.candle_frame import CANDLE_COLUMNS
-from ohlcv_assets.errors import AuthenticationFailed, VenueUnreachable
+from ohlcv_assets.core.candle_frame import CANDLE_COLUMNS
+from ohlcv_assets.core.errors import AuthenticationFailed, VenueUnreachable
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError, fetch_closed_candles
-from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms, interval_ms
-from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.core.intervals import MINUTE_MS, day_bounds_ms, interval_ms
+from ohlcv_assets.core.universe import ExchangeConfig
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles
 
 

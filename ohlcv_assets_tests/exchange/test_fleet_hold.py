@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from ohlcv_assets.intervals import day_bounds_ms, now_ms
+from ohlcv_assets.core.intervals import day_bounds_ms, now_ms
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO

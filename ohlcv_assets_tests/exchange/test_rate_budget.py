@@ -8,12 +8,12 @@ import pytest
 import requests
 
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
-from ohlcv_assets.exchange.egress import budget_key
-from ohlcv_assets.names import venue_pool
+from ohlcv_assets.http.egress import budget_key
+from ohlcv_assets.core.names import venue_pool
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, SharedRateBudget
 from ohlcv_assets.exchange.source import FetchFailed
-from ohlcv_assets.intervals import MINUTE_MS, day_bounds_ms
-from ohlcv_assets.universe import ExchangeConfig
+from ohlcv_assets.core.intervals import MINUTE_MS, day_bounds_ms
+from ohlcv_assets.core.universe import ExchangeConfig
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import PLAIN_DAY
 

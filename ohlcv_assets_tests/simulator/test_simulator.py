@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import requests
 
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
 from ohlcv_assets.simulator.market import Downtime, SimSymbol, SimulatedMarket
 from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ohlcv_assets.intervals import DAY_MS, MINUTE_MS, HOUR_MS
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, HOUR_MS
 from ohlcv_assets.warehouse.partitioning import span_of, spans_covering, stored_spans
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ohlcv_assets.intervals import MINUTE_MS
+from ohlcv_assets.core.intervals import MINUTE_MS
 from ohlcv_assets.warehouse.schema import (
     candle_features,
     candles,
@@ -23,7 +23,7 @@ from ohlcv_assets.warehouse.schema import (
     retired_ranges,
     source_files,
 )
-from ohlcv_assets.candle_frame import EXTRA_COLUMNS
+from ohlcv_assets.core.candle_frame import EXTRA_COLUMNS
 from ohlcv_assets.warehouse.store import HEAD_REVISION, MIGRATIONS, Warehouse
 
 DAY_START = 1_790_000_000_000 // 86_400_000 * 86_400_000

@@ -1,0 +1,390 @@
+"""The universe: which exchanges, instruments, intervals and start dates exist.
+
+Loaded from one YAML file (``OHLCV_UNIVERSE``, default: the bundled demo universe) and validated
+completely at load time, so that a typo fails before anything runs, with a message naming the
+entry, rather than as a half-finished backfill.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ohlcv_assets.core.intervals import interval_ms, resolve_day
+from ohlcv_assets.core.sessions import Sessions, sessions_for
+from ohlcv_assets.core.errors import ConfigurationError
+from ohlcv_assets.core.settings import UNIVERSE_ENV
+from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, profile_for
+
+_ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+class UniverseError(ConfigurationError):
+    """The universe file is invalid; the message names every offending entry."""
+
+
+class ArchiveConfig(BaseModel):
+    """Where a venue's bulk archive lives and how it is routed and reconciled (see ``archive``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | list[str] = Field(description="Binance: the archive's root (data.binance.vision's layout below it); Kraken: "
+                                             "the OHLCVT zip (a URL or a local path), a directory holding zips, or a list of "
+                                             "them (the full zip and the quarterly ones published after it)")
+    market: Literal["spot", "futures/um", "futures/cm"] | None = Field(
+        default=None, description="Binance: which archive tree; left out, the venue's own (binance: spot, binanceusdm: "
+                                  "futures/um), and no other is accepted")
+    daily_lag_days: int = Field(default=1, ge=0, description="a daily file is asked for once its day ended this many days ago")
+    monthly_lag_days: int = Field(default=3, ge=0, description="a monthly file is asked for once its month ended this many days ago")
+    prefer_archive_after_days: int = Field(
+        default=7, ge=0, description="where the archive and the stored (API) candles disagree, days older than this keep "
+                                     "the archive's values, younger ones the API's; either way the disagreement is recorded")
+    attempts: int = Field(default=3, ge=1, description="downloads of a file whose checksum, zip or CSV fails before it is a hole")
+
+    def signature(self) -> str:
+        """A fingerprint of the whole setting: a gap given up under one is tried again under another."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+class ExchangeConfig(BaseModel):
+    """One venue of the universe. Limits left out come from the venue's profile (``venues``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    venue: str = Field(description="venue profile: binance, binanceus, binanceusdm, kraken, coinbaseexchange, polygon, or ccxt (any other ccxt exchange)")
+    ccxt_id: str | None = Field(default=None, description="ccxt exchange id, e.g. 'binance' (ccxt venues)")
+    api_url: str | None = Field(default=None, description="override of the public REST API base URL")
+    api_key_env: str | None = Field(default=None, description="name of the environment variable holding the API key (never the key)")
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    weight_limit: int = Field(gt=0, description="the exchange's request-weight budget per window (per IP), shared by all runs")
+    weight_window_seconds: float = Field(gt=0, description="the window the exchange counts weight over (Binance: 60 s)")
+    budget_use: float = Field(default=0.9, gt=0, le=1, description="share of the budget used at the steady rate")
+    budget_burst: float = Field(default=0.05, ge=0, le=0.5, description="share of the budget that may go in a burst above the steady rate")
+    candles_weight: int = Field(gt=0, description="weight of one candles request (Binance klines, limit 1000: 2)")
+    markets_weight: int = Field(gt=0, description="weight of loading the markets (Binance exchangeInfo: 20)")
+    used_weight_header: str | None = Field(description="response header with the weight the exchange has counted this minute")
+    fetch_concurrency: int = Field(default=4, ge=1, le=32, description="candle requests in flight at once per run")
+    max_attempts: int = Field(default=6, ge=1, description="tries per request window before the run fails")
+    retry_base_seconds: float = Field(default=0.5, gt=0, description="first backoff delay; doubles per attempt")
+    settlement_minutes: int = Field(default=60, ge=0, description="how long after a day ends its candles are re-fetched for revisions")
+    history_candles: int | None = Field(gt=0, description="how far back the API serves candles (e.g. Kraken: 720); None: from listing")
+    downtime_min_minutes: int = Field(gt=0, description="venues that omit no-trade intervals: an empty run this long is downtime")
+    archive: ArchiveConfig | None = Field(default=None, description="the venue's bulk archive, for deep history (Binance, Kraken)")
+    options: dict = Field(default_factory=dict, description="ccxt options passed to the exchange; Polygon: "
+                                                             "{adjusted: false} for bars as traded")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _venue_defaults(cls, raw):
+        """Fills what the entry leaves out from its venue's profile."""
+        if not isinstance(raw, dict):
+            return raw
+        try:
+            profile = profile_for(raw.get("venue"), raw.get("ccxt_id"))
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
+        defaults = {"venue": profile.name, "weight_limit": profile.weight_limit, "weight_window_seconds": profile.weight_window_seconds,
+                    "candles_weight": profile.candles_weight, "markets_weight": profile.markets_weight,
+                    "used_weight_header": profile.used_weight_header, "history_candles": profile.history_candles,
+                    "downtime_min_minutes": profile.downtime_min_minutes}
+        if profile.source == "ccxt" and profile.name != GENERIC_CCXT.name:
+            defaults["ccxt_id"] = profile.name
+        return {**defaults, **raw}
+
+    @model_validator(mode="after")
+    def _budget_fits(self) -> "ExchangeConfig":
+        if self.budget_use + self.budget_burst > 1:
+            raise ValueError(f"budget_use + budget_burst = {self.budget_use + self.budget_burst:g} would exceed the exchange's budget")
+        if self.profile.source == "ccxt" and not self.ccxt_id:
+            raise ValueError(f"venue {self.venue!r} needs ccxt_id (the ccxt exchange id)")
+        if self.profile.source != "ccxt" and self.ccxt_id:
+            raise ValueError(f"venue {self.venue!r} is not a ccxt exchange: remove ccxt_id")
+        if self.archive is not None and self.profile.archive_format is None:
+            raise ValueError(f"venue {self.venue!r} has no bulk archive we read: remove archive")
+        if self.archive is not None and self.archive.market not in (None, self.profile.archive_market):
+            raise ValueError(f"archive.market: {self.venue}'s instruments are {self.profile.archive_market} markets "
+                             f"(symbols like {self.profile.symbol_example!r}), so its archive is the {self.profile.archive_market!r} "
+                             f"tree; {self.archive.market!r} would store another market's candles under their names")
+        if self.archive is not None and isinstance(self.archive.url, list):
+            if not self.profile.archive_is_files:
+                raise ValueError(f"archive.url: {self.venue}'s archive is one root URL, not a list of files")
+            if not self.archive.url:
+                raise ValueError("archive.url: the list of archive files is empty")
+        return self
+
+    @property
+    def profile(self) -> VenueProfile:
+        return profile_for(self.venue, self.ccxt_id)
+
+    @property
+    def page_limit(self) -> int:
+        return self.profile.page_limit
+
+    @property
+    def sessions(self) -> Sessions:
+        """When the venue trades: the expected candles, gaps and freshness follow it."""
+        return sessions_for(self.profile.calendar)
+
+
+class Instrument(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exchange: str
+    symbol: str = Field(description="ccxt unified symbol, e.g. 'BTC/USDT'")
+    intervals: Annotated[tuple[str, ...], Field(min_length=1)]
+    start: dt.date
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _relative_start(cls, value):
+        """``N days ago`` keeps a universe's window moving with the calendar (the demo's does)."""
+        return resolve_day(value) if isinstance(value, str) and "ago" in value else value
+
+    @field_validator("intervals")
+    @classmethod
+    def _interval_grid(cls, intervals: tuple[str, ...]) -> tuple[str, ...]:
+        for interval in intervals:
+            interval_ms(interval)
+        if len(set(intervals)) != len(intervals):
+            raise ValueError(f"intervals repeat: {list(intervals)}")
+        return intervals
+
+    @property
+    def key(self) -> str:
+        """Partition key: readable and free of the characters Dagster keys must avoid."""
+        return instrument_key(self.exchange, self.symbol)
+
+    def label(self) -> str:
+        return f"{self.exchange} {self.symbol}"
+
+
+class Retention(BaseModel):
+    """How long an interval's candles (and features) are kept; older whole partitions are dropped
+    once the coarser intervals that summarise them are stored and agree with them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keep_days: int = Field(gt=0, description="candles opening this many days before today or later are kept")
+    requires: tuple[str, ...] | None = Field(
+        default=None, description="coarser intervals that must hold the aggregates before a drop; "
+                                  "default: every coarser interval the instrument has; [] drops without aggregates")
+
+
+class ExportConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    formats: tuple[Literal["parquet", "freqtrade"], ...] = Field(
+        default=("parquet",), description="parquet: one file per instrument, interval and month; "
+                                          "freqtrade: <pair>-<timeframe>.feather per instrument and interval")
+    directory: str | None = Field(default=None, description="where files go; default $DAGSTER_HOME/export")
+
+
+def instrument_key(exchange: str, symbol: str) -> str:
+    return f"{exchange}.{symbol.replace('/', '-').replace(':', '_')}"
+
+
+class Universe(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exchanges: dict[str, ExchangeConfig]
+    instruments: tuple[Instrument, ...]
+    refresh_minutes: int = Field(default=10, ge=1, le=60,
+                                 description="how often today's candles of every instrument are re-fetched (divides 60)")
+    sensor_seconds: int = Field(default=30, ge=5, le=3600,
+                                description="how often the instrument and gap-backfill sensors look; shorter hands work on sooner, each "
+                                            "look costs a sensor evaluation; Dagster's sensor daemon looks at most every 5 s. The "
+                                            "features automation stays at 30 s: more often only makes more, smaller feature runs")
+    retention: dict[str, Retention] = Field(default_factory=dict, description="per interval; intervals not named are kept forever")
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @field_validator("refresh_minutes")
+    @classmethod
+    def _divides_the_hour(cls, minutes: int) -> int:
+        if 60 % minutes:
+            raise ValueError(f"refresh_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60), not {minutes}")
+        return minutes
+
+    @property
+    def intervals(self) -> list[str]:
+        """Every configured interval, shortest first."""
+        return sorted({i for inst in self.instruments for i in inst.intervals}, key=interval_ms)
+
+    def aggregates_required(self, instrument: Instrument | None, interval: str) -> tuple[str, ...]:
+        """The coarser intervals whose candles must be stored before ``interval``'s are dropped."""
+        declared = self.retention[interval].requires
+        if declared is not None:
+            return declared
+        if instrument is None:
+            return ()
+        return tuple(i for i in instrument.intervals if interval_ms(i) > interval_ms(interval))
+
+    def instruments_for(self, interval: str) -> list[Instrument]:
+        return [inst for inst in self.instruments if interval in inst.intervals]
+
+    def instrument(self, key: str) -> Instrument:
+        for inst in self.instruments:
+            if inst.key == key:
+                return inst
+        raise KeyError(f"instrument {key!r} is not in the universe (known: {[i.key for i in self.instruments]})")
+
+    def start_date(self, interval: str) -> dt.date:
+        return min(inst.start for inst in self.instruments_for(interval))
+
+
+def expand_env(value, environ: dict[str, str] | None = None):
+    """Expands ${VAR} and ${VAR:-default} in every string of a parsed YAML document;
+    an unset variable without default is an error."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise UniverseError(f"universe refers to ${{{name}}}, which is not set and has no default")
+
+    return _ENV_REF.sub(replace, value)
+
+
+def parse_universe(text: str, source: str = "<universe>", today: dt.date | None = None) -> Universe:
+    try:
+        raw = expand_env(yaml.safe_load(text))
+    except yaml.YAMLError as err:
+        raise UniverseError(f"{source}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise UniverseError(f"{source}: expected a mapping with 'exchanges' and 'instruments'")
+    try:
+        universe = Universe.model_validate(raw)
+    except ValidationError as err:
+        raise UniverseError(f"{source}: " + "; ".join(_describe(raw, e) for e in err.errors())) from None
+    problems = _semantic_problems(universe, today or dt.datetime.now(dt.timezone.utc).date())
+    if problems:
+        raise UniverseError(f"{source}: " + "; ".join(problems))
+    return universe
+
+
+def _describe(raw: dict, error: dict) -> str:
+    loc = list(error["loc"])
+    where = ".".join(str(p) for p in loc)
+    if len(loc) >= 2 and loc[0] == "instruments" and isinstance(loc[1], int):
+        try:
+            entry = raw["instruments"][loc[1]]
+            where = f"instruments[{loc[1]}] ({entry.get('exchange')} {entry.get('symbol')})" + "".join(f".{p}" for p in loc[2:])
+        except (IndexError, KeyError, AttributeError, TypeError):
+            pass
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    return f"{where}: {error['msg']}"
+
+
+def _semantic_problems(universe: Universe, today: dt.date, environ=None) -> list[str]:
+    environ = os.environ if environ is None else environ
+    problems = []
+    for interval, retention in universe.retention.items():
+        try:
+            step = interval_ms(interval)
+        except ValueError as err:
+            problems.append(f"retention.{interval}: {err}")
+            continue
+        for coarser in retention.requires or ():
+            try:
+                ok = interval_ms(coarser) > step and interval_ms(coarser) % step == 0
+            except ValueError as err:
+                problems.append(f"retention.{interval}.requires: {err}")
+                continue
+            if not ok:
+                problems.append(f"retention.{interval}.requires: {coarser!r} is not a coarser multiple of {interval}")
+            if retention.keep_days and coarser in universe.retention and universe.retention[coarser].keep_days < retention.keep_days:
+                problems.append(f"retention.{interval}.requires: {coarser} is kept for fewer days than {interval}")
+    for name, exchange in universe.exchanges.items():
+        if exchange.ccxt_id is not None and not is_ccxt_exchange(exchange.ccxt_id):
+            problems.append(f"exchanges.{name}: unknown ccxt exchange id {exchange.ccxt_id!r}")
+        if exchange.profile.api_key_required:
+            if not exchange.api_key_env:
+                problems.append(f"exchanges.{name}: {exchange.venue} needs an API key: set api_key_env to the name of the "
+                                f"environment variable that holds it")
+            elif not environ.get(exchange.api_key_env):
+                problems.append(f"exchanges.{name}: the API key variable {exchange.api_key_env} is not set")
+    seen: dict[str, int] = {}
+    for n, inst in enumerate(universe.instruments):
+        where = f"instruments[{n}] ({inst.label()})"
+        if inst.key in seen:
+            problems.append(f"{where}: duplicate of instruments[{seen[inst.key]}]")
+        seen.setdefault(inst.key, n)
+        if inst.start > today:
+            problems.append(f"{where}: start {inst.start} is in the future")
+        exchange = universe.exchanges.get(inst.exchange)
+        if exchange is None:
+            problems.append(f"{where}: exchange {inst.exchange!r} is not declared under exchanges")
+            continue
+        form = exchange.profile.check_symbol_form(inst.symbol)
+        if form:
+            problems.append(f"{where}: {form}")
+        if exchange.ccxt_id is not None and not is_ccxt_exchange(exchange.ccxt_id):
+            continue
+        offered = exchange.profile.intervals or exchange_timeframes(exchange.ccxt_id)
+        for interval in inst.intervals:
+            if offered and interval not in offered:
+                problems.append(f"{where}: interval {interval!r} is not offered by {exchange.venue} (offers: {', '.join(offered)})")
+    return problems
+
+
+def is_ccxt_exchange(ccxt_id: str) -> bool:
+    """Whether ccxt knows the exchange id. The venues we profile are known without importing
+    ccxt: every process loads the universe, and ccxt's import (every exchange) costs 0.4 s."""
+    if ccxt_id in PROFILES and PROFILES[ccxt_id].source == "ccxt":
+        return True
+    import ccxt
+
+    return ccxt_id in ccxt.exchanges
+
+
+@functools.cache
+def exchange_timeframes(ccxt_id: str) -> tuple[str, ...]:
+    """The intervals an exchange offers, from ccxt's static description (no network)."""
+    import ccxt
+
+    return tuple((getattr(ccxt, ccxt_id)().timeframes or {}).keys())
+
+
+def universe_path() -> Path | None:
+    value = os.environ.get(UNIVERSE_ENV)
+    return Path(value) if value else None
+
+
+BUNDLED_UNIVERSE = "demo_universe.yaml"
+
+
+def universe_in_use(path: str | Path | None = None) -> Path:
+    """The absolute path of the universe file a process reads: ``path``, else ``OHLCV_UNIVERSE``,
+    else the bundled demo universe (relative paths against the working directory)."""
+    chosen = Path(path) if path else universe_path()
+    if chosen is None:
+        return Path(str(resources.files("ohlcv_assets").joinpath(BUNDLED_UNIVERSE))).resolve()
+    return chosen.expanduser().resolve()
+
+
+def load_universe(path: str | Path | None = None) -> Universe:
+    path = Path(path) if path else universe_path()
+    if path is None:
+        return parse_universe(resources.files("ohlcv_assets").joinpath(BUNDLED_UNIVERSE).read_text(), BUNDLED_UNIVERSE)
+    if not path.exists():
+        shown = path if path.is_absolute() else f"{path} (from {Path.cwd()}: {path.resolve()})"
+        raise UniverseError(f"universe file {shown} does not exist (set {UNIVERSE_ENV})")
+    return parse_universe(path.read_text(), str(path))

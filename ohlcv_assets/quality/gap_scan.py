@@ -1,0 +1,162 @@
+"""Scanning one instrument and interval for gaps, classifying them with the exchange, recording them.
+No Dagster here."""
+
+import collections
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+
+import numpy as np
+
+from ohlcv_assets.archive.formats import archive_signature
+from ohlcv_assets.exchange.source import CandleSource, history_start_ms
+from ohlcv_assets.core.gaps import (
+    BEYOND_HISTORY,
+    FILLABLE,
+    RETIRED,
+    Gap,
+    classify_known,
+    empty_reason,
+    fillable_from_archive,
+    find_gaps,
+    split_by_presence,
+)
+from ohlcv_assets.core.intervals import (
+    DAY_MS,
+    MINUTE_MS,
+    day_bounds_ms,
+    interval_ms,
+    utc_day,
+)
+from ohlcv_assets.core.sessions import Sessions
+from ohlcv_assets.core.universe import Instrument
+from ohlcv_assets.warehouse import delistings, gap_records
+from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, GAP_OPEN_STATUSES
+from ohlcv_assets.warehouse.store import Warehouse
+
+
+@dataclasses.dataclass
+class ScanResult:
+    expected: int
+    present: int
+    gaps: list[Gap]
+    day_coverage: list[tuple[dt.date, int, int]]  # day, present, expected
+    changes: dict[str, int]
+
+    @property
+    def coverage(self) -> float:
+        return 1.0 if self.expected == 0 else self.present / self.expected
+
+    def candles_by_reason(self, step_ms: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for gap in self.gaps:
+            out[gap.reason] = out.get(gap.reason, 0) + gap.candles(step_ms)
+        return out
+
+
+def settled_end_ms(now_ms: int, step_ms: int, refresh_minutes: int, last_stored_open_ms: int | None) -> int:
+    """Exclusive end of the grid a scan expects: candles closed at least one refresh period ago,
+    or up to the last stored candle when that is later. Younger candles are the today schedule's
+    to fetch, so a scan never chases the newest candle; the forming one is never expected."""
+    forming_open = now_ms // step_ms * step_ms
+    settled = (now_ms - refresh_minutes * MINUTE_MS) // step_ms * step_ms
+    if last_stored_open_ms is not None:
+        settled = max(settled, last_stored_open_ms + step_ms)
+    return min(settled, forming_open)
+
+
+def _answered(source: CandleSource, symbol: str, interval: str, gaps: list[Gap]) -> Iterator[tuple[Gap, np.ndarray]]:
+    """Each gap (or part of one) with the open times the exchange has in it, asking one page-sized
+    window at a time from the first gap not yet answered: gaps that one window covers share its
+    request (Coinbase refuses a window wider than a page, so none is)."""
+    step = interval_ms(interval)
+    pending = collections.deque(sorted(gaps, key=lambda g: g.start_ms))
+    while pending:
+        since = pending[0].start_ms
+        until = min(pending[-1].end_ms, since + source.page_limit * step)  # a window the venue serves in one page
+        rows = source.fetch_page(symbol, interval, since, until - 1)
+        times = rows[:, 0].astype(np.int64) if len(rows) else np.zeros(0, dtype=np.int64)
+        full_page = len(rows) >= source.page_limit
+        covered_end = int(times[-1]) + step if full_page and len(times) else until
+        while pending and pending[0].start_ms < covered_end:
+            gap = pending.popleft()
+            if gap.end_ms > covered_end:
+                pending.appendleft(Gap(covered_end, gap.end_ms))
+                gap = Gap(gap.start_ms, covered_end)
+            yield gap, times[(times >= gap.start_ms) & (times < gap.end_ms)]
+
+
+def ask_exchange(source: CandleSource, symbol: str, interval: str, unknown: list[Gap]) -> list[Gap]:
+    """Splits unexplained gaps into fillable parts and confirmed-empty parts (downtime, or no trades
+    on a venue that omits intervals without trades).
+
+    Adjacent gaps share a page, so a scan costs at most one request per page of candles that holds
+    gaps. A part that comes back empty is asked again, and only still empty is it confirmed.
+    """
+    step = interval_ms(interval)
+    omits, downtime_min_ms = source.config.profile.omits_empty, source.config.downtime_min_minutes * MINUTE_MS
+    out: list[Gap] = []
+    empty: list[Gap] = []
+    for gap, times in _answered(source, symbol, interval, unknown):
+        present, missing = split_by_presence(gap, times, step)
+        out.extend(present)
+        empty.extend(missing)
+    for gap, times in _answered(source, symbol, interval, empty):
+        present, missing = split_by_presence(gap, times, step)
+        out.extend(present)
+        out.extend(Gap(g.start_ms, g.end_ms, empty_reason(g, omits, downtime_min_ms)) for g in missing)
+    return sorted(out, key=lambda g: g.start_ms)
+
+
+def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
+         now_ms: int, refresh_minutes: int) -> ScanResult:
+    """Finds every missing candle of the settled grid and classifies it. The exchange is asked only
+    about gaps no record explains yet: confirmed-empty ranges and fillable gaps already recorded
+    (waiting for or in a backfill) are not asked about again. A delisted instrument's grid ends
+    with its last candle; once the venue no longer lists it, nothing is asked and every gap is
+    beyond its history."""
+    step = interval_ms(interval)
+    start = day_bounds_ms(instrument.start)[0]
+    latest = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
+    end = settled_end_ms(now_ms, step, refresh_minutes, latest)
+    delisting = delistings.delisted(warehouse, instrument.exchange, instrument.symbol).get((instrument.exchange, instrument.symbol))
+    if delisting is not None:
+        end = min(end, -(-delisting.delisted_ms // step) * step)
+    times = warehouse.read_open_times(instrument.exchange, instrument.symbol, interval, start, end)
+    served = delisting is None or delisting.served
+    listing = source.first_open_time(instrument.symbol, interval) if served else 0
+    history_start = history_start_ms(source.config, step, now_ms)
+    sessions = source.config.sessions
+    records = gap_records.instrument_gaps(warehouse, instrument.exchange, instrument.symbol, interval)
+    known = [(lo, hi, RETIRED) for lo, hi in gap_records.retired_spans(warehouse, instrument.exchange, instrument.symbol, interval)]
+    known += [(r.start_ms, r.end_ms, r.reason if r.status == CONFIRMED_EMPTY else FILLABLE) for r in records
+              if r.status == CONFIRMED_EMPTY or (r.status in GAP_OPEN_STATUSES and r.reason == FILLABLE)]
+    found = classify_known(sessions.clip(find_gaps(times, start, end, step), step), listing, history_start, known)
+    classified = [g for g in found if g.reason]
+    unknown = [g for g in found if not g.reason]
+    classified.extend(ask_exchange(source, instrument.symbol, interval, unknown) if served
+                      else [Gap(g.start_ms, g.end_ms, BEYOND_HISTORY) for g in unknown])
+    classified.sort(key=lambda g: g.start_ms)
+    archive = source.config.archive
+    if archive is not None:
+        classified = fillable_from_archive(classified)
+    changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms,
+                                    archive_signature(source.config))
+    first_expected = max(start, -(-listing // step) * step) if listing is not None else end
+    expected = sessions.count(first_expected, end, step) if end > first_expected else 0
+    return ScanResult(expected=expected, present=len(times), gaps=classified,
+                      day_coverage=day_coverage(times, first_expected, end, step, sessions), changes=changes)
+
+
+def day_coverage(times: np.ndarray, first_ms: int, end_ms: int, step_ms: int,
+                 sessions: Sessions = Sessions()) -> list[tuple[dt.date, int, int]]:
+    """(day, stored candles, expected closed candles) for every day from first_ms to end_ms."""
+    if end_ms <= first_ms:
+        return []
+    first_day = first_ms // DAY_MS
+    days = np.arange(first_day, (end_ms - 1) // DAY_MS + 1)
+    present = np.bincount((times[times >= first_ms] // DAY_MS) - first_day, minlength=len(days))[:len(days)]
+    day_start = np.maximum(days * DAY_MS, first_ms)
+    day_end = np.minimum((days + 1) * DAY_MS, end_ms)
+    expected = [sessions.count(int(a), int(b), step_ms) for a, b in zip(day_start, day_end)]
+    return [(utc_day(int(d) * DAY_MS), int(p), int(e)) for d, p, e in zip(days, present, expected)]

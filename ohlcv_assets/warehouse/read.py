@@ -1,0 +1,90 @@
+"""The read path: ``load_candles`` is the one way to read stored candles, for users (notebooks,
+backtests) and for the pipeline's own features and checks. No Dagster here.
+
+    from ohlcv_assets import load_candles
+    frame = load_candles("binance", "BTC/USDT", "1m", "2025-01-01", "2025-02-01")
+
+On PostgreSQL the rows come by binary COPY straight into numpy (no Python object per value).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+import pandas as pd
+
+from ohlcv_assets.core.intervals import interval_ms, ms_to_iso
+from ohlcv_assets.core.settings import warehouse_url
+from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, describe_held, held_instruments, public_url
+
+TimeLike = str | dt.date | dt.datetime | pd.Timestamp | int
+
+
+def to_ms(value: TimeLike) -> int:
+    """Epoch milliseconds (UTC) of an int (already ms), a date (its midnight UTC), a datetime or an
+    ISO string (naive means UTC)."""
+    if isinstance(value, bool):
+        raise TypeError("a time, not a bool")
+    if isinstance(value, int):
+        return value
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.value // 1_000_000)
+
+
+class OutsideStoredRange(UserWarning):
+    """``load_candles`` was asked for a range outside what the warehouse holds of the instrument."""
+
+
+def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end: TimeLike, *,
+                 warmup: int = 0, warehouse: Warehouse | None = None, strict: bool = True) -> pd.DataFrame:
+    """One instrument's stored candles opening in [start, end), ascending, plus the ``warmup``
+    stored candles before ``start`` (indicators need them).
+
+    Columns ``open_time`` (epoch ms, int64), ``open``, ``high``, ``low``, ``close``, ``volume``
+    (float64); the index is the open time as a UTC timestamp, named ``time``. Without a
+    ``warehouse``, the one the settings resolve (``OHLCV_WAREHOUSE_URL`` …) is opened read-only:
+    a missing or empty warehouse raises ``WarehouseMissing`` instead of returning nothing.
+    Candles are only what is stored: a missing candle is a missing row, never filled in.
+
+    An instrument (exchange, symbol) or interval the warehouse has never held raises
+    ``NotInWarehouse``, naming those it holds (a misspelt symbol is not an empty answer). A range
+    of a held instrument with no candles is an empty frame; when the range lies outside the
+    stored span it also warns (``OutsideStoredRange``), saying the span. ``strict=False`` (the
+    pipeline's own reads, for which an instrument without candles yet is normal) skips both.
+    """
+    interval_ms(interval)
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    if end_ms < start_ms:
+        raise ValueError(f"end {end!r} is before start {start!r}")
+    owned = warehouse is None
+    warehouse = Warehouse.open_existing(warehouse_url()) if owned else warehouse
+    try:
+        frame = warehouse.read_candles(exchange, symbol, interval, start_ms, end_ms)
+        if strict and frame.empty:
+            explain_empty(warehouse, exchange, symbol, interval, start_ms, end_ms)
+        if warmup:
+            before = warehouse.read_candles_before(exchange, symbol, interval, start_ms, warmup)
+            frame = pd.concat([before, frame], ignore_index=True)
+    finally:
+        if owned:
+            warehouse.dispose()
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame["open_time"], unit="ms", utc=True), name="time")
+    return frame
+
+
+def explain_empty(warehouse: Warehouse, exchange: str, symbol: str, interval: str, start_ms: int, end_ms: int) -> None:
+    """Why a read found nothing: raises for an instrument-interval never held, warns for a range
+    outside the stored span, says nothing for a hole inside it. Two index lookups (first and last
+    stored candle); naming what is held walks the key only on the error."""
+    first = warehouse.earliest_open_time(exchange, symbol, interval)
+    if first is None:
+        held = held_instruments(warehouse)
+        raise NotInWarehouse(f"the warehouse at {public_url(warehouse.url)} holds no {interval} candles of {exchange} {symbol}; "
+                             f"it holds {describe_held(held)}")
+    last = warehouse.latest_open_time(exchange, symbol, interval)
+    if end_ms <= first or start_ms > last:
+        warnings.warn(f"{exchange} {symbol} {interval}: no candles from {ms_to_iso(start_ms)} to {ms_to_iso(end_ms)}; the warehouse "
+                      f"holds this instrument's {interval} candles from {ms_to_iso(first)} to {ms_to_iso(last)}",
+                      OutsideStoredRange, stacklevel=3)

@@ -1,0 +1,85 @@
+"""load_candles, the one read path, on both warehouses."""
+
+import datetime as dt
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ohlcv_assets import load_candles
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS
+from ohlcv_assets.warehouse.schema import candles
+from ohlcv_assets.warehouse.read import OutsideStoredRange
+from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, WarehouseMissing
+
+JAN_31 = 1_738_281_600_000  # 2025-01-31T00:00Z: the rows cross a month (and, on PostgreSQL, a partition)
+
+
+def _store(warehouse: Warehouse, symbol: str, n: int) -> pd.DataFrame:
+    times = JAN_31 + np.arange(n, dtype=np.int64) * MINUTE_MS
+    frame = pd.DataFrame({"open_time": times, "open": 1.0 + np.arange(n), "high": 2.0 + np.arange(n),
+                          "low": 0.5 + np.arange(n), "close": 1.5 + np.arange(n), "volume": 0.001 * np.arange(n)})
+    frame = frame.drop(index=range(100, min(n, 110))).reset_index(drop=True)  # a hole stays a hole
+    warehouse.merge_partitions(candles, "binance", symbol, "1m", frame, [(JAN_31, JAN_31 + 2 * DAY_MS)], 1)
+    return frame
+
+
+def test_load_candles_equals_the_stored_rows(warehouse):
+    frame = _store(warehouse, "BTC/USDT", 2 * 1440)
+    _store(warehouse, "ETH/USDT", 50)
+    got = load_candles("binance", "BTC/USDT", "1m", "2025-01-31", dt.datetime(2025, 2, 2, tzinfo=dt.timezone.utc),
+                       warehouse=warehouse)
+    assert got.reset_index(drop=True).equals(frame)
+    assert got.index.name == "time" and str(got.index.tz) == "UTC"
+    assert got.index[0] == pd.Timestamp("2025-01-31T00:00Z")
+
+    feb = load_candles("binance", "BTC/USDT", "1m", dt.date(2025, 2, 1), "2025-02-01T12:00", warmup=30, warehouse=warehouse)
+    assert len(feb) == 30 + 720
+    assert feb["open_time"].iloc[30] == JAN_31 + DAY_MS
+    assert feb.reset_index(drop=True).equals(frame.iloc[1440 - 10 - 30:1440 - 10 + 720].reset_index(drop=True))
+
+
+def test_load_candles_opens_the_configured_warehouse_and_never_invents_one(warehouse_url, monkeypatch, tmp_path):
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    frame = _store(wh, "BTC/USDT", 300)
+    wh.dispose()
+    monkeypatch.setenv("OHLCV_WAREHOUSE_URL", warehouse_url)
+    assert load_candles("binance", "BTC/USDT", "1m", JAN_31, JAN_31 + DAY_MS).reset_index(drop=True).equals(frame)
+
+    missing = tmp_path / "nothing-here.db"
+    monkeypatch.setenv("OHLCV_WAREHOUSE_URL", f"sqlite:///{missing}")
+    with pytest.raises(WarehouseMissing, match="does not exist"):
+        load_candles("binance", "BTC/USDT", "1m", JAN_31, JAN_31 + DAY_MS)
+    assert not missing.exists()
+    with pytest.raises(ValueError, match="interval"):
+        load_candles("binance", "BTC/USDT", "7m", JAN_31, JAN_31 + DAY_MS)
+    with pytest.raises(ValueError, match="before start"):
+        load_candles("binance", "BTC/USDT", "1m", "2025-02-01", "2025-01-01")
+
+
+def test_load_candles_names_what_the_warehouse_holds_for_an_instrument_it_never_held(warehouse):
+    _store(warehouse, "BTC/USDT", 300)
+    _store(warehouse, "ETH/USDT", 50)
+    for exchange, symbol, interval in (("binance", "DOGE/USDT", "1m"), ("binnace", "BTC/USDT", "1m"), ("binance", "BTC/USDT", "1h")):
+        with pytest.raises(NotInWarehouse) as raised:
+            load_candles(exchange, symbol, interval, JAN_31, JAN_31 + DAY_MS, warehouse=warehouse)
+        message = str(raised.value)
+        assert f"holds no {interval} candles of {exchange} {symbol}" in message, message
+        assert "it holds binance BTC/USDT (1m); binance ETH/USDT (1m)" in message, message
+    # the pipeline's own reads (an instrument with no candles yet is normal there): an empty frame
+    assert load_candles("binance", "DOGE/USDT", "1m", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse, strict=False).empty
+
+
+def test_an_empty_range_of_a_held_instrument_warns_only_outside_the_stored_span(warehouse):
+    _store(warehouse, "BTC/USDT", 300)  # 00:00-04:59 on Jan 31, minutes 100-109 missing
+    with pytest.warns(OutsideStoredRange, match="holds this instrument's 1m candles from 2025-01-31T00:00"):
+        assert load_candles("binance", "BTC/USDT", "1m", "2024-01-01", "2024-02-01", warehouse=warehouse).empty
+    with pytest.warns(OutsideStoredRange):
+        assert load_candles("binance", "BTC/USDT", "1m", JAN_31 + DAY_MS, JAN_31 + 2 * DAY_MS, warehouse=warehouse).empty
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a hole inside the stored span is what is stored: no warning
+        assert load_candles("binance", "BTC/USDT", "1m", JAN_31 + 100 * MINUTE_MS, JAN_31 + 110 * MINUTE_MS,
+                            warehouse=warehouse).empty
+        assert len(load_candles("binance", "BTC/USDT", "1m", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse)) == 290
