@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ohlcv_assets.core.intervals import MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
+from ohlcv_assets.core.intervals import MINUTE_MS, ceil_div, day_bounds_ms, interval_ms, ms_to_iso
 from ohlcv_assets.warehouse.read import load_candles
 from ohlcv_assets.core.sessions import Sessions
 from ohlcv_assets.warehouse import delistings, sources
@@ -154,7 +154,7 @@ def finer_candles_existing(lo_ms: int, hi_ms: int, step_ms: int, sessions: Sessi
     for start, end in empty_ranges:
         start, end = max(start, lo_ms), min(end, hi_ms)
         if start < end:
-            exists[(start - lo_ms) // fine_step_ms:-(-(end - lo_ms) // fine_step_ms)] = False
+            exists[(start - lo_ms) // fine_step_ms:ceil_div(end - lo_ms, fine_step_ms)] = False
     counts = exists.reshape(-1, step_ms // fine_step_ms).sum(axis=1)
     return pd.Series(counts, index=np.arange(lo_ms, hi_ms, step_ms, dtype=np.int64))
 
