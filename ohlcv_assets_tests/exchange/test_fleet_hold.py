@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from ohlcv_assets.core.intervals import day_bounds_ms, now_ms
+from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.helpers import simulator_candles
@@ -25,13 +26,16 @@ LIMIT, WINDOW = 240, 10.0  # 24 weight a second: the budget, not a busy machine,
 
 
 @pytest.fixture
-def fleet_simulator(simulators):
-    return simulators({
+def fleet_simulator():
+    sim = ExchangeSimulator(SimulatorConfig.from_mapping({
         "seed": 5, "weight_limit": LIMIT, "weight_window_seconds": WINDOW,
         "ban_seconds": 2,  # short bans, so that a fleet that gets banned still ends (and fails the test) soon
         "symbols": [{"base": s, "quote": "USDT", "listed": "2020-01-01", "price": 10 + 7 * n} for n, s in enumerate(SYMBOLS)],
         "faults": [{"kind": "rate_limit", "endpoint": "klines", "every": 15}],  # 7 % of the candle requests
-    })
+    }))
+    sim.start()
+    yield sim
+    sim.stop()
 
 
 def universe(sim_url: str) -> str:
