@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import signal
@@ -27,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 from dagster import DagsterInstance, RunsFilter
@@ -39,6 +37,7 @@ from ohlcv_assets.cli.processes import running
 from ohlcv_assets.core.names import partition_key_string
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.processes import running_redis
+from ohlcv_assets.simulator.client import read_stats
 
 LIMIT = 1200  # weight per minute per address, as the issue asks
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
@@ -46,8 +45,7 @@ PHASES = {"one worker": ("A", ADDRESSES[:1], 4), "two workers": ("B", ADDRESSES,
 
 
 def sim_stats(simulator: str) -> dict:
-    with urllib.request.urlopen(f"{simulator}/sim/stats", timeout=10) as response:
-        return json.loads(response.read())
+    return read_stats(simulator)
 
 
 class WeightTimeline:

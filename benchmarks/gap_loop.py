@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, free_port  # noqa: E402
 
 from ohlcv_assets.cli.processes import running  # noqa: E402
+from ohlcv_assets.simulator.client import read_stats
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 DAYS = 12
@@ -66,8 +67,7 @@ def wait_backfill(webserver: str, backfill_id: str, timeout: float = 900) -> str
 
 
 def sim_stats(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/sim/stats", timeout=10) as response:
-        return json.loads(response.read())
+    return read_stats(url)
 
 
 def wait_http(url: str, seconds: float = 180) -> None:

@@ -19,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from common import fresh_database, running_simulator
 
 from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.simulator.client import read_stats
 
 SYMBOLS = ["BTC", "ETH", "SOL", "XRP", "ADA", "DOT"]
 LAST_DAY = dt.date(2026, 10, 31)
@@ -64,8 +64,7 @@ def one_run(universe_path: str, warehouse_url: str, symbol: str, first: dt.date)
 
 
 def sim_stats(simulator: str) -> dict:
-    with urllib.request.urlopen(f"{simulator}/sim/stats", timeout=10) as response:
-        return json.loads(response.read())
+    return read_stats(simulator)
 
 
 def main() -> None:

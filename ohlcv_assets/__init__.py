@@ -1,5 +1,12 @@
 """ohlcv_assets: OHLCV candles from exchanges as partitioned Dagster assets.
 
+The packages, lowest first (each imports only those before it): ``venues`` (each venue's facts),
+``core`` (the shared vocabulary: universe, settings, intervals, sessions, names), ``http`` (egress
+and backoff), ``warehouse`` (the database), ``exchange`` and ``archive`` (REST sources and bulk
+archive files), ``quality``, ``ingest``, ``features`` and ``ops`` (the domain, no Dagster), ``defs``
+(the Dagster layer) with ``definitions``, and ``cli``; ``simulator`` is the offline venue the demo
+and the tests start.
+
 ``load_candles`` is the read API (see ``ohlcv_assets.warehouse.read``); it is imported lazily so that
 ``import ohlcv_assets`` stays cheap.
 """

@@ -8,11 +8,13 @@ import dagster as dg
 
 from ohlcv_assets.defs.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
 from ohlcv_assets.defs.assets.features import build_features_asset
-from ohlcv_assets.defs.assets.gap_report import build_gap_report_asset, gap_scan_job
-from ohlcv_assets.defs.assets.maintenance import build_export_asset, build_retention_asset, maintenance_schedule
+from ohlcv_assets.defs.assets.gap_report import build_gap_report_asset
+from ohlcv_assets.defs.assets.maintenance import build_export_asset, build_retention_asset
 from ohlcv_assets.defs.dagster_internals import beta_apis_in_use
+from ohlcv_assets.defs.jobs import gap_scan_job
 from ohlcv_assets.defs.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.defs.schedules.gap_scan import build_gap_scan_schedule
+from ohlcv_assets.defs.schedules.maintenance import maintenance_schedule
 from ohlcv_assets.defs.schedules.today import build_today_schedule
 from ohlcv_assets.defs.sensors.alerts import alert_on_run_failure, alert_resource, build_quality_alert_sensor
 from ohlcv_assets.defs.sensors.gap_backfill import build_gap_backfill_sensor

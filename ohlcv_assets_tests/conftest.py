@@ -1,5 +1,6 @@
 """Shared fixtures: a real simulator over HTTP, real warehouses (SQLite and PostgreSQL), a universe."""
 
+import json
 import os
 import shutil
 import signal
@@ -78,11 +79,28 @@ def _nothing_left_running():
 
 
 @pytest.fixture(scope="session")
-def simulator():
-    sim = ExchangeSimulator(SimulatorConfig.from_mapping(SIMULATOR_CONFIG))
-    sim.start()
-    yield sim
-    sim.stop()
+def simulators():
+    """The one way tests start a simulator (real HTTP on 127.0.0.1): ``simulators(config)`` is the
+    simulator of that configuration, started the first time a test asks for it and stopped at the
+    end of the session."""
+    started: dict[str, ExchangeSimulator] = {}
+
+    def simulator_for(config: dict) -> ExchangeSimulator:
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key not in started:
+            started[key] = ExchangeSimulator(SimulatorConfig.from_mapping(config))
+            started[key].start()
+        return started[key]
+
+    yield simulator_for
+    for sim in started.values():
+        sim.stop()
+
+
+@pytest.fixture(scope="session")
+def simulator(simulators):
+    """The default simulator (``helpers.SIMULATOR_CONFIG``), reset before each test that uses it."""
+    return simulators(SIMULATOR_CONFIG)
 
 
 @pytest.fixture(autouse=True)

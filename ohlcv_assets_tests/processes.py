@@ -13,18 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ohlcv_assets.cli.processes import running
+from ohlcv_assets.cli.processes import free_port, running
 
 __all__ = ["TAG_ENV", "free_port", "missing_part", "processes_started_by", "quick_daemon_ticks", "running", "running_redis",
            "stop_features_automation", "stop_leftovers", "wait_until"]
 
 BACKFILL_DAEMON_SECONDS = 5  # Dagster's own: 30, hard-coded
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def missing_part(message: str) -> None:

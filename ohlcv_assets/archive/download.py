@@ -14,7 +14,7 @@ import urllib3
 
 from ohlcv_assets.archive import ArchiveStats, ArchiveUnavailable
 from ohlcv_assets.http.egress import bind_session
-from ohlcv_assets.exchange.retrying import backoff_seconds
+from ohlcv_assets.http.backoff import backoff_seconds
 
 if TYPE_CHECKING:
     from ohlcv_assets.core.universe import ArchiveConfig, ExchangeConfig

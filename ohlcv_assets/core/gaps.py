@@ -22,6 +22,8 @@ import dataclasses
 
 import numpy as np
 
+from ohlcv_assets.core.intervals import grid_ceil
+
 FILLABLE = "fillable"
 EXCHANGE_DOWNTIME = "exchange_downtime"
 BEFORE_LISTING = "before_listing"
@@ -48,8 +50,8 @@ def find_gaps(open_times: np.ndarray, start_ms: int, end_ms: int, step_ms: int) 
     ``open_times`` are the stored open times (any order; duplicates and times outside the range
     are ignored). Vectorised: 10 million candles take well under a second.
     """
-    first = -(-start_ms // step_ms) * step_ms
-    last = -(-end_ms // step_ms) * step_ms  # first grid time at or after end_ms
+    first = grid_ceil(start_ms, step_ms)
+    last = grid_ceil(end_ms, step_ms)  # first grid time at or after end_ms
     times = np.asarray(open_times, dtype=np.int64)
     times = times[(times >= first) & (times < last)]
     if len(times) > 1 and np.any(np.diff(times) <= 0):

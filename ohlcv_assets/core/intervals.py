@@ -51,9 +51,19 @@ def now_ms() -> int:
     return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
 
 
+def ceil_div(a: int, b: int) -> int:
+    """a / b rounded up (integers, b > 0)."""
+    return -(-a // b)
+
+
+def grid_ceil(ms: int, step_ms: int) -> int:
+    """The first time of the grid of ``step_ms`` at or after ``ms``."""
+    return ceil_div(ms, step_ms) * step_ms
+
+
 def expected_open_times(start_ms: int, end_ms: int, step_ms: int) -> range:
     """Open times of every candle of the grid that starts in [start_ms, end_ms)."""
-    first = -(-start_ms // step_ms) * step_ms
+    first = grid_ceil(start_ms, step_ms)
     return range(first, end_ms, step_ms)
 
 

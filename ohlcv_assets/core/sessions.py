@@ -12,6 +12,7 @@ import functools
 import numpy as np
 
 from ohlcv_assets.core.intervals import DAY_MS
+from ohlcv_assets.core.intervals import ceil_div, grid_ceil
 
 class Sessions:
     """Around the clock: every grid candle is expected."""
@@ -20,12 +21,12 @@ class Sessions:
 
     def expected(self, start_ms: int, end_ms: int, step_ms: int) -> np.ndarray:
         """Open times of the expected candles opening in [start_ms, end_ms), ascending."""
-        first = -(-start_ms // step_ms) * step_ms
+        first = grid_ceil(start_ms, step_ms)
         return np.arange(first, max(first, end_ms), step_ms, dtype=np.int64)
 
     def count(self, start_ms: int, end_ms: int, step_ms: int) -> int:
-        first = -(-start_ms // step_ms) * step_ms
-        return max(0, -(-(end_ms - first) // step_ms))
+        first = grid_ceil(start_ms, step_ms)
+        return max(0, ceil_div(end_ms - first, step_ms))
 
     def clip(self, gaps: np.ndarray, step_ms: int) -> np.ndarray:
         """Missing runs (start, end, count rows, as ``gaps.find_gaps`` gives) cut to the expected
@@ -40,7 +41,7 @@ class Sessions:
     def lookback_days(self, candles: int, step_ms: int) -> int:
         """Whole UTC days before a day that always hold ``candles`` expected candles (a features
         day's warm-up): around the clock, the days those candles span."""
-        return -(-candles * step_ms // DAY_MS)
+        return ceil_div(candles * step_ms, DAY_MS)
 
 
 REGULAR = "regular"
@@ -82,7 +83,7 @@ class ExchangeSessions(Sessions):
         opens, closes = self._sessions(start_ms, end_ms)
         parts = []
         for open_ms, close_ms in zip(opens.tolist(), closes.tolist()):
-            first = max(open_ms // step_ms * step_ms, -(-start_ms // step_ms) * step_ms)
+            first = max(open_ms // step_ms * step_ms, grid_ceil(start_ms, step_ms))
             parts.append(np.arange(first, min(close_ms, end_ms), step_ms, dtype=np.int64))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
@@ -96,7 +97,7 @@ class ExchangeSessions(Sessions):
         for start, end, _ in gaps.tolist():
             for open_ms, close_ms in zip(*(a.tolist() for a in self._sessions(start, end))):
                 lo = max(start, open_ms // step_ms * step_ms)
-                hi = min(end, -(-close_ms // step_ms) * step_ms)
+                hi = min(end, grid_ceil(close_ms, step_ms))
                 if lo < hi:
                     rows.append((lo, hi, (hi - lo) // step_ms))
         return np.array(rows, dtype=np.int64).reshape(-1, 3)
@@ -107,7 +108,7 @@ class ExchangeSessions(Sessions):
         if step_ms >= DAY_MS and self._daily is not self:
             return self._daily.lookback_days(candles, step_ms)
         first = self._opens // step_ms * step_ms
-        per_session = -(-(self._closes - first) // step_ms)
+        per_session = ceil_div(self._closes - first, step_ms)
         before = np.concatenate([[0], np.cumsum(per_session)])  # candles of the sessions before each one
         reach = np.searchsorted(before, before[:-1] - candles, side="right") - 1  # latest session start far enough back
         ok = before[:-1] >= candles

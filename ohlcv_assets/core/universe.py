@@ -20,8 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ohlcv_assets.core.intervals import interval_ms, resolve_day
-from ohlcv_assets.core.sessions import REGULAR, Sessions, sessions_for
 from ohlcv_assets.core.errors import ConfigurationError
+from ohlcv_assets.core.sessions import REGULAR, Sessions, sessions_for
 from ohlcv_assets.core.settings import UNIVERSE_ENV
 from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, known_venues, profile_for
 
@@ -396,11 +396,23 @@ def universe_in_use(path: str | Path | None = None) -> Path:
     return chosen.expanduser().resolve()
 
 
+_PARSED: dict[tuple, Universe] = {}  # this process's universes, by file (and its state on disk) and environment
+
+
 def load_universe(path: str | Path | None = None) -> Universe:
+    """The universe of ``path`` (None: ``OHLCV_UNIVERSE``, else the bundled demo), read and parsed
+    once per process: a later call for the same file, unchanged on disk and under the same
+    environment (``${VAR}`` references), gets a copy of that first parse."""
     path = Path(path) if path else universe_path()
     if path is None:
-        return parse_universe(resources.files("ohlcv_assets").joinpath(BUNDLED_UNIVERSE).read_text(), BUNDLED_UNIVERSE)
-    if not path.exists():
-        shown = path if path.is_absolute() else f"{path} (from {Path.cwd()}: {path.resolve()})"
-        raise UniverseError(f"universe file {shown} does not exist (set {UNIVERSE_ENV})")
-    return parse_universe(path.read_text(), str(path))
+        file, source = universe_in_use(None), BUNDLED_UNIVERSE
+    else:
+        if not path.exists():
+            shown = path if path.is_absolute() else f"{path} (from {Path.cwd()}: {path.resolve()})"
+            raise UniverseError(f"universe file {shown} does not exist (set {UNIVERSE_ENV})")
+        file, source = path.expanduser().resolve(), str(path)
+    stat = file.stat()
+    key = (str(file), stat.st_mtime_ns, stat.st_size, hash(frozenset(os.environ.items())))
+    if key not in _PARSED:
+        _PARSED[key] = parse_universe(file.read_text(), source)
+    return _PARSED[key].model_copy(deep=True)

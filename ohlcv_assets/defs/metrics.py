@@ -25,7 +25,8 @@ from ohlcv_assets.core.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWN
 from ohlcv_assets.defs.monitoring import candle_age_ms, failing_checks
 from ohlcv_assets.core.names import candles_key, freshness_windows, split_partition_key_string
 from ohlcv_assets.quality.checks import checks_for
-from ohlcv_assets.core.universe import Universe, instrument_key
+from ohlcv_assets.core.universe import Universe
+from ohlcv_assets.core.universe import instrument_key
 from ohlcv_assets.warehouse import delistings, venue_counters
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets.warehouse.summaries import budget_states, latest_open_times, open_gaps_by_venue

@@ -83,9 +83,7 @@ def instrument_rows(universe: Universe, warehouse: Warehouse, instance: dg.Dagst
             delisting = delisted.get((inst.exchange, inst.symbol))
             sessions = universe.sessions_of(inst)
             if s:
-                end = settled_end_ms(now, step, universe.refresh_minutes, s.last)
-                if delisting is not None:
-                    end = min(end, -(-delisting.delisted_ms // step) * step)
+                end = settled_end_ms(now, step, universe.refresh_minutes, s.last, delisting.delisted_ms if delisting else None)
                 expected = sessions.count(s.first, end, step) if end > s.first else 0
                 explained = 0
                 for g in mine:

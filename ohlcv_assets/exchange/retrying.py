@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, TypeVar
 from ohlcv_assets.core.errors import AuthenticationFailed, VenueUnreachable, connection_refused, public_url
 from ohlcv_assets.exchange.rate_budget import LocalRateBudget, RateBudget
 from ohlcv_assets.exchange.source import FetchFailed, FetchStats, PermanentFetchError
+from ohlcv_assets.http.backoff import backoff_seconds
 
-BACKOFF_CAP_SECONDS = 30.0
 RETRY_AFTER_MARGIN_SECONDS = 0.25
 RATE_LIMITED, PERMANENT, TRANSIENT, AUTH = "rate_limited", "permanent", "transient", "auth"
 T = TypeVar("T")
@@ -37,11 +37,6 @@ class HeldBack(Exception):
 
 if TYPE_CHECKING:
     from ohlcv_assets.core.universe import ExchangeConfig
-
-
-def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
-    """Exponential backoff with jitter: uniform in [0.5, 1.5] x base * 2**attempt, capped."""
-    return min(BACKOFF_CAP_SECONDS, base * 2**attempt) * rng.uniform(0.5, 1.5)
 
 
 @dataclasses.dataclass(frozen=True)

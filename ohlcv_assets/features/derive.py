@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from ohlcv_assets.features.compute import FEATURE_PARAMS, FeatureParams, compute_features
+from ohlcv_assets.core.feature_params import FEATURE_PARAMS, FeatureParams
+from ohlcv_assets.features.compute import compute_features
 from ohlcv_assets.core.intervals import DAY_MS, day_bounds_ms, interval_ms, now_ms
 from ohlcv_assets.warehouse.read import load_candles
 from ohlcv_assets.quality.validation import validate_features

@@ -19,7 +19,7 @@ import collections
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,18 +28,13 @@ import pandas as pd
 from ohlcv_assets.archive import ArchiveFile, ArchiveUnavailable, CandleArchive, LoadedFile, load_verified
 from ohlcv_assets.core.candle_frame import EXTRA_COLUMNS
 from ohlcv_assets.ingest.report import DayTodo, PartitionReport
+from ohlcv_assets.ingest.write import BATCH_CANDLES, Batch, IngestRun, write_batch
 from ohlcv_assets.core.intervals import DAY_MS, day_bounds_ms, interval_ms
-from ohlcv_assets.core.universe import Instrument
 from ohlcv_assets.quality.validation import CandleValidationError
 from ohlcv_assets.warehouse import provenance
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.provenance import ARCHIVE, DaySource, Disagreement
-from ohlcv_assets.warehouse.store import Warehouse, row_changes, value_columns
-
-BATCH_CANDLES = 50_000
-
-WriteBatch = Callable[[list[DayTodo], pd.DataFrame, int, dict, float, DaySource, dict[dt.date, DaySource]],
-                      list[tuple[dt.date, PartitionReport]]]
+from ohlcv_assets.warehouse.store import row_changes, value_columns
 
 
 def reconcile(stored: pd.DataFrame, incoming: pd.DataFrame, days: list[DayTodo], file: str, stored_sources: dict,
@@ -83,13 +78,12 @@ def reconcile(stored: pd.DataFrame, incoming: pd.DataFrame, days: list[DayTodo],
 class ArchiveStage:
     """Runs the archive over a run's days; ``leftover`` is then what REST must fetch."""
 
-    def __init__(self, archive: CandleArchive, warehouse: Warehouse, instrument: Instrument, interval: str, now_ms: int,
-                 write: WriteBatch):
-        self.archive, self.warehouse, self.instrument, self.interval = archive, warehouse, instrument, interval
-        self.now_ms, self.write = now_ms, write
+    def __init__(self, archive: CandleArchive, run: IngestRun):
+        self.archive, self.ingest_run = archive, run
+        self.warehouse, self.instrument, self.interval, self.now_ms = run.warehouse, run.instrument, run.interval, run.now_ms
         self.config = archive.config.archive
-        self.step = interval_ms(interval)
-        self.today = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc).date()
+        self.step = interval_ms(run.interval)
+        self.today = dt.datetime.fromtimestamp(run.now_ms / 1000, dt.timezone.utc).date()
         self.leftover: list[DayTodo] = []
 
     def run(self, todo: list[DayTodo]) -> Iterator[list[tuple[dt.date, PartitionReport]]]:
@@ -177,7 +171,7 @@ class ArchiveStage:
             source = DaySource(ARCHIVE, file.name, loaded.sha256)
             mixed = {f.day: source.keeping(stored.get(f.day), f.candles) for f in found if f.kept == "stored"}
             try:
-                reports = self.write(batch, frame, self.now_ms, {}, started, source, mixed)
+                reports = write_batch(self.ingest_run, Batch(batch, frame, source, started, mixed=mixed))
             except CandleValidationError as err:
                 for d in batch:
                     notes[d.day] = f"archive {file.name}: invalid_candles ({str(err).splitlines()[0][:240]}): not loaded"

@@ -20,11 +20,11 @@ import datetime as dt
 import pandas as pd
 
 from ohlcv_assets.core.intervals import day_bounds_ms, interval_ms, ms_to_iso
-from ohlcv_assets.quality.checks import consistency
-from ohlcv_assets.warehouse.read import load_candles
 from ohlcv_assets.core.universe import Universe
+from ohlcv_assets.quality.checks import consistency
 from ohlcv_assets.warehouse import retirement
 from ohlcv_assets.warehouse.partitioning import Span
+from ohlcv_assets.warehouse.read import load_candles
 from ohlcv_assets.warehouse.schema import candle_features, candles
 from ohlcv_assets.warehouse.store import Warehouse
 

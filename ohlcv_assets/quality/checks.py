@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 
 from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
-from ohlcv_assets.warehouse.read import load_candles
+from ohlcv_assets.core.intervals import ceil_div
 from ohlcv_assets.core.sessions import Sessions
 from ohlcv_assets.warehouse import delistings, provenance
+from ohlcv_assets.warehouse.read import load_candles
 from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
 
 COMPLETENESS_THRESHOLD = 0.99
@@ -154,7 +155,7 @@ def finer_candles_existing(lo_ms: int, hi_ms: int, step_ms: int, sessions: Sessi
     for start, end in empty_ranges:
         start, end = max(start, lo_ms), min(end, hi_ms)
         if start < end:
-            exists[(start - lo_ms) // fine_step_ms:-(-(end - lo_ms) // fine_step_ms)] = False
+            exists[(start - lo_ms) // fine_step_ms:ceil_div(end - lo_ms, fine_step_ms)] = False
     counts = exists.reshape(-1, step_ms // fine_step_ms).sum(axis=1)
     return pd.Series(counts, index=np.arange(lo_ms, hi_ms, step_ms, dtype=np.int64))
 

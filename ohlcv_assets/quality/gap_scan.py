@@ -21,13 +21,7 @@ from ohlcv_assets.core.gaps import (
     find_gaps,
     split_by_presence,
 )
-from ohlcv_assets.core.intervals import (
-    DAY_MS,
-    MINUTE_MS,
-    day_bounds_ms,
-    interval_ms,
-    utc_day,
-)
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, grid_ceil, interval_ms, utc_day
 from ohlcv_assets.core.sessions import Sessions
 from ohlcv_assets.core.universe import Instrument
 from ohlcv_assets.warehouse import delistings, gap_records
@@ -54,15 +48,18 @@ class ScanResult:
         return out
 
 
-def settled_end_ms(now_ms: int, step_ms: int, refresh_minutes: int, last_stored_open_ms: int | None) -> int:
+def settled_end_ms(now_ms: int, step_ms: int, refresh_minutes: int, last_stored_open_ms: int | None,
+                   delisted_ms: int | None = None) -> int:
     """Exclusive end of the grid a scan expects: candles closed at least one refresh period ago,
     or up to the last stored candle when that is later. Younger candles are the today schedule's
-    to fetch, so a scan never chases the newest candle; the forming one is never expected."""
+    to fetch, so a scan never chases the newest candle; the forming one is never expected. A
+    delisted instrument's grid ends at its delisting (``delisted_ms``, on the grid)."""
     forming_open = now_ms // step_ms * step_ms
     settled = (now_ms - refresh_minutes * MINUTE_MS) // step_ms * step_ms
     if last_stored_open_ms is not None:
         settled = max(settled, last_stored_open_ms + step_ms)
-    return min(settled, forming_open)
+    end = min(settled, forming_open)
+    return end if delisted_ms is None else min(end, grid_ceil(delisted_ms, step_ms))
 
 
 def _answered(source: CandleSource, symbol: str, interval: str, gaps: list[Gap]) -> Iterator[tuple[Gap, np.ndarray]]:
@@ -118,10 +115,8 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
     step = interval_ms(interval)
     start = day_bounds_ms(instrument.start)[0]
     latest = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
-    end = settled_end_ms(now_ms, step, refresh_minutes, latest)
     delisting = delistings.delisted(warehouse, instrument.exchange, instrument.symbol).get((instrument.exchange, instrument.symbol))
-    if delisting is not None:
-        end = min(end, -(-delisting.delisted_ms // step) * step)
+    end = settled_end_ms(now_ms, step, refresh_minutes, latest, delisting.delisted_ms if delisting else None)
     times = warehouse.read_open_times(instrument.exchange, instrument.symbol, interval, start, end)
     served = delisting is None or delisting.served
     listing = source.first_open_time(instrument.symbol, interval) if served else 0
@@ -142,7 +137,7 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
         classified = fillable_from_archive(classified)
     changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms,
                                     archive_signature(source.config))
-    first_expected = max(start, -(-listing // step) * step) if listing is not None else end
+    first_expected = max(start, grid_ceil(listing, step)) if listing is not None else end
     expected = sessions.count(first_expected, end, step) if end > first_expected else 0
     return ScanResult(expected=expected, present=len(times), gaps=classified,
                       day_coverage=day_coverage(times, first_expected, end, step, sessions), changes=changes)

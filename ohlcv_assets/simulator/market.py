@@ -21,6 +21,7 @@ import zlib
 import numpy as np
 
 from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
+from ohlcv_assets.core.intervals import grid_ceil
 from ohlcv_assets.core.sessions import EXTENDED, REGULAR, sessions_for
 
 PRICE_DECIMALS = 2
@@ -145,7 +146,7 @@ class SimulatedMarket:
         minutes without trades included as flat zero-volume candles (``trades`` 0). Minutes outside
         the symbol's sessions and in an outage of ``venue`` do not exist."""
         first = max(start_ms, symbol.listed_ms)
-        first = -(-first // MINUTE_MS) * MINUTE_MS
+        first = grid_ceil(first, MINUTE_MS)
         end = min(end_ms, now_ms + 1, symbol.delisted_ms or end_ms)
         t = np.arange(first, max(first, end), MINUTE_MS, dtype=np.int64)
         for outage in self.downtime:
@@ -180,7 +181,7 @@ class SimulatedMarket:
         ``omit_empty`` (Kraken, Coinbase, Polygon) minutes without trades are left out first, so an
         interval nobody traded in is absent and the others aggregate only what traded."""
         start = start_ms // interval_ms * interval_ms
-        minutes = self.minute_candles(symbol, start, -(-end_ms // interval_ms) * interval_ms, now_ms, venue)
+        minutes = self.minute_candles(symbol, start, grid_ceil(end_ms, interval_ms), now_ms, venue)
         if omit_empty:
             minutes = minutes.take(minutes.trades > 0)
         if interval_ms == MINUTE_MS or len(minutes) == 0:

@@ -14,9 +14,11 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, HOUR_MS, day_bounds_ms, utc_day
+from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, HOUR_MS
+from ohlcv_assets.core.intervals import day_bounds_ms, utc_day
 from ohlcv_assets.core.sessions import sessions_for
-from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, CandleArrays, _uniform
+from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, CandleArrays
+from ohlcv_assets.simulator.market import _uniform
 from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request, RollingWindow, apply_candle_fault
 
 MAX_LIMIT = 50_000

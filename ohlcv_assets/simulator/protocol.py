@@ -11,14 +11,67 @@ import dataclasses
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+import typing
+from typing import Any
 
 import numpy as np
 
-from ohlcv_assets.simulator.market import CandleArrays
+from ohlcv_assets.simulator.market import CandleArrays, SimSymbol, SimulatedMarket
 
-if TYPE_CHECKING:
-    from ohlcv_assets.simulator.server import ExchangeSimulator, Fault
+
+FAULT_KINDS = {"status", "slow", "truncated", "rate_limit", "auth", "corrupt", "revise", "empty", "short"}
+
+
+@dataclasses.dataclass
+class Fault:
+    """Fires on matching requests: the first ``count`` of them, or every ``every``-th one."""
+
+    kind: str  # "status" | "slow" | "truncated" | "rate_limit" | "auth" | "corrupt" | "revise" | "empty" | "short"
+    endpoint: str = "klines"  # the venue's endpoint name (klines, OHLC, candles, aggs) or "*"
+    venue: str = "*"  # binance, kraken, coinbase, polygon or "*"
+    count: int | None = None
+    every: int | None = None
+    status: int = 503  # "status": the answer's HTTP status; "auth": 403 for a plan not entitled (Polygon), else a refused key
+    code: int | str | None = None  # "auth": the venue's error code, e.g. Binance -2014 (default -2015)
+    seconds: float = 1.0  # how long a slow answer takes, or a rate_limit answer's Retry-After
+    start_between: tuple[int, int] | None = None  # only requests whose window starts in [lo, hi) (ms)
+    seen: int = 0
+    fired: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+        if (self.count is None) == (self.every is None):
+            raise ValueError("a fault needs exactly one of count or every")
+
+    def fires(self, venue: str, endpoint: str, start_ms: int | None) -> bool:
+        if self.venue not in (venue, "*") or self.endpoint not in (endpoint, "*"):
+            return False
+        if self.start_between is not None:
+            lo, hi = self.start_between
+            if start_ms is None or not lo <= start_ms < hi:
+                return False
+        self.seen += 1
+        hit = self.fired < self.count if self.count is not None else self.seen % self.every == 0
+        if hit:
+            self.fired += 1
+        return hit
+
+
+class Simulator(typing.Protocol):
+    """What a protocol uses of the simulator that routes to it (``server.ExchangeSimulator``), so
+    that the protocols need not import the server that imports them."""
+
+    config: Any
+    market: SimulatedMarket
+    lock: threading.Lock
+
+    def now(self) -> int: ...
+    def count(self, name: str, n: int = 1) -> None: ...
+    def charge(self, protocol: Protocol, client: str, weight: float) -> float: ...
+    def fire_fault(self, venue: str, endpoint: str, start_ms: int | None, client: str | None = None) -> Any: ...
+    def listed(self, venue: str) -> list[SimSymbol]: ...
+    def symbol(self, venue: str, exchange_symbol: str) -> SimSymbol | None: ...
 
 
 class ApiError(Exception):
@@ -55,13 +108,13 @@ class Protocol:
     name: str
     prefix: str
 
-    def handle(self, sim: ExchangeSimulator, request: Request) -> Answer:
+    def handle(self, sim: Simulator, request: Request) -> Answer:
         raise NotImplementedError
 
     def error(self, err: ApiError) -> Answer:
         raise NotImplementedError
 
-    def budget(self, sim: ExchangeSimulator) -> Any:
+    def budget(self, sim: Simulator) -> Any:
         raise NotImplementedError
 
 

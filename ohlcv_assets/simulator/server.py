@@ -52,48 +52,9 @@ from ohlcv_assets.simulator.coinbase import Coinbase
 from ohlcv_assets.simulator.kraken import Kraken
 from ohlcv_assets.simulator.market import CRYPTO_VENUES, Downtime, SimSymbol, SimulatedMarket
 from ohlcv_assets.simulator.polygon import Polygon
-from ohlcv_assets.simulator.protocol import IN_FLIGHT, VIOLATION, Answer, ApiError, Protocol, Request
+from ohlcv_assets.simulator.protocol import IN_FLIGHT, VIOLATION, Answer, ApiError, Fault, Protocol, Request
 
 PROTOCOLS: tuple[Protocol, ...] = (Archives(), Kraken(), Coinbase(), Polygon(), BinanceUsdm(), Binance())  # Binance spot last: it takes every other path
-FAULT_KINDS = {"status", "slow", "truncated", "rate_limit", "auth", "corrupt", "revise", "empty", "short"}
-
-
-@dataclasses.dataclass
-class Fault:
-    """Fires on matching requests: the first ``count`` of them, or every ``every``-th one."""
-
-    kind: str  # "status" | "slow" | "truncated" | "rate_limit" | "auth" | "corrupt" | "revise" | "empty" | "short"
-    endpoint: str = "klines"  # the venue's endpoint name (klines, OHLC, candles, aggs) or "*"
-    venue: str = "*"  # binance, kraken, coinbase, polygon or "*"
-    count: int | None = None
-    every: int | None = None
-    status: int = 503  # "status": the answer's HTTP status; "auth": 403 for a plan not entitled (Polygon), else a refused key
-    code: int | str | None = None  # "auth": the venue's error code, e.g. Binance -2014 (default -2015)
-    seconds: float = 1.0  # how long a slow answer takes, or a rate_limit answer's Retry-After
-    start_between: tuple[int, int] | None = None  # only requests whose window starts in [lo, hi) (ms)
-    seen: int = 0
-    fired: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}")
-        if (self.count is None) == (self.every is None):
-            raise ValueError("a fault needs exactly one of count or every")
-
-    def fires(self, venue: str, endpoint: str, start_ms: int | None) -> bool:
-        if self.venue not in (venue, "*") or self.endpoint not in (endpoint, "*"):
-            return False
-        if self.start_between is not None:
-            lo, hi = self.start_between
-            if start_ms is None or not lo <= start_ms < hi:
-                return False
-        self.seen += 1
-        hit = self.fired < self.count if self.count is not None else self.seen % self.every == 0
-        if hit:
-            self.fired += 1
-        return hit
-
-
 @dataclasses.dataclass
 class SimulatorConfig:
     symbols: dict[str, SimSymbol]

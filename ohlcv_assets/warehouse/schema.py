@@ -8,7 +8,7 @@ that same number, so the exchange's value round-trips exactly.
 
 from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table
 
-from ohlcv_assets.features.compute import FEATURE_PARAMS
+from ohlcv_assets.core.feature_params import FEATURE_PARAMS
 
 metadata = MetaData()
 

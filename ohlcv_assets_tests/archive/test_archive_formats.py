@@ -18,7 +18,6 @@ from ohlcv_assets.ingest.archive_path import reconcile
 from ohlcv_assets.core.candle_frame import rows_to_frame, widen
 from ohlcv_assets.ingest.report import DayTodo
 from ohlcv_assets.core.intervals import day_bounds_ms
-from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.core.universe import UniverseError, parse_universe
 
 SPOT_MS = b"1735603200000,93000.01000000,93100.00000000,92900.00000000,93050.50000000,1.50000000,1735603259999,139575.75,42,0.5,46500.1,0\n"
@@ -84,11 +83,8 @@ def test_kraken_file_names_and_a_streamed_member_cut_to_the_asked_days(tmp_path)
 
 
 @pytest.fixture(scope="module")
-def futures_sim():
-    sim = ExchangeSimulator(SimulatorConfig.from_mapping({"symbols": [{"base": "BTC", "quote": "USDT", "listed": "2021-06-01"}]}))
-    sim.start()
-    yield sim
-    sim.stop()
+def futures_sim(simulators):
+    return simulators({"symbols": [{"base": "BTC", "quote": "USDT", "listed": "2021-06-01"}]})
 
 
 def _archive(url: str, market: str) -> BinanceVisionArchive:

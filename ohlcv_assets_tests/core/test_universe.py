@@ -2,6 +2,8 @@
 
 import datetime as dt
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -147,3 +149,34 @@ def test_the_code_location_resolves_relative_paths_where_dagster_was_started(uni
     with pytest.raises(ConfigurationError, match=f"is in {tmp_path / 'nowhere'}, which does not exist"):
         definitions.defs.load_fn()
     assert not (tmp_path / "nowhere").exists()
+
+
+COUNT_UNIVERSE_READS = """
+import sys
+
+universe_file = sys.argv[1]
+opened = []
+sys.addaudithook(lambda event, args: opened.append(args[0]) if event == "open" and str(args[0]) == universe_file else None)
+
+from ohlcv_assets.cli.ohlcv import main
+from ohlcv_assets.definitions import build_definitions
+
+assert main(["register"]) == 0
+defs = build_definitions()
+exchange = defs.resources["exchange"]
+assert sorted(exchange.universe.exchanges) == ["binance", "kraken"]
+print(len(opened))
+"""
+
+
+def test_the_universe_file_is_read_once_per_process(tmp_path):
+    """`ohlcv register`, then the definitions and the exchange resource they build, in one process:
+    the universe file is opened once (Python's audit hook sees every open of the process)."""
+    universe = tmp_path / "universe.yaml"
+    universe.write_text(VALID)
+    env = {**os.environ, "OHLCV_UNIVERSE": str(universe), "DAGSTER_HOME": str(tmp_path),
+           "OHLCV_WAREHOUSE_URL": f"sqlite:///{tmp_path}/warehouse.db"}
+    answer = subprocess.run([sys.executable, "-c", COUNT_UNIVERSE_READS, str(universe)], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.split()[-1] == "1"

@@ -6,12 +6,10 @@ archive (monthly files, daily files) and REST for the days not published yet; on
 and REST."""
 
 import datetime as dt
-import json
 import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 from collections import Counter
 
 import pandas as pd
@@ -25,6 +23,7 @@ from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets.warehouse import gap_records, provenance
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
+from ohlcv_assets.simulator.client import read_stats
 from ohlcv_assets_tests.processes import free_port, quick_daemon_ticks, running, stop_features_automation, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
@@ -103,8 +102,7 @@ sensor_seconds: 5
             return found if provenance.sources_of(warehouse, "binance", "DEEP/USDT", "1h", [today]) else None
 
         gaps = wait_until(history_filled, timeout_seconds=900, interval=5, what="four years backfilled by the gap sensor")
-        with urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/sim/stats", timeout=10) as response:
-            stats = json.loads(response.read())
+        stats = read_stats(f"http://127.0.0.1:{sim_port}")
     log = (tmp_path / "dagster.log").read_text()
     assert all(g.attempts <= 1 for g in gaps), log[-5000:]
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 
 from ohlcv_assets.cli.dagster_api import launch_backfill, wait_for_backfills
 from ohlcv_assets.core.names import venue_pool
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.processes import missing_part, running, running_redis
 from ohlcv_assets_tests.e2e.test_production import DAYS, assert_exact, names, production_topology
+from ohlcv_assets.simulator.client import read_stats
 
 pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
 
@@ -55,7 +55,7 @@ def test_backfill_runs_execute_on_two_celery_workers_with_their_own_egress(tmp_p
         runs = [r for b in backfills for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": b}))]
         assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert all("dagster-celery/task_id" in r.tags for r in runs)  # launched as Celery tasks, not as local processes
-        weight = requests.get(f"{topology['sim']}/sim/stats", timeout=5).json()
+        weight = read_stats(topology['sim'])
         used = {address: weight.get(f"weight_by_client.{address}", 0) for address in WORKER_ADDRESSES}
         assert all(used.values()), used  # both workers ran runs, each from its own address
         pools = instance.event_log_storage.get_concurrency_keys()

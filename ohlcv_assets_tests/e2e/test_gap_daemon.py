@@ -4,11 +4,9 @@ by a scan a user launches and filled again; then the loop converges: no more gap
 requests while nothing changes."""
 
 import datetime as dt
-import json
 import os
 import shutil
 import time
-import urllib.request
 
 import dagster as dg
 import pandas as pd
@@ -25,6 +23,7 @@ from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
+from ohlcv_assets.simulator.client import read_stats
 from ohlcv_assets_tests.processes import free_port, quick_daemon_ticks, running, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.daemon]  # minutes each, through a real dagster-daemon
@@ -34,8 +33,7 @@ SETTLED = ("filled", "superseded", "confirmed_empty", "unfillable")
 
 
 def sim_stats(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/sim/stats", timeout=10) as response:
-        return json.loads(response.read())
+    return read_stats(f"http://127.0.0.1:{port}")
 
 
 def test_gap_loop_fills_explains_and_converges(tmp_path):

@@ -19,6 +19,7 @@ from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.helpers import PLAIN_DAY
 from ohlcv_assets_tests.processes import free_port, missing_part, running, wait_until
+from ohlcv_assets.simulator.client import read_stats
 
 pytestmark = pytest.mark.e2e
 
@@ -99,7 +100,7 @@ def test_prometheus_scrapes_the_exporter_and_the_stale_data_alert_fires(simulato
                 instrument = next(i for i in universe.instruments if i.symbol == symbol)
                 for _ in ingest_days(source, warehouse, instrument, interval, days, now_ms()):
                     pass
-            served = requests.get(f"{simulator.url}/sim/stats", timeout=5).json()
+            served = read_stats(simulator.url)
             assert served["status.429"] == 2
             requests_served = sum(n for name, n in served.items() if name.startswith("requests."))
 

@@ -13,6 +13,7 @@ from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms
 from ohlcv_assets.simulator.market import Downtime, SimSymbol, SimulatedMarket
 from ohlcv_assets.simulator.server import SimulatorConfig
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY
+from ohlcv_assets.simulator.client import read_stats
 
 
 def klines(sim, **params):
@@ -86,7 +87,7 @@ def test_weight_budget_answers_429_then_418_to_hammering(simulator):
     assert statuses[5] == 429
     hammered = klines(simulator, symbol="BTCUSDT", interval="1m", limit=1)
     assert hammered.status_code == 418 and int(hammered.headers["Retry-After"]) > 0
-    stats = requests.get(f"{simulator.url}/sim/stats", timeout=5).json()
+    stats = read_stats(simulator.url)
     assert stats["status.429"] == 1 and stats["status.418"] == 1
 
 
@@ -108,7 +109,7 @@ def test_an_injected_429_holds_the_client_and_bans_grow_for_repeat_offenders(sim
     assert ask().status_code == 418  # on the wire when the ban began: let off
     time.sleep(0.4)
     assert ask().status_code == 418  # inside the ban
-    stats = requests.get(f"{simulator.url}/sim/stats", timeout=5).json()
+    stats = read_stats(simulator.url)
     assert stats["violations"] == 2 and stats["violations_by_client.127.0.0.1"] == 2 and stats["in_flight_at_hold"] == 2
     time.sleep(1.6)  # the hold and the ban are over
     assert ask().status_code == 429  # the second injected 429: a new hold
@@ -120,7 +121,7 @@ def test_an_injected_429_holds_the_client_and_bans_grow_for_repeat_offenders(sim
     assert ask().headers["Retry-After"] == "2"  # no longer than the longest
     time.sleep(2.1)
     assert ask().status_code == 200
-    stats = requests.get(f"{simulator.url}/sim/stats", timeout=5).json()
+    stats = read_stats(simulator.url)
     assert stats["violations"] == 4 and stats["status.418"] == 5
 
 

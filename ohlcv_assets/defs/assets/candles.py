@@ -137,9 +137,23 @@ class ProgressReporter:
         self.context.log_event(dg.AssetObservation(asset_key=self.key, metadata={"instrument": label, **progress.as_metadata()}))
 
 
-def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, exchange: ExchangeResource,
-                      warehouse: WarehouseResource, universe: Universe, instrument, interval: str, days: list[dt.date],
-                      keys: dict, now: int, windows: tuple, reporter: ProgressReporter) -> list[dg.AssetCheckEvaluation]:
+@dataclasses.dataclass(frozen=True)
+class CandlesStep:
+    """One step of a candles asset: what each of its instruments is ingested with."""
+
+    context: dg.AssetExecutionContext
+    asset_key: dg.AssetKey
+    exchange: ExchangeResource
+    warehouse: WarehouseResource
+    universe: Universe
+    interval: str
+    keys: dict  # (instrument key, day) -> partition key
+    now: int
+    windows: tuple  # the freshness windows, in ms
+    reporter: ProgressReporter
+
+
+def ingest_instrument(step: CandlesStep, instrument, days: list[dt.date]) -> list[dg.AssetCheckEvaluation]:
     """One instrument's days of the run, batch by batch: written, checked, materialized with their
     metadata and their checks evaluated at once, so that a long ranged run's days turn green in the
     UI as they are written (the step yields no output for the asset: its days are not materialized
@@ -147,6 +161,8 @@ def ingest_instrument(context: dg.AssetExecutionContext, asset_key: dg.AssetKey,
     (and, from REST, written): the batch's materializations as one event batch, then its check
     evaluations as another. Returns
     the evaluations that block, for the step to yield."""
+    context, asset_key, exchange, warehouse, universe = step.context, step.asset_key, step.exchange, step.warehouse, step.universe
+    interval, keys, now, windows, reporter = step.interval, step.keys, step.now, step.windows, step.reporter
     config = universe.exchanges[instrument.exchange]
     recorded = {UNIVERSE_METADATA: str(universe_in_use(exchange.universe_path or None)), WAREHOUSE_METADATA: public_url(warehouse.warehouse.url)}
     blocked = []
@@ -226,13 +242,13 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
             return
         failures: list[InstrumentFailure] = []
         reporter = ProgressReporter(context, asset_key)
+        step = CandlesStep(context, asset_key, exchange, warehouse, universe, interval, keys, now, windows, reporter)
         for venue, venue_instruments in itertools.groupby(sorted(instruments, key=lambda i: i.exchange), key=lambda i: i.exchange):
             with pool_slot(context, venue_pool(venue, egress_address())):
                 for instrument in venue_instruments:
                     try:
                         # Dagster fails the step at its end for a blocking check that failed
-                        yield from ingest_instrument(context, asset_key, exchange, warehouse, universe, instrument, interval,
-                                                     days_by_instrument[instrument.key], keys, now, windows, reporter)
+                        yield from ingest_instrument(step, instrument, days_by_instrument[instrument.key])
                     except (PermanentFetchError, CandleValidationError, FetchFailed) as err:
                         failures.append(InstrumentFailure(instrument.label(), err))
                         context.log.error(f"{instrument.label()} {interval}: {failures[-1].description()}")

@@ -6,7 +6,7 @@ from collections import defaultdict
 import dagster as dg
 
 from ohlcv_assets.features.derive import derive_days
-from ohlcv_assets.features.compute import FEATURE_PARAMS
+from ohlcv_assets.core.feature_params import FEATURE_PARAMS
 from ohlcv_assets.core.intervals import interval_ms
 from ohlcv_assets.core.names import DAY, INSTRUMENT, candles_key, features_key
 from ohlcv_assets.defs.partitions import candle_partitions, partition_key, split_key

@@ -16,7 +16,6 @@ from ohlcv_assets.core.names import (
     gap_report_key,
     instruments_partitions_name,
     partition_key_string,
-    scan_job_name,
 )
 from ohlcv_assets.defs.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.core.universe import Universe
@@ -25,11 +24,6 @@ from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY
 
 REPORT_DAYS = 31
 BAR_WIDTH = 20
-
-def gap_scan_job(interval: str):
-    """Runs of gap_report/<interval>: sensors and schedules of several intervals target these."""
-    return dg.define_asset_job(scan_job_name(interval), selection=dg.AssetSelection.assets(gap_report_key(interval)))
-
 
 def coverage_chart(result: ScanResult, days: int = REPORT_DAYS) -> str:
     """Per-day coverage as a markdown table with bars: quicker to look at than to read."""

@@ -6,7 +6,7 @@ import dagster as dg
 
 from ohlcv_assets.ops.export import export_universe
 from ohlcv_assets.core.intervals import now_ms, utc_day
-from ohlcv_assets.core.names import EXPORT_KEY, MAINTENANCE_CRON, MAINTENANCE_JOB, RETENTION_KEY, candles_key
+from ohlcv_assets.core.names import EXPORT_KEY, RETENTION_KEY, candles_key
 from ohlcv_assets.defs.resources import WarehouseResource
 from ohlcv_assets.ops.retention import DROPPED, REFUSED, apply_retention, create_partitions_ahead
 from ohlcv_assets.core.settings import export_directory
@@ -68,9 +68,3 @@ def build_retention_asset(universe: Universe) -> dg.AssetsDefinition:
         })
 
     return candle_retention
-
-
-def maintenance_schedule() -> dg.ScheduleDefinition:
-    job = dg.define_asset_job(MAINTENANCE_JOB, selection=dg.AssetSelection.assets(EXPORT_KEY, RETENTION_KEY))
-    return dg.ScheduleDefinition(name=f"{MAINTENANCE_JOB}_daily", job=job, cron_schedule=MAINTENANCE_CRON,
-                                 execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)

@@ -22,6 +22,7 @@ import datetime as dt
 
 import dagster as dg
 
+from ohlcv_assets.core.intervals import ceil_div
 from ohlcv_assets.core.names import (
     INSTRUMENTS_PER_REFRESH_RUN,
     MAX_RUNTIME_TAG,
@@ -56,8 +57,8 @@ def max_runtime_seconds(refresh_minutes: int) -> int:
 def refresh_runs(registered: list[str], per_run: int) -> list[list[str]]:
     """The registered instruments, in their order, cut into as few contiguous runs of at most
     ``per_run`` as possible, of even sizes."""
-    runs = -(-len(registered) // per_run)
-    size = -(-len(registered) // runs)
+    runs = ceil_div(len(registered), per_run)
+    size = ceil_div(len(registered), runs)
     return [registered[at:at + size] for at in range(0, len(registered), size)]
 
 

@@ -14,7 +14,6 @@ from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, now
 from ohlcv_assets.defs.monitoring import health, instrument_rows
 from ohlcv_assets.core.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.defs.partitions import sync_instrument_partitions
-from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.core.universe import UniverseError, parse_universe
 from ohlcv_assets.warehouse import provenance
 from ohlcv_assets.warehouse.schema import source_files
@@ -44,11 +43,8 @@ instruments:
 
 
 @pytest.fixture(scope="module")
-def archive_sim():
-    sim = ExchangeSimulator(SimulatorConfig.from_mapping(ARCHIVE_CONFIG))
-    sim.start()
-    yield sim
-    sim.stop()
+def archive_sim(simulators):
+    return simulators(ARCHIVE_CONFIG)
 
 
 @pytest.fixture

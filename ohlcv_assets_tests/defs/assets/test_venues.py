@@ -22,7 +22,6 @@ from ohlcv_assets.defs.assets.features import warmup_mapping
 from ohlcv_assets.core.names import DAY, RANGE_END_TAG, RANGE_START_TAG, candles_key, features_key
 from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.quality.checks import check_stored_days
-from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse import delistings
 from ohlcv_assets.warehouse.schema import candle_features
@@ -71,11 +70,8 @@ instruments:
 
 
 @pytest.fixture(scope="module")
-def venues_sim():
-    sim = ExchangeSimulator(SimulatorConfig.from_mapping(VENUE_CONFIG))
-    sim.start()
-    yield sim
-    sim.stop()
+def venues_sim(simulators):
+    return simulators(VENUE_CONFIG)
 
 
 @pytest.fixture
