@@ -104,7 +104,7 @@ def run_naive(warehouse_url: str, simulator: str, count: int) -> dict:
 
 
 def run_raw(warehouse_url: str, simulator: str, count: int) -> dict:
-    from ohlcv_assets.core.candle_frame import rows_to_frame, widen
+    from ohlcv_assets.candle_frame import rows_to_frame, widen
     from ohlcv_assets.warehouse.schema import candles
     from ohlcv_assets.warehouse.pg_copy import pg_binary_copy
 

@@ -1,6 +1,7 @@
 """ohlcv_assets: OHLCV candles from exchanges as partitioned Dagster assets.
 
-The packages, lowest first (each imports only those before it): ``venues`` (each venue's facts),
+The packages, lowest first (each imports only those before it): ``candle_frame`` (the frame of
+candles every part passes around) and ``venues`` (each venue's facts),
 ``core`` (the shared vocabulary: universe, settings, intervals, sessions, names), ``http`` (egress
 and backoff), ``warehouse`` (the database), ``exchange`` and ``archive`` (REST sources and bulk
 archive files), ``quality``, ``ingest``, ``features`` and ``ops`` (the domain, no Dagster), ``defs``

@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 from ohlcv_assets.archive import ArchiveFile, ArchiveUnavailable, LoadedFile, sha256_of
 from ohlcv_assets.archive.download import DownloadingArchive
 from ohlcv_assets.archive.routing import route_days
-from ohlcv_assets.core.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
+from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
 from ohlcv_assets.core.intervals import day_bounds_ms
 
 KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",

@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 
 from ohlcv_assets.archive import ArchiveFile, ArchiveUnavailable, LoadedFile, sha256_of
 from ohlcv_assets.archive.download import DownloadingArchive, is_url
-from ohlcv_assets.core.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
+from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
 from ohlcv_assets.core.intervals import DAY_MS, day_bounds_ms, interval_ms
 from ohlcv_assets.core.settings import archive_cache_dir
 from ohlcv_assets.core.universe import ArchiveConfig

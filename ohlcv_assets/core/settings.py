@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ohlcv_assets.core.errors import ConfigurationError
-from ohlcv_assets.warehouse.urls import check_sqlite_directory, resolve_sqlite_url
 
 WAREHOUSE_URL_ENV = "OHLCV_WAREHOUSE_URL"
 READER_URL_ENV = "OHLCV_READER_URL"
@@ -35,6 +34,40 @@ DAGSTER_HOME_ENV = "DAGSTER_HOME"
 WAREHOUSE_FILE = "warehouse.db"
 UNIVERSE_ENV = "OHLCV_UNIVERSE"
 ARCHIVE_CACHE_ENV = "OHLCV_ARCHIVE_CACHE"
+
+
+def sqlite_path(url: str) -> str | None:
+    """The database file of a SQLite URL as written (None: not SQLite, or in memory). Read from the
+    text (``sqlite:///relative.db``, ``sqlite:////absolute.db``, a ``?query`` after it), as
+    SQLAlchemy reads it, without importing SQLAlchemy."""
+    scheme, separator, rest = url.partition("://")
+    if not scheme.startswith("sqlite") or not separator:
+        return None
+    database = rest.removeprefix("/").split("?", 1)[0]
+    return database if database and database != ":memory:" and not database.startswith("file:") else None
+
+
+def resolve_sqlite_url(url: str, cwd: Path | None = None) -> str:
+    """A SQLite URL with its file made absolute against ``cwd`` (default: the working directory);
+    any other URL unchanged."""
+    database = sqlite_path(url)
+    if database is None or Path(database).is_absolute():
+        return url
+    scheme, _, rest = url.partition("://")
+    query = rest.partition("?")[2]
+    absolute = ((cwd or Path.cwd()) / database).resolve()
+    return f"{scheme}:///{absolute}" + (f"?{query}" if query else "")
+
+
+def check_sqlite_directory(url: str) -> None:
+    """A SQLite warehouse is a file in a directory that exists: nothing creates the directory."""
+    database = sqlite_path(url)
+    if database is None:
+        return
+    directory = Path(database).resolve().parent
+    if not directory.is_dir():
+        raise ConfigurationError(f"the SQLite warehouse {url} is in {directory}, which does not exist: "
+                                 "create the directory or correct the path")
 
 
 def resolve_environment(environ: dict | None = None, cwd: Path | None = None, dagster_home: bool = True) -> dict[str, str]:

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import requests
 
-from ohlcv_assets.core.candle_frame import empty_rows, widen
+from ohlcv_assets.candle_frame import empty_rows, widen
 from ohlcv_assets.http.egress import bind_session
 from ohlcv_assets.exchange.rate_budget import RateBudget
 from ohlcv_assets.exchange.retrying import (

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from ohlcv_assets.core.candle_frame import empty_candles, rows_to_frame
+from ohlcv_assets.candle_frame import empty_candles, rows_to_frame
 from ohlcv_assets.core.intervals import MINUTE_MS, interval_ms
 from ohlcv_assets.core.universe import ExchangeConfig
 

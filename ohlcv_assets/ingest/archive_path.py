@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ohlcv_assets.archive import ArchiveFile, ArchiveUnavailable, CandleArchive, LoadedFile, load_verified
-from ohlcv_assets.core.candle_frame import EXTRA_COLUMNS
+from ohlcv_assets.candle_frame import EXTRA_COLUMNS
 from ohlcv_assets.ingest.report import DayTodo, PartitionReport
 from ohlcv_assets.ingest.write import BATCH_CANDLES, Batch, IngestRun, write_batch
 from ohlcv_assets.core.intervals import DAY_MS, day_bounds_ms, interval_ms

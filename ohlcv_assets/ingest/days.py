@@ -22,7 +22,7 @@ import pandas as pd
 from ohlcv_assets.archive import CandleArchive
 from ohlcv_assets.ingest.archive_path import ArchiveStage
 from ohlcv_assets.ingest.write import BATCH_CANDLES, Batch, IngestRun, write_batch
-from ohlcv_assets.core.candle_frame import empty_candles
+from ohlcv_assets.candle_frame import empty_candles
 from ohlcv_assets.ingest.report import DayTodo, PartitionReport
 from ohlcv_assets.exchange.source import (
     CandleSource,

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from ohlcv_assets.core.candle_frame import empty_candles
+from ohlcv_assets.candle_frame import empty_candles
 from ohlcv_assets.core.gaps import FILLABLE, Gap, empty_reason, find_gaps, no_trade_runs, split_by_presence
 from ohlcv_assets.core.intervals import MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
 from ohlcv_assets.core.sessions import Sessions

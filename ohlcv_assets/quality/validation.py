@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from ohlcv_assets.core.candle_frame import EXTRA_COLUMNS
+from ohlcv_assets.candle_frame import EXTRA_COLUMNS
 from ohlcv_assets.core.intervals import ms_to_iso
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ohlcv_assets.core.candle_frame import widen
+from ohlcv_assets.candle_frame import widen
 from ohlcv_assets.venues.ccxt_candles import candle_rows, fetch_ohlcv_rows
 from ohlcv_assets.venues.profile import VenueProfile
 

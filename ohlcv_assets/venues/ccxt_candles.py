@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ohlcv_assets.core.candle_frame import widen
+from ohlcv_assets.candle_frame import widen
 
 if TYPE_CHECKING:
     import ccxt

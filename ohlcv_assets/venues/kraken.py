@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ohlcv_assets.core.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
+from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
 from ohlcv_assets.venues.ccxt_candles import fetch_ohlcv_rows
 from ohlcv_assets.venues.profile import VenueProfile
 

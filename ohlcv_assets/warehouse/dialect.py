@@ -18,7 +18,7 @@ from ohlcv_assets.warehouse import partitioning, pg_copy
 from ohlcv_assets.warehouse.merge import KEY, pandas_dtype, upsert_set
 from ohlcv_assets.warehouse.partitioning import Span, span_table, spans_covering, stored_spans
 from ohlcv_assets.warehouse.schema import candles
-from ohlcv_assets.warehouse.urls import check_sqlite_directory
+from ohlcv_assets.core.settings import check_sqlite_directory
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _PG_MIGRATION_LOCK = 0x0B1C5  # pg_advisory_xact_lock key serialising concurrent migrations

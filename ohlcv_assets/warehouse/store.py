@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ohlcv_assets.core.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
+from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
 from ohlcv_assets.core.errors import ConfigurationError, connection_refused
 from ohlcv_assets.warehouse import candle_days, engine
 from ohlcv_assets.warehouse.dialect import Dialect, dialect_for

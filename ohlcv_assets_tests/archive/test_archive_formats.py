@@ -15,7 +15,7 @@ from ohlcv_assets.archive.download import HOST_FAILURE_FILES, Downloader
 from ohlcv_assets.archive.kraken_ohlcvt import pair_file_name, read_ohlcvt
 from ohlcv_assets.archive.routing import route_days
 from ohlcv_assets.ingest.archive_path import reconcile
-from ohlcv_assets.core.candle_frame import rows_to_frame, widen
+from ohlcv_assets.candle_frame import rows_to_frame, widen
 from ohlcv_assets.ingest.report import DayTodo
 from ohlcv_assets.core.intervals import day_bounds_ms
 from ohlcv_assets.core.universe import UniverseError, parse_universe

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ohlcv_assets.core.candle_frame import CANDLE_COLUMNS
+from ohlcv_assets.candle_frame import CANDLE_COLUMNS
 from ohlcv_assets.core.errors import AuthenticationFailed, VenueUnreachable
 from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
 from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError, fetch_closed_candles

@@ -23,7 +23,7 @@ from ohlcv_assets.warehouse.schema import (
     retired_ranges,
     source_files,
 )
-from ohlcv_assets.core.candle_frame import EXTRA_COLUMNS
+from ohlcv_assets.candle_frame import EXTRA_COLUMNS
 from ohlcv_assets.warehouse.engine import HEAD_REVISION, MIGRATIONS
 from ohlcv_assets.warehouse.store import Warehouse
 
