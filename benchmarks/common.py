@@ -21,6 +21,18 @@ from ohlcv_assets.cli.processes import free_port
 REPO = Path(__file__).resolve().parents[1]
 
 
+def synthetic_universe(instruments: int, days: int) -> tuple[str, list[str]]:
+    """A universe's text with ``instruments`` made-up Binance symbols of 1m and 1h from ``days`` ago
+    (the API URL answers nothing: these benchmarks write the candles themselves), and the symbols."""
+    import datetime as dt
+
+    symbols = [f"S{i:04d}/USDT" for i in range(instruments)]
+    start = (dt.date.today() - dt.timedelta(days=days)).isoformat()
+    text = ("exchanges:\n  binance: {ccxt_id: binance, api_url: 'http://127.0.0.1:9/api/v3'}\ninstruments:\n"
+            + "".join(f"  - {{exchange: binance, symbol: {s}, intervals: [1m, 1h], start: {start}}}\n" for s in symbols))
+    return text, symbols
+
+
 def fresh_database(admin_url: str, name: str) -> str:
     """Drops and creates database ``name`` on the server of ``admin_url``; returns its URL."""
     with psycopg.connect(admin_url, autocommit=True) as connection:

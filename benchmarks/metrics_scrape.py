@@ -10,15 +10,13 @@ timed ``--scrapes`` times. Prints the median and the worst.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
-from common import fresh_database
+from common import fresh_database, synthetic_universe
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ohlcv_assets.cli.metrics import Collector, Sources
@@ -38,11 +36,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--scrapes", type=int, default=7)
     args = parser.parse_args()
-    symbols = [f"S{i:04d}/USDT" for i in range(args.instruments)]
-    start = (dt.date.today() - dt.timedelta(days=args.days)).isoformat()
-    universe = parse_universe(
-        "exchanges:\n  binance: {ccxt_id: binance, api_url: 'http://127.0.0.1:9/api/v3'}\ninstruments:\n"
-        + "".join(f"  - {{exchange: binance, symbol: {s}, intervals: [1m, 1h], start: {start}}}\n" for s in symbols))
+    text, symbols = synthetic_universe(args.instruments, args.days)
+    universe = parse_universe(text)
     url = fresh_database(args.postgres, "bench_metrics_scrape")
     warehouse = Warehouse(url)
     warehouse.migrate()

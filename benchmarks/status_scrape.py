@@ -17,14 +17,13 @@ these is timed ``--repeats`` times (median shown):
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import statistics
 import tempfile
 import time
 
 import dagster as dg
 import sqlalchemy as sa
-from common import fresh_database
+from common import fresh_database, synthetic_universe
 
 from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, MINUTE_MS, now_ms
 from ohlcv_assets.defs.metrics import read_samples
@@ -54,11 +53,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    symbols = [f"S{i:04d}/USDT" for i in range(args.instruments)]
-    start = (dt.date.today() - dt.timedelta(days=args.days)).isoformat()
-    universe = parse_universe(
-        "exchanges:\n  binance: {ccxt_id: binance, api_url: 'http://127.0.0.1:9/api/v3'}\ninstruments:\n"
-        + "".join(f"  - {{exchange: binance, symbol: {s}, intervals: [1m, 1h], start: {start}}}\n" for s in symbols))
+    text, symbols = synthetic_universe(args.instruments, args.days)
+    universe = parse_universe(text)
     warehouse = Warehouse(fresh_database(args.postgres, "bench_status_scrape"))
     warehouse.migrate()
     end = now_ms() // MINUTE_MS * MINUTE_MS

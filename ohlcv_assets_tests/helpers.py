@@ -2,8 +2,11 @@
 
 import datetime as dt
 
+import dagster as dg
 import pandas as pd
 
+from ohlcv_assets.core.names import candles_key
+from ohlcv_assets.defs.partitions import partition_key
 from ohlcv_assets.ingest.days import ingest_days
 from ohlcv_assets.core.intervals import day_bounds_ms, interval_ms
 from ohlcv_assets.simulator.server import ExchangeSimulator
@@ -58,3 +61,11 @@ def merge_candles(warehouse, exchange: str, symbol: str, timeframe: str, frame: 
                   fetched_at_ms: int):
     """Candles written straight into the warehouse (as a manual import would)."""
     return warehouse.merge_partition(candles, exchange, symbol, timeframe, frame, start_ms, end_ms, fetched_at_ms)
+
+
+def materialize_day(defs, instance, interval, instrument, day):
+    """One candles partition materialized in process: its metadata (values) and the run's result."""
+    result = dg.materialize([defs.get_assets_def(candles_key(interval))], partition_key=partition_key(instrument, day),
+                            instance=instance, resources=defs.resources)
+    [event] = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.materialization.metadata.items()}, result

@@ -18,11 +18,11 @@ from ohlcv_assets.quality.gap_scan import scan
 from ohlcv_assets.core.gaps import FILLABLE
 from ohlcv_assets.ingest.days import ingest_days
 from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, now_ms
-from ohlcv_assets.core.names import candles_key
-from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.defs.partitions import sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.core.universe import UniverseError, parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets_tests.helpers import materialize_day as materialize
 
 KEY = "pk-test-sessions-41d7"
 KEY_ENV = "OHLCV_TEST_POLYGON_SESSIONS_KEY"
@@ -90,13 +90,6 @@ def stored(warehouse_url, exchange, interval, lo, hi) -> pd.DataFrame:
         return wh.read_candles(exchange, "AAPL", interval, lo, hi, extras=True)
     finally:
         wh.dispose()
-
-
-def materialize(defs, instance, interval, instrument, day):
-    result = dg.materialize([defs.get_assets_def(candles_key(interval))], partition_key=partition_key(instrument, day),
-                            instance=instance, resources=defs.resources)
-    [event] = result.get_asset_materialization_events()
-    return {k: v.value for k, v in event.materialization.metadata.items()}, result
 
 
 def ny_midnight_ms(day: dt.date) -> int:

@@ -26,6 +26,7 @@ from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse import delistings
 from ohlcv_assets.warehouse.schema import candle_features
 from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets_tests.helpers import materialize_day
 
 POLYGON_KEY = "pk-test-6f1c9d2e8a"
 KEY_ENV = "OHLCV_TEST_POLYGON_KEY"
@@ -105,10 +106,7 @@ def stored(warehouse_url, exchange, symbol, interval, day):
 
 
 def materialize(defs, instance, interval, instrument, day):
-    result = dg.materialize([defs.get_assets_def(candles_key(interval))], partition_key=partition_key(instrument, day),
-                            instance=instance, resources=defs.resources)
-    [event] = result.get_asset_materialization_events()
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+    return materialize_day(defs, instance, interval, instrument, day)[0]
 
 
 CASES = [  # exchange (as the universe names it), symbol, interval, day
