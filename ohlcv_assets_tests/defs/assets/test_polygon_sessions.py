@@ -39,7 +39,7 @@ CONFIG = {
 
 
 def universe_text(url: str) -> str:
-    common = "timeout_seconds: 2, retry_base_seconds: 0.05"
+    common = "timeout_seconds: 2, retry_base_seconds: 0.05, weight_limit: 100000, weight_window_seconds: 60"  # the simulator allows it
     return f"""
 exchanges:
   polygon: {{venue: polygon, api_url: "{url}/polygon", api_key_env: {KEY_ENV}, {common}}}
