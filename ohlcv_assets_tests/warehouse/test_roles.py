@@ -185,10 +185,10 @@ def test_a_schema_behind_the_code_is_migrated_only_by_the_owner(roles, monkeypat
     owner = sa.create_engine(normalise_url(urls[OWNER]))
     with owner.begin() as conn:
         conn.exec_driver_sql("DROP FUNCTION ohlcv_create_partition(text, text, text, bigint, bigint)")
-        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0012'")
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0013'")  # the migration before 0014
     owner.dispose()
     ingest = Warehouse(urls[INGEST])
-    with pytest.raises(ConfigurationError, match="schema revision 0012, this code needs .* owner") as caught:
+    with pytest.raises(ConfigurationError, match="schema revision 0013, this code needs .* owner") as caught:
         ingest.open_and_migrate()
     assert sa.make_url(urls[INGEST]).password not in str(caught.value)
     monkeypatch.setenv("OHLCV_OWNER_URL", urls[OWNER])
