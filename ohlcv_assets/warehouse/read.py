@@ -16,7 +16,8 @@ import pandas as pd
 
 from ohlcv_assets.core.intervals import interval_ms, ms_to_iso
 from ohlcv_assets.core.settings import READER, warehouse_url
-from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, describe_held, held_instruments, public_url
+from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, describe_held, held_instruments
+from ohlcv_assets.warehouse.urls import public_url
 
 TimeLike = str | dt.date | dt.datetime | pd.Timestamp | int
 

@@ -23,7 +23,8 @@ from ohlcv_assets.ops.retention import apply_retention
 from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse.roles import DAGSTER, INGEST, OWNER, READER, ROLES, Layout, setup_database
 from ohlcv_assets.warehouse.engine import HEAD_REVISION, INSUFFICIENT_PRIVILEGE
-from ohlcv_assets.warehouse.store import Warehouse, normalise_url
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.urls import normalise_url
 from ohlcv_assets_tests.helpers import simulator_candles
 
 DAYS = [dt.date(2026, 10, 7), dt.date(2026, 10, 8)]
