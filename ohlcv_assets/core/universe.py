@@ -147,6 +147,9 @@ class Instrument(BaseModel):
     symbol: str = Field(description="ccxt unified symbol, e.g. 'BTC/USDT'")
     intervals: Annotated[tuple[str, ...], Field(min_length=1)]
     start: dt.date
+    derived: dict[str, str] = Field(
+        default_factory=dict, description="intervals built in the warehouse from a finer stored one, e.g. {4h: 1m}: the "
+                                          "derived interval -> the interval (listed under intervals) it is rolled up from")
     session: Literal["regular", "extended"] = Field(
         default=REGULAR, description="equities: the trading hours whose candles are expected and kept: regular (09:30-16:00 "
                                      "New York) or extended (pre-market and after-hours too, 04:00-20:00); daily bars are "
@@ -166,6 +169,20 @@ class Instrument(BaseModel):
         if len(set(intervals)) != len(intervals):
             raise ValueError(f"intervals repeat: {list(intervals)}")
         return intervals
+
+    @field_validator("derived")
+    @classmethod
+    def _derivable(cls, derived: dict[str, str], info) -> dict[str, str]:
+        fetched = info.data.get("intervals") or ()
+        for interval, source in derived.items():
+            step, fine = interval_ms(interval), interval_ms(source)
+            if source not in fetched:
+                raise ValueError(f"{interval} is derived from {source}, which is not stored: add {source} to intervals "
+                                 f"(a derived interval is rolled up from fetched candles only)")
+            if fine >= step or step % fine:
+                raise ValueError(f"{interval} cannot be derived from {source}: the source must be finer and divide it "
+                                 f"(e.g. 4h from 1m, 5m, 15m, 30m, 1h or 2h)")
+        return derived
 
     @property
     def key(self) -> str:
@@ -242,6 +259,18 @@ class Universe(BaseModel):
 
     def instruments_for(self, interval: str) -> list[Instrument]:
         return [inst for inst in self.instruments if interval in inst.intervals]
+
+    @property
+    def derived_series(self) -> list[tuple[str, str]]:
+        """Every (derived interval, source interval) some instrument declares, shortest first."""
+        pairs = {(i, s) for inst in self.instruments for i, s in inst.derived.items()}
+        return sorted(pairs, key=lambda p: (interval_ms(p[0]), interval_ms(p[1])))
+
+    def instruments_deriving(self, interval: str, source: str) -> list[Instrument]:
+        return [inst for inst in self.instruments if inst.derived.get(interval) == source]
+
+    def derived_start_date(self, interval: str, source: str) -> dt.date:
+        return min(inst.start for inst in self.instruments_deriving(interval, source))
 
     def instrument(self, key: str) -> Instrument:
         for inst in self.instruments:
@@ -357,8 +386,22 @@ def _semantic_problems(universe: Universe, today: dt.date, environ=None) -> list
         offered = exchange.profile.intervals or exchange_timeframes(exchange.ccxt_id)
         for interval in inst.intervals:
             if offered and interval not in offered:
-                problems.append(f"{where}: interval {interval!r} is not offered by {exchange.venue} (offers: {', '.join(offered)})")
+                finer = [i for i in inst.intervals if i != interval and _divides(i, interval)] or [
+                    i for i in offered if _divides(i, interval)]
+                hint = (f"; derive it in the warehouse from a finer stored interval: derived: {{{interval}: {finer[0]}}}"
+                        if finer else "")
+                problems.append(f"{where}: interval {interval!r} is not offered by {exchange.venue} "
+                                f"(offers: {', '.join(offered)}){hint}")
     return problems
+
+
+def _divides(fine: str, coarse: str) -> bool:
+    """Whether ``fine`` is a finer interval dividing ``coarse`` (ccxt timeframes we cannot store: no)."""
+    try:
+        step, fine_ms = interval_ms(coarse), interval_ms(fine)
+    except ValueError:
+        return False
+    return fine_ms < step and step % fine_ms == 0
 
 
 def is_ccxt_exchange(ccxt_id: str) -> bool:
