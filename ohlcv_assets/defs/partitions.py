@@ -27,12 +27,13 @@ def derived_partitions(universe: Universe, interval: str, source: str) -> dg.Mul
     })
 
 
-# A derived day reads its source's same day of the same instrument: the lineage the UI shows, and
-# what makes a re-fetched source day stale downstream.
-SAME_PARTITION = dg.MultiPartitionMapping({
-    DAY: dg.DimensionPartitionMapping(DAY, dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)),
-    INSTRUMENT: dg.DimensionPartitionMapping(INSTRUMENT, dg.IdentityPartitionMapping()),
-})
+def same_partition() -> dg.MultiPartitionMapping:
+    """A derived day reads its source's same day of the same instrument: the lineage the UI shows,
+    and what makes a re-fetched source day stale downstream."""
+    return dg.MultiPartitionMapping({
+        DAY: dg.DimensionPartitionMapping(DAY, dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)),
+        INSTRUMENT: dg.DimensionPartitionMapping(INSTRUMENT, dg.IdentityPartitionMapping()),
+    })
 
 
 def instrument_partition_sets(universe: Universe) -> dict[str, list[str]]:

@@ -62,7 +62,7 @@ derived_candles = Table(
     Column("taker_buy_volume", Float(53), nullable=True),
     Column("taker_buy_quote_volume", Float(53), nullable=True),
     Column("vwap", Float(53), nullable=True, comment="volume-weighted over the source candles, where every one has a vwap"),
-    Column("source_candles", Integer, nullable=False, comment="source candles rolled up (all that exist in the bucket)"),
+    Column("source_candles", BigInteger, nullable=False, comment="source candles rolled up (all that exist in the bucket)"),
     Column("derived_at", BigInteger, nullable=False, comment="epoch milliseconds when last derived"),
 )
 

@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("taker_buy_quote_volume", sa.Float(53), nullable=True),
         sa.Column("vwap", sa.Float(53), nullable=True,
                   comment="volume-weighted over the source candles, where every one has a vwap"),
-        sa.Column("source_candles", sa.Integer, nullable=False, comment="source candles rolled up (all that exist in the bucket)"),
+        sa.Column("source_candles", sa.BigInteger, nullable=False, comment="source candles rolled up (all that exist in the bucket)"),
         sa.Column("derived_at", sa.BigInteger, nullable=False, comment="epoch milliseconds when last derived"),
     )
 

@@ -1,0 +1,77 @@
+"""Deriving an interval from a finer stored one, per instrument and UTC day. No Dagster here.
+
+A derived candle is written only when every source candle of its bucket that exists is stored: the
+finer grid inside the venue's sessions (the instrument's session window for equities), less the
+ranges the venue confirmed empty (no trades, downtime). A bucket with a source candle missing is
+absent from ``derived_candles`` (never written as if complete), and the day's report names it with
+the gap classes the source's gap records give its missing candles (``unscanned`` before the source's
+gap scan has looked). A bucket still forming (its end after now) is not written either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+
+from ohlcv_assets.core.intervals import day_bounds_ms, interval_ms, ms_to_iso, utc_day
+from ohlcv_assets.core.sessions import Sessions
+from ohlcv_assets.quality.checks import finer_candles_existing
+from ohlcv_assets.warehouse import derived
+from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges, instrument_gaps
+from ohlcv_assets.warehouse.schema import GAP_EXPLAINED_STATUSES
+from ohlcv_assets.warehouse.store import Warehouse
+
+UNSCANNED = "unscanned"  # a missing source candle no gap record explains yet
+
+
+@dataclasses.dataclass
+class DerivedDay:
+    candles: int = 0  # derived candles written
+    expected: int = 0  # closed buckets with source candles expected
+    incomplete: dict[str, dict] = dataclasses.field(default_factory=dict)  # open time -> {missing, stored, classes}
+    seconds: float = 0.0
+
+    def as_metadata(self) -> dict:
+        return {"derived_candles": self.candles, "expected_candles": self.expected,
+                "incomplete_candles": len(self.incomplete), "incomplete": self.incomplete, "seconds": self.seconds}
+
+
+def complete_buckets(expected: dict[int, int], stored: dict[int, int], step_ms: int, now_ms: int) -> list[int]:
+    """The closed buckets whose every existing source candle is stored (and that have one)."""
+    return sorted(b for b, n in stored.items() if n > 0 and n >= expected.get(b, 0) and b + step_ms <= now_ms)
+
+
+def derive_days(warehouse: Warehouse, exchange: str, symbol: str, interval: str, source: str, days: list[dt.date],
+                sessions: Sessions, now_ms: int) -> dict[dt.date, DerivedDay]:
+    """Rolls up the (contiguous) ``days`` of ``interval`` from ``source`` in the warehouse; a report per day."""
+    started = time.perf_counter()
+    step, fine = interval_ms(interval), interval_ms(source)
+    lo, hi = day_bounds_ms(min(days))[0], day_bounds_ms(max(days))[1]
+    existing = finer_candles_existing(lo, hi, step, sessions, confirmed_empty_ranges(warehouse, exchange, symbol, source), fine)
+    expected = {int(b): int(n) for b, n in existing.items() if n > 0}
+    stored = derived.source_counts(warehouse, exchange, symbol, source, step, lo, hi)
+    complete = complete_buckets(expected, stored, step, now_ms)
+    result = derived.roll_up(warehouse, exchange, symbol, interval, step, source, lo, hi, complete, now_ms)
+    reports = {day: DerivedDay() for day in days}
+    done = set(complete)
+    for bucket in complete:
+        reports[utc_day(bucket)].candles += 1
+    missing = [b for b in sorted(set(expected) | set(stored)) if b + step <= now_ms and b not in done]
+    records = [r for r in instrument_gaps(warehouse, exchange, symbol, source) if r.status in GAP_EXPLAINED_STATUSES] if missing else []
+    for bucket in sorted(set(expected) | set(stored)):
+        if bucket + step <= now_ms:
+            reports[utc_day(bucket)].expected += 1
+    for bucket in missing:
+        classes = sorted({r.reason for r in records if r.start_ms < bucket + step and r.end_ms > bucket}) or [UNSCANNED]
+        reports[utc_day(bucket)].incomplete[ms_to_iso(bucket)] = {
+            "stored": stored.get(bucket, 0), "missing": max(expected.get(bucket, 0) - stored.get(bucket, 0), 0),
+            "classes": classes}
+    if result.written != len(complete):  # every complete bucket has stored candles: one row each
+        raise RuntimeError(f"{exchange} {symbol} {interval} from {source}: {result.written} derived candles written "
+                           f"for {len(complete)} complete buckets")
+    elapsed = round(time.perf_counter() - started, 3)
+    for report in reports.values():
+        report.seconds = elapsed
+    return reports
+
