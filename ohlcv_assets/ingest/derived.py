@@ -16,8 +16,9 @@ import time
 
 from ohlcv_assets.core.intervals import day_bounds_ms, interval_ms, ms_to_iso, utc_day
 from ohlcv_assets.core.sessions import Sessions
-from ohlcv_assets.quality.checks import finer_candles_existing
+from ohlcv_assets.quality.checks import compare_candles, finer_candles_existing
 from ohlcv_assets.warehouse import derived
+from ohlcv_assets.warehouse.read import load_candles
 from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges, instrument_gaps
 from ohlcv_assets.warehouse.schema import GAP_EXPLAINED_STATUSES
 from ohlcv_assets.warehouse.store import Warehouse
@@ -30,11 +31,17 @@ class DerivedDay:
     candles: int = 0  # derived candles written
     expected: int = 0  # closed buckets with source candles expected
     incomplete: dict[str, dict] = dataclasses.field(default_factory=dict)  # open time -> {missing, stored, classes}
+    compared_with_venue: int | None = None  # the instrument fetches the interval too: candles compared with the venue's
+    differing_from_venue: list[dict] = dataclasses.field(default_factory=list)  # each differing candle, both values
     seconds: float = 0.0
 
     def as_metadata(self) -> dict:
-        return {"derived_candles": self.candles, "expected_candles": self.expected,
-                "incomplete_candles": len(self.incomplete), "incomplete": self.incomplete, "seconds": self.seconds}
+        metadata = {"derived_candles": self.candles, "expected_candles": self.expected,
+                    "incomplete_candles": len(self.incomplete), "incomplete": self.incomplete, "seconds": self.seconds}
+        if self.compared_with_venue is not None:
+            metadata |= {"compared_with_venue": self.compared_with_venue, "differing_from_venue": len(self.differing_from_venue),
+                         "differences": self.differing_from_venue[:20]}
+        return metadata
 
 
 def complete_buckets(expected: dict[int, int], stored: dict[int, int], step_ms: int, now_ms: int) -> list[int]:
@@ -43,8 +50,10 @@ def complete_buckets(expected: dict[int, int], stored: dict[int, int], step_ms: 
 
 
 def derive_days(warehouse: Warehouse, exchange: str, symbol: str, interval: str, source: str, days: list[dt.date],
-                sessions: Sessions, now_ms: int) -> dict[dt.date, DerivedDay]:
-    """Rolls up the (contiguous) ``days`` of ``interval`` from ``source`` in the warehouse; a report per day."""
+                sessions: Sessions, now_ms: int, venue_too: bool = False) -> dict[dt.date, DerivedDay]:
+    """Rolls up the (contiguous) ``days`` of ``interval`` from ``source`` in the warehouse; a report per
+    day. ``venue_too``: the instrument fetches ``interval`` as well, and each day's derived candles are
+    compared with the venue's (the cross-interval check, from this side)."""
     started = time.perf_counter()
     step, fine = interval_ms(interval), interval_ms(source)
     lo, hi = day_bounds_ms(min(days))[0], day_bounds_ms(max(days))[1]
@@ -70,8 +79,24 @@ def derive_days(warehouse: Warehouse, exchange: str, symbol: str, interval: str,
     if result.written != len(complete):  # every complete bucket has stored candles: one row each
         raise RuntimeError(f"{exchange} {symbol} {interval} from {source}: {result.written} derived candles written "
                            f"for {len(complete)} complete buckets")
+    if venue_too:
+        compare_with_venue(warehouse, exchange, symbol, interval, source, lo, hi, reports)
     elapsed = round(time.perf_counter() - started, 3)
     for report in reports.values():
         report.seconds = elapsed
     return reports
 
+
+
+def compare_with_venue(warehouse: Warehouse, exchange: str, symbol: str, interval: str, source: str, lo: int, hi: int,
+                       reports: dict[dt.date, DerivedDay]) -> None:
+    """Each day's derived candles against the venue's own of the same open time (where both are stored)."""
+    ours = derived.read_derived(warehouse, exchange, symbol, interval, source, lo, hi)
+    venue = load_candles(exchange, symbol, interval, lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
+    outcome = compare_candles(venue, ours, "_derived", f"compared with the {interval} derived from {source}")
+    both = ours.merge(venue[["open_time"]], on="open_time")
+    for day, report in reports.items():
+        report.compared_with_venue = int(sum(utc_day(t) == day for t in both["open_time"]))
+    for row in outcome.offending.to_dict("records"):
+        reports[utc_day(int(row["open_time"]))].differing_from_venue.append(
+            {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})

@@ -54,7 +54,7 @@ def build_derived_asset(universe: Universe, interval: str, source: str) -> dg.As
                 raise dg.Failure(f"{instrument_key} does not derive {interval} from {source}", allow_retries=False)
             for days_run in contiguous_runs(days):
                 reports = derive_days(warehouse.warehouse, instrument.exchange, instrument.symbol, interval, source, days_run,
-                                      universe.sessions_of(instrument), now)
+                                      universe.sessions_of(instrument), now, venue_too=interval in instrument.intervals)
                 for day, report in reports.items():
                     context.add_asset_metadata(report.as_metadata(), partition_key=str(partition_key(instrument_key, day)))
                 incomplete = sum(len(r.incomplete) for r in reports.values())
