@@ -11,8 +11,6 @@ a bucket whose source candles are not all stored is absent, never written as if 
 
 from __future__ import annotations
 
-import dataclasses
-
 import pandas as pd
 import sqlalchemy as sa
 
@@ -21,12 +19,6 @@ from ohlcv_assets.warehouse.schema import candles, derived_candles
 from ohlcv_assets.warehouse.store import Warehouse
 
 SUMMED_EXTRAS = ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
-
-
-@dataclasses.dataclass(frozen=True)
-class RollUp:
-    written: int  # derived candles written (complete buckets)
-    removed: int  # derived candles of the range stored before (replaced, or gone where a bucket is incomplete now)
 
 
 def _bucket(step_ms: int):
@@ -52,16 +44,16 @@ def _all_or_null(column, aggregate):
 
 
 def roll_up(warehouse: Warehouse, exchange: str, symbol: str, interval: str, step_ms: int, source: str,
-            start_ms: int, end_ms: int, complete: list[int], now_ms: int) -> RollUp:
+            start_ms: int, end_ms: int, complete: list[int], now_ms: int) -> None:
     """Replaces the derived candles of [start_ms, end_ms) by the roll-up of the ``complete`` buckets
     (their open times), in one transaction: a failure leaves the stored ones as they were."""
     c, d = candles.c, derived_candles.c
     stored = sa.and_(d.exchange == exchange, d.symbol == symbol, d.timeframe == interval, d.source_timeframe == source,
                      d.open_time >= start_ms, d.open_time < end_ms)
     with warehouse.engine.begin() as conn:
-        removed = conn.execute(sa.delete(derived_candles).where(stored)).rowcount
+        conn.execute(sa.delete(derived_candles).where(stored))
         if not complete:
-            return RollUp(0, removed)
+            return
         src = (sa.select(c.open_time, *(c[k] for k in CANDLE_COLUMNS[1:]), *(c[k] for k in EXTRA_COLUMNS),
                          _bucket(step_ms).label("bucket"))
                .where(c.exchange == exchange, c.symbol == symbol, c.timeframe == source,
@@ -84,8 +76,7 @@ def roll_up(warehouse: Warehouse, exchange: str, symbol: str, interval: str, ste
                 .select_from(agg.join(first, first.c.open_time == a.first_t).join(last, last.c.open_time == a.last_t)))
         columns = ["exchange", "symbol", "timeframe", "source_timeframe", "open_time", *CANDLE_COLUMNS[1:],
                    *SUMMED_EXTRAS, "vwap", "source_candles", "derived_at"]
-        written = conn.execute(sa.insert(derived_candles).from_select(columns, rows)).rowcount
-    return RollUp(written, removed)
+        conn.execute(sa.insert(derived_candles).from_select(columns, rows))
 
 
 def read_derived(warehouse: Warehouse, exchange: str, symbol: str, interval: str, source: str, start_ms: int, end_ms: int,

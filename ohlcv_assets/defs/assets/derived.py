@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import dagster as dg
 
-from ohlcv_assets.core.intervals import now_ms
+from ohlcv_assets.core.intervals import DAY_MS, interval_ms, now_ms
 from ohlcv_assets.core.names import MAX_PARTITIONS_PER_RUN, candles_key, derived_key
 from ohlcv_assets.core.universe import Universe
 from ohlcv_assets.defs.assets.features import contiguous_runs
@@ -23,6 +23,13 @@ DERIVED_AUTOMATION = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("source candles changed")
+
+
+def comparable_with_venue(universe: Universe, instrument, interval: str) -> bool:
+    """The instrument fetches the interval too, and the venue's are roll-ups of its trades: not a
+    venue's official daily bars (equities: auction prices, all volume), which no roll-up equals."""
+    official = universe.exchanges[instrument.exchange].profile.official_daily and interval_ms(interval) >= DAY_MS
+    return interval in instrument.intervals and not official
 
 
 def build_derived_asset(universe: Universe, interval: str, source: str) -> dg.AssetsDefinition:
@@ -54,7 +61,7 @@ def build_derived_asset(universe: Universe, interval: str, source: str) -> dg.As
                 raise dg.Failure(f"{instrument_key} does not derive {interval} from {source}", allow_retries=False)
             for days_run in contiguous_runs(days):
                 reports = derive_days(warehouse.warehouse, instrument.exchange, instrument.symbol, interval, source, days_run,
-                                      universe.sessions_of(instrument), now, venue_too=interval in instrument.intervals)
+                                      universe.sessions_of(instrument), now, venue_too=comparable_with_venue(universe, instrument, interval))
                 for day, report in reports.items():
                     context.add_asset_metadata(report.as_metadata(), partition_key=str(partition_key(instrument_key, day)))
                 incomplete = sum(len(r.incomplete) for r in reports.values())
