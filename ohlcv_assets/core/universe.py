@@ -388,8 +388,9 @@ def _semantic_problems(universe: Universe, today: dt.date, environ=None) -> list
             if offered and interval not in offered:
                 finer = [i for i in inst.intervals if i != interval and _divides(i, interval)] or [
                     i for i in offered if _divides(i, interval)]
-                hint = (f"; derive it in the warehouse from a finer stored interval: derived: {{{interval}: {finer[0]}}}"
-                        if finer else "")
+                hint = "" if not finer else (
+                    f"; derive it in the warehouse from a finer stored interval: derived: {{{interval}: {finer[0]}}}"
+                    + ("" if finer[0] in inst.intervals else f", with {finer[0]} in intervals"))
                 problems.append(f"{where}: interval {interval!r} is not offered by {exchange.venue} "
                                 f"(offers: {', '.join(offered)}){hint}")
     return problems

@@ -47,7 +47,7 @@ def test_derived_intervals_are_their_own_series_beside_the_fetched_ones(monkeypa
      "from a finer stored interval: derived: {4h: 1m}"),
     ("{exchange: coinbase, symbol: BTC/USD, intervals: [2h], start: 2026-10-01}",
      "interval '2h' is not offered by coinbaseexchange (offers: 1m, 5m, 15m, 1h, 6h, 1d); derive it in the warehouse "
-     "from a finer stored interval: derived: {2h: 1m}"),
+     "from a finer stored interval: derived: {2h: 1m}, with 1m in intervals"),
 ])
 def test_bad_derived_intervals_are_clear_errors(entry, message):
     with pytest.raises(UniverseError) as err:
