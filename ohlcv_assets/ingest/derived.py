@@ -5,7 +5,9 @@ finer grid inside the venue's sessions (the instrument's session window for equi
 ranges the venue confirmed empty (no trades, downtime). A bucket with a source candle missing is
 absent from ``derived_candles`` (never written as if complete), and the day's report names it with
 the gap classes the source's gap records give its missing candles (``unscanned`` before the source's
-gap scan has looked). A bucket still forming (its end after now) is not written either.
+gap scan has looked). A bucket still forming (its end after now) is not written either. A bucket
+none of whose source candles is stored keeps the derived candle it has (retention may have dropped
+the finer candles; see ``warehouse.derived.roll_up``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def derive_days(warehouse: Warehouse, exchange: str, symbol: str, interval: str,
     expected = {int(b): int(n) for b, n in existing.items() if n > 0}
     stored = derived.source_counts(warehouse, exchange, symbol, source, step, lo, hi)
     complete = complete_buckets(expected, stored, step, now_ms)
-    derived.roll_up(warehouse, exchange, symbol, interval, step, source, lo, hi, complete, now_ms)
+    derived.roll_up(warehouse, exchange, symbol, interval, step, source, lo, hi, sorted(stored), complete, now_ms)
     reports = {day: DerivedDay() for day in days}
     done = set(complete)
     for bucket in complete:

@@ -44,14 +44,18 @@ def _all_or_null(column, aggregate):
 
 
 def roll_up(warehouse: Warehouse, exchange: str, symbol: str, interval: str, step_ms: int, source: str,
-            start_ms: int, end_ms: int, complete: list[int], now_ms: int) -> None:
-    """Replaces the derived candles of [start_ms, end_ms) by the roll-up of the ``complete`` buckets
-    (their open times), in one transaction: a failure leaves the stored ones as they were."""
+            start_ms: int, end_ms: int, sourced: list[int], complete: list[int], now_ms: int) -> None:
+    """Derives the buckets of [start_ms, end_ms) again, in one transaction (a failure leaves the stored
+    ones as they were): the derived candles of the ``sourced`` buckets (those with source candles
+    stored) are replaced by the roll-up of the ``complete`` ones; an incomplete bucket's candle is
+    gone. A bucket with no source candle stored keeps its derived candle: retention may have dropped
+    the finer candles it was built from."""
     c, d = candles.c, derived_candles.c
-    stored = sa.and_(d.exchange == exchange, d.symbol == symbol, d.timeframe == interval, d.source_timeframe == source,
-                     d.open_time >= start_ms, d.open_time < end_ms)
     with warehouse.engine.begin() as conn:
-        conn.execute(sa.delete(derived_candles).where(stored))
+        if sourced:
+            conn.execute(sa.delete(derived_candles).where(
+                d.exchange == exchange, d.symbol == symbol, d.timeframe == interval, d.source_timeframe == source,
+                d.open_time >= start_ms, d.open_time < end_ms, d.open_time.in_(sourced)))
         if not complete:
             return
         src = (sa.select(c.open_time, *(c[k] for k in CANDLE_COLUMNS[1:]), *(c[k] for k in EXTRA_COLUMNS),

@@ -102,6 +102,13 @@ def test_a_derived_candle_with_a_source_candle_missing_is_absent_and_says_why(si
     assert derived_4h["derived_candles"] == 5 and list(derived_4h["incomplete"]) == ["2026-10-08T04:00:00Z"]
     stored_1h = load_candles("binance", "BTC/USDT", "1h", lo, hi, warehouse=wh, derived_from="1m")
     assert lo + 5 * HOUR_MS not in stored_1h["open_time"].tolist() and len(stored_1h) == 23
+
+    # every source candle of 10:00-11:00 gone (as retention drops them): its derived candle stays
+    wh.delete_candles("binance", "BTC/USDT", "1m", lo + 10 * HOUR_MS, lo + 11 * HOUR_MS)
+    again = derive(derived_defs, instance, DERIVED_1H)
+    assert again["derived_candles"] == 22 and again["incomplete"]["2026-10-08T10:00:00Z"]["stored"] == 0
+    kept = load_candles("binance", "BTC/USDT", "1h", lo, hi, warehouse=wh, derived_from="1m")
+    assert kept.equals(stored_1h)
     wh.dispose()
 
 
