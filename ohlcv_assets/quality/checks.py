@@ -262,7 +262,7 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
                                                   confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, "1m"))
     # fetched and derived both (universe: intervals [.., 1h], derived {1h: 1m}): the fetched candles are
     # compared with the derived ones, candle by candle (the venue's official daily bars never are)
-    derived_from = None if official else instrument.derived.get(interval)
+    derived_from = None if official else instrument.derived_source(interval)
     derived_ref = None if derived_from is None else derived.read_derived(
         warehouse, instrument.exchange, instrument.symbol, interval, derived_from, lo, hi)
     empty_ranges = confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval)
@@ -286,7 +286,7 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
             outcomes = [compare_candles(frame, _within(derived_ref, start, end), "_derived",
                                         f"compared with the {interval} derived from {derived_from}")
                         if o.name == "consistent_with_1m" else o for o in outcomes]
-        if official and ("1m" in instrument.intervals or interval in instrument.derived):
+        if official and ("1m" in instrument.intervals or instrument.derived_source(interval) is not None):
             outcomes = [CheckOutcome(o.name, o.offending, OFFICIAL_DAILY) if o.name == "consistent_with_1m" else o for o in outcomes]
         outcomes.append(sources_agree(disagreeing.get(day.isoformat(), NO_DISAGREEMENT)))
         results[day] = (outcomes, quality_score(frame, outcomes, expected_by_day[day], explained, freshness))

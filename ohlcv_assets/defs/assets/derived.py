@@ -57,7 +57,7 @@ def build_derived_asset(universe: Universe, interval: str, source: str) -> dg.As
         now = now_ms()
         for instrument_key, days in days_by_instrument.items():
             instrument = universe.instrument(instrument_key)
-            if instrument.derived.get(interval) != source:
+            if instrument.derived_source(interval) != source:
                 raise dg.Failure(f"{instrument_key} does not derive {interval} from {source}", allow_retries=False)
             for days_run in contiguous_runs(days):
                 reports = derive_days(warehouse.warehouse, instrument.exchange, instrument.symbol, interval, source, days_run,
