@@ -140,3 +140,57 @@ def test_a_refetched_source_day_is_derived_again_through_its_lineage(simulator, 
     assert_same_candles(load_candles("binance", "BTC/USDT", "4h", lo, hi, warehouse=wh, derived_from="1m"),
                         roll_up_here(minutes, 4 * HOUR_MS))
     wh.dispose()
+
+
+@pytest.fixture
+def polygon_defs(tmp_path, warehouse_url, instance, monkeypatch):
+    """Polygon's regular session (its minutes without trades omitted, as the vendor does)."""
+    from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
+    from ohlcv_assets_tests.defs.assets.test_polygon_sessions import CONFIG, KEY, KEY_ENV
+
+    sim = ExchangeSimulator(SimulatorConfig.from_mapping(CONFIG))
+    sim.start()
+    monkeypatch.setenv(KEY_ENV, KEY)
+    path = tmp_path / "universe.yaml"
+    path.write_text(f"""
+exchanges:
+  polygon: {{venue: polygon, api_url: "{sim.url}/polygon", api_key_env: {KEY_ENV}, timeout_seconds: 2, retry_base_seconds: 0.05,
+             weight_limit: 100000, weight_window_seconds: 60}}
+instruments:
+  - {{exchange: polygon, symbol: AAPL, intervals: [1m, 1d], derived: {{1h: 1m, 1d: 1m}}, start: 2025-06-30}}
+""")
+    sync_instrument_partitions(instance, parse_universe(path.read_text(), str(path)))
+    yield build_definitions(str(path), warehouse_url)
+    sim.stop()
+
+
+def test_an_equitys_derived_hours_follow_its_session_and_its_derived_day_is_not_the_vendors(polygon_defs, instance, warehouse_url):
+    from ohlcv_assets_tests.defs.assets.test_polygon_sessions import PLAIN
+
+    key = partition_key("polygon.AAPL", PLAIN)
+    materialize_day(polygon_defs, instance, "1m", "polygon.AAPL", PLAIN)
+    runs = {k: dg.materialize([polygon_defs.get_assets_def(k)], partition_key=key, instance=instance, resources=polygon_defs.resources)
+            for k in (derived_key("1h", "1m"), derived_key("1d", "1m"))}
+    hours, day = ({k: v.value for k, v in r.get_asset_materialization_events()[0].materialization.metadata.items()}
+                  for r in runs.values())
+    # 09:30-16:00 New York is 14:30-21:00 UTC in November: 14:00 holds 30 minutes, 15:00-20:00 sixty each; the
+    # minutes without trades were confirmed empty at ingest, so every hour is complete
+    assert hours["derived_candles"] == hours["expected_candles"] == 7 and hours["incomplete_candles"] == 0
+    lo, hi = day_bounds_ms(PLAIN)
+    wh = Warehouse(warehouse_url)
+    minutes = load_candles("polygon", "AAPL", "1m", lo, hi, warehouse=wh)
+    assert 0 < len(minutes) < 390  # some minutes had no trades
+    bucket = minutes["open_time"] // HOUR_MS * HOUR_MS
+    here = minutes.groupby(bucket).agg(open=("open", "first"), high=("high", "max"), low=("low", "min"),
+                                       close=("close", "last"), volume=("volume", "sum")).rename_axis("open_time").reset_index()
+    assert_same_candles(load_candles("polygon", "AAPL", "1h", lo, hi, warehouse=wh, derived_from="1m"), here)
+
+    # the derived day is the UTC day's minutes rolled up, stamped at midnight UTC; the vendor's daily bar
+    # (its official figures, stamped at midnight New York) stays apart and is never compared with it
+    assert day["derived_candles"] == 1 and "compared_with_venue" not in day
+    materialize_day(polygon_defs, instance, "1d", "polygon.AAPL", PLAIN)
+    ours = load_candles("polygon", "AAPL", "1d", lo, hi, warehouse=wh, derived_from="1m")
+    vendors = load_candles("polygon", "AAPL", "1d", lo, hi, warehouse=wh)
+    assert ours["open_time"].tolist() == [lo] and vendors["open_time"].tolist() == [lo + 5 * HOUR_MS]
+    assert ours["volume"].iloc[0] == pytest.approx(minutes["volume"].sum(), rel=1e-9)
+    wh.dispose()
