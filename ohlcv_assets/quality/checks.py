@@ -282,9 +282,9 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         frame = _within(stored, start, end)
         outcomes = check_candles(frame, step, now_ms, expected_by_day[day], explained,
                                  None if minutes is None else _within(minutes, start, end), minutes_existing)
-        if derived_from is not None:
-            outcomes = [compare_candles(frame, _within(derived_ref, start, end), "_derived",
-                                        f"compared with the {interval} derived from {derived_from}")
+        derived_day = None if derived_from is None else _within(derived_ref, start, end)
+        if derived_day is not None and len(derived_day):  # not derived yet: compared with the 1m, as without
+            outcomes = [compare_candles(frame, derived_day, "_derived", f"compared with the {interval} derived from {derived_from}")
                         if o.name == "consistent_with_1m" else o for o in outcomes]
         if official and ("1m" in instrument.intervals or instrument.derived_source(interval) is not None):
             outcomes = [CheckOutcome(o.name, o.offending, OFFICIAL_DAILY) if o.name == "consistent_with_1m" else o for o in outcomes]
