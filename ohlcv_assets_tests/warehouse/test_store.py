@@ -15,9 +15,9 @@ from ohlcv_assets.core.intervals import MINUTE_MS
 from ohlcv_assets.warehouse.schema import (
     candle_features,
     candles,
-    derived_candles,
     day_sources,
     delistings,
+    derived_candles,
     exported_files,
     gaps,
     rate_budget,
