@@ -25,6 +25,7 @@ from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges, instrumen
 from ohlcv_assets.warehouse.schema import GAP_EXPLAINED_STATUSES
 from ohlcv_assets.warehouse.store import Warehouse
 
+SHOWN = 48  # incomplete or differing candles named in a day's metadata (all are counted)
 UNSCANNED = "unscanned"  # a missing source candle no gap record explains yet
 
 
@@ -39,10 +40,11 @@ class DerivedDay:
 
     def as_metadata(self) -> dict:
         metadata = {"derived_candles": self.candles, "expected_candles": self.expected,
-                    "incomplete_candles": len(self.incomplete), "incomplete": self.incomplete, "seconds": self.seconds}
+                    "incomplete_candles": len(self.incomplete),
+                    "incomplete": dict(list(self.incomplete.items())[:SHOWN]), "seconds": self.seconds}
         if self.compared_with_venue is not None:
             metadata |= {"compared_with_venue": self.compared_with_venue, "differing_from_venue": len(self.differing_from_venue),
-                         "differences": self.differing_from_venue[:20]}
+                         "differences": self.differing_from_venue[:SHOWN]}
         return metadata
 
 
