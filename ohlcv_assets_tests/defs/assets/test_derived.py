@@ -185,12 +185,15 @@ def test_an_equitys_derived_hours_follow_its_session_and_its_derived_day_is_not_
                                        close=("close", "last"), volume=("volume", "sum")).rename_axis("open_time").reset_index()
     assert_same_candles(load_candles("polygon", "AAPL", "1h", lo, hi, warehouse=wh, derived_from="1m"), here)
 
-    # the derived day is the UTC day's minutes rolled up, stamped at midnight UTC; the vendor's daily bar
-    # (its official figures, stamped at midnight New York) stays apart and is never compared with it
+    # the derived day is the UTC day's stored minutes rolled up; the vendor's daily bar (its official
+    # figures: auction prices, all volume) is stored under the same 00:00 UTC but apart, and never compared
     assert day["derived_candles"] == 1 and "compared_with_venue" not in day
-    materialize_day(polygon_defs, instance, "1d", "polygon.AAPL", PLAIN)
+    _, vendor_run = materialize_day(polygon_defs, instance, "1d", "polygon.AAPL", PLAIN)
     ours = load_candles("polygon", "AAPL", "1d", lo, hi, warehouse=wh, derived_from="1m")
     vendors = load_candles("polygon", "AAPL", "1d", lo, hi, warehouse=wh)
-    assert ours["open_time"].tolist() == [lo] and vendors["open_time"].tolist() == [lo + 5 * HOUR_MS]
+    assert ours["open_time"].tolist() == vendors["open_time"].tolist() == [lo]
     assert ours["volume"].iloc[0] == pytest.approx(minutes["volume"].sum(), rel=1e-9)
+    assert vendors["volume"].iloc[0] != pytest.approx(ours["volume"].iloc[0], rel=1e-6)  # not the same bar
+    [check] = [e for e in vendor_run.get_asset_check_evaluations() if e.check_name == "consistent_with_1m"]
+    assert check.passed and check.metadata["detail"].value.startswith("not compared: the venue's daily bars")
     wh.dispose()
