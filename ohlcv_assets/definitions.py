@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from ohlcv_assets.defs.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
+from ohlcv_assets.defs.assets.derived import build_derived_asset
 from ohlcv_assets.defs.assets.features import build_features_asset
 from ohlcv_assets.defs.assets.gap_report import build_gap_report_asset
 from ohlcv_assets.defs.assets.maintenance import build_export_asset, build_retention_asset
@@ -34,13 +35,14 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
         warehouse = WarehouseResource.from_settings() if warehouse_url is None else WarehouseResource(url=warehouse_url)
         features = [build_features_asset(universe, interval) for interval in universe.intervals]
+        derived = [build_derived_asset(universe, interval, source) for interval, source in universe.derived_series]
         reports = [build_gap_report_asset(universe, interval) for interval in universe.intervals]
         scan_jobs = {interval: gap_scan_job(interval) for interval in universe.intervals}
 
     return dg.Definitions(
         # Runs here are one step each: executing it in the run process saves a process spawn per run.
         executor=dg.in_process_executor,
-        assets=[*candles.values(), *features, *reports, build_export_asset(universe), build_retention_asset(universe)],
+        assets=[*candles.values(), *derived, *features, *reports, build_export_asset(universe), build_retention_asset(universe)],
         jobs=list(scan_jobs.values()),
         sensors=[
             build_instrument_sensor(universe, list(scan_jobs.values())),
@@ -48,9 +50,10 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
             alert_on_run_failure,
             build_quality_alert_sensor(universe),
             dg.AutomationConditionSensorDefinition(
-                "automation", target=dg.AssetSelection.groups("features"),
+                "automation", target=dg.AssetSelection.groups("features", "derived"),
                 default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
-                description="Recomputes features whose candles (or warm-up candles) changed.",
+                description="Recomputes features whose candles (or warm-up candles) changed, and derived candles "
+                            "whose source candles changed.",
             ),
         ],
         schedules=[
