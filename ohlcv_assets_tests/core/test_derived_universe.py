@@ -9,6 +9,7 @@ VENUES = """
 exchanges:
   binance: {ccxt_id: binance}
   coinbase: {venue: coinbaseexchange}
+  kraken: {venue: kraken}
   polygon: {venue: polygon, api_key_env: DERIVED_TEST_POLYGON_KEY}
 instruments:
 """
@@ -48,6 +49,9 @@ def test_derived_intervals_are_their_own_series_beside_the_fetched_ones(monkeypa
     ("{exchange: coinbase, symbol: BTC/USD, intervals: [2h], start: 2026-10-01}",
      "interval '2h' is not offered by coinbaseexchange (offers: 1m, 5m, 15m, 1h, 6h, 1d); derive it in the warehouse "
      "from a finer stored interval: derived: {2h: 1m}, with 1m in intervals"),
+    ("{exchange: kraken, symbol: BTC/USD, intervals: [1h, 2h], start: 2026-10-01}",
+     "interval '2h' is not offered by kraken (offers: 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w, 2w); derive it in the warehouse "
+     "from a finer stored interval: derived: {2h: 1h}"),
 ])
 def test_bad_derived_intervals_are_clear_errors(entry, message):
     with pytest.raises(UniverseError) as err:

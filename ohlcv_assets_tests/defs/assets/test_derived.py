@@ -2,19 +2,21 @@
 in the warehouse exactly (against a roll-up done here and against the venue's own 1h), incomplete
 buckets left out, and a re-fetched source day derived again through Dagster's lineage."""
 
+import datetime as dt
+
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-from ohlcv_assets.core.intervals import HOUR_MS, MINUTE_MS, day_bounds_ms
+from ohlcv_assets.core.intervals import HOUR_MS, MINUTE_MS, day_bounds_ms, interval_ms
 from ohlcv_assets.core.names import candles_key, derived_key
 from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.warehouse.read import load_candles
 from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse
-from ohlcv_assets_tests.helpers import PLAIN_DAY, materialize_day
+from ohlcv_assets_tests.helpers import PLAIN_DAY, materialize_day, universe_definitions
 
 BTC = "binance.BTC-USDT"
 DERIVED_1H, DERIVED_4H = derived_key("1h", "1m"), derived_key("4h", "1m")
@@ -196,4 +198,57 @@ def test_an_equitys_derived_hours_follow_its_session_and_its_derived_day_is_not_
     assert vendors["volume"].iloc[0] != pytest.approx(ours["volume"].iloc[0], rel=1e-6)  # not the same bar
     [check] = [e for e in vendor_run.get_asset_check_evaluations() if e.check_name == "consistent_with_1m"]
     assert check.passed and check.metadata["detail"].value.startswith("not compared: the venue's daily bars")
+    wh.dispose()
+
+
+def roll_up_served(candles: pd.DataFrame, step_ms: int) -> pd.DataFrame:
+    """The test's own roll-up of what a venue that omits intervals without trades served: every bucket
+    holding a candle (the intervals left out were confirmed empty at ingest)."""
+    bucket = candles["open_time"] // step_ms * step_ms
+    return candles.groupby(bucket).agg(open=("open", "first"), high=("high", "max"), low=("low", "min"),
+                                       close=("close", "last"), volume=("volume", "sum")).rename_axis("open_time").reset_index()
+
+
+@pytest.fixture
+def lacking_venues(simulators, tmp_path, warehouse_url):
+    """Coinbase (no 4h) and Kraken (no 2h) on the simulator speaking their protocols (ccxt's own code),
+    the lacking intervals derived in the warehouse."""
+    from ohlcv_assets_tests.defs.assets.test_venues import PLAIN_DAY as VENUE_DAY
+    from ohlcv_assets_tests.defs.assets.test_venues import TODAY, VENUE_CONFIG
+
+    sim = simulators(VENUE_CONFIG)
+    sim.reconfigure({"faults": [], "frozen_now_ms": None, "reset_stats": True, "venues": VENUE_CONFIG["venues"], "unlisted": []})
+    common = "timeout_seconds: 2, retry_base_seconds: 0.05, weight_limit: 100000, weight_window_seconds: 60"
+    text = f"""
+exchanges:
+  kraken: {{ccxt_id: kraken, api_url: "{sim.url}/kraken", {common}}}
+  coinbase: {{ccxt_id: coinbaseexchange, api_url: "{sim.url}/coinbase", {common}}}
+instruments:
+  - {{exchange: coinbase, symbol: BTC/USD, intervals: [1m], derived: {{4h: 1m}}, start: {VENUE_DAY}}}
+  - {{exchange: kraken, symbol: BTC/USD, intervals: [1h], derived: {{2h: 1h}}, start: {TODAY - dt.timedelta(days=20)}}}
+"""
+    with universe_definitions(text, tmp_path, warehouse_url) as (_, defs, instance):
+        yield defs, instance, VENUE_DAY
+
+
+@pytest.mark.parametrize("exchange, source, interval, candles", [("coinbase", "1m", "4h", 6), ("kraken", "1h", "2h", 12)])
+def test_an_interval_the_venue_lacks_is_derived_exactly(lacking_venues, warehouse_url, exchange, source, interval, candles):
+    """Coinbase serves no 4h and Kraken no 2h: derived from the finer interval they serve, every
+    bucket complete (the intervals they leave out were confirmed without trades at ingest) and equal to
+    a roll-up done here."""
+    defs, instance, day = lacking_venues
+    instrument = f"{exchange}.BTC-USD"
+    materialize_day(defs, instance, source, instrument, day)
+    result = dg.materialize([defs.get_assets_def(derived_key(interval, source))], partition_key=partition_key(instrument, day),
+                            instance=instance, resources=defs.resources)
+    [event] = result.get_asset_materialization_events()
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert metadata["derived_candles"] == metadata["expected_candles"] == candles and metadata["incomplete_candles"] == 0
+    assert "compared_with_venue" not in metadata  # the venue has none of its own
+    lo, hi = day_bounds_ms(day)
+    wh = Warehouse(warehouse_url)
+    served = load_candles(exchange, "BTC/USD", source, lo, hi, warehouse=wh)
+    assert 0 < len(served) < (1440 if source == "1m" else 25)  # Coinbase left out minutes without trades
+    assert_same_candles(load_candles(exchange, "BTC/USD", interval, lo, hi, warehouse=wh, derived_from=source),
+                        roll_up_served(served, interval_ms(interval)))
     wh.dispose()
