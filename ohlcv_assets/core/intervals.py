@@ -28,6 +28,21 @@ def interval_ms(interval: str) -> int:
     return ms
 
 
+WEEK_MS = 7 * DAY_MS
+WEEK_ORIGIN_MS = 4 * DAY_MS  # 1970-01-05, a Monday: weeks open on Mondays 00:00 UTC, as Binance's and Kraken's 1w do
+DERIVED_ONLY = {"1w": WEEK_MS}  # built in the warehouse only: a week spans seven day partitions, it is no part of one
+
+
+def derived_interval_ms(interval: str) -> int:
+    """Length of a derived interval's candle: any interval dividing a day, or 1w (derived only)."""
+    return DERIVED_ONLY.get(interval) or interval_ms(interval)
+
+
+def grid_origin_ms(step_ms: int) -> int:
+    """Where the grid of ``step_ms`` starts: the epoch, or a Monday for weeks (bucket = t - (t - origin) % step)."""
+    return WEEK_ORIGIN_MS if step_ms == WEEK_MS else 0
+
+
 def day_bounds_ms(day: dt.date) -> tuple[int, int]:
     """[start, end) of a UTC day in epoch milliseconds."""
     start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)

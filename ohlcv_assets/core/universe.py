@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ohlcv_assets.core.intervals import interval_ms, resolve_day
+from ohlcv_assets.core.intervals import DERIVED_ONLY, derived_interval_ms, interval_ms, resolve_day
 from ohlcv_assets.core.errors import ConfigurationError
 from ohlcv_assets.core.sessions import REGULAR, Sessions, sessions_for
 from ohlcv_assets.core.settings import UNIVERSE_ENV
@@ -165,6 +165,9 @@ class Instrument(BaseModel):
     @classmethod
     def _interval_grid(cls, intervals: tuple[str, ...]) -> tuple[str, ...]:
         for interval in intervals:
+            if interval in DERIVED_ONLY:
+                raise ValueError(f"interval {interval!r} is not fetched (a week spans seven day partitions); derive it in the "
+                                 f"warehouse from a stored interval: derived: {{{interval}: 1d}}, with 1d in intervals")
             interval_ms(interval)
         if len(set(intervals)) != len(intervals):
             raise ValueError(f"intervals repeat: {list(intervals)}")
@@ -183,7 +186,7 @@ class Instrument(BaseModel):
     def _derivable(cls, derived: tuple[tuple[str, str], ...], info) -> tuple[tuple[str, str], ...]:
         fetched = info.data.get("intervals") or ()
         for interval, source in derived:
-            step, fine = interval_ms(interval), interval_ms(source)
+            step, fine = derived_interval_ms(interval), interval_ms(source)
             if source not in fetched:
                 raise ValueError(f"{interval} is derived from {source}, which is not stored: add {source} to intervals "
                                  f"(a derived interval is rolled up from fetched candles only)")
@@ -276,7 +279,7 @@ class Universe(BaseModel):
     def derived_series(self) -> list[tuple[str, str]]:
         """Every (derived interval, source interval) some instrument declares, shortest first."""
         pairs = {pair for inst in self.instruments for pair in inst.derived}
-        return sorted(pairs, key=lambda p: (interval_ms(p[0]), interval_ms(p[1])))
+        return sorted(pairs, key=lambda p: (derived_interval_ms(p[0]), interval_ms(p[1])))
 
     def instruments_deriving(self, interval: str, source: str) -> list[Instrument]:
         return [inst for inst in self.instruments if inst.derived_source(interval) == source]

@@ -6,6 +6,7 @@ import datetime as dt
 
 import dagster as dg
 
+from ohlcv_assets.core.intervals import WEEK_MS, derived_interval_ms
 from ohlcv_assets.core.names import (DAY, INSTRUMENT, derived_series_name, instruments_partitions_name,
                                      split_partition_key_string)
 from ohlcv_assets.core.universe import Universe
@@ -20,16 +21,23 @@ def candle_partitions(universe: Universe, interval: str) -> dg.MultiPartitionsDe
 
 def derived_partitions(universe: Universe, interval: str, source: str) -> dg.MultiPartitionsDefinition:
     """A derived series' partitions: the same keys as its source's (instrument x UTC day), over the
-    instruments deriving it."""
+    instruments deriving it; a weekly series' (1w) are instrument x week, keyed by the week's Monday
+    (the first week the one holding the earliest start)."""
+    start = universe.derived_start_date(interval, source)
+    if derived_interval_ms(interval) == WEEK_MS:
+        monday = start - dt.timedelta(days=start.weekday())
+        time_dimension = dg.WeeklyPartitionsDefinition(start_date=monday.isoformat(), day_offset=1, end_offset=1)
+    else:
+        time_dimension = dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_offset=1)
     return dg.MultiPartitionsDefinition({
-        DAY: dg.DailyPartitionsDefinition(start_date=universe.derived_start_date(interval, source).isoformat(), end_offset=1),
+        DAY: time_dimension,
         INSTRUMENT: dg.DynamicPartitionsDefinition(name=instruments_partitions_name(derived_series_name(interval, source))),
     })
 
 
 def same_partition() -> dg.MultiPartitionMapping:
-    """A derived day reads its source's same day of the same instrument: the lineage the UI shows,
-    and what makes a re-fetched source day stale downstream."""
+    """A derived day reads its source's same day of the same instrument (a derived week its seven
+    days): the lineage the UI shows, and what makes a re-fetched source day stale downstream."""
     return dg.MultiPartitionMapping({
         DAY: dg.DimensionPartitionMapping(DAY, dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)),
         INSTRUMENT: dg.DimensionPartitionMapping(INSTRUMENT, dg.IdentityPartitionMapping()),

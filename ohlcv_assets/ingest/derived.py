@@ -16,7 +16,7 @@ import dataclasses
 import datetime as dt
 import time
 
-from ohlcv_assets.core.intervals import day_bounds_ms, interval_ms, ms_to_iso, utc_day
+from ohlcv_assets.core.intervals import DAY_MS, day_bounds_ms, derived_interval_ms, grid_origin_ms, interval_ms, ms_to_iso, utc_day
 from ohlcv_assets.core.sessions import Sessions
 from ohlcv_assets.quality.checks import compare_candles, finer_candles_existing
 from ohlcv_assets.warehouse import derived
@@ -59,8 +59,11 @@ def derive_days(warehouse: Warehouse, exchange: str, symbol: str, interval: str,
     day. ``venue_too``: the instrument fetches ``interval`` as well, and each day's derived candles are
     compared with the venue's (the cross-interval check, from this side)."""
     started = time.perf_counter()
-    step, fine = interval_ms(interval), interval_ms(source)
-    lo, hi = day_bounds_ms(min(days))[0], day_bounds_ms(max(days))[1]
+    step, fine = derived_interval_ms(interval), interval_ms(source)
+    if step > DAY_MS and any((day_bounds_ms(d)[0] - grid_origin_ms(step)) % step for d in days):
+        raise ValueError(f"{interval} candles are derived per week from its Monday, not from {days}")
+    lo = day_bounds_ms(min(days))[0]
+    hi = max(day_bounds_ms(max(days))[1], day_bounds_ms(max(days))[0] + step)  # a week partition's day is its Monday
     existing = finer_candles_existing(lo, hi, step, sessions, confirmed_empty_ranges(warehouse, exchange, symbol, source), fine)
     expected = {int(b): int(n) for b, n in existing.items() if n > 0}
     stored = derived.source_counts(warehouse, exchange, symbol, source, step, lo, hi)

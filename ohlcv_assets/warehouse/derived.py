@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ohlcv_assets.candle_frame import CANDLE_COLUMNS, EXTRA_COLUMNS
+from ohlcv_assets.core.intervals import grid_origin_ms
 from ohlcv_assets.warehouse.schema import candles, derived_candles
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -22,7 +23,9 @@ SUMMED_EXTRAS = ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_
 
 
 def _bucket(step_ms: int):
-    return candles.c.open_time - candles.c.open_time % step_ms
+    """The open time of the ``step_ms`` candle a source candle falls in (weeks: from Monday)."""
+    origin = grid_origin_ms(step_ms)
+    return candles.c.open_time - (candles.c.open_time - origin) % step_ms if origin else candles.c.open_time - candles.c.open_time % step_ms
 
 
 def source_counts(warehouse: Warehouse, exchange: str, symbol: str, source: str, step_ms: int,

@@ -14,7 +14,7 @@ import warnings
 
 import pandas as pd
 
-from ohlcv_assets.core.intervals import interval_ms, ms_to_iso
+from ohlcv_assets.core.intervals import derived_interval_ms, interval_ms, ms_to_iso
 from ohlcv_assets.core.settings import READER, warehouse_url
 from ohlcv_assets.warehouse import derived
 from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, describe_held, held_instruments
@@ -61,9 +61,10 @@ def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end
     ones (table ``derived_candles``, a universe's ``derived: {4h: 1m}``) instead of the venue's own:
     the two are never mixed, and a derived series never stored raises ``NotInWarehouse`` too.
     """
-    interval_ms(interval)
     if derived_from is not None:
+        derived_interval_ms(interval)
         return _load_derived(exchange, symbol, interval, derived_from, to_ms(start), to_ms(end), warmup, warehouse, strict)
+    interval_ms(interval)
     start_ms, end_ms = to_ms(start), to_ms(end)
     if end_ms < start_ms:
         raise ValueError(f"end {end!r} is before start {start!r}")

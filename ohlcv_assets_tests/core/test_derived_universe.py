@@ -23,10 +23,11 @@ def test_derived_intervals_are_their_own_series_beside_the_fetched_ones(monkeypa
     monkeypatch.setenv("DERIVED_TEST_POLYGON_KEY", "k")
     u = universe("{exchange: binance, symbol: BTC/USDT, intervals: [1m, 1h], derived: {1h: 1m, 4h: 1m}, start: 2026-10-01}",
                  "{exchange: coinbase, symbol: BTC/USD, intervals: [5m], derived: {4h: 5m, 1d: 5m}, start: 2026-10-02}",
-                 "{exchange: polygon, symbol: AAPL, intervals: [1m, 1d], derived: {1d: 1m}, start: 2026-10-01}")
+                 "{exchange: polygon, symbol: AAPL, intervals: [1m, 1d], derived: {1d: 1m}, start: 2026-10-01}",
+                 "{exchange: kraken, symbol: BTC/USD, intervals: [1h], derived: {1w: 1h}, start: 2026-10-01}")
     assert u.intervals == ["1m", "5m", "1h", "1d"]  # what is fetched
     assert u.derived_series == [
-        ("1h", "1m"), ("4h", "1m"), ("4h", "5m"), ("1d", "1m"), ("1d", "5m")]
+        ("1h", "1m"), ("4h", "1m"), ("4h", "5m"), ("1d", "1m"), ("1d", "5m"), ("1w", "1h")]
     assert [i.key for i in u.instruments_deriving("4h", "1m")] == ["binance.BTC-USDT"]
     assert str(u.derived_start_date("4h", "5m")) == "2026-10-02"
     sets = instrument_partition_sets(u)
@@ -52,6 +53,11 @@ def test_derived_intervals_are_their_own_series_beside_the_fetched_ones(monkeypa
     ("{exchange: kraken, symbol: BTC/USD, intervals: [1h, 2h], start: 2026-10-01}",
      "interval '2h' is not offered by kraken (offers: 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w, 2w); derive it in the warehouse "
      "from a finer stored interval: derived: {2h: 1h}"),
+    ("{exchange: kraken, symbol: BTC/USD, intervals: [1h, 1w], start: 2026-10-01}",
+     "interval '1w' is not fetched (a week spans seven day partitions); derive it in the warehouse from a stored interval: "
+     "derived: {1w: 1d}, with 1d in intervals"),
+    ("{exchange: binance, symbol: BTC/USDT, intervals: [1m], derived: {2w: 1m}, start: 2026-10-01}",
+     "interval '2w' is not of the form <N>m, <N>h or 1d"),
 ])
 def test_bad_derived_intervals_are_clear_errors(entry, message):
     with pytest.raises(UniverseError) as err:

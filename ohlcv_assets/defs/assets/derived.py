@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import dagster as dg
 
-from ohlcv_assets.core.intervals import DAY_MS, interval_ms, now_ms
+from ohlcv_assets.core.intervals import DAY_MS, derived_interval_ms, now_ms
 from ohlcv_assets.core.names import MAX_PARTITIONS_PER_RUN, candles_key, derived_key
 from ohlcv_assets.core.universe import Universe
 from ohlcv_assets.defs.assets.features import contiguous_runs
@@ -28,7 +28,7 @@ DERIVED_AUTOMATION = (
 def comparable_with_venue(universe: Universe, instrument, interval: str) -> bool:
     """The instrument fetches the interval too, and the venue's are roll-ups of its trades: not a
     venue's official daily bars (equities: auction prices, all volume), which no roll-up equals."""
-    official = universe.exchanges[instrument.exchange].profile.official_daily and interval_ms(interval) >= DAY_MS
+    official = universe.exchanges[instrument.exchange].profile.official_daily and derived_interval_ms(interval) >= DAY_MS
     return interval in instrument.intervals and not official
 
 

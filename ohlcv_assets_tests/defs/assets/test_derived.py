@@ -211,7 +211,7 @@ def roll_up_served(candles: pd.DataFrame, step_ms: int) -> pd.DataFrame:
 
 @pytest.fixture
 def lacking_venues(simulators, tmp_path, warehouse_url):
-    """Coinbase (no 4h) and Kraken (no 2h) on the simulator speaking their protocols (ccxt's own code),
+    """Coinbase (no 4h) and Kraken (no 2h; its 1w not fetched, as no week is) on the simulator speaking their protocols (ccxt's own code),
     the lacking intervals derived in the warehouse."""
     from ohlcv_assets_tests.defs.assets.test_venues import PLAIN_DAY as VENUE_DAY
     from ohlcv_assets_tests.defs.assets.test_venues import TODAY, VENUE_CONFIG
@@ -225,7 +225,7 @@ exchanges:
   coinbase: {{ccxt_id: coinbaseexchange, api_url: "{sim.url}/coinbase", {common}}}
 instruments:
   - {{exchange: coinbase, symbol: BTC/USD, intervals: [1m], derived: {{4h: 1m}}, start: {VENUE_DAY}}}
-  - {{exchange: kraken, symbol: BTC/USD, intervals: [1h], derived: {{2h: 1h}}, start: {TODAY - dt.timedelta(days=20)}}}
+  - {{exchange: kraken, symbol: BTC/USD, intervals: [1h, 1d], derived: {{2h: 1h, 1w: 1d}}, start: {TODAY - dt.timedelta(days=40)}}}
 """
     with universe_definitions(text, tmp_path, warehouse_url) as (_, defs, instance):
         yield defs, instance, VENUE_DAY
@@ -251,4 +251,53 @@ def test_an_interval_the_venue_lacks_is_derived_exactly(lacking_venues, warehous
     assert 0 < len(served) < (1440 if source == "1m" else 25)  # Coinbase left out minutes without trades
     assert_same_candles(load_candles(exchange, "BTC/USD", interval, lo, hi, warehouse=wh, derived_from=source),
                         roll_up_served(served, interval_ms(interval)))
+    wh.dispose()
+
+
+def test_a_week_is_derived_from_its_seven_days_and_follows_them(lacking_venues, warehouse_url):
+    """1w (Monday to Sunday, UTC) from Kraken's 1d: a partition per instrument and week, depending on the
+    week's seven source days; exact against a roll-up here, absent while a day is missing, asked for
+    again by Dagster's automation when one of its days is fetched again."""
+    from ohlcv_assets_tests.defs.assets.test_venues import TODAY
+
+    defs, instance, _ = lacking_venues
+    monday = TODAY - dt.timedelta(days=TODAY.weekday() + 14)  # a week closed well before today
+    week = [monday + dt.timedelta(days=n) for n in range(7)]
+    for day in week:
+        materialize_day(defs, instance, "1d", "kraken.BTC-USD", day)
+    weekly = derived_key("1w", "1d")
+    key = partition_key("kraken.BTC-USD", monday)
+    assert str(key) in defs.get_assets_def(weekly).partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    assert str(partition_key("kraken.BTC-USD", monday + dt.timedelta(days=1))) not in (
+        defs.get_assets_def(weekly).partitions_def.get_partition_keys(dynamic_partitions_store=instance))
+
+    def derive_week() -> dict:
+        result = dg.materialize([defs.get_assets_def(weekly)], partition_key=key, instance=instance, resources=defs.resources)
+        [event] = result.get_asset_materialization_events()
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+    assert derive_week() | {"seconds": 0} == {"derived_candles": 1, "expected_candles": 1, "incomplete_candles": 0,
+                                              "incomplete": {}, "seconds": 0}
+    lo, hi = day_bounds_ms(monday)[0], day_bounds_ms(week[-1])[1]
+    wh = Warehouse(warehouse_url)
+    days = load_candles("kraken", "BTC/USD", "1d", lo, hi, warehouse=wh)
+    assert len(days) == 7
+    here = pd.DataFrame([{"open_time": lo, "open": days["open"].iloc[0], "high": days["high"].max(), "low": days["low"].min(),
+                          "close": days["close"].iloc[-1], "volume": days["volume"].sum()}])
+    assert_same_candles(load_candles("kraken", "BTC/USD", "1w", lo, hi, warehouse=wh, derived_from="1d"), here)
+
+    # the lineage: a week's partition follows its seven days; one of them fetched again asks for that week only
+    selection = dg.AssetSelection.assets(weekly)
+    settled = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
+    settled = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, cursor=settled.cursor)
+    assert settled.total_requested == 0
+    materialize_day(defs, instance, "1d", "kraken.BTC-USD", week[3])
+    after = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, cursor=settled.cursor)
+    assert {str(k) for k in after.get_requested_partitions(weekly)} == {str(key)}
+
+    # a day missing: the week is absent, never written as if complete
+    assert wh.delete_candles("kraken", "BTC/USD", "1d", *day_bounds_ms(week[3])) == 1
+    missing = derive_week()
+    assert missing["derived_candles"] == 0 and missing["incomplete"][f"{monday}T00:00:00Z"]["missing"] == 1
+    assert load_candles("kraken", "BTC/USD", "1w", lo, hi, warehouse=wh, derived_from="1d", strict=False).empty
     wh.dispose()
