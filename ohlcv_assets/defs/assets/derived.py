@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import dagster as dg
 
-from ohlcv_assets.core.intervals import DAY_MS, derived_interval_ms, now_ms
+from ohlcv_assets.core.intervals import DAY_MS, WEEK_MS, derived_interval_ms, now_ms
 from ohlcv_assets.core.names import MAX_PARTITIONS_PER_RUN, candles_key, derived_key
 from ohlcv_assets.core.universe import Universe
 from ohlcv_assets.defs.assets.features import contiguous_runs
@@ -42,7 +42,8 @@ def build_derived_asset(universe: Universe, interval: str, source: str) -> dg.As
         group_name="derived",
         kinds={"sql"},
         description=(
-            f"{interval} candles rolled up in the warehouse from the stored {source} candles of the same day "
+            f"{interval} candles rolled up in the warehouse from the stored {source} candles of the same "
+            f"{'week (Monday to Sunday UTC, a partition per week)' if derived_interval_ms(interval) == WEEK_MS else 'day'} "
             "(table `derived_candles`): open first, high max, low min, close last, volumes and trades summed, "
             "VWAP volume-weighted. A candle whose source candles are not all stored is absent (metadata "
             "`incomplete` names it and the gap classes of its missing candles). Not the venue's own "
