@@ -33,6 +33,33 @@ def synthetic_universe(instruments: int, days: int) -> tuple[str, list[str]]:
     return text, symbols
 
 
+def tree_cpu_seconds(root: int, exclude: set[int]) -> float:
+    """Busy CPU seconds (user + system, children already reaped included) of ``root``'s descendants,
+    less the subtrees of ``exclude``: the processes this benchmark started, not the rest of a shared
+    machine (``/proc/stat`` counts everyone's)."""
+    stats: dict[int, tuple[int, float]] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / ticks)
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        if pid in exclude:
+            continue
+        total += stats[pid][1]
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def fresh_database(admin_url: str, name: str) -> str:
     """Drops and creates database ``name`` on the server of ``admin_url``; returns its URL."""
     with psycopg.connect(admin_url, autocommit=True) as connection:

@@ -3,8 +3,10 @@
 and the five others derived from it (``derived: {5m: 1m, ...}``), each under `dagster dev` with the
 project's schedules (`refresh_minutes: 1`) and automation sensor, sampled every 10 s, in one run.
 
-Per setting: the venue's requests and weight (the simulator's counters), the CPU of everything but
-the simulator (cores), and per interval the staleness of its newest closed candle: 0 when it is
+Per setting: the venue's requests and weight (the simulator's counters), the CPU of the pipeline's
+processes (`dagster dev` and every process under it: daemon, code server, run workers; not the
+simulator, not the PostgreSQL server, which other work may share), the machine's load average
+meanwhile (on a shared machine, what else ran), and per interval the staleness of its newest closed candle: 0 when it is
 stored, else the seconds since it closed (so a 4h's staleness is not its length; the universe starts
 today, so no 1d candle closes in it and 1d has no staleness figure). Sampling starts once every
 interval of every instrument is stored. Derived intervals
@@ -26,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from common import REPO, fresh_database, running_dagster_dev, running_simulator
+from common import REPO, fresh_database, running_dagster_dev, running_simulator, tree_cpu_seconds
 from dagster import DagsterInstance
-from freshness import cpu_seconds
 
 from ohlcv_assets.core.intervals import interval_ms
 from ohlcv_assets.core.universe import load_universe
@@ -84,9 +85,12 @@ def run_setting(args, derived: bool) -> dict:
                     if time.monotonic() - started > args.first_refresh_minutes * 60:
                         raise SystemExit("the first refresh did not store every instrument in time")
                     time.sleep(2)
-                stats0, machine0, sim0, began = read_stats(simulator), cpu_seconds(), cpu_seconds(sim.pid), time.monotonic()
+                ours = lambda: tree_cpu_seconds(os.getpid(), {sim.pid})  # noqa: E731
+                stats0, cpu0, began = read_stats(simulator), ours(), time.monotonic()
                 samples: dict[str, list[np.ndarray]] = {i: [] for i in MEASURED}
+                loads = []
                 while time.monotonic() - began < args.minutes * 60:
+                    loads.append(os.getloadavg()[0])
                     now = time.time() * 1000
                     for interval, closes in latest_closes(connection, derived).items():
                         if interval not in MEASURED:
@@ -99,13 +103,13 @@ def run_setting(args, derived: bool) -> dict:
                     time.sleep(10)
                 elapsed = time.monotonic() - began
                 stats = read_stats(simulator)
-                cores = (cpu_seconds() - machine0 - (cpu_seconds(sim.pid) - sim0)) / elapsed
+                cores = (ours() - cpu0) / elapsed
     requests = sum(v for k, v in stats.items() if k.startswith("requests.")) - sum(
         v for k, v in stats0.items() if k.startswith("requests."))
     weight = stats.get("weight", 0) - stats0.get("weight", 0)
     staleness = {i: np.percentile(np.concatenate(s), [50, 99]) for i, s in samples.items()}
     return {"requests_per_min": requests / (elapsed / 60), "weight_per_min": weight / (elapsed / 60), "cores": cores,
-            "staleness": staleness}
+            "staleness": staleness, "load": (min(loads), float(np.mean(loads)), max(loads))}
 
 
 def main() -> None:
@@ -118,12 +122,14 @@ def main() -> None:
     results = {name: run_setting(args, derived) for name, derived in (("fetched", False), ("derived from 1m", True))}
     print(f"\n### Derived intervals: {args.instruments} instruments x {{{', '.join(INTERVALS)}}} kept fresh, "
           f"{args.minutes:g} min sampled\n")
-    print("| setting | requests/min | weight/min | CPU (cores, without simulator) | "
-          + " | ".join(f"{i} staleness p50/p99 (s)" for i in MEASURED) + " |")
-    print("|---|---:|---:|---:|" + "---:|" * len(MEASURED))
+    print(f"| setting | requests/min | weight/min | CPU (cores: dagster dev and its processes) | "
+          + " | ".join(f"{i} staleness p50/p99 (s)" for i in MEASURED) + " | machine load, 1-min avg (min / mean / max) |")
+    print("|---|---:|---:|---:|" + "---:|" * len(MEASURED) + "---:|")
     for name, r in results.items():
         cells = " | ".join(f"{r['staleness'][i][0]:.0f} / {r['staleness'][i][1]:.0f}" for i in MEASURED)
-        print(f"| {name} | {r['requests_per_min']:,.0f} | {r['weight_per_min']:,.0f} | {r['cores']:.2f} | {cells} |")
+        load = " / ".join(f"{v:.1f}" for v in r["load"])
+        print(f"| {name} | {r['requests_per_min']:,.0f} | {r['weight_per_min']:,.0f} | {r['cores']:.2f} | {cells} | {load} |")
+    print(f"\n({os.cpu_count()} cores; the load average counts every process of the machine, other work included)")
 
 
 if __name__ == "__main__":
