@@ -24,6 +24,7 @@ from ohlcv_assets.core.errors import ConfigurationError
 from ohlcv_assets.core.sessions import REGULAR, Sessions, sessions_for
 from ohlcv_assets.core.settings import UNIVERSE_ENV
 from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, known_venues, profile_for
+from ohlcv_assets.venues.series import PRICE_SERIES, ccxt_offers, parse_series_code, series_code
 
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
@@ -151,6 +152,10 @@ class Instrument(BaseModel):
         default=REGULAR, description="equities: the trading hours whose candles are expected and kept: regular (09:30-16:00 "
                                      "New York) or extended (pre-market and after-hours too, 04:00-20:00); daily bars are "
                                      "one per session either way")
+    series: tuple[Literal["mark", "index", "premium", "funding"], ...] = Field(
+        default=(), description="perpetual contracts: the series stored beside the trade candles: mark, index and premium "
+                                "(premium index) klines at each of the instrument's intervals, and funding (the funding "
+                                "rate settlements); the venue must offer each")
 
     @field_validator("start", mode="before")
     @classmethod
@@ -166,6 +171,19 @@ class Instrument(BaseModel):
         if len(set(intervals)) != len(intervals):
             raise ValueError(f"intervals repeat: {list(intervals)}")
         return intervals
+
+    @field_validator("series")
+    @classmethod
+    def _series_once(cls, series: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(series)) != len(series):
+            raise ValueError(f"series repeat: {list(series)}")
+        return series
+
+    @property
+    def series_codes(self) -> tuple[str, ...]:
+        """The codes of its other series (``venues.series.series_code``): ``mark_1h``, ``funding``..."""
+        return tuple(series_code(s, i) for s in self.series if s in PRICE_SERIES for i in self.intervals) + \
+            tuple(series_code(s) for s in self.series if s not in PRICE_SERIES)
 
     @property
     def key(self) -> str:
@@ -242,6 +260,21 @@ class Universe(BaseModel):
 
     def instruments_for(self, interval: str) -> list[Instrument]:
         return [inst for inst in self.instruments if interval in inst.intervals]
+
+    def series_codes(self) -> list[str]:
+        """Every configured code of a perpetual's other series (``mark_1m``, ``funding``), by series then
+        interval, shortest first."""
+        codes = {c for inst in self.instruments for c in inst.series_codes}
+
+        def order(code: str):
+            series, interval = parse_series_code(code)
+            return series, interval_ms(interval) if interval else 0
+
+        return sorted(codes, key=order)
+
+    def instruments_for_series(self, code: str) -> list[Instrument]:
+        """The instruments that want the series of ``code`` (``mark_1h``, ``funding``)."""
+        return [inst for inst in self.instruments if code in inst.series_codes]
 
     def instrument(self, key: str) -> Instrument:
         for inst in self.instruments:
@@ -358,6 +391,33 @@ def _semantic_problems(universe: Universe, today: dt.date, environ=None) -> list
         for interval in inst.intervals:
             if offered and interval not in offered:
                 problems.append(f"{where}: interval {interval!r} is not offered by {exchange.venue} (offers: {', '.join(offered)})")
+        problems += [f"{where}: {problem}" for problem in _series_problems(inst, exchange)]
+    return problems
+
+
+def _series_problems(inst: Instrument, exchange: ExchangeConfig) -> list[str]:
+    """Why the instrument's series cannot be had from its venue: a symbol that is no contract,
+    a series the venue lacks (named, with what says so), an interval it has no price klines at."""
+    if not inst.series:
+        return []
+    if ":" not in inst.symbol:
+        return [f"series {', '.join(inst.series)}: series need a perpetual contract symbol (e.g. 'BTC/USDT:USDT'), "
+                f"not {inst.symbol!r}"]
+    problems = []
+    profile = exchange.profile
+    name = exchange.ccxt_id if profile.series is None else exchange.venue
+    for series in inst.series:
+        if profile.series is None:
+            has, why = ccxt_offers(exchange.ccxt_id, series)
+            if not has:
+                problems.append(f"series {series} is not offered by {name} ({why})")
+        elif series not in profile.series:
+            problems.append(f"series {series} is not offered by {name} (offers: {', '.join(profile.series) or 'none'})")
+    if any(s in PRICE_SERIES for s in inst.series) and profile.series_intervals is not None:
+        for interval in inst.intervals:
+            if interval not in profile.series_intervals:
+                problems.append(f"interval {interval!r}: {name} has no price-series klines at it "
+                                f"(offers: {', '.join(profile.series_intervals)})")
     return problems
 
 

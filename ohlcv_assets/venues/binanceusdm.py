@@ -3,7 +3,14 @@ rows of spot, zero-volume candles where nothing traded (a missing candle is down
 request weight per minute per IP; a page of 1,000 klines weighs 5 (1,500 would weigh 10). Its
 public archive is the ``futures/um`` tree of Binance's public data. Its klines are read as spot's
 (``binance.klines_rows``: bulk-parsed, with quote volume and trade count); ccxt's ``binanceusdm``
-loads only these markets by itself."""
+loads only these markets by itself.
+
+A perpetual's other series (``venues.series``): mark, index (keyed by the contract's ``pair``) and
+premium index klines (``markPriceKlines``, ``indexPriceKlines``, ``premiumIndexKlines``: kline rows
+whose volume columns are "Ignore" (0), the premium signed; the klines weight by limit; every kline
+interval but 1s) and funding settlements (``fundingRate``: 1,000 a page, ``fundingTime`` a few ms
+after the settlement's hour; 500 requests per 5 minutes per IP shared with ``fundingInfo``, not
+request weight; the interval 8, 4 or 1 h per symbol, changing over its life)."""
 
 from ohlcv_assets.venues.binance import klines_rows
 from ohlcv_assets.venues.profile import VenueProfile
@@ -17,4 +24,6 @@ PROFILE = VenueProfile(
     rate_limit_model="rolling 1-minute request weight per IP: 2,400; klines cost 1-10 by limit (1,000: 5); "
                      "429 with Retry-After, then 418 bans",
     ccxt_candles=klines_rows,
+    series=("mark", "index", "premium", "funding"),
+    series_intervals=("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"),
 )

@@ -41,6 +41,9 @@ class VenueProfile:
     ccxt_settings: Mapping[str, object] = dataclasses.field(default_factory=dict, hash=False)  # ccxt constructor settings
     # (``options`` merged under the universe's own, e.g. Binance: spot markets only)
     ccxt_candles: CcxtCandles = fetch_ohlcv_rows  # how a page of candles is asked for and read (``venues.ccxt_candles``)
+    # a perpetual's other series (``venues.series``): which the venue serves; None: what ccxt's ``has`` says (generic ccxt)
+    series: tuple[str, ...] | None = ()
+    series_intervals: tuple[str, ...] | None = None  # the intervals of its price-series klines; None: ``intervals``
 
     @property
     def ccxt_class(self) -> str | None:
