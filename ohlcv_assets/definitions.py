@@ -31,11 +31,12 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
     universe_path = str(universe_in_use(universe_path))
     universe = load_universe(universe_path)
     with beta_apis_in_use():
-        candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
+        # trade candles per interval, then a perpetual's price series (mark_1h, idx_1h, prem_1h) the same way
+        candles = {code: build_candles_asset(universe, code, retry_policy) for code in universe.candle_series()}
         warehouse = WarehouseResource.from_settings() if warehouse_url is None else WarehouseResource(url=warehouse_url)
         features = [build_features_asset(universe, interval) for interval in universe.intervals]
-        reports = [build_gap_report_asset(universe, interval) for interval in universe.intervals]
-        scan_jobs = {interval: gap_scan_job(interval) for interval in universe.intervals}
+        reports = [build_gap_report_asset(universe, code) for code in universe.candle_series()]
+        scan_jobs = {code: gap_scan_job(code) for code in universe.candle_series()}
 
     return dg.Definitions(
         # Runs here are one step each: executing it in the run process saves a process spawn per run.

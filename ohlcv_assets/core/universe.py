@@ -64,6 +64,9 @@ class ExchangeConfig(BaseModel):
     venue: str = Field(description=f"venue profile: {known_venues()}")
     ccxt_id: str | None = Field(default=None, description="ccxt exchange id, e.g. 'binance' (ccxt venues)")
     api_url: str | None = Field(default=None, description="override of the public REST API base URL")
+    api_urls: dict[str, str] = Field(default_factory=dict, description="ccxt venues: overrides of single entries of ccxt's "
+                                     "urls['api'] by key (e.g. {fapiPublic: http://host/fapi/v1} for a generic ccxt entry "
+                                     "of a venue whose API has several hosts), applied after api_url")
     api_key_env: str | None = Field(default=None, description="name of the environment variable holding the API key (never the key)")
     timeout_seconds: float = Field(default=10.0, gt=0)
     weight_limit: int = Field(gt=0, description="the exchange's request-weight budget per window (per IP), shared by all runs")
@@ -109,6 +112,8 @@ class ExchangeConfig(BaseModel):
             raise ValueError(f"venue {self.venue!r} needs ccxt_id (the ccxt exchange id)")
         if self.profile.source != "ccxt" and self.ccxt_id:
             raise ValueError(f"venue {self.venue!r} is not a ccxt exchange: remove ccxt_id")
+        if self.profile.source != "ccxt" and self.api_urls:
+            raise ValueError(f"api_urls: venue {self.venue!r} is not a ccxt exchange (set api_url)")
         if self.archive is not None and self.profile.archive_format is None:
             raise ValueError(f"venue {self.venue!r} has no bulk archive we read: remove archive")
         if self.archive is not None and self.archive.market not in (None, self.profile.archive_market):
@@ -168,6 +173,9 @@ class Instrument(BaseModel):
     def _interval_grid(cls, intervals: tuple[str, ...]) -> tuple[str, ...]:
         for interval in intervals:
             interval_ms(interval)
+            if parse_series_code(interval)[0] != "trades":
+                raise ValueError(f"{interval!r} is a series code, not an interval: list the interval here and the series "
+                                 f"under series")
         if len(set(intervals)) != len(intervals):
             raise ValueError(f"intervals repeat: {list(intervals)}")
         return intervals
@@ -259,7 +267,13 @@ class Universe(BaseModel):
         return self.exchanges[instrument.exchange].sessions_of(instrument)
 
     def instruments_for(self, interval: str) -> list[Instrument]:
-        return [inst for inst in self.instruments if interval in inst.intervals]
+        """The instruments of an interval's trade candles, or of a series code (``mark_1h``)."""
+        return [inst for inst in self.instruments if interval in inst.intervals or interval in inst.series_codes]
+
+    def candle_series(self) -> list[str]:
+        """Everything stored as candles, each a ``candles/<code>`` asset: the trade candles' intervals,
+        then the price series' codes (``mark_1h``...)."""
+        return self.intervals + [c for c in self.series_codes() if parse_series_code(c)[0] in PRICE_SERIES]
 
     def series_codes(self) -> list[str]:
         """Every configured code of a perpetual's other series (``mark_1m``, ``funding``), by series then
@@ -275,6 +289,10 @@ class Universe(BaseModel):
     def instruments_for_series(self, code: str) -> list[Instrument]:
         """The instruments that want the series of ``code`` (``mark_1h``, ``funding``)."""
         return [inst for inst in self.instruments if code in inst.series_codes]
+
+    def wants(self, instrument: Instrument, code: str) -> bool:
+        """Whether the instrument is configured for the interval or series code."""
+        return code in instrument.intervals or code in instrument.series_codes
 
     def instrument(self, key: str) -> Instrument:
         for inst in self.instruments:

@@ -39,6 +39,7 @@ from ohlcv_assets.exchange.retrying import (
 from ohlcv_assets.exchange.source import NotListed, listing_within_history
 from ohlcv_assets.core.intervals import DAY_MS, interval_ms
 from ohlcv_assets.core.universe import ExchangeConfig
+from ohlcv_assets.venues.series import parse_series_code
 
 if TYPE_CHECKING:
     import ccxt
@@ -102,6 +103,11 @@ class CcxtCandleSource(RetryingSource):
                 api.update(dict.fromkeys(self.config.profile.api_url_keys, self.config.api_url))
             else:
                 exchange.urls["api"] = self.config.api_url
+        if self.config.api_urls:
+            api = exchange.urls.get("api")
+            if not isinstance(api, dict):
+                raise ValueError(f"{self.name}: api_urls: {self.config.ccxt_id}'s API is one URL (set api_url)")
+            api.update(self.config.api_urls)
         if self._caller.url is None:
             api = exchange.urls.get("api")
             self._caller.url = api.get(self.config.profile.api_url_keys[0]) if isinstance(api, dict) else api
@@ -209,12 +215,17 @@ class CcxtCandleSource(RetryingSource):
 
     def _candles(self, symbol: str, interval: str, since_ms: int | None, limit: int, until_ms: int | None) -> np.ndarray:
         """A page as the venue's profile reads it (``ccxt_candles``: ccxt's fetch_ohlcv unless its
-        module says otherwise), through this thread's ccxt instance."""
+        module says otherwise), through this thread's ccxt instance; a perpetual's price series
+        (``interval`` a series code, ``mark_1h``) as ``ccxt_series_candles`` reads it."""
         self._load_markets()
-        read = self.config.profile.ccxt_candles
+        series, plain = parse_series_code(interval)
+        profile = self.config.profile
 
         def request():
-            return read(self._thread_exchange(), self.exchange.market(symbol), interval, since_ms, limit, until_ms, self.name)
+            exchange, market = self._thread_exchange(), self.exchange.market(symbol)
+            if series == "trades":
+                return profile.ccxt_candles(exchange, market, plain, since_ms, limit, until_ms, self.name)
+            return profile.ccxt_series_candles(exchange, market, series, plain, since_ms, limit, until_ms, self.name)
 
         return self._call(request, self.config.candles_weight)
 

@@ -34,6 +34,28 @@ def fetch_ohlcv_rows(exchange: ccxt.Exchange, market: dict, interval: str, since
     return widen(candle_rows(exchange.fetch_ohlcv(market["symbol"], interval, since_ms, limit, params), name, 6, "candle"))
 
 
+class CcxtSeriesCandles(Protocol):
+    """A page of a perpetual's price series (``series``: mark, index, premium) as candle rows
+    (volume 0: these series have none), as ``CcxtCandles`` reads trade candles."""
+
+    def __call__(self, exchange: ccxt.Exchange, market: dict, series: str, interval: str, since_ms: int | None, limit: int,
+                 until_ms: int | None, name: str) -> np.ndarray: ...
+
+
+UNIFIED_SERIES_METHOD = {"mark": "fetch_mark_ohlcv", "index": "fetch_index_ohlcv", "premium": "fetch_premium_index_ohlcv"}
+
+
+def fetch_series_ohlcv_rows(exchange: ccxt.Exchange, market: dict, series: str, interval: str, since_ms: int | None, limit: int,
+                            until_ms: int | None, name: str) -> np.ndarray:
+    """ccxt's unified ``fetch_mark_ohlcv`` / ``fetch_index_ohlcv`` / ``fetch_premium_index_ohlcv``,
+    checked; the volume slot (none, 0 or None by venue) stored as 0."""
+    params = {} if until_ms is None else {"until": until_ms}
+    raw = getattr(exchange, UNIFIED_SERIES_METHOD[series])(market["symbol"], interval, since_ms, limit, params)
+    if isinstance(raw, list):
+        raw = [[*r[:5], 0] if isinstance(r, list) else r for r in raw]
+    return widen(candle_rows(raw, name, 6, f"{series} candle"))
+
+
 def candle_rows(raw, name: str, width: int, what: str) -> np.ndarray:
     """A venue's answer of candle rows ([t, o, h, l, c, v, ...], each at least ``width`` long) as an
     (n, width) float array; an answer that is not a list of such rows, or has a missing or

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
-from ohlcv_assets.venues.ccxt_candles import CcxtCandles, fetch_ohlcv_rows
+from ohlcv_assets.venues.ccxt_candles import CcxtCandles, CcxtSeriesCandles, fetch_ohlcv_rows, fetch_series_ohlcv_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,7 @@ class VenueProfile:
     # a perpetual's other series (``venues.series``): which the venue serves; None: what ccxt's ``has`` says (generic ccxt)
     series: tuple[str, ...] | None = ()
     series_intervals: tuple[str, ...] | None = None  # the intervals of its price-series klines; None: ``intervals``
+    ccxt_series_candles: CcxtSeriesCandles = fetch_series_ohlcv_rows  # how a page of a price series is read
 
     @property
     def ccxt_class(self) -> str | None:

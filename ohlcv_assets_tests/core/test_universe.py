@@ -197,7 +197,7 @@ instruments:
 
 def test_a_perpetual_says_which_series_it_wants():
     universe = parse_universe(PERPS, today=TODAY)
-    assert universe.series_codes() == ["funding", "index_1m", "index_1h", "mark_1m", "mark_1h", "premium_1m", "premium_1h"]
+    assert universe.series_codes() == ["funding", "idx_1m", "idx_1h", "mark_1m", "mark_1h", "prem_1m", "prem_1h"]
     assert [i.key for i in universe.instruments_for_series("mark_1h")] == ["perps.BTC-USDT_USDT", "generic.ETH-USDT_USDT"]
     assert [i.key for i in universe.instruments_for_series("mark_1m")] == ["perps.BTC-USDT_USDT"]
     assert universe.intervals == ["1m", "1h"]  # the trade candles' intervals, as before

@@ -1,0 +1,161 @@
+"""A perpetual's mark, index and premium index klines as candles assets (``candles/mark_1h``,
+``candles/idx_1h``, ``candles/prem_1h``...): registered, materialized by real Dagster runs over
+HTTP against the simulator, checked, and gap-scanned like trade candles, exact on both warehouses;
+from Binance USDⓈ-M's own endpoints, and through ccxt's unified methods for a generic ccxt venue."""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms
+from ohlcv_assets.core.names import RANGE_END_TAG, RANGE_START_TAG, candles_key, gap_report_key, instruments_partitions_name
+from ohlcv_assets.core.universe import parse_universe
+from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets_tests.helpers import PERP_SIMULATOR_CONFIG
+
+FIRST, LAST = dt.date(2026, 10, 4), dt.date(2026, 10, 6)
+SCALE = {"mark": 100, "index": 100, "premium": 10**8}  # the market's integer units per exchange unit
+SERIES_OF = {"mark": "mark", "idx": "index", "prem": "premium"}
+
+
+@pytest.fixture(scope="module")
+def perp_sim(simulators):
+    return simulators(PERP_SIMULATOR_CONFIG)
+
+
+@pytest.fixture
+def perp_setup(perp_sim, tmp_path, warehouse_url):
+    perp_sim.reconfigure({"faults": [], "reset_stats": True, "venues": PERP_SIMULATOR_CONFIG["venues"]})
+    url, common = perp_sim.url, "timeout_seconds: 2, retry_base_seconds: 0.05"
+    path = tmp_path / "universe.yaml"
+    path.write_text(f"""
+exchanges:
+  perps: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}}}
+  generic: {{venue: ccxt, ccxt_id: binanceusdm, api_urls: {{fapiPublic: "{url}/fapi/v1"}}, {common}}}
+instruments:
+  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1m, 1h], start: 2026-10-01, series: [mark, index, premium]}}
+  - {{exchange: generic, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, premium]}}
+""")
+    universe = parse_universe(path.read_text(), str(path))
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        yield universe, build_definitions(str(path), warehouse_url), instance
+
+
+def run_range(defs, instance, code: str, instrument: str, first: dt.date, last: dt.date) -> tuple[dict, dict]:
+    """One ranged run of ``candles/<code>``; each day's materialization metadata and check evaluations."""
+    result = dg.materialize([defs.get_assets_def(candles_key(code))], instance=instance, resources=defs.resources,
+                            tags={RANGE_START_TAG: f"{first}|{instrument}", RANGE_END_TAG: f"{last}|{instrument}"})
+    assert result.success
+    meta = {dt.date.fromisoformat(m.partition.split("|")[0]): {k: v.value for k, v in m.metadata.items()}
+            for m in (ev.event_specific_data.materialization for ev in result.get_asset_materialization_events())}
+    checks: dict = {}
+    for evaluation in result.get_asset_check_evaluations():
+        checks.setdefault(dt.date.fromisoformat(evaluation.partition.split("|")[0]), {})[evaluation.check_name] = evaluation
+    return meta, checks
+
+
+def truth(sim, symbol: str, code: str, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The simulator's own series: what every stored candle must equal (volume 0: these series have none)."""
+    series = SERIES_OF[code.split("_")[0]]
+    step, now = interval_ms(code), now_ms()
+    c = sim.market.candles(sim.config.symbols[symbol], step, day_bounds_ms(first)[0], day_bounds_ms(last)[1], now,
+                           venue="binanceusdm", series=series)
+    frame = pd.DataFrame({k: getattr(c, k) / SCALE[series] for k in ("open", "high", "low", "close")})
+    frame.insert(0, "open_time", c.open_time)
+    frame["volume"] = 0.0
+    return frame
+
+
+def stored(warehouse_url: str, exchange: str, symbol: str, code: str, first: dt.date, last: dt.date) -> pd.DataFrame:
+    wh = Warehouse(warehouse_url)
+    try:
+        return wh.read_candles(exchange, symbol, code, day_bounds_ms(first)[0], day_bounds_ms(last)[1])
+    finally:
+        wh.dispose()
+
+
+def test_each_price_series_is_a_candles_asset_registered_for_its_instruments(perp_setup):
+    universe, defs, instance = perp_setup
+    for code in ("mark_1m", "mark_1h", "idx_1m", "idx_1h", "prem_1m", "prem_1h"):
+        assert defs.get_assets_def(candles_key(code)) and defs.get_assets_def(gap_report_key(code))
+    assert instance.get_dynamic_partitions(instruments_partitions_name("mark_1h")) == ["perps.BTC-USDT_USDT", "generic.ETH-USDT_USDT"]
+    assert instance.get_dynamic_partitions(instruments_partitions_name("idx_1m")) == ["perps.BTC-USDT_USDT"]
+    checks = {spec.name for spec in defs.get_assets_def(candles_key("prem_1h")).check_specs}
+    assert checks == {"candles_valid", "completeness", "consistent_with_1m", "sources_agree"}  # no log-return spikes across zero
+    assert "price_spikes" in {spec.name for spec in defs.get_assets_def(candles_key("mark_1h")).check_specs}
+
+
+@pytest.mark.parametrize("code", ["mark_1m", "mark_1h", "idx_1h", "prem_1m", "prem_1h"])
+def test_usdm_price_series_are_stored_exactly_from_their_endpoints(perp_sim, perp_setup, warehouse_url, code):
+    _, defs, instance = perp_setup
+    if code.endswith("_1h"):  # the 1h candles are checked against the same series' 1m
+        run_range(defs, instance, code.replace("_1h", "_1m"), "perps.BTC-USDT_USDT", FIRST, LAST)
+    meta, checks = run_range(defs, instance, code, "perps.BTC-USDT_USDT", FIRST, LAST)
+    got, want = stored(warehouse_url, "perps", "BTC/USDT:USDT", code, FIRST, LAST), truth(perp_sim, "BTCUSDT", code, FIRST, LAST)
+    assert len(want) == 3 * 86_400_000 // interval_ms(code)
+    pd.testing.assert_frame_equal(got, want)
+    assert all(m["candles_new"] == 86_400_000 // interval_ms(code) for m in meta.values())
+    assert all(e.passed for day in checks.values() for e in day.values()), checks
+    if code.endswith("_1h"):
+        assert checks[FIRST]["consistent_with_1m"].metadata["detail"].value == "24 candles compared"
+    if code.startswith("prem"):
+        assert (got["close"] < 0).any() and (got["close"] > 0).any()  # stored with its sign, none refused
+    endpoint = {"mark": "markPriceKlines", "idx": "indexPriceKlines", "prem": "premiumIndexKlines"}[code.split("_")[0]]
+    assert perp_sim.stats[f"requests.fapi.{endpoint}"] >= 1 and perp_sim.stats["requests.fapi.klines"] == 0
+
+
+@pytest.mark.parametrize("code", ["mark_1h", "prem_1h"])
+def test_a_generic_ccxt_venue_takes_the_unified_methods_and_is_exact(perp_sim, perp_setup, warehouse_url, code):
+    _, defs, instance = perp_setup
+    _, checks = run_range(defs, instance, code, "generic.ETH-USDT_USDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(stored(warehouse_url, "generic", "ETH/USDT:USDT", code, FIRST, LAST),
+                                  truth(perp_sim, "ETHUSDT", code, FIRST, LAST))
+    assert all(e.passed for day in checks.values() for e in day.values())
+
+
+def test_price_series_under_faults_are_exact(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    perp_sim.reconfigure({"faults": [{"kind": "status", "endpoint": "markPriceKlines", "every": 3},
+                                     {"kind": "truncated", "endpoint": "markPriceKlines", "count": 1},
+                                     {"kind": "rate_limit", "endpoint": "markPriceKlines", "count": 1, "seconds": 1}]})
+    run_range(defs, instance, "mark_1m", "perps.BTC-USDT_USDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(stored(warehouse_url, "perps", "BTC/USDT:USDT", "mark_1m", FIRST, LAST),
+                                  truth(perp_sim, "BTCUSDT", "mark_1m", FIRST, LAST))
+    assert all(f.fired for f in perp_sim.config.faults)
+
+
+def test_a_broken_premium_candle_fails_the_run_naming_it_and_nothing_is_written(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    perp_sim.reconfigure({"faults": [{"kind": "corrupt", "endpoint": "premiumIndexKlines", "every": 1}]})
+    result = dg.materialize([defs.get_assets_def(candles_key("prem_1h"))], instance=instance, resources=defs.resources,
+                            partition_key=partition_key("perps.BTC-USDT_USDT", FIRST), raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = str(failure.event_specific_data.error)
+    assert "high is below open, close or low" in message and f"{FIRST}T00:00:00Z" in message
+    assert stored(warehouse_url, "perps", "BTC/USDT:USDT", "prem_1h", FIRST, FIRST).empty
+
+
+def test_a_missing_mark_candle_is_a_gap_the_scan_finds(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    run_range(defs, instance, "mark_1h", "perps.BTC-USDT_USDT", FIRST, LAST)
+    hole = day_bounds_ms(dt.date(2026, 10, 5))[0] + 6 * HOUR_MS
+    wh = Warehouse(warehouse_url)
+    try:
+        assert wh.delete_candles("perps", "BTC/USDT:USDT", "mark_1h", hole, hole + 2 * HOUR_MS) == 2
+        report, candles = defs.get_assets_def(gap_report_key("mark_1h")), defs.get_assets_def(candles_key("mark_1h"))
+        result = dg.materialize([report, candles], selection=[gap_report_key("mark_1h")], instance=instance,
+                                resources=defs.resources, partition_key="perps.BTC-USDT_USDT")
+        assert result.success
+        open_gaps = [(r.start_ms, r.end_ms, r.reason) for r in gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "mark_1h")
+                     if r.status == "detected"]
+        assert (hole, hole + 2 * HOUR_MS, "fillable") in open_gaps
+        assert not gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "1h")  # its own interval's records only
+    finally:
+        wh.dispose()
