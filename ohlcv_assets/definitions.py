@@ -8,6 +8,7 @@ import dagster as dg
 
 from ohlcv_assets.defs.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
 from ohlcv_assets.defs.assets.features import build_features_asset
+from ohlcv_assets.defs.assets.funding import build_funding_asset
 from ohlcv_assets.defs.assets.gap_report import build_gap_report_asset
 from ohlcv_assets.defs.assets.maintenance import build_export_asset, build_retention_asset
 from ohlcv_assets.defs.dagster_internals import beta_apis_in_use
@@ -37,11 +38,13 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         features = [build_features_asset(universe, interval) for interval in universe.intervals]
         reports = [build_gap_report_asset(universe, code) for code in universe.candle_series()]
         scan_jobs = {code: gap_scan_job(code) for code in universe.candle_series()}
+        funding = [build_funding_asset(universe, retry_policy)] if universe.event_series() else []
 
     return dg.Definitions(
         # Runs here are one step each: executing it in the run process saves a process spawn per run.
         executor=dg.in_process_executor,
-        assets=[*candles.values(), *features, *reports, build_export_asset(universe), build_retention_asset(universe)],
+        assets=[*candles.values(), *features, *reports, build_export_asset(universe), build_retention_asset(universe),
+                *funding],
         jobs=list(scan_jobs.values()),
         sensors=[
             build_instrument_sensor(universe, list(scan_jobs.values())),

@@ -286,6 +286,10 @@ class Universe(BaseModel):
 
         return sorted(codes, key=order)
 
+    def event_series(self) -> list[str]:
+        """The codes of the event series some instrument wants (``funding``)."""
+        return [c for c in self.series_codes() if parse_series_code(c)[0] not in PRICE_SERIES]
+
     def instruments_for_series(self, code: str) -> list[Instrument]:
         """The instruments that want the series of ``code`` (``mark_1h``, ``funding``)."""
         return [inst for inst in self.instruments if code in inst.series_codes]

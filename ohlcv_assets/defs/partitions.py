@@ -32,7 +32,7 @@ def partition_key(instrument: str, day: dt.date) -> dg.MultiPartitionKey:
 def instrument_partition_changes(universe: Universe, existing: dict[str, set[str]]) -> dict[str, tuple[list[str], list[str]]]:
     """Per dynamic partitions set: the instrument keys to add and to remove to match the universe."""
     changes = {}
-    for interval in universe.candle_series():
+    for interval in universe.candle_series() + universe.event_series():
         name = instruments_partitions_name(interval)
         wanted = [inst.key for inst in universe.instruments_for(interval)]
         have = existing.get(name, set())
@@ -44,7 +44,7 @@ def instrument_partition_changes(universe: Universe, existing: dict[str, set[str
 
 
 def existing_instrument_partitions(instance: dg.DagsterInstance, universe: Universe) -> dict[str, set[str]]:
-    names = [instruments_partitions_name(i) for i in universe.candle_series()]
+    names = [instruments_partitions_name(i) for i in universe.candle_series() + universe.event_series()]
     return {name: set(instance.get_dynamic_partitions(name)) for name in names}
 
 

@@ -195,6 +195,49 @@ class CcxtCandleSource(RetryingSource):
                 return int(rows[0, 0])
         return first_day
 
+    # --- a perpetual's funding settlements ------------------------------------------------------
+    def fetch_funding(self, symbol: str, since_ms: int, until_ms: int) -> np.ndarray:
+        """Every funding settlement with the venue's time in [since_ms, until_ms], ascending, as
+        (time, rate, mark price or NaN) rows: page after page (``ccxt_funding``) from the last one
+        seen, each request on the venue's budget like a candles request."""
+        self._load_markets()
+        read, pages, cursor = self.config.profile.ccxt_funding, [], since_ms
+        while cursor <= until_ms:
+            def request(start=cursor):
+                return read(self._thread_exchange(), self.exchange.market(symbol), start, until_ms, self.name)
+
+            rows, full = self._call(request, 1)
+            rows = rows[rows[:, 0] >= cursor]  # a venue that answers from before the cursor repeats nothing here
+            if len(rows):
+                pages.append(rows)
+                cursor = int(rows[-1, 0]) + 1
+            if not full or not len(rows):
+                break
+        rows = np.concatenate(pages) if pages else np.empty((0, 3))
+        return rows[rows[:, 0] <= until_ms]
+
+    def first_funding_time(self, symbol: str) -> int | None:
+        """The venue's time of the symbol's first funding settlement (None: none yet), asked once."""
+        key = (symbol, "funding")
+        if key not in self._first_open:
+            self._load_markets()
+            read = self.config.profile.ccxt_funding
+
+            def request():
+                return read(self._thread_exchange(), self.exchange.market(symbol), 0, int(time.time() * 1000), self.name)
+
+            rows, _ = self._call(request, 1)
+            self._first_open[key] = int(rows[0, 0]) if len(rows) else None
+        return self._first_open[key]
+
+    def funding_interval(self, symbol: str) -> int | None:
+        """The symbol's funding interval now (hours), where the venue publishes it; else None."""
+        published = self.config.profile.funding_interval
+        if published is None:
+            return None
+        self._load_markets()
+        return self._call(lambda: published(self._thread_exchange(), self.exchange.market(symbol)), 1)
+
     def ping(self) -> None:
         """One plain request, outside the budget (the health check); raises if the venue cannot be
         reached, ``AuthenticationFailed`` if it refuses the credentials."""

@@ -20,11 +20,34 @@ import numpy as np
 
 from ohlcv_assets.candle_frame import widen
 from ohlcv_assets.venues.binance import klines_rows
-from ohlcv_assets.venues.ccxt_candles import candle_rows
+from ohlcv_assets.venues.ccxt_candles import candle_rows, funding_rows
 from ohlcv_assets.venues.profile import VenueProfile
 
 if TYPE_CHECKING:
     import ccxt
+
+FUNDING_PAGE = 1000  # fundingRate's largest limit
+
+
+def funding_rate_rows(exchange: ccxt.Exchange, market: dict, since_ms: int, until_ms: int, name: str) -> tuple[np.ndarray, bool]:
+    """A page of ``fundingRate`` (both ends inclusive, the first 1,000 from ``startTime``) parsed
+    raw: ccxt's parse drops the settlement's mark price. An empty markPrice is NaN."""
+    raw = exchange.fapiPublicGetFundingRate({"symbol": market["id"], "startTime": since_ms, "endTime": until_ms,
+                                             "limit": FUNDING_PAGE})
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        funding_rows([None], name)  # raises the BadResponse every malformed answer is
+    rows = funding_rows([(r.get("fundingTime"), r.get("fundingRate"), r.get("markPrice")) for r in raw], name)
+    return rows, len(rows) == FUNDING_PAGE
+
+
+def funding_interval_hours(exchange: ccxt.Exchange, market: dict) -> int | None:
+    """The symbol's funding interval now, from ``fundingInfo`` (it lists only symbols whose interval
+    or cap was adjusted: None for the others, whose interval is the default 8 h)."""
+    for row in exchange.fapiPublicGetFundingInfo() or []:
+        if isinstance(row, dict) and row.get("symbol") == market["id"]:
+            return int(row["fundingIntervalHours"])
+    return 8
+
 
 PRICE_KLINES = {"mark": "fapiPublicGetMarkPriceKlines", "index": "fapiPublicGetIndexPriceKlines",
                 "premium": "fapiPublicGetPremiumIndexKlines"}  # ccxt's implicit method of each endpoint
@@ -59,6 +82,7 @@ PROFILE = VenueProfile(
     rate_limit_model="rolling 1-minute request weight per IP: 2,400; klines cost 1-10 by limit (1,000: 5); "
                      "429 with Retry-After, then 418 bans",
     ccxt_candles=klines_rows,
-    series=("mark", "index", "premium", "funding"), ccxt_series_candles=price_klines_rows,
+    series=("mark", "index", "premium", "funding"), ccxt_series_candles=price_klines_rows, ccxt_funding=funding_rate_rows,
+    funding_interval=funding_interval_hours,
     series_intervals=("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"),
 )

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from ohlcv_assets.venues.ccxt_candles import CcxtCandles, CcxtSeriesCandles, fetch_ohlcv_rows, fetch_series_ohlcv_rows
+from ohlcv_assets.venues.ccxt_candles import (
+    CcxtCandles,
+    CcxtFunding,
+    CcxtSeriesCandles,
+    fetch_funding_rows,
+    fetch_ohlcv_rows,
+    fetch_series_ohlcv_rows,
+)
+
+if TYPE_CHECKING:
+    import ccxt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +56,9 @@ class VenueProfile:
     series: tuple[str, ...] | None = ()
     series_intervals: tuple[str, ...] | None = None  # the intervals of its price-series klines; None: ``intervals``
     ccxt_series_candles: CcxtSeriesCandles = fetch_series_ohlcv_rows  # how a page of a price series is read
+    ccxt_funding: CcxtFunding = fetch_funding_rows  # how a page of funding settlements is read
+    # the symbol's funding interval now (hours), as the venue publishes it; None: not published (inferred)
+    funding_interval: Callable[[ccxt.Exchange, dict], int | None] | None = None
 
     @property
     def ccxt_class(self) -> str | None:
