@@ -44,24 +44,26 @@ class Segment:
 def infer_schedule(nominal: np.ndarray, default_hours: int = 8, current_hours: int | None = None) -> list[Segment]:
     """The schedule the settlements (nominal times, ascending, unique) follow, from the first one.
 
-    An interval of h hours is confirmed by ``CONFIRMING_DIFFS`` consecutive spacings that start
-    with h and are all multiples of h (a multiple is missing settlements, gaps); the first segment
-    takes the first confirmed interval (else ``current_hours`` or ``default_hours``), and the
-    interval changes where another is confirmed. A spacing that is neither is an extra, off-grid
-    settlement: it changes nothing. ``current_hours`` (the venue's published interval now, e.g.
-    Binance ``fundingInfo``) starts a last segment where the latest spacings already follow it but
-    are too few to confirm it."""
+    The first interval is the first length ``CONFIRMING_DIFFS`` consecutive spacings agree on (else
+    ``current_hours``, else ``default_hours``). The interval changes where ``CONFIRMING_DIFFS``
+    consecutive spacings start with another length h of ``FUNDING_HOURS`` and are all multiples of
+    it (a multiple is missing settlements): to a longer h only if they all equal it, to a shorter
+    one only if two or more of the next ``2 * CONFIRMING_DIFFS`` settlements are off the current grid (a single one is an
+    extra, off-grid settlement, kept and reported: ``off_grid``). A longer spacing that is a
+    multiple of the current interval is missing settlements: gaps, not a change. ``current_hours``
+    (the venue's published interval now, e.g. Binance ``fundingInfo``) starts a last segment where
+    the latest spacings already follow it but are too few to confirm it."""
     t = np.asarray(nominal, dtype=np.int64)
     if len(t) == 0:
         return []
     hours = np.diff(t) // HOUR_MS
-    runs = [_confirmed(hours, i) for i in range(len(hours))]
-    first = next((h for h in runs if h is not None), current_hours or default_hours)
+    first = next((int(hours[i]) for i in range(len(hours)) if _steady(hours, i)), current_hours or default_hours)
     segments = [Segment(int(t[0]), first)]
     i = 0
     while i < len(hours):
-        if runs[i] is not None and runs[i] != segments[-1].hours:
-            segments.append(Segment(int(t[i]), runs[i]))
+        changed = _change(hours, t, i, segments[-1].hours)
+        if changed is not None:
+            segments.append(Segment(int(t[i]), changed))
             i += CONFIRMING_DIFFS
         else:
             i += 1
@@ -74,11 +76,20 @@ def infer_schedule(nominal: np.ndarray, default_hours: int = 8, current_hours: i
     return segments
 
 
-def _confirmed(hours: np.ndarray, i: int) -> int | None:
+def _steady(hours: np.ndarray, i: int) -> bool:
     run = hours[i:i + CONFIRMING_DIFFS]
-    if len(run) < CONFIRMING_DIFFS or run[0] not in FUNDING_HOURS or run.min() != run[0] or (run % run[0]).any():
+    return len(run) == CONFIRMING_DIFFS and run[0] in FUNDING_HOURS and bool((run == run[0]).all())
+
+
+def _change(hours: np.ndarray, t: np.ndarray, i: int, current: int) -> int | None:
+    run = hours[i:i + CONFIRMING_DIFFS]
+    if len(run) < CONFIRMING_DIFFS or run[0] not in FUNDING_HOURS or run[0] == current or run.min() != run[0] or (run % run[0]).any():
         return None
-    return int(run[0])
+    h = int(run[0])
+    if h > current:
+        return h if _steady(hours, i) else None
+    settlements = t[i + 1:i + 1 + 2 * CONFIRMING_DIFFS]  # the next ones, a missing one among them or not
+    return h if int((settlements % (current * HOUR_MS) != 0).sum()) >= 2 else None
 
 
 def expected_times(segments: list[Segment], start_ms: int, end_ms: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ohlcv_assets.core.funding import MAX_OFFSET_MS, Segment, expected_times, infer_schedule, nominal_times, off_grid, off_the_hour
-from ohlcv_assets.core.intervals import day_bounds_ms, ms_to_iso
+from ohlcv_assets.core.intervals import DAY_MS, day_bounds_ms, ms_to_iso
 from ohlcv_assets.quality.validation import CandleValidationError
 from ohlcv_assets.warehouse.funding import merge_funding, read_funding
 
@@ -40,10 +40,12 @@ def ingest_funding_days(source, warehouse, instrument, days: list[dt.date], now_
     fail the run naming them (nothing of the batch is written): never a guess at their hour."""
     bounds = [day_bounds_ms(day) for day in days]
     lo, hi = bounds[0][0], min(bounds[-1][1], now_ms + 1)
-    rows = source.fetch_funding(instrument.symbol, lo - MAX_OFFSET_MS, hi + MAX_OFFSET_MS - 1)
-    frame = pd.DataFrame({"open_time": nominal_times(rows[:, 0]), "raw_time": rows[:, 0].astype(np.int64),
-                          "rate": rows[:, 1], "mark_price": rows[:, 2]})
-    frame = frame[(frame["open_time"] >= lo) & (frame["open_time"] < hi)].reset_index(drop=True)
+    # a day past the range too: the schedule at the range's end is read from the settlements after it
+    rows = source.fetch_funding(instrument.symbol, lo - MAX_OFFSET_MS, min(hi + DAY_MS, now_ms) + MAX_OFFSET_MS - 1)
+    fetched = pd.DataFrame({"open_time": nominal_times(rows[:, 0]), "raw_time": rows[:, 0].astype(np.int64),
+                            "rate": rows[:, 1], "mark_price": rows[:, 2]})
+    frame = fetched[(fetched["open_time"] >= lo) & (fetched["open_time"] < hi)].reset_index(drop=True)
+    after = fetched["open_time"].to_numpy()[fetched["open_time"].to_numpy() >= hi]
     bad = off_the_hour(frame["raw_time"].to_numpy()) | frame["open_time"].duplicated(keep=False).to_numpy()
     if bad.any():
         offending = frame[bad].assign(raw_time_utc=[ms_to_iso(int(t)) for t in frame["raw_time"][bad]])
@@ -51,7 +53,7 @@ def ingest_funding_days(source, warehouse, instrument, days: list[dt.date], now_
             f"{instrument.label()}: {int(bad.sum())} funding settlement(s) not on an hour of their own (more than "
             f"{MAX_OFFSET_MS // 60_000} min off, or two in one hour):\n{offending.to_string(index=False)}", offending)
     merged = merge_funding(warehouse, instrument.exchange, instrument.symbol, frame, bounds, now_ms)
-    segments = funding_schedule(source, warehouse, instrument, hi)
+    segments = funding_schedule(source, warehouse, instrument, hi, after)
     stored = read_funding(warehouse, instrument.exchange, instrument.symbol, lo, hi)["open_time"].to_numpy()
     report = {}
     for day, (start, end), result in zip(days, bounds, merged):
@@ -71,10 +73,12 @@ def hours_in(segments: list[Segment], start_ms: int, end_ms: int) -> tuple[int, 
     return tuple(sorted({s.hours for s, e in zip(segments, ends) if s.start_ms < end_ms and e > start_ms}))
 
 
-def funding_schedule(source, warehouse, instrument, until_ms: int) -> list[Segment]:
-    """The schedule of every stored settlement up to ``until_ms`` and the interval the venue
-    publishes now, from the symbol's first settlement (the venue's)."""
-    history = read_funding(warehouse, instrument.exchange, instrument.symbol, 0, until_ms)["open_time"].to_numpy()
+def funding_schedule(source, warehouse, instrument, until_ms: int, after: np.ndarray) -> list[Segment]:
+    """The schedule of every stored settlement up to ``until_ms``, the settlements seen ``after``
+    it (nominal times) and the interval the venue publishes now, from the symbol's first settlement
+    (the venue's)."""
+    stored = read_funding(warehouse, instrument.exchange, instrument.symbol, 0, until_ms)["open_time"].to_numpy()
+    history = np.unique(np.concatenate([stored, after]))
     segments = infer_schedule(history, current_hours=source.funding_interval(instrument.symbol))
     first = source.first_funding_time(instrument.symbol)
     if segments and first is not None and int(nominal_times(np.array([first]))[0]) < segments[0].start_ms:

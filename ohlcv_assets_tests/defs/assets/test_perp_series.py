@@ -1,20 +1,30 @@
 """A perpetual's mark, index and premium index klines as candles assets (``candles/mark_1h``,
-``candles/idx_1h``, ``candles/prem_1h``...): registered, materialized by real Dagster runs over
-HTTP against the simulator, checked, and gap-scanned like trade candles, exact on both warehouses;
-from Binance USDⓈ-M's own endpoints, and through ccxt's unified methods for a generic ccxt venue."""
+``candles/idx_1h``, ``candles/prem_1h``...) and its funding settlements (``funding_rates``):
+registered, materialized by real Dagster runs over HTTP against the simulator, checked, and
+gap-scanned, exact on both warehouses; from Binance USDⓈ-M's own endpoints, and through ccxt's
+unified methods for a generic ccxt venue."""
 
 import datetime as dt
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
 from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms
-from ohlcv_assets.core.names import RANGE_END_TAG, RANGE_START_TAG, candles_key, gap_report_key, instruments_partitions_name
+from ohlcv_assets.core.names import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    candles_key,
+    funding_key,
+    gap_report_key,
+    instruments_partitions_name,
+)
 from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse.funding import read_funding
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import PERP_SIMULATOR_CONFIG
 
@@ -38,8 +48,9 @@ exchanges:
   perps: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}}}
   generic: {{venue: ccxt, ccxt_id: binanceusdm, api_urls: {{fapiPublic: "{url}/fapi/v1"}}, {common}}}
 instruments:
-  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1m, 1h], start: 2026-10-01, series: [mark, index, premium]}}
-  - {{exchange: generic, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, premium]}}
+  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1m, 1h], start: 2026-10-01, series: [mark, index, premium, funding]}}
+  - {{exchange: perps, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [funding]}}
+  - {{exchange: generic, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, premium, funding]}}
 """)
     universe = parse_universe(path.read_text(), str(path))
     with dg.instance_for_test() as instance:
@@ -48,8 +59,10 @@ instruments:
 
 
 def run_range(defs, instance, code: str, instrument: str, first: dt.date, last: dt.date) -> tuple[dict, dict]:
-    """One ranged run of ``candles/<code>``; each day's materialization metadata and check evaluations."""
-    result = dg.materialize([defs.get_assets_def(candles_key(code))], instance=instance, resources=defs.resources,
+    """One ranged run of ``candles/<code>`` (``funding``: of ``funding_rates``); each day's
+    materialization metadata and check evaluations."""
+    key = funding_key() if code == "funding" else candles_key(code)
+    result = dg.materialize([defs.get_assets_def(key)], instance=instance, resources=defs.resources,
                             tags={RANGE_START_TAG: f"{first}|{instrument}", RANGE_END_TAG: f"{last}|{instrument}"})
     assert result.success
     meta = {dt.date.fromisoformat(m.partition.split("|")[0]): {k: v.value for k, v in m.metadata.items()}
@@ -86,6 +99,9 @@ def test_each_price_series_is_a_candles_asset_registered_for_its_instruments(per
         assert defs.get_assets_def(candles_key(code)) and defs.get_assets_def(gap_report_key(code))
     assert instance.get_dynamic_partitions(instruments_partitions_name("mark_1h")) == ["perps.BTC-USDT_USDT", "generic.ETH-USDT_USDT"]
     assert instance.get_dynamic_partitions(instruments_partitions_name("idx_1m")) == ["perps.BTC-USDT_USDT"]
+    assert instance.get_dynamic_partitions(instruments_partitions_name("funding")) == [
+        "perps.BTC-USDT_USDT", "perps.ETH-USDT_USDT", "generic.ETH-USDT_USDT"]
+    assert defs.get_assets_def(funding_key())
     checks = {spec.name for spec in defs.get_assets_def(candles_key("prem_1h")).check_specs}
     assert checks == {"candles_valid", "completeness", "consistent_with_1m", "sources_agree"}  # no log-return spikes across zero
     assert "price_spikes" in {spec.name for spec in defs.get_assets_def(candles_key("mark_1h")).check_specs}
@@ -159,3 +175,69 @@ def test_a_missing_mark_candle_is_a_gap_the_scan_finds(perp_sim, perp_setup, war
         assert not gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "1h")  # its own interval's records only
     finally:
         wh.dispose()
+
+
+def funding_truth(sim, symbol: str, first: dt.date, last: dt.date, marks: bool = True) -> pd.DataFrame:
+    events = sim.market.funding_events(sim.config.symbols[symbol], now_ms())
+    keep = (events["nominal"] >= day_bounds_ms(first)[0]) & (events["nominal"] < day_bounds_ms(last)[1])
+    return pd.DataFrame({"open_time": events["nominal"][keep], "raw_time": events["time"][keep],
+                         "rate": events["rate"][keep] / 10**8,
+                         "mark_price": events["mark"][keep] / 100 if marks else np.full(int(keep.sum()), np.nan)})
+
+
+def stored_funding(warehouse_url: str, exchange: str, symbol: str, first: dt.date, last: dt.date) -> pd.DataFrame:
+    wh = Warehouse(warehouse_url)
+    try:
+        return read_funding(wh, exchange, symbol, day_bounds_ms(first)[0], day_bounds_ms(last)[1])
+    finally:
+        wh.dispose()
+
+
+@pytest.mark.parametrize("symbol,counts,hours", [
+    ("BTC", [3, 5, 6], ["8", "4, 8", "4"]),  # 8 h -> 4 h at 2026-10-05 08:00
+    ("ETH", [24, 24, 3], ["1", "1", "8"]),  # a 1 h stretch from 2026-10-04 to 2026-10-06
+])
+def test_funding_settlements_are_stored_exactly_across_an_interval_change(perp_sim, perp_setup, warehouse_url, symbol, counts, hours):
+    _, defs, instance = perp_setup
+    meta, checks = run_range(defs, instance, "funding", f"perps.{symbol}-USDT_USDT", FIRST, LAST)
+    got = stored_funding(warehouse_url, "perps", f"{symbol}/USDT:USDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(got, funding_truth(perp_sim, f"{symbol}USDT", FIRST, LAST))
+    assert (got["open_time"] % HOUR_MS == 0).all() and (got["raw_time"] > got["open_time"]).any()  # keyed by the hour, ms kept
+    days = sorted(meta)
+    assert [meta[d]["settlements_stored"] for d in days] == counts == [meta[d]["settlements_expected"] for d in days]
+    assert [meta[d]["funding_interval_hours"] for d in days] == hours
+    assert all(day["funding_complete"].passed for day in checks.values())
+    assert perp_sim.stats["requests.fapi.fundingRate"] >= 1 and perp_sim.stats["requests.fapi.fundingInfo"] == 1
+
+
+def test_a_missing_settlement_is_a_gap_named_and_filled_by_the_next_run(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    perp_sim.reconfigure({"faults": [{"kind": "short", "endpoint": "fundingRate", "count": 1}]})  # a page with less than it has
+    meta, checks = run_range(defs, instance, "funding", "perps.BTC-USDT_USDT", FIRST, LAST)
+    assert meta[LAST]["settlements_missing"] == 6 and not checks[LAST]["funding_complete"].passed
+    assert checks[LAST]["funding_complete"].metadata["missing"].value.startswith(f"{LAST}T00:00:00Z")
+    meta, checks = run_range(defs, instance, "funding", "perps.BTC-USDT_USDT", FIRST, LAST)
+    assert all(m["settlements_missing"] == 0 for m in meta.values()) and all(c["funding_complete"].passed for c in checks.values())
+    pd.testing.assert_frame_equal(stored_funding(warehouse_url, "perps", "BTC/USDT:USDT", FIRST, LAST),
+                                  funding_truth(perp_sim, "BTCUSDT", FIRST, LAST))
+
+
+def test_funding_under_faults_is_exact(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    perp_sim.reconfigure({"faults": [{"kind": "status", "endpoint": "fundingRate", "count": 1},
+                                     {"kind": "corrupt", "endpoint": "fundingRate", "count": 1},
+                                     {"kind": "truncated", "endpoint": "fundingRate", "count": 1},
+                                     {"kind": "rate_limit", "endpoint": "fundingRate", "count": 1, "seconds": 1}]})
+    run_range(defs, instance, "funding", "perps.ETH-USDT_USDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(stored_funding(warehouse_url, "perps", "ETH/USDT:USDT", FIRST, LAST),
+                                  funding_truth(perp_sim, "ETHUSDT", FIRST, LAST))
+    assert all(f.fired for f in perp_sim.config.faults)
+
+
+def test_a_generic_ccxt_venue_takes_funding_from_the_unified_method(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    meta, checks = run_range(defs, instance, "funding", "generic.ETH-USDT_USDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(stored_funding(warehouse_url, "generic", "ETH/USDT:USDT", FIRST, LAST),
+                                  funding_truth(perp_sim, "ETHUSDT", FIRST, LAST, marks=False))  # ccxt's structure has none
+    assert all(day["funding_complete"].passed for day in checks.values())
+    assert perp_sim.stats["requests.fapi.fundingInfo"] == 0  # the generic venue publishes no interval: inferred
