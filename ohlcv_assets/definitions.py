@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from ohlcv_assets.defs.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
+from ohlcv_assets.defs.assets.derived import build_derived_asset
 from ohlcv_assets.defs.assets.features import build_features_asset
 from ohlcv_assets.defs.assets.funding import build_funding_asset
 from ohlcv_assets.defs.assets.gap_report import build_gap_report_asset
@@ -36,6 +37,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         candles = {code: build_candles_asset(universe, code, retry_policy) for code in universe.candle_series()}
         warehouse = WarehouseResource.from_settings() if warehouse_url is None else WarehouseResource(url=warehouse_url)
         features = [build_features_asset(universe, interval) for interval in universe.intervals]
+        derived = [build_derived_asset(universe, interval, source) for interval, source in universe.derived_series]
         reports = [build_gap_report_asset(universe, code) for code in universe.candle_series()]
         scan_jobs = {code: gap_scan_job(code) for code in universe.candle_series()}
         funding = [build_funding_asset(universe, retry_policy)] if universe.event_series() else []
@@ -43,7 +45,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
     return dg.Definitions(
         # Runs here are one step each: executing it in the run process saves a process spawn per run.
         executor=dg.in_process_executor,
-        assets=[*candles.values(), *features, *reports, build_export_asset(universe), build_retention_asset(universe),
+        assets=[*candles.values(), *derived, *features, *reports, build_export_asset(universe), build_retention_asset(universe),
                 *funding],
         jobs=list(scan_jobs.values()),
         sensors=[
@@ -52,9 +54,10 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
             alert_on_run_failure,
             build_quality_alert_sensor(universe),
             dg.AutomationConditionSensorDefinition(
-                "automation", target=dg.AssetSelection.groups("features"),
+                "automation", target=dg.AssetSelection.groups("features", "derived"),
                 default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
-                description="Recomputes features whose candles (or warm-up candles) changed.",
+                description="Recomputes features whose candles (or warm-up candles) changed, and derived candles "
+                            "whose source candles changed.",
             ),
         ],
         schedules=[

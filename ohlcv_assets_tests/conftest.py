@@ -18,7 +18,8 @@ from ohlcv_assets.defs.instance_storage import storage_env
 from ohlcv_assets.defs.partitions import sync_instrument_partitions
 from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.core.universe import parse_universe
-from ohlcv_assets.warehouse.store import Warehouse, normalise_url
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.urls import normalise_url
 from ohlcv_assets_tests.helpers import SIMULATOR_CONFIG, universe_yaml
 from ohlcv_assets_tests.processes import TAG_ENV, missing_part, stop_leftovers
 

@@ -1,12 +1,15 @@
 """Test data shared by the test modules: the simulated market, the universe, the reference candles."""
 
+import contextlib
 import datetime as dt
 
 import dagster as dg
 import pandas as pd
 
 from ohlcv_assets.core.names import candles_key
-from ohlcv_assets.defs.partitions import partition_key
+from ohlcv_assets.core.universe import parse_universe
+from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.ingest.days import ingest_days
 from ohlcv_assets.core.intervals import day_bounds_ms, interval_ms
 from ohlcv_assets.simulator.server import ExchangeSimulator
@@ -82,3 +85,15 @@ def materialize_day(defs, instance, interval, instrument, day):
                             instance=instance, resources=defs.resources)
     [event] = result.get_asset_materialization_events()
     return {k: v.value for k, v in event.materialization.metadata.items()}, result
+
+
+@contextlib.contextmanager
+def universe_definitions(text: str, directory, warehouse_url: str):
+    """A universe file written in ``directory``, its definitions on ``warehouse_url`` and a test
+    instance with its partitions registered: (universe, definitions, instance)."""
+    path = directory / "universe.yaml"
+    path.write_text(text)
+    universe = parse_universe(text, str(path))
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        yield universe, build_definitions(str(path), warehouse_url), instance

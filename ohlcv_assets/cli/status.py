@@ -42,7 +42,8 @@ from ohlcv_assets.core.settings import (
     warehouse_url_is_explicit,
 )
 from ohlcv_assets.core.universe import Universe, universe_in_use, universe_path
-from ohlcv_assets.warehouse.store import Warehouse, WarehouseMissing, describe_held, held_instruments, public_url
+from ohlcv_assets.warehouse.store import Warehouse, WarehouseMissing, describe_held, held_instruments
+from ohlcv_assets.warehouse.urls import public_url
 
 
 def render(rows: list[dict]) -> str:

@@ -48,6 +48,17 @@ def features_key(interval: str) -> dg.AssetKey:
     return dg.AssetKey(["candle_features", interval])
 
 
+def derived_series_name(interval: str, source: str) -> str:
+    """A derived interval and its source as one name: ``4h_from_1m``."""
+    return f"{interval}_from_{source}"
+
+
+def derived_key(interval: str, source: str) -> dg.AssetKey:
+    """The asset of an interval derived in the warehouse from a finer stored one, e.g. derived_candles/4h_from_1m:
+    apart from ``candles/4h``, which holds the venue's own 4h where it is fetched."""
+    return dg.AssetKey(["derived_candles", derived_series_name(interval, source)])
+
+
 def gap_report_key(interval: str) -> dg.AssetKey:
     return dg.AssetKey(["gap_report", interval])
 
@@ -77,8 +88,10 @@ def instruments_partitions_name(interval: str) -> str:
     return f"{_INSTRUMENTS_PREFIX}{interval}"
 
 
-def interval_of_partitions_name(name: str) -> str:
-    return name.removeprefix(_INSTRUMENTS_PREFIX)
+def interval_of_partitions_name(name: str) -> str | None:
+    """The fetched interval of a partitions set; None for a derived series' set (``instruments_4h_from_1m``)."""
+    rest = name.removeprefix(_INSTRUMENTS_PREFIX)
+    return None if "_from_" in rest else rest
 
 
 def partition_key_string(instrument_key: str, day: dt.date) -> str:

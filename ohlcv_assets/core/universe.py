@@ -153,6 +153,9 @@ class Instrument(BaseModel):
     symbol: str = Field(description="ccxt unified symbol, e.g. 'BTC/USDT'")
     intervals: Annotated[tuple[str, ...], Field(min_length=1)]
     start: dt.date
+    derived: tuple[tuple[str, str], ...] = Field(
+        default=(), description="intervals built in the warehouse from a finer stored one, written as a mapping, e.g. "
+                                "{4h: 1m}: the derived interval -> the interval (listed under intervals) it is rolled up from")
     session: Literal["regular", "extended"] = Field(
         default=REGULAR, description="equities: the trading hours whose candles are expected and kept: regular (09:30-16:00 "
                                      "New York) or extended (pre-market and after-hours too, 04:00-20:00); daily bars are "
@@ -192,6 +195,32 @@ class Instrument(BaseModel):
         """The codes of its other series (``venues.series.series_code``): ``mark_1h``, ``funding``..."""
         return tuple(series_code(s, i) for s in self.series if s in PRICE_SERIES for i in self.intervals) + \
             tuple(series_code(s) for s in self.series if s not in PRICE_SERIES)
+
+    @field_validator("derived", mode="before")
+    @classmethod
+    def _derived_mapping(cls, value):
+        """Written as a mapping; kept as pairs, so that an instrument stays hashable."""
+        if isinstance(value, dict):
+            return tuple((str(k), str(v)) for k, v in value.items())
+        raise ValueError("expected a mapping of derived interval to the stored interval it is rolled up from, e.g. {4h: 1m}")
+
+    @field_validator("derived")
+    @classmethod
+    def _derivable(cls, derived: tuple[tuple[str, str], ...], info) -> tuple[tuple[str, str], ...]:
+        fetched = info.data.get("intervals") or ()
+        for interval, source in derived:
+            step, fine = interval_ms(interval), interval_ms(source)
+            if source not in fetched:
+                raise ValueError(f"{interval} is derived from {source}, which is not stored: add {source} to intervals "
+                                 f"(a derived interval is rolled up from fetched candles only)")
+            if fine >= step or step % fine:
+                raise ValueError(f"{interval} cannot be derived from {source}: the source must be finer and divide it "
+                                 f"(e.g. 4h from 1m, 5m, 15m, 30m, 1h or 2h)")
+        return derived
+
+    def derived_source(self, interval: str) -> str | None:
+        """The stored interval ``interval`` is derived from for this instrument, or None."""
+        return dict(self.derived).get(interval)
 
     @property
     def key(self) -> str:
@@ -297,6 +326,18 @@ class Universe(BaseModel):
     def wants(self, instrument: Instrument, code: str) -> bool:
         """Whether the instrument is configured for the interval or series code."""
         return code in instrument.intervals or code in instrument.series_codes
+
+    @property
+    def derived_series(self) -> list[tuple[str, str]]:
+        """Every (derived interval, source interval) some instrument declares, shortest first."""
+        pairs = {pair for inst in self.instruments for pair in inst.derived}
+        return sorted(pairs, key=lambda p: (interval_ms(p[0]), interval_ms(p[1])))
+
+    def instruments_deriving(self, interval: str, source: str) -> list[Instrument]:
+        return [inst for inst in self.instruments if inst.derived_source(interval) == source]
+
+    def derived_start_date(self, interval: str, source: str) -> dt.date:
+        return min(inst.start for inst in self.instruments_deriving(interval, source))
 
     def instrument(self, key: str) -> Instrument:
         for inst in self.instruments:
@@ -412,7 +453,13 @@ def _semantic_problems(universe: Universe, today: dt.date, environ=None) -> list
         offered = exchange.profile.intervals or exchange_timeframes(exchange.ccxt_id)
         for interval in inst.intervals:
             if offered and interval not in offered:
-                problems.append(f"{where}: interval {interval!r} is not offered by {exchange.venue} (offers: {', '.join(offered)})")
+                finer = [i for i in inst.intervals if i != interval and _divides(i, interval)] or [
+                    i for i in offered if _divides(i, interval)]
+                hint = "" if not finer else (
+                    f"; derive it in the warehouse from a finer stored interval: derived: {{{interval}: {finer[0]}}}"
+                    + ("" if finer[0] in inst.intervals else f", with {finer[0]} in intervals"))
+                problems.append(f"{where}: interval {interval!r} is not offered by {exchange.venue} "
+                                f"(offers: {', '.join(offered)}){hint}")
         problems += [f"{where}: {problem}" for problem in _series_problems(inst, exchange)]
     return problems
 
@@ -441,6 +488,15 @@ def _series_problems(inst: Instrument, exchange: ExchangeConfig) -> list[str]:
                 problems.append(f"interval {interval!r}: {name} has no price-series klines at it "
                                 f"(offers: {', '.join(profile.series_intervals)})")
     return problems
+
+
+def _divides(fine: str, coarse: str) -> bool:
+    """Whether ``fine`` is a finer interval dividing ``coarse`` (ccxt timeframes we cannot store: no)."""
+    try:
+        step, fine_ms = interval_ms(coarse), interval_ms(fine)
+    except ValueError:
+        return False
+    return fine_ms < step and step % fine_ms == 0
 
 
 def is_ccxt_exchange(ccxt_id: str) -> bool:

@@ -32,7 +32,8 @@ from ohlcv_assets.core.sessions import Sessions
 from ohlcv_assets.core.universe import ExchangeConfig, Instrument, Universe
 from ohlcv_assets.warehouse import delistings
 from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY
-from ohlcv_assets.warehouse.store import Warehouse, public_url
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.urls import public_url
 from ohlcv_assets.warehouse.summaries import instrument_summaries, retired_ranges_by_instrument
 
 HEARTBEAT_STALE_SECONDS = 300

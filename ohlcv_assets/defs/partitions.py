@@ -6,7 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
-from ohlcv_assets.core.names import DAY, INSTRUMENT, instruments_partitions_name, split_partition_key_string
+from ohlcv_assets.core.names import (DAY, INSTRUMENT, derived_series_name, instruments_partitions_name,
+                                     split_partition_key_string)
 from ohlcv_assets.core.universe import Universe
 
 
@@ -15,6 +16,35 @@ def candle_partitions(universe: Universe, interval: str) -> dg.MultiPartitionsDe
         DAY: dg.DailyPartitionsDefinition(start_date=universe.start_date(interval).isoformat(), end_offset=1),
         INSTRUMENT: dg.DynamicPartitionsDefinition(name=instruments_partitions_name(interval)),
     })
+
+
+def derived_partitions(universe: Universe, interval: str, source: str) -> dg.MultiPartitionsDefinition:
+    """A derived series' partitions: the same keys as its source's (instrument x UTC day), over the
+    instruments deriving it."""
+    return dg.MultiPartitionsDefinition({
+        DAY: dg.DailyPartitionsDefinition(start_date=universe.derived_start_date(interval, source).isoformat(), end_offset=1),
+        INSTRUMENT: dg.DynamicPartitionsDefinition(name=instruments_partitions_name(derived_series_name(interval, source))),
+    })
+
+
+def same_partition() -> dg.MultiPartitionMapping:
+    """A derived day reads its source's same day of the same instrument: the lineage the UI shows,
+    and what makes a re-fetched source day stale downstream."""
+    return dg.MultiPartitionMapping({
+        DAY: dg.DimensionPartitionMapping(DAY, dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)),
+        INSTRUMENT: dg.DimensionPartitionMapping(INSTRUMENT, dg.IdentityPartitionMapping()),
+    })
+
+
+def instrument_partition_sets(universe: Universe) -> dict[str, list[str]]:
+    """Every dynamic partitions set the universe needs (one per fetched interval or perpetual's series
+    code, one per derived series) with the instrument keys it holds."""
+    sets = {instruments_partitions_name(i): [inst.key for inst in universe.instruments_for(i)]
+            for i in universe.candle_series() + universe.event_series()}
+    for interval, source in universe.derived_series:
+        sets[instruments_partitions_name(derived_series_name(interval, source))] = [
+            inst.key for inst in universe.instruments_deriving(interval, source)]
+    return sets
 
 
 def split_key(partition_key: str | dg.MultiPartitionKey) -> tuple[str, dt.date]:
@@ -32,9 +62,7 @@ def partition_key(instrument: str, day: dt.date) -> dg.MultiPartitionKey:
 def instrument_partition_changes(universe: Universe, existing: dict[str, set[str]]) -> dict[str, tuple[list[str], list[str]]]:
     """Per dynamic partitions set: the instrument keys to add and to remove to match the universe."""
     changes = {}
-    for interval in universe.candle_series() + universe.event_series():
-        name = instruments_partitions_name(interval)
-        wanted = [inst.key for inst in universe.instruments_for(interval)]
+    for name, wanted in instrument_partition_sets(universe).items():
         have = existing.get(name, set())
         to_add = [key for key in wanted if key not in have]
         to_remove = sorted(have - set(wanted))
@@ -44,7 +72,7 @@ def instrument_partition_changes(universe: Universe, existing: dict[str, set[str
 
 
 def existing_instrument_partitions(instance: dg.DagsterInstance, universe: Universe) -> dict[str, set[str]]:
-    names = [instruments_partitions_name(i) for i in universe.candle_series() + universe.event_series()]
+    names = list(instrument_partition_sets(universe))
     return {name: set(instance.get_dynamic_partitions(name)) for name in names}
 
 

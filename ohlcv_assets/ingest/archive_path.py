@@ -34,7 +34,7 @@ from ohlcv_assets.quality.validation import CandleValidationError
 from ohlcv_assets.warehouse import provenance
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.provenance import ARCHIVE, DaySource, Disagreement
-from ohlcv_assets.warehouse.store import row_changes, value_columns
+from ohlcv_assets.warehouse.merge import row_changes, value_columns
 
 
 def reconcile(stored: pd.DataFrame, incoming: pd.DataFrame, days: list[DayTodo], file: str, stored_sources: dict,

@@ -9,7 +9,7 @@ import pandas as pd
 from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms, ms_to_iso
 from ohlcv_assets.core.intervals import ceil_div
 from ohlcv_assets.core.sessions import Sessions
-from ohlcv_assets.warehouse import delistings, provenance
+from ohlcv_assets.warehouse import delistings, derived, provenance
 from ohlcv_assets.warehouse.read import load_candles
 from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
 from ohlcv_assets.venues.series import finest_code, signed_prices
@@ -190,12 +190,18 @@ def consistency(frame: pd.DataFrame, minutes: pd.DataFrame | None, step_ms: int,
     """Candles that differ from the same candles aggregated from finer stored ones (1m unless said)."""
     if minutes is None or step_ms == fine_step_ms or minutes.empty:
         return CheckOutcome("consistent_with_1m", frame.iloc[0:0], "no 1m candles to compare with")
-    both = frame.merge(aggregate(minutes, step_ms, fine_step_ms, fine_existing), on="open_time", suffixes=("", "_from_1m"))
+    return compare_candles(frame, aggregate(minutes, step_ms, fine_step_ms, fine_existing), "_from_1m", "compared")
+
+
+def compare_candles(frame: pd.DataFrame, reference: pd.DataFrame, suffix: str, what: str) -> CheckOutcome:
+    """The cross-interval check: candles that differ from the reference candle of the same open time
+    (prices exactly, volume to ``VOLUME_RTOL``); the reference's values in columns ending ``suffix``."""
+    both = frame.merge(reference[["open_time", "open", "high", "low", "close", "volume"]], on="open_time", suffixes=("", suffix))
     differs = np.zeros(len(both), dtype=bool)
     for col in ("open", "high", "low", "close"):
-        differs |= both[col].to_numpy() != both[f"{col}_from_1m"].to_numpy()
-    differs |= ~np.isclose(both["volume"], both["volume_from_1m"], rtol=VOLUME_RTOL, atol=1e-12)
-    return CheckOutcome("consistent_with_1m", _rows(both, differs), f"{len(both)} candles compared", checked=len(both))
+        differs |= both[col].to_numpy() != both[f"{col}{suffix}"].to_numpy()
+    differs |= ~np.isclose(both["volume"], both[f"volume{suffix}"], rtol=VOLUME_RTOL, atol=1e-12)
+    return CheckOutcome("consistent_with_1m", _rows(both, differs), f"{len(both)} candles {what}", checked=len(both))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,6 +269,11 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         minutes = load_candles(instrument.exchange, instrument.symbol, fine, lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
         minutes_existing = finer_candles_existing(lo, hi, step, sessions,
                                                   confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, fine))
+    # fetched and derived both (universe: intervals [.., 1h], derived {1h: 1m}): the fetched candles are
+    # compared with the derived ones, candle by candle (the venue's official daily bars never are)
+    derived_from = None if official else instrument.derived_source(interval)
+    derived_ref = None if derived_from is None else derived.read_derived(
+        warehouse, instrument.exchange, instrument.symbol, interval, derived_from, lo, hi)
     empty_ranges = confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, interval)
     latest = warehouse.latest_open_time(instrument.exchange, instrument.symbol, interval)
     until = sessions.last_trading_ms(now_ms)
@@ -280,7 +291,11 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         frame = _within(stored, start, end)
         outcomes = check_candles(frame, step, now_ms, expected_by_day[day], explained,
                                  None if minutes is None else _within(minutes, start, end), minutes_existing, signed_prices(interval))
-        if official and "1m" in instrument.intervals:
+        derived_day = None if derived_from is None else _within(derived_ref, start, end)
+        if derived_day is not None and len(derived_day):  # not derived yet: compared with the 1m, as without
+            outcomes = [compare_candles(frame, derived_day, "_derived", f"compared with the {interval} derived from {derived_from}")
+                        if o.name == "consistent_with_1m" else o for o in outcomes]
+        if official and ("1m" in instrument.intervals or instrument.derived_source(interval) is not None):
             outcomes = [CheckOutcome(o.name, o.offending, OFFICIAL_DAILY) if o.name == "consistent_with_1m" else o for o in outcomes]
         outcomes.append(sources_agree(disagreeing.get(day.isoformat(), NO_DISAGREEMENT)))
         results[day] = (outcomes, quality_score(frame, outcomes, expected_by_day[day], explained, freshness))

@@ -16,7 +16,9 @@ import pandas as pd
 
 from ohlcv_assets.core.intervals import interval_ms, ms_to_iso
 from ohlcv_assets.core.settings import READER, warehouse_url
-from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, describe_held, held_instruments, public_url
+from ohlcv_assets.warehouse import derived
+from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, describe_held, held_instruments
+from ohlcv_assets.warehouse.urls import public_url
 
 TimeLike = str | dt.date | dt.datetime | pd.Timestamp | int
 
@@ -38,7 +40,8 @@ class OutsideStoredRange(UserWarning):
 
 
 def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end: TimeLike, *,
-                 warmup: int = 0, warehouse: Warehouse | None = None, strict: bool = True) -> pd.DataFrame:
+                 warmup: int = 0, warehouse: Warehouse | None = None, strict: bool = True,
+                 derived_from: str | None = None) -> pd.DataFrame:
     """One instrument's stored candles opening in [start, end), ascending, plus the ``warmup``
     stored candles before ``start`` (indicators need them).
 
@@ -53,8 +56,14 @@ def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end
     of a held instrument with no candles is an empty frame; when the range lies outside the
     stored span it also warns (``OutsideStoredRange``), saying the span. ``strict=False`` (the
     pipeline's own reads, for which an instrument without candles yet is normal) skips both.
+
+    ``derived_from="1m"`` reads the ``interval`` candles the warehouse rolled up from the stored 1m
+    ones (table ``derived_candles``, a universe's ``derived: {4h: 1m}``) instead of the venue's own:
+    the two are never mixed, and a derived series never stored raises ``NotInWarehouse`` too.
     """
     interval_ms(interval)
+    if derived_from is not None:
+        return _load_derived(exchange, symbol, interval, derived_from, to_ms(start), to_ms(end), warmup, warehouse, strict)
     start_ms, end_ms = to_ms(start), to_ms(end)
     if end_ms < start_ms:
         raise ValueError(f"end {end!r} is before start {start!r}")
@@ -67,6 +76,27 @@ def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end
         if warmup:
             before = warehouse.read_candles_before(exchange, symbol, interval, start_ms, warmup)
             frame = pd.concat([before, frame], ignore_index=True)
+    finally:
+        if owned:
+            warehouse.dispose()
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame["open_time"], unit="ms", utc=True), name="time")
+    return frame
+
+
+def _load_derived(exchange: str, symbol: str, interval: str, source: str, start_ms: int, end_ms: int, warmup: int,
+                  warehouse: Warehouse | None, strict: bool) -> pd.DataFrame:
+    if warmup:
+        raise ValueError("warmup is not offered for derived candles")
+    if end_ms < start_ms:
+        raise ValueError(f"end {ms_to_iso(end_ms)} is before start {ms_to_iso(start_ms)}")
+    owned = warehouse is None
+    warehouse = Warehouse.open_existing(warehouse_url(role=READER)) if owned else warehouse
+    try:
+        frame = derived.read_derived(warehouse, exchange, symbol, interval, source, start_ms, end_ms)
+        if strict and frame.empty and derived.derived_span(warehouse, exchange, symbol, interval, source) is None:
+            raise NotInWarehouse(f"the warehouse at {public_url(warehouse.url)} holds no {interval} candles of {exchange} {symbol} "
+                                 f"derived from {source} (declare derived: {{{interval}: {source}}} in the universe and "
+                                 f"materialize derived_candles/{interval}_from_{source})")
     finally:
         if owned:
             warehouse.dispose()

@@ -24,7 +24,8 @@ import sqlalchemy as sa
 
 from ohlcv_assets.warehouse.partitioning import CREATE_PARTITION_FUNCTION, DROP_PARTITION_FUNCTION
 from ohlcv_assets.warehouse.schema import exported_files
-from ohlcv_assets.warehouse.store import Warehouse, normalise_url
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.urls import normalise_url
 
 OWNER, INGEST, READER, DAGSTER = "owner", "ingest", "reader", "dagster"
 ROLES = (OWNER, INGEST, READER, DAGSTER)

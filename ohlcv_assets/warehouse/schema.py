@@ -42,6 +42,30 @@ candles = Table(
 )
 
 
+# Candles built in the warehouse from a finer stored interval (``warehouse/derived.py``): apart from
+# ``candles``, so that a venue's own 4h and a 4h rolled up from its 1m never stand in for each other.
+derived_candles = Table(
+    "derived_candles",
+    metadata,
+    Column("exchange", String(64), primary_key=True),
+    Column("symbol", String(64), primary_key=True),
+    Column("timeframe", String(8), primary_key=True, comment="the derived interval, e.g. 4h"),
+    Column("source_timeframe", String(8), primary_key=True, comment="the stored interval it is rolled up from, e.g. 1m"),
+    Column("open_time", BigInteger, primary_key=True, comment="epoch milliseconds, UTC"),
+    Column("open", Float(53), nullable=False),
+    Column("high", Float(53), nullable=False),
+    Column("low", Float(53), nullable=False),
+    Column("close", Float(53), nullable=False),
+    Column("volume", Float(53), nullable=False),
+    Column("quote_volume", Float(53), nullable=True),
+    Column("trades", BigInteger, nullable=True),
+    Column("taker_buy_volume", Float(53), nullable=True),
+    Column("taker_buy_quote_volume", Float(53), nullable=True),
+    Column("vwap", Float(53), nullable=True, comment="volume-weighted over the source candles, where every one has a vwap"),
+    Column("source_candles", BigInteger, nullable=False, comment="source candles rolled up (all that exist in the bucket)"),
+    Column("derived_at", BigInteger, nullable=False, comment="epoch milliseconds when last derived"),
+)
+
 def _feature_column(name: str) -> Column:
     if name == "gap_candles":
         return Column(name, BigInteger, nullable=False, comment="grid candles missing just before this one")

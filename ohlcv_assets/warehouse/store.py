@@ -27,8 +27,7 @@ from ohlcv_assets.warehouse.partitioning import PARTITIONED_TABLES, Span, spans_
 from ohlcv_assets.warehouse.schema import candle_features, candles
 from ohlcv_assets.warehouse.urls import normalise_url, public_url
 
-__all__ = ["MergeResult", "NotInWarehouse", "Warehouse", "WarehouseMissing", "describe_held", "held_instruments",
-           "normalise_url", "public_url", "row_changes", "value_columns"]
+__all__ = ["NotInWarehouse", "Warehouse", "WarehouseMissing", "describe_held", "held_instruments"]
 
 
 class WarehouseMissing(RuntimeError):

@@ -4,8 +4,6 @@ business: ``core.settings.sqlite_path``.)"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 
 def parse_url(url: str):
     import sqlalchemy as sa  # only here: see the module's docstring

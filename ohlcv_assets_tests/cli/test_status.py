@@ -19,7 +19,8 @@ from ohlcv_assets.core.names import candles_key
 from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candles
-from ohlcv_assets.warehouse.store import Warehouse, public_url
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.urls import public_url
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, merge_candles
 

@@ -14,7 +14,7 @@ from dagster._serdes import deserialize_value
 
 from ohlcv_assets.defs.dagster_internals import log_check_evaluations, log_materializations
 from ohlcv_assets.core.names import RANGE_END_TAG, RANGE_START_TAG
-from ohlcv_assets.warehouse.store import normalise_url
+from ohlcv_assets.warehouse.urls import normalise_url
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-13")
 KEYS = DAYS.get_partition_keys()

@@ -22,7 +22,8 @@ from ohlcv_assets.defs.instance_storage import storage_env
 from ohlcv_assets.core.intervals import day_bounds_ms, now_ms
 from ohlcv_assets.core.names import candles_key
 from ohlcv_assets.quality.checks import checks_for
-from ohlcv_assets.warehouse.store import Warehouse, normalise_url
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.urls import normalise_url
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.helpers import PLAIN_DAY, simulator_candles
 from ohlcv_assets_tests.processes import missing_part, running, wait_until

@@ -22,7 +22,7 @@ from ohlcv_assets.defs.resources import WarehouseResource
 from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import candle_features, candles, retired_ranges
-from ohlcv_assets.warehouse.store import value_columns
+from ohlcv_assets.warehouse.merge import value_columns
 from ohlcv_assets_tests.helpers import ingest_day, merge_candles, universe_yaml
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()

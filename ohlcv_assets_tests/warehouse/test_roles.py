@@ -7,6 +7,8 @@ import datetime as dt
 import secrets
 import uuid
 
+import alembic.command
+import alembic.config
 import dagster as dg
 import pytest
 import sqlalchemy as sa
@@ -22,8 +24,9 @@ from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitio
 from ohlcv_assets.ops.retention import apply_retention
 from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse.roles import DAGSTER, INGEST, OWNER, READER, ROLES, Layout, setup_database
-from ohlcv_assets.warehouse.engine import HEAD_REVISION, INSUFFICIENT_PRIVILEGE
-from ohlcv_assets.warehouse.store import Warehouse, normalise_url
+from ohlcv_assets.warehouse.engine import HEAD_REVISION, INSUFFICIENT_PRIVILEGE, MIGRATIONS
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.urls import normalise_url
 from ohlcv_assets_tests.helpers import simulator_candles
 
 DAYS = [dt.date(2026, 10, 7), dt.date(2026, 10, 8)]
@@ -183,12 +186,15 @@ def test_setup_is_idempotent_and_sets_changed_passwords(roles, postgres_server_u
 def test_a_schema_behind_the_code_is_migrated_only_by_the_owner(roles, monkeypatch, capsys):
     _, _, urls = roles
     owner = sa.create_engine(normalise_url(urls[OWNER]))
-    with owner.begin() as conn:
-        conn.exec_driver_sql("DROP FUNCTION ohlcv_create_partition(text, text, text, bigint, bigint)")
-        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0012'")
+    config = alembic.config.Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with owner.begin() as conn:  # the schema as it was before 0014 (Alembic undoes 0014 and later)
+        config.attributes["connection"] = conn
+        alembic.command.downgrade(config, "0013")
+        assert conn.exec_driver_sql("SELECT to_regprocedure('ohlcv_create_partition(text, text, text, bigint, bigint)')").scalar() is None
     owner.dispose()
     ingest = Warehouse(urls[INGEST])
-    with pytest.raises(ConfigurationError, match="schema revision 0012, this code needs .* owner") as caught:
+    with pytest.raises(ConfigurationError, match="schema revision 0013, this code needs .* owner") as caught:
         ingest.open_and_migrate()
     assert sa.make_url(urls[INGEST]).password not in str(caught.value)
     monkeypatch.setenv("OHLCV_OWNER_URL", urls[OWNER])

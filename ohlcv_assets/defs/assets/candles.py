@@ -30,7 +30,7 @@ from ohlcv_assets.defs.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.core.settings import egress_address
 from ohlcv_assets.core.universe import Universe, universe_in_use
 from ohlcv_assets.quality.validation import CandleValidationError
-from ohlcv_assets.warehouse.store import public_url
+from ohlcv_assets.warehouse.urls import public_url
 from ohlcv_assets.venues.series import is_trade_candles, parse_series_code
 
 CANDLES_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)

@@ -26,6 +26,8 @@ def build_instrument_sensor(universe: Universe, scan_jobs: list) -> dg.SensorDef
             if to_add:
                 requests.append(dg.AddDynamicPartitionsRequest(name, to_add))
                 interval = interval_of_partitions_name(name)
+                if interval is None:  # a derived series: its candles come from the source's, no scan
+                    continue
                 # added at the end of the registered keys, in this order: one contiguous range
                 scans.append(scan_request(interval, to_add, f"new-{interval}-{to_add[0]}-{to_add[-1]}-{len(to_add)}",
                                           "new instrument: backfill its history"))

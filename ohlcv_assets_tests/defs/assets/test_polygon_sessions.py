@@ -6,23 +6,20 @@ minutes served by default), on both warehouses."""
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 import requests
 
-from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.exchange.registry import build_source
 from ohlcv_assets.quality.gap_scan import scan
 from ohlcv_assets.core.gaps import FILLABLE
 from ohlcv_assets.ingest.days import ingest_days
 from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, now_ms
-from ohlcv_assets.defs.partitions import sync_instrument_partitions
-from ohlcv_assets.simulator.server import ExchangeSimulator, SimulatorConfig
 from ohlcv_assets.core.universe import UniverseError, parse_universe
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.helpers import materialize_day as materialize
+from ohlcv_assets_tests.helpers import universe_definitions
 
 KEY = "pk-test-sessions-41d7"
 KEY_ENV = "OHLCV_TEST_POLYGON_SESSIONS_KEY"
@@ -50,24 +47,17 @@ instruments:
 """
 
 
-@pytest.fixture(scope="module")
-def sim():
-    simulator = ExchangeSimulator(SimulatorConfig.from_mapping(CONFIG))
-    simulator.start()
-    yield simulator
-    simulator.stop()
+@pytest.fixture
+def sim(simulators):
+    return simulators(CONFIG)
 
 
 @pytest.fixture
 def setup(sim, tmp_path, warehouse_url, monkeypatch):
     sim.reconfigure({"faults": [], "frozen_now_ms": None, "reset_stats": True})
     monkeypatch.setenv(KEY_ENV, KEY)
-    path = tmp_path / "universe.yaml"
-    path.write_text(universe_text(sim.url))
-    universe = parse_universe(path.read_text(), str(path))
-    with dg.instance_for_test() as instance:
-        sync_instrument_partitions(instance, universe)
-        yield universe, build_definitions(str(path), warehouse_url), instance
+    with universe_definitions(universe_text(sim.url), tmp_path, warehouse_url) as made:
+        yield made
 
 
 def vendor(sim, span: str, lo: str, hi: str) -> list[dict]:

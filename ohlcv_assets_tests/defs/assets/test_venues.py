@@ -20,13 +20,12 @@ from ohlcv_assets.defs.monitoring import health, instrument_rows
 from ohlcv_assets.core.intervals import HOUR_MS, MINUTE_MS, day_bounds_ms, interval_ms, now_ms, utc_day
 from ohlcv_assets.defs.assets.features import warmup_mapping
 from ohlcv_assets.core.names import DAY, RANGE_END_TAG, RANGE_START_TAG, candles_key, features_key
-from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.defs.partitions import partition_key
 from ohlcv_assets.quality.checks import check_stored_days
-from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse import delistings
 from ohlcv_assets.warehouse.schema import candle_features
 from ohlcv_assets.warehouse.store import Warehouse
-from ohlcv_assets_tests.helpers import materialize_day
+from ohlcv_assets_tests.helpers import materialize_day, universe_definitions
 
 POLYGON_KEY = "pk-test-6f1c9d2e8a"
 KEY_ENV = "OHLCV_TEST_POLYGON_KEY"
@@ -80,12 +79,8 @@ def venue_setup(venues_sim, tmp_path, warehouse_url, monkeypatch):
     venues_sim.reconfigure({"faults": [], "frozen_now_ms": None, "reset_stats": True, "venues": VENUE_CONFIG["venues"],
                             "unlisted": []})
     monkeypatch.setenv(KEY_ENV, POLYGON_KEY)
-    path = tmp_path / "universe.yaml"
-    path.write_text(venue_universe(venues_sim.url))
-    universe = parse_universe(path.read_text(), str(path))
-    with dg.instance_for_test() as instance:
-        sync_instrument_partitions(instance, universe)
-        yield universe, build_definitions(str(path), warehouse_url), instance
+    with universe_definitions(venue_universe(venues_sim.url), tmp_path, warehouse_url) as made:
+        yield made
 
 
 def truth(sim, venue: str, symbol: str, interval: str, day: dt.date, now: int) -> pd.DataFrame:

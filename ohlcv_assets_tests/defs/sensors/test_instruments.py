@@ -43,3 +43,15 @@ def test_added_and_removed_instruments_follow_the_universe(tmp_path):
         evaluate(definitions(changed, tmp_path), instance)
         assert sorted(instance.get_dynamic_partitions("instruments_1m")) == ["binance.BTC-USDT", "binance.ETH-USDT", "binance.SOL-USDT"]
         assert sorted(instance.get_dynamic_partitions("instruments_5m")) == ["binance.ETH-USDT", "binance.SOL-USDT"]
+
+
+def test_derived_series_get_partitions_of_their_own_and_no_gap_scan(tmp_path):
+    text = universe_yaml("http://127.0.0.1:1").replace(
+        "intervals: [1m, 5m], start", "intervals: [1m, 5m], derived: {4h: 5m, 1h: 1m}, start")
+    with dg.instance_for_test() as instance:
+        first = evaluate(definitions(text, tmp_path), instance)
+        assert instance.get_dynamic_partitions("instruments_4h_from_5m") == ["binance.ETH-USDT"]
+        assert instance.get_dynamic_partitions("instruments_1h_from_1m") == ["binance.ETH-USDT"]
+        assert instance.get_dynamic_partitions("instruments_1h") == ["binance.BTC-USDT"]  # the fetched 1h: BTC's only
+        # a new instrument's history is backfilled by scanning its fetched intervals; a derived series follows them
+        assert sorted(r.job_name for r in first.run_requests) == ["scan_gaps_1d", "scan_gaps_1h", "scan_gaps_1m", "scan_gaps_5m"]
