@@ -2,8 +2,8 @@
 "funding", open_time the nominal settlement time), with the venue's own time, the rate and the mark
 price of each
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 """
 
 import sqlalchemy as sa
