@@ -248,7 +248,8 @@ class ExportConfig(BaseModel):
 
     formats: tuple[Literal["parquet", "freqtrade"], ...] = Field(
         default=("parquet",), description="parquet: one file per instrument, interval and month; "
-                                          "freqtrade: <pair>-<timeframe>.feather per instrument and interval")
+                                          "freqtrade: <pair>-<timeframe>.feather per instrument and interval (a contract's: "
+                                          "futures/<pair>-<timeframe>-<candle type>.feather, with its series)")
     directory: str | None = Field(default=None, description="where files go; default $DAGSTER_HOME/export")
 
 

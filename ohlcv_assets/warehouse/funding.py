@@ -5,6 +5,7 @@ never duplicates), read back per instrument."""
 from __future__ import annotations
 
 import pandas as pd
+import sqlalchemy as sa
 
 from ohlcv_assets.warehouse.schema import funding_rates
 from ohlcv_assets.warehouse.store import MergeResult, Warehouse
@@ -22,3 +23,21 @@ def merge_funding(warehouse: Warehouse, exchange: str, symbol: str, frame: pd.Da
 def read_funding(warehouse: Warehouse, exchange: str, symbol: str, start_ms: int, end_ms: int) -> pd.DataFrame:
     """The settlements whose nominal time is in [start_ms, end_ms), ascending (open_time, raw_time, rate, mark_price)."""
     return warehouse.read_rows(funding_rates, exchange, symbol, FUNDING, start_ms, end_ms)
+
+
+def funding_span(warehouse: Warehouse, exchange: str, symbol: str) -> tuple[int, int] | None:
+    """Nominal times of the instrument's first and last stored settlements, or None (none stored)."""
+    t = funding_rates.c
+    query = sa.select(sa.func.min(t.open_time), sa.func.max(t.open_time)).where(
+        t.exchange == exchange, t.symbol == symbol, t.timeframe == FUNDING)
+    with warehouse.engine.connect() as connection:
+        first, last = connection.execute(query).one()
+    return None if first is None else (int(first), int(last))
+
+
+def funding_instruments(warehouse: Warehouse) -> list[tuple[str, str]]:
+    """The (exchange, symbol) the warehouse holds settlements of: for messages."""
+    t = funding_rates.c
+    query = sa.select(t.exchange, t.symbol).where(t.timeframe == FUNDING).distinct().order_by(t.exchange, t.symbol)
+    with warehouse.engine.connect() as connection:
+        return [(e, s) for e, s in connection.execute(query)]
