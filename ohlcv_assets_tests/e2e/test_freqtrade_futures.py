@@ -32,12 +32,12 @@ FREQTRADE_LOADER = """
 import json, sys
 from pathlib import Path
 from freqtrade.data.history import get_datahandler
-from freqtrade.enums import CandleType
+from freqtrade.enums import CandleType, TradingMode
 from freqtrade.exchange import Exchange
 
 datadir, wanted = sys.argv[1], json.loads(sys.argv[2])
 handler = get_datahandler(Path(datadir), "feather")
-out = {}
+out = {"available": sorted(f"{p} {tf} {t}" for p, tf, t in handler.ohlcv_get_available_data(Path(datadir), TradingMode.FUTURES))}
 for pair, types in wanted.items():
     frames = {}
     for candle_type in types:
@@ -87,6 +87,8 @@ export: {{formats: [freqtrade], directory: {directory}}}
                             capture_output=True, text=True, timeout=600)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     got = json.loads(loaded.stdout.strip().splitlines()[-1])
+    # what freqtrade lists (list-data) from the file names: every pair, timeframe and candle type written, nothing else
+    assert got["available"] == sorted(f"{pair} 1h {t}" for pair, types in wanted.items() for t in types)
 
     lo, hi = day_bounds_ms(FIRST)[0], day_bounds_ms(LAST)[1]
     warehouse = Warehouse(postgres_url)
