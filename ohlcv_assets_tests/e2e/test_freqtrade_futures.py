@@ -2,11 +2,14 @@
 simulator (trade candles, mark, index and premium index klines, funding settlements across a funding
 interval change), exported by ``candle_export``, then loaded by freqtrade 2026.9's own data handler in
 its own virtual environment (a subprocess), every file equal to the warehouse, row by row and value by
-value; and its backtester's join of funding with mark candles keeps every settlement."""
+value; its backtester's join of funding with mark candles keeps every settlement; and a futures
+backtest runs on the files (its markets from the simulator) and charges each trade exactly the
+funding the warehouse's settlements and mark prices make."""
 
 import datetime as dt
 import json
 import subprocess
+import zipfile
 
 import dagster as dg
 import numpy as np
@@ -51,13 +54,65 @@ print(json.dumps(out))
 """
 
 
+STRATEGY = """
+from freqtrade.strategy import IStrategy
+
+
+class EveryDay(IStrategy):
+    \"\"\"Long from 01:00 to 21:00 UTC each day: every trade holds through settlements.\"\"\"
+    timeframe = "1h"
+    minimal_roi = {"0": 100}
+    stoploss = -0.99
+
+    def populate_indicators(self, dataframe, metadata):
+        return dataframe
+
+    def populate_entry_trend(self, dataframe, metadata):
+        dataframe.loc[dataframe["date"].dt.hour == 0, "enter_long"] = 1
+        return dataframe
+
+    def populate_exit_trend(self, dataframe, metadata):
+        dataframe.loc[dataframe["date"].dt.hour == 20, "exit_long"] = 1
+        return dataframe
+"""
+
+
+def _backtest_config(sim_url: str) -> dict:
+    """freqtrade's futures backtest of both pairs; the markets (ccxt's binance, linear only) from the simulator."""
+    ccxt = {"options": {"fetchMarkets": {"types": ["linear"]}}, "urls": {"api": {"fapiPublic": f"{sim_url}/fapi/v1"}}}
+    pricing = {"price_side": "same", "use_order_book": True, "order_book_top": 1}  # binance futures tickers have no price
+    return {"trading_mode": "futures", "margin_mode": "isolated", "stake_currency": "USDT", "stake_amount": 100,
+            "dry_run": True, "dry_run_wallet": 1000, "max_open_trades": 2, "timeframe": "1h", "dataformat_ohlcv": "feather",
+            "entry_pricing": pricing, "exit_pricing": pricing, "pairlists": [{"method": "StaticPairList"}],
+            "exchange": {"name": "binance", "pair_whitelist": ["BTC/USDT:USDT", "ETH/USDT:USDT"],
+                         "ccxt_config": ccxt, "ccxt_async_config": ccxt}}
+
+
+def _backtest_trades(freqtrade_python: str, sim_url: str, datadir, work) -> list[dict]:
+    """freqtrade backtesting over the export; its trades as its result file holds them."""
+    (work / "user_data" / "strategies").mkdir(parents=True)
+    (work / "user_data" / "strategies" / "every_day.py").write_text(STRATEGY)
+    (work / "results").mkdir()
+    (work / "config.json").write_text(json.dumps(_backtest_config(sim_url)))
+    ran = subprocess.run([freqtrade_python, "-m", "freqtrade", "backtesting", "--userdir", str(work / "user_data"),
+                          "-c", str(work / "config.json"), "--datadir", str(datadir), "--strategy", "EveryDay",
+                          "--timerange", f"{FIRST:%Y%m%d}-{LAST + dt.timedelta(days=1):%Y%m%d}", "--export", "trades",
+                          "--backtest-directory", str(work / "results"), "--cache", "none"],
+                         capture_output=True, text=True, timeout=600, cwd=work)
+    assert ran.returncode == 0, (ran.stdout + ran.stderr)[-4000:]
+    [archive] = (work / "results").glob("*.zip")
+    with zipfile.ZipFile(archive) as z:
+        return json.loads(z.read(f"{archive.stem}.json"))["strategy"]["EveryDay"]["trades"]
+
+
 def _materialize_range(defs, instance, key: dg.AssetKey, instrument: str) -> None:
     result = dg.materialize([defs.get_assets_def(key)], instance=instance, resources=defs.resources,
                             tags={RANGE_START_TAG: f"{FIRST}|{instrument}", RANGE_END_TAG: f"{LAST}|{instrument}"})
     assert result.success
 
 
-def test_freqtrade_loads_the_exported_futures_files_equal_to_the_warehouse(simulators, freqtrade_python, postgres_url, tmp_path):
+def test_freqtrade_loads_and_backtests_the_exported_futures_files_equal_to_the_warehouse(simulators, freqtrade_python, postgres_url,
+                                                                                       tmp_path):
     sim = simulators(PERP_SIMULATOR_CONFIG)
     sim.reconfigure({"faults": [], "reset_stats": True, "venues": PERP_SIMULATOR_CONFIG["venues"]})
     directory = tmp_path / "export"
@@ -111,6 +166,17 @@ export: {{formats: [freqtrade], directory: {directory}}}
             joined = got[f"{pair} joined"]
             assert joined["dates"] == settlements["funding_time"].tolist()  # every settlement met its 1h mark candle
             assert joined["open_fund"] == settlements["rate"].tolist()
+
+        trades = _backtest_trades(freqtrade_python, sim.url, directory / "freqtrade" / "perps", tmp_path / "backtest")
+        assert sorted((t["pair"], t["open_date"][:10]) for t in trades) == sorted(
+            (pair, str(FIRST + dt.timedelta(days=d))) for pair in wanted for d in range(3))  # a trade a day and pair
+        for trade in trades:  # a long pays rate x mark price at each settlement it holds through (both ends included)
+            settlements = load_funding("perps", trade["pair"], trade["open_timestamp"], trade["close_timestamp"] + 1, warehouse=warehouse)
+            marks = load_candles("perps", trade["pair"], "mark_1h", trade["open_timestamp"], trade["close_timestamp"] + 1,
+                                 warehouse=warehouse).set_index("open_time")["open"]
+            assert len(settlements) >= 2, trade
+            paid = -trade["amount"] * sum(settlements["rate"] * marks.loc[settlements["funding_time"]].to_numpy())
+            assert trade["funding_fees"] == pytest.approx(paid, rel=1e-9, abs=1e-15), trade
     finally:
         warehouse.dispose()
     btc = np.diff(got["BTC/USDT:USDT funding_rate"]["dates"])
