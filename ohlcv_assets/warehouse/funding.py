@@ -5,6 +5,7 @@ never duplicates), read back per instrument."""
 from __future__ import annotations
 
 import pandas as pd
+import sqlalchemy as sa
 
 from ohlcv_assets.warehouse.schema import funding_rates
 from ohlcv_assets.warehouse.store import MergeResult, Warehouse
@@ -22,3 +23,12 @@ def merge_funding(warehouse: Warehouse, exchange: str, symbol: str, frame: pd.Da
 def read_funding(warehouse: Warehouse, exchange: str, symbol: str, start_ms: int, end_ms: int) -> pd.DataFrame:
     """The settlements whose nominal time is in [start_ms, end_ms), ascending (open_time, raw_time, rate, mark_price)."""
     return warehouse.read_rows(funding_rates, exchange, symbol, FUNDING, start_ms, end_ms)
+
+
+def delete_funding(warehouse: Warehouse, exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
+    """Deletes the settlements whose nominal time is in [start_ms, end_ms); returns how many. For an
+    operator's repair, as ``Warehouse.delete_candles``: the runs never delete."""
+    with warehouse.engine.begin() as connection:
+        return connection.execute(sa.delete(funding_rates).where(
+            funding_rates.c.exchange == exchange, funding_rates.c.symbol == symbol, funding_rates.c.timeframe == FUNDING,
+            funding_rates.c.open_time >= start_ms, funding_rates.c.open_time < end_ms)).rowcount
