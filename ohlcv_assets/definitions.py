@@ -38,9 +38,11 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         warehouse = WarehouseResource.from_settings() if warehouse_url is None else WarehouseResource(url=warehouse_url)
         features = [build_features_asset(universe, interval) for interval in universe.intervals]
         derived = [build_derived_asset(universe, interval, source) for interval, source in universe.derived_series]
-        reports = [build_gap_report_asset(universe, code) for code in universe.candle_series()]
-        scan_jobs = {code: gap_scan_job(code) for code in universe.candle_series()}
         funding = [build_funding_asset(universe, retry_policy)] if universe.event_series() else []
+        # gap reports, scans and gap backfills of the candles series, then of the funding settlements
+        scanned = {**candles, **{code: asset for code, asset in zip(universe.event_series(), funding)}}
+        reports = [build_gap_report_asset(universe, code) for code in scanned]
+        scan_jobs = {code: gap_scan_job(code) for code in scanned}
 
     return dg.Definitions(
         # Runs here are one step each: executing it in the run process saves a process spawn per run.
@@ -50,7 +52,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         jobs=list(scan_jobs.values()),
         sensors=[
             build_instrument_sensor(universe, list(scan_jobs.values())),
-            *(build_gap_backfill_sensor(universe, interval, asset) for interval, asset in candles.items()),
+            *(build_gap_backfill_sensor(universe, interval, asset) for interval, asset in scanned.items()),
             alert_on_run_failure,
             build_quality_alert_sensor(universe),
             dg.AutomationConditionSensorDefinition(

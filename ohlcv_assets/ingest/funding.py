@@ -11,9 +11,12 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from ohlcv_assets.core.funding import MAX_OFFSET_MS, Segment, expected_times, infer_schedule, nominal_times, off_grid, off_the_hour
+from ohlcv_assets.core.funding import MAX_OFFSET_MS, Segment, expected_times, nominal_times, off_grid, off_the_hour
 from ohlcv_assets.core.intervals import DAY_MS, day_bounds_ms, ms_to_iso
+from ohlcv_assets.quality.funding_gaps import funding_schedule
 from ohlcv_assets.quality.validation import CandleValidationError
+from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.venues.series import FUNDING_CODE
 from ohlcv_assets.warehouse.funding import merge_funding, read_funding
 
 
@@ -55,10 +58,13 @@ def ingest_funding_days(source, warehouse, instrument, days: list[dt.date], now_
     merged = merge_funding(warehouse, instrument.exchange, instrument.symbol, frame, bounds, now_ms)
     segments = funding_schedule(source, warehouse, instrument, hi, after)
     stored = read_funding(warehouse, instrument.exchange, instrument.symbol, lo, hi)["open_time"].to_numpy()
+    # settlements a gap scan confirmed the venue never made are not missing (as confirmed-empty candles)
+    confirmed = gap_records.confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, FUNDING_CODE)
     report = {}
     for day, (start, end), result in zip(days, bounds, merged):
         in_day = stored[(stored >= start) & (stored < end)]
         expected = expected_times(segments, start, min(end, now_ms + 1))
+        expected = expected[~np.any([(expected >= a) & (expected < b) for a, b in confirmed], axis=0)] if confirmed else expected
         report[day] = FundingDay(
             written=result.inserted + result.revised, stored=len(in_day), expected=len(expected),
             missing=tuple(int(t) for t in expected[~np.isin(expected, in_day)]),
@@ -71,16 +77,3 @@ def hours_in(segments: list[Segment], start_ms: int, end_ms: int) -> tuple[int, 
     """The intervals the schedule has in [start_ms, end_ms), ascending."""
     ends = [s.start_ms for s in segments[1:]] + [end_ms]
     return tuple(sorted({s.hours for s, e in zip(segments, ends) if s.start_ms < end_ms and e > start_ms}))
-
-
-def funding_schedule(source, warehouse, instrument, until_ms: int, after: np.ndarray) -> list[Segment]:
-    """The schedule of every stored settlement up to ``until_ms``, the settlements seen ``after``
-    it (nominal times) and the interval the venue publishes now, from the symbol's first settlement
-    (the venue's)."""
-    stored = read_funding(warehouse, instrument.exchange, instrument.symbol, 0, until_ms)["open_time"].to_numpy()
-    history = np.unique(np.concatenate([stored, after]))
-    segments = infer_schedule(history, current_hours=source.funding_interval(instrument.symbol))
-    first = source.first_funding_time(instrument.symbol)
-    if segments and first is not None and int(nominal_times(np.array([first]))[0]) < segments[0].start_ms:
-        segments = [Segment(int(nominal_times(np.array([first]))[0]), segments[0].hours), *segments[1:]]
-    return segments

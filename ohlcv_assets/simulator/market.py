@@ -51,6 +51,8 @@ class SimSymbol:
     # perpetuals (binanceusdm): the funding interval over the symbol's life, ((from, hours), ...) ascending;
     # empty: every 8 hours from listing
     funding: tuple[tuple[dt.datetime, int], ...] = ()
+    # settlements the venue never made (nominal times): absent from its every answer, a gap the venue confirms
+    funding_missing: tuple[dt.datetime, ...] = ()
 
     @property
     def delisted_ms(self) -> int | None:
@@ -245,7 +247,8 @@ class SimulatedMarket:
         hours_arr = np.concatenate(hours) if hours else np.zeros(0, dtype=np.int64)
         salt = self._salt(symbol) + 30
         raw = t + np.floor(10 * _uniform(self.seed, salt, t)).astype(np.int64)  # 0-9 ms late
-        keep = raw <= end
+        missing = [int(when.timestamp() * 1000) for when in symbol.funding_missing]
+        keep = (raw <= end) & ~np.isin(t, missing)
         t, raw, hours_arr = t[keep], raw[keep], hours_arr[keep]
         premium = self.series_value(symbol, "premium", t)
         rate = np.clip(10_000 + (premium - 10_000) // 4, -FUNDING_CAP, FUNDING_CAP)  # 0.01 % plus a share of the premium

@@ -41,3 +41,12 @@ def funding_instruments(warehouse: Warehouse) -> list[tuple[str, str]]:
     query = sa.select(t.exchange, t.symbol).where(t.timeframe == FUNDING).distinct().order_by(t.exchange, t.symbol)
     with warehouse.engine.connect() as connection:
         return [(e, s) for e, s in connection.execute(query)]
+
+
+def delete_funding(warehouse: Warehouse, exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
+    """Deletes the settlements whose nominal time is in [start_ms, end_ms); returns how many. For an
+    operator's repair, as ``Warehouse.delete_candles``: the runs never delete."""
+    with warehouse.engine.begin() as connection:
+        return connection.execute(sa.delete(funding_rates).where(
+            funding_rates.c.exchange == exchange, funding_rates.c.symbol == symbol, funding_rates.c.timeframe == FUNDING,
+            funding_rates.c.open_time >= start_ms, funding_rates.c.open_time < end_ms)).rowcount

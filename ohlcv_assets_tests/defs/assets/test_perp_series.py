@@ -21,12 +21,15 @@ from ohlcv_assets.core.names import (
     instruments_partitions_name,
 )
 from ohlcv_assets.core.universe import parse_universe
+from ohlcv_assets.defs.sensors.gap_backfill import gap_partitions
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.core.gaps import EXCHANGE_DOWNTIME, FILLABLE
 from ohlcv_assets.warehouse import gap_records
-from ohlcv_assets.warehouse.funding import read_funding
+from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, DETECTED, FILLED
+from ohlcv_assets.warehouse.funding import delete_funding, read_funding
 from ohlcv_assets.warehouse.store import Warehouse
-from ohlcv_assets_tests.helpers import PERP_SIMULATOR_CONFIG
+from ohlcv_assets_tests.helpers import FUNDING_NEVER, PERP_SIMULATOR_CONFIG
 
 FIRST, LAST = dt.date(2026, 10, 4), dt.date(2026, 10, 6)
 SCALE = {"mark": 100, "index": 100, "premium": 10**8}  # the market's integer units per exchange unit
@@ -241,3 +244,64 @@ def test_a_generic_ccxt_venue_takes_funding_from_the_unified_method(perp_sim, pe
                                   funding_truth(perp_sim, "ETHUSDT", FIRST, LAST, marks=False))  # ccxt's structure has none
     assert all(day["funding_complete"].passed for day in checks.values())
     assert perp_sim.stats["requests.fapi.fundingInfo"] == 0  # the generic venue publishes no interval: inferred
+
+
+def scan_funding_gaps(defs, instance, instrument: str) -> dict:
+    """One ``gap_report/funding`` run of the instrument; its report's metadata."""
+    result = dg.materialize([defs.get_assets_def(gap_report_key("funding")), defs.get_assets_def(funding_key())],
+                            selection=[gap_report_key("funding")], instance=instance, resources=defs.resources,
+                            partition_key=instrument)
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+
+
+def test_a_missing_settlement_is_a_gap_record_scanned_classified_and_backfilled(perp_sim, perp_setup, warehouse_url):
+    """Missing settlements on both sides of BTCUSDT's 8 h -> 4 h change are found by the gap scan as
+    fillable records (one per run of consecutive settlements, counted in settlements), the one the
+    venue never made is confirmed as downtime after asking twice; the gap backfill sensor asks for
+    exactly the funding partitions of the fillable ones, and once they are stored the scan settles them."""
+    _, defs, instance = perp_setup
+    today = dt.datetime.now(dt.timezone.utc).date()
+    run_range(defs, instance, "funding", "perps.BTC-USDT_USDT", dt.date(2026, 10, 1), today)
+    ms = lambda d, h: day_bounds_ms(d)[0] + h * HOUR_MS  # noqa: E731
+    deleted = [ms(dt.date(2026, 10, 5), 0), ms(dt.date(2026, 10, 6), 12), ms(dt.date(2026, 10, 6), 16)]  # 8 h side, 4 h side
+    never = int(FUNDING_NEVER.timestamp() * 1000)
+    wh = Warehouse(warehouse_url)
+    try:
+        assert sum(delete_funding(wh, "perps", "BTC/USDT:USDT", t, t + 1) for t in deleted) == 3
+        meta = scan_funding_gaps(defs, instance, "perps.BTC-USDT_USDT")
+        records = {(r.start_ms, r.end_ms, r.reason, r.status, r.candles)
+                   for r in gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "funding")}
+        assert records == {(deleted[0], deleted[0] + HOUR_MS, FILLABLE, DETECTED, 1),
+                           (deleted[1], deleted[2] + HOUR_MS, FILLABLE, DETECTED, 2),  # consecutive on the 4 h grid: one gap
+                           (never, never + HOUR_MS, EXCHANGE_DOWNTIME, CONFIRMED_EMPTY, 1)}
+        assert meta["missing_fillable"] == 3 and meta["missing_exchange_downtime"] == 1
+        assert meta["expected_candles"] == meta["stored_candles"] + 4
+        assert perp_sim.stats["requests.fapi.fundingRate"] >= 3  # the confirmed one asked twice
+
+        sensor = defs.get_sensor_def("gap_backfill_funding")
+        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+            [request] = sensor(context).run_requests
+        asked = {(key.to_user_string(), str(pk)) for key, pk in request.asset_graph_subset.iterate_asset_partitions()}
+        assert asked == {("funding_rates", f"{d}|perps.BTC-USDT_USDT") for d in ("2026-10-05", "2026-10-06")}
+        assert {r.status for r in gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "funding")} == {
+            "backfill_requested", CONFIRMED_EMPTY}
+
+        # the backfill's runs (no daemon here), then the re-scan the sensor asks for after them
+        for record in gap_records.in_flight(wh, "funding"):
+            for partition in gap_partitions(record):
+                assert dg.materialize([defs.get_assets_def(funding_key())], instance=instance, resources=defs.resources,
+                                      partition_key=partition).success
+        meta = scan_funding_gaps(defs, instance, "perps.BTC-USDT_USDT")
+        assert meta["missing_fillable"] == 0 and meta["missing_exchange_downtime"] == 1 and meta["new_gap_records"] == 0
+        statuses = {(r.start_ms, r.status) for r in gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "funding")}
+        assert statuses == {(deleted[0], FILLED), (deleted[1], FILLED), (never, CONFIRMED_EMPTY)}
+        pd.testing.assert_frame_equal(stored_funding(warehouse_url, "perps", "BTC/USDT:USDT", dt.date(2026, 10, 1), today),
+                                      funding_truth(perp_sim, "BTCUSDT", dt.date(2026, 10, 1), today))
+    finally:
+        wh.dispose()
+    # the confirmed settlement is no longer missing from its day
+    meta, checks = run_range(defs, instance, "funding", "perps.BTC-USDT_USDT", FUNDING_NEVER.date(), FUNDING_NEVER.date())
+    assert meta[FUNDING_NEVER.date()]["settlements_missing"] == 0 and checks[FUNDING_NEVER.date()]["funding_complete"].passed
+
