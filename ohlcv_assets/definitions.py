@@ -9,6 +9,7 @@ import dagster as dg
 from ohlcv_assets.defs.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
 from ohlcv_assets.defs.assets.derived import build_derived_asset
 from ohlcv_assets.defs.assets.features import build_features_asset
+from ohlcv_assets.defs.assets.funding import build_funding_asset
 from ohlcv_assets.defs.assets.gap_report import build_gap_report_asset
 from ohlcv_assets.defs.assets.maintenance import build_export_asset, build_retention_asset
 from ohlcv_assets.defs.dagster_internals import beta_apis_in_use
@@ -32,21 +33,26 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
     universe_path = str(universe_in_use(universe_path))
     universe = load_universe(universe_path)
     with beta_apis_in_use():
-        candles = {interval: build_candles_asset(universe, interval, retry_policy) for interval in universe.intervals}
+        # trade candles per interval, then a perpetual's price series (mark_1h, idx_1h, prem_1h) the same way
+        candles = {code: build_candles_asset(universe, code, retry_policy) for code in universe.candle_series()}
         warehouse = WarehouseResource.from_settings() if warehouse_url is None else WarehouseResource(url=warehouse_url)
         features = [build_features_asset(universe, interval) for interval in universe.intervals]
         derived = [build_derived_asset(universe, interval, source) for interval, source in universe.derived_series]
-        reports = [build_gap_report_asset(universe, interval) for interval in universe.intervals]
-        scan_jobs = {interval: gap_scan_job(interval) for interval in universe.intervals}
+        funding = [build_funding_asset(universe, retry_policy)] if universe.event_series() else []
+        # gap reports, scans and gap backfills of the candles series, then of the funding settlements
+        scanned = {**candles, **{code: asset for code, asset in zip(universe.event_series(), funding)}}
+        reports = [build_gap_report_asset(universe, code) for code in scanned]
+        scan_jobs = {code: gap_scan_job(code) for code in scanned}
 
     return dg.Definitions(
         # Runs here are one step each: executing it in the run process saves a process spawn per run.
         executor=dg.in_process_executor,
-        assets=[*candles.values(), *derived, *features, *reports, build_export_asset(universe), build_retention_asset(universe)],
+        assets=[*candles.values(), *derived, *features, *reports, build_export_asset(universe), build_retention_asset(universe),
+                *funding],
         jobs=list(scan_jobs.values()),
         sensors=[
             build_instrument_sensor(universe, list(scan_jobs.values())),
-            *(build_gap_backfill_sensor(universe, interval, asset) for interval, asset in candles.items()),
+            *(build_gap_backfill_sensor(universe, interval, asset) for interval, asset in scanned.items()),
             alert_on_run_failure,
             build_quality_alert_sensor(universe),
             dg.AutomationConditionSensorDefinition(

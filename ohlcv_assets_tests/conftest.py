@@ -163,6 +163,17 @@ def postgres_server_url():
     shutil.rmtree(parent, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def freqtrade_python():
+    """The python of freqtrade 2026.9's own virtual environment (``scripts/freqtrade-venv.sh``: built
+    once per checkout; ``scripts/test.sh`` starts the build before the tests, and this waits for it).
+    freqtrade is only ever run as a subprocess of it, so its exact pins never constrain ours."""
+    result = subprocess.run([str(REPO / "scripts" / "freqtrade-venv.sh")], capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        missing_part(f"freqtrade's virtual environment could not be built (scripts/freqtrade-venv.sh): {result.stderr.strip()[-2000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture
 def new_postgres_database(postgres_server_url):
     """Makes fresh, empty databases on the test server; all are dropped afterwards."""

@@ -26,6 +26,21 @@ SIMULATOR_CONFIG = {
     ],
     "downtime": [{"start": "2026-10-10T05:00:00Z", "end": "2026-10-10T06:30:00Z"}],
 }
+PERP_SIMULATOR_CONFIG = {  # perpetuals (binanceusdm) whose funding interval changes over their life
+    "seed": 13,
+    "weight_limit": 100_000,
+    "venues": {"binanceusdm": {"weight_limit": 100_000, "funding_limit": 10_000}},
+    "symbols": [
+        {"base": "BTC", "quote": "USDT", "listed": "2026-01-01", "price": 60000, "venues": ["binanceusdm"],
+         "funding": [{"from": "2026-01-01", "hours": 8}, {"from": "2026-10-05T08:00", "hours": 4}],
+         "funding_missing": ["2026-10-08T08:00"]},  # a settlement the venue never made
+        {"base": "ETH", "quote": "USDT", "listed": "2026-01-01", "price": 2500, "venues": ["binanceusdm"],
+         "funding": [{"from": "2026-01-01", "hours": 8}, {"from": "2026-10-04T00:00", "hours": 1},
+                     {"from": "2026-10-06T00:00", "hours": 8}]},
+    ],
+}
+FUNDING_CHANGE = dt.datetime(2026, 10, 5, 8, tzinfo=dt.timezone.utc)  # BTCUSDT: 8 h -> 4 h
+FUNDING_NEVER = dt.datetime(2026, 10, 8, 8, tzinfo=dt.timezone.utc)  # BTCUSDT: the venue has no settlement there
 DOWNTIME_DAY = dt.date(2026, 10, 10)
 PLAIN_DAY = dt.date(2026, 10, 8)
 

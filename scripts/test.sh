@@ -15,6 +15,10 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# freqtrade's own virtual environment (for the test that loads our futures export with freqtrade), built in the
+# background while the rest installs and the tests start; its fixture waits for it (flock) or builds it itself.
+scripts/freqtrade-venv.sh >/dev/null 2>&1 &
+
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 

@@ -39,9 +39,12 @@ class Gap:
     start_ms: int  # open time of the first missing candle
     end_ms: int  # exclusive: open time just after the last missing candle
     reason: str | None = None
+    # how many grid times it spans where the grid is not one fixed step (funding settlements on a
+    # changing interval); None: (end - start) // step
+    count: int | None = dataclasses.field(default=None, compare=False)
 
     def candles(self, step_ms: int) -> int:
-        return (self.end_ms - self.start_ms) // step_ms
+        return self.count if self.count is not None else (self.end_ms - self.start_ms) // step_ms
 
 
 def find_gaps(open_times: np.ndarray, start_ms: int, end_ms: int, step_ms: int) -> np.ndarray:

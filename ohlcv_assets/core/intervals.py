@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from ohlcv_assets.venues.series import CODE_PREFIXES
+
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -17,7 +19,12 @@ _UNIT_MS = {"m": MINUTE_MS, "h": 60 * MINUTE_MS, "d": DAY_MS}
 
 
 def interval_ms(interval: str) -> int:
-    """Length of one candle in milliseconds; raises ValueError for anything not dividing a day."""
+    """Length of one candle in milliseconds; raises ValueError for anything not dividing a day.
+    A perpetual's price-series code (``mark_1h``, ``idx_1h``, ``prem_1h``: ``venues.series``) has the
+    length of its interval."""
+    prefix, sep, plain = interval.partition("_")
+    if sep and prefix in CODE_PREFIXES:
+        interval = plain
     unit = interval[-1:]
     count = interval[:-1]
     if unit not in _UNIT_MS or not count.isdigit() or int(count) <= 0:

@@ -39,6 +39,11 @@ def candles_key(interval: str) -> dg.AssetKey:
     return dg.AssetKey(["candles", interval])
 
 
+def funding_key() -> dg.AssetKey:
+    """A perpetual's funding rate settlements (``venues.series.FUNDING_CODE``)."""
+    return dg.AssetKey(["funding_rates"])
+
+
 def features_key(interval: str) -> dg.AssetKey:
     return dg.AssetKey(["candle_features", interval])
 

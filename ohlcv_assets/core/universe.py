@@ -24,6 +24,7 @@ from ohlcv_assets.core.errors import ConfigurationError
 from ohlcv_assets.core.sessions import REGULAR, Sessions, sessions_for
 from ohlcv_assets.core.settings import UNIVERSE_ENV
 from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, known_venues, profile_for
+from ohlcv_assets.venues.series import PRICE_SERIES, ccxt_offers, parse_series_code, series_code
 
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
@@ -63,6 +64,9 @@ class ExchangeConfig(BaseModel):
     venue: str = Field(description=f"venue profile: {known_venues()}")
     ccxt_id: str | None = Field(default=None, description="ccxt exchange id, e.g. 'binance' (ccxt venues)")
     api_url: str | None = Field(default=None, description="override of the public REST API base URL")
+    api_urls: dict[str, str] = Field(default_factory=dict, description="ccxt venues: overrides of single entries of ccxt's "
+                                     "urls['api'] by key (e.g. {fapiPublic: http://host/fapi/v1} for a generic ccxt entry "
+                                     "of a venue whose API has several hosts), applied after api_url")
     api_key_env: str | None = Field(default=None, description="name of the environment variable holding the API key (never the key)")
     timeout_seconds: float = Field(default=10.0, gt=0)
     weight_limit: int = Field(gt=0, description="the exchange's request-weight budget per window (per IP), shared by all runs")
@@ -108,6 +112,8 @@ class ExchangeConfig(BaseModel):
             raise ValueError(f"venue {self.venue!r} needs ccxt_id (the ccxt exchange id)")
         if self.profile.source != "ccxt" and self.ccxt_id:
             raise ValueError(f"venue {self.venue!r} is not a ccxt exchange: remove ccxt_id")
+        if self.profile.source != "ccxt" and self.api_urls:
+            raise ValueError(f"api_urls: venue {self.venue!r} is not a ccxt exchange (set api_url)")
         if self.archive is not None and self.profile.archive_format is None:
             raise ValueError(f"venue {self.venue!r} has no bulk archive we read: remove archive")
         if self.archive is not None and self.archive.market not in (None, self.profile.archive_market):
@@ -154,6 +160,10 @@ class Instrument(BaseModel):
         default=REGULAR, description="equities: the trading hours whose candles are expected and kept: regular (09:30-16:00 "
                                      "New York) or extended (pre-market and after-hours too, 04:00-20:00); daily bars are "
                                      "one per session either way")
+    series: tuple[Literal["mark", "index", "premium", "funding"], ...] = Field(
+        default=(), description="perpetual contracts: the series stored beside the trade candles: mark, index and premium "
+                                "(premium index) klines at each of the instrument's intervals, and funding (the funding "
+                                "rate settlements); the venue must offer each")
 
     @field_validator("start", mode="before")
     @classmethod
@@ -169,9 +179,25 @@ class Instrument(BaseModel):
                 raise ValueError(f"interval {interval!r} is not fetched (a week spans seven day partitions); derive it in the "
                                  f"warehouse from a stored interval: derived: {{{interval}: 1d}}, with 1d in intervals")
             interval_ms(interval)
+            if parse_series_code(interval)[0] != "trades":
+                raise ValueError(f"{interval!r} is a series code, not an interval: list the interval here and the series "
+                                 f"under series")
         if len(set(intervals)) != len(intervals):
             raise ValueError(f"intervals repeat: {list(intervals)}")
         return intervals
+
+    @field_validator("series")
+    @classmethod
+    def _series_once(cls, series: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(series)) != len(series):
+            raise ValueError(f"series repeat: {list(series)}")
+        return series
+
+    @property
+    def series_codes(self) -> tuple[str, ...]:
+        """The codes of its other series (``venues.series.series_code``): ``mark_1h``, ``funding``..."""
+        return tuple(series_code(s, i) for s in self.series if s in PRICE_SERIES for i in self.intervals) + \
+            tuple(series_code(s) for s in self.series if s not in PRICE_SERIES)
 
     @field_validator("derived", mode="before")
     @classmethod
@@ -225,7 +251,8 @@ class ExportConfig(BaseModel):
 
     formats: tuple[Literal["parquet", "freqtrade"], ...] = Field(
         default=("parquet",), description="parquet: one file per instrument, interval and month; "
-                                          "freqtrade: <pair>-<timeframe>.feather per instrument and interval")
+                                          "freqtrade: <pair>-<timeframe>.feather per instrument and interval (a contract's: "
+                                          "futures/<pair>-<timeframe>-<candle type>.feather, with its series)")
     directory: str | None = Field(default=None, description="where files go; default $DAGSTER_HOME/export")
 
 
@@ -273,7 +300,36 @@ class Universe(BaseModel):
         return self.exchanges[instrument.exchange].sessions_of(instrument)
 
     def instruments_for(self, interval: str) -> list[Instrument]:
-        return [inst for inst in self.instruments if interval in inst.intervals]
+        """The instruments of an interval's trade candles, or of a series code (``mark_1h``)."""
+        return [inst for inst in self.instruments if interval in inst.intervals or interval in inst.series_codes]
+
+    def candle_series(self) -> list[str]:
+        """Everything stored as candles, each a ``candles/<code>`` asset: the trade candles' intervals,
+        then the price series' codes (``mark_1h``...)."""
+        return self.intervals + [c for c in self.series_codes() if parse_series_code(c)[0] in PRICE_SERIES]
+
+    def series_codes(self) -> list[str]:
+        """Every configured code of a perpetual's other series (``mark_1m``, ``funding``), by series then
+        interval, shortest first."""
+        codes = {c for inst in self.instruments for c in inst.series_codes}
+
+        def order(code: str):
+            series, interval = parse_series_code(code)
+            return series, interval_ms(interval) if interval else 0
+
+        return sorted(codes, key=order)
+
+    def event_series(self) -> list[str]:
+        """The codes of the event series some instrument wants (``funding``)."""
+        return [c for c in self.series_codes() if parse_series_code(c)[0] not in PRICE_SERIES]
+
+    def instruments_for_series(self, code: str) -> list[Instrument]:
+        """The instruments that want the series of ``code`` (``mark_1h``, ``funding``)."""
+        return [inst for inst in self.instruments if code in inst.series_codes]
+
+    def wants(self, instrument: Instrument, code: str) -> bool:
+        """Whether the instrument is configured for the interval or series code."""
+        return code in instrument.intervals or code in instrument.series_codes
 
     @property
     def derived_series(self) -> list[tuple[str, str]]:
@@ -408,6 +464,33 @@ def _semantic_problems(universe: Universe, today: dt.date, environ=None) -> list
                     + ("" if finer[0] in inst.intervals else f", with {finer[0]} in intervals"))
                 problems.append(f"{where}: interval {interval!r} is not offered by {exchange.venue} "
                                 f"(offers: {', '.join(offered)}){hint}")
+        problems += [f"{where}: {problem}" for problem in _series_problems(inst, exchange)]
+    return problems
+
+
+def _series_problems(inst: Instrument, exchange: ExchangeConfig) -> list[str]:
+    """Why the instrument's series cannot be had from its venue: a symbol that is no contract,
+    a series the venue lacks (named, with what says so), an interval it has no price klines at."""
+    if not inst.series:
+        return []
+    if ":" not in inst.symbol:
+        return [f"series {', '.join(inst.series)}: series need a perpetual contract symbol (e.g. 'BTC/USDT:USDT'), "
+                f"not {inst.symbol!r}"]
+    problems = []
+    profile = exchange.profile
+    name = exchange.ccxt_id if profile.series is None else exchange.venue
+    for series in inst.series:
+        if profile.series is None:
+            has, why = ccxt_offers(exchange.ccxt_id, series)
+            if not has:
+                problems.append(f"series {series} is not offered by {name} ({why})")
+        elif series not in profile.series:
+            problems.append(f"series {series} is not offered by {name} (offers: {', '.join(profile.series) or 'none'})")
+    if any(s in PRICE_SERIES for s in inst.series) and profile.series_intervals is not None:
+        for interval in inst.intervals:
+            if interval not in profile.series_intervals:
+                problems.append(f"interval {interval!r}: {name} has no price-series klines at it "
+                                f"(offers: {', '.join(profile.series_intervals)})")
     return problems
 
 

@@ -39,6 +39,7 @@ from ohlcv_assets.exchange.retrying import (
 from ohlcv_assets.exchange.source import NotListed, listing_within_history
 from ohlcv_assets.core.intervals import DAY_MS, interval_ms
 from ohlcv_assets.core.universe import ExchangeConfig
+from ohlcv_assets.venues.series import parse_series_code
 
 if TYPE_CHECKING:
     import ccxt
@@ -102,6 +103,11 @@ class CcxtCandleSource(RetryingSource):
                 api.update(dict.fromkeys(self.config.profile.api_url_keys, self.config.api_url))
             else:
                 exchange.urls["api"] = self.config.api_url
+        if self.config.api_urls:
+            api = exchange.urls.get("api")
+            if not isinstance(api, dict):
+                raise ValueError(f"{self.name}: api_urls: {self.config.ccxt_id}'s API is one URL (set api_url)")
+            api.update(self.config.api_urls)
         if self._caller.url is None:
             api = exchange.urls.get("api")
             self._caller.url = api.get(self.config.profile.api_url_keys[0]) if isinstance(api, dict) else api
@@ -189,6 +195,49 @@ class CcxtCandleSource(RetryingSource):
                 return int(rows[0, 0])
         return first_day
 
+    # --- a perpetual's funding settlements ------------------------------------------------------
+    def fetch_funding(self, symbol: str, since_ms: int, until_ms: int) -> np.ndarray:
+        """Every funding settlement with the venue's time in [since_ms, until_ms], ascending, as
+        (time, rate, mark price or NaN) rows: page after page (``ccxt_funding``) from the last one
+        seen, each request on the venue's budget like a candles request."""
+        self._load_markets()
+        read, pages, cursor = self.config.profile.ccxt_funding, [], since_ms
+        while cursor <= until_ms:
+            def request(start=cursor):
+                return read(self._thread_exchange(), self.exchange.market(symbol), start, until_ms, self.name)
+
+            rows, full = self._call(request, 1)
+            rows = rows[rows[:, 0] >= cursor]  # a venue that answers from before the cursor repeats nothing here
+            if len(rows):
+                pages.append(rows)
+                cursor = int(rows[-1, 0]) + 1
+            if not full or not len(rows):
+                break
+        rows = np.concatenate(pages) if pages else np.empty((0, 3))
+        return rows[rows[:, 0] <= until_ms]
+
+    def first_funding_time(self, symbol: str) -> int | None:
+        """The venue's time of the symbol's first funding settlement (None: none yet), asked once."""
+        key = (symbol, "funding")
+        if key not in self._first_open:
+            self._load_markets()
+            read = self.config.profile.ccxt_funding
+
+            def request():
+                return read(self._thread_exchange(), self.exchange.market(symbol), 0, int(time.time() * 1000), self.name)
+
+            rows, _ = self._call(request, 1)
+            self._first_open[key] = int(rows[0, 0]) if len(rows) else None
+        return self._first_open[key]
+
+    def funding_interval(self, symbol: str) -> int | None:
+        """The symbol's funding interval now (hours), where the venue publishes it; else None."""
+        published = self.config.profile.funding_interval
+        if published is None:
+            return None
+        self._load_markets()
+        return self._call(lambda: published(self._thread_exchange(), self.exchange.market(symbol)), 1)
+
     def ping(self) -> None:
         """One plain request, outside the budget (the health check); raises if the venue cannot be
         reached, ``AuthenticationFailed`` if it refuses the credentials."""
@@ -209,12 +258,17 @@ class CcxtCandleSource(RetryingSource):
 
     def _candles(self, symbol: str, interval: str, since_ms: int | None, limit: int, until_ms: int | None) -> np.ndarray:
         """A page as the venue's profile reads it (``ccxt_candles``: ccxt's fetch_ohlcv unless its
-        module says otherwise), through this thread's ccxt instance."""
+        module says otherwise), through this thread's ccxt instance; a perpetual's price series
+        (``interval`` a series code, ``mark_1h``) as ``ccxt_series_candles`` reads it."""
         self._load_markets()
-        read = self.config.profile.ccxt_candles
+        series, plain = parse_series_code(interval)
+        profile = self.config.profile
 
         def request():
-            return read(self._thread_exchange(), self.exchange.market(symbol), interval, since_ms, limit, until_ms, self.name)
+            exchange, market = self._thread_exchange(), self.exchange.market(symbol)
+            if series == "trades":
+                return profile.ccxt_candles(exchange, market, plain, since_ms, limit, until_ms, self.name)
+            return profile.ccxt_series_candles(exchange, market, series, plain, since_ms, limit, until_ms, self.name)
 
         return self._call(request, self.config.candles_weight)
 

@@ -20,6 +20,7 @@ from ohlcv_assets.core.universe import ExchangeConfig, Instrument
 from ohlcv_assets.exchange.source import CandleSource, FetchStats, fetch_closed_candles
 from ohlcv_assets.ingest.report import DayTodo, PartitionReport
 from ohlcv_assets.quality.validation import validate_candles
+from ohlcv_assets.venues.series import signed_prices
 from ohlcv_assets.warehouse import gap_records, provenance, venue_counters
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.provenance import REST, DaySource
@@ -155,7 +156,7 @@ def write_batch(run: IngestRun, batch: Batch) -> list[tuple[dt.date, PartitionRe
                 frame = pd.concat([frame, found], ignore_index=True).sort_values("open_time", kind="stable").reset_index(drop=True)
         gap_records.record_confirmed(warehouse, instrument.exchange, instrument.symbol, interval,
                                      confirmed + [Gap(g.start_ms, g.end_ms, FILLABLE) for g in unexplained], step, now_ms)
-    validate_candles(frame, step, now_ms)
+    validate_candles(frame, step, now_ms, signed_prices(interval))
     bounds = [day_bounds_ms(d.day) for d in days]
     merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
     venue_counters.add(warehouse, instrument.exchange, run.egress, batch.fetched, len(frame), now_ms)

@@ -12,6 +12,7 @@ from ohlcv_assets.core.sessions import Sessions
 from ohlcv_assets.warehouse import delistings, derived, provenance
 from ohlcv_assets.warehouse.read import load_candles
 from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
+from ohlcv_assets.venues.series import finest_code, signed_prices
 
 COMPLETENESS_THRESHOLD = 0.99
 SPIKE_Z_THRESHOLD = 12.0
@@ -28,7 +29,7 @@ class CheckSpec:
 
 
 VALIDITY_RULES = {
-    "ohlc_valid": "prices > 0 and finite, low <= open, close <= high",
+    "ohlc_valid": "prices > 0 (any sign for the premium index) and finite, low <= open, close <= high",
     "volume_non_negative": "volume >= 0",
     "open_times_on_grid": "open times unique and aligned to the interval grid",
     "only_closed_candles": "no candle from the future and no forming candle stored as closed",
@@ -48,8 +49,11 @@ CHECKS = [
 
 
 def checks_for(interval: str) -> list[CheckSpec]:
-    """The checks a ``candles/<interval>`` asset has: 1m candles have nothing finer to agree with."""
-    return [spec for spec in CHECKS if not (spec.name == "consistent_with_1m" and interval == "1m")]
+    """The checks a ``candles/<interval>`` asset has (``interval`` or a price-series code, ``mark_1h``):
+    1m candles have nothing finer to agree with; the premium index crosses zero, so it has no
+    log-return spikes."""
+    return [spec for spec in CHECKS if not (spec.name == "consistent_with_1m" and interval == finest_code(interval))
+            and not (spec.name == "price_spikes" and signed_prices(interval))]
 
 
 @dataclasses.dataclass
@@ -77,21 +81,24 @@ _NO_SHORTFALL = pd.DataFrame({"stored": [], "explained_missing": [], "expected":
 
 
 def check_candles(frame: pd.DataFrame, step_ms: int, now_ms: int, expected: int, explained_missing: int,
-                  minutes: pd.DataFrame | None = None, minutes_existing: pd.Series | None = None) -> list[CheckOutcome]:
+                  minutes: pd.DataFrame | None = None, minutes_existing: pd.Series | None = None,
+                  signed: bool = False) -> list[CheckOutcome]:
     """All checks of one instrument-day's stored candles.
 
     ``expected`` is the number of closed grid candles of the day (from listing), ``explained_missing``
     how many of them the exchange confirmed never existed; ``minutes`` the day's stored 1m candles
     for the cross-interval check (None: skipped), ``minutes_existing`` how many 1m candles exist in
-    each of the day's candles (see ``finer_candles_existing``).
+    each of the day's candles (see ``finer_candles_existing``). ``signed``: a series of any sign (the
+    premium index): no price floor, no spike check (log returns need prices > 0).
     """
     c, t = frame["close"].to_numpy(), frame["open_time"].to_numpy()
-    outcomes = [candles_valid(frame, step_ms, now_ms)]
+    outcomes = [candles_valid(frame, step_ms, now_ms, signed)]
     share = 1.0 if expected == 0 else min(1.0, (len(frame) + explained_missing) / expected)
     shortfall = (_NO_SHORTFALL if share >= COMPLETENESS_THRESHOLD else
                  pd.DataFrame({"stored": [len(frame)], "explained_missing": [explained_missing], "expected": [expected]}))
     outcomes.append(CheckOutcome("completeness", shortfall, f"{share:.2%} of {expected} expected candles stored or explained"))
-    outcomes.append(CheckOutcome("price_spikes", _rows(frame, spike_mask(c, t, step_ms))))
+    if not signed:
+        outcomes.append(CheckOutcome("price_spikes", _rows(frame, spike_mask(c, t, step_ms))))
     outcomes.append(consistency(frame, minutes, step_ms, fine_existing=minutes_existing))
     return outcomes
 
@@ -103,12 +110,13 @@ def repeated(values: np.ndarray) -> np.ndarray:
     return np.isin(values, twice) if len(twice) else np.zeros(len(values), dtype=bool)
 
 
-def candles_valid(frame: pd.DataFrame, step_ms: int, now_ms: int) -> CheckOutcome:
+def candles_valid(frame: pd.DataFrame, step_ms: int, now_ms: int, signed: bool = False) -> CheckOutcome:
     """The validity rules (``VALIDITY_RULES``) at once; each offending candle once per rule it
-    breaks, the rule named in the ``rule`` column, the count per broken rule in the detail."""
+    breaks, the rule named in the ``rule`` column, the count per broken rule in the detail.
+    ``signed``: values of any sign (the premium index) are valid."""
     o, h, l, c, v, t = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume", "open_time"))
     broken = {
-        "ohlc_valid": (l > np.minimum(o, c)) | (h < np.maximum(o, c)) | (l <= 0) | ~np.isfinite(o + h + l + c),
+        "ohlc_valid": (l > np.minimum(o, c)) | (h < np.maximum(o, c)) | ((l <= 0) & (not signed)) | ~np.isfinite(o + h + l + c),
         "volume_non_negative": ~(v >= 0),
         "open_times_on_grid": (t % step_ms != 0) | repeated(t),
         "only_closed_candles": t + step_ms > now_ms,
@@ -256,10 +264,11 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
     stored = load_candles(instrument.exchange, instrument.symbol, interval, lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
     minutes = minutes_existing = None
     official = official_daily and step >= DAY_MS
-    if interval != "1m" and "1m" in instrument.intervals and not official:
-        minutes = load_candles(instrument.exchange, instrument.symbol, "1m", lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
+    fine = finest_code(interval)  # the same series' 1m (mark_1m for mark_1h)
+    if interval != fine and "1m" in instrument.intervals and not official:
+        minutes = load_candles(instrument.exchange, instrument.symbol, fine, lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
         minutes_existing = finer_candles_existing(lo, hi, step, sessions,
-                                                  confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, "1m"))
+                                                  confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, fine))
     # fetched and derived both (universe: intervals [.., 1h], derived {1h: 1m}): the fetched candles are
     # compared with the derived ones, candle by candle (the venue's official daily bars never are)
     derived_from = None if official else instrument.derived_source(interval)
@@ -281,7 +290,7 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
                         if max(a, start) < min(b, end))
         frame = _within(stored, start, end)
         outcomes = check_candles(frame, step, now_ms, expected_by_day[day], explained,
-                                 None if minutes is None else _within(minutes, start, end), minutes_existing)
+                                 None if minutes is None else _within(minutes, start, end), minutes_existing, signed_prices(interval))
         derived_day = None if derived_from is None else _within(derived_ref, start, end)
         if derived_day is not None and len(derived_day):  # not derived yet: compared with the 1m, as without
             outcomes = [compare_candles(frame, derived_day, "_derived", f"compared with the {interval} derived from {derived_from}")

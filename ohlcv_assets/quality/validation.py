@@ -18,8 +18,10 @@ class CandleValidationError(ValueError):
         self.offending = offending
 
 
-def candle_schema(step_ms: int, now_ms: int) -> pa.DataFrameSchema:
-    price = [pa.Check.gt(0), pa.Check(np.isfinite, element_wise=False, error="not finite")]
+def candle_schema(step_ms: int, now_ms: int, signed: bool = False) -> pa.DataFrameSchema:
+    """``signed``: a series whose values may be zero or negative (the premium index): finite, any sign."""
+    finite = pa.Check(np.isfinite, element_wise=False, error="not finite")
+    price = [finite] if signed else [pa.Check.gt(0), finite]
     return pa.DataFrameSchema(
         {
             "open_time": pa.Column("int64", [
@@ -42,10 +44,10 @@ def candle_schema(step_ms: int, now_ms: int) -> pa.DataFrameSchema:
     )
 
 
-def validate_candles(frame: pd.DataFrame, step_ms: int, now_ms: int) -> pd.DataFrame:
+def validate_candles(frame: pd.DataFrame, step_ms: int, now_ms: int, signed: bool = False) -> pd.DataFrame:
     """Returns the frame, or raises CandleValidationError listing every offending candle."""
     try:
-        return candle_schema(step_ms, now_ms).validate(frame, lazy=True)
+        return candle_schema(step_ms, now_ms, signed).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases
         rows = cases["index"].dropna().astype(int).unique()

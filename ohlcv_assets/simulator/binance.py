@@ -2,17 +2,34 @@
 ``/api/v3/klines``: 1,000 klines per request) and USDⓈ-M futures (``/fapi/v1/exchangeInfo``,
 ``/fapi/v1/klines``: perpetual contracts, 1,500 klines per request weighing 1 to 10 by its limit),
 each with zero-volume candles where nothing traded and its own rolling request-weight budget per IP
-(429 + Retry-After, then 418 bans for clients that keep hammering)."""
+(429 + Retry-After, then 418 bans for clients that keep hammering).
+
+USDⓈ-M also serves a perpetual's other series as the venue documents them: ``markPriceKlines``,
+``indexPriceKlines`` (keyed by ``pair``, not ``symbol``) and ``premiumIndexKlines`` (signed values)
+in the klines row form with the volume columns ``"0"`` and the sample count where the trade count
+is, on the klines weight; ``fundingRate`` (the settlements, ``fundingTime`` a few ms after the hour
+as the venue's, ``startTime``/``endTime`` inclusive, 100 by default, 1,000 at most) and
+``fundingInfo`` (symbols whose interval or cap was adjusted) on their own budget of 500 requests a
+5 minutes per IP, as the venue counts them."""
 
 from __future__ import annotations
 
 import math
 import time
 
+import numpy as np
 import orjson
 
 from ohlcv_assets.core.intervals import interval_ms
-from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, WIRE_DECIMALS, CandleArrays, SimSymbol
+from ohlcv_assets.simulator.market import (
+    FUNDING_CAP,
+    PREMIUM_DECIMALS,
+    PRICE_DECIMALS,
+    VOLUME_DECIMALS,
+    WIRE_DECIMALS,
+    CandleArrays,
+    SimSymbol,
+)
 from ohlcv_assets.simulator.protocol import (
     IN_FLIGHT,
     VIOLATION,
@@ -22,6 +39,7 @@ from ohlcv_assets.simulator.protocol import (
     Request,
     RollingWindow,
     apply_candle_fault,
+    apply_event_fault,
     concat,
 )
 
@@ -123,11 +141,17 @@ class Binance(Protocol):
         elif endpoint == "time":
             body = orjson.dumps({"serverTime": sim.now()})
         else:
-            body = b"{}"
+            body = self.other_body(sim, endpoint, request.query, fault)
         return Answer(200, sim.truncate(body, fault), headers)
 
-    def _klines(self, sim, query: dict[str, str]) -> tuple[CandleArrays, int]:
-        symbol = sim.symbol(self.name, query.get("symbol", ""))
+    def other_body(self, sim, endpoint: str, query: dict[str, str], fault) -> bytes:
+        """The answer of an endpoint the venue adds to the shared ones (exchangeInfo, klines, time)."""
+        return b"{}"
+
+    def _klines(self, sim, query: dict[str, str], key: str = "symbol", series: str = "trades") -> tuple[CandleArrays, int]:
+        if key not in query and key == "pair":
+            raise ApiError(400, -1102, "Mandatory parameter 'pair' was not sent, was empty/null, or malformed.")
+        symbol = sim.symbol(self.name, query.get(key, ""))
         if symbol is None:
             raise ApiError(400, -1121, "Invalid symbol.")
         interval = query.get("interval", "")
@@ -144,12 +168,33 @@ class Binance(Protocol):
         step = interval_ms(interval)
         now = sim.now()
         end = now if end is None else min(end, now)
-        return _select(sim, self.name, symbol, step, start, end, limit, now), step
+        return _select(sim, self.name, symbol, step, start, end, limit, now, series), step
+
+
+PRICE_KLINES = {"markPriceKlines": ("mark", "symbol"), "indexPriceKlines": ("index", "pair"),
+                "premiumIndexKlines": ("premium", "symbol")}  # endpoint: (series, the parameter naming the market)
+FUNDING_ENDPOINTS = ("fundingRate", "fundingInfo")
+FUNDING_LIMIT_DEFAULT, FUNDING_LIMIT_MAX = 100, 1000
+
+
+class FundingBudget:
+    """The budget ``fundingRate`` and ``fundingInfo`` share apart from request weight: 500
+    requests per 5 minutes per IP (``venues.binanceusdm.funding_limit`` / ``funding_window_seconds``)."""
+
+    def __init__(self, venue: str):
+        self.name = f"{venue}.funding"
+
+    def budget(self, sim) -> RollingWindow:
+        limits = sim.config.venue(self.name.split(".")[0])
+        return RollingWindow(int(limits.get("funding_limit", 500)), float(limits.get("funding_window_seconds", 300)),
+                             "Too many requests; current limit of IP is 500 requests per 5 minutes.",
+                             sim.config.hold_grace_seconds)
 
 
 class BinanceUsdm(Binance):
     """Binance USDⓈ-M futures (``/fapi/v1``): the klines rows of spot, up to 1,500 a request; its
-    exchangeInfo lists perpetual contracts; a 2,400 weight/min budget of its own per IP."""
+    exchangeInfo lists perpetual contracts; a 2,400 weight/min budget of its own per IP. And a
+    perpetual's mark, index and premium index klines and its funding rates (see the module)."""
 
     name = "binanceusdm"
     prefix = "/fapi"
@@ -160,10 +205,65 @@ class BinanceUsdm(Binance):
         return int(sim.config.venue(self.name).get("weight_limit", 2400))
 
     def endpoint_weight(self, endpoint: str, query: dict[str, str]) -> int | None:
-        if endpoint != "klines":
+        if endpoint != "klines" and endpoint not in PRICE_KLINES:
             return {"exchangeInfo": 1, "time": 1, "ping": 1}.get(endpoint)
         limit = int(query["limit"]) if query.get("limit", "").isdigit() else 500
         return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+    def handle(self, sim, request: Request) -> Answer:
+        endpoint = request.path.rsplit("/", 1)[-1]
+        if endpoint not in FUNDING_ENDPOINTS:
+            return super().handle(sim, request)
+        sim.count(f"requests.{self.counter}{endpoint}")
+        sim.charge(FundingBudget(self.name), request.client, 1)
+        query = request.query
+        start = int(query["startTime"]) if query.get("startTime", "").lstrip("-").isdigit() else None
+        fault = sim.fire_fault(self.name, endpoint, start, client=request.client)
+        body = self._funding_rates(sim, query, fault) if endpoint == "fundingRate" else self._funding_info(sim)
+        return Answer(200, sim.truncate(body, fault))
+
+    def other_body(self, sim, endpoint: str, query: dict[str, str], fault) -> bytes:
+        if endpoint not in PRICE_KLINES:
+            return b"{}"
+        series, key = PRICE_KLINES[endpoint]
+        candles, step = self._klines(sim, query, key, series)
+        return _price_klines_body(apply_candle_fault(candles, fault), step, series)
+
+    def _funding_rates(self, sim, query: dict[str, str], fault) -> bytes:
+        try:
+            limit = int(query.get("limit", FUNDING_LIMIT_DEFAULT))
+            start = int(query["startTime"]) if "startTime" in query else None
+            end = int(query["endTime"]) if "endTime" in query else None
+        except ValueError:
+            raise ApiError(400, -1100, "Illegal characters found in a parameter.") from None
+        if not 1 <= limit <= FUNDING_LIMIT_MAX:
+            raise ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        if "symbol" in query:
+            symbol = sim.symbol(self.name, query["symbol"])
+            if symbol is None:
+                raise ApiError(400, -1121, "Invalid symbol.")
+            symbols = [symbol]
+        else:
+            symbols = sim.listed(self.name)
+        now = sim.now()
+        rows = []
+        for symbol in symbols:
+            events = funding_window(sim.market.funding_events(symbol, now), start, end, limit)
+            events, corrupt = apply_event_fault(events, fault)
+            rows += _funding_rows(symbol, events, corrupt)
+        rows.sort(key=lambda row: row[0])
+        return ("[" + ",".join(row[1] for row in rows) + "]").encode()
+
+    def _funding_info(self, sim) -> bytes:
+        now = sim.now()
+        cap = _signed(np.array([FUNDING_CAP, -FUNDING_CAP]), PREMIUM_DECIMALS)
+        adjusted = []
+        for symbol in sim.listed(self.name):
+            hours = [h for lo, _, h in sim.market.funding_segments(symbol) if lo <= now]
+            if hours and (hours[-1] != 8 or len(hours) > 1):
+                adjusted.append({"symbol": symbol.exchange_symbol, "adjustedFundingRateCap": cap[0],
+                                 "adjustedFundingRateFloor": cap[1], "fundingIntervalHours": hours[-1], "disclaimer": False})
+        return orjson.dumps(adjusted)
 
     def symbol_info(self, s: SimSymbol, now_ms: int) -> dict:
         return {
@@ -182,12 +282,53 @@ class BinanceUsdm(Binance):
         }
 
 
-def _select(sim, venue: str, symbol: SimSymbol, step: int, start: int | None, end: int, limit: int, now: int) -> CandleArrays:
+def funding_window(events: dict[str, np.ndarray], start: int | None, end: int | None, limit: int) -> dict[str, np.ndarray]:
+    """``fundingRate``'s selection: events with ``startTime <= fundingTime <= endTime`` (both
+    inclusive), the first ``limit`` of them from startTime, else the last ``limit``."""
+    t = events["time"]
+    keep = np.ones(len(t), dtype=bool)
+    if start is not None:
+        keep &= t >= start
+    if end is not None:
+        keep &= t <= end
+    index = np.flatnonzero(keep)
+    index = index[:limit] if start is not None else index[max(0, len(index) - limit):]
+    return {k: v[index] for k, v in events.items()}
+
+
+def _funding_rows(symbol: SimSymbol, events: dict[str, np.ndarray], corrupt: bool) -> list[tuple[int, str]]:
+    rates = _signed(events["rate"], PREMIUM_DECIMALS)
+    marks = _signed(events["mark"], PRICE_DECIMALS, WIRE_DECIMALS)
+    rows = [(t, f'{{"symbol":"{symbol.exchange_symbol}","fundingTime":{t},"fundingRate":"{r}","markPrice":"{m}"}}')
+            for t, r, m in zip(events["time"].tolist(), rates, marks)]
+    if corrupt and rows:
+        rows[0] = (rows[0][0], f'{{"symbol":"{symbol.exchange_symbol}","fundingTime":{rows[0][0]},"fundingRate":null,"markPrice":null}}')
+    return rows
+
+
+def _signed(values: np.ndarray, decimals: int, shown: int | None = None) -> list[str]:
+    """Signed integer units of 10**-decimals as decimal strings with ``shown`` decimals."""
+    scale, pad = 10**decimals, "0" * ((shown or decimals) - decimals)
+    return [f"{'-' if v < 0 else ''}{abs(v) // scale}.{abs(v) % scale:0{decimals}d}{pad}" for v in values.tolist()]
+
+
+def _price_klines_body(c: CandleArrays, step: int, series: str) -> bytes:
+    """Price-series klines as the venue sends them: prices with eight decimals, every volume
+    column ``"0"`` ("Ignore"), the count of samples where the trade count is."""
+    decimals = PREMIUM_DECIMALS if series == "premium" else PRICE_DECIMALS
+    o, h, low, close = (_signed(getattr(c, name), decimals, WIRE_DECIMALS) for name in ("open", "high", "low", "close"))
+    rows = [f'[{t},"{a}","{b}","{d}","{e}","0",{t + step - 1},"0",{n},"0","0","0"]'
+            for t, a, b, d, e, n in zip(c.open_time.tolist(), o, h, low, close, c.trades.tolist())]
+    return ("[" + ",".join(rows) + "]").encode()
+
+
+def _select(sim, venue: str, symbol: SimSymbol, step: int, start: int | None, end: int, limit: int, now: int,
+            series: str = "trades") -> CandleArrays:
     """Binance semantics: the first `limit` candles from startTime, else the last before endTime."""
     chunk = step * limit
 
     def candles(lo, hi):
-        return sim.market.candles(symbol, step, lo, hi, now, venue=venue)
+        return sim.market.candles(symbol, step, lo, hi, now, venue=venue, series=series)
 
     if start is not None:
         lo = max(start, symbol.listed_ms // step * step)

@@ -25,6 +25,9 @@ from ohlcv_assets.core.intervals import grid_ceil
 from ohlcv_assets.core.sessions import EXTENDED, REGULAR, sessions_for
 
 PRICE_DECIMALS = 2
+PREMIUM_DECIMALS = 8  # premium index values and funding rates: signed, in units of 1e-8
+FUNDING_CAP = 2_000_000  # a funding rate's cap and floor (+-0.02), in units of 1e-8
+PRICE_SERIES = ("mark", "index", "premium")  # a perpetual's price klines beside its trade klines
 VOLUME_DECIMALS = 5
 WIRE_DECIMALS = 8  # Binance sends every price and quantity with eight decimals
 
@@ -45,6 +48,11 @@ class SimSymbol:
     venues: tuple[str, ...] = CRYPTO_VENUES
     split: tuple[dt.date, int] | None = None  # (day, ratio): a stock split; the market's prices are split-adjusted
     delisted: dt.datetime | None = None  # trading stopped: no candle opens from then on; markets say inactive
+    # perpetuals (binanceusdm): the funding interval over the symbol's life, ((from, hours), ...) ascending;
+    # empty: every 8 hours from listing
+    funding: tuple[tuple[dt.datetime, int], ...] = ()
+    # settlements the venue never made (nominal times): absent from its every answer, a gap the venue confirms
+    funding_missing: tuple[dt.datetime, ...] = ()
 
     @property
     def delisted_ms(self) -> int | None:
@@ -175,13 +183,89 @@ class SimulatedMarket:
         trades = (1 + np.floor(40 * _uniform(self.seed, salt + 5, t))).astype(np.int64) * traded
         return CandleArrays(t, opens, highs, lows, closes, volume, trades)
 
+    # --- a perpetual's price series and funding ----------------------------------------------
+    def _basis(self, symbol: SimSymbol, t_ms: np.ndarray) -> np.ndarray:
+        """The perpetual's basis over its index, a slow wave within +-0.1 %, crossing zero."""
+        salt = self._salt(symbol)
+        t = t_ms.astype(np.float64)
+        return 0.0008 * np.sin(2 * np.pi * t / (2.7 * DAY_MS) + salt % 97) + 0.0002 * np.sin(2 * np.pi * t / (5 * 3600_000.0))
+
+    def series_value(self, symbol: SimSymbol, series: str, t_ms: np.ndarray) -> np.ndarray:
+        """The value of a price series at each instant, in integer units: mark and index in price
+        ticks, premium in units of 1e-8 (signed)."""
+        if series == "premium":
+            noise = 0.00004 * (_uniform(self.seed, self._salt(symbol) + 12, t_ms) - 0.5)
+            return np.round((self._basis(symbol, t_ms) + noise) * 10**PREMIUM_DECIMALS).astype(np.int64)
+        salt = self._salt(symbol) + 10
+        index = self._price_ticks(symbol, t_ms) * (1 + 0.0003 * (_uniform(self.seed, salt, t_ms) - 0.5))
+        if series == "index":
+            return np.round(index).astype(np.int64)
+        if series == "mark":
+            return np.round(index * (1 + self._basis(symbol, t_ms))).astype(np.int64)
+        raise ValueError(f"unknown price series {series!r}")
+
+    def series_minutes(self, symbol: SimSymbol, series: str, start_ms: int, end_ms: int, now_ms: int,
+                       venue: str | None = None) -> CandleArrays:
+        """1m candles of a price series (mark, index, premium) opening in [start_ms, end_ms) that
+        exist at now_ms: the minutes of the trade candles (listing, delisting, outages), no volume,
+        ``trades`` the count of per-second samples (60 a whole minute, fewer in a forming one)."""
+        t = self.minute_candles(symbol, start_ms, end_ms, now_ms, venue).open_time
+        close_t = np.minimum(t + MINUTE_MS, now_ms)
+        opens = self.series_value(symbol, series, t)
+        closes = self.series_value(symbol, series, close_t)
+        salt = self._salt(symbol) + 20 + PRICE_SERIES.index(series)
+        scale = np.maximum(np.abs(opens), 10**PRICE_DECIMALS) if series != "premium" else np.full(len(t), 2_000_000)
+        spread = np.round(scale * 0.0004 * _uniform(self.seed, salt, t) * (close_t - t) / MINUTE_MS).astype(np.int64)
+        highs = np.maximum(opens, closes) + spread // 2
+        lows = np.minimum(opens, closes) - (spread - spread // 2)
+        if series != "premium":
+            lows = np.maximum(1, lows)
+        samples = (close_t - t) // 1000
+        return CandleArrays(t, opens, highs, lows, closes, np.zeros(len(t), dtype=np.int64), samples.astype(np.int64))
+
+    def funding_segments(self, symbol: SimSymbol) -> list[tuple[int, int, int]]:
+        """The symbol's funding schedule as (start_ms, end_ms, hours) segments, the last open-ended
+        (end 2**62), from its listing."""
+        changes = list(symbol.funding) or [(dt.datetime.combine(symbol.listed, dt.time(), dt.timezone.utc), 8)]
+        starts = [max(symbol.listed_ms, int(when.timestamp() * 1000)) for when, _ in changes]
+        return [(lo, hi, hours) for lo, hi, (_, hours) in zip(starts, [*starts[1:], 2**62], changes) if lo < hi]
+
+    def funding_events(self, symbol: SimSymbol, now_ms: int) -> dict[str, np.ndarray]:
+        """Every funding settlement settled by ``now_ms`` (delisting ends them): ``nominal`` (on
+        the segment's grid of its interval from 00:00 UTC), ``time`` (the venue's fundingTime: a
+        few ms late, as the real venue's), ``rate`` (1e-8 units, within the cap) and ``mark``
+        (the mark price at the settlement, in ticks), ``hours`` (the interval ending there)."""
+        end = min(now_ms, symbol.delisted_ms or now_ms)
+        nominal, hours = [], []
+        for lo, hi, h in self.funding_segments(symbol):
+            step = h * 3_600_000
+            t = np.arange(grid_ceil(lo, step), min(hi, end + 1), step, dtype=np.int64)
+            t = t[t > symbol.listed_ms]  # the first settlement comes after listing
+            nominal.append(t)
+            hours.append(np.full(len(t), h, dtype=np.int64))
+        t = np.concatenate(nominal) if nominal else np.zeros(0, dtype=np.int64)
+        hours_arr = np.concatenate(hours) if hours else np.zeros(0, dtype=np.int64)
+        salt = self._salt(symbol) + 30
+        raw = t + np.floor(10 * _uniform(self.seed, salt, t)).astype(np.int64)  # 0-9 ms late
+        missing = [int(when.timestamp() * 1000) for when in symbol.funding_missing]
+        keep = (raw <= end) & ~np.isin(t, missing)
+        t, raw, hours_arr = t[keep], raw[keep], hours_arr[keep]
+        premium = self.series_value(symbol, "premium", t)
+        rate = np.clip(10_000 + (premium - 10_000) // 4, -FUNDING_CAP, FUNDING_CAP)  # 0.01 % plus a share of the premium
+        return {"nominal": t, "time": raw, "rate": rate.astype(np.int64), "mark": self.series_value(symbol, "mark", t),
+                "hours": hours_arr}
+
     def candles(self, symbol: SimSymbol, interval_ms: int, start_ms: int, end_ms: int, now_ms: int,
-                omit_empty: bool = False, venue: str | None = None) -> CandleArrays:
+                omit_empty: bool = False, venue: str | None = None, series: str = "trades") -> CandleArrays:
         """Candles of an interval opening in [start_ms, end_ms), aggregated from 1m candles; with
         ``omit_empty`` (Kraken, Coinbase, Polygon) minutes without trades are left out first, so an
-        interval nobody traded in is absent and the others aggregate only what traded."""
+        interval nobody traded in is absent and the others aggregate only what traded. ``series``
+        another price series of a perpetual (mark, index, premium: ``series_minutes``)."""
         start = start_ms // interval_ms * interval_ms
-        minutes = self.minute_candles(symbol, start, grid_ceil(end_ms, interval_ms), now_ms, venue)
+        if series == "trades":
+            minutes = self.minute_candles(symbol, start, grid_ceil(end_ms, interval_ms), now_ms, venue)
+        else:
+            minutes = self.series_minutes(symbol, series, start, grid_ceil(end_ms, interval_ms), now_ms, venue)
         if omit_empty:
             minutes = minutes.take(minutes.trades > 0)
         if interval_ms == MINUTE_MS or len(minutes) == 0:

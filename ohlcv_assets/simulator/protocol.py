@@ -186,11 +186,27 @@ def apply_candle_fault(candles: CandleArrays, fault: Fault | None) -> CandleArra
         return candles.take(slice(0, max(1, len(candles) // 10)))
     if fault.kind == "corrupt":
         high = candles.high.copy()
-        high[0] = 1
+        high[0] = min(1, candles.low[0] - 1)  # below the low also for a series that goes negative (premium index)
         return dataclasses.replace(candles, high=high)
     if fault.kind == "revise":
         return dataclasses.replace(candles, volume=candles.volume * 99 // 100)
     return candles
+
+
+def apply_event_fault(events: dict[str, np.ndarray], fault: Fault | None) -> tuple[dict[str, np.ndarray], bool]:
+    """The candle faults on an event series (funding rates): ``empty`` none, ``short`` the first
+    tenth, ``revise`` every ``rate`` changed by a tenth; ``corrupt`` is returned as True (the
+    protocol renders its first event with nulls)."""
+    n = len(next(iter(events.values()))) if events else 0
+    if fault is None or n == 0:
+        return events, False
+    if fault.kind == "empty":
+        return {k: v[:0] for k, v in events.items()}, False
+    if fault.kind == "short":
+        return {k: v[: max(1, n // 10)] for k, v in events.items()}, False
+    if fault.kind == "revise" and "rate" in events:
+        return {**events, "rate": events["rate"] + events["rate"] // 10 + 1}, False
+    return events, fault.kind == "corrupt"
 
 
 def concat(parts: list[CandleArrays]) -> CandleArrays:

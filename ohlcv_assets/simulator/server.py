@@ -90,7 +90,9 @@ class SimulatorConfig:
                             extended_hours=bool(entry.get("extended_hours", False)),
                             venues=tuple(entry.get("venues", ("polygon",) if entry.get("calendar") else CRYPTO_VENUES)),
                             split=(resolve_day(split["day"]), int(split["ratio"])) if split else None,
-                            delisted=resolve_instant(entry["delisted"]) if entry.get("delisted") else None)
+                            delisted=resolve_instant(entry["delisted"]) if entry.get("delisted") else None,
+                            funding=tuple((resolve_instant(f["from"]), int(f["hours"])) for f in entry.get("funding", ())),
+                            funding_missing=tuple(resolve_instant(t) for t in entry.get("funding_missing", ())))
             symbols[sym.exchange_symbol] = sym
         return cls(
             symbols=symbols,

@@ -3,10 +3,75 @@ rows of spot, zero-volume candles where nothing traded (a missing candle is down
 request weight per minute per IP; a page of 1,000 klines weighs 5 (1,500 would weigh 10). Its
 public archive is the ``futures/um`` tree of Binance's public data. Its klines are read as spot's
 (``binance.klines_rows``: bulk-parsed, with quote volume and trade count); ccxt's ``binanceusdm``
-loads only these markets by itself."""
+loads only these markets by itself.
 
+A perpetual's other series (``venues.series``): mark, index (keyed by the contract's ``pair``) and
+premium index klines (``markPriceKlines``, ``indexPriceKlines``, ``premiumIndexKlines``: kline rows
+whose volume columns are "Ignore" (0), the premium signed; the klines weight by limit; every kline
+interval but 1s) and funding settlements (``fundingRate``: 1,000 a page, ``fundingTime`` a few ms
+after the settlement's hour; 500 requests per 5 minutes per IP shared with ``fundingInfo``, not
+request weight; the interval 8, 4 or 1 h per symbol, changing over its life)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ohlcv_assets.candle_frame import widen
 from ohlcv_assets.venues.binance import klines_rows
+from ohlcv_assets.venues.ccxt_candles import candle_rows, funding_rows
 from ohlcv_assets.venues.profile import VenueProfile
+
+if TYPE_CHECKING:
+    import ccxt
+
+FUNDING_PAGE = 1000  # fundingRate's largest limit
+
+
+def funding_rate_rows(exchange: ccxt.Exchange, market: dict, since_ms: int, until_ms: int, name: str) -> tuple[np.ndarray, bool]:
+    """A page of ``fundingRate`` (both ends inclusive, the first 1,000 from ``startTime``) parsed
+    raw: ccxt's parse drops the settlement's mark price. An empty markPrice is NaN."""
+    raw = exchange.fapiPublicGetFundingRate({"symbol": market["id"], "startTime": since_ms, "endTime": until_ms,
+                                             "limit": FUNDING_PAGE})
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        funding_rows([None], name)  # raises the BadResponse every malformed answer is
+    rows = funding_rows([(r.get("fundingTime"), r.get("fundingRate"), r.get("markPrice")) for r in raw], name)
+    return rows, len(rows) == FUNDING_PAGE
+
+
+def funding_interval_hours(exchange: ccxt.Exchange, market: dict) -> int | None:
+    """The symbol's funding interval now, from ``fundingInfo`` (it lists only symbols whose interval
+    or cap was adjusted: None for the others, whose interval is the default 8 h)."""
+    for row in exchange.fapiPublicGetFundingInfo() or []:
+        if isinstance(row, dict) and row.get("symbol") == market["id"]:
+            return int(row["fundingIntervalHours"])
+    return 8
+
+
+PRICE_KLINES = {"mark": "fapiPublicGetMarkPriceKlines", "index": "fapiPublicGetIndexPriceKlines",
+                "premium": "fapiPublicGetPremiumIndexKlines"}  # ccxt's implicit method of each endpoint
+
+
+def price_klines_rows(exchange: ccxt.Exchange, market: dict, series: str, interval: str, since_ms: int | None, limit: int,
+                      until_ms: int | None, name: str) -> np.ndarray:
+    """A page of mark, index or premium index klines from their endpoints, parsed in bulk as the
+    klines are: index klines are asked by the contract's ``pair`` (exchangeInfo's, else the
+    symbol before a delivery suffix), the others by symbol; the volume columns ("Ignore") stored
+    as 0 and none, the count of price samples (column 8) where the trade count is."""
+    params = {"interval": exchange.timeframes.get(interval, interval), "limit": limit}
+    if series == "index":
+        params["pair"] = (market.get("info") or {}).get("pair") or market["id"].split("_")[0]
+    else:
+        params["symbol"] = market["id"]
+    if since_ms is not None:
+        params["startTime"] = since_ms
+    if until_ms is not None:
+        params["endTime"] = until_ms
+    rows = candle_rows(getattr(exchange, PRICE_KLINES[series])(params), name, 9, f"{series} kline")
+    core = rows[:, :6].copy()
+    core[:, 5] = 0.0
+    return widen(core, trades=rows[:, 8])
 
 PROFILE = VenueProfile(
     name="binanceusdm", source="ccxt", page_limit=1000, history_candles=None, omits_empty=False, calendar=None,
@@ -17,4 +82,7 @@ PROFILE = VenueProfile(
     rate_limit_model="rolling 1-minute request weight per IP: 2,400; klines cost 1-10 by limit (1,000: 5); "
                      "429 with Retry-After, then 418 bans",
     ccxt_candles=klines_rows,
+    series=("mark", "index", "premium", "funding"), ccxt_series_candles=price_klines_rows, ccxt_funding=funding_rate_rows,
+    funding_interval=funding_interval_hours,
+    series_intervals=("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"),
 )

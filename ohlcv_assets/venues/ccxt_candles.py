@@ -34,6 +34,61 @@ def fetch_ohlcv_rows(exchange: ccxt.Exchange, market: dict, interval: str, since
     return widen(candle_rows(exchange.fetch_ohlcv(market["symbol"], interval, since_ms, limit, params), name, 6, "candle"))
 
 
+class CcxtSeriesCandles(Protocol):
+    """A page of a perpetual's price series (``series``: mark, index, premium) as candle rows
+    (volume 0: these series have none), as ``CcxtCandles`` reads trade candles."""
+
+    def __call__(self, exchange: ccxt.Exchange, market: dict, series: str, interval: str, since_ms: int | None, limit: int,
+                 until_ms: int | None, name: str) -> np.ndarray: ...
+
+
+UNIFIED_SERIES_METHOD = {"mark": "fetch_mark_ohlcv", "index": "fetch_index_ohlcv", "premium": "fetch_premium_index_ohlcv"}
+
+
+def fetch_series_ohlcv_rows(exchange: ccxt.Exchange, market: dict, series: str, interval: str, since_ms: int | None, limit: int,
+                            until_ms: int | None, name: str) -> np.ndarray:
+    """ccxt's unified ``fetch_mark_ohlcv`` / ``fetch_index_ohlcv`` / ``fetch_premium_index_ohlcv``,
+    checked; the volume slot (none, 0 or None by venue) stored as 0."""
+    params = {} if until_ms is None else {"until": until_ms}
+    raw = getattr(exchange, UNIFIED_SERIES_METHOD[series])(market["symbol"], interval, since_ms, limit, params)
+    if isinstance(raw, list):
+        raw = [[*r[:5], 0] if isinstance(r, list) else r for r in raw]
+    return widen(candle_rows(raw, name, 6, f"{series} candle"))
+
+
+class CcxtFunding(Protocol):
+    """A page of funding settlements of ``market`` from ``since_ms`` to ``until_ms`` (inclusive) as
+    (n, 3) rows of (venue settlement time ms, rate, mark price or NaN), ascending; and whether the
+    page was full (more may follow)."""
+
+    def __call__(self, exchange: ccxt.Exchange, market: dict, since_ms: int, until_ms: int, name: str) -> tuple[np.ndarray, bool]: ...
+
+
+def fetch_funding_rows(exchange: ccxt.Exchange, market: dict, since_ms: int, until_ms: int, name: str) -> tuple[np.ndarray, bool]:
+    """ccxt's unified ``fetch_funding_rate_history`` (the venue's default page), checked; no mark
+    price (ccxt's structure has none). A page is taken as full unless empty: pages end at the
+    first empty one."""
+    raw = exchange.fetch_funding_rate_history(market["symbol"], since_ms, None, {"until": until_ms})
+    if not isinstance(raw, list):
+        raise _bad_response(f"{name}: unexpected funding answer of type {type(raw).__name__}")
+    rows = funding_rows([(r.get("timestamp"), r.get("fundingRate"), None) if isinstance(r, dict) else r for r in raw], name)
+    return rows, len(rows) > 0
+
+
+def funding_rows(raw: list, name: str) -> np.ndarray:
+    """(time, rate, mark price) triples as an (n, 3) float array, ascending; a missing or
+    non-numeric time or rate, a rate of 100 % or more, or times out of order is ccxt's
+    ``BadResponse`` (retried: a garbled answer is transient). A missing mark price is NaN, never 0."""
+    try:
+        rows = np.array([(float(t), float(r), float(m) if m not in (None, "") else np.nan) for t, r, m in raw],
+                        dtype=np.float64).reshape(-1, 3)
+    except (TypeError, ValueError):
+        raise _bad_response(f"{name}: malformed funding rows, e.g. {raw[:1]}") from None
+    if not np.isfinite(rows[:, :2]).all() or (np.abs(rows[:, 1]) >= 1).any() or (np.diff(rows[:, 0]) <= 0).any():
+        raise _bad_response(f"{name}: malformed funding rows, e.g. {raw[:1]}")
+    return rows
+
+
 def candle_rows(raw, name: str, width: int, what: str) -> np.ndarray:
     """A venue's answer of candle rows ([t, o, h, l, c, v, ...], each at least ``width`` long) as an
     (n, width) float array; an answer that is not a list of such rows, or has a missing or

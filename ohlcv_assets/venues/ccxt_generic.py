@@ -8,4 +8,5 @@ PROFILE = VenueProfile(
     weight_limit=6000, weight_window_seconds=60.0, candles_weight=2, markets_weight=20, used_weight_header=None,
     symbol_pattern=r"[A-Za-z0-9.\-_]+/[A-Za-z0-9.\-_]+(:[A-Za-z0-9.\-_]+)?", symbol_example="BTC/USDT",
     rate_limit_model="unknown: set weight_limit and weight_window_seconds from the exchange's documentation",
+    series=None,
 )

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from ohlcv_assets.venues.ccxt_candles import CcxtCandles, fetch_ohlcv_rows
+from ohlcv_assets.venues.ccxt_candles import (
+    CcxtCandles,
+    CcxtFunding,
+    CcxtSeriesCandles,
+    fetch_funding_rows,
+    fetch_ohlcv_rows,
+    fetch_series_ohlcv_rows,
+)
+
+if TYPE_CHECKING:
+    import ccxt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +52,13 @@ class VenueProfile:
     ccxt_settings: Mapping[str, object] = dataclasses.field(default_factory=dict, hash=False)  # ccxt constructor settings
     # (``options`` merged under the universe's own, e.g. Binance: spot markets only)
     ccxt_candles: CcxtCandles = fetch_ohlcv_rows  # how a page of candles is asked for and read (``venues.ccxt_candles``)
+    # a perpetual's other series (``venues.series``): which the venue serves; None: what ccxt's ``has`` says (generic ccxt)
+    series: tuple[str, ...] | None = ()
+    series_intervals: tuple[str, ...] | None = None  # the intervals of its price-series klines; None: ``intervals``
+    ccxt_series_candles: CcxtSeriesCandles = fetch_series_ohlcv_rows  # how a page of a price series is read
+    ccxt_funding: CcxtFunding = fetch_funding_rows  # how a page of funding settlements is read
+    # the symbol's funding interval now (hours), as the venue publishes it; None: not published (inferred)
+    funding_interval: Callable[[ccxt.Exchange, dict], int | None] | None = None
 
     @property
     def ccxt_class(self) -> str | None:

@@ -1,33 +1,37 @@
-"""What the file export reads and records: per month the signature of an instrument's candles
-(rows, newest fetched_at, first and last open time) and the files written (``exported_files``),
-so an export rewrites only the months whose candles changed."""
+"""What the file export reads and records: per month the signature of an instrument's candles or
+funding settlements (rows, newest fetched_at, first and last open time) and the files written
+(``exported_files``), so an export rewrites only the months whose rows changed."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ohlcv_assets.warehouse.schema import candles, exported_files
+from ohlcv_assets.warehouse.funding import FUNDING
+from ohlcv_assets.warehouse.schema import candles, exported_files, funding_rates
 from ohlcv_assets.warehouse.store import Warehouse
 
 
 def month_signatures(warehouse: Warehouse, exchange: str, symbol: str, interval: str) -> dict[str, tuple[int, int, int, int]]:
-    """Per month (YYYY-MM): rows, newest fetched_at, first and last open time (one aggregate query)."""
-    month = warehouse.dialect.month_of(candles.c.open_time).label("month")
-    query = (sa.select(month, sa.func.count(), sa.func.max(candles.c.fetched_at), sa.func.min(candles.c.open_time),
-                       sa.func.max(candles.c.open_time))
-             .where(candles.c.exchange == exchange, candles.c.symbol == symbol, candles.c.timeframe == interval)
+    """Per month (YYYY-MM): rows, newest fetched_at, first and last open time (one aggregate query) of
+    the candles of an interval or series code, or (``funding``) of the funding settlements."""
+    table = funding_rates if interval == FUNDING else candles
+    month = warehouse.dialect.month_of(table.c.open_time).label("month")
+    query = (sa.select(month, sa.func.count(), sa.func.max(table.c.fetched_at), sa.func.min(table.c.open_time),
+                       sa.func.max(table.c.open_time))
+             .where(table.c.exchange == exchange, table.c.symbol == symbol, table.c.timeframe == interval)
              .group_by(month))
     with warehouse.engine.connect() as connection:
         return {m: (int(n), int(f), int(lo), int(hi)) for m, n, f, lo, hi in connection.execute(query)}
 
 
-def recorded_exports(warehouse: Warehouse, fmt: str, exchange: str, symbol: str, interval: str) -> dict[str, tuple[int, int]]:
-    """Per month ('' for a whole-history file) exported in ``fmt``: rows and newest fetched_at written."""
+def recorded_exports(warehouse: Warehouse, fmt: str, exchange: str, symbol: str, interval: str) -> dict[str, tuple[int, int, str]]:
+    """Per month ('' for a whole-history file) exported in ``fmt``: rows and newest fetched_at
+    written, and the file's path."""
     t = exported_files.c
-    query = sa.select(t.month, t.rows, t.max_fetched_at).where(
+    query = sa.select(t.month, t.rows, t.max_fetched_at, t.path).where(
         t.format == fmt, t.exchange == exchange, t.symbol == symbol, t.timeframe == interval)
     with warehouse.engine.connect() as connection:
-        return {m: (int(n), int(f)) for m, n, f in connection.execute(query)}
+        return {m: (int(n), int(f), p) for m, n, f, p in connection.execute(query)}
 
 
 def record_export(warehouse: Warehouse, fmt: str, exchange: str, symbol: str, interval: str, month: str, path: str,

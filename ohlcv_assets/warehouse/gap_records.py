@@ -25,9 +25,11 @@ from ohlcv_assets.warehouse.schema import (
     SUPERSEDED,
     UNFILLABLE,
     candles,
+    funding_rates,
     gaps,
     retired_ranges,
 )
+from ohlcv_assets.warehouse.funding import FUNDING
 from ohlcv_assets.warehouse.store import Warehouse
 
 MAX_BACKFILL_ATTEMPTS = 5
@@ -213,9 +215,10 @@ def settle_stored(warehouse: Warehouse, records: list[GapRecord], why: str, now_
     remaining, filled = [], []
     with warehouse.engine.connect() as conn:
         for record in records:
-            stored = conn.execute(sa.select(sa.func.count()).select_from(candles).where(
-                candles.c.exchange == record.exchange, candles.c.symbol == record.symbol, candles.c.timeframe == record.timeframe,
-                candles.c.open_time >= record.start_ms, candles.c.open_time < record.end_ms)).scalar_one()
+            table = funding_rates if record.timeframe == FUNDING else candles  # settlements: one row each, as candles
+            stored = conn.execute(sa.select(sa.func.count()).select_from(table).where(
+                table.c.exchange == record.exchange, table.c.symbol == record.symbol, table.c.timeframe == record.timeframe,
+                table.c.open_time >= record.start_ms, table.c.open_time < record.end_ms)).scalar_one()
             (filled if stored >= record.candles else remaining).append(record)
     if filled:
         with warehouse.engine.begin() as conn:

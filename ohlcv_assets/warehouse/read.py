@@ -1,8 +1,10 @@
 """The read path: ``load_candles`` is the one way to read stored candles, for users (notebooks,
 backtests) and for the pipeline's own features and checks. No Dagster here.
 
-    from ohlcv_assets import load_candles
+    from ohlcv_assets import load_candles, load_funding
     frame = load_candles("binance", "BTC/USDT", "1m", "2025-01-01", "2025-02-01")
+    marks = load_candles("perps", "BTC/USDT:USDT", "mark_1h", "2025-01-01", "2025-02-01")  # a series code
+    funding = load_funding("perps", "BTC/USDT:USDT", "2025-01-01", "2025-02-01")
 
 On PostgreSQL the rows come by binary COPY straight into numpy (no Python object per value).
 """
@@ -16,8 +18,9 @@ import pandas as pd
 
 from ohlcv_assets.core.intervals import derived_interval_ms, interval_ms, ms_to_iso
 from ohlcv_assets.core.settings import READER, warehouse_url
-from ohlcv_assets.warehouse import derived
-from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, describe_held, held_instruments
+from ohlcv_assets.venues.series import FUNDING_CODE
+from ohlcv_assets.warehouse import derived, funding
+from ohlcv_assets.warehouse.store import HELD_SHOWN, NotInWarehouse, Warehouse, describe_held, held_instruments
 from ohlcv_assets.warehouse.urls import public_url
 
 TimeLike = str | dt.date | dt.datetime | pd.Timestamp | int
@@ -57,10 +60,16 @@ def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end
     stored span it also warns (``OutsideStoredRange``), saying the span. ``strict=False`` (the
     pipeline's own reads, for which an instrument without candles yet is normal) skips both.
 
+    A perpetual's mark, index and premium index klines are read under their series code
+    (``venues.series.series_code``) in place of the interval: ``mark_1h``, ``idx_1h``, ``prem_1h``
+    (volume 0: they have none). Funding settlements are no candles: ``load_funding``.
+
     ``derived_from="1m"`` reads the ``interval`` candles the warehouse rolled up from the stored 1m
     ones (table ``derived_candles``, a universe's ``derived: {4h: 1m}``) instead of the venue's own:
     the two are never mixed, and a derived series never stored raises ``NotInWarehouse`` too.
     """
+    if interval == FUNDING_CODE:
+        raise ValueError("funding settlements are not candles: read them with load_funding(exchange, symbol, start, end)")
     if derived_from is not None:
         derived_interval_ms(interval)
         return _load_derived(exchange, symbol, interval, derived_from, to_ms(start), to_ms(end), warmup, warehouse, strict)
@@ -82,6 +91,47 @@ def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end
             warehouse.dispose()
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame["open_time"], unit="ms", utc=True), name="time")
     return frame
+
+
+def load_funding(exchange: str, symbol: str, start: TimeLike, end: TimeLike, *, warehouse: Warehouse | None = None,
+                 strict: bool = True) -> pd.DataFrame:
+    """A perpetual's stored funding settlements whose nominal time is in [start, end), ascending.
+
+    Columns ``funding_time`` (the nominal settlement time, on the hour, epoch ms, int64),
+    ``raw_time`` (the venue's own settlement time, often a few ms later), ``rate`` (signed) and
+    ``mark_price`` (NaN where the venue gives none), float64; the index is ``funding_time`` as a UTC
+    timestamp, named ``time``. A missing settlement is a missing row. The warehouse, ``strict`` and
+    the answers when nothing comes back are those of ``load_candles``: an instrument without stored
+    settlements raises ``NotInWarehouse`` naming those with some, a range outside the stored span
+    warns ``OutsideStoredRange``."""
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    if end_ms < start_ms:
+        raise ValueError(f"end {end!r} is before start {start!r}")
+    owned = warehouse is None
+    warehouse = Warehouse.open_existing(warehouse_url(role=READER)) if owned else warehouse
+    try:
+        frame = funding.read_funding(warehouse, exchange, symbol, start_ms, end_ms)
+        if strict and frame.empty:
+            _explain_no_funding(warehouse, exchange, symbol, start_ms, end_ms)
+    finally:
+        if owned:
+            warehouse.dispose()
+    frame = frame.rename(columns={"open_time": "funding_time"})
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame["funding_time"], unit="ms", utc=True), name="time")
+    return frame
+
+
+def _explain_no_funding(warehouse: Warehouse, exchange: str, symbol: str, start_ms: int, end_ms: int) -> None:
+    span = funding.funding_span(warehouse, exchange, symbol)
+    if span is None:
+        held = "; ".join(f"{e} {s}" for e, s in funding.funding_instruments(warehouse)[:HELD_SHOWN]) or "none"
+        raise NotInWarehouse(f"the warehouse at {public_url(warehouse.url)} holds no funding settlements of {exchange} {symbol}; "
+                             f"it holds those of: {held}")
+    first, last = span
+    if end_ms <= first or start_ms > last:
+        warnings.warn(f"{exchange} {symbol} funding: no settlements from {ms_to_iso(start_ms)} to {ms_to_iso(end_ms)}; the "
+                      f"warehouse holds this instrument's settlements from {ms_to_iso(first)} to {ms_to_iso(last)}",
+                      OutsideStoredRange, stacklevel=3)
 
 
 def _load_derived(exchange: str, symbol: str, interval: str, source: str, start_ms: int, end_ms: int, warmup: int,

@@ -240,3 +240,14 @@ candle_days = Table(
     comment="Per instrument, interval and UTC day, the candles stored: kept by every write and delete of candles "
             "(warehouse/candle_days.py), so counts never need a scan of the candles",
 )
+
+funding_rates = Table(
+    "funding_rates",
+    metadata,
+    *_candle_key(),  # timeframe "funding"; open_time the settlement's nominal time (on the hour), as candles are keyed
+    Column("raw_time", BigInteger, nullable=False, comment="the venue's own settlement time (Binance: a few ms after the hour)"),
+    Column("rate", Float(53), nullable=False, comment="the funding rate paid at the settlement (signed)"),
+    Column("mark_price", Float(53), nullable=True, comment="the mark price of the settlement, where the venue gives it"),
+    Column("fetched_at", BigInteger, nullable=False),
+    comment="A perpetual's funding rate settlements, one row each, keyed by the nominal settlement time (warehouse/funding.py)",
+)

@@ -23,7 +23,7 @@ from ohlcv_assets.core.errors import ConfigurationError, connection_refused
 from ohlcv_assets.warehouse import candle_days, engine
 from ohlcv_assets.warehouse.dialect import Dialect, dialect_for
 from ohlcv_assets.warehouse.merge import MergeResult, row_changes, value_columns
-from ohlcv_assets.warehouse.partitioning import Span, spans_covering
+from ohlcv_assets.warehouse.partitioning import PARTITIONED_TABLES, Span, spans_covering
 from ohlcv_assets.warehouse.schema import candle_features, candles
 from ohlcv_assets.warehouse.urls import normalise_url, public_url
 
@@ -136,8 +136,10 @@ class Warehouse:
     def ensure_partitions(self, table: str, interval: str, start_ms: int, end_ms: int) -> list[str]:
         """PostgreSQL: creates the partitions rows opening in [start_ms, end_ms) need, in a short
         transaction of its own (once per span and process); returns the tables it created."""
+        if table not in PARTITIONED_TABLES or not self.dialect.partitioned:  # e.g. funding_rates: one plain table
+            return []
         spans = [s for s in spans_covering(interval, start_ms, end_ms) if (table, interval, s) not in self._ready_spans]
-        if not spans or not self.dialect.partitioned:
+        if not spans:
             return []
         with self.engine.begin() as connection:
             created = self.dialect.ensure_partitions(connection, table, interval, spans[0].start_ms, spans[-1].end_ms)

@@ -180,3 +180,51 @@ def test_the_universe_file_is_read_once_per_process(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.split()[-1] == "1"
+
+
+PERPS = """
+exchanges:
+  perps: {ccxt_id: binanceusdm, api_url: "http://127.0.0.1:1/fapi/v1"}
+  generic: {venue: ccxt, ccxt_id: binanceusdm}
+  binance: {ccxt_id: binance}
+  okx: {venue: ccxt, ccxt_id: okx}
+  hyper: {venue: ccxt, ccxt_id: hyperliquid}
+instruments:
+  - {exchange: perps, symbol: BTC/USDT:USDT, intervals: [1m, 1h], start: 2026-10-01, series: [mark, index, premium, funding]}
+  - {exchange: generic, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, funding]}
+"""
+
+
+def test_a_perpetual_says_which_series_it_wants():
+    universe = parse_universe(PERPS, today=TODAY)
+    assert universe.series_codes() == ["funding", "idx_1m", "idx_1h", "mark_1m", "mark_1h", "prem_1m", "prem_1h"]
+    assert [i.key for i in universe.instruments_for_series("mark_1h")] == ["perps.BTC-USDT_USDT", "generic.ETH-USDT_USDT"]
+    assert [i.key for i in universe.instruments_for_series("mark_1m")] == ["perps.BTC-USDT_USDT"]
+    assert universe.intervals == ["1m", "1h"]  # the trade candles' intervals, as before
+    assert parse_universe(VALID, today=TODAY).series_codes() == []
+
+
+@pytest.mark.parametrize("entry,message", [
+    ("{exchange: okx, symbol: BTC/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, premium]}",
+     r"instruments\[2\] \(okx BTC/USDT:USDT\): series premium is not offered by okx \(ccxt has\['fetchPremiumIndexOHLCV'\] = False\)"),
+    ("{exchange: hyper, symbol: BTC/USDC:USDC, intervals: [1h], start: 2026-10-01, series: [funding, mark]}",
+     r"series mark is not offered by hyperliquid \(ccxt has\['fetchMarkOHLCV'\] = "),
+    ("{exchange: binance, symbol: BTC/USDT, intervals: [1h], start: 2026-10-01, series: [mark]}",
+     r"instruments\[2\] \(binance BTC/USDT\): series mark: series need a perpetual contract symbol \(e\.g\. 'BTC/USDT:USDT'\)"),
+    ("{exchange: perps, symbol: SOL/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [funding, funding]}",
+     r"series: .*series repeat"),
+    ("{exchange: perps, symbol: SOL/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [open_interest]}",
+     r"instruments\[2\] \(perps SOL/USDT:USDT\)\.series\.0: Input should be 'mark', 'index', 'premium' or 'funding'"),
+])
+def test_a_series_the_venue_lacks_is_refused_naming_it(entry, message):
+    with pytest.raises(UniverseError, match=message):
+        parse_universe(PERPS + f"  - {entry}\n", today=TODAY)
+
+
+def test_profiled_perpetual_venues_offer_the_series_ccxt_says_they_offer():
+    from ohlcv_assets.venues import PROFILES
+    from ohlcv_assets.venues.series import ccxt_offers
+
+    for name, profile in PROFILES.items():
+        for series in profile.series or ():
+            assert ccxt_offers(profile.ccxt_class, series)[0], (name, series)

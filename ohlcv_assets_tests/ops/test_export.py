@@ -13,6 +13,8 @@ from ohlcv_assets.defs.assets.maintenance import build_export_asset
 from ohlcv_assets.core.intervals import HOUR_MS, MINUTE_MS
 from ohlcv_assets.defs.resources import WarehouseResource
 from ohlcv_assets.core.universe import parse_universe
+from ohlcv_assets.warehouse.exports import record_export
+from ohlcv_assets.warehouse.funding import merge_funding
 from ohlcv_assets_tests.helpers import merge_candles, universe_yaml
 
 JAN_31_22H = 1_738_360_800_000  # 2025-01-31T22:00Z: four hours of 1m candles cross into February
@@ -97,3 +99,75 @@ def test_exports_read_back_equal_in_every_reader_and_only_changed_months_are_rew
     assert january.stat().st_mtime_ns == january_mtime
     february = pd.read_parquet(parquet / files[3])
     assert february["close"].iloc[200 - 120] == revised["close"].iloc[0]
+
+
+def _perp_universe(directory) -> object:
+    return parse_universe(f"""
+exchanges:
+  perps: {{ccxt_id: binanceusdm, api_url: "http://127.0.0.1:9/fapi/v1"}}
+instruments:
+  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1h], start: 2025-01-30, series: [mark, premium, funding]}}
+export: {{formats: [parquet, freqtrade], directory: {directory}}}
+""")
+
+
+def test_a_perpetuals_series_are_exported_under_freqtrades_futures_names_and_its_own_parquet_trees(warehouse, tmp_path):
+    directory = tmp_path / "export"
+    universe = _perp_universe(directory)
+    symbol, start = "BTC/USDT:USDT", JAN_31_22H - 22 * HOUR_MS  # Jan 31 00:00: two days, across a month
+    merge_candles(warehouse, "perps", symbol, "1h", _frame(start, 48, HOUR_MS, 4), 0, 2**53, 1)
+    merge_candles(warehouse, "perps", symbol, "mark_1h", _frame(start, 48, HOUR_MS, 5).assign(volume=0.0), 0, 2**53, 1)
+    premium = _frame(start, 48, HOUR_MS, 6).assign(volume=0.0)
+    premium[["open", "high", "low", "close"]] = (premium[["open", "high", "low", "close"]] - 100) * 1e-4  # crosses zero
+    merge_candles(warehouse, "perps", symbol, "prem_1h", premium, 0, 2**53, 1)
+    nominal = start + np.arange(6, dtype=np.int64) * 8 * HOUR_MS
+    funding = pd.DataFrame({"open_time": nominal, "raw_time": nominal + 2, "rate": [1e-4, -2e-4, 3e-4, 1e-4, 0.0, 5e-5],
+                            "mark_price": [100.0, 101.0, 102.0, 103.0, 104.0, np.nan]})
+    merge_funding(warehouse, "perps", symbol, funding, [(start, start + 2 * 86_400_000)], 1)
+    # what an export before contracts had their own layout left: the trade candles under the spot name
+    spot_layout = directory / "freqtrade/perps/BTC_USDT_USDT-1h.feather"
+    spot_layout.parent.mkdir(parents=True)
+    spot_layout.write_bytes(b"old")
+    record_export(warehouse, "freqtrade", "perps", symbol, "1h", "", "freqtrade/perps/BTC_USDT_USDT-1h.feather", 1, 1, 1)
+
+    first = _export(universe, warehouse.url)
+    futures = directory / "freqtrade" / "perps" / "futures"
+    assert sorted(p.name for p in futures.iterdir()) == [
+        "BTC_USDT_USDT-1h-funding_rate.feather", "BTC_USDT_USDT-1h-futures.feather", "BTC_USDT_USDT-1h-mark.feather",
+        "BTC_USDT_USDT-1h-premiumIndex.feather"]
+    assert not spot_layout.exists()  # moved, not left beside
+    assert sorted(str(p.relative_to(directory)) for p in directory.rglob("*.parquet")) == [
+        f"parquet-funding/exchange=perps/symbol=BTC-USDT_USDT/month={m}/funding.parquet" for m in ("2025-01", "2025-02")] + [
+        f"parquet/exchange=perps/symbol=BTC-USDT_USDT/interval={code}/month={m}/candles.parquet"
+        for code in ("1h", "mark_1h", "prem_1h") for m in ("2025-01", "2025-02")]
+    assert first["files_written"] == 4 + 8 and first["rows_written"] == 2 * (3 * 48 + 6)
+
+    for code, name in (("1h", "futures"), ("mark_1h", "mark"), ("prem_1h", "premiumIndex")):
+        stored = load_candles("perps", symbol, code, 0, 2**53, warehouse=warehouse).reset_index(drop=True)
+        pairdata = pd.read_feather(futures / f"BTC_USDT_USDT-1h-{name}.feather")
+        assert list(pairdata.columns) == ["date", "open", "high", "low", "close", "volume"]
+        assert str(pairdata["date"].dtype) == "datetime64[ms, UTC]"
+        assert pairdata["date"].astype("int64").tolist() == stored["open_time"].tolist()
+        assert pairdata[["open", "high", "low", "close", "volume"]].equals(stored[["open", "high", "low", "close", "volume"]])
+        parquet = pd.read_parquet(directory / "parquet", filters=[("interval", "==", code)]).sort_values("open_time")
+        assert parquet["close"].tolist() == stored["close"].tolist()
+
+    rates = pd.read_feather(futures / "BTC_USDT_USDT-1h-funding_rate.feather")
+    assert list(rates.columns) == ["date", "funding_rate"] and str(rates["date"].dtype) == "datetime64[ms, UTC]"
+    assert rates["date"].tolist() == list(pd.to_datetime(nominal, unit="ms", utc=True)) and rates["funding_rate"].tolist() == funding["rate"].tolist()
+    settlements = pd.read_parquet(directory / "parquet-funding").sort_values("funding_time").reset_index(drop=True)
+    assert [str(settlements[c].dtype) for c in ("funding_time", "raw_time", "rate", "mark_price")] == [
+        "datetime64[ms, UTC]", "datetime64[ms, UTC]", "float64", "float64"]
+    assert (settlements["raw_time"] - settlements["funding_time"]).eq(pd.Timedelta(milliseconds=2)).all()
+    assert settlements["mark_price"].equals(funding["mark_price"]) and settlements["rate"].equals(funding["rate"])
+    with_duckdb = duckdb.sql(f"SELECT count(*) FROM read_parquet('{directory}/parquet/**/*.parquet', hive_partitioning = true) "
+                             "WHERE interval = 'mark_1h'").fetchall()
+    assert with_duckdb == [(48,)]  # the price series share the candles tree's keys and schema: one dataset still
+
+    again = _export(universe, warehouse.url)
+    assert (again["files_written"], again["files_unchanged"]) == (0, 12)
+    merge_funding(warehouse, "perps", symbol, funding.iloc[5:].assign(rate=7e-5), [(start + 86_400_000, start + 2 * 86_400_000)], 2)
+    third = _export(universe, warehouse.url)
+    assert third["files_written"] == 2 and sorted(third["written"].split("\n")) == [
+        "- `freqtrade/perps/futures/BTC_USDT_USDT-1h-funding_rate.feather`",
+        "- `parquet-funding/exchange=perps/symbol=BTC-USDT_USDT/month=2025-02/funding.parquet`"]

@@ -1,4 +1,5 @@
-"""load_candles, the one read path, on both warehouses."""
+"""load_candles, the one read path, and load_funding, its sibling for a perpetual's funding
+settlements, on both warehouses."""
 
 import datetime as dt
 import warnings
@@ -7,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohlcv_assets import load_candles
-from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS
+from ohlcv_assets import load_candles, load_funding
+from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, MINUTE_MS
+from ohlcv_assets.warehouse.funding import merge_funding
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.read import OutsideStoredRange
 from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, WarehouseMissing
@@ -83,3 +85,49 @@ def test_an_empty_range_of_a_held_instrument_warns_only_outside_the_stored_span(
         assert load_candles("binance", "BTC/USDT", "1m", JAN_31 + 100 * MINUTE_MS, JAN_31 + 110 * MINUTE_MS,
                             warehouse=warehouse).empty
         assert len(load_candles("binance", "BTC/USDT", "1m", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse)) == 290
+
+
+def _store_funding(warehouse: Warehouse, symbol: str, n: int) -> pd.DataFrame:
+    """n settlements 8 h apart from Jan 31 (the third missing), a few ms late, the last without a mark price."""
+    nominal = JAN_31 + np.arange(n, dtype=np.int64) * 8 * HOUR_MS
+    frame = pd.DataFrame({"open_time": nominal, "raw_time": nominal + 3, "rate": 1e-4 * (np.arange(n) - 2),
+                          "mark_price": 100.0 + np.arange(n)})
+    frame.loc[n - 1, "mark_price"] = np.nan
+    frame = frame.drop(index=2).reset_index(drop=True)
+    merge_funding(warehouse, "perps", symbol, frame, [(JAN_31, JAN_31 + 4 * DAY_MS)], 1)
+    return frame
+
+
+def test_a_perpetuals_price_series_and_funding_read_back_equal_to_what_was_stored(warehouse):
+    marks = _store(warehouse, "BTC/USDT", 300).assign(volume=0.0)
+    warehouse.merge_partitions(candles, "perps", "BTC/USDT:USDT", "mark_1m", marks, [(JAN_31, JAN_31 + DAY_MS)], 1)
+    got = load_candles("perps", "BTC/USDT:USDT", "mark_1m", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse)
+    assert got.reset_index(drop=True).equals(marks)
+
+    stored = _store_funding(warehouse, "BTC/USDT:USDT", 9)
+    funding = load_funding("perps", "BTC/USDT:USDT", "2025-01-31", "2025-02-03", warehouse=warehouse)
+    assert list(funding.columns) == ["funding_time", "raw_time", "rate", "mark_price"]
+    assert funding.reset_index(drop=True).equals(stored.rename(columns={"open_time": "funding_time"}))
+    assert funding.index.name == "time" and funding.index[0] == pd.Timestamp("2025-01-31T00:00Z")
+    assert np.isnan(funding["mark_price"].iloc[-1]) and len(funding) == 8  # the missing one stays missing
+    assert len(load_funding("perps", "BTC/USDT:USDT", JAN_31 + 8 * HOUR_MS, JAN_31 + 24 * HOUR_MS, warehouse=warehouse)) == 1
+    with pytest.raises(ValueError, match="load_funding"):
+        load_candles("perps", "BTC/USDT:USDT", "funding", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse)
+
+
+def test_load_funding_names_what_is_held_and_warns_outside_the_stored_span(warehouse):
+    _store_funding(warehouse, "BTC/USDT:USDT", 9)
+    _store_funding(warehouse, "ETH/USDT:USDT", 3)
+    with pytest.raises(NotInWarehouse) as raised:
+        load_funding("perps", "DOGE/USDT:USDT", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse)
+    message = str(raised.value)
+    assert "holds no funding settlements of perps DOGE/USDT:USDT" in message, message
+    assert "it holds those of: perps BTC/USDT:USDT; perps ETH/USDT:USDT" in message, message
+    with pytest.warns(OutsideStoredRange, match="settlements from 2025-01-31T00:00"):
+        assert load_funding("perps", "ETH/USDT:USDT", "2025-03-01", "2025-04-01", warehouse=warehouse).empty
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a hole inside the stored span: no warning
+        assert load_funding("perps", "BTC/USDT:USDT", JAN_31 + 16 * HOUR_MS, JAN_31 + 17 * HOUR_MS, warehouse=warehouse).empty
+    assert load_funding("perps", "DOGE/USDT:USDT", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse, strict=False).empty
+    with pytest.raises(ValueError, match="before start"):
+        load_funding("perps", "BTC/USDT:USDT", "2025-02-01", "2025-01-01", warehouse=warehouse)

@@ -31,6 +31,7 @@ from ohlcv_assets.core.settings import egress_address
 from ohlcv_assets.core.universe import Universe, universe_in_use
 from ohlcv_assets.quality.validation import CandleValidationError
 from ohlcv_assets.warehouse.urls import public_url
+from ohlcv_assets.venues.series import is_trade_candles, parse_series_code
 
 CANDLES_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
@@ -38,6 +39,15 @@ CANDLES_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff
 def freshness_policy(interval: str, refresh_minutes: int) -> dg.FreshnessPolicy:
     warn, fail = freshness_windows(interval, refresh_minutes)
     return dg.FreshnessPolicy.time_window(warn_window=warn, fail_window=fail)
+
+
+def candles_what(code: str) -> str:
+    """What a ``candles/<code>`` asset holds, for its description."""
+    series, interval = parse_series_code(code)
+    if series == "trades":
+        return f"{interval} OHLCV candles"
+    name = {"mark": "mark price", "index": "index price", "premium": "premium index"}[series]
+    return f"{interval} {name} klines (no volume: stored as 0) of a perpetual contract"
 
 
 def candles_table(frame: pd.DataFrame) -> dg.MetadataValue:
@@ -168,7 +178,7 @@ def ingest_instrument(step: CandlesStep, instrument, days: list[dt.date]) -> lis
     blocked = []
     for batch in ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, days, now,
                              workers=config.fetch_concurrency, on_progress=lambda p: reporter.update(instrument.label(), p),
-                             archive=exchange.archive(instrument.exchange)):
+                             archive=exchange.archive(instrument.exchange) if is_trade_candles(interval) else None):
         checked = check_stored_days(warehouse.warehouse, instrument, interval,
                                     {day: report.expected_candles for day, report in batch}, now, windows,
                                     config.sessions_of(instrument), config.profile.official_daily)
@@ -200,7 +210,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
             asset_key, group_name="candles", kinds={"sql"}, partitions_def=partitions,
             freshness_policy=freshness_policy(interval, universe.refresh_minutes),
             description=(
-                f"Closed {interval} OHLCV candles of one instrument for one UTC day, exactly as the exchange "
+                f"Closed {candles_what(interval)} of one instrument for one UTC day, exactly as the exchange "
                 "serves them (table `candles`). Missing candles are never invented; a partition with a request "
                 "window that failed after its retries fails instead of being reported complete."
             ),
@@ -232,7 +242,7 @@ def build_candles_asset(universe: Universe, interval: str, retry_policy: dg.Retr
                 instrument = universe.instrument(instrument_key)
             except KeyError as err:
                 raise hopeless_failure(context, str(err)) from None
-            if interval not in instrument.intervals:
+            if not universe.wants(instrument, interval):
                 raise hopeless_failure(context, f"{instrument_key} is not configured for {interval}")
             instruments.append(instrument)
         now = now_ms()

@@ -6,13 +6,15 @@ import dagster as dg
 
 from ohlcv_assets.defs.assets.candles import recheck_stored
 from ohlcv_assets.defs.dagster_internals import failing_among
+from ohlcv_assets.quality.funding_gaps import scan_funding
 from ohlcv_assets.quality.gap_scan import ScanResult, scan
 from ohlcv_assets.core.gaps import GAP_CLASSES
-from ohlcv_assets.core.intervals import interval_ms, ms_to_iso, now_ms, utc_day
+from ohlcv_assets.core.intervals import HOUR_MS, interval_ms, ms_to_iso, now_ms, utc_day
 from ohlcv_assets.core.names import (
     INSTRUMENT,
     candles_key,
     freshness_windows,
+    funding_key,
     gap_report_key,
     instruments_partitions_name,
     partition_key_string,
@@ -21,6 +23,7 @@ from ohlcv_assets.defs.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.core.universe import Universe
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY
+from ohlcv_assets.venues.series import FUNDING_CODE
 
 REPORT_DAYS = 31
 BAR_WIDTH = 20
@@ -86,20 +89,25 @@ def recheck_explained_days(context: dg.AssetExecutionContext, warehouse: Warehou
 
 
 def build_gap_report_asset(universe: Universe, interval: str) -> dg.AssetsDefinition:
-    step = interval_ms(interval)
+    """``gap_report/<code>`` of a candles series, or of the funding settlements (``gap_report/funding``:
+    each missing settlement of the schedule, gaps keyed on the hour, ``Gap.count`` settlements each)."""
+    funding = interval == FUNDING_CODE
+    step = HOUR_MS if funding else interval_ms(interval)
+    scanned = funding_key() if funding else candles_key(interval)
+    what = "funding settlement" if funding else f"{interval} candle"
     key = gap_report_key(interval)
 
     @dg.asset(
         key=key,
         partitions_def=dg.DynamicPartitionsDefinition(name=instruments_partitions_name(interval)),
-        deps=[dg.AssetDep(candles_key(interval), partition_mapping=dg.MultiToSingleDimensionPartitionMapping(INSTRUMENT))],
+        deps=[dg.AssetDep(scanned, partition_mapping=dg.MultiToSingleDimensionPartitionMapping(INSTRUMENT))],
         group_name="gaps",
         kinds={"sql"},
         # one run scans a whole range of instruments: a run process costs seconds of CPU, a scan milliseconds
         backfill_policy=dg.BackfillPolicy.single_run(),
         output_required=False,
         description=(
-            f"Every missing {interval} candle of one instrument since its start date, classified "
+            f"Every missing {what} of one instrument since its start date, classified "
             f"({', '.join(GAP_CLASSES)}) by asking the exchange, and recorded in table `gaps`; "
             "metadata shows coverage per day."
         ),
@@ -114,13 +122,15 @@ def build_gap_report_asset(universe: Universe, interval: str) -> dg.AssetsDefini
             except KeyError:  # taken out of the universe; the instrument sensor unregisters it
                 context.log.warning(f"{partition} is no longer in the universe: not scanned")
         for n, instrument in enumerate(instruments, 1):
-            result = scan(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, now_ms(),
-                          universe.refresh_minutes)
+            source = exchange.source(instrument.exchange)
+            result = (scan_funding(source, warehouse.warehouse, instrument, now_ms(), universe.refresh_minutes) if funding
+                      else scan(source, warehouse.warehouse, instrument, interval, now_ms(), universe.refresh_minutes))
             context.log.info(f"{instrument.label()} {interval} ({n}/{len(instruments)}): coverage {result.coverage:.4%}, "
                              f"missing by reason {result.candles_by_reason(step)}, records {result.changes}")
             context.log_event(dg.AssetMaterialization(asset_key=key, partition=instrument.key,
                                                       metadata=report_metadata(result, step)))
-            recheck_explained_days(context, warehouse, universe, instrument, interval)
+            if not funding:  # funding_complete leaves out confirmed settlements from the next run on
+                recheck_explained_days(context, warehouse, universe, instrument, interval)
         yield from ()
 
     return gap_report

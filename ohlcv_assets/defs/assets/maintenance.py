@@ -6,7 +6,7 @@ import dagster as dg
 
 from ohlcv_assets.ops.export import export_universe
 from ohlcv_assets.core.intervals import now_ms, utc_day
-from ohlcv_assets.core.names import EXPORT_KEY, RETENTION_KEY, candles_key
+from ohlcv_assets.core.names import EXPORT_KEY, RETENTION_KEY, candles_key, funding_key
 from ohlcv_assets.defs.resources import WarehouseResource
 from ohlcv_assets.ops.retention import DROPPED, REFUSED, apply_retention, create_partitions_ahead
 from ohlcv_assets.core.settings import export_directory
@@ -18,7 +18,7 @@ def build_export_asset(universe: Universe) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=EXPORT_KEY,
-        deps=[candles_key(interval) for interval in universe.intervals],
+        deps=[candles_key(code) for code in universe.candle_series()] + ([funding_key()] if universe.event_series() else []),
         group_name="maintenance",
         kinds={"parquet"},
         description=(f"Candles as files for backtests ({', '.join(universe.export.formats)}) under {directory}; "

@@ -22,7 +22,6 @@ from ohlcv_assets.core.names import (
     GAPS_TAG,
     REASON_TAG,
     REQUEST_TAG,
-    candles_key,
     gap_report_key,
     partition_key_string,
 )
@@ -44,13 +43,15 @@ def gap_partitions(record: gap_records.GapRecord) -> list[str]:
 
 
 def build_gap_backfill_sensor(universe: Universe, interval: str, candles: dg.AssetsDefinition) -> dg.SensorDefinition:
+    """For ``interval``'s gap records, backfills of ``candles`` (its candles asset, or ``funding_rates``
+    for the records of ``funding``: the same instrument x day partitions)."""
     @dg.sensor(
         name=f"gap_backfill_{interval}",
         minimum_interval_seconds=universe.sensor_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         # a backfill-launching sensor needs an asset selection; the gap reports are re-scanned from here too
         asset_selection=dg.AssetSelection.assets(candles, gap_report_key(interval)),
-        description=f"Backfills fillable {interval} gaps found by gap_report, at most "
+        description=f"Backfills fillable {interval} gaps (candles, or funding settlements) found by gap_report, at most "
                     f"{MAX_PARTITIONS_PER_TICK} partitions per tick, skipping partitions already being written; "
                     "settles gaps from what is stored when backfills end, and re-scans the instruments they touched.",
     )
@@ -60,7 +61,7 @@ def build_gap_backfill_sensor(universe: Universe, interval: str, candles: dg.Ass
         requests = follow_requests(context, store, interval, now, set(cursor["submitted"]))
         due = gap_records.settle_stored(store, gap_records.due_for_backfill(store, now, MAX_GAPS_PER_TICK, interval),
                                         "found stored before its backfill", now)
-        busy = partitions_in_flight(context.instance, candles_key(interval), candles.partitions_def) if due else set()
+        busy = partitions_in_flight(context.instance, candles.key, candles.partitions_def) if due else set()
         partitions: set[str] = set()
         chosen = []
         for record in due:
@@ -74,7 +75,7 @@ def build_gap_backfill_sensor(universe: Universe, interval: str, candles: dg.Ass
         if chosen:
             request_id = uuid.uuid4().hex
             gap_records.mark_requested(store, [r.id for r in chosen], request_id, now)
-            requests.append(backfill_run_request(candles_key(interval), partitions, context.repository_def.asset_graph, tags={
+            requests.append(backfill_run_request(candles.key, partitions, context.repository_def.asset_graph, tags={
                 REQUEST_TAG: request_id, REASON_TAG: "gap-fill", GAPS_TAG: ",".join(str(r.id) for r in chosen)[:4000],
             }))
             cursor = {"submitted": [*cursor["submitted"], request_id][-SUBMITTED_REMEMBERED:],

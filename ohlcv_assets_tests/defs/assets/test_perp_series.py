@@ -1,0 +1,307 @@
+"""A perpetual's mark, index and premium index klines as candles assets (``candles/mark_1h``,
+``candles/idx_1h``, ``candles/prem_1h``...) and its funding settlements (``funding_rates``):
+registered, materialized by real Dagster runs over HTTP against the simulator, checked, and
+gap-scanned, exact on both warehouses; from Binance USDⓈ-M's own endpoints, and through ccxt's
+unified methods for a generic ccxt venue."""
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms
+from ohlcv_assets.core.names import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    candles_key,
+    funding_key,
+    gap_report_key,
+    instruments_partitions_name,
+)
+from ohlcv_assets.core.universe import parse_universe
+from ohlcv_assets.defs.sensors.gap_backfill import gap_partitions
+from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
+from ohlcv_assets.core.gaps import EXCHANGE_DOWNTIME, FILLABLE
+from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, DETECTED, FILLED
+from ohlcv_assets.warehouse.funding import delete_funding, read_funding
+from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets_tests.helpers import FUNDING_NEVER, PERP_SIMULATOR_CONFIG
+
+FIRST, LAST = dt.date(2026, 10, 4), dt.date(2026, 10, 6)
+SCALE = {"mark": 100, "index": 100, "premium": 10**8}  # the market's integer units per exchange unit
+SERIES_OF = {"mark": "mark", "idx": "index", "prem": "premium"}
+
+
+@pytest.fixture(scope="module")
+def perp_sim(simulators):
+    return simulators(PERP_SIMULATOR_CONFIG)
+
+
+@pytest.fixture
+def perp_setup(perp_sim, tmp_path, warehouse_url):
+    perp_sim.reconfigure({"faults": [], "reset_stats": True, "venues": PERP_SIMULATOR_CONFIG["venues"]})
+    url, common = perp_sim.url, "timeout_seconds: 2, retry_base_seconds: 0.05"
+    path = tmp_path / "universe.yaml"
+    path.write_text(f"""
+exchanges:
+  perps: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}}}
+  generic: {{venue: ccxt, ccxt_id: binanceusdm, api_urls: {{fapiPublic: "{url}/fapi/v1"}}, {common}}}
+instruments:
+  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1m, 1h], start: 2026-10-01, series: [mark, index, premium, funding]}}
+  - {{exchange: perps, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [funding]}}
+  - {{exchange: generic, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, premium, funding]}}
+""")
+    universe = parse_universe(path.read_text(), str(path))
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        yield universe, build_definitions(str(path), warehouse_url), instance
+
+
+def run_range(defs, instance, code: str, instrument: str, first: dt.date, last: dt.date) -> tuple[dict, dict]:
+    """One ranged run of ``candles/<code>`` (``funding``: of ``funding_rates``); each day's
+    materialization metadata and check evaluations."""
+    key = funding_key() if code == "funding" else candles_key(code)
+    result = dg.materialize([defs.get_assets_def(key)], instance=instance, resources=defs.resources,
+                            tags={RANGE_START_TAG: f"{first}|{instrument}", RANGE_END_TAG: f"{last}|{instrument}"})
+    assert result.success
+    meta = {dt.date.fromisoformat(m.partition.split("|")[0]): {k: v.value for k, v in m.metadata.items()}
+            for m in (ev.event_specific_data.materialization for ev in result.get_asset_materialization_events())}
+    checks: dict = {}
+    for evaluation in result.get_asset_check_evaluations():
+        checks.setdefault(dt.date.fromisoformat(evaluation.partition.split("|")[0]), {})[evaluation.check_name] = evaluation
+    return meta, checks
+
+
+def truth(sim, symbol: str, code: str, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The simulator's own series: what every stored candle must equal (volume 0: these series have none)."""
+    series = SERIES_OF[code.split("_")[0]]
+    step, now = interval_ms(code), now_ms()
+    c = sim.market.candles(sim.config.symbols[symbol], step, day_bounds_ms(first)[0], day_bounds_ms(last)[1], now,
+                           venue="binanceusdm", series=series)
+    frame = pd.DataFrame({k: getattr(c, k) / SCALE[series] for k in ("open", "high", "low", "close")})
+    frame.insert(0, "open_time", c.open_time)
+    frame["volume"] = 0.0
+    return frame
+
+
+def stored(warehouse_url: str, exchange: str, symbol: str, code: str, first: dt.date, last: dt.date) -> pd.DataFrame:
+    wh = Warehouse(warehouse_url)
+    try:
+        return wh.read_candles(exchange, symbol, code, day_bounds_ms(first)[0], day_bounds_ms(last)[1])
+    finally:
+        wh.dispose()
+
+
+def test_each_price_series_is_a_candles_asset_registered_for_its_instruments(perp_setup):
+    universe, defs, instance = perp_setup
+    for code in ("mark_1m", "mark_1h", "idx_1m", "idx_1h", "prem_1m", "prem_1h"):
+        assert defs.get_assets_def(candles_key(code)) and defs.get_assets_def(gap_report_key(code))
+    assert instance.get_dynamic_partitions(instruments_partitions_name("mark_1h")) == ["perps.BTC-USDT_USDT", "generic.ETH-USDT_USDT"]
+    assert instance.get_dynamic_partitions(instruments_partitions_name("idx_1m")) == ["perps.BTC-USDT_USDT"]
+    assert instance.get_dynamic_partitions(instruments_partitions_name("funding")) == [
+        "perps.BTC-USDT_USDT", "perps.ETH-USDT_USDT", "generic.ETH-USDT_USDT"]
+    assert defs.get_assets_def(funding_key())
+    checks = {spec.name for spec in defs.get_assets_def(candles_key("prem_1h")).check_specs}
+    assert checks == {"candles_valid", "completeness", "consistent_with_1m", "sources_agree"}  # no log-return spikes across zero
+    assert "price_spikes" in {spec.name for spec in defs.get_assets_def(candles_key("mark_1h")).check_specs}
+
+
+@pytest.mark.parametrize("code", ["mark_1m", "mark_1h", "idx_1h", "prem_1m", "prem_1h"])
+def test_usdm_price_series_are_stored_exactly_from_their_endpoints(perp_sim, perp_setup, warehouse_url, code):
+    _, defs, instance = perp_setup
+    if code.endswith("_1h"):  # the 1h candles are checked against the same series' 1m
+        run_range(defs, instance, code.replace("_1h", "_1m"), "perps.BTC-USDT_USDT", FIRST, LAST)
+    meta, checks = run_range(defs, instance, code, "perps.BTC-USDT_USDT", FIRST, LAST)
+    got, want = stored(warehouse_url, "perps", "BTC/USDT:USDT", code, FIRST, LAST), truth(perp_sim, "BTCUSDT", code, FIRST, LAST)
+    assert len(want) == 3 * 86_400_000 // interval_ms(code)
+    pd.testing.assert_frame_equal(got, want)
+    assert all(m["candles_new"] == 86_400_000 // interval_ms(code) for m in meta.values())
+    assert all(e.passed for day in checks.values() for e in day.values()), checks
+    if code.endswith("_1h"):
+        assert checks[FIRST]["consistent_with_1m"].metadata["detail"].value == "24 candles compared"
+    if code.startswith("prem"):
+        assert (got["close"] < 0).any() and (got["close"] > 0).any()  # stored with its sign, none refused
+    endpoint = {"mark": "markPriceKlines", "idx": "indexPriceKlines", "prem": "premiumIndexKlines"}[code.split("_")[0]]
+    assert perp_sim.stats[f"requests.fapi.{endpoint}"] >= 1 and perp_sim.stats["requests.fapi.klines"] == 0
+
+
+@pytest.mark.parametrize("code", ["mark_1h", "prem_1h"])
+def test_a_generic_ccxt_venue_takes_the_unified_methods_and_is_exact(perp_sim, perp_setup, warehouse_url, code):
+    _, defs, instance = perp_setup
+    _, checks = run_range(defs, instance, code, "generic.ETH-USDT_USDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(stored(warehouse_url, "generic", "ETH/USDT:USDT", code, FIRST, LAST),
+                                  truth(perp_sim, "ETHUSDT", code, FIRST, LAST))
+    assert all(e.passed for day in checks.values() for e in day.values())
+
+
+def test_price_series_under_faults_are_exact(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    perp_sim.reconfigure({"faults": [{"kind": "status", "endpoint": "markPriceKlines", "every": 3},
+                                     {"kind": "truncated", "endpoint": "markPriceKlines", "count": 1},
+                                     {"kind": "rate_limit", "endpoint": "markPriceKlines", "count": 1, "seconds": 1}]})
+    run_range(defs, instance, "mark_1m", "perps.BTC-USDT_USDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(stored(warehouse_url, "perps", "BTC/USDT:USDT", "mark_1m", FIRST, LAST),
+                                  truth(perp_sim, "BTCUSDT", "mark_1m", FIRST, LAST))
+    assert all(f.fired for f in perp_sim.config.faults)
+
+
+def test_a_broken_premium_candle_fails_the_run_naming_it_and_nothing_is_written(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    perp_sim.reconfigure({"faults": [{"kind": "corrupt", "endpoint": "premiumIndexKlines", "every": 1}]})
+    result = dg.materialize([defs.get_assets_def(candles_key("prem_1h"))], instance=instance, resources=defs.resources,
+                            partition_key=partition_key("perps.BTC-USDT_USDT", FIRST), raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = str(failure.event_specific_data.error)
+    assert "high is below open, close or low" in message and f"{FIRST}T00:00:00Z" in message
+    assert stored(warehouse_url, "perps", "BTC/USDT:USDT", "prem_1h", FIRST, FIRST).empty
+
+
+def test_a_missing_mark_candle_is_a_gap_the_scan_finds(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    run_range(defs, instance, "mark_1h", "perps.BTC-USDT_USDT", FIRST, LAST)
+    hole = day_bounds_ms(dt.date(2026, 10, 5))[0] + 6 * HOUR_MS
+    wh = Warehouse(warehouse_url)
+    try:
+        assert wh.delete_candles("perps", "BTC/USDT:USDT", "mark_1h", hole, hole + 2 * HOUR_MS) == 2
+        report, candles = defs.get_assets_def(gap_report_key("mark_1h")), defs.get_assets_def(candles_key("mark_1h"))
+        result = dg.materialize([report, candles], selection=[gap_report_key("mark_1h")], instance=instance,
+                                resources=defs.resources, partition_key="perps.BTC-USDT_USDT")
+        assert result.success
+        open_gaps = [(r.start_ms, r.end_ms, r.reason) for r in gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "mark_1h")
+                     if r.status == "detected"]
+        assert (hole, hole + 2 * HOUR_MS, "fillable") in open_gaps
+        assert not gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "1h")  # its own interval's records only
+    finally:
+        wh.dispose()
+
+
+def funding_truth(sim, symbol: str, first: dt.date, last: dt.date, marks: bool = True) -> pd.DataFrame:
+    events = sim.market.funding_events(sim.config.symbols[symbol], now_ms())
+    keep = (events["nominal"] >= day_bounds_ms(first)[0]) & (events["nominal"] < day_bounds_ms(last)[1])
+    return pd.DataFrame({"open_time": events["nominal"][keep], "raw_time": events["time"][keep],
+                         "rate": events["rate"][keep] / 10**8,
+                         "mark_price": events["mark"][keep] / 100 if marks else np.full(int(keep.sum()), np.nan)})
+
+
+def stored_funding(warehouse_url: str, exchange: str, symbol: str, first: dt.date, last: dt.date) -> pd.DataFrame:
+    wh = Warehouse(warehouse_url)
+    try:
+        return read_funding(wh, exchange, symbol, day_bounds_ms(first)[0], day_bounds_ms(last)[1])
+    finally:
+        wh.dispose()
+
+
+@pytest.mark.parametrize("symbol,counts,hours", [
+    ("BTC", [3, 5, 6], ["8", "4, 8", "4"]),  # 8 h -> 4 h at 2026-10-05 08:00
+    ("ETH", [24, 24, 3], ["1", "1", "8"]),  # a 1 h stretch from 2026-10-04 to 2026-10-06
+])
+def test_funding_settlements_are_stored_exactly_across_an_interval_change(perp_sim, perp_setup, warehouse_url, symbol, counts, hours):
+    _, defs, instance = perp_setup
+    meta, checks = run_range(defs, instance, "funding", f"perps.{symbol}-USDT_USDT", FIRST, LAST)
+    got = stored_funding(warehouse_url, "perps", f"{symbol}/USDT:USDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(got, funding_truth(perp_sim, f"{symbol}USDT", FIRST, LAST))
+    assert (got["open_time"] % HOUR_MS == 0).all() and (got["raw_time"] > got["open_time"]).any()  # keyed by the hour, ms kept
+    days = sorted(meta)
+    assert [meta[d]["settlements_stored"] for d in days] == counts == [meta[d]["settlements_expected"] for d in days]
+    assert [meta[d]["funding_interval_hours"] for d in days] == hours
+    assert all(day["funding_complete"].passed for day in checks.values())
+    assert perp_sim.stats["requests.fapi.fundingRate"] >= 1 and perp_sim.stats["requests.fapi.fundingInfo"] == 1
+
+
+def test_a_missing_settlement_is_a_gap_named_and_filled_by_the_next_run(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    perp_sim.reconfigure({"faults": [{"kind": "short", "endpoint": "fundingRate", "count": 1}]})  # a page with less than it has
+    meta, checks = run_range(defs, instance, "funding", "perps.BTC-USDT_USDT", FIRST, LAST)
+    assert meta[LAST]["settlements_missing"] == 6 and not checks[LAST]["funding_complete"].passed
+    assert checks[LAST]["funding_complete"].metadata["missing"].value.startswith(f"{LAST}T00:00:00Z")
+    meta, checks = run_range(defs, instance, "funding", "perps.BTC-USDT_USDT", FIRST, LAST)
+    assert all(m["settlements_missing"] == 0 for m in meta.values()) and all(c["funding_complete"].passed for c in checks.values())
+    pd.testing.assert_frame_equal(stored_funding(warehouse_url, "perps", "BTC/USDT:USDT", FIRST, LAST),
+                                  funding_truth(perp_sim, "BTCUSDT", FIRST, LAST))
+
+
+def test_funding_under_faults_is_exact(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    perp_sim.reconfigure({"faults": [{"kind": "status", "endpoint": "fundingRate", "count": 1},
+                                     {"kind": "corrupt", "endpoint": "fundingRate", "count": 1},
+                                     {"kind": "truncated", "endpoint": "fundingRate", "count": 1},
+                                     {"kind": "rate_limit", "endpoint": "fundingRate", "count": 1, "seconds": 1}]})
+    run_range(defs, instance, "funding", "perps.ETH-USDT_USDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(stored_funding(warehouse_url, "perps", "ETH/USDT:USDT", FIRST, LAST),
+                                  funding_truth(perp_sim, "ETHUSDT", FIRST, LAST))
+    assert all(f.fired for f in perp_sim.config.faults)
+
+
+def test_a_generic_ccxt_venue_takes_funding_from_the_unified_method(perp_sim, perp_setup, warehouse_url):
+    _, defs, instance = perp_setup
+    meta, checks = run_range(defs, instance, "funding", "generic.ETH-USDT_USDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(stored_funding(warehouse_url, "generic", "ETH/USDT:USDT", FIRST, LAST),
+                                  funding_truth(perp_sim, "ETHUSDT", FIRST, LAST, marks=False))  # ccxt's structure has none
+    assert all(day["funding_complete"].passed for day in checks.values())
+    assert perp_sim.stats["requests.fapi.fundingInfo"] == 0  # the generic venue publishes no interval: inferred
+
+
+def scan_funding_gaps(defs, instance, instrument: str) -> dict:
+    """One ``gap_report/funding`` run of the instrument; its report's metadata."""
+    result = dg.materialize([defs.get_assets_def(gap_report_key("funding")), defs.get_assets_def(funding_key())],
+                            selection=[gap_report_key("funding")], instance=instance, resources=defs.resources,
+                            partition_key=instrument)
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+
+
+def test_a_missing_settlement_is_a_gap_record_scanned_classified_and_backfilled(perp_sim, perp_setup, warehouse_url):
+    """Missing settlements on both sides of BTCUSDT's 8 h -> 4 h change are found by the gap scan as
+    fillable records (one per run of consecutive settlements, counted in settlements), the one the
+    venue never made is confirmed as downtime after asking twice; the gap backfill sensor asks for
+    exactly the funding partitions of the fillable ones, and once they are stored the scan settles them."""
+    _, defs, instance = perp_setup
+    today = dt.datetime.now(dt.timezone.utc).date()
+    run_range(defs, instance, "funding", "perps.BTC-USDT_USDT", dt.date(2026, 10, 1), today)
+    ms = lambda d, h: day_bounds_ms(d)[0] + h * HOUR_MS  # noqa: E731
+    deleted = [ms(dt.date(2026, 10, 5), 0), ms(dt.date(2026, 10, 6), 12), ms(dt.date(2026, 10, 6), 16)]  # 8 h side, 4 h side
+    never = int(FUNDING_NEVER.timestamp() * 1000)
+    wh = Warehouse(warehouse_url)
+    try:
+        assert sum(delete_funding(wh, "perps", "BTC/USDT:USDT", t, t + 1) for t in deleted) == 3
+        meta = scan_funding_gaps(defs, instance, "perps.BTC-USDT_USDT")
+        records = {(r.start_ms, r.end_ms, r.reason, r.status, r.candles)
+                   for r in gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "funding")}
+        assert records == {(deleted[0], deleted[0] + HOUR_MS, FILLABLE, DETECTED, 1),
+                           (deleted[1], deleted[2] + HOUR_MS, FILLABLE, DETECTED, 2),  # consecutive on the 4 h grid: one gap
+                           (never, never + HOUR_MS, EXCHANGE_DOWNTIME, CONFIRMED_EMPTY, 1)}
+        assert meta["missing_fillable"] == 3 and meta["missing_exchange_downtime"] == 1
+        assert meta["expected_candles"] == meta["stored_candles"] + 4
+        assert perp_sim.stats["requests.fapi.fundingRate"] >= 3  # the confirmed one asked twice
+
+        sensor = defs.get_sensor_def("gap_backfill_funding")
+        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+            [request] = sensor(context).run_requests
+        asked = {(key.to_user_string(), str(pk)) for key, pk in request.asset_graph_subset.iterate_asset_partitions()}
+        assert asked == {("funding_rates", f"{d}|perps.BTC-USDT_USDT") for d in ("2026-10-05", "2026-10-06")}
+        assert {r.status for r in gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "funding")} == {
+            "backfill_requested", CONFIRMED_EMPTY}
+
+        # the backfill's runs (no daemon here), then the re-scan the sensor asks for after them
+        for record in gap_records.in_flight(wh, "funding"):
+            for partition in gap_partitions(record):
+                assert dg.materialize([defs.get_assets_def(funding_key())], instance=instance, resources=defs.resources,
+                                      partition_key=partition).success
+        meta = scan_funding_gaps(defs, instance, "perps.BTC-USDT_USDT")
+        assert meta["missing_fillable"] == 0 and meta["missing_exchange_downtime"] == 1 and meta["new_gap_records"] == 0
+        statuses = {(r.start_ms, r.status) for r in gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "funding")}
+        assert statuses == {(deleted[0], FILLED), (deleted[1], FILLED), (never, CONFIRMED_EMPTY)}
+        pd.testing.assert_frame_equal(stored_funding(warehouse_url, "perps", "BTC/USDT:USDT", dt.date(2026, 10, 1), today),
+                                      funding_truth(perp_sim, "BTCUSDT", dt.date(2026, 10, 1), today))
+    finally:
+        wh.dispose()
+    # the confirmed settlement is no longer missing from its day
+    meta, checks = run_range(defs, instance, "funding", "perps.BTC-USDT_USDT", FUNDING_NEVER.date(), FUNDING_NEVER.date())
+    assert meta[FUNDING_NEVER.date()]["settlements_missing"] == 0 and checks[FUNDING_NEVER.date()]["funding_complete"].passed
+
