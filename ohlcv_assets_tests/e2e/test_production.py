@@ -124,7 +124,14 @@ def topology(tmp_path, new_postgres_database, monkeypatch):
         yield parts
 
 
-def test_backfills_through_graphql_survive_a_daemon_kill(topology):
+def test_backfills_survive_a_daemon_kill_and_days_turn_materialized_while_a_long_ranged_run_is_in_flight(topology):
+    """One production topology (its start is a third of the time) for both: the backfills across
+    a daemon kill, then the long ranged run watched while in flight."""
+    backfills_through_graphql_survive_a_daemon_kill(topology)
+    days_turn_materialized_while_a_long_ranged_run_is_in_flight(topology)
+
+
+def backfills_through_graphql_survive_a_daemon_kill(topology):
     webserver, instance, tmp = topology["webserver"], topology["instance"], topology["tmp"]
     with running(topology["daemon"], topology["env"], str(REPO), str(tmp / "daemon-1.log")) as daemon:
         first = launch_backfill(webserver, ["candles", "1h"], names(DAYS), title="e2e 1h")
@@ -208,7 +215,7 @@ PROGRESS_DAYS = [dt.date(2026, 10, 1) + dt.timedelta(days=n) for n in range(60)]
 MID_RUN_SCREENSHOT = REPO / "artifacts" / "ui-candles-1m-mid-run.png"
 
 
-def test_days_turn_materialized_while_a_long_ranged_run_is_in_flight(topology):
+def days_turn_materialized_while_a_long_ranged_run_is_in_flight(topology):
     """A 60-day ranged run of 1m candles, slowed by the simulator: GraphQL shows some of its days
     materialized (by that very run) while the run is still STARTED, as the UI's partitions view
     does; a screenshot of that view is taken mid-run."""
