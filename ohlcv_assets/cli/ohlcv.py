@@ -24,8 +24,7 @@ import signal
 
 import dagster as dg
 
-from ohlcv_assets.cli import check_warehouse, failure_cause, one_line_errors, sigterm_kept, universe_or_exit
-from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.cli import check_warehouse, exit_now, failure_cause, one_line_errors, sigterm_kept, universe_or_exit
 from ohlcv_assets.core.names import (
     MAX_PARTITIONS_PER_RUN,
     RANGE_END_TAG,
@@ -134,6 +133,8 @@ _WORKER: dict = {}  # a worker process's instance and definitions
 
 
 def _start_worker(interval: str) -> None:
+    from ohlcv_assets.definitions import build_definitions
+
     instance = dg.DagsterInstance.get()
     multiprocessing.util.Finalize(None, instance.dispose, exitpriority=10)
     defs = build_definitions()
@@ -149,6 +150,8 @@ def run_in_processes(runs: list[tuple[Instrument, dt.date, dt.date]], interval: 
     again; its own Dagster instance, resources and connections): Dagster's in-process execution
     reconfigures logging per run, so runs in threads of one process deadlock. SIGTERM stops the
     workers too."""
+    import ohlcv_assets.definitions  # noqa: F401  (imported once, here, not again in every worker)
+
     context = multiprocessing.get_context("fork")
     sys.stdout.flush()
     sys.stderr.flush()
@@ -191,6 +194,8 @@ def backfill(instance: dg.DagsterInstance, universe: Universe, interval: str, in
         runs += [(inst, start, end) for start, end in day_ranges(first_day, last_day, MAX_PARTITIONS_PER_RUN)]
     workers = min(len(runs), parallel or default_parallel(), 1 if on_sqlite(instance, warehouse_url()) else len(runs))
     if workers == 1:
+        from ohlcv_assets.definitions import build_definitions  # only here: `ohlcv register` needs no assets
+
         defs = build_definitions()
         asset = defs.get_assets_def(candles_key(interval))
         outcomes = [run_range(instance, defs, asset, interval, *r) for r in runs]
@@ -231,9 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.get() as instance:
         if args.command == "register":
             register(instance, universe)
-            return 0
-        return 0 if backfill(instance, universe, args.interval, args.instrument, args.first, args.last or args.first,
-                             args.allow_incomplete, args.parallel) else 1
+            code = 0
+        else:
+            code = 0 if backfill(instance, universe, args.interval, args.instrument, args.first, args.last or args.first,
+                                 args.allow_incomplete, args.parallel) else 1
+    return exit_now(code) if argv is None else code  # the command's own process: no interpreter teardown
 
 
 if __name__ == "__main__":
