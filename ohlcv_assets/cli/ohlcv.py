@@ -5,6 +5,7 @@
                                                        fetch and store those days (one ranged run per
                                                        366 days, executed here, recorded in Dagster)
     ohlcv backfill 1m all 2026-01-01 2026-11-07        every instrument of 1m, each from its start
+                                                       (--parallel N: runs at once, default one per core)
 
 A backfill registers the universe first, so it works on a fresh instance. Its runs are ordinary
 Dagster runs (the UI shows them, their partitions turn green); exit status 0 only if every run
@@ -13,13 +14,17 @@ such days are named, and still exit 0).
 """
 
 import argparse
+import dataclasses
 import datetime as dt
+import os
 import sys
+import multiprocessing
+import multiprocessing.util
+import signal
 
 import dagster as dg
 
-from ohlcv_assets.cli import check_warehouse, failure_cause, one_line_errors, sigterm_kept, universe_or_exit
-from ohlcv_assets.definitions import build_definitions
+from ohlcv_assets.cli import check_warehouse, exit_now, failure_cause, one_line_errors, sigterm_kept, universe_or_exit
 from ohlcv_assets.core.names import (
     MAX_PARTITIONS_PER_RUN,
     RANGE_END_TAG,
@@ -87,37 +92,118 @@ def incomplete_days(result) -> list[str]:
     return sorted(out)
 
 
+def default_parallel() -> int:
+    """Runs in flight at once by default: one per core, at least two (while one run waits on the
+    venue or on PostgreSQL, the other computes)."""
+    return max(2, os.cpu_count() or 1)
+
+
+def on_sqlite(instance: dg.DagsterInstance, url: str) -> bool:
+    """SQLite (the warehouse or Dagster's storage) takes one writer at a time: runs at once would
+    fail with "database is locked", so there a backfill runs one run after the other."""
+    return url.startswith("sqlite") or any("sqlite" in type(storage).__name__.lower()
+                                           for storage in (instance.run_storage, instance.event_log_storage))
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    written: int
+    failed: str | None
+    incomplete: list[str]
+
+
+def run_range(instance: dg.DagsterInstance, defs: dg.Definitions, asset: dg.AssetsDefinition, interval: str,
+              inst: Instrument, start: dt.date, end: dt.date) -> RunOutcome:
+    """One ranged run of ``asset`` over days ``start``..``end`` of ``inst``, executed here."""
+    print(f"candles/{interval} {inst.key} {start}..{end}: running", flush=True)
+    with sigterm_kept():
+        result = dg.materialize([asset], instance=instance, resources=defs.resources, raise_on_error=False, tags={
+            RANGE_START_TAG: partition_key_string(inst.key, start), RANGE_END_TAG: partition_key_string(inst.key, end),
+            REASON_TAG: "ohlcv backfill (command line)"})
+    written = sum(int(e.materialization.metadata[k].value) for e in result.get_asset_materialization_events()
+                  for k in ("candles_new", "candles_revised") if k in e.materialization.metadata)
+    state = "succeeded" if result.success else "FAILED"
+    print(f"candles/{interval} {inst.key} {start}..{end}: run {result.run_id} {state}, "
+          f"{len(result.get_asset_materialization_events())} partitions, {written:,} candles written", flush=True)
+    return RunOutcome(written, None if result.success else f"{inst.key} {start}..{end}: {failure_cause(result.all_events)}",
+                      incomplete_days(result))
+
+
+_WORKER: dict = {}  # a worker process's instance and definitions
+
+
+def _start_worker(interval: str) -> None:
+    from ohlcv_assets.definitions import build_definitions
+
+    instance = dg.DagsterInstance.get()
+    multiprocessing.util.Finalize(None, instance.dispose, exitpriority=10)
+    defs = build_definitions()
+    _WORKER.update(instance=instance, defs=defs, asset=defs.get_assets_def(candles_key(interval)), interval=interval)
+
+
+def _run_in_worker(target: tuple[Instrument, dt.date, dt.date]) -> RunOutcome:
+    return run_range(_WORKER["instance"], _WORKER["defs"], _WORKER["asset"], _WORKER["interval"], *target)
+
+
+def run_in_processes(runs: list[tuple[Instrument, dt.date, dt.date]], interval: str, workers: int) -> list[RunOutcome]:
+    """The runs, ``workers`` at once, each worker a process forked from this one (nothing imported
+    again; its own Dagster instance, resources and connections): Dagster's in-process execution
+    reconfigures logging per run, so runs in threads of one process deadlock. SIGTERM stops the
+    workers too."""
+    import ohlcv_assets.definitions  # noqa: F401  (imported once, here, not again in every worker)
+
+    context = multiprocessing.get_context("fork")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    handler = signal.getsignal(signal.SIGTERM)
+    if handler is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        with context.Pool(workers, initializer=_start_worker, initargs=(interval,)) as pool:
+            return pool.map(_run_in_worker, runs, chunksize=1)
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # leaving the pool's block terminates its workers
+
+
 def backfill(instance: dg.DagsterInstance, universe: Universe, interval: str, instruments: str, first: dt.date,
-             last: dt.date, allow_incomplete: bool = False) -> bool:
+             last: dt.date, allow_incomplete: bool = False, parallel: int | None = None) -> bool:
+    """Runs the days of each target as ranged runs (at most ``MAX_PARTITIONS_PER_RUN`` days each),
+    ``parallel`` of them at once (default ``default_parallel()``; one at a time on SQLite), each in a
+    worker process of its own: the instruments' downloads and writes overlap (both cores busy), every
+    request still drawn from the venue's shared weight budget, and memory stays bounded by the runs
+    in flight."""
     if interval not in universe.intervals:
         raise SystemExit(f"ohlcv: interval {interval!r} is not in the universe (intervals: {', '.join(universe.intervals)})")
     today = dt.datetime.now(dt.timezone.utc).date()
     if first > last or last > today:
         raise SystemExit(f"ohlcv: days must run to {today} (today) at the latest, first before last; got {first}..{last}")
+    if parallel is not None and parallel < 1:
+        raise SystemExit(f"ohlcv: --parallel must be at least 1; got {parallel}")
     targets = backfill_targets(universe, interval, instruments, first, last)
     check_warehouse(warehouse_url())
     sync_instrument_partitions(instance, universe)
-    defs = build_definitions()
-    asset = defs.get_assets_def(candles_key(interval))
-    failed, incomplete, written_total = [], [], 0
+    runs = []
     for inst, first_day, last_day in targets:
         if first_day > first:
             print(f"candles/{interval} {inst.key}: from {first_day}, its configured start", flush=True)
-        for start, end in day_ranges(first_day, last_day, MAX_PARTITIONS_PER_RUN):
-            print(f"candles/{interval} {inst.key} {start}..{end}: running", flush=True)
-            with sigterm_kept():
-                result = dg.materialize([asset], instance=instance, resources=defs.resources, raise_on_error=False, tags={
-                    RANGE_START_TAG: partition_key_string(inst.key, start), RANGE_END_TAG: partition_key_string(inst.key, end),
-                    REASON_TAG: "ohlcv backfill (command line)"})
-            written = sum(int(e.materialization.metadata[k].value) for e in result.get_asset_materialization_events()
-                          for k in ("candles_new", "candles_revised") if k in e.materialization.metadata)
-            written_total += written
-            state = "succeeded" if result.success else "FAILED"
-            print(f"candles/{interval} {inst.key} {start}..{end}: run {result.run_id} {state}, "
-                  f"{len(result.get_asset_materialization_events())} partitions, {written:,} candles written", flush=True)
-            if not result.success:
-                failed.append(f"{inst.key} {start}..{end}: {failure_cause(result.all_events)}")
-            incomplete += incomplete_days(result)
+        runs += [(inst, start, end) for start, end in day_ranges(first_day, last_day, MAX_PARTITIONS_PER_RUN)]
+    workers = min(len(runs), parallel or default_parallel(), 1 if on_sqlite(instance, warehouse_url()) else len(runs))
+    if workers == 1:
+        from ohlcv_assets.definitions import build_definitions  # only here: `ohlcv register` needs no assets
+
+        defs = build_definitions()
+        asset = defs.get_assets_def(candles_key(interval))
+        outcomes = [run_range(instance, defs, asset, interval, *r) for r in runs]
+    else:
+        outcomes = run_in_processes(runs, interval, workers)
+    failed = [o.failed for o in outcomes if o.failed]
+    incomplete = sorted(day for o in outcomes for day in o.incomplete)
+    written_total = sum(o.written for o in outcomes)
     if len(targets) > 1 or failed:
         print(f"candles/{interval}: {len(targets)} instruments, {written_total:,} candles written, "
               + (f"{len(failed)} runs FAILED ({'; '.join(failed)})" if failed else "every run succeeded"), flush=True)
@@ -142,14 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     fill.add_argument("last", type=dt.date.fromisoformat, nargs="?", help="last day (default: the first)")
     fill.add_argument("--allow-incomplete", action="store_true",
                       help="exit 0 even if a day is left with missing candles nothing explains (they are still named)")
+    fill.add_argument("--parallel", type=int, metavar="N",
+                      help=f"runs in flight at once (default: one per core, at least 2; here {default_parallel()}); "
+                           "one at a time on SQLite")
     args = parser.parse_args(argv)
     universe = universe_or_exit("ohlcv")
     with dg.DagsterInstance.get() as instance:
         if args.command == "register":
             register(instance, universe)
-            return 0
-        return 0 if backfill(instance, universe, args.interval, args.instrument, args.first, args.last or args.first,
-                             args.allow_incomplete) else 1
+            code = 0
+        else:
+            code = 0 if backfill(instance, universe, args.interval, args.instrument, args.first, args.last or args.first,
+                                 args.allow_incomplete, args.parallel) else 1
+    return exit_now(code) if argv is None else code  # the command's own process: no interpreter teardown
 
 
 if __name__ == "__main__":

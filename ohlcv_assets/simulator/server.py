@@ -120,9 +120,12 @@ def _downtime(raw: dict[str, Any]) -> Downtime:
 
 class _VenueServer(ThreadingHTTPServer):
     """A client that hangs up before its request is read (its timeout, a killed run) is no fault
-    of the venue: nothing is printed for it (socketserver prints a traceback for any error)."""
+    of the venue: nothing is printed for it (socketserver prints a traceback for any error). Its
+    listen backlog is a real server's, not socketserver's 5: a client opening 100 connections at
+    once (freqtrade's archive download) would otherwise see SYNs dropped and retried seconds later."""
 
     daemon_threads = True
+    request_queue_size = 1024
 
     def handle_error(self, request, client_address) -> None:
         if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):

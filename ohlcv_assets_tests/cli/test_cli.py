@@ -113,6 +113,36 @@ def _empty_answers(*window_starts: int, count: int) -> dict:
     return {"faults": [{"kind": "empty", "count": count, "start_between": [t, t + 1]} for t in window_starts]}
 
 
+def test_a_backfill_of_all_runs_its_instruments_at_once_on_postgresql(simulator, universe_file, production_home,
+                                                                       new_postgres_database, tmp_path):
+    """On PostgreSQL (warehouse and Dagster's storage) `ohlcv backfill ... all` runs its instruments'
+    runs in worker processes at once (--parallel 2): the runs overlap in time, each is recorded in
+    the instance, and every day is stored exactly."""
+    warehouse_url = new_postgres_database()
+    env = {**os.environ, "DAGSTER_HOME": str(production_home), "OHLCV_UNIVERSE": str(universe_file),
+           "OHLCV_WAREHOUSE_URL": warehouse_url}
+    migrated = run([f"{BIN}/dagster", "instance", "migrate"], env, tmp_path)
+    assert migrated.returncode == 0, migrated.stderr[-2000:]
+    first, last = PLAIN_DAY - dt.timedelta(days=2), PLAIN_DAY
+    filled = run([f"{BIN}/ohlcv", "backfill", "1m", "binance.BTC-USDT,binance.ETH-USDT", str(first), str(last), "--parallel", "2"],
+                 env, tmp_path)
+    assert filled.returncode == 0, filled.stdout[-2000:] + filled.stderr[-2000:]
+    assert "candles/1m: 2 instruments, 8,640 candles written, every run succeeded" in filled.stdout
+    with dg.DagsterInstance.from_config(str(production_home)) as instance:
+        records = instance.get_run_records()
+        assert len(records) == 2 and all(r.dagster_run.is_success for r in records)
+        (start_a, end_a), (start_b, end_b) = ((r.start_time, r.end_time) for r in records)
+    assert start_a < end_b and start_b < end_a, "the two runs did not overlap"
+    warehouse = Warehouse(warehouse_url)
+    try:
+        for symbol in ("BTC/USDT", "ETH/USDT"):
+            for day in (first, first + dt.timedelta(days=1), last):
+                stored = warehouse.read_candles("binance", symbol, "1m", *day_bounds_ms(day))
+                assert stored.equals(simulator_candles(simulator, symbol, "1m", day, now_ms())), (symbol, day)
+    finally:
+        warehouse.dispose()
+
+
 def test_empty_answers_between_candles_are_asked_again_and_the_days_end_exact(simulator, universe_file, postgres_url, tmp_path):
     """Two requests in the middle of a three-day run answered 200 with `[]` (candles before and
     after them): each is asked again after a pause, and every day is stored exactly."""
