@@ -1,7 +1,10 @@
 """A perpetual's series beside its trade klines: a span of days of one Binance USDⓈ-M perpetual
 through the project's pipeline (``ingest_days`` for trade, mark, index and premium index klines,
-``ingest_funding_days`` for funding settlements) against the simulator in its own process, into a
-fresh warehouse; per series the seconds, requests (the simulator's count) and rows written.
+``ingest_funding_days`` for funding settlements, ``ingest_open_interest_days`` for open interest at
+5 minutes: REST serves only its latest 30 days, so the span's comes from the archive's daily metrics
+files) against the simulator in its own process, into a fresh warehouse; per series the seconds,
+requests (the simulator's count: REST requests, and archive files and checksums for open interest)
+and rows written.
 
     python benchmarks/perp_series.py --warehouse postgresql://postgres@127.0.0.1:55432/postgres [--days 365] [--interval 1m]
 
@@ -34,7 +37,10 @@ def main() -> None:
     from ohlcv_assets.core.universe import ExchangeConfig, Instrument
     from ohlcv_assets.exchange.ccxt_source import CcxtCandleSource
     from ohlcv_assets.ingest.days import ingest_days
+    from ohlcv_assets.archive.formats import build_archive
+    from ohlcv_assets.core.universe import ArchiveConfig
     from ohlcv_assets.ingest.funding import ingest_funding_days
+    from ohlcv_assets.ingest.open_interest import ingest_open_interest_days
     from ohlcv_assets.venues.series import series_code
     from ohlcv_assets.warehouse.store import Warehouse
 
@@ -53,13 +59,17 @@ def main() -> None:
             exchange = ExchangeConfig(ccxt_id="binanceusdm", api_url=f"{sim}/fapi/v1", weight_limit=1_000_000_000)
             source = CcxtCandleSource("perps", exchange)
             instrument = Instrument(exchange="perps", symbol="BTC/USDT:USDT", intervals=(args.interval,), start=span[0],
-                                    series=("mark", "index", "premium", "funding"))
+                                    series=("mark", "index", "premium", "funding", "open_interest"))
+            archive = build_archive(exchange.model_copy(update={"archive": ArchiveConfig(url=f"{sim}/archive/binance")}))
             figures = {}
-            for series in ("trades", "mark", "index", "premium", "funding"):
+            for series in ("trades", "mark", "index", "premium", "funding", "open_interest"):
                 before = json.load(urllib.request.urlopen(f"{sim}/sim/stats"))
                 began = time.perf_counter()
                 if series == "funding":
                     report = ingest_funding_days(source, warehouse, instrument, span, now_ms())
+                    rows = sum(day.written for day in report.values())
+                elif series == "open_interest":
+                    report = ingest_open_interest_days(source, warehouse, instrument, span, now_ms(), archive)
                     rows = sum(day.written for day in report.values())
                 else:
                     rows = sum(r.written for batch in ingest_days(source, warehouse, instrument, series_code(series, args.interval),
@@ -67,15 +77,16 @@ def main() -> None:
                                for _, r in batch)
                 seconds = time.perf_counter() - began
                 after = json.load(urllib.request.urlopen(f"{sim}/sim/stats"))
-                requests = sum(v - before.get(k, 0) for k, v in after.items() if k.startswith("requests.fapi."))
+                requests = sum(v - before.get(k, 0) for k, v in after.items()
+                               if k.startswith("requests.fapi.") or k == "archive.requests")
                 figures[series] = (seconds, requests, rows)
             warehouse.dispose()
     print(f"{args.days} days of BTC/USDT:USDT, {args.interval} klines, on {url.split(':')[0]}")
-    print(f"{'series':<10}{'seconds':>10}{'requests':>10}{'rows':>12}")
+    print(f"{'series':<14}{'seconds':>10}{'requests':>10}{'rows':>12}")
     for series, (seconds, requests, rows) in figures.items():
-        print(f"{series:<10}{seconds:>10.1f}{requests:>10}{rows:>12}")
+        print(f"{series:<14}{seconds:>10.1f}{requests:>10}{rows:>12}")
     total = [sum(f[i] for f in figures.values()) for i in range(3)]
-    print(f"{'all':<10}{total[0]:>10.1f}{total[1]:>10}{total[2]:>12}   (trade klines alone: {figures['trades'][0]:.1f} s)")
+    print(f"{'all':<14}{total[0]:>10.1f}{total[1]:>10}{total[2]:>12}   (trade klines alone: {figures['trades'][0]:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import dagster as dg
 from ohlcv_assets.defs.assets.candles import CANDLES_RETRY_POLICY, build_candles_asset
 from ohlcv_assets.defs.assets.derived import build_derived_asset
 from ohlcv_assets.defs.assets.features import build_features_asset
-from ohlcv_assets.defs.assets.funding import build_funding_asset
+from ohlcv_assets.defs.assets.funding import build_funding_asset, build_open_interest_asset
 from ohlcv_assets.defs.assets.gap_report import build_gap_report_asset
 from ohlcv_assets.defs.assets.maintenance import build_export_asset, build_retention_asset
 from ohlcv_assets.defs.dagster_internals import beta_apis_in_use
@@ -39,6 +39,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         features = [build_features_asset(universe, interval) for interval in universe.intervals]
         derived = [build_derived_asset(universe, interval, source) for interval, source in universe.derived_series]
         funding = [build_funding_asset(universe, retry_policy)] if universe.event_series() else []
+        open_interest = [build_open_interest_asset(universe, retry_policy)] if universe.open_interest_series() else []
         # gap reports, scans and gap backfills of the candles series, then of the funding settlements
         scanned = {**candles, **{code: asset for code, asset in zip(universe.event_series(), funding)}}
         reports = [build_gap_report_asset(universe, code) for code in scanned]
@@ -48,7 +49,7 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         # Runs here are one step each: executing it in the run process saves a process spawn per run.
         executor=dg.in_process_executor,
         assets=[*candles.values(), *derived, *features, *reports, build_export_asset(universe), build_retention_asset(universe),
-                *funding],
+                *funding, *open_interest],
         jobs=list(scan_jobs.values()),
         sensors=[
             build_instrument_sensor(universe, list(scan_jobs.values())),

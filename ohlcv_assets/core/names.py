@@ -44,6 +44,11 @@ def funding_key() -> dg.AssetKey:
     return dg.AssetKey(["funding_rates"])
 
 
+def open_interest_key() -> dg.AssetKey:
+    """A perpetual's open interest every 5 minutes (``venues.series.OI_CODE``)."""
+    return dg.AssetKey(["open_interest"])
+
+
 def features_key(interval: str) -> dg.AssetKey:
     return dg.AssetKey(["candle_features", interval])
 

@@ -24,7 +24,7 @@ from ohlcv_assets.core.errors import ConfigurationError
 from ohlcv_assets.core.sessions import REGULAR, Sessions, sessions_for
 from ohlcv_assets.core.settings import UNIVERSE_ENV
 from ohlcv_assets.venues import GENERIC_CCXT, PROFILES, VenueProfile, known_venues, profile_for
-from ohlcv_assets.venues.series import PRICE_SERIES, ccxt_offers, parse_series_code, series_code
+from ohlcv_assets.venues.series import EVENT_SERIES, PRICE_SERIES, ccxt_offers, parse_series_code, series_code
 
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
@@ -160,10 +160,10 @@ class Instrument(BaseModel):
         default=REGULAR, description="equities: the trading hours whose candles are expected and kept: regular (09:30-16:00 "
                                      "New York) or extended (pre-market and after-hours too, 04:00-20:00); daily bars are "
                                      "one per session either way")
-    series: tuple[Literal["mark", "index", "premium", "funding"], ...] = Field(
+    series: tuple[Literal["mark", "index", "premium", "funding", "open_interest"], ...] = Field(
         default=(), description="perpetual contracts: the series stored beside the trade candles: mark, index and premium "
-                                "(premium index) klines at each of the instrument's intervals, and funding (the funding "
-                                "rate settlements); the venue must offer each")
+                                "(premium index) klines at each of the instrument's intervals, funding (the funding "
+                                "rate settlements) and open_interest (every 5 minutes); the venue must offer each")
 
     @field_validator("start", mode="before")
     @classmethod
@@ -321,7 +321,11 @@ class Universe(BaseModel):
 
     def event_series(self) -> list[str]:
         """The codes of the event series some instrument wants (``funding``)."""
-        return [c for c in self.series_codes() if parse_series_code(c)[0] not in PRICE_SERIES]
+        return [c for c in self.series_codes() if parse_series_code(c)[0] in EVENT_SERIES]
+
+    def open_interest_series(self) -> list[str]:
+        """The open interest code (``oi_5m``) if some instrument wants it."""
+        return [c for c in self.series_codes() if parse_series_code(c)[0] == "open_interest"]
 
     def instruments_for_series(self, code: str) -> list[Instrument]:
         """The instruments that want the series of ``code`` (``mark_1h``, ``funding``)."""

@@ -48,7 +48,7 @@ def instrument_partition_sets(universe: Universe) -> dict[str, list[str]]:
     """Every dynamic partitions set the universe needs (one per fetched interval or perpetual's series
     code, one per derived series) with the instrument keys it holds."""
     sets = {instruments_partitions_name(i): [inst.key for inst in universe.instruments_for(i)]
-            for i in universe.candle_series() + universe.event_series()}
+            for i in universe.candle_series() + universe.event_series() + universe.open_interest_series()}
     for interval, source in universe.derived_series:
         sets[instruments_partitions_name(derived_series_name(interval, source))] = [
             inst.key for inst in universe.instruments_deriving(interval, source)]

@@ -18,6 +18,7 @@ import functools
 import random
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ from ohlcv_assets.exchange.retrying import (
 from ohlcv_assets.exchange.source import NotListed, listing_within_history
 from ohlcv_assets.core.intervals import DAY_MS, interval_ms
 from ohlcv_assets.core.universe import ExchangeConfig
+from ohlcv_assets.venues.ccxt_candles import OI_PAGE
 from ohlcv_assets.venues.series import parse_series_code
 
 if TYPE_CHECKING:
@@ -53,6 +55,9 @@ def _ccxt():
     return ccxt
 
 _PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410, 451}
+
+
+PUBLISHED_TTL_SECONDS = 600  # what a venue publishes of a symbol's funding (interval, cap) is asked again after this
 
 
 class _Lease:
@@ -80,6 +85,7 @@ class CcxtCandleSource(RetryingSource):
         self._statuses = threading.local()
         self._spares: list[ccxt.Exchange] = []
         self._first_open: dict[tuple[str, str], int | None] = {}
+        self._published: dict[str, tuple[float, tuple]] = {}
         self._markets_loaded = False
 
     @functools.cached_property
@@ -101,6 +107,8 @@ class CcxtCandleSource(RetryingSource):
             api = exchange.urls.get("api")
             if isinstance(api, dict):
                 api.update(dict.fromkeys(self.config.profile.api_url_keys, self.config.api_url))
+                origin = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(self.config.api_url))
+                api.update({key: origin + path for key, path in self.config.profile.api_url_derived.items()})
             else:
                 exchange.urls["api"] = self.config.api_url
         if self.config.api_urls:
@@ -230,13 +238,47 @@ class CcxtCandleSource(RetryingSource):
             self._first_open[key] = int(rows[0, 0]) if len(rows) else None
         return self._first_open[key]
 
+    def fetch_open_interest(self, symbol: str, period: str, since_ms: int, until_ms: int) -> np.ndarray:
+        """Every open interest sample of ``period`` with its time in [since_ms, until_ms], ascending,
+        as (time, amount, value) rows: page after page (``ccxt_open_interest``) from the last one
+        seen, each request on the venue's budget."""
+        self._load_markets()
+        read, pages, cursor = self.config.profile.ccxt_open_interest, [], since_ms
+        while cursor <= until_ms:
+            def request(start=cursor):
+                return read(self._thread_exchange(), self.exchange.market(symbol), period, start, until_ms, self.name)
+
+            rows, full = self._call(request, 1)
+            rows = rows[rows[:, 0] >= cursor]
+            if len(rows):
+                pages.append(rows)
+            if not full:
+                break
+            cursor = int(rows[-1, 0]) + 1 if len(rows) else cursor + OI_PAGE * interval_ms(period)
+        rows = np.concatenate(pages) if pages else np.empty((0, 3))
+        return rows[rows[:, 0] <= until_ms]
+
+    def funding_published(self, symbol: str) -> tuple[int | None, float | None, float | None]:
+        """What the venue publishes of the symbol's funding now: (interval hours, rate cap, rate
+        floor), None where it does not; asked once per ``PUBLISHED_TTL_SECONDS`` (a run's schedule
+        and its cap check share one request)."""
+        published = self.config.profile.funding_published
+        if published is None:
+            return None, None, None
+        cached = self._published.get(symbol)
+        if cached is None or time.monotonic() - cached[0] > PUBLISHED_TTL_SECONDS:
+            self._load_markets()
+            cached = (time.monotonic(), self._call(lambda: published(self._thread_exchange(), self.exchange.market(symbol)), 1))
+            self._published[symbol] = cached
+        return cached[1]
+
     def funding_interval(self, symbol: str) -> int | None:
         """The symbol's funding interval now (hours), where the venue publishes it; else None."""
-        published = self.config.profile.funding_interval
-        if published is None:
-            return None
-        self._load_markets()
-        return self._call(lambda: published(self._thread_exchange(), self.exchange.market(symbol)), 1)
+        return self.funding_published(symbol)[0]
+
+    def funding_cap(self, symbol: str) -> tuple[float | None, float | None]:
+        """The symbol's funding rate cap and floor now, where the venue publishes them; else None."""
+        return self.funding_published(symbol)[1:]
 
     def ping(self) -> None:
         """One plain request, outside the budget (the health check); raises if the venue cannot be

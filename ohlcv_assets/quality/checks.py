@@ -12,8 +12,10 @@ from ohlcv_assets.core.sessions import Sessions
 from ohlcv_assets.warehouse import delistings, derived, provenance
 from ohlcv_assets.warehouse.read import load_candles
 from ohlcv_assets.warehouse.gap_records import confirmed_empty_ranges
-from ohlcv_assets.venues.series import finest_code, signed_prices
+from ohlcv_assets.venues.series import finest_code, parse_series_code, series_code, signed_prices
 
+MARK_VS_LAST_MAX = 0.01  # a mark close this far (relative) from the trade close of its candle is reported
+PREMIUM_VS_BASIS_MAX = 0.005  # a premium close this far (absolute rate) from (mark - index) / index is reported
 COMPLETENESS_THRESHOLD = 0.99
 SPIKE_Z_THRESHOLD = 12.0
 SPIKE_MIN_RETURNS = 12
@@ -46,14 +48,25 @@ CHECKS = [
     CheckSpec("sources_agree", False, True, "the archive agreed with what was stored (the API, or another archive file) on "
                                             "every candle of the day; disagreements are in source_disagreements (a warning)"),
 ]
+# warnings of a perpetual's price series, each of one series (``SERIES_CHECKS``)
+PERP_CHECKS = [
+    CheckSpec("mark_vs_last", False, True, f"mark price closes within {MARK_VS_LAST_MAX:.0%} of the trade candles' closes of "
+                                           "the same open times (a warning; skipped without stored trade candles)"),
+    CheckSpec("premium_vs_basis", False, True, f"premium index closes within {PREMIUM_VS_BASIS_MAX} of (mark - index) / index "
+                                               "of the same open times: loosely, the venue's premium is another formula "
+                                               "(a warning; skipped without stored mark and index candles)"),
+]
+SERIES_CHECKS = {"mark_vs_last": "mark", "premium_vs_basis": "premium"}  # the series each of ``PERP_CHECKS`` is of
 
 
 def checks_for(interval: str) -> list[CheckSpec]:
     """The checks a ``candles/<interval>`` asset has (``interval`` or a price-series code, ``mark_1h``):
     1m candles have nothing finer to agree with; the premium index crosses zero, so it has no
     log-return spikes."""
+    series = parse_series_code(interval)[0]
     return [spec for spec in CHECKS if not (spec.name == "consistent_with_1m" and interval == finest_code(interval))
-            and not (spec.name == "price_spikes" and signed_prices(interval))]
+            and not (spec.name == "price_spikes" and signed_prices(interval))] + \
+        [spec for spec in PERP_CHECKS if SERIES_CHECKS[spec.name] == series]
 
 
 @dataclasses.dataclass
@@ -75,6 +88,30 @@ def _rows(frame: pd.DataFrame, mask) -> pd.DataFrame:
     out = frame[mask].copy()
     out.insert(0, "open_time_utc", [ms_to_iso(int(t)) for t in out["open_time"]])
     return out
+
+
+def mark_vs_last(mark: pd.DataFrame, trades: pd.DataFrame | None) -> CheckOutcome:
+    """Mark candles whose close is more than ``MARK_VS_LAST_MAX`` from the trade candle's close of
+    the same open time (the last price then); ``trades`` None or empty: not stored, skipped."""
+    if trades is None or trades.empty:
+        return CheckOutcome("mark_vs_last", mark.iloc[0:0], "skipped: no trade candles of this interval stored")
+    joined = mark[["open_time", "close"]].merge(trades[["open_time", "close"]], on="open_time", suffixes=("", "_last"))
+    off = (joined["close"] - joined["close_last"]).abs() / joined["close_last"]
+    bad = _rows(joined.assign(relative_diff=off), (off > MARK_VS_LAST_MAX).to_numpy())
+    return CheckOutcome("mark_vs_last", bad, f"{len(joined)} candles compared with the trade closes", checked=len(joined))
+
+
+def premium_vs_basis(premium: pd.DataFrame, mark: pd.DataFrame | None, index: pd.DataFrame | None) -> CheckOutcome:
+    """Premium candles whose close is more than ``PREMIUM_VS_BASIS_MAX`` from (mark - index) / index
+    of the same open time; mark or index None or empty: not stored, skipped."""
+    if mark is None or index is None or mark.empty or index.empty:
+        return CheckOutcome("premium_vs_basis", premium.iloc[0:0], "skipped: no mark and index candles of this interval stored")
+    joined = (premium[["open_time", "close"]].merge(mark[["open_time", "close"]].rename(columns={"close": "mark"}), on="open_time")
+              .merge(index[["open_time", "close"]].rename(columns={"close": "index"}), on="open_time"))
+    basis = (joined["mark"] - joined["index"]) / joined["index"]
+    off = (joined["close"] - basis).abs()
+    bad = _rows(joined.assign(basis=basis), (off > PREMIUM_VS_BASIS_MAX).to_numpy())
+    return CheckOutcome("premium_vs_basis", bad, f"{len(joined)} candles compared with (mark - index) / index", checked=len(joined))
 
 
 _NO_SHORTFALL = pd.DataFrame({"stored": [], "explained_missing": [], "expected": []}, dtype="int64")  # read only
@@ -282,6 +319,15 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
     age = None if latest is None else max(0, until - (latest + step))
     freshness = freshness_share(age, *freshness_windows_ms)
     disagreements = provenance.disagreements(warehouse, instrument.exchange, instrument.symbol, interval, days)
+    series, plain = parse_series_code(interval)
+
+    def companion(code: str) -> pd.DataFrame | None:  # another stored series of the same interval, if configured
+        if not (code in instrument.intervals or code in instrument.series_codes):
+            return None
+        return load_candles(instrument.exchange, instrument.symbol, code, lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
+
+    last = companion(plain) if series == "mark" else None
+    marks, indexes = (companion(series_code("mark", plain)), companion(series_code("index", plain))) if series == "premium" else (None, None)
     disagreeing = dict(iter(disagreements.groupby("day"))) if len(disagreements) else {}
     results = {}
     for day in days:
@@ -298,6 +344,11 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         if official and ("1m" in instrument.intervals or instrument.derived_source(interval) is not None):
             outcomes = [CheckOutcome(o.name, o.offending, OFFICIAL_DAILY) if o.name == "consistent_with_1m" else o for o in outcomes]
         outcomes.append(sources_agree(disagreeing.get(day.isoformat(), NO_DISAGREEMENT)))
+        if series == "mark":
+            outcomes.append(mark_vs_last(frame, None if last is None else _within(last, start, end)))
+        elif series == "premium":
+            outcomes.append(premium_vs_basis(frame, None if marks is None else _within(marks, start, end),
+                                             None if indexes is None else _within(indexes, start, end)))
         results[day] = (outcomes, quality_score(frame, outcomes, expected_by_day[day], explained, freshness))
     return results
 

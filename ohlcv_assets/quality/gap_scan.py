@@ -27,7 +27,7 @@ from ohlcv_assets.core.universe import Instrument
 from ohlcv_assets.warehouse import delistings, gap_records
 from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, GAP_OPEN_STATUSES
 from ohlcv_assets.warehouse.store import Warehouse
-from ohlcv_assets.venues.series import is_trade_candles
+from ohlcv_assets.venues.series import archived
 
 
 @dataclasses.dataclass
@@ -133,7 +133,7 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
     classified.extend(ask_exchange(source, instrument.symbol, interval, unknown) if served
                       else [Gap(g.start_ms, g.end_ms, BEYOND_HISTORY) for g in unknown])
     classified.sort(key=lambda g: g.start_ms)
-    archive = source.config.archive if is_trade_candles(interval) else None  # price series: REST only, for now
+    archive = source.config.archive if archived(source.config.profile, interval) else None
     if archive is not None:
         classified = fillable_from_archive(classified)
     changes = gap_records.reconcile(warehouse, instrument.exchange, instrument.symbol, interval, classified, step, now_ms,

@@ -2,7 +2,11 @@
 archive and REST agree unless a fault says otherwise):
 
 - Binance public data (``<url>/archive/binance/data/...``, data.binance.vision's layout): daily
-  and monthly kline zips with ``.zip.CHECKSUM`` siblings; spot times in microseconds from
+  and monthly kline zips with ``.zip.CHECKSUM`` siblings (``futures/um`` also its mark price, index
+  price and premium index klines: ``markPriceKlines``, ``indexPriceKlines``, ``premiumIndexKlines``,
+  the same layout, rows as the REST endpoints' with volumes 0), and monthly funding rate files
+  ``futures/um/monthly/fundingRate/{SYM}/{SYM}-fundingRate-{YYYY-MM}.zip`` and daily statistics
+  (open interest every 5 minutes) ``futures/um/daily/metrics/{SYM}/{SYM}-metrics-{YYYY-MM-DD}.zip``; spot times in microseconds from
   2025-01-01; futures files with a header from ``FUTURES_HEADER_FROM`` on; a daily file appears
   ``daily_delay_minutes`` after its day, a monthly one ``monthly_delay_days`` after its month
   (``venues: {binance_archive: {...}}``).
@@ -14,7 +18,8 @@ archive and REST agree unless a fault says otherwise):
 Faults (``archive_faults``: ``{kind, file, count}``, ``file`` a substring of the path, ``count``
 the requests it fires on, all if left out): ``missing`` (404: not published yet), ``holey`` (rows
 left out), ``bad_checksum`` (bytes that do not match the published sha256), ``truncated`` (the zip
-cut short), ``disagree`` (some candles' volumes differ from the API's), ``malformed`` (a CSV
+cut short), ``disagree`` (some candles' volumes differ from the API's; a price series' closes),
+``malformed`` (a CSV
 of 13 columns, as a changed format would be), ``impossible`` (a candle's high below its low),
 ``slow`` (the file's download answered only after ``seconds``, its checksum at once: past the
 client's timeout, a file that times out while the files beside it are served); holey, disagreeing,
@@ -36,7 +41,7 @@ import zipfile
 import numpy as np
 
 from ohlcv_assets.core.intervals import DAY_MS, MINUTE_MS, day_bounds_ms, interval_ms
-from ohlcv_assets.simulator.binance import CSV_KLINE, SUPPORTED_INTERVALS, kline_rows
+from ohlcv_assets.simulator.binance import CSV_KLINE, SUPPORTED_INTERVALS, kline_rows, price_kline_rows, signed_decimals
 from ohlcv_assets.simulator.kraken import asset_id
 from ohlcv_assets.simulator.market import PRICE_DECIMALS, VOLUME_DECIMALS, CandleArrays
 from ohlcv_assets.simulator.protocol import Answer, ApiError, Protocol, Request, fixed_point
@@ -48,8 +53,16 @@ ARCHIVE_FAULT_KINDS = {"missing", "holey", "bad_checksum", "truncated", "disagre
 PUBLISHED_AS_THEY_ARE = ("holey", "disagree", "malformed", "impossible")  # the file is built so; others damage a download
 KRAKEN_MINUTES = (1, 5, 15, 60, 240, 720, 1440)
 _BINANCE_TREES = {"spot": "binance", "futures/um": "binanceusdm", "futures/cm": "binancecoinm"}  # tree -> venue
-_BINANCE_PATH = re.compile(r"/data/(spot|futures/um|futures/cm)/(daily|monthly)/klines/([A-Z0-9]+)/(\w+)/"
-                           r"\3-\4-(\d{4}-\d{2}(?:-\d{2})?)\.zip(\.CHECKSUM)?")
+_BINANCE_PATH = re.compile(r"/data/(spot|futures/um|futures/cm)/(daily|monthly)/"
+                           r"(klines|markPriceKlines|indexPriceKlines|premiumIndexKlines)/([A-Z0-9]+)/(\w+)/"
+                           r"\4-\5-(\d{4}-\d{2}(?:-\d{2})?)\.zip(\.CHECKSUM)?")
+# a candles tree's series: USDⓈ-M's mark price, index price and premium index klines beside its klines
+_KLINES_SERIES = {"klines": "trades", "markPriceKlines": "mark", "indexPriceKlines": "index", "premiumIndexKlines": "premium"}
+_FUNDING_PATH = re.compile(r"/data/futures/um/monthly/fundingRate/([A-Z0-9]+)/\1-fundingRate-(\d{4}-\d{2})\.zip(\.CHECKSUM)?")
+FUNDING_HEADER = "calc_time,funding_interval_hours,last_funding_rate\n"
+_METRICS_PATH = re.compile(r"/data/futures/um/daily/metrics/([A-Z0-9]+)/\1-metrics-(\d{4}-\d{2}-\d{2})\.zip(\.CHECKSUM)?")
+METRICS_HEADER = ("create_time,symbol,sum_open_interest,sum_open_interest_value,count_toptrader_long_short_ratio,"
+                  "sum_toptrader_long_short_ratio,count_long_short_ratio,sum_taker_long_short_vol_ratio\n")
 _KRAKEN_PATH = re.compile(r"/Kraken_OHLCVT(?:_(\d{4})Q([1-4]))?\.zip")
 
 
@@ -101,6 +114,12 @@ def _zip(members: dict[str, str]) -> bytes:
     return out.getvalue()
 
 
+def _checksum(path: str, data: bytes) -> Answer:
+    """The ``.CHECKSUM`` of a file as built (``sha256sum`` format): faults that damage bytes come after."""
+    name = path.rsplit("/", 1)[-1].removesuffix(".CHECKSUM")
+    return Answer(200, f"{hashlib.sha256(data).hexdigest()}  {name}\n".encode(), {"Content-Type": "text/plain"})
+
+
 def _holey(c: CandleArrays) -> CandleArrays:
     """A hole of 30 rows in the middle (binance-public-data #230)."""
     mid = len(c) // 2
@@ -109,8 +128,13 @@ def _holey(c: CandleArrays) -> CandleArrays:
     return c.take(keep)
 
 
-def _disagreeing(c: CandleArrays) -> CandleArrays:
-    """Five candles with volumes 2 % higher than the API's (binance-public-data #475)."""
+def _disagreeing(c: CandleArrays, series: str = "trades") -> CandleArrays:
+    """Five candles with volumes 2 % higher than the API's (binance-public-data #475); a price
+    series (no volume): their closes at their highs."""
+    if series != "trades":
+        close = c.close.copy()
+        close[10:15] = c.high[10:15]
+        return dataclasses.replace(c, close=close)
     volume = c.volume.copy()
     volume[10:15] = volume[10:15] * 102 // 100
     return dataclasses.replace(c, volume=volume)
@@ -155,9 +179,16 @@ class Archives(Protocol):
             raise ApiError(404, 404, "The specified key does not exist.")
         if (match := _BINANCE_PATH.fullmatch(path.removeprefix("/binance"))) is not None and path.startswith("/binance/"):
             data = self._binance(sim, match, kinds - {"truncated", "bad_checksum", "slow"})
-            if match.group(6):  # the .CHECKSUM of the file as built (faults that damage bytes come after)
-                name = path.rsplit("/", 1)[-1].removesuffix(".CHECKSUM")
-                return Answer(200, f"{hashlib.sha256(data).hexdigest()}  {name}\n".encode(), {"Content-Type": "text/plain"})
+            if match.group(7):  # the .CHECKSUM of the file as built (faults that damage bytes come after)
+                return _checksum(path, data)
+        elif (match := _FUNDING_PATH.fullmatch(path.removeprefix("/binance"))) is not None and path.startswith("/binance/"):
+            data = self._funding(sim, match, kinds - {"truncated", "bad_checksum", "slow"})
+            if match.group(3):
+                return _checksum(path, data)
+        elif (match := _METRICS_PATH.fullmatch(path.removeprefix("/binance"))) is not None and path.startswith("/binance/"):
+            data = self._metrics(sim, match, kinds - {"truncated", "bad_checksum", "slow"})
+            if match.group(3):
+                return _checksum(path, data)
         elif (match := _KRAKEN_PATH.fullmatch(path.removeprefix("/kraken"))) is not None and path.startswith("/kraken/"):
             data = self._kraken(sim, match)
         else:
@@ -171,10 +202,10 @@ class Archives(Protocol):
         return Answer(200, data, {"Content-Type": "application/zip"})
 
     def _binance(self, sim, match: re.Match, kinds: set[str]) -> bytes:
-        market, kind, sym, interval, period, _ = match.groups()
-        venue = _BINANCE_TREES[market]
+        market, kind, tree, sym, interval, period, _ = match.groups()
+        venue, series = _BINANCE_TREES[market], _KLINES_SERIES[tree]
         symbol = sim.symbol(venue, sym)
-        if symbol is None or interval not in SUPPORTED_INTERVALS:
+        if symbol is None or interval not in SUPPORTED_INTERVALS or (series != "trades" and market != "futures/um"):
             raise ApiError(404, 404, "The specified key does not exist.")
         if kind == "daily":
             first = last = dt.date.fromisoformat(period)
@@ -192,21 +223,87 @@ class Archives(Protocol):
 
         def build() -> bytes:
             step = interval_ms(interval)
-            c = sim.market.candles(symbol, step, lo, hi, now, venue=venue)
+            c = sim.market.candles(symbol, step, lo, hi, now, venue=venue, series=series)
             if len(c) == 0:
                 raise ApiError(404, 404, "The specified key does not exist.")
             if "holey" in kinds:
                 c = _holey(c)
             if "disagree" in kinds:
-                c = _disagreeing(c)
+                c = _disagreeing(c, series)
             if "impossible" in kinds:
                 c = _impossible(c)
             extra = ",0" if "malformed" in kinds else ""
-            text = "".join(row + extra + "\n" for row in self._binance_rows(c, step, market, first))
+            rows = self._binance_rows(c, step, market, first) if series == "trades" else price_kline_rows(c, step, series, quoted=False)
+            text = "".join(row + extra + "\n" for row in rows)
             header = KLINE_HEADER if market != "spot" and first >= FUTURES_HEADER_FROM else ""
             return _zip({f"{sym}-{interval}-{period}.csv": header + text})
 
         return sim.archive_cache.get(key, build)
+
+    def _funding(self, sim, match: re.Match, kinds: set[str]) -> bytes:
+        """A month of a USDⓈ-M perpetual's funding settlements (``calc_time`` the venue's own time,
+        ``funding_interval_hours`` the interval ending there, ``last_funding_rate``), published
+        ``monthly_delay_days`` after its month; monthly only (there are no daily funding files)."""
+        sym, period, _ = match.groups()
+        symbol = sim.symbol("binanceusdm", sym)
+        if symbol is None:
+            raise ApiError(404, 404, "The specified key does not exist.")
+        year, month = map(int, period.split("-"))
+        lo = day_bounds_ms(dt.date(year, month, 1))[0]
+        hi = day_bounds_ms(dt.date(year, month, calendar.monthrange(year, month)[1]))[1]
+        now = sim.now()
+        if now < hi + float(sim.config.venue("binance_archive").get("monthly_delay_days", 1)) * DAY_MS:
+            raise ApiError(404, 404, "The specified key does not exist.")
+
+        def build() -> bytes:
+            events = sim.market.funding_events(symbol, now)
+            keep = (events["nominal"] >= lo) & (events["nominal"] < hi)
+            if not keep.any():
+                raise ApiError(404, 404, "The specified key does not exist.")
+            times, hours, rates = events["time"][keep], events["hours"][keep], events["rate"][keep].copy()
+            if "disagree" in kinds:
+                rates[3:5] += 1  # two settlements' rates a unit (1e-8) off the API's
+            if "holey" in kinds:
+                keep_rows = np.ones(len(times), dtype=bool)
+                keep_rows[len(times) // 2:len(times) // 2 + 3] = False
+                times, hours, rates = times[keep_rows], hours[keep_rows], rates[keep_rows]
+            extra = ",0" if "malformed" in kinds else ""
+            text = "".join(f"{t},{h},{r}{extra}\n" for t, h, r in zip(times.tolist(), hours.tolist(), signed_decimals(rates, 8)))
+            return _zip({f"{sym}-fundingRate-{period}.csv": FUNDING_HEADER + text})
+
+        return sim.archive_cache.get(f"{match.group(0).removesuffix('.CHECKSUM')}|{sorted(kinds)}", build)
+
+    def _metrics(self, sim, match: re.Match, kinds: set[str]) -> bytes:
+        """A day of a USDⓈ-M perpetual's statistics every 5 minutes (``create_time`` a UTC datetime
+        string, open interest in contracts and in quote, then four long/short ratios), published
+        ``daily_delay_minutes`` after its day; daily files only (there are no monthly metrics)."""
+        sym, day, _ = match.groups()
+        symbol = sim.symbol("binanceusdm", sym)
+        if symbol is None:
+            raise ApiError(404, 404, "The specified key does not exist.")
+        lo, hi = day_bounds_ms(dt.date.fromisoformat(day))
+        now = sim.now()
+        if now < hi + float(sim.config.venue("binance_archive").get("daily_delay_minutes", 60)) * MINUTE_MS:
+            raise ApiError(404, 404, "The specified key does not exist.")
+
+        def build() -> bytes:
+            rows = sim.market.open_interest(symbol, 5 * MINUTE_MS, lo, hi, now)
+            if not len(rows["time"]):
+                raise ApiError(404, 404, "The specified key does not exist.")
+            times, amounts, values = rows["time"], rows["amount"], rows["value"].copy()
+            if "disagree" in kinds:
+                values[10:12] += 1
+            if "holey" in kinds:
+                keep = np.ones(len(times), dtype=bool)
+                keep[len(times) // 2:len(times) // 2 + 6] = False
+                times, amounts, values = times[keep], amounts[keep], values[keep]
+            extra = ",0" if "malformed" in kinds else ""
+            stamps = [dt.datetime.fromtimestamp(t / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") for t in times.tolist()]
+            text = "".join(f"{c},{sym},{a},{v},1.5,1.5,1.2,0.95{extra}\n" for c, a, v in
+                           zip(stamps, signed_decimals(amounts, 3), signed_decimals(values, 5, 8)))
+            return _zip({f"{sym}-metrics-{day}.csv": METRICS_HEADER + text})
+
+        return sim.archive_cache.get(f"{match.group(0).removesuffix('.CHECKSUM')}|{sorted(kinds)}", build)
 
     @staticmethod
     def _binance_rows(c: CandleArrays, step: int, market: str, first: dt.date) -> list[str]:

@@ -23,6 +23,7 @@ import orjson
 from ohlcv_assets.core.intervals import interval_ms
 from ohlcv_assets.simulator.market import (
     FUNDING_CAP,
+    OI_DECIMALS,
     PREMIUM_DECIMALS,
     PRICE_DECIMALS,
     VOLUME_DECIMALS,
@@ -256,7 +257,8 @@ class BinanceUsdm(Binance):
 
     def _funding_info(self, sim) -> bytes:
         now = sim.now()
-        cap = _signed(np.array([FUNDING_CAP, -FUNDING_CAP]), PREMIUM_DECIMALS)
+        published = int(sim.config.venue(self.name).get("funding_cap", FUNDING_CAP))  # a test may publish a tighter cap
+        cap = signed_decimals(np.array([published, -published]), PREMIUM_DECIMALS)
         adjusted = []
         for symbol in sim.listed(self.name):
             hours = [h for lo, _, h in sim.market.funding_segments(symbol) if lo <= now]
@@ -282,6 +284,75 @@ class BinanceUsdm(Binance):
         }
 
 
+OI_PERIODS = {"5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000,
+              "6h": 21_600_000, "12h": 43_200_000, "1d": 86_400_000}
+OI_LIMIT_DEFAULT, OI_LIMIT_MAX = 30, 500
+OI_HISTORY_MS = 30 * 86_400_000  # openInterestHist serves the latest 30 days only
+
+
+class DataBudget:
+    """The budget of ``/futures/data`` apart from request weight (weight 0 there): 1,000 requests
+    per 5 minutes per IP (``venues.binanceusdm.data_limit`` / ``data_window_seconds``)."""
+
+    def __init__(self, venue: str):
+        self.name = f"{venue}.data"
+
+    def budget(self, sim) -> RollingWindow:
+        limits = sim.config.venue(self.name.split(".")[0])
+        return RollingWindow(int(limits.get("data_limit", 1000)), float(limits.get("data_window_seconds", 300)),
+                             "Too many requests; current limit of IP is 1000 requests per 5 minutes.",
+                             sim.config.hold_grace_seconds)
+
+
+class BinanceUsdmData(BinanceUsdm):
+    """USDⓈ-M's statistics (``/futures/data``): ``openInterestHist``, a perpetual's open interest
+    per period (5m to 1d) of the latest 30 days only (an older ``startTime`` is refused), 30 rows by
+    default and 500 at most from ``startTime`` (else the last before ``endTime``), numbers as strings."""
+
+    prefix = "/futures/data"
+    counter = "fapi.data."
+
+    def handle(self, sim, request: Request) -> Answer:
+        endpoint = request.path.rsplit("/", 1)[-1]
+        sim.count(f"requests.{self.counter}{endpoint}")
+        if endpoint != "openInterestHist":
+            raise ApiError(404, -1000, f"Unknown endpoint {request.path}")
+        sim.charge(DataBudget(self.name), request.client, 1)
+        query = request.query
+        try:
+            limit = int(query.get("limit", OI_LIMIT_DEFAULT))
+            start = int(query["startTime"]) if "startTime" in query else None
+            end = int(query["endTime"]) if "endTime" in query else None
+        except ValueError:
+            raise ApiError(400, -1100, "Illegal characters found in a parameter.") from None
+        fault = sim.fire_fault(self.name, endpoint, start, client=request.client)
+        symbol = sim.symbol(self.name, query.get("symbol", ""))
+        if symbol is None:
+            raise ApiError(400, -1121, "Invalid symbol.")
+        if query.get("period") not in OI_PERIODS:
+            raise ApiError(400, -1120, "Invalid period.")
+        if not 1 <= limit <= OI_LIMIT_MAX:
+            raise ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        now = sim.now()
+        if start is not None and start < now - OI_HISTORY_MS:
+            raise ApiError(400, -1130, "parameter 'startTime' is invalid.")
+        step = OI_PERIODS[query["period"]]
+        hi = (now if end is None else min(end, now)) + 1
+        lo = max(start if start is not None else hi - step * limit, now - OI_HISTORY_MS)
+        rows = sim.market.open_interest(symbol, step, lo, hi, now)
+        index = np.arange(len(rows["time"]))
+        index = index[:limit] if start is not None else index[max(0, len(index) - limit):]
+        rows = {k: v[index] for k, v in rows.items()}
+        rows, corrupt = apply_event_fault(rows, fault)
+        amounts = signed_decimals(rows["amount"], OI_DECIMALS, WIRE_DECIMALS)
+        values = signed_decimals(rows["value"], OI_DECIMALS + PRICE_DECIMALS, WIRE_DECIMALS)
+        items = [f'{{"symbol":"{symbol.exchange_symbol}","sumOpenInterest":"{a}","sumOpenInterestValue":"{v}",'
+                 f'"CMCCirculatingSupply":"0","timestamp":{t}}}' for t, a, v in zip(rows["time"].tolist(), amounts, values)]
+        if corrupt and items:
+            items[0] = f'{{"symbol":"{symbol.exchange_symbol}","sumOpenInterest":null,"sumOpenInterestValue":null,"timestamp":{int(rows["time"][0])}}}'
+        return Answer(200, sim.truncate(("[" + ",".join(items) + "]").encode(), fault))
+
+
 def funding_window(events: dict[str, np.ndarray], start: int | None, end: int | None, limit: int) -> dict[str, np.ndarray]:
     """``fundingRate``'s selection: events with ``startTime <= fundingTime <= endTime`` (both
     inclusive), the first ``limit`` of them from startTime, else the last ``limit``."""
@@ -297,8 +368,8 @@ def funding_window(events: dict[str, np.ndarray], start: int | None, end: int | 
 
 
 def _funding_rows(symbol: SimSymbol, events: dict[str, np.ndarray], corrupt: bool) -> list[tuple[int, str]]:
-    rates = _signed(events["rate"], PREMIUM_DECIMALS)
-    marks = _signed(events["mark"], PRICE_DECIMALS, WIRE_DECIMALS)
+    rates = signed_decimals(events["rate"], PREMIUM_DECIMALS)
+    marks = signed_decimals(events["mark"], PRICE_DECIMALS, WIRE_DECIMALS)
     rows = [(t, f'{{"symbol":"{symbol.exchange_symbol}","fundingTime":{t},"fundingRate":"{r}","markPrice":"{m}"}}')
             for t, r, m in zip(events["time"].tolist(), rates, marks)]
     if corrupt and rows:
@@ -306,20 +377,28 @@ def _funding_rows(symbol: SimSymbol, events: dict[str, np.ndarray], corrupt: boo
     return rows
 
 
-def _signed(values: np.ndarray, decimals: int, shown: int | None = None) -> list[str]:
+def signed_decimals(values: np.ndarray, decimals: int, shown: int | None = None) -> list[str]:
     """Signed integer units of 10**-decimals as decimal strings with ``shown`` decimals."""
     scale, pad = 10**decimals, "0" * ((shown or decimals) - decimals)
     return [f"{'-' if v < 0 else ''}{abs(v) // scale}.{abs(v) % scale:0{decimals}d}{pad}" for v in values.tolist()]
 
 
-def _price_klines_body(c: CandleArrays, step: int, series: str) -> bytes:
-    """Price-series klines as the venue sends them: prices with eight decimals, every volume
-    column ``"0"`` ("Ignore"), the count of samples where the trade count is."""
+def price_kline_rows(c: CandleArrays, step: int, series: str, quoted: bool = True) -> list[str]:
+    """Price-series kline rows: prices with eight decimals, every volume column ``0`` ("Ignore"),
+    the count of samples where the trade count is; JSON arrays of strings (``quoted``, REST) or the
+    archive's CSV rows of the same values."""
     decimals = PREMIUM_DECIMALS if series == "premium" else PRICE_DECIMALS
-    o, h, low, close = (_signed(getattr(c, name), decimals, WIRE_DECIMALS) for name in ("open", "high", "low", "close"))
-    rows = [f'[{t},"{a}","{b}","{d}","{e}","0",{t + step - 1},"0",{n},"0","0","0"]'
+    o, h, low, close = (signed_decimals(getattr(c, name), decimals, WIRE_DECIMALS) for name in ("open", "high", "low", "close"))
+    if not quoted:
+        return [f"{t},{a},{b},{d},{e},0,{t + step - 1},0,{n},0,0,0"
+                for t, a, b, d, e, n in zip(c.open_time.tolist(), o, h, low, close, c.trades.tolist())]
+    return [f'[{t},"{a}","{b}","{d}","{e}","0",{t + step - 1},"0",{n},"0","0","0"]'
             for t, a, b, d, e, n in zip(c.open_time.tolist(), o, h, low, close, c.trades.tolist())]
-    return ("[" + ",".join(rows) + "]").encode()
+
+
+def _price_klines_body(c: CandleArrays, step: int, series: str) -> bytes:
+    """Price-series klines as the venue sends them (``price_kline_rows``)."""
+    return ("[" + ",".join(price_kline_rows(c, step, series)) + "]").encode()
 
 
 def _select(sim, venue: str, symbol: SimSymbol, step: int, start: int | None, end: int, limit: int, now: int,

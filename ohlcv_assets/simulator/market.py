@@ -26,6 +26,7 @@ from ohlcv_assets.core.sessions import EXTENDED, REGULAR, sessions_for
 
 PRICE_DECIMALS = 2
 PREMIUM_DECIMALS = 8  # premium index values and funding rates: signed, in units of 1e-8
+OI_DECIMALS = 3  # open interest amounts: contracts in units of 1e-3
 FUNDING_CAP = 2_000_000  # a funding rate's cap and floor (+-0.02), in units of 1e-8
 PRICE_SERIES = ("mark", "index", "premium")  # a perpetual's price klines beside its trade klines
 VOLUME_DECIMALS = 5
@@ -254,6 +255,19 @@ class SimulatedMarket:
         rate = np.clip(10_000 + (premium - 10_000) // 4, -FUNDING_CAP, FUNDING_CAP)  # 0.01 % plus a share of the premium
         return {"nominal": t, "time": raw, "rate": rate.astype(np.int64), "mark": self.series_value(symbol, "mark", t),
                 "hours": hours_arr}
+
+    def open_interest(self, symbol: SimSymbol, period_ms: int, start_ms: int, end_ms: int, now_ms: int) -> dict[str, np.ndarray]:
+        """A perpetual's open interest sampled every ``period_ms`` (on the grid) in [start_ms, end_ms),
+        from its listing to ``now_ms`` (delisting ends it): ``time``, ``amount`` (contracts, in units
+        of 1e-3: ``OI_DECIMALS``) and ``value`` (amount times the mark price then, in 1e-5 units). A
+        coarser period's rows are the 5-minute series' rows at its times, as the venue's are."""
+        end = min(end_ms, now_ms + 1, symbol.delisted_ms or end_ms)
+        t = np.arange(grid_ceil(max(start_ms, symbol.listed_ms), period_ms), end, period_ms, dtype=np.int64)
+        salt = self._salt(symbol) + 40
+        wave = 0.25 * np.sin(2 * np.pi * t.astype(np.float64) / (3.1 * DAY_MS) + salt % 89)
+        noise = 0.01 * (_uniform(self.seed, salt, t) - 0.5)
+        amount = np.round(10**OI_DECIMALS * 2_000_000 / max(symbol.price, 1.0) * (1 + wave + noise)).astype(np.int64)
+        return {"time": t, "amount": amount, "value": amount * self.series_value(symbol, "mark", t)}
 
     def candles(self, symbol: SimSymbol, interval_ms: int, start_ms: int, end_ms: int, now_ms: int,
                 omit_empty: bool = False, venue: str | None = None, series: str = "trades") -> CandleArrays:

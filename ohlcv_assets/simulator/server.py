@@ -47,14 +47,14 @@ import yaml
 
 from ohlcv_assets.core.intervals import now_ms, resolve_day, resolve_instant
 from ohlcv_assets.simulator.archives import ArchiveFault, Archives, FileCache
-from ohlcv_assets.simulator.binance import Binance, BinanceUsdm
+from ohlcv_assets.simulator.binance import Binance, BinanceUsdm, BinanceUsdmData
 from ohlcv_assets.simulator.coinbase import Coinbase
 from ohlcv_assets.simulator.kraken import Kraken
 from ohlcv_assets.simulator.market import CRYPTO_VENUES, Downtime, SimSymbol, SimulatedMarket
 from ohlcv_assets.simulator.polygon import Polygon
 from ohlcv_assets.simulator.protocol import IN_FLIGHT, VIOLATION, Answer, ApiError, Fault, Protocol, Request
 
-PROTOCOLS: tuple[Protocol, ...] = (Archives(), Kraken(), Coinbase(), Polygon(), BinanceUsdm(), Binance())  # Binance spot last: it takes every other path
+PROTOCOLS: tuple[Protocol, ...] = (Archives(), Kraken(), Coinbase(), Polygon(), BinanceUsdm(), BinanceUsdmData(), Binance())  # Binance spot last: it takes every other path
 @dataclasses.dataclass
 class SimulatorConfig:
     symbols: dict[str, SimSymbol]

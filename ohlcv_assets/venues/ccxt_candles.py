@@ -64,6 +64,45 @@ class CcxtFunding(Protocol):
     def __call__(self, exchange: ccxt.Exchange, market: dict, since_ms: int, until_ms: int, name: str) -> tuple[np.ndarray, bool]: ...
 
 
+class CcxtOpenInterest(Protocol):
+    """A page of open interest of ``market`` every ``period`` from ``since_ms`` to ``until_ms``
+    (inclusive) as (n, 3) rows of (time ms, amount or NaN, value or NaN), ascending; and whether
+    the page was full (more may follow)."""
+
+    def __call__(self, exchange: ccxt.Exchange, market: dict, period: str, since_ms: int, until_ms: int,
+                 name: str) -> tuple[np.ndarray, bool]: ...
+
+
+OI_PAGE = 500  # rows a page of open interest holds (Binance's openInterestHist limit; ccxt's default elsewhere)
+
+
+def fetch_open_interest_rows(exchange: ccxt.Exchange, market: dict, period: str, since_ms: int, until_ms: int,
+                             name: str) -> tuple[np.ndarray, bool]:
+    """ccxt's unified ``fetch_open_interest_history`` (a page of ``OI_PAGE``), checked."""
+    raw = exchange.fetch_open_interest_history(market["symbol"], period, since_ms, OI_PAGE, {"until": until_ms})
+    if not isinstance(raw, list):
+        raise _bad_response(f"{name}: unexpected open interest answer of type {type(raw).__name__}")
+    rows = open_interest_rows([(r.get("timestamp"), r.get("openInterestAmount"), r.get("openInterestValue"))
+                               if isinstance(r, dict) else r for r in raw], name)
+    return rows, len(rows) >= OI_PAGE
+
+
+def open_interest_rows(raw: list, name: str) -> np.ndarray:
+    """(time, amount, value) triples as an (n, 3) float array, ascending; a missing time, a negative
+    or non-numeric figure, or times out of order is ccxt's ``BadResponse`` (retried). A missing
+    figure is NaN (the venue may give one of the two), never 0."""
+    try:
+        rows = np.array([(float(t), *(float(x) if x not in (None, "") else np.nan for x in (a, v))) for t, a, v in raw],
+                        dtype=np.float64).reshape(-1, 3)
+    except (TypeError, ValueError):
+        raise _bad_response(f"{name}: malformed open interest rows, e.g. {raw[:1]}") from None
+    figures = rows[:, 1:]
+    if (not np.isfinite(rows[:, 0]).all() or (figures < 0).any() or np.isnan(figures).all(axis=1).any()
+            or (np.diff(rows[:, 0]) <= 0).any()):
+        raise _bad_response(f"{name}: malformed open interest rows, e.g. {raw[:1]}")
+    return rows
+
+
 def fetch_funding_rows(exchange: ccxt.Exchange, market: dict, since_ms: int, until_ms: int, name: str) -> tuple[np.ndarray, bool]:
     """ccxt's unified ``fetch_funding_rate_history`` (the venue's default page), checked; no mark
     price (ccxt's structure has none). A page is taken as full unless empty: pages end at the

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 from ohlcv_assets.venues.ccxt_candles import (
     CcxtCandles,
     CcxtFunding,
+    CcxtOpenInterest,
     CcxtSeriesCandles,
     fetch_funding_rows,
+    fetch_open_interest_rows,
     fetch_ohlcv_rows,
     fetch_series_ohlcv_rows,
 )
@@ -45,6 +47,7 @@ class VenueProfile:
     archive_format: str | None = None  # the venue's bulk archive layout (``archive.formats.FORMATS``), None: it has none
     archive_is_files: bool = False  # its archive is files the universe lists (Kraken's full and quarterly zips), not one root
     archive_market: str = "spot"  # the archive tree holding this venue's instruments (Binance: spot, futures/um, futures/cm)
+    archive_series: tuple[str, ...] = ("trades",)  # the candles series its archive holds (``venues.series``: trades, mark...)
     api_url_keys: tuple[str, ...] = ("public",)  # the ccxt ``urls['api']`` entries a universe's api_url replaces
     # ccxt venues: which ccxt class speaks its API, and what the shared ccxt client (``exchange.ccxt_source``) does
     # differently for it
@@ -57,8 +60,13 @@ class VenueProfile:
     series_intervals: tuple[str, ...] | None = None  # the intervals of its price-series klines; None: ``intervals``
     ccxt_series_candles: CcxtSeriesCandles = fetch_series_ohlcv_rows  # how a page of a price series is read
     ccxt_funding: CcxtFunding = fetch_funding_rows  # how a page of funding settlements is read
-    # the symbol's funding interval now (hours), as the venue publishes it; None: not published (inferred)
-    funding_interval: Callable[[ccxt.Exchange, dict], int | None] | None = None
+    ccxt_open_interest: CcxtOpenInterest = fetch_open_interest_rows  # how a page of open interest is read
+    open_interest_history_days: int | None = None  # how far back its REST serves open interest (None: all of it)
+    # ccxt ``urls['api']`` keys a universe's api_url also sets, as its origin plus a path of their own
+    api_url_derived: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # what the venue publishes of the symbol's funding now: (interval hours, rate cap, rate floor), each None where it
+    # does not (the interval is then inferred, the cap not checked); None: it publishes nothing
+    funding_published: Callable[[ccxt.Exchange, dict], tuple[int | None, float | None, float | None]] | None = None
 
     @property
     def ccxt_class(self) -> str | None:

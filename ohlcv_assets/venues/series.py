@@ -3,7 +3,8 @@ what ccxt says a venue offers of them.
 
 - ``mark``, ``index``, ``premium``: price klines (mark price, index price, premium index), stored
   as candles under a series code (``mark_1h``, ``idx_1h``, ``prem_1h``: see ``series_code``) with no volume;
-- ``funding``: the funding rate settlements, an event series on the venue's funding interval.
+- ``funding``: the funding rate settlements, an event series on the venue's funding interval;
+- ``open_interest``: the open interest every 5 minutes (the venue's resolution), code ``oi_5m``.
 
 A venue module declares the series it serves (``VenueProfile.series``); the generic ccxt venue
 offers what ccxt's ``has`` says (``CCXT_HAS``). Not a venue: it declares no ``PROFILE``.
@@ -13,15 +14,17 @@ from __future__ import annotations
 
 PRICE_SERIES = ("mark", "index", "premium")
 EVENT_SERIES = ("funding",)
-SERIES = PRICE_SERIES + EVENT_SERIES
+SERIES = PRICE_SERIES + EVENT_SERIES + ("open_interest",)
 CCXT_HAS = {"mark": "fetchMarkOHLCV", "index": "fetchIndexOHLCV", "premium": "fetchPremiumIndexOHLCV",
-            "funding": "fetchFundingRateHistory"}  # ccxt's unified method of each series
+            "funding": "fetchFundingRateHistory", "open_interest": "fetchOpenInterestHistory"}  # ccxt's unified method of each
+OI_PERIOD = "5m"  # open interest is stored at the venue's resolution: Binance's metrics files hold 5-minute rows
+OI_CODE = "oi_5m"
 CCXT_PRICE = {"mark": "mark", "index": "index", "premium": "premiumIndex"}  # fetch_ohlcv's params.price
 FUNDING_CODE = "funding"
 _SEPARATOR = "_"
 # A code is stored where the interval is (``timeframe`` columns of 8 characters, the LIST-partition key of the
 # candle tables on PostgreSQL, whose type cannot be altered): short prefixes keep every code within 8 (prem_12h).
-CODE_PREFIX = {"mark": "mark", "index": "idx", "premium": "prem"}
+CODE_PREFIX = {"mark": "mark", "index": "idx", "premium": "prem", "open_interest": "oi"}
 _SERIES_OF_PREFIX = {prefix: series for series, prefix in CODE_PREFIX.items()}
 CODE_PREFIXES = frozenset(_SERIES_OF_PREFIX)
 
@@ -39,6 +42,8 @@ def series_code(series: str, interval: str | None = None) -> str:
         if interval is None:
             raise ValueError(f"{series} klines need an interval")
         return f"{CODE_PREFIX[series]}{_SEPARATOR}{interval}"
+    if series == "open_interest":
+        return OI_CODE
     if series == "funding":
         return FUNDING_CODE
     raise ValueError(f"unknown series {series!r} (known: trades, {', '.join(SERIES)})")
@@ -65,6 +70,11 @@ def ccxt_offers(ccxt_id: str, series: str) -> tuple[bool, str]:
     method = CCXT_HAS[series]
     has = (getattr(ccxt, ccxt_id)().has or {}).get(method)
     return bool(has), f"ccxt has[{method!r}] = {has!r}"
+
+
+def archived(profile, code: str) -> bool:
+    """Whether the venue's archive (if the universe configures it) holds the candles series of ``code``."""
+    return parse_series_code(code)[0] in profile.archive_series
 
 
 def is_trade_candles(code: str) -> bool:

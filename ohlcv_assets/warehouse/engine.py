@@ -12,7 +12,7 @@ from ohlcv_assets.warehouse.dialect import Dialect
 from ohlcv_assets.warehouse.urls import public_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0016"  # the newest migration (a test holds it to Alembic's head)
+HEAD_REVISION = "0017"  # the newest migration (a test holds it to Alembic's head)
 INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 
 

@@ -251,3 +251,13 @@ funding_rates = Table(
     Column("fetched_at", BigInteger, nullable=False),
     comment="A perpetual's funding rate settlements, one row each, keyed by the nominal settlement time (warehouse/funding.py)",
 )
+
+open_interest = Table(
+    "open_interest",
+    metadata,
+    *_candle_key(),  # timeframe "oi_5m"; open_time the sample's time on the 5-minute grid
+    Column("amount", Float(53), nullable=True, comment="open interest in contracts (the base asset); NULL where not given"),
+    Column("value", Float(53), nullable=True, comment="open interest in the quote currency; NULL where not given"),
+    Column("fetched_at", BigInteger, nullable=False),
+    comment="A perpetual's open interest every 5 minutes (warehouse/open_interest.py)",
+)

@@ -213,8 +213,11 @@ def test_a_perpetual_says_which_series_it_wants():
      r"instruments\[2\] \(binance BTC/USDT\): series mark: series need a perpetual contract symbol \(e\.g\. 'BTC/USDT:USDT'\)"),
     ("{exchange: perps, symbol: SOL/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [funding, funding]}",
      r"series: .*series repeat"),
-    ("{exchange: perps, symbol: SOL/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [open_interest]}",
-     r"instruments\[2\] \(perps SOL/USDT:USDT\)\.series\.0: Input should be 'mark', 'index', 'premium' or 'funding'"),
+    ("{exchange: perps, symbol: SOL/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [basis]}",
+     r"instruments\[2\] \(perps SOL/USDT:USDT\)\.series\.0: Input should be 'mark', 'index', 'premium', 'funding' or "
+     r"'open_interest'"),
+    ("{exchange: hyper, symbol: BTC/USDC:USDC, intervals: [1h], start: 2026-10-01, series: [funding, open_interest]}",
+     r"series open_interest is not offered by hyperliquid \(ccxt has\['fetchOpenInterestHistory'\] = False\)"),
 ])
 def test_a_series_the_venue_lacks_is_refused_naming_it(entry, message):
     with pytest.raises(UniverseError, match=message):

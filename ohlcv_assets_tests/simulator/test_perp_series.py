@@ -149,3 +149,48 @@ def test_price_series_hours_aggregate_their_minutes_exactly(perp_sim):
         minutes = reference(perp_sim, "BTCUSDT", series, MINUTE_MS, start, start + HOUR_MS)
         hour = reference(perp_sim, "BTCUSDT", series, HOUR_MS, start, start + HOUR_MS)
         assert hour.tolist() == [[start, minutes[0, 1], minutes[:, 2].max(), minutes[:, 3].min(), minutes[-1, 4]]]
+
+
+def oi_truth(sim, period_ms: int, start: int, end: int) -> np.ndarray:
+    rows = sim.market.open_interest(sim.config.symbols["BTCUSDT"], period_ms, start, end, sim.now())
+    return np.column_stack([rows["time"], rows["amount"] / 1000, rows["value"] / 10**5])
+
+
+@pytest.mark.parametrize("period,step", [("5m", 5 * MINUTE_MS), ("1h", HOUR_MS)])
+def test_ccxt_reads_open_interest_history_of_the_last_30_days_from_futures_data(perp_sim, usdm, period, step):
+    """``/futures/data/openInterestHist`` as ccxt's ``fetch_open_interest_history`` reads it (its
+    ``fapiData`` URL): rows on the period's grid, a coarser period's the 5-minute series' at its times;
+    a ``startTime`` older than 30 days is refused; its own budget, not the klines weight."""
+    usdm.urls["api"]["fapiData"] = f"{perp_sim.url}/futures/data"
+    start = (perp_sim.now() - 2 * DAY_MS) // step * step
+    rows = usdm.fetch_open_interest_history("BTC/USDT:USDT", period, start, 200)
+    got = np.array([[r["timestamp"], r["openInterestAmount"], r["openInterestValue"]] for r in rows])
+    want = oi_truth(perp_sim, step, start, start + 200 * step)
+    assert len(got) == len(want) == min(200, 2 * DAY_MS // step + 1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    five = oi_truth(perp_sim, 5 * MINUTE_MS, start, start + 200 * step)
+    assert set(map(tuple, want)) <= set(map(tuple, five))  # the 5-minute series sampled at the period
+    with pytest.raises(ccxt.BadRequest, match="startTime"):
+        usdm.fetch_open_interest_history("BTC/USDT:USDT", period, perp_sim.now() - 31 * DAY_MS, 10)
+    assert perp_sim.stats["requests.fapi.data.openInterestHist"] == 2 and perp_sim.stats["fapi.weight"] == 1  # exchangeInfo alone
+
+
+def test_the_metrics_archive_holds_open_interest_every_5_minutes_a_day(perp_sim):
+    """``futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-<day>.zip``: a CSV of 288 rows with the
+    venue's header, datetime strings, the open interest REST serves for the same times; its
+    CHECKSUM the zip's sha256; no monthly metrics files."""
+    import hashlib
+    import io
+    import zipfile
+
+    day = dt.date(2026, 10, 4)  # older than REST's 30 days
+    url = f"{perp_sim.url}/archive/binance/data/futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-{day}.zip"
+    data = requests.get(url, timeout=10).content
+    assert requests.get(url + ".CHECKSUM", timeout=10).text.split()[0] == hashlib.sha256(data).hexdigest()
+    text = zipfile.ZipFile(io.BytesIO(data)).read(f"BTCUSDT-metrics-{day}.csv").decode().splitlines()
+    assert text[0].startswith("create_time,symbol,sum_open_interest,sum_open_interest_value,") and len(text) == 289
+    first = text[1].split(",")
+    assert first[0] == f"{day} 00:00:00" and first[1] == "BTCUSDT" and len(first) == 8
+    rows = np.array([[float(c) for c in line.split(",")[2:4]] for line in text[1:]])
+    np.testing.assert_allclose(rows, oi_truth(perp_sim, 5 * MINUTE_MS, *day_bounds_ms(day))[:, 1:], rtol=0, atol=1e-6)
+    assert requests.get(url.replace("daily", "monthly").replace(f"-{day}", f"-{day:%Y-%m}"), timeout=10).status_code == 404

@@ -21,6 +21,7 @@ from ohlcv_assets.warehouse.schema import (
     exported_files,
     funding_rates,
     gaps,
+    open_interest,
     rate_budget,
     retired_ranges,
     source_files,
@@ -120,7 +121,7 @@ def test_migrations_are_idempotent_and_versioned(warehouse):
 def test_the_migrated_schema_matches_the_table_definitions(warehouse):
     with warehouse.engine.connect() as conn:
         for table in (candles, candle_features, gaps, rate_budget, retired_ranges, exported_files, delistings, day_sources, source_files,
-                      derived_candles, funding_rates):
+                      derived_candles, funding_rates, open_interest):
             migrated = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
             assert migrated == {c.name for c in table.columns}, table.name
 

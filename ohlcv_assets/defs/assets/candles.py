@@ -31,7 +31,7 @@ from ohlcv_assets.core.settings import egress_address
 from ohlcv_assets.core.universe import Universe, universe_in_use
 from ohlcv_assets.quality.validation import CandleValidationError
 from ohlcv_assets.warehouse.urls import public_url
-from ohlcv_assets.venues.series import is_trade_candles, parse_series_code
+from ohlcv_assets.venues.series import archived, parse_series_code
 
 CANDLES_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
@@ -178,7 +178,7 @@ def ingest_instrument(step: CandlesStep, instrument, days: list[dt.date]) -> lis
     blocked = []
     for batch in ingest_days(exchange.source(instrument.exchange), warehouse.warehouse, instrument, interval, days, now,
                              workers=config.fetch_concurrency, on_progress=lambda p: reporter.update(instrument.label(), p),
-                             archive=exchange.archive(instrument.exchange) if is_trade_candles(interval) else None):
+                             archive=exchange.archive(instrument.exchange) if archived(config.profile, interval) else None):
         checked = check_stored_days(warehouse.warehouse, instrument, interval,
                                     {day: report.expected_candles for day, report in batch}, now, windows,
                                     config.sessions_of(instrument), config.profile.official_daily)

@@ -3,12 +3,14 @@
 
 import dagster as dg
 
-from ohlcv_assets.core.names import interval_of_partitions_name, scan_request
+from ohlcv_assets.core.names import interval_of_partitions_name, scan_job_name, scan_request
 from ohlcv_assets.defs.partitions import existing_instrument_partitions, instrument_partition_changes
 from ohlcv_assets.core.universe import Universe
 
 
 def build_instrument_sensor(universe: Universe, scan_jobs: list) -> dg.SensorDefinition:
+    scanned = {job.name for job in scan_jobs}
+
     @dg.sensor(
         name="instrument_partitions",
         jobs=scan_jobs,
@@ -26,7 +28,7 @@ def build_instrument_sensor(universe: Universe, scan_jobs: list) -> dg.SensorDef
             if to_add:
                 requests.append(dg.AddDynamicPartitionsRequest(name, to_add))
                 interval = interval_of_partitions_name(name)
-                if interval is None:  # a derived series: its candles come from the source's, no scan
+                if interval is None or scan_job_name(interval) not in scanned:  # derived, or open interest: no scan
                     continue
                 # added at the end of the registered keys, in this order: one contiguous range
                 scans.append(scan_request(interval, to_add, f"new-{interval}-{to_add[0]}-{to_add[-1]}-{len(to_add)}",

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms
+from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms, utc_day
 from ohlcv_assets.core.names import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -19,6 +19,7 @@ from ohlcv_assets.core.names import (
     funding_key,
     gap_report_key,
     instruments_partitions_name,
+    open_interest_key,
 )
 from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.defs.sensors.gap_backfill import gap_partitions
@@ -27,8 +28,11 @@ from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitio
 from ohlcv_assets.core.gaps import EXCHANGE_DOWNTIME, FILLABLE
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, DETECTED, FILLED
+from ohlcv_assets.ingest.open_interest import rest_horizon_ms
 from ohlcv_assets.warehouse.funding import delete_funding, read_funding
+from ohlcv_assets.warehouse.open_interest import read_open_interest
 from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.simulator.market import FUNDING_CAP
 from ohlcv_assets_tests.helpers import FUNDING_NEVER, PERP_SIMULATOR_CONFIG
 
 FIRST, LAST = dt.date(2026, 10, 4), dt.date(2026, 10, 6)
@@ -106,8 +110,11 @@ def test_each_price_series_is_a_candles_asset_registered_for_its_instruments(per
         "perps.BTC-USDT_USDT", "perps.ETH-USDT_USDT", "generic.ETH-USDT_USDT"]
     assert defs.get_assets_def(funding_key())
     checks = {spec.name for spec in defs.get_assets_def(candles_key("prem_1h")).check_specs}
-    assert checks == {"candles_valid", "completeness", "consistent_with_1m", "sources_agree"}  # no log-return spikes across zero
-    assert "price_spikes" in {spec.name for spec in defs.get_assets_def(candles_key("mark_1h")).check_specs}
+    assert checks == {"candles_valid", "completeness", "consistent_with_1m", "sources_agree",
+                      "premium_vs_basis"}  # no log-return spikes across zero
+    mark_checks = {spec.name for spec in defs.get_assets_def(candles_key("mark_1h")).check_specs}
+    assert "price_spikes" in mark_checks and "mark_vs_last" in mark_checks and "premium_vs_basis" not in mark_checks
+    assert not {"mark_vs_last", "premium_vs_basis"} & {spec.name for spec in defs.get_assets_def(candles_key("1h")).check_specs}
 
 
 @pytest.mark.parametrize("code", ["mark_1m", "mark_1h", "idx_1h", "prem_1m", "prem_1h"])
@@ -305,3 +312,205 @@ def test_a_missing_settlement_is_a_gap_record_scanned_classified_and_backfilled(
     meta, checks = run_range(defs, instance, "funding", "perps.BTC-USDT_USDT", FUNDING_NEVER.date(), FUNDING_NEVER.date())
     assert meta[FUNDING_NEVER.date()]["settlements_missing"] == 0 and checks[FUNDING_NEVER.date()]["funding_complete"].passed
 
+
+@pytest.mark.parametrize("code", ["mark_1h", "idx_1h", "prem_1h"])
+def test_price_series_come_from_their_archive_trees_verified_and_agree_with_rest(perp_sim, tmp_path, warehouse_url, code):
+    """August 2026 from the series' monthly futures/um file, the range's edges from daily files,
+    the rest from REST; a file failing its checksum and a holey one are holes REST fills. Exact
+    against the simulator, and the same rows as an exchange without the archive stores from REST."""
+    tree = {"mark": "markPriceKlines", "idx": "indexPriceKlines", "prem": "premiumIndexKlines"}[code.split("_")[0]]
+    url, common = perp_sim.url, "timeout_seconds: 2, retry_base_seconds: 0.05"
+    perp_sim.reconfigure({"faults": [], "reset_stats": True, "archive_faults": [
+        {"kind": "bad_checksum", "file": f"{tree}/BTCUSDT/1h/BTCUSDT-1h-2026-07-30.zip"},
+        {"kind": "holey", "file": f"{tree}/BTCUSDT/1h/BTCUSDT-1h-2026-09-01.zip"}]})
+    path = tmp_path / "universe.yaml"
+    path.write_text(f"""
+exchanges:
+  archived: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}, archive: {{url: "{url}/archive/binance"}}}}
+  rest: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}}}
+instruments:
+  - {{exchange: archived, symbol: BTC/USDT:USDT, intervals: [1h], start: 2026-07-01, series: [mark, index, premium]}}
+  - {{exchange: rest, symbol: BTC/USDT:USDT, intervals: [1h], start: 2026-07-01, series: [mark, index, premium]}}
+""")
+    universe = parse_universe(path.read_text(), str(path))
+    first, last = dt.date(2026, 7, 30), dt.date(2026, 9, 2)
+    try:
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(str(path), warehouse_url)
+            meta, checks = run_range(defs, instance, code, "archived.BTC-USDT_USDT", first, last)
+            run_range(defs, instance, code, "rest.BTC-USDT_USDT", first, last)
+        got = stored(warehouse_url, "archived", "BTC/USDT:USDT", code, first, last)
+        pd.testing.assert_frame_equal(got, truth(perp_sim, "BTCUSDT", code, first, last))
+        pd.testing.assert_frame_equal(got, stored(warehouse_url, "rest", "BTC/USDT:USDT", code, first, last))
+        name = "data/futures/um/{}/" + tree + "/BTCUSDT/1h/BTCUSDT-1h-{}.zip"
+        assert {meta[dt.date(2026, 8, d)]["archive_file"] for d in (1, 31)} == {name.format("monthly", "2026-08")}
+        assert meta[dt.date(2026, 7, 31)]["archive_file"] == name.format("daily", "2026-07-31")
+        assert meta[first]["source"] == "rest" and meta[dt.date(2026, 9, 1)]["source"] == "rest"  # the bad files' days
+        assert all(e.passed for day in checks.values() for e in day.values()), checks
+        assert all(f.fired for f in perp_sim.config.archive_faults)
+    finally:
+        perp_sim.reconfigure({"archive_faults": []})
+
+
+FUNDING_FILE = "data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2026-10.zip"
+
+
+@pytest.mark.parametrize("fault", [None, "bad_checksum", "holey", "malformed", "missing"])
+def test_funding_comes_from_the_monthly_archive_across_an_interval_change_and_agrees_with_rest(perp_sim, tmp_path, warehouse_url, fault):
+    """October 2026 (BTCUSDT's 8 h -> 4 h change on the 5th) from its verified monthly fundingRate
+    file, the days around it from REST; the same settlements (times, rates) as an exchange without the
+    archive stores from REST (the file has no mark prices). A file that fails its checksum, is not
+    published, or has another width is a hole REST fills; a file lacking settlements has its days
+    from REST too: exact either way."""
+    url, common = perp_sim.url, "timeout_seconds: 2, retry_base_seconds: 0.05"
+    perp_sim.reconfigure({"faults": [], "reset_stats": True,
+                          "archive_faults": [{"kind": fault, "file": "fundingRate-2026-10"}] if fault else []})
+    path = tmp_path / "universe.yaml"
+    path.write_text(f"""
+exchanges:
+  archived: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}, archive: {{url: "{url}/archive/binance"}}}}
+  rest: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}}}
+instruments:
+  - {{exchange: archived, symbol: BTC/USDT:USDT, intervals: [1h], start: 2026-09-01, series: [funding]}}
+  - {{exchange: rest, symbol: BTC/USDT:USDT, intervals: [1h], start: 2026-09-01, series: [funding]}}
+""")
+    universe = parse_universe(path.read_text(), str(path))
+    first, last = dt.date(2026, 9, 29), dt.date(2026, 11, 2)
+    try:
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(str(path), warehouse_url)
+            meta, checks = run_range(defs, instance, "funding", "archived.BTC-USDT_USDT", first, last)
+            run_range(defs, instance, "funding", "rest.BTC-USDT_USDT", first, last)
+        got = stored_funding(warehouse_url, "archived", "BTC/USDT:USDT", first, last)
+        from_rest = stored_funding(warehouse_url, "rest", "BTC/USDT:USDT", first, last)
+        want = funding_truth(perp_sim, "BTCUSDT", first, last)
+        pd.testing.assert_frame_equal(from_rest, want)
+        archived_days = {d for d, m in meta.items() if m["source"] == "archive"}
+        in_file = np.isin(pd.to_datetime(want["open_time"], unit="ms").dt.date.to_numpy(), list(archived_days))
+        want.loc[in_file, "mark_price"] = np.nan  # the archive's file holds no mark price
+        pd.testing.assert_frame_equal(got, want)
+        october = {dt.date(2026, 10, d) for d in range(1, 32)}
+        if fault in (None, "holey"):
+            assert {meta[d]["archive_file"] for d in october if d in archived_days} == {FUNDING_FILE}
+            days = pd.to_datetime(want["open_time"], unit="ms").dt.date
+            in_october = days[[d in october for d in days]].tolist()
+            hole = set(in_october[len(in_october) // 2:len(in_october) // 2 + 3]) if fault == "holey" else set()
+            # the days a file lacks expected settlements of come from REST too: the hole's, and the venue's own
+            # missing settlement (not yet confirmed by a gap scan) on FUNDING_NEVER's day
+            assert archived_days == october - hole - {FUNDING_NEVER.date()}
+            assert "lacks 1 settlement(s)" in meta[FUNDING_NEVER.date()]["archive_note"]
+        else:
+            assert not archived_days and all("fundingRate-2026-10" in meta[d]["archive_note"] for d in october)
+        assert meta[dt.date(2026, 10, 5)]["funding_interval_hours"] == "4, 8"
+        assert [d for d, day in checks.items() if not day["funding_complete"].passed] == [FUNDING_NEVER.date()]
+        assert all(f.fired for f in perp_sim.config.archive_faults)
+    finally:
+        perp_sim.reconfigure({"archive_faults": []})
+
+
+def test_mark_and_premium_are_checked_against_the_last_price_and_the_basis(perp_sim, perp_setup, warehouse_url):
+    """With the trade candles, mark and index of the same interval stored, the mark is compared with
+    the last price and the premium with (mark - index) / index, candle by candle (warnings)."""
+    _, defs, instance = perp_setup
+    for code in ("1h", "mark_1h", "idx_1h"):
+        run_range(defs, instance, code, "perps.BTC-USDT_USDT", FIRST, LAST)
+    _, marks = run_range(defs, instance, "mark_1h", "perps.BTC-USDT_USDT", FIRST, LAST)
+    _, premiums = run_range(defs, instance, "prem_1h", "perps.BTC-USDT_USDT", FIRST, LAST)
+    for checks, name, against in ((marks, "mark_vs_last", "the trade closes"), (premiums, "premium_vs_basis", "(mark - index) / index")):
+        assert all(day[name].passed and day[name].metadata["detail"].value == f"24 candles compared with {against}"
+                   for day in checks.values()), checks
+    _, alone = run_range(defs, instance, "mark_1h", "generic.ETH-USDT_USDT", FIRST, FIRST)  # no trade candles 1h stored yet
+    assert alone[FIRST]["mark_vs_last"].metadata["detail"].value.startswith("skipped")
+
+
+def test_a_funding_rate_beyond_the_published_cap_is_reported_and_kept(perp_sim, perp_setup, warehouse_url):
+    """fundingInfo publishes a cap and floor of 0.0001 for BTCUSDT: the settlements beyond them are
+    named by funding_within_cap (a warning), and stored as the venue paid them."""
+    _, defs, instance = perp_setup
+    perp_sim.reconfigure({"venues": {"binanceusdm": {**PERP_SIMULATOR_CONFIG["venues"]["binanceusdm"], "funding_cap": 10_000}}})
+    try:
+        _, checks = run_range(defs, instance, "funding", "perps.BTC-USDT_USDT", FIRST, LAST)
+    finally:  # the market's own cap again (venue settings are merged, not replaced)
+        perp_sim.reconfigure({"venues": {"binanceusdm": {**PERP_SIMULATOR_CONFIG["venues"]["binanceusdm"], "funding_cap": FUNDING_CAP}}})
+    want = funding_truth(perp_sim, "BTCUSDT", FIRST, LAST)
+    pd.testing.assert_frame_equal(stored_funding(warehouse_url, "perps", "BTC/USDT:USDT", FIRST, LAST), want)
+    beyond = want[want["rate"].abs() > 0.0001]
+    assert 0 < len(beyond) < len(want)
+    named = [t for day in checks.values() for t in (day["funding_within_cap"].metadata.get("outside").value.split(", ")
+                                                     if "outside" in day["funding_within_cap"].metadata else [])]
+    assert len(named) == len(beyond) and all(not checks[d]["funding_within_cap"].passed
+                                             for d in {dt.datetime.utcfromtimestamp(t / 1000).date() for t in beyond["open_time"]})
+    assert all(c["funding_within_cap"].severity == dg.AssetCheckSeverity.WARN for c in checks.values())
+    _, eth = run_range(defs, instance, "funding", "perps.ETH-USDT_USDT", FIRST, FIRST)
+    assert eth[FIRST]["funding_within_cap"].passed
+
+
+def oi_truth(sim, symbol: str, lo: int, hi: int) -> pd.DataFrame:
+    rows = sim.market.open_interest(sim.config.symbols[symbol], 300_000, lo, hi, now_ms())
+    return pd.DataFrame({"open_time": rows["time"], "amount": rows["amount"] / 1000, "value": rows["value"] / 10**5})
+
+
+def test_open_interest_is_stored_every_5_minutes_from_rest_and_the_metrics_archive_beyond_rests_30_days(perp_sim, tmp_path, warehouse_url):
+    """Open interest of the 33 days before today: with the archive, exact from the daily metrics
+    files for the days older than REST's 30 days and from openInterestHist for the rest; without it,
+    the older samples are never asked for (no 400 from the venue) and are recorded as gaps
+    beyond_history (unfillable), as Kraken's 720-candle horizon is; a generic ccxt venue takes ccxt's
+    fetch_open_interest_history (its fapiData URL pointed at the simulator)."""
+    url, common = perp_sim.url, "timeout_seconds: 2, retry_base_seconds: 0.05"
+    perp_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True})
+    today = utc_day(now_ms())
+    first, last = today - dt.timedelta(days=33), today - dt.timedelta(days=1)
+    path = tmp_path / "universe.yaml"
+    path.write_text(f"""
+exchanges:
+  archived: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}, archive: {{url: "{url}/archive/binance"}}}}
+  rest: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}}}
+  generic: {{venue: ccxt, ccxt_id: binanceusdm, api_urls: {{fapiPublic: "{url}/fapi/v1", fapiData: "{url}/futures/data"}}, {common}}}
+instruments:
+  - {{exchange: archived, symbol: BTC/USDT:USDT, intervals: [1h], start: {first}, series: [open_interest]}}
+  - {{exchange: rest, symbol: BTC/USDT:USDT, intervals: [1h], start: {first}, series: [open_interest]}}
+  - {{exchange: generic, symbol: ETH/USDT:USDT, intervals: [1h], start: {first}, series: [open_interest]}}
+""")
+    universe = parse_universe(path.read_text(), str(path))
+    lo, hi = day_bounds_ms(first)[0], day_bounds_ms(last)[1]
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        defs = build_definitions(str(path), warehouse_url)
+        run = lambda inst, a, b: run_range_of(defs, instance, open_interest_key(), inst, a, b)  # noqa: E731
+        archived, checks = run("archived.BTC-USDT_USDT", first, last)
+        from_rest, rest_checks = run("rest.BTC-USDT_USDT", first, last)
+        run("generic.ETH-USDT_USDT", last - dt.timedelta(days=2), last)
+    wh = Warehouse(warehouse_url)
+    try:
+        pd.testing.assert_frame_equal(read_open_interest(wh, "archived", "BTC/USDT:USDT", lo, hi), oi_truth(perp_sim, "BTCUSDT", lo, hi))
+        horizon = rest_horizon_ms(universe.exchanges["rest"].profile, now_ms())
+        got = read_open_interest(wh, "rest", "BTC/USDT:USDT", lo, hi)
+        assert got["open_time"].min() >= horizon - 10 * 60_000  # nothing older than the venue serves
+        pd.testing.assert_frame_equal(got, oi_truth(perp_sim, "BTCUSDT", int(got["open_time"].min()), hi))
+        glo = day_bounds_ms(last - dt.timedelta(days=2))[0]
+        pd.testing.assert_frame_equal(read_open_interest(wh, "generic", "ETH/USDT:USDT", glo, hi), oi_truth(perp_sim, "ETHUSDT", glo, hi))
+        beyond = [(r.reason, r.status) for r in gap_records.instrument_gaps(wh, "rest", "BTC/USDT:USDT", "oi_5m")]
+        assert beyond and set(beyond) == {("beyond_history", "unfillable")}
+        assert not gap_records.instrument_gaps(wh, "archived", "BTC/USDT:USDT", "oi_5m")
+    finally:
+        wh.dispose()
+    assert archived[first]["source"] == "archive" and archived[first]["archive_file"] == (
+        f"data/futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-{first}.zip") and archived[last]["source"] == "rest"
+    assert archived[first]["samples_stored"] == 288 and from_rest[first]["samples_beyond_history"] == 288
+    assert all(day["open_interest_complete"].passed for day in [*checks.values(), *rest_checks.values()])
+    assert perp_sim.stats["status.400"] == 0 and perp_sim.stats["requests.fapi.data.openInterestHist"] >= 3
+
+
+def run_range_of(defs, instance, key, instrument: str, first: dt.date, last: dt.date) -> tuple[dict, dict]:
+    """One ranged run of an asset over instrument x day; each day's metadata and check evaluations."""
+    result = dg.materialize([defs.get_assets_def(key)], instance=instance, resources=defs.resources,
+                            tags={RANGE_START_TAG: f"{first}|{instrument}", RANGE_END_TAG: f"{last}|{instrument}"})
+    assert result.success
+    meta = {dt.date.fromisoformat(m.partition.split("|")[0]): {k: v.value for k, v in m.metadata.items()}
+            for m in (ev.event_specific_data.materialization for ev in result.get_asset_materialization_events())}
+    checks: dict = {}
+    for evaluation in result.get_asset_check_evaluations():
+        checks.setdefault(dt.date.fromisoformat(evaluation.partition.split("|")[0]), {})[evaluation.check_name] = evaluation
+    return meta, checks
