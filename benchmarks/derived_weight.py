@@ -6,8 +6,9 @@ project's schedules (`refresh_minutes: 1`) and automation sensor, sampled every 
 Per setting: the venue's requests and weight (the simulator's counters), the CPU of the pipeline's
 processes (`dagster dev` and every process under it: daemon, code server, run workers; not the
 simulator, not the PostgreSQL server, which other work may share), the machine's load average
-meanwhile (on a shared machine, what else ran), and per interval the staleness of its newest closed candle: 0 when it is
-stored, else the seconds since it closed (so a 4h's staleness is not its length; the universe starts
+meanwhile (on a shared machine, what else ran), and per interval the staleness of each instrument:
+0 while its newest closed candle is stored, else the seconds since the first candle it lacks closed
+(unbounded: an instrument several candles behind is that many intervals stale; the universe starts
 today, so no 1d candle closes in it and 1d has no staleness figure). Sampling starts once every
 interval of every instrument is stored. Derived intervals
 follow their 1m by the automation sensor's tick (30 s) and one run.
@@ -97,9 +98,9 @@ def run_setting(args, derived: bool) -> dict:
                             continue
                         step = interval_ms(interval)
                         newest_closed = now // step * step
-                        waiting = np.where(closes >= newest_closed, 0.0, (now - newest_closed) / 1000)
-                        missing = args.instruments - len(closes)  # none stored yet: waiting since the newest close too
-                        samples[interval].append(np.concatenate([waiting, np.full(missing, (now - newest_closed) / 1000)]))
+                        # behind: waiting since the first candle not stored closed (closes + step), however long ago
+                        waiting = np.where(closes >= newest_closed, 0.0, (now - (closes + step)) / 1000)
+                        samples[interval].append(waiting)  # every instrument has candles stored since sampling began
                     time.sleep(10)
                 elapsed = time.monotonic() - began
                 stats = read_stats(simulator)
