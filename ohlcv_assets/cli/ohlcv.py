@@ -135,6 +135,7 @@ _WORKER: dict = {}  # a worker process's instance and definitions
 def _start_worker(interval: str) -> None:
     from ohlcv_assets.definitions import build_definitions
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command's handler, inherited by the fork
     instance = dg.DagsterInstance.get()
     multiprocessing.util.Finalize(None, instance.dispose, exitpriority=10)
     defs = build_definitions()
@@ -148,8 +149,8 @@ def _run_in_worker(target: tuple[Instrument, dt.date, dt.date]) -> RunOutcome:
 def run_in_processes(runs: list[tuple[Instrument, dt.date, dt.date]], interval: str, workers: int) -> list[RunOutcome]:
     """The runs, ``workers`` at once, each worker a process forked from this one (nothing imported
     again; its own Dagster instance, resources and connections): Dagster's in-process execution
-    reconfigures logging per run, so runs in threads of one process deadlock. SIGTERM stops the
-    workers too."""
+    reconfigures logging per run, so runs in threads of one process deadlock. SIGTERM ends the
+    command and its workers at once (their runs in flight are left unfinished, as a killed run)."""
     import ohlcv_assets.definitions  # noqa: F401  (imported once, here, not again in every worker)
 
     context = multiprocessing.get_context("fork")
@@ -159,8 +160,19 @@ def run_in_processes(runs: list[tuple[Instrument, dt.date, dt.date]], interval: 
     if handler is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        with context.Pool(workers, initializer=_start_worker, initargs=(interval,)) as pool:
-            return pool.map(_run_in_worker, runs, chunksize=1)
+        pool = context.Pool(workers, initializer=_start_worker, initargs=(interval,))
+        try:
+            outcomes = pool.map(_run_in_worker, runs, chunksize=1)
+        except BaseException:
+            # A run swallows SIGTERM until it ends (Dagster captures it in the worker's main thread),
+            # so Pool.terminate alone would wait for every run in flight: the workers are killed.
+            for child in multiprocessing.active_children():
+                child.kill()
+            pool.terminate()
+            raise
+        pool.close()
+        pool.join()
+        return outcomes
     finally:
         if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
             signal.signal(signal.SIGTERM, handler)
