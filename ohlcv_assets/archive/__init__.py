@@ -118,3 +118,19 @@ def load_verified(archive: CandleArchive[Content], symbol: str, interval: str, f
     assert failure is not None
     raise failure
 
+
+def load_days(archive: CandleArchive[Content], symbol: str, series: str, days: list, today) -> tuple[list[LoadedFile], dict, dict]:
+    """What the archive's files hold for ``days`` of one series (each file verified as
+    ``load_verified`` does): the loaded files, the file each answered day came from, and why a
+    day's file was not loaded. For the event series (funding, open interest), whose days are not
+    written through the klines path."""
+    loaded, files, notes = [], {}, {}
+    for file in archive.plan(symbol, series, days, today):
+        try:
+            loaded.append(load_verified(archive, symbol, series, file, archive.published_sha256(file), archive.archive.attempts))
+        except ArchiveUnavailable as err:
+            notes.update({day: f"{file.name}: {err}"[:300] for day in file.days})
+            continue
+        files.update({day: file.name for day in file.days})
+    return loaded, files, notes
+

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ohlcv_assets.core.funding import MAX_OFFSET_MS, Segment, expected_times, nominal_times, off_grid, off_the_hour
-from ohlcv_assets.archive import ArchiveUnavailable, load_verified
+from ohlcv_assets.archive import load_days
 from ohlcv_assets.core.intervals import day_bounds_ms, ms_to_iso, utc_day
 from ohlcv_assets.quality.funding_gaps import funding_schedule
 from ohlcv_assets.quality.validation import CandleValidationError
@@ -52,18 +52,10 @@ def archived_settlements(archive, instrument, days: list[dt.date], now_ms: int) 
     """The settlements of ``days`` the archive's monthly funding files hold (each file's checksum
     verified, a failing one downloaded again, then a hole REST fills): frames of the settlements,
     the file each answered day came from, and why a file's days were not answered."""
-    frames, files, notes = [], {}, {}
-    for file in archive.plan(instrument.symbol, FUNDING_CODE, days, utc_day(now_ms)):
-        try:
-            published = archive.published_sha256(file)
-            loaded = load_verified(archive, instrument.symbol, FUNDING_CODE, file, published, archive.archive.attempts)
-        except ArchiveUnavailable as err:
-            notes.update({day: f"{file.name}: {err}"[:300] for day in file.days})
-            continue
-        rows = loaded.candles
-        frames.append(pd.DataFrame({"open_time": nominal_times(rows["raw_time"].to_numpy()), "raw_time": rows["raw_time"].to_numpy(),
-                                    "rate": rows["rate"].to_numpy(), "mark_price": np.nan}))  # the files hold no mark price
-        files.update({day: file.name for day in file.days})
+    loaded, files, notes = load_days(archive, instrument.symbol, FUNDING_CODE, days, utc_day(now_ms))
+    frames = [pd.DataFrame({"open_time": nominal_times(f.candles["raw_time"].to_numpy()), "raw_time": f.candles["raw_time"].to_numpy(),
+                            "rate": f.candles["rate"].to_numpy(), "mark_price": np.nan})  # the files hold no mark price
+              for f in loaded]
     return frames, files, notes
 
 

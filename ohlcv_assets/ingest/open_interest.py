@@ -13,7 +13,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from ohlcv_assets.archive import ArchiveUnavailable, load_verified
+from ohlcv_assets.archive import load_days
 from ohlcv_assets.core.gaps import BEYOND_HISTORY, Gap
 from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, day_bounds_ms, grid_ceil, interval_ms, ms_to_iso, utc_day
 from ohlcv_assets.quality.validation import CandleValidationError
@@ -56,17 +56,8 @@ def rest_horizon_ms(profile, now_ms: int) -> int | None:
 def archived_samples(archive, instrument, days: list[dt.date], now_ms: int) -> tuple[list[pd.DataFrame], dict, dict]:
     """The samples the archive's daily metrics files hold for ``days`` (each verified, a failing one
     downloaded again, then a hole): frames, the file of each answered day, why a day was not."""
-    frames, files, notes = [], {}, {}
-    for file in archive.plan(instrument.symbol, OI_CODE, days, utc_day(now_ms)):
-        try:
-            published = archive.published_sha256(file)
-            loaded = load_verified(archive, instrument.symbol, OI_CODE, file, published, archive.archive.attempts)
-        except ArchiveUnavailable as err:
-            notes.update({day: f"{file.name}: {err}"[:300] for day in file.days})
-            continue
-        frames.append(loaded.candles)
-        files.update({day: file.name for day in file.days})
-    return frames, files, notes
+    loaded, files, notes = load_days(archive, instrument.symbol, OI_CODE, days, utc_day(now_ms))
+    return [f.candles for f in loaded], files, notes
 
 
 def ingest_open_interest_days(source, warehouse, instrument, days: list[dt.date], now_ms: int,

@@ -11,8 +11,10 @@ On PostgreSQL the rows come by binary COPY straight into numpy (no Python object
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import warnings
+from collections.abc import Iterator
 
 import pandas as pd
 
@@ -24,6 +26,20 @@ from ohlcv_assets.warehouse.store import HELD_SHOWN, NotInWarehouse, Warehouse, 
 from ohlcv_assets.warehouse.urls import public_url
 
 TimeLike = str | dt.date | dt.datetime | pd.Timestamp | int
+
+
+
+@contextlib.contextmanager
+def _reading(warehouse: Warehouse | None) -> Iterator[Warehouse]:
+    """The warehouse given, or the reader role's own, opened for this read and disposed after it."""
+    if warehouse is not None:
+        yield warehouse
+        return
+    owned = Warehouse.open_existing(warehouse_url(role=READER))
+    try:
+        yield owned
+    finally:
+        owned.dispose()
 
 
 def to_ms(value: TimeLike) -> int:
@@ -77,18 +93,13 @@ def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end
     start_ms, end_ms = to_ms(start), to_ms(end)
     if end_ms < start_ms:
         raise ValueError(f"end {end!r} is before start {start!r}")
-    owned = warehouse is None
-    warehouse = Warehouse.open_existing(warehouse_url(role=READER)) if owned else warehouse
-    try:
+    with _reading(warehouse) as warehouse:
         frame = warehouse.read_candles(exchange, symbol, interval, start_ms, end_ms)
         if strict and frame.empty:
             explain_empty(warehouse, exchange, symbol, interval, start_ms, end_ms)
         if warmup:
             before = warehouse.read_candles_before(exchange, symbol, interval, start_ms, warmup)
             frame = pd.concat([before, frame], ignore_index=True)
-    finally:
-        if owned:
-            warehouse.dispose()
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame["open_time"], unit="ms", utc=True), name="time")
     return frame
 
@@ -107,15 +118,10 @@ def load_funding(exchange: str, symbol: str, start: TimeLike, end: TimeLike, *, 
     start_ms, end_ms = to_ms(start), to_ms(end)
     if end_ms < start_ms:
         raise ValueError(f"end {end!r} is before start {start!r}")
-    owned = warehouse is None
-    warehouse = Warehouse.open_existing(warehouse_url(role=READER)) if owned else warehouse
-    try:
+    with _reading(warehouse) as warehouse:
         frame = funding.read_funding(warehouse, exchange, symbol, start_ms, end_ms)
         if strict and frame.empty:
             _explain_no_funding(warehouse, exchange, symbol, start_ms, end_ms)
-    finally:
-        if owned:
-            warehouse.dispose()
     frame = frame.rename(columns={"open_time": "funding_time"})
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame["funding_time"], unit="ms", utc=True), name="time")
     return frame
@@ -140,17 +146,12 @@ def _load_derived(exchange: str, symbol: str, interval: str, source: str, start_
         raise ValueError("warmup is not offered for derived candles")
     if end_ms < start_ms:
         raise ValueError(f"end {ms_to_iso(end_ms)} is before start {ms_to_iso(start_ms)}")
-    owned = warehouse is None
-    warehouse = Warehouse.open_existing(warehouse_url(role=READER)) if owned else warehouse
-    try:
+    with _reading(warehouse) as warehouse:
         frame = derived.read_derived(warehouse, exchange, symbol, interval, source, start_ms, end_ms)
         if strict and frame.empty and derived.derived_span(warehouse, exchange, symbol, interval, source) is None:
             raise NotInWarehouse(f"the warehouse at {public_url(warehouse.url)} holds no {interval} candles of {exchange} {symbol} "
                                  f"derived from {source} (declare derived: {{{interval}: {source}}} in the universe and "
                                  f"materialize derived_candles/{interval}_from_{source})")
-    finally:
-        if owned:
-            warehouse.dispose()
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame["open_time"], unit="ms", utc=True), name="time")
     return frame
 
