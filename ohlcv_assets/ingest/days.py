@@ -250,6 +250,8 @@ def _ingest_days(run: IngestRun, days: Iterable[dt.date], workers: int, on_progr
                                                         writer.empty_answers):
                 writer.frames.append(frame)
                 progress.pages_done += 1
+                if writer.writing is not None and writer.writing.done():
+                    yield from writer.written()  # its days show as materialized while the next batch is fetched
                 while remaining and remaining[0].end <= window_end:
                     writer.ready.append(remaining.popleft())
                 if writer.ready and (len(writer.ready) >= batch_days or not remaining):

@@ -45,6 +45,23 @@ def test_a_range_is_stored_exactly_in_batches_of_whole_days(simulator, universe,
     assert progress[-1].candles == 20 * 1440 - 90 and progress[-1].percent == 100.0
 
 
+def test_a_batch_is_reported_once_written_while_the_next_batch_is_still_being_fetched(simulator, universe, warehouse, small_batches):
+    """A long ranged run shows its days materialized as it goes: the first batch (days 1-6, pages
+    1-9) is reported as soon as it is written, not when the second batch (its pages slowed to a
+    second each, under the client's 2 s timeout) is complete too."""
+    instrument = universe.instrument("binance.BTC-USDT")
+    source = CcxtCandleSource("binance", universe.exchanges["binance"])
+    second = [day_bounds_ms(DAYS[6])[0], day_bounds_ms(DAYS[12])[0]]
+    simulator.reconfigure({"faults": [{"kind": "slow", "endpoint": "klines", "every": 1, "seconds": 1.0, "start_between": second}]})
+    now = day_bounds_ms(DAYS[-1])[1] + DAY_MS
+    pages_when_reported = []
+    batches = list(ingest_days(source, warehouse, instrument, "1m", DAYS, now, workers=2,
+                               on_progress=lambda p: pages_when_reported.append(p.pages_done)))
+    assert [day for batch in batches for day, _ in batch][:6] == DAYS[:6]
+    second_batch_pages = -(-12 * 1440 // 1000)  # the windows up to the end of day 12
+    assert pages_when_reported[0] < second_batch_pages, pages_when_reported
+
+
 def test_a_failure_keeps_the_batches_written_before_it(simulator, universe, warehouse, small_batches):
     instrument = universe.instrument("binance.ETH-USDT")
     source = CcxtCandleSource("binance", universe.exchanges["binance"])
