@@ -2,10 +2,12 @@
 daemon: register the universe, materialize one partition with Dagster's own CLI, backfill a range
 of days with `ohlcv backfill`; bad input is a clear error with a non-zero exit."""
 
+import contextlib
 import datetime as dt
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, PLAIN_DAY, simulator_candles, universe_yaml
+from ohlcv_assets_tests.processes import wait_until
 
 BIN = os.path.dirname(sys.executable)
 
@@ -141,6 +144,43 @@ def test_a_backfill_of_all_runs_its_instruments_at_once_on_postgresql(simulator,
                 assert stored.equals(simulator_candles(simulator, symbol, "1m", day, now_ms())), (symbol, day)
     finally:
         warehouse.dispose()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_sigterm_ends_a_parallel_backfill_and_its_workers_at_once(simulator, universe_file, production_home,
+                                                                  new_postgres_database, tmp_path):
+    """SIGTERM to `ohlcv backfill ... --parallel 2` while both instruments' runs are in flight (the
+    venue slowed): the command exits 143 within seconds, not after its runs, and none of its worker
+    processes is left alive."""
+    warehouse_url = new_postgres_database()
+    env = {**os.environ, "DAGSTER_HOME": str(production_home), "OHLCV_UNIVERSE": str(universe_file),
+           "OHLCV_WAREHOUSE_URL": warehouse_url}
+    assert run([f"{BIN}/dagster", "instance", "migrate"], env, tmp_path).returncode == 0
+    simulator.reconfigure({"faults": [{"kind": "slow", "endpoint": "klines", "every": 1, "seconds": 1.5}]})
+    command = subprocess.Popen([f"{BIN}/ohlcv", "backfill", "1m", "binance.BTC-USDT,binance.ETH-USDT", "2026-10-01", "2026-10-20",
+                                "--parallel", "2"], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with dg.DagsterInstance.from_config(str(production_home)) as instance:
+            def both_started():
+                runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+                return len(runs) == 2
+            wait_until(both_started, 120, interval=0.2, what="both runs started")
+        workers = _children(command.pid)
+        assert len(workers) >= 2, workers
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=10) == 143
+        wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in workers), 10, interval=0.2,
+                   what="the worker processes to end")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(command.pid, signal.SIGKILL)
 
 
 def test_empty_answers_between_candles_are_asked_again_and_the_days_end_exact(simulator, universe_file, postgres_url, tmp_path):
