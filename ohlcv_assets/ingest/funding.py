@@ -120,7 +120,8 @@ def ingest_funding_days(source, warehouse, instrument, days: list[dt.date], now_
             interval_hours=hours_in(segments, start, end), archive_file=files.get(day), archive_note=notes.get(day),
             outside_cap=tuple((int(t), float(r)) for t, r in zip(stored[beyond], rates[beyond]) if start <= t < end), cap=cap)
     holey = [day for day, measured in report.items() if measured.archive_file and measured.missing]
-    asked = {day: measured.stored for day, (start, _), measured in zip(days, bounds, report.values()) if start <= now_ms and day not in holey}
+    asked = {day: measured.stored for day, (start, _), measured in zip(days, bounds, report.values())
+             if start <= now_ms and day not in holey}  # the days a source was asked for; the holey ones' is the run below
     provenance.record_series_sources(warehouse, instrument.exchange, instrument.symbol, FUNDING_CODE, asked,
                                      {day: file for day, file in files.items() if day in asked}, sha256, now_ms)
     if holey:  # a file lacking settlements the schedule expects (a hole in it): those days from REST too (and recorded so)
