@@ -8,13 +8,14 @@ archive files), ``quality``, ``ingest``, ``features`` and ``ops`` (the domain, n
 (the Dagster layer) with ``definitions``, and ``cli``; ``simulator`` is the offline venue the demo
 and the tests start.
 
-``load_candles`` (and ``load_funding``, a perpetual's funding settlements) is the read API (see ``ohlcv_assets.warehouse.read``); it is imported lazily so that
+``load_candles`` (and ``load_funding``, ``load_open_interest``: a perpetual's funding settlements and
+open interest) is the read API (see ``ohlcv_assets.warehouse.read``); it is imported lazily so that
 ``import ohlcv_assets`` stays cheap.
 """
 
 
 def __getattr__(name: str):
-    if name in ("load_candles", "load_funding"):
+    if name in ("load_candles", "load_funding", "load_open_interest"):
         from ohlcv_assets.warehouse import read
 
         return getattr(read, name)

@@ -51,6 +51,7 @@ class LoadedFile:
     candles: pd.DataFrame  # the asked days' candles (a candle frame)
     sha256: str
     covers: tuple[int, int]  # [start, end) ms the file holds candles for: days outside are not its to answer
+    file: str = ""  # ArchiveFile.name: set, as sha256 is, by load_verified
 
 
 Content = TypeVar("Content", bytes, Path)  # what a format reads a file into: its bytes, or the local path it is saved at
@@ -114,7 +115,7 @@ def load_verified(archive: CandleArchive[Content], symbol: str, interval: str, f
             archive.stats.unreadable += 1
             failure = err
             continue
-        return dataclasses.replace(loaded, sha256=sha)
+        return dataclasses.replace(loaded, sha256=sha, file=file.name)
     assert failure is not None
     raise failure
 

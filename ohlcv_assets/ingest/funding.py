@@ -16,7 +16,7 @@ from ohlcv_assets.archive import load_days
 from ohlcv_assets.core.intervals import day_bounds_ms, ms_to_iso, utc_day
 from ohlcv_assets.quality.funding_gaps import funding_schedule
 from ohlcv_assets.quality.validation import CandleValidationError
-from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse import gap_records, provenance
 from ohlcv_assets.venues.series import FUNDING_CODE
 from ohlcv_assets.warehouse.funding import merge_funding, read_funding
 
@@ -48,15 +48,16 @@ class FundingDay:
         return meta
 
 
-def archived_settlements(archive, instrument, days: list[dt.date], now_ms: int) -> tuple[list[pd.DataFrame], dict, dict]:
+def archived_settlements(archive, instrument, days: list[dt.date], now_ms: int) -> tuple[list[pd.DataFrame], dict, dict, dict]:
     """The settlements of ``days`` the archive's monthly funding files hold (each file's checksum
     verified, a failing one downloaded again, then a hole REST fills): frames of the settlements,
-    the file each answered day came from, and why a file's days were not answered."""
+    the file each answered day came from, why a file's days were not answered, and each loaded
+    file's sha256."""
     loaded, files, notes = load_days(archive, instrument.symbol, FUNDING_CODE, days, utc_day(now_ms))
     frames = [pd.DataFrame({"open_time": nominal_times(f.candles["raw_time"].to_numpy()), "raw_time": f.candles["raw_time"].to_numpy(),
                             "rate": f.candles["rate"].to_numpy(), "mark_price": np.nan})  # the files hold no mark price
               for f in loaded]
-    return frames, files, notes
+    return frames, files, notes, {f.file: f.sha256 for f in loaded}
 
 
 def rest_windows(days: list[dt.date], answered: set[dt.date], now_ms: int) -> list[tuple[int, int]]:
@@ -81,7 +82,7 @@ def ingest_funding_days(source, warehouse, instrument, days: list[dt.date], now_
     fail the run naming them (nothing of the batch is written): never a guess at their hour."""
     bounds = [day_bounds_ms(day) for day in days]
     lo, hi = bounds[0][0], min(bounds[-1][1], now_ms + 1)
-    frames, files, notes = archived_settlements(archive, instrument, days, now_ms) if archive is not None else ([], {}, {})
+    frames, files, notes, sha256 = archived_settlements(archive, instrument, days, now_ms) if archive is not None else ([], {}, {}, {})
     for start, end in rest_windows(days, set(files), now_ms):
         rows = source.fetch_funding(instrument.symbol, start - MAX_OFFSET_MS, min(end, now_ms) + MAX_OFFSET_MS - 1)
         frames.append(pd.DataFrame({"open_time": nominal_times(rows[:, 0]), "raw_time": rows[:, 0].astype(np.int64),
@@ -119,7 +120,11 @@ def ingest_funding_days(source, warehouse, instrument, days: list[dt.date], now_
             interval_hours=hours_in(segments, start, end), archive_file=files.get(day), archive_note=notes.get(day),
             outside_cap=tuple((int(t), float(r)) for t, r in zip(stored[beyond], rates[beyond]) if start <= t < end), cap=cap)
     holey = [day for day, measured in report.items() if measured.archive_file and measured.missing]
-    if holey:  # a file lacking settlements the schedule expects (a hole in it): those days from REST too
+    asked = {day: measured.stored for day, (start, _), measured in zip(days, bounds, report.values())
+             if start <= now_ms and day not in holey}  # the days a source was asked for; the holey ones' is the run below
+    provenance.record_series_sources(warehouse, instrument.exchange, instrument.symbol, FUNDING_CODE, asked,
+                                     {day: file for day, file in files.items() if day in asked}, sha256, now_ms)
+    if holey:  # a file lacking settlements the schedule expects (a hole in it): those days from REST too (and recorded so)
         for day, measured in ingest_funding_days(source, warehouse, instrument, holey, now_ms).items():
             lacking = len(report[day].missing)
             report[day] = dataclasses.replace(measured, written=measured.written + report[day].written, archive_note=(

@@ -18,7 +18,7 @@ from ohlcv_assets.core.gaps import BEYOND_HISTORY, Gap
 from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, day_bounds_ms, grid_ceil, interval_ms, ms_to_iso, utc_day
 from ohlcv_assets.quality.validation import CandleValidationError
 from ohlcv_assets.venues.series import OI_CODE, OI_PERIOD
-from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse import gap_records, provenance
 from ohlcv_assets.warehouse.open_interest import merge_open_interest, read_open_interest
 
 STEP_MS = interval_ms(OI_PERIOD)
@@ -53,11 +53,12 @@ def rest_horizon_ms(profile, now_ms: int) -> int | None:
     return None if days is None else grid_ceil(now_ms - days * DAY_MS + HORIZON_MARGIN_MS, STEP_MS)
 
 
-def archived_samples(archive, instrument, days: list[dt.date], now_ms: int) -> tuple[list[pd.DataFrame], dict, dict]:
+def archived_samples(archive, instrument, days: list[dt.date], now_ms: int) -> tuple[list[pd.DataFrame], dict, dict, dict]:
     """The samples the archive's daily metrics files hold for ``days`` (each verified, a failing one
-    downloaded again, then a hole): frames, the file of each answered day, why a day was not."""
+    downloaded again, then a hole): frames, the file of each answered day, why a day was not, and
+    each loaded file's sha256."""
     loaded, files, notes = load_days(archive, instrument.symbol, OI_CODE, days, utc_day(now_ms))
-    return [f.candles for f in loaded], files, notes
+    return [f.candles for f in loaded], files, notes, {f.file: f.sha256 for f in loaded}
 
 
 def ingest_open_interest_days(source, warehouse, instrument, days: list[dt.date], now_ms: int,
@@ -67,7 +68,7 @@ def ingest_open_interest_days(source, warehouse, instrument, days: list[dt.date]
     bounds = [day_bounds_ms(day) for day in days]
     horizon = rest_horizon_ms(source.config.profile, now_ms)
     old = [day for day, (start, _) in zip(days, bounds) if horizon is not None and start < horizon]
-    frames, files, notes = archived_samples(archive, instrument, old, now_ms) if archive is not None and old else ([], {}, {})
+    frames, files, notes, sha256 = archived_samples(archive, instrument, old, now_ms) if archive is not None and old else ([], {}, {}, {})
     windows: list[tuple[int, int]] = []
     for day, (start, end) in zip(days, bounds):
         if day in files:
@@ -107,4 +108,6 @@ def ingest_open_interest_days(source, warehouse, instrument, days: list[dt.date]
                                       stored=int(((stored >= start) & (stored < end)).sum()), expected=expected,
                                       beyond_history=unserved, archive_file=files.get(day), archive_note=notes.get(day))
     gap_records.record_confirmed(warehouse, instrument.exchange, instrument.symbol, OI_CODE, beyond, STEP_MS, now_ms)
+    served = {day: measured.stored for day, measured in report.items() if day in files or measured.expected}  # asked of a source
+    provenance.record_series_sources(warehouse, instrument.exchange, instrument.symbol, OI_CODE, served, files, sha256, now_ms)
     return report

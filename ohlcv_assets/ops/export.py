@@ -7,10 +7,12 @@ Layout under the export directory (``export.directory`` in the universe, default
     parquet/exchange=binance/symbol=BTC-USDT/interval=1m/month=2025-01/candles.parquet
     parquet/exchange=perps/symbol=BTC-USDT_USDT/interval=mark_1h/month=2025-01/candles.parquet
     parquet-funding/exchange=perps/symbol=BTC-USDT_USDT/month=2025-01/funding.parquet
+    parquet-oi/exchange=perps/symbol=BTC-USDT_USDT/month=2025-01/open_interest.parquet
     freqtrade/binance/BTC_USDT-1m.feather          (freqtrade --datadir <export>/freqtrade/binance)
     freqtrade/perps/futures/BTC_USDT_USDT-1h-futures.feather        (a perpetual's trade candles)
     freqtrade/perps/futures/BTC_USDT_USDT-1h-mark.feather           (-index, -premiumIndex alike)
     freqtrade/perps/futures/BTC_USDT_USDT-1h-funding_rate.feather
+    freqtrade/perps/futures/BTC_USDT_USDT-5m-open_interest.feather
 
 Parquet files hold ``open_time`` (timestamp, ms, UTC) and ``open, high, low, close, volume``
 (float64), zstd-compressed, sorted by time; exchange, symbol, interval and month are hive
@@ -20,7 +22,9 @@ perpetual's mark, index and premium index klines are candles of the same tree un
 code as the interval (``mark_1h``, ``idx_1h``, ``prem_1h``: what ``load_candles`` and the
 ``candles/<code>`` assets take). Funding settlements, with other columns (``funding_time``,
 ``raw_time``: timestamps; ``rate``, ``mark_price``: float64), are a tree of their own,
-``parquet-funding``, so that each tree keeps one schema and one set of hive keys.
+``parquet-funding``, so that each tree keeps one schema and one set of hive keys; open interest
+samples (``sample_time``: timestamp; ``amount``, ``value``: float64, null where the venue gives
+none) likewise, ``parquet-oi``.
 
 The feather files are what freqtrade 2026.9's ``FeatherDataHandler`` reads, lz4: a spot pair's
 ``<pair>-<timeframe>.feather`` (``date, open, high, low, close, volume``); a contract's (a symbol
@@ -28,7 +32,10 @@ with a settle currency, ``BTC/USDT:USDT``) ``futures/<pair>-<timeframe>-<candle 
 with freqtrade's candle types: ``futures`` (trade candles), ``mark``, ``index``, ``premiumIndex``
 (OHLCV columns, volume 0) and ``funding_rate`` (``date, funding_rate``: one row per settlement at
 its nominal hour, under timeframe ``1h``, the ``funding_fee_timeframe`` freqtrade loads funding
-with). freqtrade's futures backtests need the ``1h`` mark and the funding file of every pair.
+with) and ``open_interest`` (``date, open_interest_amount, open_interest_value``: freqtrade's
+``candle_columns.py``; one row per stored sample, under the timeframe they are stored at, ``5m``:
+what ``download-data --candle-types open_interest -t 5m`` writes). freqtrade's futures backtests
+need the ``1h`` mark and the funding file of every pair.
 
 Incremental: a month (a feather file: the whole history) is written again only when its row
 count or its newest ``fetched_at`` changed since the last export (table ``exported_files``); a
@@ -49,8 +56,8 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from ohlcv_assets.core.universe import Instrument, Universe
-from ohlcv_assets.venues.series import FUNDING_CODE, parse_series_code
-from ohlcv_assets.warehouse.read import load_candles, load_funding
+from ohlcv_assets.venues.series import FUNDING_CODE, OI_CODE, parse_series_code
+from ohlcv_assets.warehouse.read import load_candles, load_funding, load_open_interest
 from ohlcv_assets.warehouse.exports import month_signatures, record_export, recorded_exports
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -58,7 +65,7 @@ PARQUET, FREQTRADE = "parquet", "freqtrade"
 _FREQTRADE_UNSAFE = "/ .@$+:"  # what freqtrade's misc.pair_to_filename replaces by "_"
 # freqtrade's CandleType (freqtrade/enums/candletype.py) of a contract's trade candles and of each series
 FREQTRADE_CANDLE_TYPE = {"trades": "futures", "mark": "mark", "index": "index", "premium": "premiumIndex",
-                         "funding": "funding_rate"}
+                         "funding": "funding_rate", "open_interest": "open_interest"}
 FREQTRADE_FUNDING_TIMEFRAME = "1h"  # freqtrade's funding_fee_timeframe (every exchange of 2026.9): the file it loads
 
 
@@ -79,7 +86,8 @@ def freqtrade_pair_file(symbol: str, code: str) -> str:
     """freqtrade's own file, relative to its datadir, for the candles of an interval or series code
     (``IDataHandler._pair_data_filename``, ``misc.pair_to_filename``): a spot pair's BTC/USDT, 1m →
     BTC_USDT-1m.feather; a contract's BTC/USDT:USDT, 1h → futures/BTC_USDT_USDT-1h-futures.feather,
-    mark_1h → futures/BTC_USDT_USDT-1h-mark.feather, funding → futures/BTC_USDT_USDT-1h-funding_rate.feather."""
+    mark_1h → futures/BTC_USDT_USDT-1h-mark.feather, funding → futures/BTC_USDT_USDT-1h-funding_rate.feather,
+    oi_5m → futures/BTC_USDT_USDT-5m-open_interest.feather."""
     name = symbol
     for char in _FREQTRADE_UNSAFE:
         name = name.replace(char, "_")
@@ -90,11 +98,14 @@ def freqtrade_pair_file(symbol: str, code: str) -> str:
 
 
 def parquet_path(instrument: Instrument, code: str, month: str) -> str:
-    """The Parquet file of a month of an interval's or series code's candles, or of funding settlements."""
+    """The Parquet file of a month of an interval's or series code's candles, or of funding
+    settlements or open interest samples."""
     symbol = instrument.key.split(".", 1)[1]
     where = f"exchange={instrument.exchange}/symbol={symbol}"
     if code == FUNDING_CODE:
         return f"parquet-funding/{where}/month={month}/funding.parquet"
+    if code == OI_CODE:
+        return f"parquet-oi/{where}/month={month}/open_interest.parquet"
     return f"parquet/{where}/interval={code}/month={month}/candles.parquet"
 
 
@@ -129,12 +140,23 @@ def _funding_table(frame, fmt: str) -> pa.Table:
                      **{c: pa.array(frame[c].to_numpy(), type=pa.float64()) for c in ("rate", "mark_price")}})
 
 
+def _open_interest_table(frame, fmt: str) -> pa.Table:
+    """Samples as Parquet (``sample_time, amount, value``) or as freqtrade's open_interest candles
+    (``date, open_interest_amount, open_interest_value``: freqtrade's candle_columns.py)."""
+    time_column, names = ("date", "open_interest_") if fmt == FREQTRADE else ("sample_time", "")
+    return pa.table({time_column: _times(frame["sample_time"]),
+                     **{f"{names}{c}": pa.array(frame[c].to_numpy(), type=pa.float64()) for c in ("amount", "value")}})
+
+
 def _export_file(warehouse: Warehouse, directory: Path, fmt: str, instrument: Instrument, code: str, month: str,
                  path: str, bounds: tuple[int, int], fetched: int, now_ms: int, report: ExportReport) -> None:
-    """Writes one file of the candles (or settlements) opening in [bounds), records it and counts it."""
+    """Writes one file of the candles (settlements, samples) opening in [bounds), records it and counts it."""
     if code == FUNDING_CODE:
         frame = load_funding(instrument.exchange, instrument.symbol, *bounds, warehouse=warehouse, strict=False)
         table = _funding_table(frame, fmt)
+    elif code == OI_CODE:
+        frame = load_open_interest(instrument.exchange, instrument.symbol, *bounds, warehouse=warehouse, strict=False)
+        table = _open_interest_table(frame, fmt)
     else:
         frame = load_candles(instrument.exchange, instrument.symbol, code, *bounds, warehouse=warehouse, strict=False)
         table = _table(frame, "open_time" if fmt == PARQUET else "date")
@@ -160,7 +182,8 @@ def _forget_moved(directory: Path, recorded: tuple[int, int, str] | None, path: 
 
 def export_instrument(warehouse: Warehouse, directory: Path, instrument: Instrument, code: str, formats: tuple[str, ...],
                       now_ms: int, report: ExportReport) -> None:
-    """Exports one interval's or series code's candles (``funding``: settlements) of an instrument."""
+    """Exports one interval's or series code's candles (``funding``: settlements; ``oi_5m``: open
+    interest samples) of an instrument."""
     months = month_signatures(warehouse, instrument.exchange, instrument.symbol, code)
     if not months:
         return

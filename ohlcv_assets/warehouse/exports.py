@@ -1,5 +1,5 @@
-"""What the file export reads and records: per month the signature of an instrument's candles or
-funding settlements (rows, newest fetched_at, first and last open time) and the files written
+"""What the file export reads and records: per month the signature of an instrument's candles,
+funding settlements or open interest samples (rows, newest fetched_at, first and last open time) and the files written
 (``exported_files``), so an export rewrites only the months whose rows changed."""
 
 from __future__ import annotations
@@ -7,14 +7,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ohlcv_assets.warehouse.funding import FUNDING
-from ohlcv_assets.warehouse.schema import candles, exported_files, funding_rates
+from ohlcv_assets.warehouse.open_interest import OPEN_INTEREST
+from ohlcv_assets.warehouse.schema import candles, exported_files, funding_rates, open_interest
+
+_EVENT_TABLES = {FUNDING: funding_rates, OPEN_INTEREST: open_interest}  # the series not stored as candles, by their code
 from ohlcv_assets.warehouse.store import Warehouse
 
 
 def month_signatures(warehouse: Warehouse, exchange: str, symbol: str, interval: str) -> dict[str, tuple[int, int, int, int]]:
     """Per month (YYYY-MM): rows, newest fetched_at, first and last open time (one aggregate query) of
-    the candles of an interval or series code, or (``funding``) of the funding settlements."""
-    table = funding_rates if interval == FUNDING else candles
+    the candles of an interval or series code, or (``funding``, ``oi_5m``) of the funding settlements
+    or open interest samples."""
+    table = _EVENT_TABLES.get(interval, candles)
     month = warehouse.dialect.month_of(table.c.open_time).label("month")
     query = (sa.select(month, sa.func.count(), sa.func.max(table.c.fetched_at), sa.func.min(table.c.open_time),
                        sa.func.max(table.c.open_time))

@@ -25,24 +25,6 @@ def read_funding(warehouse: Warehouse, exchange: str, symbol: str, start_ms: int
     return warehouse.read_rows(funding_rates, exchange, symbol, FUNDING, start_ms, end_ms)
 
 
-def funding_span(warehouse: Warehouse, exchange: str, symbol: str) -> tuple[int, int] | None:
-    """Nominal times of the instrument's first and last stored settlements, or None (none stored)."""
-    t = funding_rates.c
-    query = sa.select(sa.func.min(t.open_time), sa.func.max(t.open_time)).where(
-        t.exchange == exchange, t.symbol == symbol, t.timeframe == FUNDING)
-    with warehouse.engine.connect() as connection:
-        first, last = connection.execute(query).one()
-    return None if first is None else (int(first), int(last))
-
-
-def funding_instruments(warehouse: Warehouse) -> list[tuple[str, str]]:
-    """The (exchange, symbol) the warehouse holds settlements of: for messages."""
-    t = funding_rates.c
-    query = sa.select(t.exchange, t.symbol).where(t.timeframe == FUNDING).distinct().order_by(t.exchange, t.symbol)
-    with warehouse.engine.connect() as connection:
-        return [(e, s) for e, s in connection.execute(query)]
-
-
 def delete_funding(warehouse: Warehouse, exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
     """Deletes the settlements whose nominal time is in [start_ms, end_ms); returns how many. For an
     operator's repair, as ``Warehouse.delete_candles``: the runs never delete."""

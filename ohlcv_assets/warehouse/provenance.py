@@ -101,6 +101,31 @@ def record_file(warehouse: Warehouse, exchange: str, symbol: str, interval: str,
         return revisions
 
 
+def record_series_sources(warehouse: Warehouse, exchange: str, symbol: str, series: str, day_rows: dict[dt.date, int],
+                          files: dict[dt.date, str], sha256: dict[str, str], now_ms: int) -> None:
+    """Where the days of an event series (funding settlements, open interest samples; ``series`` its
+    code) came from, recorded as the klines' are: each day of ``day_rows`` (the rows it holds) from
+    the archive file ``files`` names for it, with the file's sha256, or else from REST
+    (``day_sources``); each file once per instrument and series, with the rows of its days
+    (``source_files``)."""
+    record_days(warehouse, exchange, symbol, series, {
+        day: DaySource(ARCHIVE, files[day], sha256[files[day]], rows) if day in files else DaySource(REST, candles=rows)
+        for day, rows in day_rows.items()}, now_ms)
+    held: dict[str, int] = {}
+    for day, file in files.items():
+        held[file] = held.get(file, 0) + day_rows.get(day, 0)
+    for file, rows in held.items():
+        record_file(warehouse, exchange, symbol, series, file, sha256[file], rows, now_ms)
+
+
+def files_of(warehouse: Warehouse, exchange: str, symbol: str, interval: str) -> dict[str, tuple[str, int]]:
+    """The archive files recorded as ingested for an instrument and interval (or series code): per
+    file, the sha256 of the version last ingested and the candles (rows) of its asked days."""
+    key = _instrument(source_files, exchange, symbol, interval)
+    with warehouse.engine.connect() as conn:
+        return {r.file: (r.sha256, int(r.candles)) for r in conn.execute(sa.select(source_files).where(key))}
+
+
 def record_disagreements(warehouse: Warehouse, exchange: str, symbol: str, interval: str, found: list[Disagreement],
                          now_ms: int) -> None:
     if not found:

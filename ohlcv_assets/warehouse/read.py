@@ -1,10 +1,11 @@
 """The read path: ``load_candles`` is the one way to read stored candles, for users (notebooks,
 backtests) and for the pipeline's own features and checks. No Dagster here.
 
-    from ohlcv_assets import load_candles, load_funding
+    from ohlcv_assets import load_candles, load_funding, load_open_interest
     frame = load_candles("binance", "BTC/USDT", "1m", "2025-01-01", "2025-02-01")
     marks = load_candles("perps", "BTC/USDT:USDT", "mark_1h", "2025-01-01", "2025-02-01")  # a series code
     funding = load_funding("perps", "BTC/USDT:USDT", "2025-01-01", "2025-02-01")
+    oi = load_open_interest("perps", "BTC/USDT:USDT", "2025-01-01", "2025-02-01")
 
 On PostgreSQL the rows come by binary COPY straight into numpy (no Python object per value).
 """
@@ -20,9 +21,12 @@ import pandas as pd
 
 from ohlcv_assets.core.intervals import derived_interval_ms, interval_ms, ms_to_iso
 from ohlcv_assets.core.settings import READER, warehouse_url
-from ohlcv_assets.venues.series import FUNDING_CODE
-from ohlcv_assets.warehouse import derived, funding
-from ohlcv_assets.warehouse.store import HELD_SHOWN, NotInWarehouse, Warehouse, describe_held, held_instruments
+from ohlcv_assets.venues.series import FUNDING_CODE, OI_CODE
+from ohlcv_assets.warehouse import derived, funding, open_interest
+from ohlcv_assets.warehouse.schema import funding_rates
+from ohlcv_assets.warehouse.schema import open_interest as open_interest_table
+from ohlcv_assets.warehouse.store import (HELD_SHOWN, NotInWarehouse, Warehouse, describe_held, held_instruments, series_instruments,
+                                          series_span)
 from ohlcv_assets.warehouse.urls import public_url
 
 TimeLike = str | dt.date | dt.datetime | pd.Timestamp | int
@@ -78,7 +82,8 @@ def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end
 
     A perpetual's mark, index and premium index klines are read under their series code
     (``venues.series.series_code``) in place of the interval: ``mark_1h``, ``idx_1h``, ``prem_1h``
-    (volume 0: they have none). Funding settlements are no candles: ``load_funding``.
+    (volume 0: they have none). Funding settlements and open interest are no candles:
+    ``load_funding``, ``load_open_interest``.
 
     ``derived_from="1m"`` reads the ``interval`` candles the warehouse rolled up from the stored 1m
     ones (table ``derived_candles``, a universe's ``derived: {4h: 1m}``) instead of the venue's own:
@@ -86,6 +91,8 @@ def load_candles(exchange: str, symbol: str, interval: str, start: TimeLike, end
     """
     if interval == FUNDING_CODE:
         raise ValueError("funding settlements are not candles: read them with load_funding(exchange, symbol, start, end)")
+    if interval == OI_CODE:
+        raise ValueError("open interest is not candles: read it with load_open_interest(exchange, symbol, start, end)")
     if derived_from is not None:
         derived_interval_ms(interval)
         return _load_derived(exchange, symbol, interval, derived_from, to_ms(start), to_ms(end), warmup, warehouse, strict)
@@ -115,29 +122,59 @@ def load_funding(exchange: str, symbol: str, start: TimeLike, end: TimeLike, *, 
     the answers when nothing comes back are those of ``load_candles``: an instrument without stored
     settlements raises ``NotInWarehouse`` naming those with some, a range outside the stored span
     warns ``OutsideStoredRange``."""
-    start_ms, end_ms = to_ms(start), to_ms(end)
-    if end_ms < start_ms:
-        raise ValueError(f"end {end!r} is before start {start!r}")
+    start_ms, end_ms = _range(start, end)
     with _reading(warehouse) as warehouse:
         frame = funding.read_funding(warehouse, exchange, symbol, start_ms, end_ms)
         if strict and frame.empty:
-            _explain_no_funding(warehouse, exchange, symbol, start_ms, end_ms)
-    frame = frame.rename(columns={"open_time": "funding_time"})
-    frame.index = pd.DatetimeIndex(pd.to_datetime(frame["funding_time"], unit="ms", utc=True), name="time")
+            _explain_no_rows(warehouse, funding_rates, funding.FUNDING, "funding settlements", exchange, symbol, start_ms, end_ms)
+    return _indexed(frame.rename(columns={"open_time": "funding_time"}), "funding_time")
+
+
+def load_open_interest(exchange: str, symbol: str, start: TimeLike, end: TimeLike, *, warehouse: Warehouse | None = None,
+                       strict: bool = True) -> pd.DataFrame:
+    """A perpetual's stored open interest samples whose time is in [start, end), ascending, at the
+    resolution they are stored at (every 5 minutes, ``venues.series.OI_CODE``).
+
+    Columns ``sample_time`` (epoch ms, int64, on the 5-minute grid), ``amount`` (open interest in
+    contracts, the base asset) and ``value`` (in the quote currency), float64, NaN where the venue
+    gives none; the index is ``sample_time`` as a UTC timestamp, named ``time``. A missing sample
+    is a missing row. The warehouse, ``strict`` and the answers when nothing comes back are those
+    of ``load_funding``: an instrument without stored samples raises ``NotInWarehouse`` naming
+    those with some, a range outside the stored span warns ``OutsideStoredRange``."""
+    start_ms, end_ms = _range(start, end)
+    with _reading(warehouse) as warehouse:
+        frame = open_interest.read_open_interest(warehouse, exchange, symbol, start_ms, end_ms)
+        if strict and frame.empty:
+            _explain_no_rows(warehouse, open_interest_table, open_interest.OPEN_INTEREST, "open interest samples", exchange, symbol,
+                             start_ms, end_ms)
+    return _indexed(frame.rename(columns={"open_time": "sample_time"}), "sample_time")
+
+
+def _range(start: TimeLike, end: TimeLike) -> tuple[int, int]:
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    if end_ms < start_ms:
+        raise ValueError(f"end {end!r} is before start {start!r}")
+    return start_ms, end_ms
+
+
+def _indexed(frame: pd.DataFrame, time_column: str) -> pd.DataFrame:
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame[time_column], unit="ms", utc=True), name="time")
     return frame
 
 
-def _explain_no_funding(warehouse: Warehouse, exchange: str, symbol: str, start_ms: int, end_ms: int) -> None:
-    span = funding.funding_span(warehouse, exchange, symbol)
+def _explain_no_rows(warehouse: Warehouse, table, timeframe: str, what: str, exchange: str, symbol: str, start_ms: int,
+                     end_ms: int) -> None:
+    """Why a read of an event table (funding settlements, open interest samples) found nothing, as
+    ``explain_empty`` says it for candles."""
+    span = series_span(warehouse, table, timeframe, exchange, symbol)
     if span is None:
-        held = "; ".join(f"{e} {s}" for e, s in funding.funding_instruments(warehouse)[:HELD_SHOWN]) or "none"
-        raise NotInWarehouse(f"the warehouse at {public_url(warehouse.url)} holds no funding settlements of {exchange} {symbol}; "
+        held = "; ".join(f"{e} {s}" for e, s in series_instruments(warehouse, table, timeframe)[:HELD_SHOWN]) or "none"
+        raise NotInWarehouse(f"the warehouse at {public_url(warehouse.url)} holds no {what} of {exchange} {symbol}; "
                              f"it holds those of: {held}")
     first, last = span
     if end_ms <= first or start_ms > last:
-        warnings.warn(f"{exchange} {symbol} funding: no settlements from {ms_to_iso(start_ms)} to {ms_to_iso(end_ms)}; the "
-                      f"warehouse holds this instrument's settlements from {ms_to_iso(first)} to {ms_to_iso(last)}",
-                      OutsideStoredRange, stacklevel=3)
+        warnings.warn(f"{exchange} {symbol}: no {what} from {ms_to_iso(start_ms)} to {ms_to_iso(end_ms)}; the warehouse holds "
+                      f"this instrument's {what} from {ms_to_iso(first)} to {ms_to_iso(last)}", OutsideStoredRange, stacklevel=3)
 
 
 def _load_derived(exchange: str, symbol: str, interval: str, source: str, start_ms: int, end_ms: int, warmup: int,

@@ -60,6 +60,25 @@ def held_instruments(warehouse: Warehouse, limit: int = 10_000) -> list[tuple[st
     return found
 
 
+def series_span(warehouse: Warehouse, table: sa.Table, timeframe: str, exchange: str, symbol: str) -> tuple[int, int] | None:
+    """Times (open_time) of an instrument's first and last row of an event table (funding
+    settlements, open interest samples: one timeframe each), or None (none stored)."""
+    t = table.c
+    query = sa.select(sa.func.min(t.open_time), sa.func.max(t.open_time)).where(
+        t.exchange == exchange, t.symbol == symbol, t.timeframe == timeframe)
+    with warehouse.engine.connect() as connection:
+        first, last = connection.execute(query).one()
+    return None if first is None else (int(first), int(last))
+
+
+def series_instruments(warehouse: Warehouse, table: sa.Table, timeframe: str) -> list[tuple[str, str]]:
+    """The (exchange, symbol) an event table holds rows of: for messages."""
+    t = table.c
+    query = sa.select(t.exchange, t.symbol).where(t.timeframe == timeframe).distinct().order_by(t.exchange, t.symbol)
+    with warehouse.engine.connect() as connection:
+        return [(e, s) for e, s in connection.execute(query)]
+
+
 def describe_held(held: list[tuple[str, str, str]]) -> str:
     """``binance BTC/USDT (1m, 1h); kraken BTC/USD (1h)``, the first ``HELD_SHOWN`` of them."""
     if not held:

@@ -1,6 +1,7 @@
 """freqtrade reads our futures export: two USDⓈ-M perpetuals backfilled through Dagster from the
 simulator (trade candles, mark, index and premium index klines, funding settlements across a funding
-interval change), exported by ``candle_export``, then loaded by freqtrade 2026.9's own data handler in
+interval change, and open interest of the last two days: REST's 30-day reach), exported by
+``candle_export``, then loaded by freqtrade 2026.9's own data handler in
 its own virtual environment (a subprocess), every file equal to the warehouse, row by row and value by
 value; its backtester's join of funding with mark candles keeps every settlement; and a futures
 backtest runs on the files (its markets from the simulator) and charges each trade exactly the
@@ -16,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohlcv_assets import load_candles, load_funding
-from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms
-from ohlcv_assets.core.names import EXPORT_KEY, RANGE_END_TAG, RANGE_START_TAG, candles_key, funding_key
+from ohlcv_assets import load_candles, load_funding, load_open_interest
+from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, now_ms, utc_day
+from ohlcv_assets.core.names import EXPORT_KEY, RANGE_END_TAG, RANGE_START_TAG, candles_key, funding_key, open_interest_key
 from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.defs.partitions import sync_instrument_partitions
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.e2e  # freqtrade's venv (built once per checkout), a do
 
 FIRST, LAST = dt.date(2026, 10, 4), dt.date(2026, 10, 6)  # BTCUSDT's funding goes 8 h -> 4 h on the 5th; ETHUSDT runs at 1 h
 TYPES = {"1h": "futures", "mark_1h": "mark", "idx_1h": "index", "prem_1h": "premiumIndex"}  # freqtrade's candle types
+TIMEFRAME = {"open_interest": "5m"}  # the timeframe freqtrade loads a candle type under, where not 1h: open interest as stored
 
 # Run by freqtrade's python: loads every file the way freqtrade does and prints what it got.
 FREQTRADE_LOADER = """
@@ -38,13 +40,14 @@ from freqtrade.data.history import get_datahandler
 from freqtrade.enums import CandleType, TradingMode
 from freqtrade.exchange import Exchange
 
-datadir, wanted = sys.argv[1], json.loads(sys.argv[2])
+datadir, wanted, timeframes = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 handler = get_datahandler(Path(datadir), "feather")
 out = {"available": sorted(f"{p} {tf} {t}" for p, tf, t in handler.ohlcv_get_available_data(Path(datadir), TradingMode.FUTURES))}
 for pair, types in wanted.items():
     frames = {}
     for candle_type in types:
-        frame = handler.ohlcv_load(pair, "1h", candle_type=CandleType(candle_type), fill_missing=False, warn_no_data=False)
+        frame = handler.ohlcv_load(pair, timeframes.get(candle_type, "1h"), candle_type=CandleType(candle_type), fill_missing=False,
+                                   warn_no_data=False)
         frames[candle_type] = frame
         out[f"{pair} {candle_type}"] = {"dates": frame["date"].dt.as_unit("ms").astype("int64").tolist(),
                                         "columns": {c: frame[c].tolist() for c in frame.columns if c != "date"}}
@@ -105,9 +108,9 @@ def _backtest_trades(freqtrade_python: str, sim_url: str, datadir, work) -> list
         return json.loads(z.read(f"{archive.stem}.json"))["strategy"]["EveryDay"]["trades"]
 
 
-def _materialize_range(defs, instance, key: dg.AssetKey, instrument: str) -> None:
+def _materialize_range(defs, instance, key: dg.AssetKey, instrument: str, first: dt.date = FIRST, last: dt.date = LAST) -> None:
     result = dg.materialize([defs.get_assets_def(key)], instance=instance, resources=defs.resources,
-                            tags={RANGE_START_TAG: f"{FIRST}|{instrument}", RANGE_END_TAG: f"{LAST}|{instrument}"})
+                            tags={RANGE_START_TAG: f"{first}|{instrument}", RANGE_END_TAG: f"{last}|{instrument}"})
     assert result.success
 
 
@@ -121,29 +124,33 @@ def test_freqtrade_loads_and_backtests_the_exported_futures_files_equal_to_the_w
 exchanges:
   perps: {{ccxt_id: binanceusdm, api_url: "{sim.url}/fapi/v1", timeout_seconds: 2, retry_base_seconds: 0.05}}
 instruments:
-  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, index, premium, funding]}}
+  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, index, premium, funding, open_interest]}}
   - {{exchange: perps, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, funding]}}
 export: {{formats: [freqtrade], directory: {directory}}}
 """)
     universe = parse_universe(path.read_text(), str(path))
     defs = build_definitions(str(path), postgres_url)
+    oi_days = (utc_day(now_ms()) - dt.timedelta(days=2), utc_day(now_ms()) - dt.timedelta(days=1))  # what REST still serves
     with dg.instance_for_test() as instance:
         sync_instrument_partitions(instance, universe)
         for instrument in universe.instruments:
             for code in (*instrument.intervals, *instrument.series_codes):
+                if code == "oi_5m":
+                    _materialize_range(defs, instance, open_interest_key(), instrument.key, *oi_days)
+                    continue
                 key = funding_key() if code == "funding" else candles_key(code)
                 _materialize_range(defs, instance, key, instrument.key)
         result = dg.materialize([defs.get_assets_def(EXPORT_KEY)], instance=instance, resources=defs.resources)
         assert result.success
 
-    wanted = {"BTC/USDT:USDT": ["futures", "mark", "index", "premiumIndex", "funding_rate"],
+    wanted = {"BTC/USDT:USDT": ["futures", "mark", "index", "premiumIndex", "funding_rate", "open_interest"],
               "ETH/USDT:USDT": ["futures", "mark", "funding_rate"]}
-    loaded = subprocess.run([freqtrade_python, "-c", FREQTRADE_LOADER, str(directory / "freqtrade" / "perps"), json.dumps(wanted)],
-                            capture_output=True, text=True, timeout=600)
+    loaded = subprocess.run([freqtrade_python, "-c", FREQTRADE_LOADER, str(directory / "freqtrade" / "perps"), json.dumps(wanted),
+                             json.dumps(TIMEFRAME)], capture_output=True, text=True, timeout=600)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     got = json.loads(loaded.stdout.strip().splitlines()[-1])
     # what freqtrade lists (list-data) from the file names: every pair, timeframe and candle type written, nothing else
-    assert got["available"] == sorted(f"{pair} 1h {t}" for pair, types in wanted.items() for t in types)
+    assert got["available"] == sorted(f"{pair} {TIMEFRAME.get(t, '1h')} {t}" for pair, types in wanted.items() for t in types)
 
     lo, hi = day_bounds_ms(FIRST)[0], day_bounds_ms(LAST)[1]
     warehouse = Warehouse(postgres_url)
@@ -166,6 +173,14 @@ export: {{formats: [freqtrade], directory: {directory}}}
             joined = got[f"{pair} joined"]
             assert joined["dates"] == settlements["funding_time"].tolist()  # every settlement met its 1h mark candle
             assert joined["open_fund"] == settlements["rate"].tolist()
+        samples = load_open_interest("perps", "BTC/USDT:USDT", day_bounds_ms(oi_days[0])[0], day_bounds_ms(oi_days[1])[1],
+                                     warehouse=warehouse)
+        assert len(samples) == 2 * 288  # both days, every 5 minutes
+        frame = got["BTC/USDT:USDT open_interest"]
+        assert list(frame["columns"]) == ["open_interest_amount", "open_interest_value"]  # freqtrade's own columns, nothing added
+        assert frame["dates"] == samples["sample_time"].tolist()
+        assert frame["columns"]["open_interest_amount"] == samples["amount"].tolist()
+        assert frame["columns"]["open_interest_value"] == samples["value"].tolist()
 
         trades = _backtest_trades(freqtrade_python, sim.url, directory / "freqtrade" / "perps", tmp_path / "backtest")
         assert sorted((t["pair"], t["open_date"][:10]) for t in trades) == sorted(

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from ohlcv_assets import load_candles
+from ohlcv_assets import load_candles, load_open_interest
 from ohlcv_assets.defs.assets.maintenance import build_export_asset
 from ohlcv_assets.core.intervals import HOUR_MS, MINUTE_MS
 from ohlcv_assets.defs.resources import WarehouseResource
 from ohlcv_assets.core.universe import parse_universe
 from ohlcv_assets.warehouse.exports import record_export
 from ohlcv_assets.warehouse.funding import merge_funding
+from ohlcv_assets.warehouse.open_interest import merge_open_interest
 from ohlcv_assets_tests.helpers import merge_candles, universe_yaml
 
 JAN_31_22H = 1_738_360_800_000  # 2025-01-31T22:00Z: four hours of 1m candles cross into February
@@ -171,3 +172,49 @@ def test_a_perpetuals_series_are_exported_under_freqtrades_futures_names_and_its
     assert third["files_written"] == 2 and sorted(third["written"].split("\n")) == [
         "- `freqtrade/perps/futures/BTC_USDT_USDT-1h-funding_rate.feather`",
         "- `parquet-funding/exchange=perps/symbol=BTC-USDT_USDT/month=2025-02/funding.parquet`"]
+
+
+def test_open_interest_is_exported_under_freqtrades_open_interest_name_and_its_own_parquet_tree(warehouse, tmp_path):
+    directory = tmp_path / "export"
+    universe = parse_universe(f"""
+exchanges:
+  perps: {{ccxt_id: binanceusdm, api_url: "http://127.0.0.1:9/fapi/v1"}}
+instruments:
+  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1h], start: 2025-01-30, series: [open_interest]}}
+export: {{formats: [parquet, freqtrade], directory: {directory}}}
+""")
+    symbol, n = "BTC/USDT:USDT", 48  # 4 hours of 5-minute samples from Jan 31 22:00, across a month
+    times = JAN_31_22H + np.arange(n, dtype=np.int64) * 5 * MINUTE_MS
+    samples = pd.DataFrame({"open_time": times, "amount": 8000.0 + np.arange(n), "value": 5e8 + 1e5 * np.arange(n)})
+    samples.loc[n - 1, "value"] = np.nan  # a sample without its value in the quote currency
+    samples = samples.drop(index=7).reset_index(drop=True)  # a missing sample stays missing
+    bounds = [(JAN_31_22H - 22 * HOUR_MS, FEB_2 - 86_400_000), (FEB_2 - 86_400_000, FEB_2)]
+    merge_open_interest(warehouse, "perps", symbol, samples, bounds, 1)
+
+    first = _export(universe, warehouse.url)
+    assert sorted(str(p.relative_to(directory)) for p in directory.rglob("*.*")) == [
+        "freqtrade/perps/futures/BTC_USDT_USDT-5m-open_interest.feather"] + [
+        f"parquet-oi/exchange=perps/symbol=BTC-USDT_USDT/month={m}/open_interest.parquet" for m in ("2025-01", "2025-02")]
+    assert first["files_written"] == 3 and first["rows_written"] == 2 * (n - 1)
+    stored = load_open_interest("perps", symbol, 0, 2**53, warehouse=warehouse).reset_index(drop=True)
+    pairdata = pd.read_feather(directory / "freqtrade/perps/futures/BTC_USDT_USDT-5m-open_interest.feather")
+    assert list(pairdata.columns) == ["date", "open_interest_amount", "open_interest_value"]  # freqtrade's candle_columns
+    assert str(pairdata["date"].dtype) == "datetime64[ms, UTC]"
+    assert pairdata["date"].astype("int64").tolist() == stored["sample_time"].tolist() == samples["open_time"].tolist()
+    assert pairdata["open_interest_amount"].equals(samples["amount"]) and pairdata["open_interest_value"].equals(samples["value"])
+    parquet = pd.read_parquet(directory / "parquet-oi").sort_values("sample_time").reset_index(drop=True)
+    assert [str(parquet[c].dtype) for c in ("sample_time", "amount", "value")] == ["datetime64[ms, UTC]", "float64", "float64"]
+    assert parquet["sample_time"].astype("int64").tolist() == samples["open_time"].tolist()
+    assert parquet["amount"].equals(samples["amount"]) and parquet["value"].equals(samples["value"])
+    assert pl.scan_parquet(f"{directory}/parquet-oi/**/*.parquet", hive_partitioning=True).collect()["month"].unique().sort().to_list() == [
+        "2025-01", "2025-02"]
+
+    again = _export(universe, warehouse.url)
+    assert (again["files_written"], again["files_unchanged"]) == (0, 3)
+    merge_open_interest(warehouse, "perps", symbol, samples.iloc[-3:].assign(amount=1.0), [bounds[1]], 2)  # revised in February
+    third = _export(universe, warehouse.url)
+    assert sorted(third["written"].split("\n")) == [
+        "- `freqtrade/perps/futures/BTC_USDT_USDT-5m-open_interest.feather`",
+        "- `parquet-oi/exchange=perps/symbol=BTC-USDT_USDT/month=2025-02/open_interest.parquet`"]
+    assert pd.read_feather(directory / "freqtrade/perps/futures/BTC_USDT_USDT-5m-open_interest.feather")[
+        "open_interest_amount"].tolist()[-3:] == [1.0, 1.0, 1.0]

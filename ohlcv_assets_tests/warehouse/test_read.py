@@ -1,5 +1,5 @@
-"""load_candles, the one read path, and load_funding, its sibling for a perpetual's funding
-settlements, on both warehouses."""
+"""load_candles, the one read path, and its siblings for a perpetual's funding settlements
+(load_funding) and open interest (load_open_interest), on both warehouses."""
 
 import datetime as dt
 import warnings
@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohlcv_assets import load_candles, load_funding
+from ohlcv_assets import load_candles, load_funding, load_open_interest
 from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, MINUTE_MS
 from ohlcv_assets.warehouse.funding import merge_funding
+from ohlcv_assets.warehouse.open_interest import merge_open_interest
 from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.read import OutsideStoredRange
 from ohlcv_assets.warehouse.store import NotInWarehouse, Warehouse, WarehouseMissing
@@ -131,3 +132,60 @@ def test_load_funding_names_what_is_held_and_warns_outside_the_stored_span(wareh
     assert load_funding("perps", "DOGE/USDT:USDT", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse, strict=False).empty
     with pytest.raises(ValueError, match="before start"):
         load_funding("perps", "BTC/USDT:USDT", "2025-02-01", "2025-01-01", warehouse=warehouse)
+
+
+def _store_open_interest(warehouse: Warehouse, symbol: str, n: int) -> pd.DataFrame:
+    """n samples 5 minutes apart from Jan 31 23:00 (crossing into February), the fourth missing, the
+    last without a value in the quote currency."""
+    times = JAN_31 + 23 * HOUR_MS + np.arange(n, dtype=np.int64) * 5 * MINUTE_MS
+    frame = pd.DataFrame({"open_time": times, "amount": 1000.0 + np.arange(n), "value": 6e7 + 1e4 * np.arange(n)})
+    frame.loc[n - 1, "value"] = np.nan
+    frame = frame.drop(index=3).reset_index(drop=True)
+    merge_open_interest(warehouse, "perps", symbol, frame, [(JAN_31, JAN_31 + DAY_MS), (JAN_31 + DAY_MS, JAN_31 + 2 * DAY_MS)], 1)
+    return frame
+
+
+def test_open_interest_reads_back_equal_to_what_was_stored(warehouse):
+    stored = _store_open_interest(warehouse, "BTC/USDT:USDT", 20)
+    got = load_open_interest("perps", "BTC/USDT:USDT", "2025-01-31", "2025-02-02", warehouse=warehouse)
+    assert list(got.columns) == ["sample_time", "amount", "value"]
+    assert got["sample_time"].dtype == np.int64 and got["amount"].dtype == np.float64
+    assert got.reset_index(drop=True).equals(stored.rename(columns={"open_time": "sample_time"}))
+    assert got.index.name == "time" and str(got.index.tz) == "UTC" and got.index[0] == pd.Timestamp("2025-01-31T23:00Z")
+    assert len(got) == 19 and np.isnan(got["value"].iloc[-1])  # the missing sample stays missing
+    feb = load_open_interest("perps", "BTC/USDT:USDT", dt.date(2025, 2, 1), JAN_31 + DAY_MS + 10 * MINUTE_MS, warehouse=warehouse)
+    assert feb["sample_time"].tolist() == [JAN_31 + DAY_MS, JAN_31 + DAY_MS + 5 * MINUTE_MS]  # [start, end)
+    with pytest.raises(ValueError, match="load_open_interest"):
+        load_candles("perps", "BTC/USDT:USDT", "oi_5m", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse)
+
+
+def test_load_open_interest_names_what_is_held_and_warns_outside_the_stored_span(warehouse):
+    _store_open_interest(warehouse, "BTC/USDT:USDT", 20)
+    _store_open_interest(warehouse, "ETH/USDT:USDT", 5)
+    _store_funding(warehouse, "SOL/USDT:USDT", 3)  # funding held is not open interest held
+    with pytest.raises(NotInWarehouse) as raised:
+        load_open_interest("perps", "SOL/USDT:USDT", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse)
+    message = str(raised.value)
+    assert "holds no open interest samples of perps SOL/USDT:USDT" in message, message
+    assert "it holds those of: perps BTC/USDT:USDT; perps ETH/USDT:USDT" in message, message
+    with pytest.warns(OutsideStoredRange, match="open interest samples from 2025-01-31T23:00"):
+        assert load_open_interest("perps", "ETH/USDT:USDT", "2025-03-01", "2025-04-01", warehouse=warehouse).empty
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a hole inside the stored span: no warning
+        assert load_open_interest("perps", "BTC/USDT:USDT", JAN_31 + 23 * HOUR_MS + 15 * MINUTE_MS,
+                                  JAN_31 + 23 * HOUR_MS + 20 * MINUTE_MS, warehouse=warehouse).empty
+    empty = load_open_interest("perps", "SOL/USDT:USDT", JAN_31, JAN_31 + DAY_MS, warehouse=warehouse, strict=False)
+    assert empty.empty and list(empty.columns) == ["sample_time", "amount", "value"]
+    with pytest.raises(ValueError, match="before start"):
+        load_open_interest("perps", "BTC/USDT:USDT", "2025-02-01", "2025-01-01", warehouse=warehouse)
+
+
+def test_load_open_interest_opens_the_configured_warehouse(warehouse_url, monkeypatch):
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    _store(wh, "BTC/USDT", 5)  # a warehouse no run has written candles to is refused as missing (load_candles' rule)
+    stored = _store_open_interest(wh, "BTC/USDT:USDT", 6)
+    wh.dispose()
+    monkeypatch.setenv("OHLCV_WAREHOUSE_URL", warehouse_url)
+    got = load_open_interest("perps", "BTC/USDT:USDT", JAN_31, JAN_31 + 2 * DAY_MS)
+    assert got["sample_time"].tolist() == stored["open_time"].tolist()

@@ -5,6 +5,10 @@ gap-scanned, exact on both warehouses; from Binance USDⓈ-M's own endpoints, an
 unified methods for a generic ccxt venue."""
 
 import datetime as dt
+import hashlib
+import io
+import urllib.request
+import zipfile
 
 import dagster as dg
 import numpy as np
@@ -26,7 +30,7 @@ from ohlcv_assets.defs.sensors.gap_backfill import gap_partitions
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.defs.partitions import partition_key, sync_instrument_partitions
 from ohlcv_assets.core.gaps import EXCHANGE_DOWNTIME, FILLABLE
-from ohlcv_assets.warehouse import gap_records
+from ohlcv_assets.warehouse import gap_records, provenance
 from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, DETECTED, FILLED
 from ohlcv_assets.ingest.open_interest import rest_horizon_ms
 from ohlcv_assets.warehouse.funding import delete_funding, read_funding
@@ -406,8 +410,59 @@ instruments:
         assert meta[dt.date(2026, 10, 5)]["funding_interval_hours"] == "4, 8"
         assert [d for d, day in checks.items() if not day["funding_complete"].passed] == [FUNDING_NEVER.date()]
         assert all(f.fired for f in perp_sim.config.archive_faults)
+        # provenance, as klines record it: each archive day names the file and its sha256, and every
+        # settlement stored in it is a row of that very file; the other days (and the REST-only
+        # exchange's) are REST's, with no file
+        files = assert_provenance(perp_sim, warehouse_url, "archived", "funding", archived_days, first, last,
+                                  lambda rows: (rows[0].astype("int64"), rows[2].astype("float64")), ("raw_time", "rate"))
+        assert files == ({FUNDING_FILE} if archived_days else set())
+        assert not assert_provenance(perp_sim, warehouse_url, "rest", "funding", set(), first, last)
     finally:
         perp_sim.reconfigure({"archive_faults": []})
+
+
+def archive_file(sim, name: str) -> tuple[str, pd.DataFrame]:
+    """The sha256 of an archive file as the simulator serves it, and the rows of its CSV (header or not)."""
+    with urllib.request.urlopen(f"{sim.url}/archive/binance/{name}", timeout=10) as answer:
+        data = answer.read()
+    with zipfile.ZipFile(io.BytesIO(data)) as zipped:
+        [member] = zipped.namelist()
+        text = zipped.read(member)
+    return hashlib.sha256(data).hexdigest(), pd.read_csv(io.BytesIO(text), header=None, skiprows=int(text[:1].isalpha()))
+
+
+def assert_provenance(sim, warehouse_url: str, exchange: str, code: str, archived_days: set, first: dt.date, last: dt.date,
+                      rows_of=None, columns: tuple[str, ...] = ()) -> set[str]:
+    """Asserts what ``day_sources`` and ``source_files`` hold of an event series' days (settlements,
+    samples): an archived day the file and its sha256 (the served file's), with the day's rows, each
+    one a row of the file (``rows_of`` the CSV's rows as ``columns``); any other day REST, without a
+    file; each file once, with the rows of its days. Returns the files recorded."""
+    wh = Warehouse(warehouse_url)
+    try:
+        sources = provenance.sources_of(wh, exchange, "BTC/USDT:USDT", code)
+        files = provenance.files_of(wh, exchange, "BTC/USDT:USDT", code)
+        table = {"funding": read_funding, "oi_5m": read_open_interest}[code]
+        served: dict = {}
+        for day in (first + dt.timedelta(days=d) for d in range((last - first).days + 1)):
+            held = table(wh, exchange, "BTC/USDT:USDT", *day_bounds_ms(day))
+            source = sources[day]
+            assert source.candles == len(held) > 0, (day, source)
+            if day not in archived_days:
+                assert (source.source, source.file, source.sha256) == ("rest", None, None), (day, source)
+                continue
+            assert source.source == "archive" and source.file in files, (day, source)
+            if source.file not in served:
+                served[source.file] = archive_file(sim, source.file)
+            sha, rows = served[source.file]
+            assert source.sha256 == sha == files[source.file][0], (day, source)
+            in_file = pd.DataFrame(dict(zip(columns, rows_of(rows))))
+            traced = held[list(columns)].merge(in_file, how="left", on=columns[0], suffixes=("", "_file"))
+            assert traced[f"{columns[1]}_file"].notna().all() and (traced[columns[1]] == traced[f"{columns[1]}_file"]).all(), day
+        for file, (_, rows) in files.items():
+            assert rows == sum(s.candles for s in sources.values() if s.file == file), file
+        return set(files)
+    finally:
+        wh.dispose()
 
 
 def test_mark_and_premium_are_checked_against_the_last_price_and_the_basis(perp_sim, perp_setup, warehouse_url):
@@ -498,6 +553,20 @@ instruments:
         wh.dispose()
     assert archived[first]["source"] == "archive" and archived[first]["archive_file"] == (
         f"data/futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-{first}.zip") and archived[last]["source"] == "rest"
+    # provenance, as klines record it: each day from a metrics file names it and its sha256, every stored sample a row
+    # of it; the days REST served are REST's; the REST-only exchange's days beyond REST's reach have no source at all
+    archived_days = {d for d, m in archived.items() if m["source"] == "archive"}
+    metrics = lambda rows: (pd.to_datetime(rows[0]).astype("datetime64[ms]").astype("int64"), rows[2].astype("float64"))  # noqa: E731
+    files = assert_provenance(perp_sim, warehouse_url, "archived", "oi_5m", archived_days, first, last, metrics, ("open_time", "amount"))
+    assert files == {f"data/futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-{d}.zip" for d in archived_days} and len(files) >= 2
+    rest_days = [d for d, m in from_rest.items() if m["samples_expected"]]
+    assert not assert_provenance(perp_sim, warehouse_url, "rest", "oi_5m", set(), rest_days[0] + dt.timedelta(days=1), last)
+    wh = Warehouse(warehouse_url)
+    try:
+        unserved = [d for d, m in from_rest.items() if not m["samples_expected"]]
+        assert unserved and not set(unserved) & set(provenance.sources_of(wh, "rest", "BTC/USDT:USDT", "oi_5m"))
+    finally:
+        wh.dispose()
     assert archived[first]["samples_stored"] == 288 and from_rest[first]["samples_beyond_history"] == 288
     assert all(day["open_interest_complete"].passed for day in [*checks.values(), *rest_checks.values()])
     assert perp_sim.stats["status.400"] == 0 and perp_sim.stats["requests.fapi.data.openInterestHist"] >= 3
