@@ -24,7 +24,7 @@ from ohlcv_assets.warehouse import candle_days, engine
 from ohlcv_assets.warehouse.dialect import Dialect, dialect_for
 from ohlcv_assets.warehouse.merge import MergeResult, row_changes, value_columns
 from ohlcv_assets.warehouse.partitioning import PARTITIONED_TABLES, Span, spans_covering
-from ohlcv_assets.warehouse.schema import candle_features, candles
+from ohlcv_assets.warehouse.schema import candle_features, candles, funding_rates, open_interest
 from ohlcv_assets.warehouse.urls import normalise_url, public_url
 
 __all__ = ["NotInWarehouse", "Warehouse", "WarehouseMissing", "describe_held", "held_instruments"]
@@ -117,7 +117,8 @@ class Warehouse:
 
     @classmethod
     def open_existing(cls, url: str) -> Warehouse:
-        """For tools that only read: never creates a database, fails when none (or no candle) is there."""
+        """For tools that only read: never creates a database, fails when none is there or it holds
+        nothing yet (no candle, funding settlement or open-interest sample)."""
         shown = public_url(url)
         if url.startswith("sqlite"):
             database = sa.make_url(url).database
@@ -128,8 +129,9 @@ class Warehouse:
             with warehouse.engine.connect() as conn:
                 if not sa.inspect(conn).has_table(candles.name):
                     raise WarehouseMissing(f"the warehouse at {shown} has no `candles` table: no run has written to it")
-                if conn.execute(sa.select(candles.c.open_time).limit(1)).first() is None:
-                    raise WarehouseMissing(f"the warehouse at {shown} holds no candles yet")
+                held = (table for table in (candles, funding_rates, open_interest) if sa.inspect(conn).has_table(table.name))
+                if not any(conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() for table in held):
+                    raise WarehouseMissing(f"the warehouse at {shown} holds no candles, funding rates or open interest yet")
         except sa.exc.SQLAlchemyError as err:
             warehouse.dispose()
             if connection_refused(err):

@@ -181,11 +181,13 @@ def test_load_open_interest_names_what_is_held_and_warns_outside_the_stored_span
 
 
 def test_load_open_interest_opens_the_configured_warehouse(warehouse_url, monkeypatch):
+    """A warehouse holding only open interest (no candle) is read; one holding nothing is refused."""
     wh = Warehouse(warehouse_url)
     wh.migrate()
-    _store(wh, "BTC/USDT", 5)  # a warehouse no run has written candles to is refused as missing (load_candles' rule)
+    monkeypatch.setenv("OHLCV_WAREHOUSE_URL", warehouse_url)
+    with pytest.raises(WarehouseMissing, match="holds no candles, funding rates or open interest yet"):
+        load_open_interest("perps", "BTC/USDT:USDT", JAN_31, JAN_31 + 2 * DAY_MS)
     stored = _store_open_interest(wh, "BTC/USDT:USDT", 6)
     wh.dispose()
-    monkeypatch.setenv("OHLCV_WAREHOUSE_URL", warehouse_url)
     got = load_open_interest("perps", "BTC/USDT:USDT", JAN_31, JAN_31 + 2 * DAY_MS)
     assert got["sample_time"].tolist() == stored["open_time"].tolist()
