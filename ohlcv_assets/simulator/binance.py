@@ -339,7 +339,7 @@ class BinanceUsdmData(BinanceUsdm):
         step = OI_PERIODS[query["period"]]
         hi = (now if end is None else min(end, now)) + 1
         lo = max(start if start is not None else hi - step * limit, now - OI_HISTORY_MS)
-        rows = sim.market.open_interest(symbol, step, lo, hi, now)
+        rows = sim.market.open_interest(symbol, step, lo, hi, now, venue="binanceusdm")
         index = np.arange(len(rows["time"]))
         index = index[:limit] if start is not None else index[max(0, len(index) - limit):]
         rows = {k: v[index] for k, v in rows.items()}

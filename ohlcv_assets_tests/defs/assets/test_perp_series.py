@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms, utc_day
+from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, ms_to_iso, now_ms, utc_day
 from ohlcv_assets.core.names import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -514,3 +514,91 @@ def run_range_of(defs, instance, key, instrument: str, first: dt.date, last: dt.
     for evaluation in result.get_asset_check_evaluations():
         checks.setdefault(dt.date.fromisoformat(evaluation.partition.split("|")[0]), {})[evaluation.check_name] = evaluation
     return meta, checks
+
+
+def oi_universe(tmp_path, url: str, first: dt.date) -> str:
+    """A universe of one USDⓈ-M perpetual's open interest over REST only (no archive), and a
+    generic ccxt venue's (ccxt's fetch_open_interest_history), both from ``first``."""
+    common = "timeout_seconds: 2, retry_base_seconds: 0.05"
+    path = tmp_path / "universe.yaml"
+    path.write_text(f"""
+exchanges:
+  rest: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}}}
+  generic: {{venue: ccxt, ccxt_id: binanceusdm, api_urls: {{fapiPublic: "{url}/fapi/v1", fapiData: "{url}/futures/data"}}, {common}}}
+instruments:
+  - {{exchange: rest, symbol: BTC/USDT:USDT, intervals: [1h], start: {first}, series: [open_interest]}}
+  - {{exchange: generic, symbol: ETH/USDT:USDT, intervals: [1h], start: {first}, series: [open_interest]}}
+""")
+    return str(path)
+
+
+def scan_oi_gaps(defs, instance, instrument: str) -> dict:
+    """One ``gap_report/oi_5m`` run of the instrument; its report's metadata."""
+    result = dg.materialize([defs.get_assets_def(gap_report_key("oi_5m")), defs.get_assets_def(open_interest_key())],
+                            selection=[gap_report_key("oi_5m")], instance=instance, resources=defs.resources,
+                            partition_key=instrument)
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+
+
+def test_a_missing_open_interest_stretch_is_a_gap_record_scanned_classified_and_backfilled(perp_sim, tmp_path, warehouse_url):
+    """Open interest from 31 days ago over REST (30 days): a page the venue answered empty leaves a
+    stretch missing, found by gap_report/oi_5m as fillable and backfilled by gap_backfill_oi_5m
+    (the open_interest partitions of its days); a stretch the venue never had (its downtime) is
+    exchange_downtime after asking twice, and its day's check passes once it is confirmed; what
+    REST no longer serves is beyond_history (unfillable), as Kraken's 720-candle horizon is."""
+    now = now_ms()
+    today = utc_day(now)
+    first, yesterday = today - dt.timedelta(days=31), today - dt.timedelta(days=1)
+    down = (day_bounds_ms(yesterday)[0] + 5 * HOUR_MS, day_bounds_ms(yesterday)[0] + 5 * HOUR_MS + 30 * 60_000)
+    perp_sim.reconfigure({"faults": [{"kind": "empty", "endpoint": "openInterestHist", "count": 1}], "archive_faults": [],
+                          "reset_stats": True, "downtime": [{"start": ms_to_iso(down[0]), "end": ms_to_iso(down[1]),
+                                                             "venue": "binanceusdm"}]})
+    path = oi_universe(tmp_path, perp_sim.url, first)
+    universe = parse_universe(open(path).read(), path)
+    wh = Warehouse(warehouse_url)
+    try:
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(path, warehouse_url)
+            assert instance.get_dynamic_partitions(instruments_partitions_name("oi_5m")) == [
+                "rest.BTC-USDT_USDT", "generic.ETH-USDT_USDT"]
+            run_range_of(defs, instance, open_interest_key(), "rest.BTC-USDT_USDT", first, today)
+            assert all(f.fired for f in perp_sim.config.faults)
+            meta = scan_oi_gaps(defs, instance, "rest.BTC-USDT_USDT")
+            records = gap_records.instrument_gaps(wh, "rest", "BTC/USDT:USDT", "oi_5m")
+            open_ = [r for r in records if r.status not in (FILLED, "superseded")]
+            by_reason = {r.reason: r for r in open_}
+            assert sorted(by_reason) == sorted([EXCHANGE_DOWNTIME, FILLABLE, "beyond_history"]) and len(open_) == 3
+            assert (by_reason[EXCHANGE_DOWNTIME].start_ms, by_reason[EXCHANGE_DOWNTIME].end_ms) == down
+            assert by_reason[EXCHANGE_DOWNTIME].status == CONFIRMED_EMPTY and by_reason["beyond_history"].status == "unfillable"
+            fillable = by_reason[FILLABLE]
+            assert fillable.status == DETECTED and fillable.candles == 500  # the page answered empty
+            assert by_reason["beyond_history"].start_ms == day_bounds_ms(first)[0]
+            assert by_reason["beyond_history"].end_ms == rest_horizon_ms(universe.exchanges["rest"].profile, now_ms()) \
+                or by_reason["beyond_history"].end_ms == rest_horizon_ms(universe.exchanges["rest"].profile, now)
+            assert meta["missing_fillable"] == 500 and meta["missing_exchange_downtime"] == 6
+            assert meta["missing_beyond_history"] == (by_reason["beyond_history"].end_ms - by_reason["beyond_history"].start_ms) // 300_000
+
+            sensor = defs.get_sensor_def("gap_backfill_oi_5m")
+            with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+                [request] = sensor(context).run_requests
+            asked = {(key.to_user_string(), str(pk)) for key, pk in request.asset_graph_subset.iterate_asset_partitions()}
+            assert asked == {("open_interest", pk) for pk in gap_partitions(fillable)}
+            for record in gap_records.in_flight(wh, "oi_5m"):  # the backfill's runs (no daemon here)
+                for partition in gap_partitions(record):
+                    assert dg.materialize([defs.get_assets_def(open_interest_key())], instance=instance,
+                                          resources=defs.resources, partition_key=partition).success
+            meta = scan_oi_gaps(defs, instance, "rest.BTC-USDT_USDT")
+            assert meta["missing_fillable"] == 0 and meta["missing_exchange_downtime"] == 6 and meta["new_gap_records"] == 0
+            assert {r.status for r in gap_records.instrument_gaps(wh, "rest", "BTC/USDT:USDT", "oi_5m")
+                    if r.id == fillable.id} == {FILLED}
+            lo, hi = fillable.start_ms, day_bounds_ms(yesterday)[1]  # from the horizon the run had
+            pd.testing.assert_frame_equal(read_open_interest(wh, "rest", "BTC/USDT:USDT", lo, hi),
+                                          oi_truth(perp_sim, "BTCUSDT", lo, hi))  # the downtime's samples exist nowhere
+            _, checks = run_range_of(defs, instance, open_interest_key(), "rest.BTC-USDT_USDT", yesterday, yesterday)
+            assert checks[yesterday]["open_interest_complete"].passed  # the confirmed downtime is not expected
+    finally:
+        wh.dispose()
+        perp_sim.reconfigure({"faults": [], "downtime": []})
