@@ -85,10 +85,12 @@ def ingest_open_interest_days(source, warehouse, instrument, days: list[dt.date]
         try:
             rows = source.fetch_open_interest(instrument.symbol, OI_PERIOD, lo, hi - 1)
         except PermanentFetchError:  # older than a venue that states no horizon serves? what it serves is stored
-            served = open_interest_served_since(source, instrument.symbol, OI_PERIOD, lo, hi)
+            served = open_interest_served_since(source, instrument.symbol, OI_PERIOD, lo, now_ms + 1)
             if served is None:
                 raise
             horizon = served if horizon is None else max(horizon, served)
+            if served >= hi:
+                continue
             rows = source.fetch_open_interest(instrument.symbol, OI_PERIOD, served, hi - 1)
         frames.append(pd.DataFrame({"open_time": rows[:, 0].astype(np.int64), "amount": rows[:, 1], "value": rows[:, 2]}))
     fetched = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"open_time": np.zeros(0, dtype=np.int64),

@@ -29,10 +29,10 @@ from ohlcv_assets.warehouse.open_interest import read_open_interest
 STEP_MS = interval_ms(OI_PERIOD)
 
 
-def ask_open_interest(source, symbol: str, unknown: list[Gap]) -> list[Gap]:
+def ask_open_interest(source, symbol: str, unknown: list[Gap], now_ms: int) -> list[Gap]:
     """``ask_venue`` for open interest, a page of samples per window. A venue that refuses the
-    oldest window as older than it serves (a permanent error there, an answer newer) has the part
-    it refuses classified ``beyond_history``, the rest asked."""
+    oldest window as older than it serves (a permanent error there, an answer newer, up to now) has
+    the part it refuses classified ``beyond_history``, the rest asked."""
     def fetch(since: int, until: int) -> tuple[np.ndarray, bool]:
         rows = source.fetch_open_interest(symbol, OI_PERIOD, since, until - 1)
         return (rows[:, 0].astype(np.int64) if len(rows) else np.zeros(0, dtype=np.int64)), False
@@ -40,7 +40,7 @@ def ask_open_interest(source, symbol: str, unknown: list[Gap]) -> list[Gap]:
     try:
         return ask_venue(fetch, OI_PAGE * STEP_MS, STEP_MS, unknown)
     except PermanentFetchError:
-        served = open_interest_served_since(source, symbol, OI_PERIOD, unknown[0].start_ms, unknown[-1].end_ms)
+        served = open_interest_served_since(source, symbol, OI_PERIOD, unknown[0].start_ms, now_ms + 1)
         if served is None:
             raise
     parts = [p for g in unknown for p in split(g, served, BEYOND_HISTORY)]
@@ -61,7 +61,7 @@ def scan_open_interest(source, warehouse, instrument, now_ms: int, refresh_minut
     found = classify_known(find_gaps(times, start, end, STEP_MS), listing, open_interest_horizon_ms(source.config.profile, STEP_MS, now_ms),
                            known_ranges(warehouse, exchange, symbol, OI_CODE))
     unknown = [g for g in found if not g.reason]
-    classified = sorted([*(g for g in found if g.reason), *(ask_open_interest(source, symbol, unknown) if unknown else [])],
+    classified = sorted([*(g for g in found if g.reason), *(ask_open_interest(source, symbol, unknown, now_ms) if unknown else [])],
                         key=lambda g: g.start_ms)
     if source.config.archive is not None and archived(source.config.profile, OI_CODE):
         classified = fillable_from_archive(classified)

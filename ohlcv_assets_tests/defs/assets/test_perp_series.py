@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, ms_to_iso, now_ms, utc_day
+from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, day_bounds_ms, interval_ms, ms_to_iso, now_ms, utc_day
 from ohlcv_assets.core.names import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -602,3 +602,39 @@ def test_a_missing_open_interest_stretch_is_a_gap_record_scanned_classified_and_
     finally:
         wh.dispose()
         perp_sim.reconfigure({"faults": [], "downtime": []})
+
+
+def test_a_generic_venue_asked_for_open_interest_older_than_it_serves_records_it_beyond_history(perp_sim, tmp_path, warehouse_url):
+    """A generic ccxt venue states no open interest horizon; asked for 32 days, it refuses the older
+    windows (a 400): the run finds the oldest time it serves (a few one-sample probes), records the
+    days before as beyond_history (unfillable), stores the rest exactly and succeeds; its gap scan
+    classifies the same range beyond_history without failing."""
+    perp_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True})
+    now = now_ms()
+    today = utc_day(now)
+    first, last = today - dt.timedelta(days=32), today - dt.timedelta(days=1)
+    path = oi_universe(tmp_path, perp_sim.url, first)
+    universe = parse_universe(open(path).read(), path)
+    wh = Warehouse(warehouse_url)
+    try:
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(path, warehouse_url)
+            meta, checks = run_range_of(defs, instance, open_interest_key(), "generic.ETH-USDT_USDT", first, today)
+            served = int(read_open_interest(wh, "generic", "ETH/USDT:USDT", 0, now)["open_time"].min())
+            assert now - 30 * DAY_MS <= served <= now - 30 * DAY_MS + 10 * 60_000  # the oldest the venue serves
+            hi = day_bounds_ms(last)[1]
+            pd.testing.assert_frame_equal(read_open_interest(wh, "generic", "ETH/USDT:USDT", 0, hi), oi_truth(perp_sim, "ETHUSDT", served, hi))
+            assert meta[first]["samples_beyond_history"] == 288 and meta[first]["samples_expected"] == 0
+            assert meta[last]["samples_beyond_history"] == 0 and meta[last]["samples_stored"] == 288
+            assert all(day["open_interest_complete"].passed for day in checks.values())
+            records = gap_records.instrument_gaps(wh, "generic", "ETH/USDT:USDT", "oi_5m")
+            assert records and {(r.reason, r.status) for r in records} == {("beyond_history", "unfillable")}
+            assert min(r.start_ms for r in records) == day_bounds_ms(first)[0] and max(r.end_ms for r in records) == served
+            assert 0 < perp_sim.stats["status.400"] <= 25  # the probes, not a request per day
+
+            report = scan_oi_gaps(defs, instance, "generic.ETH-USDT_USDT")
+            assert report["missing_fillable"] == 0 and report["missing_exchange_downtime"] == 0
+            assert report["missing_beyond_history"] >= (served - day_bounds_ms(first)[0]) // 300_000
+    finally:
+        wh.dispose()
