@@ -638,3 +638,39 @@ def test_a_generic_venue_asked_for_open_interest_older_than_it_serves_records_it
             assert report["missing_beyond_history"] >= (served - day_bounds_ms(first)[0]) // 300_000
     finally:
         wh.dispose()
+
+
+def test_open_interest_requests_keep_to_their_own_budget_which_the_simulator_enforces(perp_sim, tmp_path, warehouse_url):
+    """Binance USDⓈ-M limits openInterestHist per IP by request count (1,000 per 5 minutes), apart
+    from request weight: the simulator answers 429 over it. Scaled down to 6 requests per 3 s on both
+    sides, a month of open interest (18 requests) is paced on that budget: no 429, exact."""
+    perp_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True,
+                          "venues": {"binanceusdm": {"data_limit": 6, "data_window_seconds": 3}}})
+    try:
+        now = now_ms()
+        first, last = utc_day(now) - dt.timedelta(days=29), utc_day(now) - dt.timedelta(days=1)
+        path = tmp_path / "universe.yaml"
+        path.write_text(f"""
+exchanges:
+  rest: {{ccxt_id: binanceusdm, api_url: "{perp_sim.url}/fapi/v1", timeout_seconds: 2, retry_base_seconds: 0.05,
+          open_interest_limit: 6, open_interest_window_seconds: 3}}
+instruments:
+  - {{exchange: rest, symbol: BTC/USDT:USDT, intervals: [1h], start: {first}, series: [open_interest]}}
+""")
+        universe = parse_universe(path.read_text(), str(path))
+        assert parse_universe(path.read_text().replace("open_interest_limit: 6, open_interest_window_seconds: 3", ""),
+                              str(path)).exchanges["rest"].open_interest_limit == 1000  # the venue's own, by default
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(str(path), warehouse_url)
+            run_range_of(defs, instance, open_interest_key(), "rest.BTC-USDT_USDT", first, last)
+        assert perp_sim.stats["requests.fapi.data.openInterestHist"] >= 17 and perp_sim.stats["status.429"] == 0
+        wh = Warehouse(warehouse_url)
+        try:
+            lo, hi = day_bounds_ms(first)[0], day_bounds_ms(last)[1]
+            got = read_open_interest(wh, "rest", "BTC/USDT:USDT", lo, hi)
+            pd.testing.assert_frame_equal(got, oi_truth(perp_sim, "BTCUSDT", int(got["open_time"].min()), hi))
+        finally:
+            wh.dispose()
+    finally:
+        perp_sim.reconfigure({"venues": {"binanceusdm": {"data_limit": 1000, "data_window_seconds": 300}}})
