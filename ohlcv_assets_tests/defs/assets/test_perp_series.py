@@ -674,3 +674,57 @@ instruments:
             wh.dispose()
     finally:
         perp_sim.reconfigure({"venues": {"binanceusdm": {"data_limit": 1000, "data_window_seconds": 300}}})
+
+
+def test_two_usdm_perpetuals_and_a_generic_venue_backfill_every_series_exactly_under_faults(perp_sim, tmp_path, warehouse_url):
+    """The issue's "done when" over REST: two USDⓈ-M perpetuals (BTC across its 8 h -> 4 h funding
+    change, ETH across 8 h -> 1 h -> 8 h) and a generic ccxt perpetual venue backfill every series
+    they offer (trade candles, mark, index, premium, funding, open interest) through Dagster, each
+    exact against the simulator's truth, with a 5xx, a 429 and a truncated page injected on every
+    endpoint. (The archive side of each series is covered by the archive tests above.)"""
+    endpoints = ["klines", "markPriceKlines", "indexPriceKlines", "premiumIndexKlines", "fundingRate", "openInterestHist"]
+    perp_sim.reconfigure({"archive_faults": [], "reset_stats": True, "faults": [
+        fault for endpoint in endpoints for fault in (
+            {"kind": "status", "endpoint": endpoint, "count": 1}, {"kind": "truncated", "endpoint": endpoint, "count": 1},
+            {"kind": "rate_limit", "endpoint": endpoint, "count": 1, "seconds": 1})]})
+    url, common = perp_sim.url, "timeout_seconds: 2, retry_base_seconds: 0.05"
+    now = now_ms()
+    oi_first, oi_last = utc_day(now) - dt.timedelta(days=3), utc_day(now) - dt.timedelta(days=1)
+    text = f"""
+exchanges:
+  perps: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}}}
+  generic: {{venue: ccxt, ccxt_id: binanceusdm, api_urls: {{fapiPublic: "{url}/fapi/v1", fapiData: "{url}/futures/data"}}, {common}}}
+instruments:
+  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, index, premium, funding, open_interest]}}
+  - {{exchange: perps, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, index, premium, funding, open_interest]}}
+  - {{exchange: generic, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, premium, funding, open_interest]}}
+"""
+    path = tmp_path / "universe.yaml"
+    path.write_text(text)
+    universe = parse_universe(text, str(path))
+    wh = Warehouse(warehouse_url)
+    try:
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(str(path), warehouse_url)
+            for exchange, base, codes in [("perps", "BTC", ["1h", "mark_1h", "idx_1h", "prem_1h"]),
+                                          ("perps", "ETH", ["1h", "mark_1h", "idx_1h", "prem_1h"]),
+                                          ("generic", "ETH", ["1h", "mark_1h", "prem_1h"])]:
+                instrument, symbol = f"{exchange}.{base}-USDT_USDT", f"{base}/USDT:USDT"
+                for code in codes:
+                    run_range_of(defs, instance, candles_key(code), instrument, FIRST, LAST)
+                    want = (truth(perp_sim, f"{base}USDT", code, FIRST, LAST) if "_" in code else pd.DataFrame(
+                        perp_sim.market.candles(perp_sim.config.symbols[f"{base}USDT"], HOUR_MS, day_bounds_ms(FIRST)[0],
+                                                day_bounds_ms(LAST)[1], now_ms(), venue="binanceusdm").as_floats()))
+                    pd.testing.assert_frame_equal(stored(warehouse_url, exchange, symbol, code, FIRST, LAST), want, check_dtype=False)
+                run_range_of(defs, instance, funding_key(), instrument, FIRST, LAST)
+                pd.testing.assert_frame_equal(stored_funding(warehouse_url, exchange, symbol, FIRST, LAST),
+                                              funding_truth(perp_sim, f"{base}USDT", FIRST, LAST, marks=exchange == "perps"))
+                run_range_of(defs, instance, open_interest_key(), instrument, oi_first, oi_last)
+                lo, hi = day_bounds_ms(oi_first)[0], day_bounds_ms(oi_last)[1]
+                pd.testing.assert_frame_equal(read_open_interest(wh, exchange, symbol, lo, hi), oi_truth(perp_sim, f"{base}USDT", lo, hi))
+    finally:
+        wh.dispose()
+        fired = {(f.endpoint, f.kind) for f in perp_sim.config.faults if f.fired}
+        perp_sim.reconfigure({"faults": []})
+    assert fired == {(e, k) for e in endpoints for k in ("status", "truncated", "rate_limit")}
