@@ -168,8 +168,10 @@ class SharedRateBudget(RateBudget):
         self._engine, self._key, self._config = engine, exchange, config
 
     def apart(self, name: str, limit: int, window_seconds: float) -> RateBudget:
-        """Keyed ``<key>:<name>`` (e.g. ``binanceusdm:open_interest``); a lease is 1 % of its window's limit."""
-        return SharedRateBudget(self._engine, f"{self._key}:{name}", _apart_config(self._config, limit, window_seconds),
+        """Keyed ``<venue>:<name>[@<egress>]`` (e.g. ``binanceusdm:open_interest``: its own row, not
+        read as the venue's budget); a lease is 1 % of its window's limit."""
+        venue, at, egress = self._key.partition("@")
+        return SharedRateBudget(self._engine, f"{venue}:{name}{at}{egress}", _apart_config(self._config, limit, window_seconds),
                                 self._clock, lease_weight=max(1.0, 0.01 * limit))
 
     def _advance(self, floor: float, add: float) -> float:
