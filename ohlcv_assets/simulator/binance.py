@@ -292,7 +292,8 @@ OI_HISTORY_MS = 30 * 86_400_000  # openInterestHist serves the latest 30 days on
 
 class DataBudget:
     """The budget of ``/futures/data`` apart from request weight (weight 0 there): 1,000 requests
-    per 5 minutes per IP (``venues.binanceusdm.data_limit`` / ``data_window_seconds``)."""
+    per 5 minutes per IP (the client's ``VenueProfile.open_interest_budget``), set by the venue limits
+    ``data_limit`` / ``data_window_seconds``."""
 
     def __init__(self, venue: str):
         self.name = f"{venue}.data"
