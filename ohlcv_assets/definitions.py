@@ -40,8 +40,9 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         derived = [build_derived_asset(universe, interval, source) for interval, source in universe.derived_series]
         funding = [build_funding_asset(universe, retry_policy)] if universe.event_series() else []
         open_interest = [build_open_interest_asset(universe, retry_policy)] if universe.open_interest_series() else []
-        # gap reports, scans and gap backfills of the candles series, then of the funding settlements
-        scanned = {**candles, **{code: asset for code, asset in zip(universe.event_series(), funding)}}
+        # gap reports, scans and gap backfills of the candles series, then of the funding settlements and open interest
+        scanned = {**candles, **{code: asset for code, asset in zip(universe.event_series(), funding)},
+                   **{code: asset for code, asset in zip(universe.open_interest_series(), open_interest)}}
         reports = [build_gap_report_asset(universe, code) for code in scanned]
         scan_jobs = {code: gap_scan_job(code) for code in scanned}
 

@@ -74,6 +74,11 @@ class ExchangeConfig(BaseModel):
     budget_use: float = Field(default=0.9, gt=0, le=1, description="share of the budget used at the steady rate")
     budget_burst: float = Field(default=0.05, ge=0, le=0.5, description="share of the budget that may go in a burst above the steady rate")
     candles_weight: int = Field(gt=0, description="weight of one candles request (Binance klines, limit 1000: 2)")
+    open_interest_limit: int | None = Field(default=None, gt=0, description="open interest requests per window (per IP), "
+                                            "a budget of their own apart from request weight (Binance USDⓈ-M: 1000); None: "
+                                            "each weighs 1 on the request-weight budget")
+    open_interest_window_seconds: float | None = Field(default=None, gt=0, description="the window open_interest_limit "
+                                                       "counts over (Binance USDⓈ-M: 300 s)")
     markets_weight: int = Field(gt=0, description="weight of loading the markets (Binance exchangeInfo: 20)")
     used_weight_header: str | None = Field(description="response header with the weight the exchange has counted this minute")
     fetch_concurrency: int = Field(default=4, ge=1, le=32, description="candle requests in flight at once per run")
@@ -100,6 +105,8 @@ class ExchangeConfig(BaseModel):
                     "candles_weight": profile.candles_weight, "markets_weight": profile.markets_weight,
                     "used_weight_header": profile.used_weight_header, "history_candles": profile.history_candles,
                     "downtime_min_minutes": profile.downtime_min_minutes}
+        if profile.open_interest_budget is not None:
+            defaults["open_interest_limit"], defaults["open_interest_window_seconds"] = profile.open_interest_budget
         if profile.source == "ccxt" and profile.name != GENERIC_CCXT.name:
             defaults["ccxt_id"] = profile.ccxt_class
         return {**defaults, **raw}
@@ -108,6 +115,8 @@ class ExchangeConfig(BaseModel):
     def _budget_fits(self) -> "ExchangeConfig":
         if self.budget_use + self.budget_burst > 1:
             raise ValueError(f"budget_use + budget_burst = {self.budget_use + self.budget_burst:g} would exceed the exchange's budget")
+        if (self.open_interest_limit is None) != (self.open_interest_window_seconds is None):
+            raise ValueError("open_interest_limit and open_interest_window_seconds go together")
         if self.profile.source == "ccxt" and not self.ccxt_id:
             raise ValueError(f"venue {self.venue!r} needs ccxt_id (the ccxt exchange id)")
         if self.profile.source != "ccxt" and self.ccxt_id:

@@ -13,6 +13,7 @@ klines, Kraken's vwap) is declared in its ``venues`` module, never branched on h
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import random
@@ -35,6 +36,7 @@ from ohlcv_assets.exchange.retrying import (
     RATE_LIMITED,
     TRANSIENT,
     Failure,
+    RetryingCaller,
     RetryingSource,
 )
 from ohlcv_assets.exchange.source import NotListed, listing_within_history
@@ -67,6 +69,33 @@ class _Lease:
         self.exchange = exchange
 
 
+class _Gates:
+    """The send gate of a source's sessions: the caller of the request this thread is making, so
+    that a budget's holds stop the requests that count on it (and a 429 of one budget's endpoint
+    holds that budget only)."""
+
+    def __init__(self, default):
+        self._default, self._local = default, threading.local()
+
+    def _current(self):
+        return getattr(self._local, "caller", None) or self._default
+
+    def before_send(self) -> None:
+        self._current().before_send()
+
+    def on_answer(self, status, headers) -> None:
+        self._current().on_answer(status, headers)
+
+    @contextlib.contextmanager
+    def using(self, caller):
+        before = getattr(self._local, "caller", None)
+        self._local.caller = caller
+        try:
+            yield
+        finally:
+            self._local.caller = before
+
+
 class CcxtCandleSource(RetryingSource):
     """One exchange's candles. Thread-safe: each thread talks through its own ccxt instance (ccxt
     keeps the last response on the instance), all of them drawing on one shared rate budget. When
@@ -87,6 +116,11 @@ class CcxtCandleSource(RetryingSource):
         self._first_open: dict[tuple[str, str], int | None] = {}
         self._published: dict[str, tuple[float, tuple]] = {}
         self._markets_loaded = False
+        self._gates = _Gates(self._caller)
+        # open interest counts on a budget of its own where the venue limits it apart (Binance USDⓈ-M), else as weight 1
+        self._open_interest_caller = (self._caller.on_budget(self.budget.apart(
+            "open_interest", config.open_interest_limit, config.open_interest_window_seconds))
+            if config.open_interest_limit else None)
 
     @functools.cached_property
     def exchange(self) -> ccxt.Exchange:
@@ -102,7 +136,7 @@ class CcxtCandleSource(RetryingSource):
             **venue,
             "options": {**venue.get("options", {}), **self.config.options},
         })
-        bind_session(exchange.session, self.egress_address, self._caller)
+        bind_session(exchange.session, self.egress_address, self._gates)
         if self.config.api_url:
             api = exchange.urls.get("api")
             if isinstance(api, dict):
@@ -119,6 +153,8 @@ class CcxtCandleSource(RetryingSource):
         if self._caller.url is None:
             api = exchange.urls.get("api")
             self._caller.url = api.get(self.config.profile.api_url_keys[0]) if isinstance(api, dict) else api
+            if self._open_interest_caller is not None:
+                self._open_interest_caller.url = self._caller.url
         statuses, name = self._statuses, self.name
 
         def remember_status(code, reason, url, method, headers, body, *rest):
@@ -248,7 +284,7 @@ class CcxtCandleSource(RetryingSource):
             def request(start=cursor):
                 return read(self._thread_exchange(), self.exchange.market(symbol), period, start, until_ms, self.name)
 
-            rows, full = self._call(request, 1)
+            rows, full = self._call(request, 1, self._open_interest_caller)
             rows = rows[rows[:, 0] >= cursor]
             if len(rows):
                 pages.append(rows)
@@ -314,12 +350,17 @@ class CcxtCandleSource(RetryingSource):
 
         return self._call(request, self.config.candles_weight)
 
-    def _call(self, fn, weight: int):
+    def _call(self, fn, weight: int, caller: RetryingCaller | None = None):
+        """``fn`` under the retry rules, on the request-weight budget, or on ``caller``'s budget
+        (a family of requests the venue limits apart; its used-weight header is not theirs)."""
         def attempt():
             self._statuses.status = None
             return fn()
 
-        return self._caller.call(attempt, weight, self._classify, after=self._respect_used_weight)
+        if caller is None:
+            return self._caller.call(attempt, weight, self._classify, after=self._respect_used_weight)
+        with self._gates.using(caller):
+            return caller.call(attempt, weight, self._classify)
 
     def _classify(self, err: Exception) -> Failure | None:
         if not isinstance(err, _ccxt().BaseError):

@@ -58,6 +58,13 @@ class RateBudget:
     def _advance(self, floor: float, add: float) -> float:
         raise NotImplementedError
 
+    def apart(self, name: str, limit: int, window_seconds: float) -> RateBudget:
+        """The budget of the same venue and address that one family of its requests counts on
+        instead of this one (a venue's endpoint limited per IP by request count, not weight:
+        Binance USDⓈ-M's open interest), ``limit`` requests per ``window_seconds``, kept as this one
+        is (the same store, with holds of its own)."""
+        raise NotImplementedError
+
     def _fleet_hold_until(self) -> float:
         """The end of the latest hold any process declared on this budget (0: none known)."""
         return 0.0
@@ -126,12 +133,20 @@ class RateBudget:
             return until
 
 
+def _apart_config(config: ExchangeConfig, limit: int, window_seconds: float) -> ExchangeConfig:
+    return config.model_copy(update={"weight_limit": limit, "weight_window_seconds": window_seconds})
+
+
 class LocalRateBudget(RateBudget):
     """The same budget for a single process (CLI probes, tests of the source alone)."""
 
     def __init__(self, config: ExchangeConfig, clock: Callable[[], float] = time.time):
         super().__init__(config, clock, lease_weight=0.0)
         self._tat = 0.0
+        self._config = config
+
+    def apart(self, name: str, limit: int, window_seconds: float) -> RateBudget:
+        return LocalRateBudget(_apart_config(self._config, limit, window_seconds), self._clock)
 
     def _advance(self, floor: float, add: float) -> float:
         self._tat = max(self._tat, floor) + add
@@ -150,6 +165,14 @@ class SharedRateBudget(RateBudget):
         super().__init__(config, clock, lease_weight if lease_weight is not None
                          else max(8 * config.candles_weight, 0.01 * config.weight_limit))
         self._rows = BudgetRows(engine, exchange)
+        self._engine, self._key, self._config = engine, exchange, config
+
+    def apart(self, name: str, limit: int, window_seconds: float) -> RateBudget:
+        """Keyed ``<venue>:<name>[@<egress>]`` (e.g. ``binanceusdm:open_interest``: its own row, not
+        read as the venue's budget); a lease is 1 % of its window's limit."""
+        venue, at, egress = self._key.partition("@")
+        return SharedRateBudget(self._engine, f"{venue}:{name}{at}{egress}", _apart_config(self._config, limit, window_seconds),
+                                self._clock, lease_weight=max(1.0, 0.01 * limit))
 
     def _advance(self, floor: float, add: float) -> float:
         return self._rows.advance(floor, add)

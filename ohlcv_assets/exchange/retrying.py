@@ -60,6 +60,13 @@ class RetryingCaller:
         self.url: str | None = None  # the venue's base URL, named when nothing answers there
         self.answered = False  # the venue answered a request of this source (a refused connection is then transient)
 
+    def on_budget(self, budget: RateBudget) -> RetryingCaller:
+        """A caller with the same rules and counts on another budget (a family of the venue's
+        requests that it limits apart: ``RateBudget.apart``)."""
+        caller = RetryingCaller(self.name, budget, self.max_attempts, self.retry_base_seconds, self._sleep, self._rng, self.stats)
+        caller.url = self.url
+        return caller
+
     def before_send(self) -> None:
         """The last check before a request is written (from the HTTP adapter): a hold declared
         since the request took its slot keeps it from being sent."""

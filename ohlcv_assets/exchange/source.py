@@ -94,6 +94,41 @@ def history_start_ms(config: ExchangeConfig, step_ms: int, now: int) -> int | No
     return (now // step_ms - config.history_candles + 1) * step_ms if config.history_candles else None
 
 
+OI_HORIZON_MARGIN_MS = 3_600_000  # open interest is asked only from this long after a REST horizon: a clock a little off is not refused
+
+
+def open_interest_horizon_ms(profile, step_ms: int, now: int) -> int | None:
+    """The oldest open interest sample time the venue's REST is asked for (None: all of history),
+    on the sample grid: its stated horizon (``open_interest_history_days``) plus a margin."""
+    days = profile.open_interest_history_days
+    return None if days is None else -(-(now - days * 86_400_000 + OI_HORIZON_MARGIN_MS) // step_ms) * step_ms
+
+
+def open_interest_served_since(source, symbol: str, period: str, start_ms: int, end_ms: int) -> int | None:
+    """The oldest sample time in [start_ms, end_ms) (on the ``period`` grid) whose request the venue
+    does not refuse, for a venue that states no horizon and refuses an older window with a permanent
+    error (a 400): found by bisection, a one-sample request per probe. None when it refuses the
+    newest time too (the error is another one: the caller raises it)."""
+    step = interval_ms(period)
+
+    def served(t: int) -> bool:
+        try:
+            source.fetch_open_interest(symbol, period, t, t + step - 1)
+        except PermanentFetchError:
+            return False
+        return True
+
+    lo, hi = -(-start_ms // step), (end_ms - 1) // step  # grid indexes; is hi served, which lo is not?
+    if hi < lo or not served(hi * step):
+        return None
+    if served(lo * step):
+        return lo * step
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if served(mid * step) else (mid, hi)
+    return hi * step
+
+
 def fetch_closed_candles(source: CandleSource, symbol: str, interval: str, step_ms: int,
                          start_ms: int, end_ms: int, now_ms: int, empty_answers: list[tuple[int, int]] | None = None) -> pd.DataFrame:
     """Every closed candle opening in [start_ms, end_ms), paginated without gaps or overlaps.

@@ -3,7 +3,10 @@ minutes, ``venues.series.OI_CODE``): the days REST still serves from REST (Binan
 ``openInterestHist``: the latest 30 days, ``VenueProfile.open_interest_history_days``), older ones
 from the archive's daily ``metrics`` files (each verified by its checksum) where the universe
 configures the archive. What neither serves is never asked for: it is recorded as a gap
-``beyond_history`` (unfillable), as Kraken's 720-candle horizon is, and the day says so."""
+``beyond_history`` (unfillable), as Kraken's 720-candle horizon is, and the day says so. A venue
+that states no horizon (a generic ccxt venue) and refuses a window as too old is probed for the
+oldest time it serves (``open_interest_served_since``); what it refuses is beyond its history
+too, and the run stores the rest."""
 
 from __future__ import annotations
 
@@ -15,14 +18,14 @@ import pandas as pd
 
 from ohlcv_assets.archive import load_days
 from ohlcv_assets.core.gaps import BEYOND_HISTORY, Gap
-from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, day_bounds_ms, grid_ceil, interval_ms, ms_to_iso, utc_day
+from ohlcv_assets.core.intervals import day_bounds_ms, grid_ceil, interval_ms, ms_to_iso, utc_day
+from ohlcv_assets.exchange.source import PermanentFetchError, open_interest_horizon_ms, open_interest_served_since
 from ohlcv_assets.quality.validation import CandleValidationError
 from ohlcv_assets.venues.series import OI_CODE, OI_PERIOD
 from ohlcv_assets.warehouse import gap_records, provenance
 from ohlcv_assets.warehouse.open_interest import merge_open_interest, read_open_interest
 
 STEP_MS = interval_ms(OI_PERIOD)
-HORIZON_MARGIN_MS = HOUR_MS  # asked only from this long after the REST horizon: a clock a little off is not refused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +52,7 @@ class OpenInterestDay:
 
 def rest_horizon_ms(profile, now_ms: int) -> int | None:
     """The oldest sample time REST is asked for (None: all of history)."""
-    days = profile.open_interest_history_days
-    return None if days is None else grid_ceil(now_ms - days * DAY_MS + HORIZON_MARGIN_MS, STEP_MS)
+    return open_interest_horizon_ms(profile, STEP_MS, now_ms)
 
 
 def archived_samples(archive, instrument, days: list[dt.date], now_ms: int) -> tuple[list[pd.DataFrame], dict, dict, dict]:
@@ -81,7 +83,16 @@ def ingest_open_interest_days(source, warehouse, instrument, days: list[dt.date]
         else:
             windows.append((lo, hi))
     for lo, hi in windows:
-        rows = source.fetch_open_interest(instrument.symbol, OI_PERIOD, lo, hi - 1)
+        try:
+            rows = source.fetch_open_interest(instrument.symbol, OI_PERIOD, lo, hi - 1)
+        except PermanentFetchError:  # older than a venue that states no horizon serves? what it serves is stored
+            served = open_interest_served_since(source, instrument.symbol, OI_PERIOD, lo, now_ms + 1)
+            if served is None:
+                raise
+            horizon = served if horizon is None else max(horizon, served)
+            if served >= hi:
+                continue
+            rows = source.fetch_open_interest(instrument.symbol, OI_PERIOD, served, hi - 1)
         frames.append(pd.DataFrame({"open_time": rows[:, 0].astype(np.int64), "amount": rows[:, 1], "value": rows[:, 2]}))
     fetched = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"open_time": np.zeros(0, dtype=np.int64),
                                                                                  "amount": [], "value": []}))
@@ -96,11 +107,15 @@ def ingest_open_interest_days(source, warehouse, instrument, days: list[dt.date]
                                     f"{OI_PERIOD} grid:\n{offending.to_string(index=False)}", offending)
     merged = merge_open_interest(warehouse, instrument.exchange, instrument.symbol, frame, bounds, now_ms)
     stored = read_open_interest(warehouse, instrument.exchange, instrument.symbol, bounds[0][0], bounds[-1][1])["open_time"].to_numpy()
+    # samples a gap scan confirmed the venue never had (exchange_downtime) are not expected (as confirmed-empty candles)
+    confirmed = gap_records.confirmed_empty_ranges(warehouse, instrument.exchange, instrument.symbol, OI_CODE)
     report, beyond = {}, []
     for day, (start, end), result in zip(days, bounds, merged):
         settled = min(end, now_ms // STEP_MS * STEP_MS + STEP_MS)  # a sample at t exists once t has come
         served_from = start if day in files or horizon is None else max(start, horizon)
-        expected = max(0, (settled - grid_ceil(served_from, STEP_MS) + STEP_MS - 1) // STEP_MS)
+        first = grid_ceil(served_from, STEP_MS)
+        expected = max(0, (settled - first + STEP_MS - 1) // STEP_MS)
+        expected -= sum(max(0, (min(b, settled) - max(grid_ceil(a, STEP_MS), first) + STEP_MS - 1) // STEP_MS) for a, b in confirmed)
         unserved = max(0, (min(served_from, settled) - start) // STEP_MS)
         if unserved:
             beyond.append(Gap(start, min(served_from, settled), BEYOND_HISTORY))

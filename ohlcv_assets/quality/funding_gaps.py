@@ -16,12 +16,11 @@ import numpy as np
 
 from ohlcv_assets.archive.formats import archive_signature
 from ohlcv_assets.core.funding import FUNDING_HOURS, MAX_OFFSET_MS, Segment, expected_times, infer_schedule, nominal_times
-from ohlcv_assets.core.gaps import EXCHANGE_DOWNTIME, FILLABLE, RETIRED, Gap, classify_known
+from ohlcv_assets.core.gaps import EXCHANGE_DOWNTIME, FILLABLE, Gap, classify_known
 from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, MINUTE_MS, day_bounds_ms, utc_day
-from ohlcv_assets.quality.gap_scan import ScanResult
+from ohlcv_assets.quality.gap_scan import ScanResult, known_ranges
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.funding import FUNDING, read_funding
-from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY, GAP_OPEN_STATUSES
 
 COARSEST_HOURS = max(FUNDING_HOURS)  # every interval's grid holds this one's times
 
@@ -86,10 +85,7 @@ def scan_funding(source, warehouse, instrument, now_ms: int, refresh_minutes: in
     expected = expected_times(segments, start, end)
     present = np.isin(expected, stored)
     missing = expected[~present]
-    records = gap_records.instrument_gaps(warehouse, exchange, symbol, FUNDING)
-    known = [(lo, hi, RETIRED) for lo, hi in gap_records.retired_spans(warehouse, exchange, symbol, FUNDING)]
-    known += [(r.start_ms, r.end_ms, r.reason if r.status == CONFIRMED_EMPTY else FILLABLE) for r in records
-              if r.status == CONFIRMED_EMPTY or (r.status in GAP_OPEN_STATUSES and r.reason == FILLABLE)]
+    known = known_ranges(warehouse, exchange, symbol, FUNDING)
     singles = np.column_stack((missing, missing + HOUR_MS, np.ones(len(missing), dtype=np.int64))).astype(np.int64)
     reasons = [g.reason for g in classify_known(singles.reshape(-1, 3), 0, None, known)]
     unknown = np.array([t for t, r in zip(missing, reasons) if r is None], dtype=np.int64)

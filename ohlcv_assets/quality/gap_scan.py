@@ -63,18 +63,16 @@ def settled_end_ms(now_ms: int, step_ms: int, refresh_minutes: int, last_stored_
     return end if delisted_ms is None else min(end, grid_ceil(delisted_ms, step_ms))
 
 
-def _answered(source: CandleSource, symbol: str, interval: str, gaps: list[Gap]) -> Iterator[tuple[Gap, np.ndarray]]:
-    """Each gap (or part of one) with the open times the exchange has in it, asking one page-sized
-    window at a time from the first gap not yet answered: gaps that one window covers share its
-    request (Coinbase refuses a window wider than a page, so none is)."""
-    step = interval_ms(interval)
+def _answered(fetch, window_ms: int, step: int, gaps: list[Gap]) -> Iterator[tuple[Gap, np.ndarray]]:
+    """Each gap (or part of one) with the times the venue has in it, asking one window of at most
+    ``window_ms`` at a time from the first gap not yet answered: gaps that one window covers share
+    its request. ``fetch(since, until)`` answers (times in [since, until), whether the page was full:
+    then it covers only up to its last time)."""
     pending = collections.deque(sorted(gaps, key=lambda g: g.start_ms))
     while pending:
         since = pending[0].start_ms
-        until = min(pending[-1].end_ms, since + source.page_limit * step)  # a window the venue serves in one page
-        rows = source.fetch_page(symbol, interval, since, until - 1)
-        times = rows[:, 0].astype(np.int64) if len(rows) else np.zeros(0, dtype=np.int64)
-        full_page = len(rows) >= source.page_limit
+        until = min(pending[-1].end_ms, since + window_ms)
+        times, full_page = fetch(since, until)
         covered_end = int(times[-1]) + step if full_page and len(times) else until
         while pending and pending[0].start_ms < covered_end:
             gap = pending.popleft()
@@ -84,26 +82,47 @@ def _answered(source: CandleSource, symbol: str, interval: str, gaps: list[Gap])
             yield gap, times[(times >= gap.start_ms) & (times < gap.end_ms)]
 
 
-def ask_exchange(source: CandleSource, symbol: str, interval: str, unknown: list[Gap]) -> list[Gap]:
-    """Splits unexplained gaps into fillable parts and confirmed-empty parts (downtime, or no trades
-    on a venue that omits intervals without trades).
-
-    Adjacent gaps share a page, so a scan costs at most one request per page of candles that holds
-    gaps. A part that comes back empty is asked again, and only still empty is it confirmed.
-    """
-    step = interval_ms(interval)
-    omits, downtime_min_ms = source.config.profile.omits_empty, source.config.downtime_min_minutes * MINUTE_MS
+def ask_venue(fetch, window_ms: int, step: int, unknown: list[Gap], omits: bool = False, downtime_min_ms: int = 0) -> list[Gap]:
+    """Splits unexplained gaps of a grid series into fillable parts and confirmed-empty parts
+    (downtime, or no trades on a venue that omits intervals without trades), asking the venue
+    through ``fetch`` (see ``_answered``). Adjacent gaps share a window, so a scan costs at most one
+    request per window that holds gaps. A part that comes back empty is asked again, and only still
+    empty is it confirmed."""
     out: list[Gap] = []
     empty: list[Gap] = []
-    for gap, times in _answered(source, symbol, interval, unknown):
+    for gap, times in _answered(fetch, window_ms, step, unknown):
         present, missing = split_by_presence(gap, times, step)
         out.extend(present)
         empty.extend(missing)
-    for gap, times in _answered(source, symbol, interval, empty):
+    for gap, times in _answered(fetch, window_ms, step, empty):
         present, missing = split_by_presence(gap, times, step)
         out.extend(present)
         out.extend(Gap(g.start_ms, g.end_ms, empty_reason(g, omits, downtime_min_ms)) for g in missing)
     return sorted(out, key=lambda g: g.start_ms)
+
+
+def ask_exchange(source: CandleSource, symbol: str, interval: str, unknown: list[Gap]) -> list[Gap]:
+    """``ask_venue`` for candles: one page-sized window at a time (Coinbase refuses a window wider
+    than a page, so none is)."""
+    step = interval_ms(interval)
+
+    def fetch(since: int, until: int) -> tuple[np.ndarray, bool]:
+        rows = source.fetch_page(symbol, interval, since, until - 1)
+        times = rows[:, 0].astype(np.int64) if len(rows) else np.zeros(0, dtype=np.int64)
+        return times, len(rows) >= source.page_limit
+
+    return ask_venue(fetch, source.page_limit * step, step, unknown, source.config.profile.omits_empty,
+                     source.config.downtime_min_minutes * MINUTE_MS)
+
+
+def known_ranges(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str) -> list[tuple[int, int, str]]:
+    """Ranges of a series the records already explain, not asked about again: retired by retention,
+    confirmed empty, and fillable gaps waiting for or in a backfill."""
+    records = gap_records.instrument_gaps(warehouse, exchange, symbol, timeframe)
+    known = [(lo, hi, RETIRED) for lo, hi in gap_records.retired_spans(warehouse, exchange, symbol, timeframe)]
+    known += [(r.start_ms, r.end_ms, r.reason if r.status == CONFIRMED_EMPTY else FILLABLE) for r in records
+              if r.status == CONFIRMED_EMPTY or (r.status in GAP_OPEN_STATUSES and r.reason == FILLABLE)]
+    return known
 
 
 def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, interval: str,
@@ -123,10 +142,7 @@ def scan(source: CandleSource, warehouse: Warehouse, instrument: Instrument, int
     listing = source.first_open_time(instrument.symbol, interval) if served else 0
     history_start = history_start_ms(source.config, step, now_ms)
     sessions = source.config.sessions_of(instrument)
-    records = gap_records.instrument_gaps(warehouse, instrument.exchange, instrument.symbol, interval)
-    known = [(lo, hi, RETIRED) for lo, hi in gap_records.retired_spans(warehouse, instrument.exchange, instrument.symbol, interval)]
-    known += [(r.start_ms, r.end_ms, r.reason if r.status == CONFIRMED_EMPTY else FILLABLE) for r in records
-              if r.status == CONFIRMED_EMPTY or (r.status in GAP_OPEN_STATUSES and r.reason == FILLABLE)]
+    known = known_ranges(warehouse, instrument.exchange, instrument.symbol, interval)
     found = classify_known(sessions.clip(find_gaps(times, start, end, step), step), listing, history_start, known)
     classified = [g for g in found if g.reason]
     unknown = [g for g in found if not g.reason]

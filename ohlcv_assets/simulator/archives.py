@@ -287,7 +287,7 @@ class Archives(Protocol):
             raise ApiError(404, 404, "The specified key does not exist.")
 
         def build() -> bytes:
-            rows = sim.market.open_interest(symbol, 5 * MINUTE_MS, lo, hi, now)
+            rows = sim.market.open_interest(symbol, 5 * MINUTE_MS, lo, hi, now, venue="binanceusdm")
             if not len(rows["time"]):
                 raise ApiError(404, 404, "The specified key does not exist.")
             times, amounts, values = rows["time"], rows["amount"], rows["value"].copy()

@@ -292,7 +292,8 @@ OI_HISTORY_MS = 30 * 86_400_000  # openInterestHist serves the latest 30 days on
 
 class DataBudget:
     """The budget of ``/futures/data`` apart from request weight (weight 0 there): 1,000 requests
-    per 5 minutes per IP (``venues.binanceusdm.data_limit`` / ``data_window_seconds``)."""
+    per 5 minutes per IP (the client's ``VenueProfile.open_interest_budget``), set by the venue limits
+    ``data_limit`` / ``data_window_seconds``."""
 
     def __init__(self, venue: str):
         self.name = f"{venue}.data"
@@ -339,7 +340,7 @@ class BinanceUsdmData(BinanceUsdm):
         step = OI_PERIODS[query["period"]]
         hi = (now if end is None else min(end, now)) + 1
         lo = max(start if start is not None else hi - step * limit, now - OI_HISTORY_MS)
-        rows = sim.market.open_interest(symbol, step, lo, hi, now)
+        rows = sim.market.open_interest(symbol, step, lo, hi, now, venue="binanceusdm")
         index = np.arange(len(rows["time"]))
         index = index[:limit] if start is not None else index[max(0, len(index) - limit):]
         rows = {k: v[index] for k, v in rows.items()}

@@ -256,13 +256,19 @@ class SimulatedMarket:
         return {"nominal": t, "time": raw, "rate": rate.astype(np.int64), "mark": self.series_value(symbol, "mark", t),
                 "hours": hours_arr}
 
-    def open_interest(self, symbol: SimSymbol, period_ms: int, start_ms: int, end_ms: int, now_ms: int) -> dict[str, np.ndarray]:
+    def open_interest(self, symbol: SimSymbol, period_ms: int, start_ms: int, end_ms: int, now_ms: int,
+                      venue: str | None = None) -> dict[str, np.ndarray]:
         """A perpetual's open interest sampled every ``period_ms`` (on the grid) in [start_ms, end_ms),
         from its listing to ``now_ms`` (delisting ends it): ``time``, ``amount`` (contracts, in units
         of 1e-3: ``OI_DECIMALS``) and ``value`` (amount times the mark price then, in 1e-5 units). A
-        coarser period's rows are the 5-minute series' rows at its times, as the venue's are."""
+        coarser period's rows are the 5-minute series' rows at its times, as the venue's are. No
+        sample exists in an outage of ``venue`` (as no candle does)."""
         end = min(end_ms, now_ms + 1, symbol.delisted_ms or end_ms)
         t = np.arange(grid_ceil(max(start_ms, symbol.listed_ms), period_ms), end, period_ms, dtype=np.int64)
+        for outage in self.downtime:
+            if outage.venue is None or venue is None or outage.venue == venue:
+                lo, hi = outage.bounds_ms
+                t = t[(t < lo) | (t >= hi)]
         salt = self._salt(symbol) + 40
         wave = 0.25 * np.sin(2 * np.pi * t.astype(np.float64) / (3.1 * DAY_MS) + salt % 89)
         noise = 0.01 * (_uniform(self.seed, salt, t) - 0.5)

@@ -110,6 +110,7 @@ PROFILE = VenueProfile(
     series=("mark", "index", "premium", "funding", "open_interest"), ccxt_series_candles=price_klines_rows, ccxt_funding=funding_rate_rows,
     funding_published=funding_published,
     ccxt_open_interest=open_interest_hist_rows, open_interest_history_days=30,  # openInterestHist: the latest 30 days
+    open_interest_budget=(1000, 300.0),  # /futures/data: 1,000 requests per 5 minutes per IP, not request weight
     api_url_derived={"fapiData": "/futures/data"},
     series_intervals=("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"),
 )

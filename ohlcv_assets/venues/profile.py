@@ -62,6 +62,9 @@ class VenueProfile:
     ccxt_funding: CcxtFunding = fetch_funding_rows  # how a page of funding settlements is read
     ccxt_open_interest: CcxtOpenInterest = fetch_open_interest_rows  # how a page of open interest is read
     open_interest_history_days: int | None = None  # how far back its REST serves open interest (None: all of it)
+    # (requests, window seconds) per IP of its open interest endpoint, a budget apart from request weight (Binance's
+    # openInterestHist: 1,000 per 5 minutes); None: an open interest request is one unit of request weight
+    open_interest_budget: tuple[int, float] | None = None
     # ccxt ``urls['api']`` keys a universe's api_url also sets, as its origin plus a path of their own
     api_url_derived: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # what the venue publishes of the symbol's funding now: (interval hours, rate cap, rate floor), each None where it

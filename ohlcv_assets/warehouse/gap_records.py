@@ -27,11 +27,14 @@ from ohlcv_assets.warehouse.schema import (
     candles,
     funding_rates,
     gaps,
+    open_interest,
     retired_ranges,
 )
 from ohlcv_assets.warehouse.funding import FUNDING
+from ohlcv_assets.warehouse.open_interest import OPEN_INTEREST
 from ohlcv_assets.warehouse.store import Warehouse
 
+SERIES_TABLES = {FUNDING: funding_rates, OPEN_INTEREST: open_interest}  # the series stored apart from candles, by timeframe
 MAX_BACKFILL_ATTEMPTS = 5
 RETRY_BASE_MS = 5 * 60_000
 _INITIAL_STATUS = {FILLABLE: DETECTED, EXCHANGE_DOWNTIME: CONFIRMED_EMPTY, NO_TRADES: CONFIRMED_EMPTY, BEFORE_LISTING: UNFILLABLE, BEYOND_HISTORY: UNFILLABLE,
@@ -215,7 +218,7 @@ def settle_stored(warehouse: Warehouse, records: list[GapRecord], why: str, now_
     remaining, filled = [], []
     with warehouse.engine.connect() as conn:
         for record in records:
-            table = funding_rates if record.timeframe == FUNDING else candles  # settlements: one row each, as candles
+            table = SERIES_TABLES.get(record.timeframe, candles)  # settlements, samples: one row each, as candles
             stored = conn.execute(sa.select(sa.func.count()).select_from(table).where(
                 table.c.exchange == record.exchange, table.c.symbol == record.symbol, table.c.timeframe == record.timeframe,
                 table.c.open_time >= record.start_ms, table.c.open_time < record.end_ms)).scalar_one()

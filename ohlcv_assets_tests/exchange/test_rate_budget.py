@@ -15,6 +15,7 @@ from ohlcv_assets.exchange.source import FetchFailed
 from ohlcv_assets.core.intervals import MINUTE_MS, day_bounds_ms
 from ohlcv_assets.core.universe import ExchangeConfig
 from ohlcv_assets.warehouse.store import Warehouse
+from ohlcv_assets.warehouse.summaries import budget_states
 from ohlcv_assets_tests.helpers import PLAIN_DAY
 
 CONFIG = ExchangeConfig(ccxt_id="binance", weight_limit=600, weight_window_seconds=60, budget_use=0.9, budget_burst=0.05)
@@ -65,6 +66,31 @@ def test_a_hold_back_delays_everyone(budget_and_clock):
     budget, clock = budget_and_clock
     budget.hold_back(7.0)
     assert budget.reserve(2) == pytest.approx(7.0)
+
+
+def test_a_budget_apart_paces_its_own_requests_and_holds_only_them(budget_and_clock):
+    """A family of requests the venue limits apart (USDⓈ-M's open interest: requests per window,
+    not weight) counts on a budget of its own: it neither draws on the weight budget nor waits for
+    it, and a hold of one leaves the other free."""
+    budget, clock = budget_and_clock
+    apart = budget.apart("open_interest", 20, 10.0)  # 20 requests per 10 s: 1.8/s steady, 1 in a burst
+    reservations(budget, 16)  # the weight budget's burst spent
+    waits = reservations(apart, 4, weight=1)
+    assert waits[:2] == [0.0, 0.0] and waits[2] == pytest.approx(1 / 1.8) and waits[3] == pytest.approx(2 / 1.8)
+    assert budget.reserve(2) == pytest.approx(2 / 9)  # the weight budget's schedule, as if no open interest was asked
+    apart.hold_back(30.0)
+    assert apart.hold_left() == pytest.approx(30.0) and budget.hold_left() == 0.0
+
+
+def test_a_budget_apart_is_keyed_before_the_egress_address(warehouse_url):
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    try:
+        apart = SharedRateBudget(warehouse.engine, budget_key("binanceusdm", "127.0.0.2"), CONFIG).apart("open_interest", 1000, 300.0)
+        apart.reserve(1)
+        assert "binanceusdm:open_interest@127.0.0.2" in budget_states(warehouse)
+    finally:
+        warehouse.dispose()
 
 
 def test_a_hold_declared_elsewhere_cuts_a_leased_lease_short(warehouse_url):

@@ -7,6 +7,7 @@ import dagster as dg
 from ohlcv_assets.defs.assets.candles import recheck_stored
 from ohlcv_assets.defs.dagster_internals import failing_among
 from ohlcv_assets.quality.funding_gaps import scan_funding
+from ohlcv_assets.quality.open_interest_gaps import scan_open_interest
 from ohlcv_assets.quality.gap_scan import ScanResult, scan
 from ohlcv_assets.core.gaps import GAP_CLASSES
 from ohlcv_assets.core.intervals import HOUR_MS, interval_ms, ms_to_iso, now_ms, utc_day
@@ -17,13 +18,14 @@ from ohlcv_assets.core.names import (
     funding_key,
     gap_report_key,
     instruments_partitions_name,
+    open_interest_key,
     partition_key_string,
 )
 from ohlcv_assets.defs.resources import ExchangeResource, WarehouseResource
 from ohlcv_assets.core.universe import Universe
 from ohlcv_assets.warehouse import gap_records
 from ohlcv_assets.warehouse.schema import CONFIRMED_EMPTY
-from ohlcv_assets.venues.series import FUNDING_CODE
+from ohlcv_assets.venues.series import FUNDING_CODE, OI_CODE, OI_PERIOD
 
 REPORT_DAYS = 31
 BAR_WIDTH = 20
@@ -88,13 +90,20 @@ def recheck_explained_days(context: dg.AssetExecutionContext, warehouse: Warehou
     return len(keys)
 
 
+def scanned_series(code: str):
+    """What ``gap_report/<code>`` scans: (asset key, grid step of its gap records, what one missing
+    item is, the scan of a series stored apart from candles or None for a candles series)."""
+    if code == FUNDING_CODE:  # each missing settlement of the schedule, gaps keyed on the hour, Gap.count settlements each
+        return funding_key(), HOUR_MS, "funding settlement", scan_funding
+    if code == OI_CODE:
+        return open_interest_key(), interval_ms(OI_PERIOD), "5-minute open interest sample", scan_open_interest
+    return candles_key(code), interval_ms(code), f"{code} candle", None
+
+
 def build_gap_report_asset(universe: Universe, interval: str) -> dg.AssetsDefinition:
-    """``gap_report/<code>`` of a candles series, or of the funding settlements (``gap_report/funding``:
-    each missing settlement of the schedule, gaps keyed on the hour, ``Gap.count`` settlements each)."""
-    funding = interval == FUNDING_CODE
-    step = HOUR_MS if funding else interval_ms(interval)
-    scanned = funding_key() if funding else candles_key(interval)
-    what = "funding settlement" if funding else f"{interval} candle"
+    """``gap_report/<code>`` of a candles series, of the funding settlements (``gap_report/funding``)
+    or of the open interest (``gap_report/oi_5m``)."""
+    scanned, step, what, scan_apart = scanned_series(interval)
     key = gap_report_key(interval)
 
     @dg.asset(
@@ -123,13 +132,13 @@ def build_gap_report_asset(universe: Universe, interval: str) -> dg.AssetsDefini
                 context.log.warning(f"{partition} is no longer in the universe: not scanned")
         for n, instrument in enumerate(instruments, 1):
             source = exchange.source(instrument.exchange)
-            result = (scan_funding(source, warehouse.warehouse, instrument, now_ms(), universe.refresh_minutes) if funding
+            result = (scan_apart(source, warehouse.warehouse, instrument, now_ms(), universe.refresh_minutes) if scan_apart
                       else scan(source, warehouse.warehouse, instrument, interval, now_ms(), universe.refresh_minutes))
             context.log.info(f"{instrument.label()} {interval} ({n}/{len(instruments)}): coverage {result.coverage:.4%}, "
                              f"missing by reason {result.candles_by_reason(step)}, records {result.changes}")
             context.log_event(dg.AssetMaterialization(asset_key=key, partition=instrument.key,
                                                       metadata=report_metadata(result, step)))
-            if not funding:  # funding_complete leaves out confirmed settlements from the next run on
+            if scan_apart is None:  # funding_complete, open_interest_complete leave out confirmed ones from the next run on
                 recheck_explained_days(context, warehouse, universe, instrument, interval)
         yield from ()
 

@@ -43,15 +43,16 @@ def gap_partitions(record: gap_records.GapRecord) -> list[str]:
 
 
 def build_gap_backfill_sensor(universe: Universe, interval: str, candles: dg.AssetsDefinition) -> dg.SensorDefinition:
-    """For ``interval``'s gap records, backfills of ``candles`` (its candles asset, or ``funding_rates``
-    for the records of ``funding``: the same instrument x day partitions)."""
+    """For ``interval``'s gap records, backfills of ``candles`` (its candles asset, ``funding_rates``
+    for the records of ``funding``, ``open_interest`` for those of ``oi_5m``: the same instrument x
+    day partitions)."""
     @dg.sensor(
         name=f"gap_backfill_{interval}",
         minimum_interval_seconds=universe.sensor_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         # a backfill-launching sensor needs an asset selection; the gap reports are re-scanned from here too
         asset_selection=dg.AssetSelection.assets(candles, gap_report_key(interval)),
-        description=f"Backfills fillable {interval} gaps (candles, or funding settlements) found by gap_report, at most "
+        description=f"Backfills fillable {interval} gaps (candles, funding settlements or open interest) found by gap_report, at most "
                     f"{MAX_PARTITIONS_PER_TICK} partitions per tick, skipping partitions already being written; "
                     "settles gaps from what is stored when backfills end, and re-scans the instruments they touched.",
     )

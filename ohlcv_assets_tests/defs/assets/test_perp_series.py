@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms, utc_day
+from ohlcv_assets.core.intervals import DAY_MS, HOUR_MS, day_bounds_ms, interval_ms, ms_to_iso, now_ms, utc_day
 from ohlcv_assets.core.names import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -583,3 +583,217 @@ def run_range_of(defs, instance, key, instrument: str, first: dt.date, last: dt.
     for evaluation in result.get_asset_check_evaluations():
         checks.setdefault(dt.date.fromisoformat(evaluation.partition.split("|")[0]), {})[evaluation.check_name] = evaluation
     return meta, checks
+
+
+def oi_universe(tmp_path, url: str, first: dt.date) -> str:
+    """A universe of one USDⓈ-M perpetual's open interest over REST only (no archive), and a
+    generic ccxt venue's (ccxt's fetch_open_interest_history), both from ``first``."""
+    common = "timeout_seconds: 2, retry_base_seconds: 0.05"
+    path = tmp_path / "universe.yaml"
+    path.write_text(f"""
+exchanges:
+  rest: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}}}
+  generic: {{venue: ccxt, ccxt_id: binanceusdm, api_urls: {{fapiPublic: "{url}/fapi/v1", fapiData: "{url}/futures/data"}}, {common}}}
+instruments:
+  - {{exchange: rest, symbol: BTC/USDT:USDT, intervals: [1h], start: {first}, series: [open_interest]}}
+  - {{exchange: generic, symbol: ETH/USDT:USDT, intervals: [1h], start: {first}, series: [open_interest]}}
+""")
+    return str(path)
+
+
+def scan_oi_gaps(defs, instance, instrument: str) -> dict:
+    """One ``gap_report/oi_5m`` run of the instrument; its report's metadata."""
+    result = dg.materialize([defs.get_assets_def(gap_report_key("oi_5m")), defs.get_assets_def(open_interest_key())],
+                            selection=[gap_report_key("oi_5m")], instance=instance, resources=defs.resources,
+                            partition_key=instrument)
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+
+
+def test_a_missing_open_interest_stretch_is_a_gap_record_scanned_classified_and_backfilled(perp_sim, tmp_path, warehouse_url):
+    """Open interest from 31 days ago over REST (30 days): a page the venue answered empty leaves a
+    stretch missing, found by gap_report/oi_5m as fillable and backfilled by gap_backfill_oi_5m
+    (the open_interest partitions of its days); a stretch the venue never had (its downtime) is
+    exchange_downtime after asking twice, and its day's check passes once it is confirmed; what
+    REST no longer serves is beyond_history (unfillable), as Kraken's 720-candle horizon is."""
+    now = now_ms()
+    today = utc_day(now)
+    first, yesterday = today - dt.timedelta(days=31), today - dt.timedelta(days=1)
+    down = (day_bounds_ms(yesterday)[0] + 5 * HOUR_MS, day_bounds_ms(yesterday)[0] + 5 * HOUR_MS + 30 * 60_000)
+    perp_sim.reconfigure({"faults": [{"kind": "empty", "endpoint": "openInterestHist", "count": 1}], "archive_faults": [],
+                          "reset_stats": True, "downtime": [{"start": ms_to_iso(down[0]), "end": ms_to_iso(down[1]),
+                                                             "venue": "binanceusdm"}]})
+    path = oi_universe(tmp_path, perp_sim.url, first)
+    universe = parse_universe(open(path).read(), path)
+    wh = Warehouse(warehouse_url)
+    try:
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(path, warehouse_url)
+            assert instance.get_dynamic_partitions(instruments_partitions_name("oi_5m")) == [
+                "rest.BTC-USDT_USDT", "generic.ETH-USDT_USDT"]
+            run_range_of(defs, instance, open_interest_key(), "rest.BTC-USDT_USDT", first, today)
+            assert all(f.fired for f in perp_sim.config.faults)
+            meta = scan_oi_gaps(defs, instance, "rest.BTC-USDT_USDT")
+            records = gap_records.instrument_gaps(wh, "rest", "BTC/USDT:USDT", "oi_5m")
+            open_ = [r for r in records if r.status not in (FILLED, "superseded")]
+            by_reason = {r.reason: r for r in open_}
+            assert sorted(by_reason) == sorted([EXCHANGE_DOWNTIME, FILLABLE, "beyond_history"]) and len(open_) == 3
+            assert (by_reason[EXCHANGE_DOWNTIME].start_ms, by_reason[EXCHANGE_DOWNTIME].end_ms) == down
+            assert by_reason[EXCHANGE_DOWNTIME].status == CONFIRMED_EMPTY and by_reason["beyond_history"].status == "unfillable"
+            fillable = by_reason[FILLABLE]
+            assert fillable.status == DETECTED and fillable.candles == 500  # the page answered empty
+            assert by_reason["beyond_history"].start_ms == day_bounds_ms(first)[0]
+            assert by_reason["beyond_history"].end_ms == rest_horizon_ms(universe.exchanges["rest"].profile, now_ms()) \
+                or by_reason["beyond_history"].end_ms == rest_horizon_ms(universe.exchanges["rest"].profile, now)
+            assert meta["missing_fillable"] == 500 and meta["missing_exchange_downtime"] == 6
+            assert meta["missing_beyond_history"] == (by_reason["beyond_history"].end_ms - by_reason["beyond_history"].start_ms) // 300_000
+
+            sensor = defs.get_sensor_def("gap_backfill_oi_5m")
+            with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+                [request] = sensor(context).run_requests
+            asked = {(key.to_user_string(), str(pk)) for key, pk in request.asset_graph_subset.iterate_asset_partitions()}
+            assert asked == {("open_interest", pk) for pk in gap_partitions(fillable)}
+            for record in gap_records.in_flight(wh, "oi_5m"):  # the backfill's runs (no daemon here)
+                for partition in gap_partitions(record):
+                    assert dg.materialize([defs.get_assets_def(open_interest_key())], instance=instance,
+                                          resources=defs.resources, partition_key=partition).success
+            meta = scan_oi_gaps(defs, instance, "rest.BTC-USDT_USDT")
+            assert meta["missing_fillable"] == 0 and meta["missing_exchange_downtime"] == 6 and meta["new_gap_records"] == 0
+            assert {r.status for r in gap_records.instrument_gaps(wh, "rest", "BTC/USDT:USDT", "oi_5m")
+                    if r.id == fillable.id} == {FILLED}
+            lo, hi = fillable.start_ms, day_bounds_ms(yesterday)[1]  # from the horizon the run had
+            pd.testing.assert_frame_equal(read_open_interest(wh, "rest", "BTC/USDT:USDT", lo, hi),
+                                          oi_truth(perp_sim, "BTCUSDT", lo, hi))  # the downtime's samples exist nowhere
+            _, checks = run_range_of(defs, instance, open_interest_key(), "rest.BTC-USDT_USDT", yesterday, yesterday)
+            assert checks[yesterday]["open_interest_complete"].passed  # the confirmed downtime is not expected
+    finally:
+        wh.dispose()
+        perp_sim.reconfigure({"faults": [], "downtime": []})
+
+
+def test_a_generic_venue_asked_for_open_interest_older_than_it_serves_records_it_beyond_history(perp_sim, tmp_path, warehouse_url):
+    """A generic ccxt venue states no open interest horizon; asked for 32 days, it refuses the older
+    windows (a 400): the run finds the oldest time it serves (a few one-sample probes), records the
+    days before as beyond_history (unfillable), stores the rest exactly and succeeds; its gap scan
+    classifies the same range beyond_history without failing."""
+    perp_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True})
+    now = now_ms()
+    today = utc_day(now)
+    first, last = today - dt.timedelta(days=32), today - dt.timedelta(days=1)
+    path = oi_universe(tmp_path, perp_sim.url, first)
+    universe = parse_universe(open(path).read(), path)
+    wh = Warehouse(warehouse_url)
+    try:
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(path, warehouse_url)
+            meta, checks = run_range_of(defs, instance, open_interest_key(), "generic.ETH-USDT_USDT", first, today)
+            served = int(read_open_interest(wh, "generic", "ETH/USDT:USDT", 0, now)["open_time"].min())
+            assert now - 30 * DAY_MS <= served <= now - 30 * DAY_MS + 10 * 60_000  # the oldest the venue serves
+            hi = day_bounds_ms(last)[1]
+            pd.testing.assert_frame_equal(read_open_interest(wh, "generic", "ETH/USDT:USDT", 0, hi), oi_truth(perp_sim, "ETHUSDT", served, hi))
+            assert meta[first]["samples_beyond_history"] == 288 and meta[first]["samples_expected"] == 0
+            assert meta[last]["samples_beyond_history"] == 0 and meta[last]["samples_stored"] == 288
+            assert all(day["open_interest_complete"].passed for day in checks.values())
+            records = gap_records.instrument_gaps(wh, "generic", "ETH/USDT:USDT", "oi_5m")
+            assert records and {(r.reason, r.status) for r in records} == {("beyond_history", "unfillable")}
+            assert min(r.start_ms for r in records) == day_bounds_ms(first)[0] and max(r.end_ms for r in records) == served
+            assert 0 < perp_sim.stats["status.400"] <= 25  # the probes, not a request per day
+
+            report = scan_oi_gaps(defs, instance, "generic.ETH-USDT_USDT")
+            assert report["missing_fillable"] == 0 and report["missing_exchange_downtime"] == 0
+            assert report["missing_beyond_history"] >= (served - day_bounds_ms(first)[0]) // 300_000
+    finally:
+        wh.dispose()
+
+
+def test_open_interest_requests_keep_to_their_own_budget_which_the_simulator_enforces(perp_sim, tmp_path, warehouse_url):
+    """Binance USDⓈ-M limits openInterestHist per IP by request count (1,000 per 5 minutes), apart
+    from request weight: the simulator answers 429 over it. Scaled down to 6 requests per 3 s on both
+    sides, a month of open interest (18 requests) is paced on that budget: no 429, exact."""
+    perp_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True,
+                          "venues": {"binanceusdm": {"data_limit": 6, "data_window_seconds": 3}}})
+    try:
+        now = now_ms()
+        first, last = utc_day(now) - dt.timedelta(days=29), utc_day(now) - dt.timedelta(days=1)
+        path = tmp_path / "universe.yaml"
+        path.write_text(f"""
+exchanges:
+  rest: {{ccxt_id: binanceusdm, api_url: "{perp_sim.url}/fapi/v1", timeout_seconds: 2, retry_base_seconds: 0.05,
+          open_interest_limit: 6, open_interest_window_seconds: 3}}
+instruments:
+  - {{exchange: rest, symbol: BTC/USDT:USDT, intervals: [1h], start: {first}, series: [open_interest]}}
+""")
+        universe = parse_universe(path.read_text(), str(path))
+        assert parse_universe(path.read_text().replace("open_interest_limit: 6, open_interest_window_seconds: 3", ""),
+                              str(path)).exchanges["rest"].open_interest_limit == 1000  # the venue's own, by default
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(str(path), warehouse_url)
+            run_range_of(defs, instance, open_interest_key(), "rest.BTC-USDT_USDT", first, last)
+        assert perp_sim.stats["requests.fapi.data.openInterestHist"] >= 17 and perp_sim.stats["status.429"] == 0
+        wh = Warehouse(warehouse_url)
+        try:
+            lo, hi = day_bounds_ms(first)[0], day_bounds_ms(last)[1]
+            got = read_open_interest(wh, "rest", "BTC/USDT:USDT", lo, hi)
+            pd.testing.assert_frame_equal(got, oi_truth(perp_sim, "BTCUSDT", int(got["open_time"].min()), hi))
+        finally:
+            wh.dispose()
+    finally:
+        perp_sim.reconfigure({"venues": {"binanceusdm": {"data_limit": 1000, "data_window_seconds": 300}}})
+
+
+def test_two_usdm_perpetuals_and_a_generic_venue_backfill_every_series_exactly_under_faults(perp_sim, tmp_path, warehouse_url):
+    """The issue's "done when" over REST: two USDⓈ-M perpetuals (BTC across its 8 h -> 4 h funding
+    change, ETH across 8 h -> 1 h -> 8 h) and a generic ccxt perpetual venue backfill every series
+    they offer (trade candles, mark, index, premium, funding, open interest) through Dagster, each
+    exact against the simulator's truth, with a 5xx, a 429 and a truncated page injected on every
+    endpoint. (The archive side of each series is covered by the archive tests above.)"""
+    endpoints = ["klines", "markPriceKlines", "indexPriceKlines", "premiumIndexKlines", "fundingRate", "openInterestHist"]
+    perp_sim.reconfigure({"archive_faults": [], "reset_stats": True, "faults": [
+        fault for endpoint in endpoints for fault in (
+            {"kind": "status", "endpoint": endpoint, "count": 1}, {"kind": "truncated", "endpoint": endpoint, "count": 1},
+            {"kind": "rate_limit", "endpoint": endpoint, "count": 1, "seconds": 1})]})
+    url, common = perp_sim.url, "timeout_seconds: 2, retry_base_seconds: 0.05"
+    now = now_ms()
+    oi_first, oi_last = utc_day(now) - dt.timedelta(days=3), utc_day(now) - dt.timedelta(days=1)
+    text = f"""
+exchanges:
+  perps: {{ccxt_id: binanceusdm, api_url: "{url}/fapi/v1", {common}}}
+  generic: {{venue: ccxt, ccxt_id: binanceusdm, api_urls: {{fapiPublic: "{url}/fapi/v1", fapiData: "{url}/futures/data"}}, {common}}}
+instruments:
+  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, index, premium, funding, open_interest]}}
+  - {{exchange: perps, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, index, premium, funding, open_interest]}}
+  - {{exchange: generic, symbol: ETH/USDT:USDT, intervals: [1h], start: 2026-10-01, series: [mark, premium, funding, open_interest]}}
+"""
+    path = tmp_path / "universe.yaml"
+    path.write_text(text)
+    universe = parse_universe(text, str(path))
+    wh = Warehouse(warehouse_url)
+    try:
+        with dg.instance_for_test() as instance:
+            sync_instrument_partitions(instance, universe)
+            defs = build_definitions(str(path), warehouse_url)
+            for exchange, base, codes in [("perps", "BTC", ["1h", "mark_1h", "idx_1h", "prem_1h"]),
+                                          ("perps", "ETH", ["1h", "mark_1h", "idx_1h", "prem_1h"]),
+                                          ("generic", "ETH", ["1h", "mark_1h", "prem_1h"])]:
+                instrument, symbol = f"{exchange}.{base}-USDT_USDT", f"{base}/USDT:USDT"
+                for code in codes:
+                    run_range_of(defs, instance, candles_key(code), instrument, FIRST, LAST)
+                    want = (truth(perp_sim, f"{base}USDT", code, FIRST, LAST) if "_" in code else pd.DataFrame(
+                        perp_sim.market.candles(perp_sim.config.symbols[f"{base}USDT"], HOUR_MS, day_bounds_ms(FIRST)[0],
+                                                day_bounds_ms(LAST)[1], now_ms(), venue="binanceusdm").as_floats()))
+                    pd.testing.assert_frame_equal(stored(warehouse_url, exchange, symbol, code, FIRST, LAST), want, check_dtype=False)
+                run_range_of(defs, instance, funding_key(), instrument, FIRST, LAST)
+                pd.testing.assert_frame_equal(stored_funding(warehouse_url, exchange, symbol, FIRST, LAST),
+                                              funding_truth(perp_sim, f"{base}USDT", FIRST, LAST, marks=exchange == "perps"))
+                run_range_of(defs, instance, open_interest_key(), instrument, oi_first, oi_last)
+                lo, hi = day_bounds_ms(oi_first)[0], day_bounds_ms(oi_last)[1]
+                pd.testing.assert_frame_equal(read_open_interest(wh, exchange, symbol, lo, hi), oi_truth(perp_sim, f"{base}USDT", lo, hi))
+    finally:
+        wh.dispose()
+        fired = {(f.endpoint, f.kind) for f in perp_sim.config.faults if f.fired}
+        perp_sim.reconfigure({"faults": []})
+    assert fired == {(e, k) for e in endpoints for k in ("status", "truncated", "rate_limit")}
