@@ -35,6 +35,7 @@ Configured in ``deploy/dagster.yaml`` under ``storage: custom:`` with the same f
 ``storage: postgres:``.
 """
 
+import collections
 import logging
 import os
 import time
@@ -190,7 +191,9 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
                 "evaluation_event_storage_id": event_id, "materialization_event_storage_id": target.storage_id if target else None,
             })
         updated = [0] * len(executions)
-        batched = [n for n, execution in enumerate(executions) if execution["partition"] is not None]
+        keys = [(e["asset_key"], e["check_name"], e["run_id"], e["partition"]) for e in executions]
+        repeated = {key for key, count in collections.Counter(keys).items() if count > 1}  # one after the other, as stock
+        batched = [n for n, execution in enumerate(executions) if execution["partition"] is not None and keys[n] not in repeated]
         if len(batched) > 1:
             columns = {name: [executions[n][name] for n in batched] for name in _EXECUTION_ARRAYS}
             for n in conn.execute(_UPDATE_EXECUTIONS, {"n": batched, **columns}).scalars():
