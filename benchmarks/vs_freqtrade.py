@@ -19,6 +19,9 @@ REST URLs come from its config (``exchange.ccxt_config.urls``); its archive root
 (``binance_public_data.binance_vision_ohlcv_zip_url``), so the freqtrade process gets a
 ``sitecustomize.py`` on its PYTHONPATH that rebinds that function to the simulator's root.
 The simulator has no weight limit of its own here (so that back-to-back rounds are never refused).
+Each round also reports the CPU seconds of the timed process tree (user + system) and, for the
+project, of the PostgreSQL backends serving its two databases (sampled from /proc), since on a shared machine the wall clock mostly measures the others' load;
+``--project-prefix`` runs the project's command under another (a profiler).
 
     python benchmarks/vs_freqtrade.py --postgres postgresql://postgres@127.0.0.1:55432/postgres \\
         [--first 2024-01-01 --last 2024-12-31] [--rounds 2] [--instruments 10] [--rows rest,archive]
@@ -30,9 +33,12 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
+import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +73,43 @@ def simulator_yaml(instruments: int) -> str:
         for n, s in enumerate(symbols(instruments)))
 
 
+def timed(command: list[str], databases: tuple[str, ...] = (), **kwargs) -> tuple[subprocess.CompletedProcess, float, float, float]:
+    """Runs a whole process: its answer, its wall seconds, its CPU seconds (user + system of the
+    process and every descendant it waited for: the worker processes of ``ohlcv backfill``) and the
+    CPU seconds of the PostgreSQL backends serving ``databases`` (sampled every 0.1 s from /proc
+    while it runs: a backend's last tenth of a second may be missed)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    backends: dict[int, float] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        ticks = os.sysconf("SC_CLK_TCK")
+        while not done.wait(0.1):
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    title = (entry / "cmdline").read_bytes().decode(errors="replace")
+                    if not title.startswith("postgres:") or not any(f" {d} " in title for d in databases):
+                        continue
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                backends[int(entry.name)] = sum(int(f) for f in fields[11:13]) / ticks
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if databases:
+        sampler.start()
+    began = time.perf_counter()
+    answer = subprocess.run(command, **kwargs)
+    seconds = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done.set()
+    if databases:
+        sampler.join()
+    return answer, seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), sum(backends.values())
+
+
 def day_ms(day: dt.date) -> int:
     return int(dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp() * 1000)
 
@@ -95,16 +138,15 @@ def run_project(args, simulator: str, pairs: list[str], limited: bool, archive: 
            "OHLCV_UNIVERSE": str(universe), "OHLCV_WAREHOUSE_URL": warehouse, **storage_env(storage)}
     subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
     target = "all" if len(pairs) > 1 else "binance." + pairs[0].replace("/", "-")
-    command = [str(Path(sys.executable).parent / "ohlcv"), "backfill", "1m", target, str(args.first), str(args.last)]
-    began = time.perf_counter()
-    answer = subprocess.run(command, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - began
+    command = [*shlex.split(args.project_prefix), str(Path(sys.executable).parent / "ohlcv"), "backfill", "1m", target,
+               str(args.first), str(args.last)]
+    answer, seconds, cpu, server = timed(command, ("bench_vsft_warehouse", "bench_vsft_dagster"), env=env, capture_output=True, text=True)
     if answer.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{answer.stdout[-3000:]}{answer.stderr[-3000:]}")
     import psycopg
     with psycopg.connect(warehouse) as connection:
         stored = connection.execute("SELECT count(*) FROM candles").fetchone()[0]
-    return {"seconds": seconds, "candles": stored}
+    return {"seconds": seconds, "cpu": cpu, "server_cpu": server, "candles": stored}
 
 
 # ---- freqtrade ----
@@ -130,9 +172,7 @@ def run_freqtrade(args, python: str, simulator: str, pairs: list[str], limited: 
     command = [python, "-m", "freqtrade", "download-data", "--config", str(tmp / "ft_config.json"), "--datadir", str(datadir),
                "--userdir", str(tmp / "ft_user"), "--pairs", *pairs, "--timeframes", "1m", "--timerange", timerange,
                "--data-format-ohlcv", "feather", "--trading-mode", "spot"]
-    began = time.perf_counter()
-    answer = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp)
-    seconds = time.perf_counter() - began
+    answer, seconds, cpu, _ = timed(command, env=env, capture_output=True, text=True, cwd=tmp)
     log = answer.stdout + answer.stderr
     if answer.returncode:
         raise SystemExit(f"freqtrade download-data failed:\n{log[-3000:]}")
@@ -143,7 +183,7 @@ def run_freqtrade(args, python: str, simulator: str, pairs: list[str], limited: 
     candles = sum(feather.read_table(f).num_rows for f in files)
     if len(files) != len(pairs):
         raise SystemExit(f"freqtrade wrote {len(files)} files for {len(pairs)} pairs:\n{log[-3000:]}")
-    return {"seconds": seconds, "candles": candles}
+    return {"seconds": seconds, "cpu": cpu, "candles": candles}
 
 
 # ---- the limits (whole processes) ----
@@ -219,6 +259,9 @@ def main() -> None:
     parser.add_argument("--instruments", type=int, default=10, help="instruments of the archive_many row")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
     parser.add_argument("--tools", default="project,freqtrade", help="project, freqtrade or both")
+    parser.add_argument("--project-prefix", default="", metavar="COMMAND",
+                        help="run the project's command under this one, e.g. a profiler: "
+                             "--project-prefix 'py-spy record --subprocesses -o archive.svg --'")
     args = parser.parse_args()
     rows = args.rows.split(",")
     tools = args.tools.split(",")
@@ -250,7 +293,9 @@ def main() -> None:
                                    run_freqtrade(args, python, simulator, pairs, tmp=Path(work), **kwargs))
                         results.setdefault((row, tool), []).append(out)
                         loads.append(os.getloadavg()[0])
-                        print(f"{row} {tool} round {round_ + 1}: {out['seconds']:.2f} s, {out['candles']:,} candles",
+                        server = f" (+ PostgreSQL {out['server_cpu']:.2f})" if "server_cpu" in out else ""
+                        print(f"{row} {tool} round {round_ + 1}: {out['seconds']:.2f} s, {out['cpu']:.2f} CPU-s{server}, "
+                              f"{out['candles']:,} candles, load {loads[-1]:.2f}",
                               file=sys.stderr, flush=True)
     print_table(args, rows, tools, results, loads)
 
@@ -261,8 +306,8 @@ def print_table(args, rows, tools, results, loads) -> None:
     print(f"\n{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; BTC/USDT 1m, {args.first}..{args.last} ({span} days, "
           f"{span * 1440:,} candles an instrument); best of {args.rounds} rounds, whole processes")
     print(f"load: 1-minute load average {min(loads):.2f}–{max(loads):.2f} during the runs on {os.cpu_count()} cores; at the end: {uptime}\n")
-    print("| work | this project | freqtrade | freqtrade / project | rounds (project; freqtrade) |")
-    print("|---|---:|---:|---:|---|")
+    print("| work | this project | freqtrade | freqtrade / project | rounds (project; freqtrade) | CPU-s of each round (project + its PostgreSQL backends; freqtrade) |")
+    print("|---|---:|---:|---:|---|---|")
     for row in rows:
         if row == "raw":
             continue
@@ -273,12 +318,14 @@ def print_table(args, rows, tools, results, loads) -> None:
         candles = " / ".join(f"{rs[0]['candles']:,}" for rs in (project, freqtrade) if rs)
         ratio = f"{f / p:.2f}" if p and f else ""
         rounds = "; ".join(", ".join(f"{r['seconds']:.1f}" for r in rs) for rs in (project, freqtrade) if rs)
-        print(f"| {label} ({candles} candles) | {f'{p:.2f} s' if p else ''} | {f'{f:.2f} s' if f else ''} | {ratio} | {rounds} |")
+        cpu = "; ".join(", ".join(f"{r['cpu']:.1f}" + (f" + {r['server_cpu']:.1f}" if "server_cpu" in r else "") for r in rs)
+                        for rs in (project, freqtrade) if rs)
+        print(f"| {label} ({candles} candles) | {f'{p:.2f} s' if p else ''} | {f'{f:.2f} s' if f else ''} | {ratio} | {rounds} | {cpu} |")
     if ("raw", "rest") in results:
         rest, archive = (min(r["seconds"] for r in results[("raw", w)]) for w in ("rest", "archive"))
         pages = results[("raw", "rest")][0]["count"]
         print(f"| raw limit: GET the {pages} pages, no parse / download+unzip+parse the monthly zips (whole processes) "
-              f"| {rest:.2f} s / {archive:.2f} s | | | |")
+              f"| {rest:.2f} s / {archive:.2f} s | | | | |")
         if ("archive", "project") in results:
             best = min(r["seconds"] for r in results[("archive", "project")])
             print(f"\nthe project's archive row is {best / archive:.1f}× its raw limit")

@@ -21,7 +21,7 @@ transactions of SQLAlchemy-built statements. Here each is serialized once and wr
 transaction of three fixed statements: the same rows as stock. A step that logs a batch of them as
 one event batch (``dagster_internals.log_check_evaluations``; stock refuses such batches and falls
 back to one write each) has the batch's events inserted by one statement and their execution rows
-written in the same transaction.
+updated by one more, in the same transaction.
 
 A pooled connection outlives a server restart: stock, every statement opened a fresh connection
 (retried while the server was starting up), so a restart cost nothing; a pool hands out the dead
@@ -35,6 +35,7 @@ Configured in ``deploy/dagster.yaml`` under ``storage: custom:`` with the same f
 ``storage: postgres:``.
 """
 
+import collections
 import logging
 import os
 import time
@@ -73,6 +74,18 @@ _UPDATE_EXECUTION = {  # by partition, or for an unpartitioned check (both use t
     partitioned: sa.text(f"UPDATE asset_check_executions SET {_EXECUTION_VALUES} WHERE asset_key = :asset_key AND "
                          f"check_name = :check_name AND run_id = :run_id AND partition {'= :partition' if partitioned else 'IS NULL'}")
     for partitioned in (True, False)}
+# the same update for many partitioned evaluations at once, each row's values from arrays
+_EXECUTION_ARRAYS = {"asset_key": "text", "check_name": "text", "run_id": "text", "partition": "text", "execution_status": "text",
+                     "evaluation_event": "text", "evaluation_event_timestamp": "timestamp", "evaluation_event_storage_id": "bigint",
+                     "materialization_event_storage_id": "bigint"}
+_UPDATE_EXECUTIONS = sa.text(
+    "UPDATE asset_check_executions AS e SET execution_status = v.execution_status, evaluation_event = v.evaluation_event, "
+    "evaluation_event_timestamp = v.evaluation_event_timestamp, evaluation_event_storage_id = v.evaluation_event_storage_id, "
+    "materialization_event_storage_id = v.materialization_event_storage_id "
+    f"FROM unnest(CAST(:n AS integer[]), {', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in _EXECUTION_ARRAYS.items())}) "
+    f"AS v(n, {', '.join(_EXECUTION_ARRAYS)}) "
+    "WHERE e.asset_key = v.asset_key AND e.check_name = v.check_name AND e.run_id = v.run_id AND e.partition = v.partition "
+    "RETURNING v.n")
 _INSERT_EXECUTION = sa.text(
     "INSERT INTO asset_check_executions (asset_key, check_name, run_id, partition, execution_status, evaluation_event, "
     "evaluation_event_timestamp, evaluation_event_storage_id, materialization_event_storage_id) VALUES (:asset_key, "
@@ -163,23 +176,38 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
             self._store_check_executions(conn, [(event, row, event_id)])
 
     def _store_check_executions(self, conn: sa.Connection, stored: list[tuple[EventLogEntry, dict, int]]) -> None:
-        """Each stored evaluation into its check's execution row (the run's planned row, else a new one)."""
+        """Each stored evaluation into its check's execution row (the run's planned row, else a new
+        one). A batch's partitioned evaluations update their planned rows in one statement (a ranged
+        run's day is four evaluations: a year of 1m was 1,464 statements, now one per batch of days)."""
+        executions = []
         for event, row, event_id in stored:
             evaluation = event.get_dagster_event().event_specific_data
             target = evaluation.target_materialization_data
-            execution = {
+            executions.append({
                 "asset_key": evaluation.asset_key.to_string(), "check_name": evaluation.check_name, "run_id": event.run_id,
                 "partition": evaluation.partition, "evaluation_event": row["event"], "evaluation_event_timestamp": row["timestamp"],
                 "execution_status": (AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed
                                      else AssetCheckExecutionRecordStatus.FAILED).value,
                 "evaluation_event_storage_id": event_id, "materialization_event_storage_id": target.storage_id if target else None,
-            }
-            updated = conn.execute(_UPDATE_EXECUTION[evaluation.partition is not None], execution).rowcount
-            if updated == 0:  # no planned row (stock inserts one too)
+            })
+        updated = [0] * len(executions)
+        keys = [(e["asset_key"], e["check_name"], e["run_id"], e["partition"]) for e in executions]
+        repeated = {key for key, count in collections.Counter(keys).items() if count > 1}  # one after the other, as stock
+        batched = [n for n, execution in enumerate(executions) if execution["partition"] is not None and keys[n] not in repeated]
+        if len(batched) > 1:
+            columns = {name: [executions[n][name] for n in batched] for name in _EXECUTION_ARRAYS}
+            for n in conn.execute(_UPDATE_EXECUTIONS, {"n": batched, **columns}).scalars():
+                updated[n] += 1
+        done = set(batched) if len(batched) > 1 else set()
+        for n, execution in enumerate(executions):
+            if n not in done:
+                updated[n] = conn.execute(_UPDATE_EXECUTION[execution["partition"] is not None], execution).rowcount
+            if updated[n] == 0:  # no planned row (stock inserts one too)
                 conn.execute(_INSERT_EXECUTION, execution)
-            elif updated > 1:
+            elif updated[n] > 1:
+                evaluation = stored[n][0].get_dagster_event().event_specific_data
                 raise DagsterInvariantViolationError(
-                    f"Updated {updated} rows for asset check evaluation {evaluation.asset_check_key} "
+                    f"Updated {updated[n]} rows for asset check evaluation {evaluation.asset_check_key} "
                     "as a result of duplicate AssetCheckPlanned events.")
 
     def _store_event_batch(self, events: Sequence[EventLogEntry]) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import pandas as pd
+
 
 @dataclasses.dataclass
 class DayTodo:
@@ -48,6 +50,9 @@ class PartitionReport:
     rate_limit_waits: int = 0
     seconds: float = 0.0
     note: str = ""
+    # the day's candles as its write left them stored (None: not written by this run): what the
+    # checks read back otherwise; not metadata
+    stored: pd.DataFrame | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def written(self) -> int:
@@ -55,4 +60,5 @@ class PartitionReport:
         return self.candles_new + self.candles_revised
 
     def as_metadata(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v != ""}
+        return {f.name: value for f in dataclasses.fields(self) if f.name != "stored"
+                for value in [getattr(self, f.name)] if value != ""}

@@ -22,7 +22,6 @@ from ohlcv_assets.ingest.report import DayTodo, PartitionReport
 from ohlcv_assets.quality.validation import validate_candles
 from ohlcv_assets.venues.series import signed_prices
 from ohlcv_assets.warehouse import gap_records, provenance, venue_counters
-from ohlcv_assets.warehouse.schema import candles
 from ohlcv_assets.warehouse.provenance import REST, DaySource
 from ohlcv_assets.warehouse.store import Warehouse
 
@@ -158,14 +157,14 @@ def write_batch(run: IngestRun, batch: Batch) -> list[tuple[dt.date, PartitionRe
                                      confirmed + [Gap(g.start_ms, g.end_ms, FILLABLE) for g in unexplained], step, now_ms)
     validate_candles(frame, step, now_ms, signed_prices(interval))
     bounds = [day_bounds_ms(d.day) for d in days]
-    merged = warehouse.merge_partitions(candles, instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
+    merged, stored = warehouse.merge_candle_days(instrument.exchange, instrument.symbol, interval, frame, bounds, now_ms)
     venue_counters.add(warehouse, instrument.exchange, run.egress, batch.fetched, len(frame), now_ms)
     seconds = round(time.perf_counter() - batch.started, 3)
     recorded: dict[dt.date, DaySource] = {}
     times = frame["open_time"].to_numpy()
     outside_times = outside["open_time"].to_numpy() if len(outside) else None
     reports = []
-    for d, (start, end), result in zip(days, bounds, merged):
+    for d, (start, end), result, day_stored in zip(days, bounds, merged, stored):
         day_times = times[(times >= start) & (times < end)]
         quiet = []
         if config.profile.omits_empty and d.start < d.end:
@@ -192,6 +191,7 @@ def write_batch(run: IngestRun, batch: Batch) -> list[tuple[dt.date, PartitionRe
             archive_file=day_source.file or "",
             archive_sha256=day_source.sha256 or "",
             note=d.note,
+            stored=day_stored,
             **counts,
         )
         if d.note and day_source.source == REST and d.start < d.end:  # why the day came to REST, and what REST did

@@ -288,9 +288,11 @@ def quality_score(frame: pd.DataFrame, outcomes: list[CheckOutcome], expected: i
 
 def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dict, now_ms: int,
                       freshness_windows_ms: tuple[float, float], sessions: Sessions = Sessions(),
-                      official_daily: bool = False) -> dict:
+                      official_daily: bool = False, stored_by_day: dict | None = None) -> dict:
     """Reads instrument-days back from the warehouse (one query per table for all of them), checks
     and scores each day; ``expected_by_day`` maps each day to its expected closed candle count.
+    ``stored_by_day``: each day's candles as the run's write left them stored (``PartitionReport.stored``),
+    taken instead of reading them back when it holds every day.
     Freshness counts only time the venue traded (``sessions``): a weekend does not age an equity,
     and a delisted instrument stops ageing at its last candle. ``official_daily``: the venue's daily
     candles hold official figures, not a roll-up of its minutes, so they are not compared with the 1m.
@@ -298,7 +300,9 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
     step = interval_ms(interval)
     days = sorted(expected_by_day)
     lo, hi = day_bounds_ms(days[0])[0], day_bounds_ms(days[-1])[1]
-    stored = load_candles(instrument.exchange, instrument.symbol, interval, lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
+    if stored_by_day is None or not all(stored_by_day.get(day) is not None for day in days):
+        stored = load_candles(instrument.exchange, instrument.symbol, interval, lo, hi, warehouse=warehouse, strict=False).reset_index(drop=True)
+        stored_by_day = {day: _within(stored, *day_bounds_ms(day)) for day in days}
     minutes = minutes_existing = None
     official = official_daily and step >= DAY_MS
     fine = finest_code(interval)  # the same series' 1m (mark_1m for mark_1h)
@@ -334,7 +338,7 @@ def check_stored_days(warehouse, instrument, interval: str, expected_by_day: dic
         start, end = day_bounds_ms(day)
         explained = sum(sessions.count(max(a, start), min(b, end, now_ms // step * step), step) for a, b in empty_ranges
                         if max(a, start) < min(b, end))
-        frame = _within(stored, start, end)
+        frame = stored_by_day[day]
         outcomes = check_candles(frame, step, now_ms, expected_by_day[day], explained,
                                  None if minutes is None else _within(minutes, start, end), minutes_existing, signed_prices(interval))
         derived_day = None if derived_from is None else _within(derived_ref, start, end)

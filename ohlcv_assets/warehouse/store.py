@@ -240,6 +240,29 @@ class Warehouse:
                          bounds: list[tuple[int, int]], fetched_at_ms: int) -> list[MergeResult]:
         """Merges the rows of several partitions (ascending, disjoint [start, end) bounds) in one
         transaction, so a ranged run pays one round of COPY and merge per batch, not per day."""
+        return self._merge(table, exchange, symbol, timeframe, frame, bounds, fetched_at_ms)[0]
+
+    def merge_candle_days(self, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
+                          bounds: list[tuple[int, int]], fetched_at_ms: int) -> tuple[list[MergeResult], list[pd.DataFrame]]:
+        """``merge_partitions`` of candles, also returning each partition's candles (``CANDLE_COLUMNS``,
+        ascending) as the transaction left them: the rows stored before it (read in it) with the
+        merged rows in their place, what reading them back after the commit returns unless another
+        writer changed the same candles meanwhile (the checks of a batch read them from here)."""
+        results, existing, frame = self._merge(candles, exchange, symbol, timeframe, frame, bounds, fetched_at_ms)
+        incoming = frame[CANDLE_COLUMNS]
+        if len(existing):
+            kept = existing.loc[~np.isin(existing["open_time"].to_numpy(), incoming["open_time"].to_numpy()), CANDLE_COLUMNS]
+            incoming = pd.concat([kept, incoming], ignore_index=True)
+        times = incoming["open_time"].to_numpy()
+        if len(times) > 1 and not (times[1:] > times[:-1]).all():
+            incoming = incoming.sort_values("open_time", kind="stable", ignore_index=True)
+            times = incoming["open_time"].to_numpy()
+        return results, [incoming.iloc[np.searchsorted(times, start):np.searchsorted(times, end)].reset_index(drop=True)
+                         for start, end in bounds]
+
+    def _merge(self, table: sa.Table, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame,
+               bounds: list[tuple[int, int]], fetched_at_ms: int) -> tuple[list[MergeResult], pd.DataFrame, pd.DataFrame]:
+        """The merge; returns its results, the rows stored before it (read in its transaction) and the rows merged."""
         if len(frame):
             times = frame["open_time"].to_numpy()
             self.ensure_partitions(table.name, timeframe, int(times.min()), int(times.max()) + 1)
@@ -258,7 +281,7 @@ class Warehouse:
                 inserted = self.dialect.merge_rows(connection, table, rows, changes.is_new[changes.changed])
                 if table is candles:
                     candle_days.add(connection, self.dialect, exchange, symbol, timeframe, inserted)
-        return [changes.result((times >= start) & (times < end)) for start, end in bounds]
+        return [changes.result((times >= start) & (times < end)) for start, end in bounds], existing, frame
 
     def delete_candles(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> int:
         """Deletes an instrument's candles (and features) opening in [start_ms, end_ms), its days

@@ -104,6 +104,28 @@ def test_rows_missing_from_a_new_fetch_are_kept(warehouse):
     assert len(stored(warehouse)) == 100
 
 
+def test_a_merge_returns_each_day_as_reading_it_back_does(warehouse):
+    """``merge_candle_days`` hands the checks each day's candles as stored (so they need not read
+    them back): new, revised, unchanged and stored-but-not-refetched candles, unordered input,
+    a day with none, and a candle outside the bounds (written, but not a day's)."""
+    days = [(DAY_START + n * 86_400_000, DAY_START + (n + 1) * 86_400_000) for n in range(3)]
+    merge(warehouse, minute_frame(100))  # day 0, minutes 0-99, stored before
+    incoming = minute_frame(110).iloc[50:].reset_index(drop=True)  # 50-89 unchanged, 90-99 revised, 100-109 new
+    revised = incoming["open_time"].between(DAY_START + 90 * MINUTE_MS, DAY_START + 99 * MINUTE_MS)
+    incoming.loc[revised, "close"] += 0.125
+    incoming.loc[revised, "high"] += 0.125
+    later = minute_frame(30, first=2 * 1440 + 7)  # day 2; day 1 gets nothing
+    outside = minute_frame(1, first=3 * 1440 + 1)  # after the last day's bounds
+    frame = pd.concat([later, incoming, outside], ignore_index=True).sample(frac=1, random_state=3).reset_index(drop=True)
+    results, by_day = warehouse.merge_candle_days("binance", "BTC/USDT", "1m", frame, days, 1)
+    assert [(r.inserted, r.revised, r.unchanged) for r in results] == [(10, 10, 40), (0, 0, 0), (30, 0, 0)]
+    for (start, end), day in zip(days, by_day):
+        back = warehouse.read_candles("binance", "BTC/USDT", "1m", start, end)
+        assert day.equals(back) and day.dtypes.to_dict() == back.dtypes.to_dict()
+    assert [len(day) for day in by_day] == [110, 0, 30]
+    assert (by_day[0]["close"].iloc[90:100] == incoming["close"].iloc[40:50].to_numpy()).all()  # the revised values
+
+
 def test_migrations_are_idempotent_and_versioned(warehouse):
     from alembic.config import Config
     from alembic.script import ScriptDirectory

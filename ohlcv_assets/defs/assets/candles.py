@@ -181,7 +181,8 @@ def ingest_instrument(step: CandlesStep, instrument, days: list[dt.date]) -> lis
                              archive=exchange.archive(instrument.exchange) if archived(config.profile, interval) else None):
         checked = check_stored_days(warehouse.warehouse, instrument, interval,
                                     {day: report.expected_candles for day, report in batch}, now, windows,
-                                    config.sessions_of(instrument), config.profile.official_daily)
+                                    config.sessions_of(instrument), config.profile.official_daily,
+                                    {day: report.stored for day, report in batch})
         written = [(str(keys[(instrument.key, day)]), day, report) for day, report in batch]
         log_materializations(context, [
             dg.AssetMaterialization(asset_key=asset_key, partition=partition,
