@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -78,6 +79,9 @@ METRICS = [
     Metric("ohlcv_rate_budget_backlog_seconds", GAUGE, _VENUE,
            "How far ahead of now the venue's shared request budget is reserved: 0 when idle; requests wait once it "
            "exceeds the burst allowance"),
+    Metric("ohlcv_rate_budget_apart_backlog_seconds", GAUGE, ("venue", "budget", "egress"),
+           "The same for a budget the venue keeps apart from its weight budget (Binance USDⓈ-M open interest: "
+           "budget open_interest)"),
     Metric("ohlcv_runs_queued", GAUGE, (), "Dagster runs queued"),
     Metric("ohlcv_runs_in_progress", GAUGE, (), "Dagster runs starting, started or canceling"),
     Metric("ohlcv_runs_failed_last_hour", GAUGE, (), "Dagster runs that failed in the last hour"),
@@ -145,14 +149,22 @@ def counter_samples(warehouse: Warehouse) -> list[Sample]:
             for row in venue_counters.read(warehouse) for column, metric in _COUNTER_COLUMNS.items()]
 
 
+_APART_KEY = re.compile(r"(?P<venue>[^:@\s]+):(?P<budget>\w+)(?:@(?P<egress>\S+))?")  # RateBudget.apart's keys
+
+
 def budget_samples(universe: Universe, warehouse: Warehouse, now_s: float) -> list[Sample]:
-    """Each venue's shared budget (one row per venue and egress address, keyed as ``budget_key``)."""
+    """Each venue's shared budget (one row per venue and egress address, keyed as ``budget_key``),
+    and each budget it keeps apart (keyed ``<venue>:<budget>[@<egress>]``)."""
     states = budget_states(warehouse)
     samples = []
     for key, tat in sorted(states.items()):
         venue, _, egress = key.partition("@")
+        apart = _APART_KEY.fullmatch(key)
         if venue in universe.exchanges and budget_key(venue, egress or None) == key:
             samples.append(Sample("ohlcv_rate_budget_backlog_seconds", (venue, egress or DEFAULT_EGRESS), max(0.0, tat - now_s)))
+        elif apart and apart["venue"] in universe.exchanges:
+            samples.append(Sample("ohlcv_rate_budget_apart_backlog_seconds",
+                                  (apart["venue"], apart["budget"], apart["egress"] or DEFAULT_EGRESS), max(0.0, tat - now_s)))
     return samples
 
 

@@ -78,6 +78,9 @@ def test_a_scrape_reports_freshness_gaps_counters_and_budgets(simulator, univers
     today = dt.datetime.now(dt.timezone.utc).date()
     _ingest(CcxtCandleSource("binance", config, budget), warehouse, universe, "BTC/USDT", "1h", [today - dt.timedelta(days=1), today])
     _ingest(CcxtCandleSource("binance", config, budget), warehouse, universe, "ETH/USDT", "5m", [PLAIN_DAY])
+    apart = budget.apart("open_interest", 10, 300.0)  # 30 s a request: its backlog shows apart from the weight budget's
+    for _ in range(5):
+        apart.reserve(1)
     start, _ = day_bounds_ms(PLAIN_DAY)
     with warehouse.engine.begin() as conn:
         conn.execute(sa.insert(gaps), [
@@ -108,6 +111,8 @@ def test_a_scrape_reports_freshness_gaps_counters_and_budgets(simulator, univers
     assert first[("ohlcv_venue_requests_total", ("binance", "default"))] == _requests_served(simulator)
     assert first[("ohlcv_venue_http_429_total", ("binance", "default"))] == 0
     assert 0 <= first[("ohlcv_rate_budget_backlog_seconds", ("binance", "default"))] < 60
+    assert 0 < first[("ohlcv_rate_budget_apart_backlog_seconds", ("binance", "open_interest", "default"))] <= 300
+    assert [labels for metric, labels in first if metric == "ohlcv_rate_budget_backlog_seconds"] == [("binance", "default")]
     assert first[("ohlcv_warehouse_up", ())] == 1
     assert {metric for metric, _ in first} <= set(METRIC)
 
@@ -126,7 +131,7 @@ def test_metric_names_follow_the_conventions():
     for metric in METRICS:
         assert metric.name.startswith("ohlcv_")
         assert metric.name.endswith("_total") == (metric.type == "counter"), metric.name
-        assert set(metric.labels) <= {"venue", "symbol", "interval", "class", "check", "severity", "egress"}, metric.name
+        assert set(metric.labels) <= {"venue", "symbol", "interval", "class", "check", "severity", "egress", "budget"}, metric.name
 
 
 def _promtool():
