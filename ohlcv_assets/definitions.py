@@ -66,6 +66,8 @@ def build_definitions(universe_path: str | None = None, warehouse_url: str | Non
         ],
         schedules=[
             *(build_today_schedule(universe, interval, asset) for interval, asset in candles.items()),
+            *(build_today_schedule(universe, code, asset, "funding settlements") for code, asset in zip(universe.event_series(), funding)),
+            *(build_today_schedule(universe, code, asset, "open interest") for code, asset in zip(universe.open_interest_series(), open_interest)),
             *(build_gap_scan_schedule(interval, job) for interval, job in scan_jobs.items()),
             maintenance_schedule(),
         ],

@@ -19,6 +19,7 @@ CCXT_HAS = {"mark": "fetchMarkOHLCV", "index": "fetchIndexOHLCV", "premium": "fe
             "funding": "fetchFundingRateHistory", "open_interest": "fetchOpenInterestHistory"}  # ccxt's unified method of each
 OI_PERIOD = "5m"  # open interest is stored at the venue's resolution: Binance's metrics files hold 5-minute rows
 OI_CODE = "oi_5m"
+FUNDING_FRESHNESS_INTERVAL = "8h"  # the longest funding interval venues use: a day's settlements are that far apart at most
 CCXT_PRICE = {"mark": "mark", "index": "index", "premium": "premiumIndex"}  # fetch_ohlcv's params.price
 FUNDING_CODE = "funding"
 _SEPARATOR = "_"

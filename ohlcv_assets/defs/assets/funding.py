@@ -11,7 +11,7 @@ from ohlcv_assets.core.intervals import ms_to_iso, now_ms
 from ohlcv_assets.core.names import MAX_PARTITIONS_PER_RUN, funding_key, open_interest_key, venue_pool
 from ohlcv_assets.core.settings import egress_address
 from ohlcv_assets.core.universe import Universe
-from ohlcv_assets.defs.assets.candles import CANDLES_RETRY_POLICY
+from ohlcv_assets.defs.assets.candles import CANDLES_RETRY_POLICY, freshness_policy
 from ohlcv_assets.defs.dagster_internals import (check_target, hopeless_failure, latest_materializations, log_check_evaluations,
                                                  log_materializations, pool_slot)
 from ohlcv_assets.defs.partitions import candle_partitions, split_key
@@ -20,7 +20,7 @@ from ohlcv_assets.exchange.source import FetchFailed, PermanentFetchError
 from ohlcv_assets.ingest.funding import FundingDay, ingest_funding_days
 from ohlcv_assets.ingest.open_interest import OpenInterestDay, ingest_open_interest_days
 from ohlcv_assets.quality.validation import CandleValidationError
-from ohlcv_assets.venues.series import FUNDING_CODE, OI_CODE, parse_series_code
+from ohlcv_assets.venues.series import FUNDING_CODE, FUNDING_FRESHNESS_INTERVAL, OI_CODE, OI_PERIOD, parse_series_code
 
 FUNDING_COMPLETE = "funding_complete"
 FUNDING_WITHIN_CAP = "funding_within_cap"
@@ -65,7 +65,8 @@ def build_funding_asset(universe: Universe, retry_policy: dg.RetryPolicy = CANDL
                                   "missing ones)",
                 FUNDING_WITHIN_CAP: "every stored rate is within the funding rate cap and floor the venue publishes (a "
                                     "warning; kept as paid)"},
-        ingest=ingest_funding_days, evaluations=(complete_evaluation, cap_evaluation))
+        ingest=ingest_funding_days, evaluations=(complete_evaluation, cap_evaluation),
+        freshness=freshness_policy(FUNDING_FRESHNESS_INTERVAL, universe.refresh_minutes))
 
 
 def build_open_interest_asset(universe: Universe, retry_policy: dg.RetryPolicy = CANDLES_RETRY_POLICY) -> dg.AssetsDefinition:
@@ -76,7 +77,8 @@ def build_open_interest_asset(universe: Universe, retry_policy: dg.RetryPolicy =
             "contracts and quote value). Binance serves the latest 30 days over REST; older days come from the archive's "
             "daily metrics files where the universe configures the archive, else are recorded beyond its history."),
         checks={OI_COMPLETE: "every 5-minute sample the venue still serves for the day is stored (a warning)"},
-        ingest=ingest_open_interest_days, evaluations=(oi_complete_evaluation,))
+        ingest=ingest_open_interest_days, evaluations=(oi_complete_evaluation,),
+        freshness=freshness_policy(OI_PERIOD, universe.refresh_minutes))
 
 
 def oi_complete_evaluation(key: dg.AssetKey, partition: str, day: OpenInterestDay, target) -> dg.AssetCheckEvaluation:
@@ -90,7 +92,8 @@ def oi_complete_evaluation(key: dg.AssetKey, partition: str, day: OpenInterestDa
 
 
 def build_day_series_asset(universe: Universe, code: str, key: dg.AssetKey, name: str, what: str, retry_policy: dg.RetryPolicy,
-                           description: str, checks: dict[str, str], ingest, evaluations) -> dg.AssetsDefinition:
+                           description: str, checks: dict[str, str], ingest, evaluations,
+                           freshness: dg.FreshnessPolicy) -> dg.AssetsDefinition:
     """A perpetual's series stored per instrument and UTC day outside the candles table (funding,
     open interest): ``ingest(source, warehouse, instrument, days, now_ms, archive)`` returns each
     day's report (``as_metadata``), each of ``evaluations`` a check of it."""
@@ -98,7 +101,8 @@ def build_day_series_asset(universe: Universe, code: str, key: dg.AssetKey, name
 
     @dg.multi_asset(
         name=name,
-        specs=[dg.AssetSpec(key, group_name="candles", kinds={"sql"}, partitions_def=partitions, description=description)],
+        specs=[dg.AssetSpec(key, group_name="candles", kinds={"sql"}, partitions_def=partitions, description=description,
+                            freshness_policy=freshness)],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
         retry_policy=retry_policy,

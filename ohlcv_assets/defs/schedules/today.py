@@ -1,5 +1,5 @@
 """Keeps today's candles fresh for every instrument with one run per interval per tick (one per
-500 instruments beyond that).
+500 instruments beyond that); a perpetual's funding settlements and open interest the same way.
 
 Each tick asks for a partition range: today's day for every registered instrument (multi-partition
 keys sort day first, so one day's instruments are contiguous). One run process then refreshes
@@ -30,7 +30,6 @@ from ohlcv_assets.core.names import (
     RANGE_START_TAG,
     REASON_TAG,
     REFRESH_TAG,
-    candles_key,
     instruments_partitions_name,
 )
 from ohlcv_assets.defs.partitions import partition_key
@@ -66,14 +65,16 @@ def today_cron(universe: Universe) -> str:
     return f"*/{universe.refresh_minutes} * * * *" if universe.refresh_minutes < 60 else "0 * * * *"
 
 
-def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefinition) -> dg.ScheduleDefinition:
+def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefinition, what: str = "") -> dg.ScheduleDefinition:
+    """The today schedule of an instrument × day asset: ``interval`` its interval or series code
+    (``1m``, ``mark_1h``, ``funding``, ``oi_5m``), ``what`` what it holds (default: candles)."""
     @dg.schedule(
-        name=f"candles_{interval}_today",
+        name=f"{'_'.join(asset.key.path)}_today",
         cron_schedule=today_cron(universe),
         execution_timezone="UTC",
         target=asset,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Re-fetches today's {interval} candles of every instrument every {universe.refresh_minutes} "
+        description=f"Re-fetches today's {what or f'{interval} candles'} of every instrument every {universe.refresh_minutes} "
                     f"minutes, in one run per tick (one per {INSTRUMENTS_PER_REFRESH_RUN} instruments beyond that).",
     )
     def today_schedule(context: dg.ScheduleEvaluationContext):
@@ -98,7 +99,7 @@ def build_today_schedule(universe: Universe, interval: str, asset: dg.AssetsDefi
                 first, last = partition_key(instruments[0], day), partition_key(instruments[-1], day)
                 yield dg.RunRequest(
                     run_key=f"{interval}|{day}|{n}|{context.scheduled_execution_time.isoformat()}",
-                    asset_selection=[candles_key(interval)],
+                    asset_selection=[asset.key],
                     tags={RANGE_START_TAG: str(first), RANGE_END_TAG: str(last), REASON_TAG: "keep-today-fresh",
                           REFRESH_TAG: interval, MAX_RUNTIME_TAG: str(max_runtime_seconds(universe.refresh_minutes))},
                 )

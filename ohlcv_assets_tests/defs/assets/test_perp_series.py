@@ -797,3 +797,49 @@ instruments:
         fired = {(f.endpoint, f.kind) for f in perp_sim.config.faults if f.fired}
         perp_sim.reconfigure({"faults": []})
     assert fired == {(e, k) for e in endpoints for k in ("status", "truncated", "rate_limit")}
+
+
+def test_funding_and_open_interest_are_kept_fresh_by_their_today_schedules(perp_sim, tmp_path, warehouse_url):
+    """As candles are: each series' today schedule asks for one run over every registered
+    instrument's current day; that run stores today's settlements and samples so far exactly; both
+    assets carry a freshness policy."""
+    perp_sim.reconfigure({"faults": [], "archive_faults": [], "reset_stats": True})
+    today = utc_day(now_ms())
+    path = tmp_path / "universe.yaml"
+    path.write_text(f"""
+exchanges:
+  perps: {{ccxt_id: binanceusdm, api_url: "{perp_sim.url}/fapi/v1", timeout_seconds: 2, retry_base_seconds: 0.05}}
+instruments:
+  - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1h], start: {today - dt.timedelta(days=2)}, series: [funding, open_interest]}}
+  - {{exchange: perps, symbol: ETH/USDT:USDT, intervals: [1h], start: {today - dt.timedelta(days=2)}, series: [funding, open_interest]}}
+""")
+    universe = parse_universe(path.read_text(), str(path))
+    lo, hi = day_bounds_ms(today)
+    with dg.instance_for_test() as instance:
+        sync_instrument_partitions(instance, universe)
+        defs = build_definitions(str(path), warehouse_url)
+        for key, schedule_name in ((funding_key(), "funding_rates_today"), (open_interest_key(), "open_interest_today")):
+            asset = defs.get_assets_def(key)
+            assert asset.specs_by_key[key].freshness_policy is not None
+            with dg.build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime.now(dt.timezone.utc),
+                                           repository_def=defs.get_repository_def()) as context:
+                requests = list(defs.get_schedule_def(schedule_name).evaluate_tick(context).run_requests)
+            [request] = [r for r in requests if r.tags[RANGE_START_TAG].startswith(str(today))]
+            assert request.asset_selection == [key]
+            result = dg.materialize([asset], instance=instance, resources=defs.resources, tags=request.tags)
+            assert result.success
+            assert {str(e.materialization.partition) for e in result.get_asset_materialization_events()} == {
+                f"{today}|perps.BTC-USDT_USDT", f"{today}|perps.ETH-USDT_USDT"}
+    for symbol in ("BTC", "ETH"):
+        funding = stored_funding(warehouse_url, "perps", f"{symbol}/USDT:USDT", today, today)
+        truth_so_far = funding_truth(perp_sim, f"{symbol}USDT", today, today)  # now: at most one more than at the run
+        assert len(truth_so_far) - 1 <= len(funding) <= len(truth_so_far)
+        pd.testing.assert_frame_equal(funding, truth_so_far.iloc[:len(funding)].reset_index(drop=True))
+        wh = Warehouse(warehouse_url)
+        try:
+            samples = read_open_interest(wh, "perps", f"{symbol}/USDT:USDT", lo, hi)
+        finally:
+            wh.dispose()
+        served = oi_truth(perp_sim, f"{symbol}USDT", lo, hi)
+        assert len(served) - 1 <= len(samples) <= len(served)
+        pd.testing.assert_frame_equal(samples, served.iloc[:len(samples)].reset_index(drop=True))
