@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from ohlcv_assets.definitions import build_definitions
-from ohlcv_assets.core.intervals import HOUR_MS, day_bounds_ms, interval_ms, now_ms, utc_day
+from ohlcv_assets.core.intervals import HOUR_MS, MINUTE_MS, day_bounds_ms, interval_ms, now_ms, utc_day
 from ohlcv_assets.defs.monitoring import health, instrument_rows
 from ohlcv_assets.core.names import RANGE_END_TAG, RANGE_START_TAG, candles_key
 from ohlcv_assets.defs.partitions import sync_instrument_partitions
@@ -40,6 +40,19 @@ instruments:
   - {{exchange: binance, symbol: BTC/USDT, intervals: [1m, 1h], start: 2024-12-15}}
   - {{exchange: kraken, symbol: BTC/USD, intervals: [1h], start: 2024-12-15}}
 """
+
+
+def rest_source_of_today() -> str | None:
+    """Today's source in a 1h run: REST, once its first hour closed (before that, nothing to fetch)."""
+    return "rest" if now_ms() - day_bounds_ms(TODAY)[0] >= HOUR_MS else None
+
+
+def newest_daily_file_day(sim) -> dt.date:
+    """The newest day whose daily file the archive has published: yesterday, once
+    ``daily_delay_minutes`` (an hour) have passed since it ended; in that first hour, the day before."""
+    delay = float(sim.config.venue("binance_archive").get("daily_delay_minutes", 60)) * MINUTE_MS
+    yesterday = TODAY - dt.timedelta(days=1)
+    return yesterday if now_ms() >= day_bounds_ms(yesterday)[1] + delay else yesterday - dt.timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +106,7 @@ def test_history_to_today_is_daily_files_monthly_files_and_rest_and_exact(archiv
     _, defs, instance = archive_setup
     first, last = dt.date(2024, 12, 15), dt.date(2025, 2, 28)
     meta, _ = run_range(defs, instance, "1h", "binance.BTC-USDT", first, last)
+    published, rest = newest_daily_file_day(archive_sim), rest_source_of_today()
     recent, _ = run_range(defs, instance, "1h", "binance.BTC-USDT", TODAY - dt.timedelta(days=2), TODAY)
     for a, b in ((first, last), (TODAY - dt.timedelta(days=2), TODAY)):
         assert stored(warehouse_url, "binance", "BTC/USDT", "1h", a, b).equals(truth(archive_sim, "binance", "BTC/USDT", "1h", a, b))
@@ -100,16 +114,17 @@ def test_history_to_today_is_daily_files_monthly_files_and_rest_and_exact(archiv
     assert meta[dt.date(2025, 1, 1)]["archive_file"] == "data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2025-01.zip"
     assert len(meta[dt.date(2025, 1, 1)]["archive_sha256"]) == 64
     assert all(m["source"] == "archive" and m["candles_new"] == 24 for m in meta.values())
-    yesterday = TODAY - dt.timedelta(days=1)
-    assert recent[yesterday]["source"] == "archive" and recent[yesterday]["archive_file"].endswith(f"-{yesterday}.zip")
-    assert recent[TODAY]["source"] == "rest" and "archive_file" not in recent[TODAY]
+    assert recent[published]["source"] == "archive" and recent[published]["archive_file"].endswith(f"-{published}.zip")
+    assert all(recent[day].get("source") == (rest if day == TODAY else "rest") and "archive_file" not in recent[day]
+               for day in recent if day > published)
     assert archive_sim.stats["requests.klines"] == 2  # the listing probe of the first run, and today's page
     wh = Warehouse(warehouse_url)
     try:
         recorded = provenance.sources_of(wh, "binance", "BTC/USDT", "1h")
     finally:
         wh.dispose()
-    assert recorded[TODAY] == provenance.DaySource("rest") and recorded[dt.date(2025, 2, 3)].file.endswith("2025-02.zip")
+    assert recorded.get(TODAY) == (provenance.DaySource("rest") if rest else None)  # no source before a candle closed
+    assert recorded[dt.date(2025, 2, 3)].file.endswith("2025-02.zip")
 
 
 def test_every_archive_fault_ends_exact_and_says_so(archive_sim, archive_setup, warehouse_url):
@@ -417,20 +432,21 @@ instruments:
   - {{exchange: perps, symbol: BTC/USDT:USDT, intervals: [1h], start: 2024-12-15}}
 """)
         universe = parse_universe(path.read_text(), str(path))
-        first, last, yesterday = dt.date(2025, 1, 30), dt.date(2025, 3, 1), TODAY - dt.timedelta(days=1)
+        first, last, published = dt.date(2025, 1, 30), dt.date(2025, 3, 1), newest_daily_file_day(archive_sim)
+        rest = rest_source_of_today()
         with dg.instance_for_test() as instance:
             sync_instrument_partitions(instance, universe)
             defs = build_definitions(str(path), warehouse_url)
             meta, checks = run_range(defs, instance, "1h", "perps.BTC-USDT_USDT", first, last)
-            recent, _ = run_range(defs, instance, "1h", "perps.BTC-USDT_USDT", yesterday, TODAY)
-        for a, b in ((first, last), (yesterday, TODAY)):
+            recent, _ = run_range(defs, instance, "1h", "perps.BTC-USDT_USDT", published, TODAY)
+        for a, b in ((first, last), (published, TODAY)):
             assert stored(warehouse_url, "perps", "BTC/USDT:USDT", "1h", a, b).equals(truth(archive_sim, "binanceusdm", "BTC/USDT", "1h", a, b))
         assert meta[dt.date(2025, 2, 10)]["candles_new"] == 24  # the spot outage is not the perpetual's
         assert len(truth(archive_sim, "binance", "BTC/USDT", "1h", dt.date(2025, 2, 10), dt.date(2025, 2, 10))) == 21
         tree = "data/futures/um/{}/klines/BTCUSDT/1h/BTCUSDT-1h-{}.zip"
         assert {meta[d]["archive_file"] for d in (dt.date(2025, 2, 1), dt.date(2025, 2, 28))} == {tree.format("monthly", "2025-02")}
         assert [meta[d]["archive_file"] for d in (first, last)] == [tree.format("daily", first), tree.format("daily", last)]
-        assert recent[yesterday]["archive_file"] == tree.format("daily", yesterday) and recent[TODAY]["source"] == "rest"
+        assert recent[published]["archive_file"] == tree.format("daily", published) and recent[TODAY].get("source") == rest
         assert all(e.passed for day in checks.values() for e in day.values())
         assert archive_sim.stats["requests.fapi.klines"] >= 1 and archive_sim.stats["requests.fapi.exchangeInfo"] >= 1
         assert archive_sim.stats["requests.klines"] == 0 and archive_sim.stats["requests.exchangeInfo"] == 0
