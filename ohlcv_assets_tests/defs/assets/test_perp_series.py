@@ -257,10 +257,11 @@ def test_a_generic_ccxt_venue_takes_funding_from_the_unified_method(perp_sim, pe
     assert perp_sim.stats["requests.fapi.fundingInfo"] == 0  # the generic venue publishes no interval: inferred
 
 
-def scan_funding_gaps(defs, instance, instrument: str) -> dict:
-    """One ``gap_report/funding`` run of the instrument; its report's metadata."""
-    result = dg.materialize([defs.get_assets_def(gap_report_key("funding")), defs.get_assets_def(funding_key())],
-                            selection=[gap_report_key("funding")], instance=instance, resources=defs.resources,
+def scan_gaps(defs, instance, code: str, instrument: str) -> dict:
+    """One ``gap_report/<code>`` run of the instrument (``funding``, ``oi_5m``); its report's metadata."""
+    scanned = funding_key() if code == "funding" else open_interest_key()
+    result = dg.materialize([defs.get_assets_def(gap_report_key(code)), defs.get_assets_def(scanned)],
+                            selection=[gap_report_key(code)], instance=instance, resources=defs.resources,
                             partition_key=instrument)
     assert result.success
     [event] = result.get_asset_materialization_events()
@@ -281,7 +282,7 @@ def test_a_missing_settlement_is_a_gap_record_scanned_classified_and_backfilled(
     wh = Warehouse(warehouse_url)
     try:
         assert sum(delete_funding(wh, "perps", "BTC/USDT:USDT", t, t + 1) for t in deleted) == 3
-        meta = scan_funding_gaps(defs, instance, "perps.BTC-USDT_USDT")
+        meta = scan_gaps(defs, instance, "funding", "perps.BTC-USDT_USDT")
         records = {(r.start_ms, r.end_ms, r.reason, r.status, r.candles)
                    for r in gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "funding")}
         assert records == {(deleted[0], deleted[0] + HOUR_MS, FILLABLE, DETECTED, 1),
@@ -304,7 +305,7 @@ def test_a_missing_settlement_is_a_gap_record_scanned_classified_and_backfilled(
             for partition in gap_partitions(record):
                 assert dg.materialize([defs.get_assets_def(funding_key())], instance=instance, resources=defs.resources,
                                       partition_key=partition).success
-        meta = scan_funding_gaps(defs, instance, "perps.BTC-USDT_USDT")
+        meta = scan_gaps(defs, instance, "funding", "perps.BTC-USDT_USDT")
         assert meta["missing_fillable"] == 0 and meta["missing_exchange_downtime"] == 1 and meta["new_gap_records"] == 0
         statuses = {(r.start_ms, r.status) for r in gap_records.instrument_gaps(wh, "perps", "BTC/USDT:USDT", "funding")}
         assert statuses == {(deleted[0], FILLED), (deleted[1], FILLED), (never, CONFIRMED_EMPTY)}
@@ -601,16 +602,6 @@ instruments:
     return str(path)
 
 
-def scan_oi_gaps(defs, instance, instrument: str) -> dict:
-    """One ``gap_report/oi_5m`` run of the instrument; its report's metadata."""
-    result = dg.materialize([defs.get_assets_def(gap_report_key("oi_5m")), defs.get_assets_def(open_interest_key())],
-                            selection=[gap_report_key("oi_5m")], instance=instance, resources=defs.resources,
-                            partition_key=instrument)
-    assert result.success
-    [event] = result.get_asset_materialization_events()
-    return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
-
-
 def test_a_missing_open_interest_stretch_is_a_gap_record_scanned_classified_and_backfilled(perp_sim, tmp_path, warehouse_url):
     """Open interest from 31 days ago over REST (30 days): a page the venue answered empty leaves a
     stretch missing, found by gap_report/oi_5m as fillable and backfilled by gap_backfill_oi_5m
@@ -635,7 +626,7 @@ def test_a_missing_open_interest_stretch_is_a_gap_record_scanned_classified_and_
                 "rest.BTC-USDT_USDT", "generic.ETH-USDT_USDT"]
             run_range_of(defs, instance, open_interest_key(), "rest.BTC-USDT_USDT", first, today)
             assert all(f.fired for f in perp_sim.config.faults)
-            meta = scan_oi_gaps(defs, instance, "rest.BTC-USDT_USDT")
+            meta = scan_gaps(defs, instance, "oi_5m", "rest.BTC-USDT_USDT")
             records = gap_records.instrument_gaps(wh, "rest", "BTC/USDT:USDT", "oi_5m")
             open_ = [r for r in records if r.status not in (FILLED, "superseded")]
             by_reason = {r.reason: r for r in open_}
@@ -659,7 +650,7 @@ def test_a_missing_open_interest_stretch_is_a_gap_record_scanned_classified_and_
                 for partition in gap_partitions(record):
                     assert dg.materialize([defs.get_assets_def(open_interest_key())], instance=instance,
                                           resources=defs.resources, partition_key=partition).success
-            meta = scan_oi_gaps(defs, instance, "rest.BTC-USDT_USDT")
+            meta = scan_gaps(defs, instance, "oi_5m", "rest.BTC-USDT_USDT")
             assert meta["missing_fillable"] == 0 and meta["missing_exchange_downtime"] == 6 and meta["new_gap_records"] == 0
             assert {r.status for r in gap_records.instrument_gaps(wh, "rest", "BTC/USDT:USDT", "oi_5m")
                     if r.id == fillable.id} == {FILLED}
@@ -702,7 +693,7 @@ def test_a_generic_venue_asked_for_open_interest_older_than_it_serves_records_it
             assert min(r.start_ms for r in records) == day_bounds_ms(first)[0] and max(r.end_ms for r in records) == served
             assert 0 < perp_sim.stats["status.400"] <= 25  # the probes, not a request per day
 
-            report = scan_oi_gaps(defs, instance, "generic.ETH-USDT_USDT")
+            report = scan_gaps(defs, instance, "oi_5m", "generic.ETH-USDT_USDT")
             assert report["missing_fillable"] == 0 and report["missing_exchange_downtime"] == 0
             assert report["missing_beyond_history"] >= (served - day_bounds_ms(first)[0]) // 300_000
     finally:
