@@ -1,5 +1,7 @@
 """Shared fixtures: a real simulator over HTTP, real warehouses (SQLite and PostgreSQL), a universe."""
 
+import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -88,9 +90,48 @@ def alembic_scripts_read_once() -> None:
     ScriptDirectory.from_config = classmethod(from_config)
 
 
+def dagster_test_instances_copied() -> None:
+    """``dg.instance_for_test()`` (no overrides, no directory given) makes its SQLite storages (runs,
+    event log index, schedules: ``create_all`` and Alembic's stamp for each) anew for every test:
+    ~0.12 CPU-s and 0.5 s of a loaded machine. Here the first call in this process makes them as
+    Dagster does, in a directory kept as the template; every later call starts from a copy of it
+    (0.02 CPU-s): the same files Dagster made, each test its own directory and instance. Processes
+    the tests start are not affected."""
+    import dagster
+    import dagster._core.instance_for_test as module
+
+    if getattr(module.instance_for_test, "copied", False):
+        return
+    made = module.instance_for_test
+    template: list[str] = []
+
+    @contextlib.contextmanager
+    def instance_for_test(overrides=None, set_dagster_home=True, temp_dir=None, **kwargs):
+        if temp_dir is not None or overrides:
+            with made(overrides, set_dagster_home, temp_dir, **kwargs) as instance:
+                yield instance
+            return
+        if not template:
+            directory = tempfile.mkdtemp(prefix="dagster-instance-template-")
+            atexit.register(shutil.rmtree, directory, ignore_errors=True)
+            with made(temp_dir=directory) as instance:
+                instance.get_runs(limit=1)
+            os.remove(os.path.join(directory, "dagster.yaml"))  # each call writes its own
+            template.append(directory)
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as directory:
+            shutil.copytree(template[0], directory, dirs_exist_ok=True)
+            with made(overrides, set_dagster_home, directory, **kwargs) as instance:
+                yield instance
+
+    instance_for_test.copied = True
+    module.instance_for_test = instance_for_test
+    dagster.instance_for_test = instance_for_test
+
+
 def pytest_configure(config):
     temporary_files_in_memory()
     alembic_scripts_read_once()
+    dagster_test_instances_copied()
     _signals_at_their_defaults()
 
 
