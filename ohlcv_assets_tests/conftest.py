@@ -128,10 +128,53 @@ def dagster_test_instances_copied() -> None:
     dagster.instance_for_test = instance_for_test
 
 
+KEPT_ENGINES = 64  # the instances' run, schedule and event log index files, and the event logs of recent runs
+
+
+def dagster_sqlite_engines_kept() -> None:
+    """Dagster's SQLite storages make a new SQLAlchemy engine for every connection they open (one
+    per event stored, and per run, schedule or ``has_table`` query): a new engine has an empty
+    statement cache, so each statement is compiled again each time. Under py-spy, storing events
+    was two thirds of the main thread in ``test_perp_series.py``'s archive tests, half of it making
+    engines and compiling. Here those storages get the engine they had for the same file and
+    options (the last ``KEPT_ENGINES``): the same SQL, and still a new connection each time (their
+    ``NullPool``), only compiled once. Processes the tests start are not affected."""
+    import collections
+    import threading
+
+    from dagster._core.storage.event_log.sqlite import consolidated_sqlite_event_log, sqlite_event_log
+    from dagster._core.storage.runs.sqlite import sqlite_run_storage
+    from dagster._core.storage.schedules.sqlite import sqlite_schedule_storage
+    from sqlalchemy.pool import NullPool
+
+    modules = (sqlite_event_log, consolidated_sqlite_event_log, sqlite_run_storage, sqlite_schedule_storage)
+    if getattr(sqlite_event_log.create_engine, "kept", False):
+        return
+    made = sqlite_event_log.create_engine
+    engines: collections.OrderedDict = collections.OrderedDict()
+    lock = threading.Lock()
+
+    def create_engine(url, **kwargs):
+        if kwargs.get("poolclass") is not NullPool or set(kwargs) - {"poolclass", "connect_args"}:
+            return made(url, **kwargs)
+        key = (str(url), tuple(sorted((kwargs.get("connect_args") or {}).items())))
+        with lock:
+            engine = engines.pop(key, None) or made(url, **kwargs)
+            engines[key] = engine
+            while len(engines) > KEPT_ENGINES:
+                engines.popitem(last=False)
+        return engine
+
+    create_engine.kept = True
+    for module in modules:
+        module.create_engine = create_engine
+
+
 def pytest_configure(config):
     temporary_files_in_memory()
     alembic_scripts_read_once()
     dagster_test_instances_copied()
+    dagster_sqlite_engines_kept()
     _signals_at_their_defaults()
 
 
