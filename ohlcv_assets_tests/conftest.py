@@ -90,13 +90,19 @@ def alembic_scripts_read_once() -> None:
     ScriptDirectory.from_config = classmethod(from_config)
 
 
+NO_COMPUTE_LOGS = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}}
+
+
 def dagster_test_instances_copied() -> None:
     """``dg.instance_for_test()`` (no overrides, no directory given) makes its SQLite storages (runs,
     event log index, schedules: ``create_all`` and Alembic's stamp for each) anew for every test:
     ~0.12 CPU-s and 0.5 s of a loaded machine. Here the first call in this process makes them as
     Dagster does, in a directory kept as the template; every later call starts from a copy of it
-    (0.02 CPU-s): the same files Dagster made, each test its own directory and instance. Processes
-    the tests start are not affected."""
+    (0.02 CPU-s): the same files Dagster made, each test its own directory and instance. These
+    instances keep no compute logs (``NO_COMPUTE_LOGS``): Dagster's local manager starts two
+    ``tail -F`` and two Python watchers for every step (0.05 CPU-s a step in those processes, and
+    the wait for them to end), and no test reads them; the processes the tests start (``dagster
+    dev``, the daemon, the CLIs) keep their configured manager."""
     import dagster
     import dagster._core.instance_for_test as module
 
@@ -114,13 +120,13 @@ def dagster_test_instances_copied() -> None:
         if not template:
             directory = tempfile.mkdtemp(prefix="dagster-instance-template-")
             atexit.register(shutil.rmtree, directory, ignore_errors=True)
-            with made(temp_dir=directory) as instance:
+            with made(NO_COMPUTE_LOGS, temp_dir=directory) as instance:
                 instance.get_runs(limit=1)
             os.remove(os.path.join(directory, "dagster.yaml"))  # each call writes its own
             template.append(directory)
         with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as directory:
             shutil.copytree(template[0], directory, dirs_exist_ok=True)
-            with made(overrides, set_dagster_home, directory, **kwargs) as instance:
+            with made(NO_COMPUTE_LOGS, set_dagster_home, directory, **kwargs) as instance:
                 yield instance
 
     instance_for_test.copied = True
