@@ -1,5 +1,7 @@
 """Shared fixtures: a real simulator over HTTP, real warehouses (SQLite and PostgreSQL), a universe."""
 
+import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -88,9 +90,97 @@ def alembic_scripts_read_once() -> None:
     ScriptDirectory.from_config = classmethod(from_config)
 
 
+NO_COMPUTE_LOGS = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}}
+
+
+def dagster_test_instances_copied() -> None:
+    """``dg.instance_for_test()`` (no overrides, no directory given) makes its SQLite storages (runs,
+    event log index, schedules: ``create_all`` and Alembic's stamp for each) anew for every test:
+    ~0.12 CPU-s and 0.5 s of a loaded machine. Here the first call in this process makes them as
+    Dagster does, in a directory kept as the template; every later call starts from a copy of it
+    (0.02 CPU-s): the same files Dagster made, each test its own directory and instance. These
+    instances keep no compute logs (``NO_COMPUTE_LOGS``): Dagster's local manager starts two
+    ``tail -F`` and two Python watchers for every step (0.05 CPU-s a step in those processes, and
+    the wait for them to end), and no test reads them; the processes the tests start (``dagster
+    dev``, the daemon, the CLIs) keep their configured manager."""
+    import dagster
+    import dagster._core.instance_for_test as module
+
+    if getattr(module.instance_for_test, "copied", False):
+        return
+    made = module.instance_for_test
+    template: list[str] = []
+
+    @contextlib.contextmanager
+    def instance_for_test(overrides=None, set_dagster_home=True, temp_dir=None, **kwargs):
+        if temp_dir is not None or overrides:
+            with made(overrides, set_dagster_home, temp_dir, **kwargs) as instance:
+                yield instance
+            return
+        if not template:
+            directory = tempfile.mkdtemp(prefix="dagster-instance-template-")
+            atexit.register(shutil.rmtree, directory, ignore_errors=True)
+            with made(NO_COMPUTE_LOGS, temp_dir=directory) as instance:
+                instance.get_runs(limit=1)
+            os.remove(os.path.join(directory, "dagster.yaml"))  # each call writes its own
+            template.append(directory)
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as directory:
+            shutil.copytree(template[0], directory, dirs_exist_ok=True)
+            with made(NO_COMPUTE_LOGS, set_dagster_home, directory, **kwargs) as instance:
+                yield instance
+
+    instance_for_test.copied = True
+    module.instance_for_test = instance_for_test
+    dagster.instance_for_test = instance_for_test
+
+
+KEPT_ENGINES = 64  # the instances' run, schedule and event log index files, and the event logs of recent runs
+
+
+def dagster_sqlite_engines_kept() -> None:
+    """Dagster's SQLite storages make a new SQLAlchemy engine for every connection they open (one
+    per event stored, and per run, schedule or ``has_table`` query): a new engine has an empty
+    statement cache, so each statement is compiled again each time. Under py-spy, storing events
+    was two thirds of the main thread in ``test_perp_series.py``'s archive tests, half of it making
+    engines and compiling. Here those storages get the engine they had for the same file and
+    options (the last ``KEPT_ENGINES``): the same SQL, and still a new connection each time (their
+    ``NullPool``), only compiled once. Processes the tests start are not affected."""
+    import collections
+    import threading
+
+    from dagster._core.storage.event_log.sqlite import consolidated_sqlite_event_log, sqlite_event_log
+    from dagster._core.storage.runs.sqlite import sqlite_run_storage
+    from dagster._core.storage.schedules.sqlite import sqlite_schedule_storage
+    from sqlalchemy.pool import NullPool
+
+    modules = (sqlite_event_log, consolidated_sqlite_event_log, sqlite_run_storage, sqlite_schedule_storage)
+    if getattr(sqlite_event_log.create_engine, "kept", False):
+        return
+    made = sqlite_event_log.create_engine
+    engines: collections.OrderedDict = collections.OrderedDict()
+    lock = threading.Lock()
+
+    def create_engine(url, **kwargs):
+        if kwargs.get("poolclass") is not NullPool or set(kwargs) - {"poolclass", "connect_args"}:
+            return made(url, **kwargs)
+        key = (str(url), tuple(sorted((kwargs.get("connect_args") or {}).items())))
+        with lock:
+            engine = engines.pop(key, None) or made(url, **kwargs)
+            engines[key] = engine
+            while len(engines) > KEPT_ENGINES:
+                engines.popitem(last=False)
+        return engine
+
+    create_engine.kept = True
+    for module in modules:
+        module.create_engine = create_engine
+
+
 def pytest_configure(config):
     temporary_files_in_memory()
     alembic_scripts_read_once()
+    dagster_test_instances_copied()
+    dagster_sqlite_engines_kept()
     _signals_at_their_defaults()
 
 

@@ -12,6 +12,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from ohlcv_assets.cli.status import main as status_main
 from ohlcv_assets.definitions import build_definitions
 from ohlcv_assets.core.gaps import EXCHANGE_DOWNTIME, FILLABLE, Gap
 from ohlcv_assets.core.intervals import MINUTE_MS, day_bounds_ms, now_ms
@@ -23,15 +24,17 @@ from ohlcv_assets.warehouse.store import Warehouse
 from ohlcv_assets.warehouse.urls import public_url
 from ohlcv_assets_tests.conftest import REPO
 from ohlcv_assets_tests.helpers import DOWNTIME_DAY, merge_candles
+from ohlcv_assets_tests.processes import in_process
 
 DOWNTIME_DAY_MS = day_bounds_ms(DOWNTIME_DAY)[0]
 
 
 def status(env, *args, returncode=0):
-    out = subprocess.run([sys.executable, "-m", "ohlcv_assets.cli.status", "--json", *args], env=env, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == returncode, out.stdout[-2000:] + out.stderr[-2000:]
-    return json.loads(out.stdout)
+    """``ohlcv-status --json`` in this process (``processes.in_process``: the command's imports
+    are already paid); ``test_relative_paths_...`` starts it as a process, as a shell does."""
+    code, stdout, stderr = in_process(status_main, ["--json", *args], env)
+    assert code == returncode, stdout[-2000:] + stderr[-2000:]
+    return json.loads(stdout)
 
 
 def instance_home(tmp_path):
@@ -79,9 +82,8 @@ def test_a_missing_warehouse_is_an_error_naming_its_url_and_nothing_is_created(u
                              ({"OHLCV_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'elsewhere.db'}"}, tmp_path / "elsewhere.db")):
         env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "OHLCV_WAREHOUSE_URL")}
         env.update({"OHLCV_UNIVERSE": str(universe_file), **env_extra})
-        out = subprocess.run([sys.executable, "-m", "ohlcv_assets.cli.status"], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 2 and f"no warehouse at sqlite:///{where}" in out.stderr, out.stderr
+        code, _, stderr = in_process(status_main, [], env, cwd=tmp_path)
+        assert code == 2 and f"no warehouse at sqlite:///{where}" in stderr, stderr
         assert not where.exists() and not (tmp_path / "warehouse.db").exists()
 
 
@@ -134,10 +136,10 @@ def _materialize_one_day(universe, universe_file, warehouse_url, home):
 
 
 def status_fails(env, *args, cwd=None):
-    out = subprocess.run([sys.executable, "-m", "ohlcv_assets.cli.status", *args], env=env, capture_output=True, text=True,
-                         timeout=120, cwd=cwd)
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
-    return out.stderr
+    """An exception escaping ``main`` would fail the test here (a process would print its traceback)."""
+    code, stdout, stderr = in_process(status_main, list(args), env, cwd=cwd)
+    assert code == 2 and "Traceback" not in stderr, stdout[-2000:] + stderr[-2000:]
+    return stderr
 
 
 def test_status_reads_the_universe_the_instance_runs_with_and_refuses_another(simulator, universe, universe_file, tmp_path):
