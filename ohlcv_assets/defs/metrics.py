@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 import dagster as dg
 
 from ohlcv_assets.defs.dagster_internals import failed_partitions
-from ohlcv_assets.http.egress import budget_key
+from ohlcv_assets.http.egress import budget_key, parse_apart_budget_key
 from ohlcv_assets.core.gaps import BEFORE_LISTING, BEYOND_HISTORY, EXCHANGE_DOWNTIME, FILLABLE, NO_TRADES, RETIRED
 from ohlcv_assets.defs.monitoring import candle_age_ms, failing_checks
 from ohlcv_assets.core.names import candles_key, freshness_windows, split_partition_key_string
@@ -149,9 +148,6 @@ def counter_samples(warehouse: Warehouse) -> list[Sample]:
             for row in venue_counters.read(warehouse) for column, metric in _COUNTER_COLUMNS.items()]
 
 
-_APART_KEY = re.compile(r"(?P<venue>[^:@\s]+):(?P<budget>\w+)(?:@(?P<egress>\S+))?")  # RateBudget.apart's keys
-
-
 def budget_samples(universe: Universe, warehouse: Warehouse, now_s: float) -> list[Sample]:
     """Each venue's shared budget (one row per venue and egress address, keyed as ``budget_key``),
     and each budget it keeps apart (keyed ``<venue>:<budget>[@<egress>]``)."""
@@ -159,12 +155,12 @@ def budget_samples(universe: Universe, warehouse: Warehouse, now_s: float) -> li
     samples = []
     for key, tat in sorted(states.items()):
         venue, _, egress = key.partition("@")
-        apart = _APART_KEY.fullmatch(key)
+        apart = parse_apart_budget_key(key)
         if venue in universe.exchanges and budget_key(venue, egress or None) == key:
             samples.append(Sample("ohlcv_rate_budget_backlog_seconds", (venue, egress or DEFAULT_EGRESS), max(0.0, tat - now_s)))
-        elif apart and apart["venue"] in universe.exchanges:
+        elif apart and apart[0] in universe.exchanges:
             samples.append(Sample("ohlcv_rate_budget_apart_backlog_seconds",
-                                  (apart["venue"], apart["budget"], apart["egress"] or DEFAULT_EGRESS), max(0.0, tat - now_s)))
+                                  (apart[0], apart[1], apart[2] or DEFAULT_EGRESS), max(0.0, tat - now_s)))
     return samples
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ohlcv_assets.core.universe import ExchangeConfig
+from ohlcv_assets.http.egress import apart_budget_key
 from ohlcv_assets.warehouse.rate_holds import BudgetRows
 
 if TYPE_CHECKING:
@@ -170,8 +171,7 @@ class SharedRateBudget(RateBudget):
     def apart(self, name: str, limit: int, window_seconds: float) -> RateBudget:
         """Keyed ``<venue>:<name>[@<egress>]`` (e.g. ``binanceusdm:open_interest``: its own row, not
         read as the venue's budget); a lease is 1 % of its window's limit."""
-        venue, at, egress = self._key.partition("@")
-        return SharedRateBudget(self._engine, f"{venue}:{name}{at}{egress}", _apart_config(self._config, limit, window_seconds),
+        return SharedRateBudget(self._engine, apart_budget_key(self._key, name), _apart_config(self._config, limit, window_seconds),
                                 self._clock, lease_weight=max(1.0, 0.01 * limit))
 
     def _advance(self, floor: float, add: float) -> float:

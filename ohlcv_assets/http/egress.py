@@ -53,3 +53,19 @@ def bind_session(session: requests.Session, address: str | None, gate: SendGate 
 def budget_key(venue: str, address: str | None) -> str:
     """The shared rate budget's key: one per venue and egress address."""
     return venue if not address else f"{venue}@{address}"
+
+
+def apart_budget_key(key: str, name: str) -> str:
+    """The key of a budget a venue keeps apart (``name``: ``open_interest``) beside the budget
+    keyed ``key`` (``budget_key``): ``<venue>:<name>[@<address>]``, never read as an address."""
+    venue, at, address = key.partition("@")
+    return f"{venue}:{name}{at}{address}"
+
+
+def parse_apart_budget_key(key: str) -> tuple[str, str, str | None] | None:
+    """(venue, name, address) of an ``apart_budget_key``; None for any other key."""
+    head, _, address = key.partition("@")
+    venue, colon, name = head.partition(":")
+    if not colon or not venue or not name.isidentifier() or " " in key:
+        return None
+    return venue, name, address or None

@@ -72,16 +72,7 @@ instruments:
 def run_range(defs, instance, code: str, instrument: str, first: dt.date, last: dt.date) -> tuple[dict, dict]:
     """One ranged run of ``candles/<code>`` (``funding``: of ``funding_rates``); each day's
     materialization metadata and check evaluations."""
-    key = funding_key() if code == "funding" else candles_key(code)
-    result = dg.materialize([defs.get_assets_def(key)], instance=instance, resources=defs.resources,
-                            tags={RANGE_START_TAG: f"{first}|{instrument}", RANGE_END_TAG: f"{last}|{instrument}"})
-    assert result.success
-    meta = {dt.date.fromisoformat(m.partition.split("|")[0]): {k: v.value for k, v in m.metadata.items()}
-            for m in (ev.event_specific_data.materialization for ev in result.get_asset_materialization_events())}
-    checks: dict = {}
-    for evaluation in result.get_asset_check_evaluations():
-        checks.setdefault(dt.date.fromisoformat(evaluation.partition.split("|")[0]), {})[evaluation.check_name] = evaluation
-    return meta, checks
+    return run_range_of(defs, instance, funding_key() if code == "funding" else candles_key(code), instrument, first, last)
 
 
 def truth(sim, symbol: str, code: str, first: dt.date, last: dt.date) -> pd.DataFrame:
